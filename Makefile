@@ -1,0 +1,47 @@
+# postern - the commands users type.  The build itself is Meson.
+#   make            build (build/)
+#   make run        install what is missing, build, start posternd
+#   make test       install what is missing, build, run every test suite
+#   make install PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+BUILD  ?= build
+ASAN   ?= build-asan
+PYTHON ?= /usr/bin/python3
+
+.PHONY: all deps deps-test run test install clean lint
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	@tools/deps.sh build
+	meson setup $(BUILD) --prefix=$(PREFIX) -Dwerror=true
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) -Dwerror=true -Db_sanitize=address,undefined \
+	    -Db_lundef=false -Dbuildtype=debug \
+	    -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
+
+deps:
+	@tools/deps.sh build
+
+deps-test:
+	@tools/deps.sh test
+
+run: deps-test all
+	$(BUILD)/src/posternd/posternd --version
+
+test: deps-test all $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	$(PYTHON) tests/run.py --build $(BUILD) --asan $(ASAN)
+
+install: all
+	meson configure $(BUILD) --prefix=$(PREFIX)
+	meson install -C $(BUILD)
+
+lint:
+	tools/lint
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

@@ -1,0 +1,45 @@
+/*
+ * postern - SMTP AUTH client and admin tool.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <postern/version.h>
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: postern COMMAND [OPTIONS]\n"
+            "\n"
+            "Commands:\n"
+            "  send    submit a message, authenticating with SMTP AUTH\n"
+            "  probe   show what a server offers (TLS, mechanisms)\n"
+            "  pw      make a password verifier ({SCHEME}value)\n"
+            "  user    edit a passwd-file (add, passwd, del, list)\n"
+            "  bench   load generator\n"
+            "\n"
+            "  -h, --help      this help\n"
+            "  -V, --version   print the version\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 64; /* EX_USAGE */
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("postern %s (libpostern %s)\n", PST_VERSION_STRING,
+               pst_version());
+        return 0;
+    }
+    fprintf(stderr, "postern: unknown command '%s' (try --help)\n", argv[1]);
+    return 64;
+}

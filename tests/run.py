@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+"""Run every postern test suite and print one closing line.
+
+Suites: lint, the cmocka unit tests (counted case by case from their TAP
+output) in the normal build and again under ASan+UBSan, the exported-symbol
+check, and the pytest end-to-end suite.  The last line is
+"N passed, N failed[, N skipped]".
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+    def add(self, suite, name, ok, skipped=False, detail=""):
+        if skipped:
+            self.skipped += 1
+            print(f"SKIP {suite}: {name} {detail}".rstrip())
+        elif ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append(f"{suite}: {name}")
+            print(f"FAIL {suite}: {name}")
+            if detail:
+                print(detail.rstrip())
+
+
+def unit_binaries(build):
+    d = os.path.join(build, "tests", "unit")
+    if not os.path.isdir(d):
+        return []
+    return sorted(os.path.join(d, f) for f in os.listdir(d)
+                  if f.startswith("test_") and os.access(os.path.join(d, f), os.X_OK)
+                  and os.path.isfile(os.path.join(d, f)))
+
+
+TAP_RE = re.compile(r"^(not ok|ok) (\d+) - (.*?)(\s+# SKIP.*)?$")
+
+
+def run_unit(tally, suite, build, extra_env=None):
+    bins = unit_binaries(build)
+    if not bins:
+        tally.add(suite, "unit tests built", False, detail=f"none in {build}")
+        return
+    for b in bins:
+        env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
+        if extra_env:
+            env.update(extra_env)
+        try:
+            p = subprocess.run([b], cwd=ROOT, env=env, capture_output=True,
+                               text=True, errors="replace", timeout=600)
+        except subprocess.TimeoutExpired:
+            tally.add(suite, os.path.basename(b), False, detail="timed out")
+            continue
+        seen = 0
+        planned = None
+        for line in p.stdout.splitlines():
+            m = re.match(r"^1\.\.(\d+)", line)
+            if m:
+                planned = int(m.group(1))
+            m = TAP_RE.match(line)
+            if not m:
+                continue
+            seen += 1
+            name = f"{os.path.basename(b)}:{m.group(3)}"
+            ok = m.group(1) == "ok"
+            tally.add(suite, name, ok, skipped=bool(m.group(4)),
+                      detail="" if ok else (p.stdout + p.stderr)[-4000:])
+        # A crash or a short run is a failure of its own.
+        if p.returncode != 0 and (seen == 0 or planned is None or seen < planned):
+            tally.add(suite, f"{os.path.basename(b)} (exit {p.returncode})",
+                      False, detail=(p.stdout + p.stderr)[-4000:])
+        elif planned is not None and seen != planned:
+            tally.add(suite, f"{os.path.basename(b)} plan {planned}, ran {seen}",
+                      False)
+
+
+def run_lint(tally):
+    p = subprocess.run([os.path.join(ROOT, "tools", "lint")], cwd=ROOT,
+                       capture_output=True, text=True)
+    tally.add("lint", "tools/lint", p.returncode == 0, detail=p.stdout + p.stderr)
+
+
+def run_symbols(tally, build):
+    """Exported symbols of libpostern.so: every one pst_*, none pst__*."""
+    so = os.path.join(build, "lib", "libpostern.so")
+    if not os.path.exists(so):
+        tally.add("symbols", "libpostern.so built", False)
+        return
+    p = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True,
+                       text=True)
+    names = [l.split()[-1].split("@")[0] for l in p.stdout.splitlines()
+             if l.strip()]
+    names = [n for n in names if not n.startswith("POSTERN_")]
+    bad = [n for n in names if not n.startswith("pst_") or n.startswith("pst__")]
+    tally.add("symbols", "exports are pst_* only", not bad and len(names) > 10,
+              detail="unexpected: " + " ".join(bad[:20]))
+    wanted = ["pst_sasl_server_step", "pst_sasl_client_step", "pst_base64_decode",
+              "pst_cred_verify", "pst_strerror"]
+    missing = [w for w in wanted if w not in names]
+    tally.add("symbols", "public API exported", not missing,
+              detail="missing: " + " ".join(missing))
+
+
+def run_pytest(tally, build):
+    tests = os.path.join(ROOT, "tests", "e2e")
+    if not any(f.startswith("test_") and f.endswith(".py") for f in os.listdir(tests)):
+        return
+    xml = os.path.join(build, "e2e-junit.xml")
+    env = dict(os.environ, POSTERN_BUILD=os.path.abspath(build))
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"--junitxml={xml}", tests], cwd=ROOT, env=env,
+                       capture_output=True, text=True, errors="replace")
+    if not os.path.exists(xml):
+        tally.add("e2e", "pytest ran", False, detail=p.stdout + p.stderr)
+        return
+    root = ET.parse(xml).getroot()
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        failed = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        detail = ""
+        if failed:
+            el = case.find("failure") if case.find("failure") is not None else case.find("error")
+            detail = (el.get("message") or "") + "\n" + (el.text or "")[-3000:]
+        if skipped:
+            detail = case.find("skipped").get("message") or ""
+        tally.add("e2e", name, not failed, skipped=skipped, detail=detail)
+    if p.returncode not in (0, 1, 5):
+        tally.add("e2e", f"pytest exit {p.returncode}", False,
+                  detail=(p.stdout + p.stderr)[-4000:])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--asan", default=None)
+    ap.add_argument("--only", default=None,
+                    help="comma list of suites: lint,unit,asan,symbols,e2e")
+    a = ap.parse_args()
+    only = set(a.only.split(",")) if a.only else None
+    t = Tally()
+
+    def want(s):
+        return only is None or s in only
+
+    if want("lint"):
+        run_lint(t)
+    if want("unit"):
+        run_unit(t, "unit", a.build)
+    if want("symbols"):
+        run_symbols(t, a.build)
+    if a.asan and want("asan"):
+        run_unit(t, "asan", a.asan, {
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+        })
+    if want("e2e"):
+        run_pytest(t, a.build)
+    if t.failures:
+        print("\nFailed:")
+        for f in t.failures:
+            print("  " + f)
+    line = f"{t.passed} passed, {t.failed} failed"
+    if t.skipped:
+        line += f", {t.skipped} skipped"
+    print(line)
+    return 1 if t.failed or t.passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Install the Debian packages postern needs to build and test, if missing.
+# Idempotent.  As root it runs apt-get; otherwise it prints the exact
+# command and fails.
+#   tools/deps.sh build   # build only
+#   tools/deps.sh test    # build + everything the test suites use
+set -eu
+
+BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
+libcrypt-dev libpq-dev libidn-dev libcmocka-dev"
+TEST_PKGS="clang libclang-rt-14-dev libgsasl-dev gsasl python3 python3-pytest \
+python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
+libauthen-sasl-perl libnet-ssleay-perl libio-socket-ssl-perl openssl"
+
+case "${1:-test}" in
+build) want="$BUILD_PKGS" ;;
+test | run) want="$BUILD_PKGS $TEST_PKGS" ;;
+*) echo "usage: $0 build|test|run" >&2; exit 64 ;;
+esac
+
+missing=""
+for p in $want; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+    *" installed") ;;
+    *) missing="$missing $p" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "postern: missing packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "postern: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# dovecot-core and postgresql must not start services we do not use.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
