@@ -33,7 +33,8 @@ extern "C" {
     X(ENOENT,   -13, "no such entry")                                        \
     X(EEXIST,   -14, "entry exists")                                         \
     X(EIO,      -15, "input/output error")                                   \
-    X(ESYNTAX,  -16, "syntax error")
+    X(ESYNTAX,  -16, "syntax error")                                         \
+    X(EREJECT,  -17, "refused by the peer")
 
 enum pst_errno {
 #define PST_ERRNO_ENUM_(name, val, msg) PST_##name = (val),

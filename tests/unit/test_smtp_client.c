@@ -1,0 +1,616 @@
+/*
+ * The SMTP client session, driven by scripts: "S:" lines are fed as the
+ * server's bytes, "C:" lines must be exactly what the client sends next,
+ * "E:" lines are the next event ("E:FAIL EAUTH 535" checks type, error and
+ * code), "T" acknowledges STARTTLS, "D:" feeds message bytes (last chunk).
+ * Each script also runs with the server's bytes fed one at a time.
+ */
+#include <postern/smtp_client.h>
+
+#include "testutil.h"
+
+struct script_cfg {
+    const char *mech;
+    int implicit_tls;
+    int allow_plain;
+    enum pst_smtpc_starttls starttls;
+    int no_auth;
+    int probe;
+    const char *password;
+    size_t nrcpt;
+};
+
+static const char *const two_rcpts[] = {"a@example.test", "b@example.test"};
+
+static struct {
+    char buf[8192];
+    size_t len;
+} trace;
+
+static void
+trace_cb(void *ctx, int dir, const char *line, size_t len)
+{
+    (void)ctx;
+    if (trace.len + len + 4 < sizeof(trace.buf)) {
+        trace.len += (size_t)snprintf(trace.buf + trace.len,
+                                      sizeof(trace.buf) - trace.len,
+                                      "%s%.*s\n", dir ? "C: " : "S: ",
+                                      (int)len, line);
+    }
+}
+
+static const char *
+event_name(enum pst_smtpc_event_type t)
+{
+    switch (t) {
+    case PST_SMTPC_EV_STARTTLS: return "STARTTLS";
+    case PST_SMTPC_EV_EHLO: return "EHLO";
+    case PST_SMTPC_EV_AUTH: return "AUTH";
+    case PST_SMTPC_EV_DATA: return "DATA";
+    case PST_SMTPC_EV_DONE: return "DONE";
+    case PST_SMTPC_EV_FAIL: return "FAIL";
+    case PST_SMTPC_EV_CLOSE: return "CLOSE";
+    }
+    return "?";
+}
+
+/* Check the client's pending output is exactly want, then consume it. */
+static void
+expect_output(struct pst_smtpc *c, const char *want, int step)
+{
+    const uint8_t *p;
+    size_t len;
+
+    pst_smtpc_output(c, &p, &len);
+    if (len != strlen(want) || memcmp(p, want, len) != 0) {
+        fprintf(stderr, "step %d: client output\n", step);
+        assert_bytes_equal(p, len, want, strlen(want));
+    }
+    pst_smtpc_consume(c, len);
+}
+
+static void
+run_script(const struct script_cfg *sc, const char *const *script,
+           int bytewise, char *last_reply, size_t last_reply_size)
+{
+    struct pst_sasl_client_config sasl = {
+        .authcid = "tim",
+        .password = (const uint8_t *)(sc->password ? sc->password
+                                                   : "tanstaaftanstaaf"),
+    };
+    struct pst_smtpc_config cfg = {
+        .helo = "client.example.test",
+        .starttls = sc->starttls,
+        .implicit_tls = sc->implicit_tls,
+        .allow_plaintext_auth = sc->allow_plain,
+        .mech = sc->mech,
+        .sasl = sc->no_auth ? NULL : &sasl,
+        .probe = sc->probe,
+        .mail_from = "tim@example.test",
+        .rcpt = two_rcpts,
+        .nrcpt = sc->nrcpt ? sc->nrcpt : 1,
+        .size = 0,
+        .trace = trace_cb,
+    };
+    struct pst_smtpc *c;
+    struct pst_smtpc_event ev;
+    char pending[4096] = "";
+
+    sasl.password_len = strlen((const char *)sasl.password);
+    trace.len = 0;
+    trace.buf[0] = '\0';
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    for (int i = 0; script[i] != NULL; i++) {
+        const char *l = script[i];
+
+        if (strncmp(l, "S:", 2) == 0) {
+            const char *b = l + 2;
+
+            if (bytewise) {
+                for (size_t k = 0; b[k] != '\0'; k++)
+                    assert_rc(pst_smtpc_feed(c, (const uint8_t *)b + k, 1),
+                              0);
+            } else {
+                assert_rc(pst_smtpc_feed(c, (const uint8_t *)b, strlen(b)),
+                          0);
+            }
+        } else if (strncmp(l, "C:", 2) == 0) {
+            /* Consecutive C: lines form one pipelined write. */
+            snprintf(pending, sizeof(pending), "%s", l + 2);
+            while (script[i + 1] != NULL &&
+                   strncmp(script[i + 1], "C+", 2) == 0) {
+                i++;
+                strncat(pending, script[i] + 2,
+                        sizeof(pending) - strlen(pending) - 1);
+            }
+            expect_output(c, pending, i);
+        } else if (strncmp(l, "E:", 2) == 0) {
+            char type[16] = "", err[16] = "";
+            int code = -1;
+
+            sscanf(l + 2, "%15s %15s %d", type, err, &code);
+            if (pst_smtpc_next_event(c, &ev) != 1) {
+                fprintf(stderr, "step %d: got no event, want %s\n", i, type);
+                fail();
+            }
+            if (strcmp(event_name(ev.type), type) != 0) {
+                fprintf(stderr, "step %d: got event %s (%s: %s), want %s\n",
+                        i, event_name(ev.type), ev.stage, ev.reply, type);
+                fail();
+            }
+            if (err[0] != '\0' && strcmp(err, "-") != 0 &&
+                strcmp(pst_errname(ev.error), err) != 0) {
+                fprintf(stderr, "step %d: got error %s (%s), want %s\n", i,
+                        pst_errname(ev.error), ev.reply, err);
+                fail();
+            }
+            if (code >= 0 && ev.code != code) {
+                fprintf(stderr, "step %d: got code %d, want %d\n", i,
+                        ev.code, code);
+                fail();
+            }
+            if (last_reply != NULL)
+                snprintf(last_reply, last_reply_size, "%s", ev.reply);
+        } else if (strcmp(l, "T") == 0) {
+            assert_rc(pst_smtpc_tls_started(c), 0);
+        } else if (strncmp(l, "D:", 2) == 0) {
+            assert_rc(pst_smtpc_data(c, (const uint8_t *)l + 2,
+                                     strlen(l + 2), 1), 0);
+        } else {
+            fail_msg("bad script line %s", l);
+        }
+    }
+    /* Nothing left over. */
+    if (pst_smtpc_next_event(c, &ev) == 1) {
+        fprintf(stderr, "unexpected event %s (%s)\n", event_name(ev.type),
+                ev.reply);
+        fail();
+    }
+    expect_output(c, "", -1);
+    pst_smtpc_free(c);
+}
+
+static void
+run_both(const struct script_cfg *sc, const char *const *script)
+{
+    run_script(sc, script, 0, NULL, 0);
+    run_script(sc, script, 1, NULL, 0);
+}
+
+static void
+test_plain_message_no_pipelining(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 8BITMIME\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 2.1.0 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 2.1.5 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 End data with <CR><LF>.<CR><LF>\r\n",
+        "E:DATA",
+        "D:Subject: x\n\n.hello\nworld\r\n.\n..\nend",
+        "C:Subject: x\r\n\r\n..hello\r\nworld\r\n..\r\n...\r\nend\r\n.\r\n",
+        "S:250 2.0.0 Ok: queued as ABC\r\n",
+        "E:DONE OK 250",
+        "C:QUIT\r\n",
+        "S:221 2.0.0 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_pipelined_two_recipients(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x\r\n",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .nrcpt = 2};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_recipient_refused_no_data(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n550 5.1.1 No such user\r\n",
+        "E:FAIL EREJECT 550",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .nrcpt = 2};
+    char reply[256];
+
+    (void)state;
+    run_both(&sc, script);
+    run_script(&sc, script, 0, reply, sizeof(reply));
+    assert_string_equal(reply, "");  /* CLOSE is the last event */
+}
+
+static void
+test_starttls_then_auth_plain(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:STARTTLS\r\n",
+        "S:220 2.0.0 Ready to start TLS\r\n",
+        "E:STARTTLS",
+        "T",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-AUTH PLAIN LOGIN\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+        "S:235 2.7.0 Authentication successful\r\n",
+        "E:AUTH OK 235",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:",
+        "C:.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {0};
+
+    (void)state;
+    run_both(&sc, script);
+    /* The transcript never shows the credentials. */
+    assert_non_null(strstr(trace.buf, "C: AUTH PLAIN <redacted>\n"));
+    assert_null(strstr(trace.buf, "AHRpbQ"));
+}
+
+static void
+test_starttls_required_not_offered(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN CRAM-MD5\r\n",
+        "E:EHLO",
+        "E:FAIL ENOTSUP 0",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_REQUIRED};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_no_password_in_clear(void **state)
+{
+    /* Only PLAIN and LOGIN offered, no TLS: the password is never sent. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN LOGIN\r\n",
+        "E:EHLO",
+        "E:FAIL EWEAK 0",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const allowed[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH=LOGIN\r\n",
+        "E:EHLO",
+        "C:AUTH LOGIN dGlt\r\n",
+        "S:334 UGFzc3dvcmQ6\r\n",
+        "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n",
+        "S:535 5.7.8 Authentication credentials invalid\r\n",
+        "E:FAIL EAUTH 535",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+    char reply[256];
+
+    (void)state;
+    run_both(&sc, script);
+    /* --allow-plaintext-auth and the legacy "AUTH=" line. */
+    sc.allow_plain = 1;
+    run_both(&sc, allowed);
+    run_script(&sc, allowed, 0, reply, sizeof(reply));
+    assert_non_null(strstr(trace.buf, "S: 334 <redacted>\n"));
+    assert_null(strstr(trace.buf, "dGFuc3Rh"));
+}
+
+static void
+test_forced_mech_not_offered(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN LOGIN\r\n",
+        "E:EHLO",
+        "E:FAIL ENOTSUP 0",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.mech = "CRAM-MD5", .implicit_tls = 1};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_strongest_mech_cram_md5(void **state)
+{
+    /* RFC 2195 §2's challenge and answer, through the session. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH LOGIN PLAIN CRAM-MD5\r\n",
+        "E:EHLO",
+        "C:AUTH CRAM-MD5\r\n",
+        "S:334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+        "C:dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+        "S:235 2.7.0 Ok\r\n",
+        "E:AUTH",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:421 4.3.0 going down\r\n",
+        "E:FAIL ETEMP 421",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_bad_challenge_cancels(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH CRAM-MD5\r\n",
+        "E:EHLO",
+        "C:AUTH CRAM-MD5\r\n",
+        "S:334 not*base64\r\n",
+        "C:*\r\n",
+        "S:501 5.7.0 Authentication cancelled\r\n",
+        "E:FAIL EPROTO",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+static void
+test_malformed_replies(void **state)
+{
+    static const char *const bad[] = {
+        "220-a\r\n250 b\r\n",   /* codes differ */
+        "22 short\r\n",         /* too short */
+        "620 bad class\r\n",    /* not 2-5 */
+        "220xno separator\r\n", /* separator */
+        "220 nul\x01 here\r\n", /* control byte */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *script[] = {NULL, "E:FAIL EPROTO", "E:CLOSE", NULL};
+        char line[64];
+        struct script_cfg sc = {.no_auth = 1};
+
+        snprintf(line, sizeof(line), "S:%s", bad[i]);
+        script[0] = line;
+        run_script(&sc, script, 0, NULL, 0);
+    }
+}
+
+static void
+test_long_initial_response_deferred(void **state)
+{
+    /* RFC 4954 §4: an IR that would pass 512 octets goes after "334 ". */
+    char password[400];
+    struct pst_sasl_client_config sasl = {.authcid = "tim"};
+    struct pst_smtpc_config cfg = {
+        .helo = "c.example.test", .implicit_tls = 1, .sasl = &sasl,
+        .probe = 1,
+    };
+    struct pst_smtpc *c;
+    struct pst_smtpc_event ev;
+    const uint8_t *p;
+    size_t len;
+    static const char ehlo[] = "250-x\r\n250 AUTH PLAIN\r\n";
+
+    (void)state;
+    memset(password, 'p', sizeof(password));
+    sasl.password = (const uint8_t *)password;
+    sasl.password_len = sizeof(password);
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    pst_smtpc_consume(c, 1000);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    expect_output(c, "AUTH PLAIN\r\n", 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"334 \r\n", 6), 0);
+    pst_smtpc_output(c, &p, &len);
+    assert_int_equal(len, PST_BASE64_ENCLEN(sizeof(password) + 5) + 2);
+    pst_smtpc_consume(c, len);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"235 ok\r\n", 8), 0);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTPC_EV_EHLO);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTPC_EV_AUTH);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTPC_EV_DONE);
+    expect_output(c, "QUIT\r\n", 1);
+    pst_smtpc_free(c);
+}
+
+static void
+test_probe_capabilities(void **state)
+{
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP ready\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-SIZE 26214400\r\n"
+        "250-AUTH SCRAM-SHA-256 CRAM-MD5\r\n250-AUTH=LOGIN PLAIN\r\n"
+        "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
+        "E:EHLO",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct pst_smtpc_config cfg = {
+        .helo = "client.example.test", .probe = 1,
+        .starttls = PST_SMTPC_STARTTLS_NEVER,
+    };
+    struct pst_smtpc *c;
+    struct pst_smtpc_event ev;
+    struct script_cfg sc = {.probe = 1, .no_auth = 1,
+                            .starttls = PST_SMTPC_STARTTLS_NEVER};
+
+    (void)state;
+    run_both(&sc, script);
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)script[0] + 2,
+                             strlen(script[0] + 2)), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)script[2] + 2,
+                             strlen(script[2] + 2)), 0);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
+    assert_string_equal(pst_smtpc_mechs(c),
+                        "SCRAM-SHA-256 CRAM-MD5 LOGIN PLAIN");
+    assert_int_equal(pst_smtpc_ext(c),
+                     PST_SMTPC_EXT_SIZE | PST_SMTPC_EXT_AUTH |
+                         PST_SMTPC_EXT_ENHANCED | PST_SMTPC_EXT_8BITMIME |
+                         PST_SMTPC_EXT_STARTTLS);
+    assert_int_equal(pst_smtpc_size_limit(c), 26214400);
+    assert_string_equal(pst_smtpc_greeting(c),
+                        "220 mail.example.test ESMTP ready");
+    pst_smtpc_free(c);
+}
+
+static void
+test_data_during_tls_wait_refused(void **state)
+{
+    /* RFC 3207 §4.2: bytes after "220 Ready" before the handshake are an
+     * injection; the session fails instead of reading them. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 STARTTLS\r\n",
+        "E:EHLO",
+        "C:STARTTLS\r\n",
+        "S:220 go ahead\r\n250 injected\r\n",
+        "E:STARTTLS",
+        "E:FAIL EPROTO",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1};
+
+    (void)state;
+    run_script(&sc, script, 0, NULL, 0);
+}
+
+static void
+test_bad_config(void **state)
+{
+    struct pst_smtpc_config cfg = {
+        .helo = "c", .mail_from = "a@b", .rcpt = two_rcpts, .nrcpt = 1,
+    };
+    struct pst_smtpc *c;
+    static const char *const bad_rcpt[] = {"a b@c"};
+
+    (void)state;
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    pst_smtpc_free(c);
+    cfg.nrcpt = 0;
+    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    cfg.nrcpt = 1;
+    cfg.rcpt = bad_rcpt;
+    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    cfg.rcpt = two_rcpts;
+    cfg.mail_from = "a>b";
+    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    cfg.mail_from = "";
+    cfg.mech = "NOPE";
+    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_message_no_pipelining),
+        cmocka_unit_test(test_pipelined_two_recipients),
+        cmocka_unit_test(test_recipient_refused_no_data),
+        cmocka_unit_test(test_starttls_then_auth_plain),
+        cmocka_unit_test(test_starttls_required_not_offered),
+        cmocka_unit_test(test_no_password_in_clear),
+        cmocka_unit_test(test_forced_mech_not_offered),
+        cmocka_unit_test(test_strongest_mech_cram_md5),
+        cmocka_unit_test(test_bad_challenge_cancels),
+        cmocka_unit_test(test_malformed_replies),
+        cmocka_unit_test(test_long_initial_response_deferred),
+        cmocka_unit_test(test_probe_capabilities),
+        cmocka_unit_test(test_data_during_tls_wait_refused),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);
+}
