@@ -105,13 +105,17 @@ pst_sasl_server_step(struct pst_sasl_server *s, const uint8_t *in,
 {
     int rc;
 
+    pst_buf_reset(out);
     if (s->phase != SASL_PHASE_RUN)
-        return PST_ESTATE;
+        return pst__sasl_fail(s, PST_ESTATE,
+                              s->phase == SASL_PHASE_DONE ||
+                                      s->phase == SASL_PHASE_FAILED
+                                  ? "step after the end of the exchange"
+                                  : "step while an answer is awaited");
     if (in != NULL && in_len > PST_SASL_MAX_MESSAGE) {
         s->phase = SASL_PHASE_FAILED;
         return pst__sasl_fail(s, PST_ELIMIT, "client message too long");
     }
-    pst_buf_reset(out);
     rc = s->mech->server->step(s, in, in_len, out);
     s->steps++;
     switch (rc) {

@@ -108,4 +108,14 @@ extern const struct pst_sasl_mech pst__mech_digest_md5;
 extern const struct pst_sasl_mech pst__mech_scram_sha1;
 extern const struct pst_sasl_mech pst__mech_scram_sha256;
 
+/* cram_md5.c */
+/*
+ * Parse a CRAM-MD5 response in[0..len) as "user SP 32 lowercase hex digits"
+ * (RFC 2195 §2; the user ends at the last space).  *user_len gets the
+ * length of the user name, which starts at in; digest the decoded digest.
+ * Returns: 0, PST_EPROTO (malformed), PST_ELIMIT (user name too long).
+ */
+int pst__cram_md5_parse(const uint8_t *in, size_t len, size_t *user_len,
+                        uint8_t digest[16]);
+
 #endif
