@@ -1,0 +1,195 @@
+/*
+ * posternd - the configuration file (DESIGN.md "Interfaces / posternd";
+ * every key is documented in docs/posternd.conf.5).
+ *
+ * INI style: "key = value" lines, "#" comments (at the start of a line or
+ * after white space), blank lines, and one "[listener NAME]" section per
+ * listening socket.  Global keys come before the first section.  Parsing
+ * stops at the first error, reported as "FILE:LINE: message" ("FILE:
+ * message" for something missing from the whole file), and resolves every
+ * value to the typed fields below, defaults included.
+ */
+#ifndef POSTERND_CONFIG_H
+#define POSTERND_CONFIG_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <postern/buf.h>
+#include <postern/sasl.h>
+
+#include "log.h"
+
+#define CONFIG_ERR_MAX   512     /* bytes for an error message */
+#define CONFIG_FILE_MAX  1048576 /* a configuration file larger is refused */
+#define CONFIG_MAX_MECHS 16      /* mechanisms on one listener */
+#define CONFIG_LISTENERS_MAX 64
+#define CONFIG_CIDRS_MAX 256     /* entries of auth_throttle_exempt */
+#define CONFIG_ADDRESS_MAX 256   /* RFC 5321 §4.5.3.1.3: a path */
+
+enum config_userdb {
+    CONFIG_USERDB_PASSWD_FILE = 0, /* passwd-file:PATH */
+    CONFIG_USERDB_PGSQL,           /* pgsql:CONNINFO */
+};
+
+enum config_sender_check {
+    CONFIG_SENDER_STRICT = 0, /* MAIL FROM must be one of the user's own */
+    CONFIG_SENDER_OFF,        /* any sender */
+};
+
+enum config_tls {
+    CONFIG_TLS_NONE = 0,      /* plaintext only */
+    CONFIG_TLS_STARTTLS,      /* RFC 3207 */
+    CONFIG_TLS_IMPLICIT,      /* RFC 8314 §3.3: TLS from the first byte */
+};
+
+enum config_auth {
+    CONFIG_AUTH_REQUIRED = 0, /* MAIL before AUTH: 530 5.7.0 */
+    CONFIG_AUTH_OPTIONAL,     /* AUTH offered, not required */
+    CONFIG_AUTH_OFF,          /* AUTH not offered */
+};
+
+enum config_auth_before_tls {
+    CONFIG_ABT_NONE = 0,      /* AUTH only after STARTTLS */
+    CONFIG_ABT_CHALLENGE,     /* only mechanisms that never send the
+                                 password (no PST_MECH_SENDS_PASSWORD) */
+    CONFIG_ABT_ALL,           /* every configured mechanism */
+};
+
+/* One network in CIDR notation. */
+struct config_cidr {
+    int      family;          /* AF_INET or AF_INET6 */
+    unsigned prefix;          /* 0..32 or 0..128 */
+    uint8_t  addr[16];        /* network bytes; 4 used for AF_INET */
+};
+
+struct config_cidrs {
+    struct config_cidr *v;    /* owned */
+    size_t n;
+};
+
+struct config_listener {
+    char    *name;            /* from "[listener NAME]" */
+    char    *address;         /* as written: "127.0.0.1:587", "[::1]:587" */
+    struct sockaddr_storage addr; /* resolved, port included */
+    socklen_t addr_len;
+    enum config_tls tls;
+    enum config_auth auth;
+    enum config_auth_before_tls auth_before_tls;
+    /* In the order written (the order EHLO advertises). */
+    const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS];
+    size_t   n_mechs;
+    unsigned line;            /* of the section header, for messages */
+};
+
+struct config {
+    char    *file;            /* name used in messages */
+    /* Global keys: */
+    char    *hostname;
+    enum config_userdb userdb;
+    char    *userdb_arg;      /* PATH or CONNINFO */
+    char    *mailbox;         /* the template after "maildir:" */
+    char    *spool;
+    char    *tls_cert;        /* NULL if not set */
+    char    *tls_key;         /* NULL if not set */
+    int      tls_min_version; /* OpenSSL TLS1_2_VERSION etc. */
+    uint64_t max_message_size;   /* bytes (SIZE, RFC 1870) */
+    enum config_sender_check sender_check;
+    int      auth_throttle;      /* 1 yes, 0 no */
+    struct config_cidrs auth_throttle_exempt;
+    unsigned max_recipients;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned max_errors;
+    unsigned timeout_command;    /* seconds (RFC 5321 §4.5.3.2) */
+    unsigned timeout_data;
+    unsigned timeout_final;
+    unsigned grace_period;       /* seconds; 0 allowed */
+    unsigned workers;            /* 0: auto (one per core) */
+    enum log_level log_level;
+    int      legacy_auth_line;   /* 1: also "250-AUTH=LOGIN PLAIN" */
+    /* Sections: */
+    struct config_listener *listeners; /* owned */
+    size_t   n_listeners;
+};
+
+/*
+ * Parse len bytes of configuration text ([in] borrowed); file ([in]
+ * borrowed) names it in messages.  On success *out ([out] owned) is freed
+ * with config_free().  On failure *out is NULL and err (at least
+ * CONFIG_ERR_MAX bytes is enough) gets "file:line: message".
+ * Returns: 0, PST_ESYNTAX (an error in the text), PST_ENOMEM.
+ */
+int config_parse(const char *file, const char *text, size_t len,
+                 struct config **out, char *err, size_t err_size);
+
+/*
+ * Read and parse the file at path ([in] borrowed), named so in messages.
+ * Returns: as config_parse(), and PST_EIO (cannot read it; err says why).
+ */
+int config_load(const char *path, struct config **out, char *err,
+                size_t err_size);
+
+/* Free c; NULL is a no-op. */
+void config_free(struct config *c);
+
+/*
+ * Whether mechanism m is on listener l's list (1) or not (0).
+ */
+int config_listener_has_mech(const struct config_listener *l,
+                             const struct pst_sasl_mech *m);
+
+/*
+ * Whether listener l offers mechanism m on a connection that is under TLS
+ * (tls_active != 0) or not (1 = offered, 0 = not): m must be on the list,
+ * AUTH not off, and without TLS auth_before_tls must admit it ("challenge":
+ * only mechanisms without PST_MECH_SENDS_PASSWORD).  A mechanism not
+ * offered gets 504 5.5.4 (RFC 4954 §4).
+ */
+int config_listener_offers(const struct config_listener *l,
+                           const struct pst_sasl_mech *m, int tls_active);
+
+/*
+ * Parse one network: "192.0.2.0/24", "2001:db8::/32", or an address alone
+ * (a /32 or /128).  text ([in] borrowed) has len bytes.  Host bits set
+ * beyond the prefix are refused, since they usually mean a typo.
+ * Returns: 0, PST_ESYNTAX.
+ */
+int config_cidr_parse(const char *text, size_t len, struct config_cidr *out);
+
+/*
+ * Whether the address sa ([in] borrowed: a struct sockaddr_in or
+ * sockaddr_in6) lies in one of the networks of list (1) or not (0).  An
+ * IPv4-mapped IPv6 address (::ffff:192.0.2.1, what a dual-stack socket
+ * reports) is matched as the IPv4 address it carries.
+ */
+int config_cidrs_match(const struct config_cidrs *list,
+                       const struct sockaddr *sa);
+
+/*
+ * The Maildir path of address ("local@domain", [in] borrowed, addr_len
+ * bytes) under template tmpl ([in] borrowed: the value after "maildir:"),
+ * appended to out.  %u is the whole address, %n the local part, %d the
+ * domain (lowercased: RFC 5321 §2.4, domains are case-insensitive), %%
+ * a "%".  The address is split at its last "@".  Refused (out unchanged):
+ * an address without "@", an empty local part or domain, and a part that
+ * could leave the template's directory or name a hidden one: containing
+ * "/", "..", a NUL or another control byte, or starting with ".".  The
+ * expanded path must be absolute and no component of it may be "." or
+ * "..".
+ * Returns: 0, PST_EINVAL (refused address or bad template), PST_ELIMIT
+ * (the path is too long for out's ceiling), PST_ENOMEM.
+ */
+int config_mailbox_expand(const char *tmpl, const char *addr,
+                          size_t addr_len, struct pst_buf *out);
+
+/*
+ * Check a mailbox template: absolute, no "." or ".." component, only
+ * %u %n %d %% escapes.
+ * Returns: 0, PST_ESYNTAX (*why, a static string, says what is wrong).
+ */
+int config_mailbox_check(const char *tmpl, const char **why);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * posternd - durable Maildir delivery.
+ *
+ * A message is written once, to a file in SPOOL/tmp, while its DATA
+ * arrives; at the final dot it is fsync'd and hard-linked into the new/
+ * directory of every recipient's Maildir (cr.yp.to/proto/maildir.html),
+ * each new/ directory fsync'd, and only then is delivery reported.  All
+ * or nothing: the SMTP reply to the final dot is one reply for every
+ * recipient (RFC 5321 §4.1.1.4), so a failure for one recipient removes
+ * the links already made for the others, and the caller answers 451
+ * 4.3.0.  The spool file is removed in every case.
+ *
+ * Because delivery is link(2), the spool must be on the same filesystem as
+ * every mailbox: maildir_check_spool() verifies that at start-up, and a
+ * link that fails with EXDEV fails the delivery.
+ *
+ * Every call here may block on the disk (write, fsync): the daemon runs
+ * maildir_append() of large chunks and maildir_commit() on the libuv
+ * thread pool.  One message may be used by one thread at a time;
+ * different messages by any number of threads and processes at once:
+ * names are made of the time, pid, a process-wide counter and random
+ * bytes, and files are created with O_EXCL.
+ *
+ * The bytes appended are stored exactly as given (the caller decides the
+ * line endings and adds the Received header as the first chunk).
+ */
+#ifndef POSTERND_DELIVER_MAILDIR_H
+#define POSTERND_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <postern/error.h>
+
+#define MAILDIR_QID_LEN 20   /* characters of a queue id */
+#define MAILDIR_ERR_MAX 512  /* bytes of an error description */
+
+struct maildir_msg; /* one message being received: opaque */
+
+/*
+ * Create the spool's tmp/ directory if missing (mode 0700), and check that
+ * spool ([in] borrowed) and the mailboxes of template tmpl ([in]
+ * borrowed: the part after "maildir:"; its fixed directory part before
+ * the first "%", or the nearest existing parent of it) are on the same
+ * filesystem (st_dev), since delivery links files.  err (err_size bytes)
+ * says what is wrong.
+ * Returns: 0, PST_EINVAL (different filesystems, or not a directory),
+ * PST_EIO (a directory cannot be created or examined).
+ */
+int maildir_check_spool(const char *spool, const char *tmpl, char *err,
+                        size_t err_size);
+
+/*
+ * Start a message: create SPOOL/tmp/QID with O_EXCL, mode 0600.  spool
+ * and hostname ([in] borrowed) are copied; hostname goes into the names
+ * of the delivered files.  *out ([out] owned) is released with
+ * maildir_free() or maildir_abort().
+ * Returns: 0, PST_EINVAL (bad arguments), PST_EIO (cannot create the
+ * file: errno says why), PST_ETEMP (no random bytes), PST_ENOMEM.
+ */
+int maildir_begin(const char *spool, const char *hostname,
+                  struct maildir_msg **out);
+
+/* The queue id of m (MAILDIR_QID_LEN characters, for the Received header
+ * and the log), valid until m is freed. */
+const char *maildir_qid(const struct maildir_msg *m);
+
+/*
+ * Append len bytes ([in] borrowed) to the message.  Data is buffered and
+ * written in large blocks.  After an error every later call fails the
+ * same way, so a caller may keep reading DATA to the final dot and answer
+ * then.
+ * Returns: 0, PST_EIO (write failed: disk full, quota, file size limit;
+ * see maildir_error()), PST_ESTATE (already committed).
+ */
+int maildir_append(struct maildir_msg *m, const void *p, size_t len);
+
+/* Bytes appended so far. */
+uint64_t maildir_size(const struct maildir_msg *m);
+
+/*
+ * Deliver the message to n Maildirs (paths[], [in] borrowed, as made by
+ * config_mailbox_expand()).  Flushes and fsyncs the spool file, creates
+ * each Maildir with cur/, new/ and tmp/ as needed (mode 0700, parents
+ * too, each new directory and its parent fsync'd), links the file into
+ * new/ under a unique name "TIME.MUSECPPIDQCOUNTERRRANDOM.HOST,S=SIZE",
+ * and fsyncs new/.  Returns 0 only when every copy is durable.  On
+ * failure nothing is left in any new/ (links already made are removed
+ * again) and the spool file is removed.  Either way m is done: free it.
+ * Returns: 0, PST_EIO (see maildir_error(); also after a failed append),
+ * PST_EINVAL (n == 0 or a path not absolute or too long), PST_ESTATE
+ * (committed before), PST_ENOMEM.
+ */
+int maildir_commit(struct maildir_msg *m, const char *const *paths,
+                   size_t n);
+
+/*
+ * What failed last, "OPERATION PATH: strerror" ("link
+ * /var/mail/example.test/bob/new/...: No space left on device"), or ""
+ * if nothing did.  Valid until the next call on m.
+ */
+const char *maildir_error(const struct maildir_msg *m);
+
+/* The errno of the last failure (0 if none): ENOSPC and EDQUOT are disk
+ * full, for the log. */
+int maildir_errno(const struct maildir_msg *m);
+
+/*
+ * Discard a message (the client went away mid-DATA, or the transaction
+ * was reset): remove the spool file and free m.  NULL is a no-op.
+ */
+void maildir_abort(struct maildir_msg *m);
+
+/* Free m after maildir_commit(); before a commit it is maildir_abort().
+ * NULL is a no-op. */
+void maildir_free(struct maildir_msg *m);
+
+/*
+ * Remove files older than max_age seconds from SPOOL/tmp: left there by a
+ * crash before their message was acknowledged, so nobody was promised
+ * them.  Files of other posternd processes sharing the spool are younger
+ * than any sane max_age.
+ * Returns: the number of files removed, or PST_EIO.
+ */
+int maildir_spool_clean(const char *spool, unsigned max_age);
+
+#endif
