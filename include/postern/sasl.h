@@ -47,6 +47,7 @@ enum pst_sasl_status {
 #define PST_SASL_MAX_NAME      255   /* authcid / authzid, octets */
 #define PST_SASL_MAX_PASSWORD  1024  /* octets */
 #define PST_SCRAM_MIN_ITERATIONS 4096 /* RFC 7677 §4 / RFC 5802 §9 */
+#define PST_SCRAM_MAX_ITERATIONS 10000000 /* client: refuse more (DoS) */
 
 struct pst_sasl_mech;          /* a mechanism: constant, from the table */
 struct pst_sasl_server;        /* one server exchange */
@@ -86,6 +87,16 @@ struct pst_sasl_server_config {
     void       *random_ctx;
     unsigned    scram_iterations; /* for SCRAM keys derived from {PLAIN};
                                    0 means 4096 */
+    const uint8_t *scram_secret; /* [in] secret key for the fake salts
+                                   SCRAM shows unknown users: with it each
+                                   is HMAC(secret, user name), stable like
+                                   a stored salt; NULL: random per exchange */
+    size_t      scram_secret_len;
+    /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
+       NULL/0 for now. */
+    const char    *cb_type;     /* [in] reserved */
+    const uint8_t *cb_data;     /* [in] reserved */
+    size_t         cb_len;      /* reserved */
 };
 
 /*
@@ -184,13 +195,19 @@ struct pst_sasl_client_config {
     pst_random_fn  random;       /* NULL: RAND_bytes */
     void          *random_ctx;
     unsigned       scram_min_iterations; /* 0: PST_SCRAM_MIN_ITERATIONS */
+    /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
+       NULL/0 for now. */
+    const char    *cb_type;      /* [in] reserved */
+    const uint8_t *cb_data;      /* [in] reserved */
+    size_t         cb_len;       /* reserved */
 };
 
 /*
  * Start a client exchange of mechanism m.  cfg is copied (the password too).
  * *out ([out] owned) is freed with pst_sasl_client_free().
- * Returns: 0, PST_EINVAL (missing authcid or password), PST_EPREP (SCRAM:
- * name or password fails SASLprep), PST_ELIMIT, PST_ENOMEM.
+ * Returns: 0, PST_EINVAL (missing authcid or password), PST_ELIMIT,
+ * PST_ENOMEM.  (SCRAM applies SASLprep in its first step, which reports
+ * PST_EPREP.)
  */
 PST_EXTERN int pst_sasl_client_new(const struct pst_sasl_mech *m,
                                    const struct pst_sasl_client_config *cfg,
@@ -210,8 +227,12 @@ PST_EXTERN void pst_sasl_client_free(struct pst_sasl_client *c);
  * and expect success.
  * Returns: PST_SASL_CONTINUE, PST_SASL_DONE, PST_EPROTO (malformed
  * challenge), PST_EFORGED (the server's proof is wrong), PST_EWEAK (SCRAM
- * iteration count below the minimum), PST_ESTATE (challenge after the end),
- * PST_ELIMIT, PST_ENOMEM, PST_ETEMP (random source failed).
+ * iteration count below the minimum), PST_EAUTH (SCRAM: the server sent
+ * e=, refusing the client), PST_EPREP (SCRAM, first step: the name or
+ * password fails SASLprep), PST_ESTATE (challenge after the end),
+ * PST_ELIMIT (message too long; SCRAM iteration count above
+ * PST_SCRAM_MAX_ITERATIONS), PST_ENOMEM, PST_ETEMP (random source
+ * failed).
  */
 PST_EXTERN int pst_sasl_client_step(struct pst_sasl_client *c,
                                     const uint8_t *in, size_t in_len,

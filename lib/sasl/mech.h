@@ -118,4 +118,7 @@ extern const struct pst_sasl_mech pst__mech_scram_sha256;
 int pst__cram_md5_parse(const uint8_t *in, size_t len, size_t *user_len,
                         uint8_t digest[16]);
 
+#include "digest_md5.h"
+#include "scram.h"
+
 #endif

@@ -1,10 +1,14 @@
 /*
  * postern - SMTP AUTH client and admin tool.
  */
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <postern/version.h>
+
+#include "cmd_cred.h"
+#include "cmds.h"
 
 static void
 usage(FILE *f)
@@ -23,9 +27,24 @@ usage(FILE *f)
             "  -V, --version   print the version\n");
 }
 
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"send", cmd_send_main},
+    {"probe", cmd_probe_main},
+    {"pw", cmd_pw_main},
+    {"user", cmd_user_main},
+};
+
 int
 main(int argc, char **argv)
 {
+    char *self = argc > 0 ? basename(argv[0]) : NULL;
+
+    /* Invoked as sendmail (a link): sendmail's command line. */
+    if (self != NULL && strcmp(self, "sendmail") == 0)
+        return sendmail_main(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 64; /* EX_USAGE */
@@ -40,6 +59,9 @@ main(int argc, char **argv)
                pst_version());
         return 0;
     }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "postern: unknown command '%s' (try --help)\n", argv[1]);
     return 64;
 }

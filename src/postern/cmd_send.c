@@ -1,0 +1,715 @@
+/*
+ * postern send, and postern invoked as sendmail: submit one message.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "client.h"
+#include "cmds.h"
+#include "mime.h"
+
+#define SEND_MAX_RCPT 1000
+
+/* Settings from the command line and the client configuration file. */
+struct send_opts {
+    const char *server;
+    const char *user;
+    const char *password_file;
+    char *password;          /* from the config file only (secret) */
+    const char *mech;
+    const char *starttls;
+    const char *cafile;
+    int insecure;
+    int allow_plaintext;
+    const char *from;
+    const char *from_name;
+    const char *to[SEND_MAX_RCPT];
+    size_t nto;
+    const char *cc[SEND_MAX_RCPT];
+    size_t ncc;
+    const char *bcc[SEND_MAX_RCPT];
+    size_t nbcc;
+    const char *subject;
+    const char *body;
+    const char *attach[SEND_MAX_RCPT];
+    size_t nattach;
+    const char *helo;
+    unsigned timeout;
+    int verbose;
+};
+
+/* Config values live here (strdup'd) for the whole run. */
+static char *conf_strings[32];
+static size_t conf_nstrings;
+
+static const char *
+conf_keep(const char *s)
+{
+    char *p;
+
+    if (conf_nstrings == sizeof(conf_strings) / sizeof(conf_strings[0]))
+        return NULL;
+    p = strdup(s);
+    conf_strings[conf_nstrings++] = p;
+    return p;
+}
+
+static void
+conf_free(void)
+{
+    for (size_t i = 0; i < conf_nstrings; i++)
+        free(conf_strings[i]);
+    conf_nstrings = 0;
+}
+
+/*
+ * The client configuration file: "key = value" lines, '#' comments.
+ * Keys: server, user, password-file, password, mech, starttls, cafile,
+ * insecure, allow-plaintext-auth, from, helo, timeout.  A file holding a
+ * password must not be readable by others.
+ * Returns: 0 (read or absent), -1 (error printed).
+ */
+static int
+send_read_config(const char *path, struct send_opts *o, int must_exist)
+{
+    FILE *f = fopen(path, "re");
+    char line[1024];
+    unsigned lineno = 0;
+    struct stat st;
+
+    if (f == NULL) {
+        if (errno == ENOENT && !must_exist)
+            return 0;
+        fprintf(stderr, "postern: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *k = line, *v, *e;
+
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        while (*k == ' ' || *k == '\t')
+            k++;
+        if (*k == '#' || *k == '\0')
+            continue;
+        v = strchr(k, '=');
+        if (v == NULL) {
+            fprintf(stderr, "postern: %s:%u: expected key = value\n", path,
+                    lineno);
+            goto bad;
+        }
+        for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--)
+            ;
+        *e = '\0';
+        for (v++; *v == ' ' || *v == '\t'; v++)
+            ;
+        for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
+            *--e = '\0';
+        if (strcmp(k, "password") == 0) {
+            if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+                fprintf(stderr,
+                        "postern: %s holds a password but others can read "
+                        "it; run: chmod 600 %s\n", path, path);
+                goto bad;
+            }
+            if (o->password != NULL)
+                OPENSSL_clear_free(o->password, strlen(o->password));
+            o->password = strdup(v);
+            OPENSSL_cleanse(v, strlen(v));
+        } else if (strcmp(k, "server") == 0 && o->server == NULL) {
+            o->server = conf_keep(v);
+        } else if (strcmp(k, "user") == 0 && o->user == NULL) {
+            o->user = conf_keep(v);
+        } else if (strcmp(k, "password-file") == 0 &&
+                   o->password_file == NULL) {
+            o->password_file = conf_keep(v);
+        } else if (strcmp(k, "mech") == 0 && o->mech == NULL) {
+            o->mech = conf_keep(v);
+        } else if (strcmp(k, "starttls") == 0 && o->starttls == NULL) {
+            o->starttls = conf_keep(v);
+        } else if (strcmp(k, "cafile") == 0 && o->cafile == NULL) {
+            o->cafile = conf_keep(v);
+        } else if (strcmp(k, "from") == 0 && o->from == NULL) {
+            o->from = conf_keep(v);
+        } else if (strcmp(k, "helo") == 0 && o->helo == NULL) {
+            o->helo = conf_keep(v);
+        } else if (strcmp(k, "insecure") == 0) {
+            o->insecure |= strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
+        } else if (strcmp(k, "allow-plaintext-auth") == 0) {
+            o->allow_plaintext |= strcmp(v, "yes") == 0 ||
+                                  strcmp(v, "1") == 0;
+        } else if (strcmp(k, "timeout") == 0) {
+            o->timeout = (unsigned)strtoul(v, NULL, 10);
+        } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
+                   strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
+                   strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
+                   strcmp(k, "from") != 0 && strcmp(k, "helo") != 0) {
+            fprintf(stderr, "postern: %s:%u: unknown key '%s'\n", path,
+                    lineno, k);
+            goto bad;
+        }
+    }
+    OPENSSL_cleanse(line, sizeof(line));
+    fclose(f);
+    return 0;
+bad:
+    OPENSSL_cleanse(line, sizeof(line));
+    fclose(f);
+    return -1;
+}
+
+/* ~/.config/postern/config, then /etc/postern/client.conf. */
+static int
+send_default_configs(struct send_opts *o)
+{
+    const char *home = getenv("HOME"), *env = getenv("POSTERN_CONFIG");
+    char path[4096];
+
+    if (env != NULL)
+        return send_read_config(env, o, 1);
+    if (home != NULL) {
+        snprintf(path, sizeof(path), "%s/.config/postern/config", home);
+        if (send_read_config(path, o, 0) < 0)
+            return -1;
+    }
+    return send_read_config("/etc/postern/client.conf", o, 0);
+}
+
+/* --- The message --------------------------------------------------------- */
+
+struct mem_source {
+    const struct mbuf *m;
+    size_t off;
+};
+
+static int
+mem_read(void *ctx, uint8_t *buf, size_t cap, size_t *n)
+{
+    struct mem_source *s = ctx;
+    size_t left = s->m->len - s->off;
+
+    *n = left < cap ? left : cap;
+    memcpy(buf, s->m->data + s->off, *n);
+    s->off += *n;
+    return 0;
+}
+
+/* Read stdin to the end (or, sendmail without -i, to a lone "." line). */
+static int
+read_stdin(struct mbuf *m, int dot_ends)
+{
+    char buf[65536];
+    ssize_t r;
+
+    if (dot_ends) {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+
+        while ((n = getline(&line, &cap, stdin)) > 0) {
+            if (strcmp(line, ".\n") == 0 || strcmp(line, ".\r\n") == 0)
+                break;
+            if (mbuf_add(m, line, (size_t)n) < 0) {
+                free(line);
+                return -1;
+            }
+        }
+        free(line);
+        return ferror(stdin) ? -1 : 0;
+    }
+    while ((r = read(STDIN_FILENO, buf, sizeof(buf))) != 0) {
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (mbuf_add(m, buf, (size_t)r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static enum pst_smtpc_starttls
+starttls_mode(const char *s, int *ok)
+{
+    *ok = 1;
+    if (s == NULL || strcmp(s, "auto") == 0)
+        return PST_SMTPC_STARTTLS_AUTO;
+    if (strcmp(s, "required") == 0)
+        return PST_SMTPC_STARTTLS_REQUIRED;
+    if (strcmp(s, "never") == 0)
+        return PST_SMTPC_STARTTLS_NEVER;
+    *ok = 0;
+    return PST_SMTPC_STARTTLS_AUTO;
+}
+
+/* Submit msg to the envelope recipients; the common end of both modes. */
+static int
+send_submit(struct send_opts *o, const struct mbuf *msg,
+            const char *const *rcpt, size_t nrcpt)
+{
+    struct client_opts co = {0};
+    struct pst_sasl_client_config sasl = {0};
+    struct pst_smtpc_config cfg = {0};
+    struct client_result *res;
+    struct mem_source src = {.m = msg};
+    struct msg_source ms = {.read = mem_read, .ctx = &src,
+                            .total = msg->len};
+    char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
+    size_t pwlen = 0;
+    int ok, rc;
+
+    if (o->server == NULL) {
+        fprintf(stderr, "postern send: no server (--server smtp://HOST or "
+                "a configuration file)\n");
+        return EX_USAGE;
+    }
+    if (client_url_parse(o->server, &co.url, err, sizeof(err)) < 0) {
+        fprintf(stderr, "postern send: %s\n", err);
+        return EX_USAGE;
+    }
+    cfg.starttls = starttls_mode(o->starttls, &ok);
+    if (!ok) {
+        fprintf(stderr, "postern send: --starttls must be auto, required "
+                "or never\n");
+        return EX_USAGE;
+    }
+    if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
+                               NULL) {
+        fprintf(stderr, "postern send: unknown mechanism '%s'\n", o->mech);
+        return EX_USAGE;
+    }
+    if (o->insecure)
+        fprintf(stderr, "postern send: warning: --insecure: the server's "
+                "certificate is not checked, so anyone on the path can "
+                "pose as the server and read what is sent\n");
+    if (o->user != NULL) {
+        if (o->password != NULL) {
+            pwlen = strlen(o->password);
+            pw = malloc(pwlen + 1);
+            if (pw == NULL)
+                return EX_OSERR;
+            memcpy(pw, o->password, pwlen + 1);
+        } else if (client_password(o->password_file, "Password: ", &pw,
+                                   &pwlen, err, sizeof(err)) < 0) {
+            fprintf(stderr, "postern send: %s\n", err);
+            return EX_USAGE;
+        }
+        sasl.authcid = o->user;
+        sasl.password = (const uint8_t *)pw;
+        sasl.password_len = pwlen;
+        sasl.host = co.url.host;
+        cfg.sasl = &sasl;
+    }
+    co.cafile = o->cafile;
+    co.insecure = o->insecure;
+    co.verbose = o->verbose;
+    co.timeout = o->timeout;
+    co.progress = isatty(STDERR_FILENO) && msg->len > 256 * 1024;
+    cfg.helo = o->helo;
+    cfg.allow_plaintext_auth = o->allow_plaintext;
+    cfg.mech = o->mech;
+    cfg.mail_from = o->from;
+    cfg.rcpt = rcpt;
+    cfg.nrcpt = nrcpt;
+    cfg.size = msg->len;
+    for (size_t i = 0; i < msg->len; i++)
+        if (msg->data[i] >= 0x80) {
+            cfg.body_8bit = 1;
+            break;
+        }
+    res = calloc(1, sizeof(*res));
+    if (res == NULL) {
+        OPENSSL_clear_free(pw, pwlen + 1);
+        return EX_OSERR;
+    }
+    rc = client_run(&co, &cfg, &ms, res);
+    if (pw != NULL)
+        OPENSSL_clear_free(pw, pwlen + 1);
+    if (rc == 0) {
+        if (o->verbose)
+            fprintf(stderr, "postern send: sent: %s\n", res->text);
+        free(res);
+        return EX_OK;
+    }
+    client_describe(res, desc, sizeof(desc));
+    fprintf(stderr, "postern send: %s\n", desc);
+    rc = client_exit_code(res);
+    free(res);
+    return rc;
+}
+
+/* --- postern send -------------------------------------------------------- */
+
+static void
+send_usage(FILE *f)
+{
+    fprintf(f,
+"usage: postern send --server smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
+"                    [--user USER] [--password-file FILE] [--mech MECH]\n"
+"                    [--starttls=auto|required|never] [--cafile FILE]\n"
+"                    [--insecure] [--allow-plaintext-auth]\n"
+"                    --from ADDR --to ADDR [--to ADDR...] [--cc ADDR...]\n"
+"                    [--bcc ADDR...] [--subject TEXT] [--body FILE]\n"
+"                    [--attach FILE...] [-v] [< message]\n"
+"\n"
+"Submit one message.  Without --subject, --body or --attach the message\n"
+"is read from stdin (Date and Message-ID are added when missing).\n"
+"\n"
+"  --server URL          smtp:// (port 587, STARTTLS) or smtps:// (465)\n"
+"  --user USER           authenticate as USER (SMTP AUTH)\n"
+"  --password-file FILE  the password is FILE's first line; otherwise\n"
+"                        $POSTERN_PASSWORD, otherwise a prompt\n"
+"  --mech MECH           use this mechanism or fail (exit 69) without\n"
+"                        sending the password; default: the strongest\n"
+"                        offered of SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
+"                        CRAM-MD5 PLAIN LOGIN\n"
+"  --starttls=MODE       auto (default: when offered), required, never\n"
+"  --cafile FILE         trust these CA certificates\n"
+"  --insecure            do not verify the server's certificate\n"
+"  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"
+"  --helo NAME           EHLO name (default: this host)\n"
+"  --timeout SECONDS     per network wait (default 60)\n"
+"  -v, --verbose         print the transcript (AUTH data redacted)\n"
+"\n"
+"Exit: 0 sent, 64 usage, 65 bad message, 69 refused, 75 try later,\n"
+"77 authentication failed.\n");
+}
+
+enum {
+    OPT_SERVER = 256, OPT_USER, OPT_PWFILE, OPT_MECH, OPT_STARTTLS,
+    OPT_CAFILE, OPT_INSECURE, OPT_PLAIN, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC,
+    OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT,
+};
+
+static int
+add_list(const char **list, size_t *n, const char *v)
+{
+    if (*n == SEND_MAX_RCPT) {
+        fprintf(stderr, "postern send: too many addresses or files\n");
+        return -1;
+    }
+    list[(*n)++] = v;
+    return 0;
+}
+
+int
+cmd_send_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"user", required_argument, NULL, OPT_USER},
+        {"password-file", required_argument, NULL, OPT_PWFILE},
+        {"mech", required_argument, NULL, OPT_MECH},
+        {"starttls", required_argument, NULL, OPT_STARTTLS},
+        {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"cc", required_argument, NULL, OPT_CC},
+        {"bcc", required_argument, NULL, OPT_BCC},
+        {"subject", required_argument, NULL, OPT_SUBJECT},
+        {"body", required_argument, NULL, OPT_BODY},
+        {"attach", required_argument, NULL, OPT_ATTACH},
+        {"helo", required_argument, NULL, OPT_HELO},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct send_opts o = {0};
+    struct mbuf msg = {0}, raw = {0};
+    const char *rcpt[3 * SEND_MAX_RCPT];
+    size_t nrcpt = 0;
+    char err[512], domain[256];
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_SERVER: o.server = optarg; break;
+        case OPT_USER: o.user = optarg; break;
+        case OPT_PWFILE: o.password_file = optarg; break;
+        case OPT_MECH: o.mech = optarg; break;
+        case OPT_STARTTLS: o.starttls = optarg; break;
+        case OPT_CAFILE: o.cafile = optarg; break;
+        case OPT_INSECURE: o.insecure = 1; break;
+        case OPT_PLAIN: o.allow_plaintext = 1; break;
+        case OPT_FROM: o.from = optarg; break;
+        case OPT_TO:
+            if (add_list(o.to, &o.nto, optarg) < 0)
+                return EX_USAGE;
+            break;
+        case OPT_CC:
+            if (add_list(o.cc, &o.ncc, optarg) < 0)
+                return EX_USAGE;
+            break;
+        case OPT_BCC:
+            if (add_list(o.bcc, &o.nbcc, optarg) < 0)
+                return EX_USAGE;
+            break;
+        case OPT_SUBJECT: o.subject = optarg; break;
+        case OPT_BODY: o.body = optarg; break;
+        case OPT_ATTACH:
+            if (add_list(o.attach, &o.nattach, optarg) < 0)
+                return EX_USAGE;
+            break;
+        case OPT_HELO: o.helo = optarg; break;
+        case OPT_TIMEOUT: o.timeout = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'v': o.verbose = 1; break;
+        case 'h':
+            send_usage(stdout);
+            return EX_OK;
+        default:
+            send_usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "postern send: unexpected argument '%s'\n",
+                argv[optind]);
+        return EX_USAGE;
+    }
+    if (o.server == NULL && send_default_configs(&o) < 0)
+        return EX_CONFIG;
+    if (o.from == NULL || o.nto + o.ncc + o.nbcc == 0) {
+        fprintf(stderr, "postern send: --from and at least one --to, --cc "
+                "or --bcc are required\n");
+        conf_free();
+        return EX_USAGE;
+    }
+    {
+        const char *at = strrchr(o.from, '@');
+
+        snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1
+                                                          : "localhost");
+    }
+    if (o.subject != NULL || o.body != NULL || o.nattach > 0 ||
+        isatty(STDIN_FILENO)) {
+        struct compose cp = {
+            .from = o.from, .to = o.to, .nto = o.nto, .cc = o.cc,
+            .ncc = o.ncc, .subject = o.subject, .body_file = o.body,
+            .attach = o.attach, .nattach = o.nattach,
+            .msgid_domain = domain,
+        };
+
+        if (mime_compose(&cp, &msg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "postern send: %s\n", err);
+            mbuf_free(&msg);
+            conf_free();
+            return EX_NOINPUT;
+        }
+    } else {
+        if (read_stdin(&raw, 0) < 0) {
+            fprintf(stderr, "postern send: reading the message: %s\n",
+                    strerror(errno));
+            mbuf_free(&raw);
+            conf_free();
+            return EX_IOERR;
+        }
+        if (raw.len == 0) {
+            fprintf(stderr, "postern send: the message is empty\n");
+            mbuf_free(&raw);
+            conf_free();
+            return EX_DATAERR;
+        }
+        if (mime_complete(raw.data, raw.len, o.from, domain, 0, &msg, err,
+                          sizeof(err)) < 0) {
+            fprintf(stderr, "postern send: %s\n", err);
+            mbuf_free(&raw);
+            mbuf_free(&msg);
+            conf_free();
+            return EX_DATAERR;
+        }
+        mbuf_free(&raw);
+    }
+    for (size_t i = 0; i < o.nto; i++)
+        rcpt[nrcpt++] = o.to[i];
+    for (size_t i = 0; i < o.ncc; i++)
+        rcpt[nrcpt++] = o.cc[i];
+    for (size_t i = 0; i < o.nbcc; i++)
+        rcpt[nrcpt++] = o.bcc[i];
+    rc = send_submit(&o, &msg, rcpt, nrcpt);
+    mbuf_free(&msg);
+    if (o.password != NULL)
+        OPENSSL_clear_free(o.password, strlen(o.password));
+    conf_free();
+    return rc;
+}
+
+/* --- sendmail ------------------------------------------------------------ */
+
+/*
+ * The options programs pass to sendmail (Postfix sendmail(1), msmtp):
+ * -t, -i, -oi, -f ADDR, -F NAME, -v, recipients as arguments.  Other
+ * -o options and -B, -bm, -em, -N, -R, -X are accepted and ignored, as
+ * msmtp does.
+ */
+int
+sendmail_main(int argc, char **argv)
+{
+    struct send_opts o = {0};
+    struct mbuf raw = {0}, msg = {0};
+    const char **rcpt = NULL;
+    char **hdr_rcpt = NULL, err[512], domain[256], from_buf[512];
+    size_t nrcpt = 0, nhdr = 0;
+    int read_t = 0, dot_ends = 1, rc = EX_USAGE, i;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-')
+            break;
+        if (strcmp(a, "-t") == 0) {
+            read_t = 1;
+        } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
+            dot_ends = 0;
+        } else if (strcmp(a, "-v") == 0) {
+            o.verbose = 1;
+        } else if (strncmp(a, "-f", 2) == 0 || strncmp(a, "-r", 2) == 0) {
+            o.from = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+        } else if (strncmp(a, "-F", 2) == 0) {
+            o.from_name = a[2] != '\0' ? a + 2
+                                       : (i + 1 < argc ? argv[++i] : NULL);
+        } else if (strcmp(a, "-B") == 0 || strcmp(a, "-N") == 0 ||
+                   strcmp(a, "-R") == 0 || strcmp(a, "-X") == 0) {
+            i++; /* takes an argument we ignore */
+        } else if (strncmp(a, "-o", 2) == 0 || strncmp(a, "-b", 2) == 0 ||
+                   strncmp(a, "-e", 2) == 0) {
+            if (strcmp(a, "-bp") == 0 || strcmp(a, "-bs") == 0) {
+                fprintf(stderr, "sendmail: %s is not supported\n", a);
+                return EX_USAGE;
+            }
+        } else {
+            fprintf(stderr, "sendmail: unknown option %s\n", a);
+            return EX_USAGE;
+        }
+    }
+    if (send_default_configs(&o) < 0)
+        return EX_CONFIG;
+    if (read_stdin(&raw, dot_ends) < 0) {
+        fprintf(stderr, "sendmail: reading the message: %s\n",
+                strerror(errno));
+        rc = EX_IOERR;
+        goto out;
+    }
+    if (o.from == NULL) {
+        /* Default sender: the configured user when it is an address. */
+        if (o.user != NULL && strchr(o.user, '@') != NULL)
+            o.from = o.user;
+        else {
+            const char *u = getenv("USER");
+            char host[256];
+
+            client_helo_name(host, sizeof(host));
+            snprintf(from_buf, sizeof(from_buf), "%s@%s",
+                     u != NULL ? u : "root", host);
+            o.from = from_buf;
+        }
+    }
+    rcpt = calloc((size_t)argc + SEND_MAX_RCPT, sizeof(*rcpt));
+    if (rcpt == NULL) {
+        rc = EX_OSERR;
+        goto out;
+    }
+    if (read_t && mime_header_recipients(raw.data, raw.len, &hdr_rcpt,
+                                         &nhdr) < 0) {
+        rc = EX_OSERR;
+        goto out;
+    }
+    for (size_t k = 0; k < nhdr && nrcpt < SEND_MAX_RCPT; k++)
+        rcpt[nrcpt++] = hdr_rcpt[k];
+    for (; i < argc; i++)
+        rcpt[nrcpt++] = argv[i];
+    if (nrcpt == 0) {
+        fprintf(stderr, "sendmail: no recipients\n");
+        rc = EX_USAGE;
+        goto out;
+    }
+    {
+        const char *at = strrchr(o.from, '@');
+
+        snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1
+                                                          : "localhost");
+    }
+    if (o.from_name != NULL) {
+        /* -F: the full name for a From field we add. */
+        struct mbuf fromhdr = {0};
+
+        if (mbuf_str(&fromhdr, "") < 0 ||
+            mime_encode_header_text(&fromhdr, o.from_name) < 0) {
+            mbuf_free(&fromhdr);
+            rc = EX_OSERR;
+            goto out;
+        }
+        snprintf(from_buf, sizeof(from_buf), "%s <%s>",
+                 (const char *)fromhdr.data, o.from);
+        mbuf_free(&fromhdr);
+    }
+    if (mime_complete(raw.data, raw.len, NULL, domain, read_t, &msg, err,
+                      sizeof(err)) < 0) {
+        fprintf(stderr, "sendmail: %s\n", err);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    {
+        /* Add From when the message has none (with -F's name). */
+        struct mbuf full = {0};
+        int has_from = 0;
+
+        for (size_t k = 0; k + 5 <= msg.len; ) {
+            const uint8_t *nl;
+
+            if (msg.data[k] == '\r' || msg.data[k] == '\n')
+                break;
+            if (strncasecmp((const char *)msg.data + k, "From:", 5) == 0)
+                has_from = 1;
+            nl = memchr(msg.data + k, '\n', msg.len - k);
+            if (nl == NULL)
+                break;
+            k = (size_t)(nl - msg.data) + 1;
+        }
+        if (!has_from) {
+            if ((o.from_name != NULL
+                     ? mbuf_printf(&full, "From: %s\r\n", from_buf)
+                     : mbuf_printf(&full, "From: <%s>\r\n", o.from)) < 0 ||
+                mbuf_add(&full, msg.data, msg.len) < 0) {
+                mbuf_free(&full);
+                rc = EX_OSERR;
+                goto out;
+            }
+            mbuf_free(&msg);
+            msg = full;
+        }
+    }
+    rc = send_submit(&o, &msg, rcpt, nrcpt);
+out:
+    for (size_t k = 0; k < nhdr; k++)
+        free(hdr_rcpt[k]);
+    free(hdr_rcpt);
+    free(rcpt);
+    mbuf_free(&raw);
+    mbuf_free(&msg);
+    if (o.password != NULL)
+        OPENSSL_clear_free(o.password, strlen(o.password));
+    conf_free();
+    return rc;
+}

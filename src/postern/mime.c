@@ -1,0 +1,652 @@
+/*
+ * Message composition for `postern send`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <postern/base64.h>
+
+#include "mime.h"
+
+/* --- mbuf ---------------------------------------------------------------- */
+
+int
+mbuf_add(struct mbuf *b, const void *p, size_t len)
+{
+    if (len > SIZE_MAX / 2 - b->len - 1)
+        return -1;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        uint8_t *q;
+
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        q = realloc(b->data, cap);
+        if (q == NULL)
+            return -1;
+        b->data = q;
+        b->cap = cap;
+    }
+    if (len > 0)
+        memcpy(b->data + b->len, p, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int
+mbuf_str(struct mbuf *b, const char *s)
+{
+    return mbuf_add(b, s, strlen(s));
+}
+
+int
+mbuf_printf(struct mbuf *b, const char *fmt, ...)
+{
+    char small[512], *p = small;
+    va_list ap;
+    int n, rc;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n >= sizeof(small)) {
+        p = malloc((size_t)n + 1);
+        if (p == NULL)
+            return -1;
+        va_start(ap, fmt);
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    rc = mbuf_add(b, p, (size_t)n);
+    if (p != small)
+        free(p);
+    return rc;
+}
+
+void
+mbuf_free(struct mbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* --- Pieces -------------------------------------------------------------- */
+
+static int
+is_plain_ascii(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Length of the UTF-8 sequence starting at p (1 for a stray byte). */
+static size_t
+utf8_seq_len(const unsigned char *p)
+{
+    size_t n = 1;
+
+    if (*p >= 0xf0)
+        n = 4;
+    else if (*p >= 0xe0)
+        n = 3;
+    else if (*p >= 0xc0)
+        n = 2;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 1;
+    return n;
+}
+
+int
+mime_encode_header_text(struct mbuf *out, const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t len = strlen(text);
+    int first = 1;
+
+    if (is_plain_ascii(text) && strstr(text, "=?") == NULL)
+        return mbuf_str(out, text);
+    /* RFC 2047 §2: an encoded-word is at most 75 characters; "=?UTF-8?B?"
+     * + "?=" leave 63 for base64, i.e. 45 bytes, never splitting a UTF-8
+     * character (§5 rule 3). */
+    while (len > 0) {
+        struct pst_buf b;
+        size_t take = 0;
+        int rc;
+
+        while (take < len) {
+            size_t n = utf8_seq_len(p + take);
+
+            if (take + n > 45 || take + n > len)
+                break;
+            take += n;
+        }
+        if (take == 0)
+            take = len < 45 ? len : 45;
+        pst_buf_init(&b, 128, 0);
+        rc = pst_base64_encode(p, take, &b);
+        if (rc == 0)
+            rc = mbuf_printf(out, "%s=?UTF-8?B?%.*s?=", first ? "" : "\r\n ",
+                             (int)b.len, (const char *)b.data);
+        pst_buf_clear(&b);
+        if (rc < 0)
+            return -1;
+        first = 0;
+        p += take;
+        len -= take;
+    }
+    return 0;
+}
+
+const char *
+mime_type_for(const char *filename)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"pdf", "application/pdf"},   {"tif", "image/tiff"},
+        {"tiff", "image/tiff"},       {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},       {"png", "image/png"},
+        {"gif", "image/gif"},         {"txt", "text/plain"},
+        {"log", "text/plain"},        {"csv", "text/csv"},
+        {"html", "text/html"},        {"htm", "text/html"},
+        {"xml", "application/xml"},   {"json", "application/json"},
+        {"zip", "application/zip"},   {"gz", "application/gzip"},
+        {"eml", "message/rfc822"},
+    };
+    const char *dot = strrchr(filename, '.');
+
+    if (dot != NULL && strchr(dot, '/') == NULL)
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            if (strcasecmp(dot + 1, types[i].ext) == 0)
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+static int
+read_file(const char *path, struct mbuf *out, char *err, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t buf[65536];
+    ssize_t r;
+
+    if (fd < 0) {
+        snprintf(err, n, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while ((r = read(fd, buf, sizeof(buf))) != 0) {
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, n, "%s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (mbuf_add(out, buf, (size_t)r) < 0) {
+            snprintf(err, n, "%s: out of memory", path);
+            close(fd);
+            return -1;
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+static int
+add_date(struct mbuf *out)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu",
+                                       "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
+                                         "Jun", "Jul", "Aug", "Sep", "Oct",
+                                         "Nov", "Dec"};
+    long off;
+
+    localtime_r(&now, &tm);
+    off = tm.tm_gmtoff / 60;
+    /* RFC 5322 §3.3, in English whatever the locale. */
+    snprintf(date, sizeof(date), "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+    return mbuf_printf(out, "Date: %s\r\n", date);
+}
+
+static int
+add_msgid(struct mbuf *out, const char *domain)
+{
+    unsigned char r[12];
+    char hex[25];
+
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return mbuf_printf(out, "Message-ID: <%lx.%s@%s>\r\n", (long)time(NULL),
+                       hex, domain != NULL && domain[0] != '\0' ? domain
+                                                               : "localhost");
+}
+
+static int
+add_address_list(struct mbuf *out, const char *field,
+                  const char *const *list, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (mbuf_printf(out, "%s: ", field) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (mbuf_printf(out, "%s<%s>", i ? ",\r\n " : "", list[i]) < 0)
+            return -1;
+    return mbuf_str(out, "\r\n");
+}
+
+/* RFC 2231 §4: filename*=UTF-8''percent-encoded for non-ASCII names. */
+static int
+add_filename(struct mbuf *out, const char *param, const char *name)
+{
+    const unsigned char *p = (const unsigned char *)name;
+
+    if (is_plain_ascii(name) && strpbrk(name, "\"\\") == NULL)
+        return mbuf_printf(out, "; %s=\"%s\"", param, name);
+    if (mbuf_printf(out, "; %s*=UTF-8''", param) < 0)
+        return -1;
+    for (; *p != '\0'; p++) {
+        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || strchr("!#$&+-.^_`|~", *p);
+
+        if (ok ? mbuf_add(out, p, 1) < 0
+               : mbuf_printf(out, "%%%02X", *p) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* base64 in lines of 76 characters (RFC 2045 §6.8). */
+static int
+add_base64_lines(struct mbuf *out, const uint8_t *p, size_t len)
+{
+    for (size_t off = 0; off < len; off += 57) {
+        size_t n = len - off < 57 ? len - off : 57;
+        struct pst_buf b;
+        int rc;
+
+        pst_buf_init(&b, 80, 0);
+        rc = pst_base64_encode(p + off, n, &b);
+        if (rc == 0 && (mbuf_add(out, b.data, b.len) < 0 ||
+                        mbuf_str(out, "\r\n") < 0))
+            rc = -1;
+        pst_buf_clear(&b);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Text with LF line ends becomes CRLF; says whether it has 8-bit bytes
+ * and whether a line is longer than RFC 5322's 998. */
+static int
+add_text(struct mbuf *out, const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) {
+            if (mbuf_str(out, "\r\n") < 0)
+                return -1;
+        } else if (mbuf_add(out, p + i, 1) < 0) {
+            return -1;
+        }
+    }
+    if (len > 0 && p[len - 1] != '\n')
+        return mbuf_str(out, "\r\n");
+    return 0;
+}
+
+static void
+text_props(const uint8_t *p, size_t len, int *eight_bit, int *long_lines,
+           int *binary)
+{
+    size_t col = 0;
+
+    *eight_bit = *long_lines = *binary = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] >= 0x80)
+            *eight_bit = 1;
+        if (p[i] == 0)
+            *binary = 1;
+        if (p[i] == '\n') {
+            col = 0;
+        } else if (++col > 998) {
+            *long_lines = 1;
+        }
+    }
+}
+
+static int
+add_body_part(struct mbuf *out, const struct mbuf *body)
+{
+    int eight, longl, bin;
+
+    text_props(body->data, body->len, &eight, &longl, &bin);
+    if (longl || bin) {
+        return mbuf_str(out, "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Transfer-Encoding: base64\r\n\r\n") <
+                       0 ||
+                       add_base64_lines(out, body->data, body->len) < 0
+                   ? -1
+                   : 0;
+    }
+    if (mbuf_printf(out, "Content-Type: text/plain; charset=%s\r\n"
+                         "Content-Transfer-Encoding: %s\r\n\r\n",
+                    eight ? "utf-8" : "us-ascii", eight ? "8bit" : "7bit") <
+        0)
+        return -1;
+    return add_text(out, body->data, body->len);
+}
+
+int
+mime_compose(const struct compose *c, struct mbuf *out, char *err,
+             size_t n)
+{
+    struct mbuf body = {0};
+    unsigned char r[12];
+    char boundary[64];
+
+    if (c->from_name != NULL && c->from_name[0] != '\0') {
+        if (mbuf_str(out, "From: ") < 0 ||
+            mime_encode_header_text(out, c->from_name) < 0 ||
+            mbuf_printf(out, " <%s>\r\n", c->from) < 0)
+            goto nomem;
+    } else if (mbuf_printf(out, "From: <%s>\r\n", c->from) < 0) {
+        goto nomem;
+    }
+    if (add_address_list(out, "To", c->to, c->nto) < 0 ||
+        add_address_list(out, "Cc", c->cc, c->ncc) < 0)
+        goto nomem;
+    if (c->subject != NULL &&
+        (mbuf_str(out, "Subject: ") < 0 ||
+         mime_encode_header_text(out, c->subject) < 0 ||
+         mbuf_str(out, "\r\n") < 0))
+        goto nomem;
+    if (add_date(out) < 0 || add_msgid(out, c->msgid_domain) < 0 ||
+        mbuf_str(out, "MIME-Version: 1.0\r\n") < 0)
+        goto nomem;
+    if (c->body_file != NULL && read_file(c->body_file, &body, err, n) < 0)
+        return -1;
+    if (c->nattach == 0) {
+        if (add_body_part(out, &body) < 0)
+            goto nomem;
+        mbuf_free(&body);
+        return 0;
+    }
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        goto nomem;
+    snprintf(boundary, sizeof(boundary), "=_postern_");
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(boundary + 10 + 2 * i, 3, "%02x", r[i]);
+    if (mbuf_printf(out, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n"
+                         "\r\nThis is a message in MIME format.\r\n",
+                    boundary) < 0)
+        goto nomem;
+    if (mbuf_printf(out, "\r\n--%s\r\n", boundary) < 0 ||
+        add_body_part(out, &body) < 0)
+        goto nomem;
+    mbuf_free(&body);
+    for (size_t i = 0; i < c->nattach; i++) {
+        struct mbuf data = {0};
+        const char *base = strrchr(c->attach[i], '/');
+
+        base = base != NULL ? base + 1 : c->attach[i];
+        if (read_file(c->attach[i], &data, err, n) < 0)
+            return -1;
+        if (mbuf_printf(out, "\r\n--%s\r\nContent-Type: %s", boundary,
+                        mime_type_for(base)) < 0 ||
+            add_filename(out, "name", base) < 0 ||
+            mbuf_str(out, "\r\nContent-Transfer-Encoding: base64\r\n"
+                          "Content-Disposition: attachment") < 0 ||
+            add_filename(out, "filename", base) < 0 ||
+            mbuf_str(out, "\r\n\r\n") < 0 ||
+            add_base64_lines(out, data.data, data.len) < 0) {
+            mbuf_free(&data);
+            goto nomem;
+        }
+        mbuf_free(&data);
+    }
+    if (mbuf_printf(out, "\r\n--%s--\r\n", boundary) < 0)
+        goto nomem;
+    return 0;
+nomem:
+    mbuf_free(&body);
+    snprintf(err, n, "out of memory");
+    return -1;
+}
+
+/* --- Completing a message from stdin ------------------------------------ */
+
+/* End of the header: offset of the empty line's first byte, or len. */
+static size_t
+header_end(const uint8_t *in, size_t len, size_t *body)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        const uint8_t *nl = memchr(in + i, '\n', len - i);
+        size_t end = nl != NULL ? (size_t)(nl - in) : len;
+        size_t l = end - i;
+
+        if (l == 0 || (l == 1 && in[i] == '\r')) {
+            *body = nl != NULL ? end + 1 : len;
+            return i;
+        }
+        /* A line that is not a header field ends the header (mbox
+         * "From " lines and bodies without a header). */
+        if (in[i] != ' ' && in[i] != '\t') {
+            const uint8_t *colon = memchr(in + i, ':', l);
+
+            if (colon == NULL || colon == in + i) {
+                *body = i;
+                return i;
+            }
+            for (const uint8_t *q = in + i; q < colon; q++)
+                if (*q <= ' ' || *q >= 0x7f) {
+                    *body = i;
+                    return i;
+                }
+        }
+        i = nl != NULL ? end + 1 : len;
+    }
+    *body = len;
+    return len;
+}
+
+static int
+field_is(const uint8_t *line, size_t l, const char *name)
+{
+    size_t n = strlen(name);
+
+    return l > n && line[n] == ':' &&
+           strncasecmp((const char *)line, name, n) == 0;
+}
+
+static int
+has_field(const uint8_t *in, size_t hlen, const char *name)
+{
+    size_t i = 0;
+
+    while (i < hlen) {
+        const uint8_t *nl = memchr(in + i, '\n', hlen - i);
+        size_t end = nl != NULL ? (size_t)(nl - in) : hlen;
+
+        if (field_is(in + i, end - i, name))
+            return 1;
+        i = end + 1;
+    }
+    return 0;
+}
+
+int
+mime_complete(const uint8_t *in, size_t len, const char *from,
+              const char *msgid_domain, int strip_bcc, struct mbuf *out,
+              char *err, size_t n)
+{
+    size_t body, hlen = header_end(in, len, &body), i = 0;
+    int skipping = 0;
+
+    if (from != NULL && !has_field(in, hlen, "From") &&
+        mbuf_printf(out, "From: <%s>\r\n", from) < 0)
+        goto nomem;
+    if (!has_field(in, hlen, "Date") && add_date(out) < 0)
+        goto nomem;
+    if (!has_field(in, hlen, "Message-ID") &&
+        add_msgid(out, msgid_domain) < 0)
+        goto nomem;
+    /* Copy the header, without Bcc fields (and their continuations) when
+     * asked (sendmail -t). */
+    while (i < hlen) {
+        const uint8_t *nl = memchr(in + i, '\n', hlen - i);
+        size_t end = nl != NULL ? (size_t)(nl - in) + 1 : hlen;
+
+        if (in[i] != ' ' && in[i] != '\t')
+            skipping = strip_bcc && field_is(in + i, end - i, "Bcc");
+        if (!skipping && mbuf_add(out, in + i, end - i) < 0)
+            goto nomem;
+        i = end;
+    }
+    if (hlen > 0 && in[hlen - 1] != '\n' && mbuf_str(out, "\r\n") < 0)
+        goto nomem;
+    /* The empty line, then the body as it came (the session fixes line
+     * ends and dot-stuffs). */
+    if (mbuf_str(out, "\r\n") < 0 ||
+        mbuf_add(out, in + body, len - body) < 0)
+        goto nomem;
+    return 0;
+nomem:
+    snprintf(err, n, "out of memory");
+    return -1;
+}
+
+/* Append the addr-specs found in one field body to the list. */
+static int
+collect_addresses(const char *s, char ***addrs, size_t *n)
+{
+    /* A small RFC 5322 §3.4 reader: angle-addr wins; otherwise each comma
+     * separated item's bare address; comments and quoted display names
+     * are skipped. */
+    while (*s != '\0') {
+        char item[1024];
+        size_t k = 0;
+        int quote = 0, depth = 0;
+        const char *lt, *gt, *a, *e;
+
+        while (*s != '\0' && (quote || depth > 0 || *s != ',') &&
+               k + 1 < sizeof(item)) {
+            if (*s == '"' && depth == 0)
+                quote = !quote;
+            else if (*s == '(' && !quote)
+                depth++;
+            else if (*s == ')' && !quote && depth > 0)
+                depth--;
+            else if (!quote && depth == 0)
+                item[k++] = *s;
+            else if (quote)
+                item[k++] = ' ';
+            s++;
+        }
+        item[k] = '\0';
+        if (*s == ',')
+            s++;
+        lt = strchr(item, '<');
+        gt = lt != NULL ? strchr(lt, '>') : NULL;
+        if (lt != NULL && gt != NULL) {
+            a = lt + 1;
+            e = gt;
+        } else {
+            a = item;
+            e = item + strlen(item);
+        }
+        while (a < e && (*a == ' ' || *a == '\t' || *a == '\r' ||
+                         *a == '\n'))
+            a++;
+        while (e > a && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+                         e[-1] == '\n'))
+            e--;
+        /* A group "name:" prefix (RFC 5322 §3.4) or its ";" end. */
+        if (lt == NULL) {
+            const char *colon = memchr(a, ':', (size_t)(e - a));
+
+            if (colon != NULL)
+                a = colon + 1;
+            while (a < e && *a == ' ')
+                a++;
+            if (e > a && e[-1] == ';')
+                e--;
+        }
+        if (e > a && memchr(a, '@', (size_t)(e - a)) != NULL) {
+            char **q = realloc(*addrs, (*n + 1) * sizeof(char *));
+
+            if (q == NULL)
+                return -1;
+            *addrs = q;
+            q[*n] = strndup(a, (size_t)(e - a));
+            if (q[*n] == NULL)
+                return -1;
+            (*n)++;
+        }
+    }
+    return 0;
+}
+
+int
+mime_header_recipients(const uint8_t *in, size_t len, char ***addrs,
+                       size_t *n)
+{
+    size_t body, hlen = header_end(in, len, &body), i = 0;
+
+    while (i < hlen) {
+        const uint8_t *nl = memchr(in + i, '\n', hlen - i);
+        size_t end = nl != NULL ? (size_t)(nl - in) + 1 : hlen;
+        size_t fend = end;
+        char *field;
+        int rc;
+
+        if (!field_is(in + i, end - i, "To") &&
+            !field_is(in + i, end - i, "Cc") &&
+            !field_is(in + i, end - i, "Bcc")) {
+            i = end;
+            continue;
+        }
+        /* Unfold: continuation lines start with white space. */
+        while (fend < hlen && (in[fend] == ' ' || in[fend] == '\t')) {
+            const uint8_t *nl2 = memchr(in + fend, '\n', hlen - fend);
+
+            fend = nl2 != NULL ? (size_t)(nl2 - in) + 1 : hlen;
+        }
+        field = strndup((const char *)in + i, fend - i);
+        if (field == NULL)
+            return -1;
+        rc = collect_addresses(strchr(field, ':') + 1, addrs, n);
+        free(field);
+        if (rc < 0)
+            return -1;
+        i = fend;
+    }
+    return 0;
+}

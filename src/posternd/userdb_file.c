@@ -1,0 +1,279 @@
+/*
+ * posternd - the passwd-file user store: read the file, hand the bytes to
+ * pst_passwd_parse(), keep the last good version in service.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "userdb_file.h"
+
+struct userdb_file_table {
+    atomic_uint refs;
+    struct pst_passwd *passwd;
+};
+
+struct userdb_file {
+    char *path;
+    pthread_mutex_t lock; /* guards current */
+    struct userdb_file_table *current;
+};
+
+static void userdb_file_errorf(char *err, size_t errlen, const char *fmt,
+                               ...) __attribute__((format(printf, 3, 4)));
+
+static void
+userdb_file_errorf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Read path whole into *data (owned; secret: wipe before free).
+ * Returns: 0, PST_EIO, PST_ELIMIT, PST_ENOMEM.
+ */
+static int
+userdb_file_read(const char *path, uint8_t **data, size_t *len, char *err,
+                 size_t errlen)
+{
+    size_t cap, n = 0;
+    struct stat st;
+    uint8_t *buf;
+    int fd, rc = 0;
+
+    *data = NULL;
+    *len = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        userdb_file_errorf(err, errlen, "%s: cannot open: %s", path,
+                           strerror(errno));
+        return PST_EIO;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        userdb_file_errorf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return PST_EIO;
+    }
+    if ((uintmax_t)st.st_size > USERDB_FILE_MAX_SIZE) {
+        userdb_file_errorf(err, errlen, "%s: larger than %zu bytes", path,
+                           USERDB_FILE_MAX_SIZE);
+        close(fd);
+        return PST_ELIMIT;
+    }
+    /* One byte more than the size, to see growth since fstat(). */
+    cap = (size_t)st.st_size + 1;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        close(fd);
+        return PST_ENOMEM;
+    }
+    for (;;) {
+        ssize_t r;
+
+        if (n == cap) {
+            size_t ncap = cap * 2;
+            uint8_t *nb;
+
+            if (cap > USERDB_FILE_MAX_SIZE) {
+                userdb_file_errorf(err, errlen, "%s: larger than %zu bytes",
+                                   path, USERDB_FILE_MAX_SIZE);
+                rc = PST_ELIMIT;
+                break;
+            }
+            /* Move rather than realloc: the old block holds passwords. */
+            nb = malloc(ncap);
+            if (nb == NULL) {
+                rc = PST_ENOMEM;
+                break;
+            }
+            memcpy(nb, buf, n);
+            OPENSSL_clear_free(buf, cap);
+            buf = nb;
+            cap = ncap;
+        }
+        r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            userdb_file_errorf(err, errlen, "%s: read error: %s", path,
+                               strerror(errno));
+            rc = PST_EIO;
+            break;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (rc < 0) {
+        OPENSSL_clear_free(buf, cap);
+        return rc;
+    }
+    /* Bytes past n were never written: wiping [0, n) is enough. */
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+/* Load path into a new version with one reference. */
+static int
+userdb_file_load(const char *path, struct userdb_file_table **out, char *err,
+                 size_t errlen)
+{
+    struct pst_passwd_error perr;
+    struct userdb_file_table *t;
+    struct pst_passwd *pw = NULL;
+    uint8_t *data;
+    size_t len;
+    int rc;
+
+    *out = NULL;
+    if ((rc = userdb_file_read(path, &data, &len, err, errlen)) < 0) {
+        if (rc == PST_ENOMEM)
+            userdb_file_errorf(err, errlen, "%s: out of memory", path);
+        return rc;
+    }
+    rc = pst_passwd_parse(data, len, &pw, &perr);
+    /* The text held every password field: wipe it now. */
+    OPENSSL_cleanse(data, len);
+    free(data);
+    if (rc < 0) {
+        if (perr.line > 0)
+            userdb_file_errorf(err, errlen, "%s:%u: %s", path, perr.line,
+                               perr.message);
+        else
+            userdb_file_errorf(err, errlen, "%s: %s", path,
+                               perr.message[0] != '\0' ? perr.message
+                                                       : pst_strerror(rc));
+        return rc;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        pst_passwd_free(pw);
+        userdb_file_errorf(err, errlen, "%s: out of memory", path);
+        return PST_ENOMEM;
+    }
+    atomic_init(&t->refs, 1);
+    t->passwd = pw;
+    *out = t;
+    return 0;
+}
+
+int
+userdb_file_open(const char *path, struct userdb_file **out, char *err,
+                 size_t errlen)
+{
+    struct userdb_file *u;
+    int rc;
+
+    *out = NULL;
+    u = calloc(1, sizeof(*u));
+    if (u == NULL || (u->path = strdup(path)) == NULL) {
+        free(u);
+        userdb_file_errorf(err, errlen, "%s: out of memory", path);
+        return PST_ENOMEM;
+    }
+    if ((rc = userdb_file_load(path, &u->current, err, errlen)) < 0) {
+        free(u->path);
+        free(u);
+        return rc;
+    }
+    pthread_mutex_init(&u->lock, NULL);
+    *out = u;
+    return 0;
+}
+
+int
+userdb_file_reload(struct userdb_file *u, char *err, size_t errlen)
+{
+    struct userdb_file_table *t, *old;
+    int rc;
+
+    if ((rc = userdb_file_load(u->path, &t, err, errlen)) < 0) {
+        /* Say so after the reason: the previous version stays. */
+        if (err != NULL && errlen > 0) {
+            size_t n = strlen(err);
+
+            snprintf(err + n, errlen - n,
+                     "; still serving the previous version");
+        }
+        return rc;
+    }
+    pthread_mutex_lock(&u->lock);
+    old = u->current;
+    u->current = t;
+    pthread_mutex_unlock(&u->lock);
+    userdb_file_release(old);
+    return 0;
+}
+
+struct userdb_file_table *
+userdb_file_acquire(struct userdb_file *u)
+{
+    struct userdb_file_table *t;
+
+    /* Under the lock, so that a reload cannot free t between reading the
+     * pointer and taking the reference. */
+    pthread_mutex_lock(&u->lock);
+    t = u->current;
+    atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_unlock(&u->lock);
+    return t;
+}
+
+void
+userdb_file_release(struct userdb_file_table *t)
+{
+    if (t == NULL)
+        return;
+    if (atomic_fetch_sub(&t->refs, 1) == 1) {
+        pst_passwd_free(t->passwd);
+        free(t);
+    }
+}
+
+const struct pst_passwd_entry *
+userdb_file_lookup(const struct userdb_file_table *t, const char *name,
+                   size_t len)
+{
+    return pst_passwd_lookup(t->passwd, name, len);
+}
+
+const struct pst_passwd *
+userdb_file_passwd(const struct userdb_file_table *t)
+{
+    return t->passwd;
+}
+
+const char *
+userdb_file_path(const struct userdb_file *u)
+{
+    return u->path;
+}
+
+void
+userdb_file_free(struct userdb_file *u)
+{
+    if (u == NULL)
+        return;
+    userdb_file_release(u->current);
+    pthread_mutex_destroy(&u->lock);
+    free(u->path);
+    free(u);
+}
