@@ -29,8 +29,8 @@ deps:
 deps-test:
 	@tools/deps.sh test
 
-run: deps-test all
-	$(BUILD)/src/posternd/posternd --version
+run: deps all
+	tools/demo.sh $(BUILD)
 
 test: deps-test all $(ASAN)/build.ninja
 	ninja -C $(ASAN)

@@ -1,12 +1,14 @@
 /*
  * posternd - ESMTP submission server with SMTP AUTH.
- * (The server itself comes with the server issue; for now it only answers
- * --help and --version.)
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include <postern/version.h>
+
+#include "server.h"
 
 static void
 usage(FILE *f)
@@ -14,28 +16,50 @@ usage(FILE *f)
     fprintf(f,
             "usage: posternd -c FILE [-t]\n"
             "\n"
-            "ESMTP submission server with SMTP AUTH (RFC 4954).\n"
+            "ESMTP submission server with SMTP AUTH (RFC 4954).  Runs in the\n"
+            "foreground and logs to stderr; SIGHUP reloads the configuration\n"
+            "and the user file, SIGTERM stops after the sessions end.\n"
             "\n"
-            "  -c FILE      configuration file\n"
-            "  -t           check the configuration and exit\n"
-            "  -h, --help   this help\n"
-            "  -V, --version\n");
+            "  -c FILE        configuration file (posternd.conf(5))\n"
+            "  -t             check the configuration and exit\n"
+            "  -h, --help     this help\n"
+            "  -V, --version  print the version\n");
 }
 
 int
 main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf = NULL;
+    int c, check = 0;
+
+    while ((c = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 't':
+            check = 1;
+            break;
+        case 'h':
             usage(stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            return EX_OK;
+        case 'V':
             printf("posternd %s (libpostern %s)\n", PST_VERSION_STRING,
                    pst_version());
-            return 0;
+            return EX_OK;
+        default:
+            usage(stderr);
+            return EX_USAGE;
         }
     }
-    usage(stderr);
-    return 64; /* EX_USAGE */
+    if (conf == NULL || optind != argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    return check ? server_check(conf) : server_run(conf);
 }

@@ -1,0 +1,1273 @@
+/*
+ * posternd's event loop: libuv listeners and connections driving the
+ * sans-IO SMTP session of libpostern.  Slow work (password hashes, the
+ * fsyncs of delivery) runs on the libuv thread pool; the session is
+ * parked meanwhile and resumed from the completion callback.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <uv.h>
+
+#include <postern/smtp.h>
+
+#include "config.h"
+#include "deliver_maildir.h"
+#include "log.h"
+#include "server.h"
+#include "tls.h"
+#include "userdb.h"
+
+#define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
+#define CONN_READ_CHUNK  (64 * 1024)
+
+/* Everything that a reload replaces, shared by the connections made
+ * under it (reference counted). */
+struct srv_conf {
+    unsigned refs;
+    struct config *cfg;
+    struct tls_ctx *tls;
+    struct userdb *udb;
+    struct lconf {
+        struct pst_smtp_server_config scfg;
+        const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS + 1];
+    } *l;
+    char **uri_hosts;        /* NULL-terminated listening addresses */
+};
+
+struct server;
+
+struct listener {
+    uv_tcp_t tcp;
+    struct server *srv;
+    size_t idx;              /* index in cfg->listeners */
+    char name[64];
+};
+
+enum work_kind {
+    WORK_VERIFY = 1,         /* pst_cred_verify() */
+    WORK_COMMIT,             /* maildir_commit() */
+};
+
+struct conn {
+    uv_tcp_t tcp;            /* first, so a handle is its conn */
+    uv_timer_t timer;
+    uv_work_t work;
+    struct server *srv;
+    struct srv_conf *sc;
+    size_t lidx;
+    struct pst_smtp_server *s;
+    struct tls *tls;
+    int tls_handshaking;
+    int implicit;
+    char sid[20];
+    char peer[INET6_ADDRSTRLEN + 8];  /* for the log */
+    char peer_rcvd[INET6_ADDRSTRLEN + 8]; /* for Received: IPv6:... */
+    struct sockaddr_storage peer_sa;
+    struct pst_buf backlog;
+    int reading;
+    int closing;
+    int close_after_flush;
+    unsigned writes_pending;
+    unsigned handles_open;
+    /* The AUTH exchange: */
+    struct userdb *auth_udb;
+    const struct pst_cred *auth_cred;
+    /* The message: */
+    struct maildir_msg *msg;
+    char **paths;
+    size_t npaths;
+    int data_failed;
+    /* The thread-pool job: */
+    enum work_kind work_kind;
+    int work_pending;
+    int work_result;
+    uint8_t *work_pw;
+    size_t work_pwlen;
+    char *work_user;
+    struct conn *prev, *next;
+};
+
+struct server {
+    uv_loop_t *loop;
+    char *path;
+    struct srv_conf *sc;
+    struct listener *ls;
+    size_t nls;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t grace;
+    struct conn *conns;
+    size_t nconn;
+    uint64_t seq;
+    int stopping;
+    int exit_code;
+};
+
+static void conn_pump(struct conn *c);
+static void conn_close(struct conn *c);
+
+/* --- Configuration snapshots ---------------------------------------------
+ */
+
+static void
+srv_conf_unref(struct srv_conf *sc)
+{
+    if (sc == NULL || --sc->refs > 0)
+        return;
+    if (sc->uri_hosts != NULL) {
+        for (size_t i = 0; sc->uri_hosts[i] != NULL; i++)
+            free(sc->uri_hosts[i]);
+        free(sc->uri_hosts);
+    }
+    free(sc->l);
+    tls_ctx_free(sc->tls);
+    userdb_unref(sc->udb);
+    config_free(sc->cfg);
+    free(sc);
+}
+
+static enum tls_version
+tls_version_of(int openssl_version)
+{
+    switch (openssl_version) {
+    case 0x0301: return TLS_VERSION_1_0;
+    case 0x0302: return TLS_VERSION_1_1;
+    case 0x0304: return TLS_VERSION_1_3;
+    default: return TLS_VERSION_1_2;
+    }
+}
+
+/* The host part of a listener address ("127.0.0.1", "::1"). */
+static char *
+listener_host(const struct config_listener *l)
+{
+    char buf[INET6_ADDRSTRLEN];
+    const struct sockaddr *sa = (const struct sockaddr *)&l->addr;
+
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                  sizeof(buf));
+    else
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                  buf, sizeof(buf));
+    return strdup(buf);
+}
+
+/* Load a configuration and all it names.  Returns NULL with err set. */
+static struct srv_conf *
+srv_conf_load(const char *path, char *err, size_t n)
+{
+    struct srv_conf *sc = calloc(1, sizeof(*sc));
+    struct config *cfg;
+    int need_tls = 0;
+
+    if (sc == NULL) {
+        snprintf(err, n, "out of memory");
+        return NULL;
+    }
+    sc->refs = 1;
+    if (config_load(path, &sc->cfg, err, n) < 0) {
+        free(sc);
+        return NULL;
+    }
+    cfg = sc->cfg;
+    if (maildir_check_spool(cfg->spool, cfg->mailbox, err, n) < 0)
+        goto fail;
+    if (userdb_open(cfg, &sc->udb, err, n) < 0)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        need_tls |= cfg->listeners[i].tls != CONFIG_TLS_NONE;
+    if (need_tls) {
+        struct tls_config tc = {
+            .role = TLS_ROLE_SERVER,
+            .cert_file = cfg->tls_cert,
+            .key_file = cfg->tls_key,
+            .min_version = tls_version_of(cfg->tls_min_version),
+        };
+
+        if (tls_ctx_new(&tc, &sc->tls, err, n) < 0)
+            goto fail;
+    }
+    sc->l = calloc(cfg->n_listeners, sizeof(*sc->l));
+    sc->uri_hosts = calloc(cfg->n_listeners + 1, sizeof(char *));
+    if (sc->l == NULL || sc->uri_hosts == NULL) {
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        struct lconf *lc = &sc->l[i];
+
+        sc->uri_hosts[i] = listener_host(cl);
+        for (size_t k = 0; k < cl->n_mechs; k++)
+            lc->mechs[k] = cl->mechs[k];
+        lc->mechs[cl->n_mechs] = NULL;
+        lc->scfg = (struct pst_smtp_server_config){
+            .hostname = cfg->hostname,
+            .tls = cl->tls == CONFIG_TLS_IMPLICIT ? PST_SMTP_TLS_IMPLICIT
+                   : cl->tls == CONFIG_TLS_STARTTLS ? PST_SMTP_TLS_STARTTLS
+                                                    : PST_SMTP_TLS_NONE,
+            .auth = cl->auth == CONFIG_AUTH_OPTIONAL ? PST_SMTP_AUTH_OPTIONAL
+                    : cl->auth == CONFIG_AUTH_OFF    ? PST_SMTP_AUTH_OFF
+                                                     : PST_SMTP_AUTH_REQUIRED,
+            .auth_before_tls =
+                cl->auth_before_tls == CONFIG_ABT_ALL ? PST_SMTP_BEFORE_TLS_ALL
+                : cl->auth_before_tls == CONFIG_ABT_CHALLENGE
+                    ? PST_SMTP_BEFORE_TLS_CHALLENGE
+                    : PST_SMTP_BEFORE_TLS_NONE,
+            .mechs = lc->mechs,
+            .legacy_auth_line = cfg->legacy_auth_line,
+            .max_message_size = cfg->max_message_size,
+            .max_recipients = cfg->max_recipients,
+            .max_errors = cfg->max_errors,
+            .sender_check = cfg->sender_check == CONFIG_SENDER_OFF
+                                ? PST_SMTP_SENDER_OFF
+                                : PST_SMTP_SENDER_STRICT,
+            .uri_hosts = (const char *const *)sc->uri_hosts,
+        };
+    }
+    return sc;
+fail:
+    srv_conf_unref(sc);
+    return NULL;
+}
+
+/* -------------------------------------------------------------------------- */
+
+/* RFC 5322 §3.3 date-time in English, local time. */
+static void
+rfc5322_date(char *buf, size_t n)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu",
+                                       "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
+                                         "Jun", "Jul", "Aug", "Sep", "Oct",
+                                         "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    long off;
+
+    localtime_r(&now, &tm);
+    off = tm.tm_gmtoff / 60;
+    snprintf(buf, n, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+}
+
+static int
+same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void
+conn_log_close(struct conn *c, const char *why)
+{
+    log_event(LOG_LEVEL_INFO, "disconnect", "sid", c->sid, "peer", c->peer,
+              "reason", why, NULL);
+}
+
+/* -------------------------------------------------------------------------- */
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    uint8_t data[];
+};
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct conn *c = w->c;
+
+    c->writes_pending--;
+    OPENSSL_cleanse(w->data, w->len);
+    free(w);
+    if (status < 0 && !c->closing) {
+        conn_log_close(c, "write failed");
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_flush && c->writes_pending == 0)
+        conn_close(c);
+}
+
+static int
+conn_write_raw(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct write_req *w;
+    uv_buf_t b;
+
+    if (len == 0 || c->closing)
+        return 0;
+    w = malloc(sizeof(*w) + len);
+    if (w == NULL)
+        return -1;
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, p, len);
+    b = uv_buf_init((char *)w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(w);
+        return -1;
+    }
+    c->writes_pending++;
+    return 0;
+}
+
+static int
+conn_send_tls(struct conn *c)
+{
+    const uint8_t *p;
+    size_t n;
+
+    while ((n = tls_pending_out(c->tls, &p)) > 0) {
+        if (conn_write_raw(c, p, n) < 0)
+            return -1;
+        tls_consume_out(c->tls, n);
+    }
+    return 0;
+}
+
+/* Send what the session has for the client.  Returns 1 if something
+ * was taken, 0 if nothing, -1 on failure. */
+static int
+conn_flush(struct conn *c)
+{
+    const uint8_t *p;
+    size_t len;
+
+    pst_smtp_server_output(c->s, &p, &len);
+    if (len == 0)
+        return 0;
+    if (c->tls != NULL) {
+        if (c->tls_handshaking)
+            return 0; /* nothing may go out before the handshake ends */
+        if (tls_write(c->tls, p, len) != TLS_OK)
+            return -1;
+        pst_smtp_server_consume(c->s, len);
+        return conn_send_tls(c) < 0 ? -1 : 1;
+    }
+    if (conn_write_raw(c, p, len) < 0)
+        return -1;
+    pst_smtp_server_consume(c->s, len);
+    return 1;
+}
+
+/* --- Closing ----------------------------------------------------------------
+ */
+
+static void
+conn_free(struct conn *c)
+{
+    struct server *srv = c->srv;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    srv->nconn--;
+    if (c->msg != NULL)
+        maildir_abort(c->msg);
+    for (size_t i = 0; i < c->npaths; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    pst_smtp_server_free(c->s);
+    userdb_unref(c->auth_udb);
+    tls_free(c->tls);
+    pst_buf_clear(&c->backlog);
+    srv_conf_unref(c->sc);
+    free(c);
+    if (srv->stopping && srv->nconn == 0)
+        uv_stop(srv->loop);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    if (--c->handles_open == 0)
+        conn_free(c);
+}
+
+static void
+conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->work_pending)
+        return; /* the job's completion closes it */
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* --- Timeouts ---------------------------------------------------------------
+ */
+
+static void
+on_timeout(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closing)
+        return;
+    log_event(LOG_LEVEL_INFO, "timeout", "sid", c->sid, "state",
+              pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)), NULL);
+    if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_TIMEOUT) < 0 ||
+        c->tls_handshaking) {
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+static void
+conn_arm_timer(struct conn *c)
+{
+    const struct config *cfg = c->sc->cfg;
+    enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
+    unsigned secs;
+
+    /* RFC 5321 §4.5.3.2: 5 minutes for commands, 3 for each data block;
+     * nothing while we store the message or check a password. */
+    if (st == PST_SMTP_STATE_WAIT_STORED || st == PST_SMTP_STATE_WAIT_VERIFY) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    secs = st == PST_SMTP_STATE_DATA ? cfg->timeout_data
+                                     : cfg->timeout_command;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)secs * 1000, 0);
+}
+
+/* -------------------------------------------------------------------------- */
+
+static void
+work_run(uv_work_t *w)
+{
+    struct conn *c = w->data;
+
+    switch (c->work_kind) {
+    case WORK_VERIFY:
+        c->work_result = pst_cred_verify(c->auth_cred, c->work_user,
+                                         c->work_pw, c->work_pwlen);
+        break;
+    case WORK_COMMIT:
+        c->work_result = maildir_commit(c->msg, (const char *const *)c->paths,
+                                        c->npaths);
+        break;
+    }
+}
+
+static void
+work_done(uv_work_t *w, int status)
+{
+    struct conn *c = w->data;
+    struct pst_smtp_answer a = {0};
+    char qid[MAILDIR_QID_LEN + 1];
+
+    c->work_pending = 0;
+    if (c->work_pw != NULL) {
+        OPENSSL_clear_free(c->work_pw, c->work_pwlen);
+        c->work_pw = NULL;
+    }
+    free(c->work_user);
+    c->work_user = NULL;
+    if (c->closing) {
+        /* The client went away meanwhile: finish closing. */
+        c->closing = 0;
+        conn_close(c);
+        return;
+    }
+    if (c->work_kind == WORK_VERIFY) {
+        a.type = PST_SMTP_EV_AUTH_VERIFY;
+        a.verdict = status == 0 && c->work_result == 0 ? PST_SMTP_ACCEPT
+                                                       : PST_SMTP_REJECT;
+    } else {
+        /* Copied: the message (and its id) is freed before the answer. */
+        snprintf(qid, sizeof(qid), "%s", maildir_qid(c->msg));
+        a.type = PST_SMTP_EV_DATA_END;
+        if (status == 0 && c->work_result == 0 && !c->data_failed) {
+            a.verdict = PST_SMTP_ACCEPT;
+            a.queue_id = qid;
+            log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
+                      "qid", qid, "user",
+                      pst_smtp_server_user(c->s, NULL) != NULL
+                          ? pst_smtp_server_user(c->s, NULL)
+                          : "-",
+                      NULL);
+        } else {
+            a.verdict = PST_SMTP_TEMPFAIL;
+            log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
+                      "qid", qid, "error", maildir_error(c->msg), NULL);
+        }
+        maildir_free(c->msg);
+        c->msg = NULL;
+    }
+    if (pst_smtp_server_answer(c->s, &a) < 0) {
+        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
+                  "answer refused by the session", NULL);
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+static int
+conn_queue_work(struct conn *c, enum work_kind kind)
+{
+    c->work_kind = kind;
+    c->work.data = c;
+    if (uv_queue_work(c->srv->loop, &c->work, work_run, work_done) < 0)
+        return -1;
+    c->work_pending = 1;
+    return 0;
+}
+
+/* --- Events from the session --------------------------------------------- */
+
+static int
+conn_answer(struct conn *c, enum pst_smtp_event_type t,
+            enum pst_smtp_verdict v, const struct pst_cred *cred,
+            const char *reply)
+{
+    struct pst_smtp_answer a = {
+        .type = t, .verdict = v, .cred = cred, .reply = reply,
+    };
+
+    return pst_smtp_server_answer(c->s, &a);
+}
+
+static int
+conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
+{
+    struct userdb_user u;
+    int rc;
+
+    userdb_unref(c->auth_udb);
+    c->auth_udb = userdb_ref(c->sc->udb);
+    c->auth_cred = NULL;
+    rc = userdb_lookup(c->auth_udb, ev->user, &u);
+    if (rc == PST_ETEMP)
+        return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+    if (rc == 0)
+        c->auth_cred = u.cred;
+    /* An unknown user gets NULL: the session does the same work and
+     * fails the same way as for a wrong password. */
+    return conn_answer(c, ev->type, PST_SMTP_ACCEPT, c->auth_cred, NULL);
+}
+
+static int
+conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
+{
+    c->work_pw = malloc(ev->password_len + 1);
+    c->work_user = strdup(ev->user != NULL ? ev->user : "");
+    if (c->work_pw == NULL || c->work_user == NULL)
+        return -1;
+    memcpy(c->work_pw, ev->password, ev->password_len);
+    c->work_pwlen = ev->password_len;
+    return conn_queue_work(c, WORK_VERIFY);
+}
+
+static void
+conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
+{
+    if (ev->ok)
+        log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
+                  "user", ev->user, "mech", ev->mech, NULL);
+    else
+        log_event(LOG_LEVEL_INFO, "auth_failed", "sid", c->sid, "peer",
+                  c->peer, "user", ev->user != NULL ? ev->user : "-",
+                  "mech", ev->mech != NULL ? ev->mech : "-", "error",
+                  pst_errname(ev->error), "reason",
+                  ev->reason != NULL ? ev->reason : "-", NULL);
+    c->auth_cred = NULL;
+    userdb_unref(c->auth_udb);
+    c->auth_udb = NULL;
+}
+
+static void
+conn_reset_message(struct conn *c)
+{
+    for (size_t i = 0; i < c->npaths; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    c->paths = NULL;
+    c->npaths = 0;
+    if (c->msg != NULL) {
+        maildir_abort(c->msg);
+        c->msg = NULL;
+    }
+    c->data_failed = 0;
+}
+
+static int
+conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
+{
+    const char *user;
+    struct userdb_user u;
+
+    conn_reset_message(c);
+    if (!ev->need_answer)
+        return 0;
+    /* The session asks when the user does not own the address by name:
+     * the user file's allow_from= decides. */
+    user = pst_smtp_server_user(c->s, NULL);
+    if (user != NULL && userdb_lookup(c->sc->udb, user, &u) == 0 &&
+        userdb_allow_from(u.allow_from, u.allow_from_len, ev->address))
+        return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+    log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
+              user != NULL ? user : "-", "sender", ev->address, NULL);
+    return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL, NULL);
+}
+
+static int
+conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+{
+    struct pst_buf path;
+    char **p;
+    int rc;
+
+    pst_buf_init(&path, 4096, 0);
+    rc = config_mailbox_expand(c->sc->cfg->mailbox, ev->address,
+                               strlen(ev->address), &path);
+    if (rc < 0) {
+        pst_buf_clear(&path);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+                           "553 5.1.3 Recipient address not accepted here");
+    }
+    /* A recipient given twice gets one copy (as Postfix does). */
+    for (size_t i = 0; i < c->npaths; i++)
+        if (strcmp(c->paths[i], (const char *)path.data) == 0) {
+            pst_buf_clear(&path);
+            return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+        }
+    p = realloc(c->paths, (c->npaths + 1) * sizeof(char *));
+    if (p == NULL) {
+        pst_buf_clear(&path);
+        return -1;
+    }
+    c->paths = p;
+    c->paths[c->npaths] = strdup((const char *)path.data);
+    pst_buf_clear(&path);
+    if (c->paths[c->npaths] == NULL)
+        return -1;
+    c->npaths++;
+    return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+}
+
+static void
+conn_on_data_begin(struct conn *c)
+{
+    struct pst_buf hdr;
+    struct pst_smtp_received r = {0};
+    char date[64];
+    int rc;
+
+    c->data_failed = 0;
+    rc = maildir_begin(c->sc->cfg->spool, c->sc->cfg->hostname, &c->msg);
+    if (rc < 0) {
+        log_event(LOG_LEVEL_WARN, "spool_failed", "sid", c->sid, "error",
+                  strerror(errno), NULL);
+        c->data_failed = 1;
+        return;
+    }
+    rfc5322_date(date, sizeof(date));
+    r.peer_addr = c->peer_rcvd;
+    r.queue_id = maildir_qid(c->msg);
+    r.date = date;
+    r.recipient = NULL;
+    pst_buf_init(&hdr, 4096, 0);
+    if (pst_smtp_server_received(c->s, &r, &hdr) < 0 ||
+        maildir_append(c->msg, hdr.data, hdr.len) < 0)
+        c->data_failed = 1;
+    pst_buf_clear(&hdr);
+}
+
+/* Handle one event.  Returns -1 when the connection must go. */
+static int
+conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
+{
+    switch (ev->type) {
+    case PST_SMTP_EV_STARTTLS:
+        /* The 220 goes out in clear; then everything is TLS.  Bytes the
+         * client sent after STARTTLS were discarded by the session
+         * (RFC 3207 §4.2, CVE-2011-0411); so are ours. */
+        if (conn_flush(c) < 0)
+            return -1;
+        pst_buf_reset(&c->backlog);
+        if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+            return -1;
+        c->tls_handshaking = 1;
+        return 0;
+    case PST_SMTP_EV_AUTH_LOOKUP:
+        return conn_on_auth_lookup(c, ev);
+    case PST_SMTP_EV_AUTH_VERIFY:
+        return conn_on_auth_verify(c, ev);
+    case PST_SMTP_EV_AUTH_RESULT:
+        conn_on_auth_result(c, ev);
+        return 0;
+    case PST_SMTP_EV_MAIL:
+        return conn_on_mail(c, ev);
+    case PST_SMTP_EV_RCPT:
+        return conn_on_rcpt(c, ev);
+    case PST_SMTP_EV_DATA_BEGIN:
+        conn_on_data_begin(c);
+        return 0;
+    case PST_SMTP_EV_DATA:
+        if (c->msg != NULL && !c->data_failed &&
+            maildir_append(c->msg, ev->data, ev->len) < 0)
+            c->data_failed = 1;
+        return 0;
+    case PST_SMTP_EV_DATA_END:
+        if (c->msg == NULL || c->data_failed) {
+            log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
+                      "error", c->msg != NULL ? maildir_error(c->msg)
+                                              : "no spool file",
+                      NULL);
+            conn_reset_message(c);
+            return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+        }
+        return conn_queue_work(c, WORK_COMMIT);
+    case PST_SMTP_EV_DATA_ABORT:
+        log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",
+                  pst_errname(ev->error), "reason",
+                  ev->reason != NULL ? ev->reason : "-", NULL);
+        conn_reset_message(c);
+        return 0;
+    case PST_SMTP_EV_CLOSE:
+        c->close_after_flush = 1;
+        return 0;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+/* Give the session what it will take of the backlog. */
+static void
+conn_feed_backlog(struct conn *c)
+{
+    while (c->backlog.len > 0) {
+        size_t used = 0;
+
+        if (pst_smtp_server_feed(c->s, c->backlog.data, c->backlog.len,
+                                 &used) < 0 || used == 0)
+            break;
+        memmove(c->backlog.data, c->backlog.data + used,
+                c->backlog.len - used);
+        c->backlog.len -= used;
+    }
+}
+
+static void
+conn_pump(struct conn *c)
+{
+    struct pst_smtp_event ev;
+    int rc;
+
+    if (c->closing)
+        return;
+    /* The session acts only inside next_event(), and stops while much
+     * output is unsent: drain events and output until neither moves. */
+    for (;;) {
+        int flushed;
+
+        for (;;) {
+            conn_feed_backlog(c);
+            rc = pst_smtp_server_next_event(c->s, &ev);
+            if (rc < 0) {
+                conn_log_close(c, "session error");
+                conn_close(c);
+                return;
+            }
+            if (rc == 0)
+                break;
+            if (conn_on_event(c, &ev) < 0) {
+                conn_log_close(c, "internal error");
+                conn_close(c);
+                return;
+            }
+        }
+        flushed = conn_flush(c);
+        if (flushed < 0) {
+            conn_log_close(c, "write failed");
+            conn_close(c);
+            return;
+        }
+        if (flushed == 0 || c->closing)
+            break;
+    }
+    if (c->close_after_flush) {
+        if (c->tls != NULL && !c->tls_handshaking &&
+            tls_shutdown(c->tls) == 0)
+            conn_send_tls(c);
+        if (c->writes_pending == 0)
+            conn_close(c);
+        else if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        return;
+    }
+    /* Flow control: stop reading while the session cannot take more. */
+    if (c->backlog.len >= CONN_BACKLOG_MAX / 2 && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    } else if (c->backlog.len < CONN_BACKLOG_MAX / 2 && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+    }
+    conn_arm_timer(c);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = malloc(CONN_READ_CHUNK);
+    buf->len = buf->base != NULL ? CONN_READ_CHUNK : 0;
+}
+
+static int
+conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (pst_buf_append(&c->backlog, p, n) < 0) {
+        /* The client ignores flow control: too much pipelined input. */
+        log_event(LOG_LEVEL_WARN, "input_overflow", "sid", c->sid, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Ciphertext arrived: advance the handshake, then decrypt. */
+static int
+conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
+{
+    uint8_t buf[16384];
+    size_t got;
+    int rc;
+
+    if (tls_feed(c->tls, p, n) < 0)
+        return -1;
+    if (c->tls_handshaking) {
+        rc = tls_handshake(c->tls);
+        if (conn_send_tls(c) < 0)
+            return -1;
+        if (rc == TLS_WANT_MORE)
+            return 0;
+        if (rc < 0) {
+            log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
+                      c->peer, "error", tls_error(c->tls), NULL);
+            return -1;
+        }
+        c->tls_handshaking = 0;
+        log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
+                  tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+        if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
+                                        tls_cipher(c->tls)) < 0)
+            return -1;
+        if (c->implicit && pst_smtp_server_start(c->s) < 0)
+            return -1;
+    }
+    for (;;) {
+        rc = tls_read(c->tls, buf, sizeof(buf), &got);
+        if (rc == TLS_WANT_MORE)
+            break;
+        if (rc == TLS_CLOSED || rc < 0) {
+            OPENSSL_cleanse(buf, sizeof(buf));
+            return -1;
+        }
+        rc = conn_take_plain(c, buf, got);
+        OPENSSL_cleanse(buf, got);
+        if (rc < 0)
+            return -1;
+    }
+    return conn_send_tls(c);
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = (struct conn *)st;
+    int rc = 0;
+
+    if (n == 0) {
+        free(buf->base);
+        return;
+    }
+    if (n < 0) {
+        free(buf->base);
+        if (!c->closing) {
+            conn_log_close(c, n == UV_EOF ? "client closed" : uv_strerror(
+                                                                 (int)n));
+            conn_close(c);
+        }
+        return;
+    }
+    if (c->closing || c->close_after_flush) {
+        free(buf->base);
+        return;
+    }
+    if (c->tls != NULL)
+        rc = conn_take_tls(c, (const uint8_t *)buf->base, (size_t)n);
+    else
+        rc = conn_take_plain(c, (const uint8_t *)buf->base, (size_t)n);
+    OPENSSL_cleanse(buf->base, (size_t)n);
+    free(buf->base);
+    if (rc < 0) {
+        conn_log_close(c, "input error");
+        conn_close(c);
+        return;
+    }
+    if (c->tls_handshaking) {
+        conn_arm_timer(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+/* -------------------------------------------------------------------------- */
+
+static void
+session_trace(void *ctx, enum pst_smtp_trace what, const char *text,
+              size_t len)
+{
+    struct conn *c = ctx;
+    struct log_line l;
+
+    log_begin(&l, LOG_LEVEL_DEBUG, what == PST_SMTP_TRACE_CLIENT ? "client"
+                                   : what == PST_SMTP_TRACE_SERVER ? "server"
+                                                                   : "state");
+    log_kv(&l, "sid", c->sid);
+    log_kv_bytes(&l, "line", text, len);
+    log_end(&l);
+}
+
+static void
+on_connection(uv_stream_t *ls, int status)
+{
+    struct listener *l = (struct listener *)ls;
+    struct server *srv = l->srv;
+    struct srv_conf *sc = srv->sc;
+    const struct config *cfg = sc->cfg;
+    struct pst_smtp_server_config scfg;
+    struct conn *c;
+    int namelen = sizeof(struct sockaddr_storage), busy = 0;
+    size_t same = 0;
+
+    if (status < 0)
+        return;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->srv = srv;
+    c->lidx = l->idx;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->sc = sc;
+    sc->refs++;
+    pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);
+    c->next = srv->conns;
+    if (srv->conns != NULL)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconn++;
+    snprintf(c->sid, sizeof(c->sid), "%llx",
+             (unsigned long long)++srv->seq);
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &namelen);
+    if (c->peer_sa.ss_family == AF_INET6) {
+        char a[INET6_ADDRSTRLEN];
+
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&c->peer_sa)->sin6_addr,
+                  a, sizeof(a));
+        snprintf(c->peer, sizeof(c->peer), "%s", a);
+        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "IPv6:%s", a);
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&c->peer_sa)->sin_addr,
+                  c->peer, sizeof(c->peer));
+        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "%s", c->peer);
+    }
+    for (struct conn *o = srv->conns; o != NULL; o = o->next)
+        if (o != c && same_ip(&o->peer_sa, &c->peer_sa))
+            same++;
+    if ((cfg->max_connections > 0 && srv->nconn > cfg->max_connections) ||
+        (cfg->max_connections_per_ip > 0 &&
+         same >= cfg->max_connections_per_ip))
+        busy = 1;
+    scfg = sc->l[l->idx].scfg;
+    scfg.timestamp = (uint64_t)time(NULL);
+    if (log_enabled(LOG_LEVEL_DEBUG)) {
+        scfg.trace = session_trace;
+        scfg.trace_ctx = c;
+    }
+    if (pst_smtp_server_new(&scfg, &c->s) < 0) {
+        conn_close(c);
+        return;
+    }
+    log_event(LOG_LEVEL_INFO, "connect", "sid", c->sid, "peer", c->peer,
+              "listener", l->name, busy ? "refused" : NULL,
+              busy ? "too many connections" : NULL, NULL);
+    if (busy) {
+        /* RFC 5321 §3.1: a 421 instead of the greeting.  Without TLS even
+         * on an implicit-TLS port: the client sees a handshake failure. */
+        if (scfg.tls == PST_SMTP_TLS_IMPLICIT ||
+            pst_smtp_server_close(c->s, PST_SMTP_CLOSE_BUSY) < 0) {
+            conn_close(c);
+            return;
+        }
+        conn_pump(c);
+        return;
+    }
+    if (scfg.tls == PST_SMTP_TLS_IMPLICIT) {
+        c->implicit = 1;
+        if (sc->tls == NULL || tls_new(sc->tls, NULL, &c->tls) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->tls_handshaking = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+        conn_arm_timer(c);
+        return;
+    }
+    if (pst_smtp_server_start(c->s) < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+/* -------------------------------------------------------------------------- */
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void
+on_grace(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+
+    for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->tls_handshaking ||
+            pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)
+            conn_close(c);
+        else
+            conn_pump(c);
+    }
+}
+
+static void
+server_stop(struct server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_event(LOG_LEVEL_INFO, "stopping", "signal", why, NULL);
+    for (size_t i = 0; i < srv->nls; i++)
+        uv_close((uv_handle_t *)&srv->ls[i].tcp, on_listener_closed);
+    if (srv->nconn == 0) {
+        uv_stop(srv->loop);
+        return;
+    }
+    /* Idle sessions need not wait for the grace period. */
+    for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
+        enum pst_smtp_state st;
+
+        next = c->next;
+        if (c->closing || c->s == NULL)
+            continue;
+        st = pst_smtp_server_state(c->s, NULL);
+        if (st == PST_SMTP_STATE_GREETING || st == PST_SMTP_STATE_IDLE) {
+            if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)
+                conn_close(c);
+            else
+                conn_pump(c);
+        }
+    }
+    uv_timer_start(&srv->grace, on_grace,
+                   (uint64_t)srv->sc->cfg->grace_period * 1000, 0);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    struct srv_conf *sc;
+    char err[CONFIG_ERR_MAX];
+
+    if (signum != SIGHUP) {
+        server_stop(srv, signum == SIGTERM ? "TERM" : "INT");
+        return;
+    }
+    sc = srv_conf_load(srv->path, err, sizeof(err));
+    if (sc == NULL) {
+        log_event(LOG_LEVEL_WARN, "reload_failed", "error", err,
+                  "action", "keeping the previous configuration", NULL);
+        return;
+    }
+    if (sc->cfg->n_listeners != srv->nls) {
+        log_event(LOG_LEVEL_WARN, "reload_failed", "error",
+                  "listeners changed; restart posternd to change them",
+                  NULL);
+        srv_conf_unref(sc);
+        return;
+    }
+    srv_conf_unref(srv->sc);
+    srv->sc = sc;
+    log_set_level(sc->cfg->log_level);
+    log_event(LOG_LEVEL_INFO, "reloaded", "users", NULL, NULL);
+}
+
+static int
+server_listen(struct server *srv)
+{
+    const struct config *cfg = srv->sc->cfg;
+
+    srv->ls = calloc(cfg->n_listeners, sizeof(*srv->ls));
+    if (srv->ls == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        struct listener *l = &srv->ls[i];
+        int rc;
+
+        l->srv = srv;
+        l->idx = i;
+        snprintf(l->name, sizeof(l->name), "%s", cl->name);
+        uv_tcp_init(srv->loop, &l->tcp);
+        srv->nls++;
+        rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&cl->addr, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        if (rc < 0) {
+            log_event(LOG_LEVEL_WARN, "listen_failed", "listener", cl->name,
+                      "address", cl->address, "error", uv_strerror(rc),
+                      NULL);
+            return -1;
+        }
+        log_event(LOG_LEVEL_INFO, "listening", "listener", cl->name,
+                  "address", cl->address, "tls",
+                  cl->tls == CONFIG_TLS_IMPLICIT   ? "implicit"
+                  : cl->tls == CONFIG_TLS_STARTTLS ? "starttls"
+                                                   : "none",
+                  NULL);
+    }
+    return 0;
+}
+
+static void
+on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int
+server_run(const char *path)
+{
+    struct server srv = {0};
+    char err[CONFIG_ERR_MAX];
+    int removed;
+
+    srv.path = strdup(path);
+    srv.sc = srv_conf_load(path, err, sizeof(err));
+    if (srv.sc == NULL) {
+        fprintf(stderr, "posternd: %s\n", err);
+        free(srv.path);
+        return EX_CONFIG;
+    }
+    log_set_level(srv.sc->cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit must fail the write (451), not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
+    removed = maildir_spool_clean(srv.sc->cfg->spool, 3600);
+    if (removed > 0)
+        log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", NULL, NULL);
+    srv.loop = uv_default_loop();
+    uv_signal_init(srv.loop, &srv.sig_term);
+    uv_signal_init(srv.loop, &srv.sig_int);
+    uv_signal_init(srv.loop, &srv.sig_hup);
+    uv_timer_init(srv.loop, &srv.grace);
+    srv.sig_term.data = srv.sig_int.data = srv.sig_hup.data = &srv;
+    srv.grace.data = &srv;
+    uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv.sig_hup, on_signal, SIGHUP);
+    if (server_listen(&srv) < 0) {
+        srv.exit_code = EX_UNAVAILABLE;
+        srv.stopping = 1;
+    } else {
+        log_event(LOG_LEVEL_INFO, "started", "hostname",
+                  srv.sc->cfg->hostname, NULL);
+        uv_run(srv.loop, UV_RUN_DEFAULT);
+    }
+    /* Close what is left and let the callbacks run. */
+    uv_walk(srv.loop, on_walk_close, NULL);
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+    uv_loop_close(srv.loop);
+    srv_conf_unref(srv.sc);
+    free(srv.ls);
+    free(srv.path);
+    if (srv.exit_code == 0)
+        log_event(LOG_LEVEL_INFO, "stopped", NULL, NULL);
+    return srv.exit_code;
+}
+
+int
+server_check(const char *path)
+{
+    char err[CONFIG_ERR_MAX];
+    struct srv_conf *sc = srv_conf_load(path, err, sizeof(err));
+
+    if (sc == NULL) {
+        fprintf(stderr, "posternd: %s\n", err);
+        return EX_CONFIG;
+    }
+    printf("posternd: %s: configuration OK (%zu listener%s, %zu user%s)\n",
+           path, sc->cfg->n_listeners, sc->cfg->n_listeners == 1 ? "" : "s",
+           userdb_count(sc->udb), userdb_count(sc->udb) == 1 ? "" : "s");
+    srv_conf_unref(sc);
+    return EX_OK;
+}

@@ -1,0 +1,25 @@
+/*
+ * posternd - the server: listeners, connections and the glue between
+ * libuv, TLS, the sans-IO SMTP session, the user store and delivery.
+ */
+#ifndef POSTERND_SERVER_H
+#define POSTERND_SERVER_H
+
+#include "config.h"
+
+/*
+ * Run posternd with the configuration file at path until SIGTERM/SIGINT
+ * (then let sessions finish for grace_period seconds).  SIGHUP re-reads
+ * the configuration and the user file, keeping the old ones if the new
+ * ones are broken.
+ * Returns: the process exit code (0 after a clean stop).
+ */
+int server_run(const char *path);
+
+/*
+ * posternd -t: load the configuration and everything it names (TLS
+ * files, user file, spool) and report.  Returns the exit code.
+ */
+int server_check(const char *path);
+
+#endif
