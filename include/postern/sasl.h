@@ -231,8 +231,10 @@ PST_EXTERN void pst_sasl_client_free(struct pst_sasl_client *c);
  * e=, refusing the client), PST_EPREP (SCRAM, first step: the name or
  * password fails SASLprep), PST_ESTATE (challenge after the end),
  * PST_ELIMIT (message too long; SCRAM iteration count above
- * PST_SCRAM_MAX_ITERATIONS), PST_ENOMEM, PST_ETEMP (random source
- * failed).
+ * PST_SCRAM_MAX_ITERATIONS), PST_EINVAL (DIGEST-MD5: no host for the
+ * digest-uri), PST_ENOTSUP (DIGEST-MD5: a user name ISO 8859-1 cannot
+ * carry when the server offered no charset=utf-8), PST_ENOMEM, PST_ETEMP
+ * (random source failed).
  */
 PST_EXTERN int pst_sasl_client_step(struct pst_sasl_client *c,
                                     const uint8_t *in, size_t in_len,
