@@ -331,6 +331,8 @@ enum pst_smtp_close_reason {
     PST_SMTP_CLOSE_SHUTDOWN,    /* 421 4.3.2 service shutting down */
     PST_SMTP_CLOSE_BUSY,        /* 421 4.7.0 too many connections; may
                                    replace pst_smtp_server_start() */
+    PST_SMTP_CLOSE_AUTH_LOCKOUT,/* 421 4.7.0 too many failed
+                                   authentications from this address */
 };
 
 /*

@@ -1762,6 +1762,13 @@ pst_smtp_server_close(struct pst_smtp_server *s,
         server_reply(s, "421 4.3.2 %s Service shutting down",
                      s->cfg.hostname);
         break;
+    case PST_SMTP_CLOSE_AUTH_LOCKOUT:
+        /* RFC 4954 §9 lets a server drop a client after failed attempts
+         * (not before 3); RFC 3463 X.7.0: security policy. */
+        server_reply(s, "421 4.7.0 %s Error: too many failed "
+                        "authentications, try again later",
+                     s->cfg.hostname);
+        break;
     case PST_SMTP_CLOSE_BUSY:
     default:
         /* RFC 5321 §3.1: 421 instead of the greeting. */

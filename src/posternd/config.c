@@ -44,6 +44,12 @@ enum config_key {
     K_WORKERS,
     K_LOG_LEVEL,
     K_LEGACY_AUTH_LINE,
+    K_AUTH_THROTTLE_DELAY,
+    K_AUTH_THROTTLE_MAX_DELAY,
+    K_AUTH_THROTTLE_LOCKOUT_FAILURES,
+    K_AUTH_THROTTLE_LOCKOUT_TIME,
+    K_AUTH_THROTTLE_USER_FAILURES,
+    K_AUTH_THROTTLE_FORGET,
     K_GLOBAL_END,         /* number of global keys */
     /* Listener keys: */
     K_ADDRESS = K_GLOBAL_END,
@@ -174,6 +180,23 @@ static const struct key_def keys[K_END] = {
                      .names = log_level_names},
     [K_LEGACY_AUTH_LINE] = {.name = "legacy_auth_line", .type = KT_ENUM,
                             .names = bool_names},
+    [K_AUTH_THROTTLE_DELAY] = {.name = "auth_throttle_delay",
+                               .type = KT_SECONDS, .min = 0, .max = 60},
+    [K_AUTH_THROTTLE_MAX_DELAY] = {.name = "auth_throttle_max_delay",
+                                   .type = KT_SECONDS, .min = 0,
+                                   .max = 300},
+    [K_AUTH_THROTTLE_LOCKOUT_FAILURES] = {
+        .name = "auth_throttle_lockout_failures", .type = KT_NUMBER,
+        .min = 0, .max = 100000},
+    [K_AUTH_THROTTLE_LOCKOUT_TIME] = {.name = "auth_throttle_lockout_time",
+                                      .type = KT_SECONDS, .min = 1,
+                                      .max = 86400},
+    [K_AUTH_THROTTLE_USER_FAILURES] = {
+        .name = "auth_throttle_user_failures", .type = KT_NUMBER,
+        .min = 0, .max = 100000},
+    [K_AUTH_THROTTLE_FORGET] = {.name = "auth_throttle_forget",
+                                .type = KT_SECONDS, .min = 1,
+                                .max = 86400},
     [K_ADDRESS] = {.name = "address", .type = KT_ADDRESS},
     [K_TLS] = {.name = "tls", .type = KT_ENUM, .names = tls_names},
     [K_AUTH] = {.name = "auth", .type = KT_ENUM, .names = auth_names},
@@ -933,6 +956,24 @@ set_global(struct parser *p, enum config_key id, const char *v)
     case K_LEGACY_AUTH_LINE:
         c->legacy_auth_line = val.e;
         break;
+    case K_AUTH_THROTTLE_DELAY:
+        c->auth_throttle_delay = (unsigned)val.num;
+        break;
+    case K_AUTH_THROTTLE_MAX_DELAY:
+        c->auth_throttle_max_delay = (unsigned)val.num;
+        break;
+    case K_AUTH_THROTTLE_LOCKOUT_FAILURES:
+        c->auth_throttle_lockout_failures = (unsigned)val.num;
+        break;
+    case K_AUTH_THROTTLE_LOCKOUT_TIME:
+        c->auth_throttle_lockout_time = (unsigned)val.num;
+        break;
+    case K_AUTH_THROTTLE_USER_FAILURES:
+        c->auth_throttle_user_failures = (unsigned)val.num;
+        break;
+    case K_AUTH_THROTTLE_FORGET:
+        c->auth_throttle_forget = (unsigned)val.num;
+        break;
     default:
         free(val.str);
         return PST_EINVAL; /* not a global key: a bug in the tables */
@@ -1233,6 +1274,12 @@ config_new(const char *file)
         .workers = 0,
         .log_level = LOG_LEVEL_INFO,
         .legacy_auth_line = 0,
+        .auth_throttle_delay = 1,       /* doubles per failure ... */
+        .auth_throttle_max_delay = 15,  /* ... up to this (Dovecot) */
+        .auth_throttle_lockout_failures = 10,
+        .auth_throttle_lockout_time = 300,
+        .auth_throttle_user_failures = 10,
+        .auth_throttle_forget = 600,
     };
     c->file = strdup(file);
     if (c->file == NULL) {

@@ -110,6 +110,13 @@ struct config {
     unsigned workers;            /* 0: auto (one per core) */
     enum log_level log_level;
     int      legacy_auth_line;   /* 1: also "250-AUTH=LOGIN PLAIN" */
+    /* Brute-force throttling (throttle.h), seconds or counts: */
+    unsigned auth_throttle_delay;         /* first failure's hold */
+    unsigned auth_throttle_max_delay;     /* cap of the doubling */
+    unsigned auth_throttle_lockout_failures; /* lock the address; 0 never */
+    unsigned auth_throttle_lockout_time;  /* how long a lock lasts */
+    unsigned auth_throttle_user_failures; /* per-user delays from here */
+    unsigned auth_throttle_forget;        /* quiet time to forget */
     /* Sections: */
     struct config_listener *listeners; /* owned */
     size_t   n_listeners;

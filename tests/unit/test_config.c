@@ -327,9 +327,62 @@ test_defaults(void **state)
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     assert_int_equal(c->legacy_auth_line, 0);
+    assert_int_equal(c->auth_throttle_delay, 1);
+    assert_int_equal(c->auth_throttle_max_delay, 15);
+    assert_int_equal(c->auth_throttle_lockout_failures, 10);
+    assert_int_equal(c->auth_throttle_lockout_time, 300);
+    assert_int_equal(c->auth_throttle_user_failures, 10);
+    assert_int_equal(c->auth_throttle_forget, 600);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
     assert_int_equal(c->listeners[0].n_mechs, 6);
     config_free(c);
+}
+
+/* The throttle's thresholds (throttle.h) are configuration keys. */
+static void
+test_throttle_keys(void **state)
+{
+    static const char text[] =
+        "hostname = mx\n"
+        "userdb = passwd-file:users\n"
+        "mailbox = maildir:/m/%u\n"
+        "spool = spool\n"
+        "auth_throttle_delay = 2s\n"
+        "auth_throttle_max_delay = 1m\n"
+        "auth_throttle_lockout_failures = 0\n"
+        "auth_throttle_lockout_time = 1h\n"
+        "auth_throttle_user_failures = 25\n"
+        "auth_throttle_forget = 20m\n"
+        "[listener plain]\n"
+        "address = 127.0.0.1:2525\n"
+        "tls = none\n"
+        "auth_before_tls = all\n";
+    static const char bad[] =
+        "hostname = mx\n"
+        "userdb = passwd-file:users\n"
+        "mailbox = maildir:/m/%u\n"
+        "spool = spool\n"
+        "auth_throttle_max_delay = 10m\n"
+        "[listener plain]\n"
+        "address = 127.0.0.1:2525\n"
+        "tls = none\n"
+        "auth_before_tls = all\n";
+    char err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_int_equal(c->auth_throttle_delay, 2);
+    assert_int_equal(c->auth_throttle_max_delay, 60);
+    assert_int_equal(c->auth_throttle_lockout_failures, 0);
+    assert_int_equal(c->auth_throttle_lockout_time, 3600);
+    assert_int_equal(c->auth_throttle_user_failures, 25);
+    assert_int_equal(c->auth_throttle_forget, 1200);
+    config_free(c);
+    assert_int_not_equal(parse(bad, &c, err), 0);
+    assert_non_null(strstr(err, ":5: "));
+    assert_non_null(strstr(err, "auth_throttle_max_delay"));
 }
 
 struct error_case {
@@ -1105,6 +1158,7 @@ main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_throttle_keys),
         cmocka_unit_test(test_offers),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_accepted),

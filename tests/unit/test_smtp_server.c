@@ -1279,6 +1279,25 @@ test_close_reasons(void **state)
     assert_int_equal(pst_smtp_server_state(s, NULL), PST_SMTP_STATE_CLOSED);
     pst_smtp_server_free(s);
 
+    /* The throttle's lockout: the same, with its own text. */
+    assert_rc(pst_smtp_server_new(&c, &s), 0);
+    assert_rc(pst_smtp_server_start(s), 0);
+    assert_rc(pst_smtp_server_close(s, PST_SMTP_CLOSE_AUTH_LOCKOUT), 0);
+    assert_rc(pst_smtp_server_next_event(s, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_EV_CLOSE);
+    {
+        const uint8_t *p;
+        size_t len;
+        static const char want[] =
+            "220 mail.example.test ESMTP ready\r\n"
+            "421 4.7.0 mail.example.test Error: too many failed "
+            "authentications, try again later\r\n";
+
+        assert_int_equal(pst_smtp_server_output(s, &p, &len), 1);
+        assert_bytes_equal(p, len, want, sizeof(want) - 1);
+    }
+    pst_smtp_server_free(s);
+
     /* A timeout in the middle of the message. */
     drv_new(&d, &c);
     drv_send(&d, "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
