@@ -30,6 +30,9 @@
 
 #define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
 #define CONN_READ_CHUNK  (64 * 1024)
+/* Plaintext one read can yield beyond its own size: a TLS record whose
+ * first part came in the read before (16 KiB of data plus overhead). */
+#define CONN_TLS_SLACK   (17 * 1024)
 
 /* Everything that a reload replaces, shared by the connections made
  * under it (reference counted). */
@@ -78,6 +81,8 @@ struct conn {
     int reading;
     int closing;
     int close_after_flush;
+    int close_logged;        /* the disconnect line is out */
+    const char *close_why;   /* why the driver ended the session */
     unsigned writes_pending;
     unsigned handles_open;
     /* The AUTH exchange: */
@@ -88,6 +93,7 @@ struct conn {
     char **paths;
     size_t npaths;
     int data_failed;
+    uint64_t msg_size;       /* octets received (DATA_END) */
     /* The thread-pool job: */
     enum work_kind work_kind;
     int work_pending;
@@ -163,6 +169,37 @@ listener_host(const struct config_listener *l)
     return strdup(buf);
 }
 
+/*
+ * The session refuses some settings that the parser accepts: find out at
+ * load time (posternd -t, start, SIGHUP), not by closing every connection
+ * without a word.
+ */
+static int
+srv_conf_check_session(const struct config *cfg,
+                       const struct config_listener *cl,
+                       const struct pst_smtp_server_config *scfg, char *err,
+                       size_t n)
+{
+    struct pst_smtp_server *s;
+    int rc;
+
+    /* RFC 4954 §9: no session is dropped before 3 failed AUTHs. */
+    if (cfg->max_errors < PST_SMTP_MIN_MAX_ERRORS) {
+        snprintf(err, n, "%s: max_errors = %u: must be at least %d",
+                 cfg->file, cfg->max_errors, PST_SMTP_MIN_MAX_ERRORS);
+        return -1;
+    }
+    rc = pst_smtp_server_new(scfg, &s);
+    if (rc < 0) {
+        snprintf(err, n, "%s:%u: [listener %s]: settings refused by the "
+                 "SMTP session (%s)", cfg->file, cl->line, cl->name,
+                 pst_errname(rc));
+        return -1;
+    }
+    pst_smtp_server_free(s);
+    return 0;
+}
+
 /* Load a configuration and all it names.  Returns NULL with err set. */
 static struct srv_conf *
 srv_conf_load(const char *path, char *err, size_t n)
@@ -235,6 +272,8 @@ srv_conf_load(const char *path, char *err, size_t n)
                                 : PST_SMTP_SENDER_STRICT,
             .uri_hosts = (const char *const *)sc->uri_hosts,
         };
+        if (srv_conf_check_session(cfg, cl, &lc->scfg, err, n) < 0)
+            goto fail;
     }
     return sc;
 fail:
@@ -280,8 +319,33 @@ same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 static void
 conn_log_close(struct conn *c, const char *why)
 {
+    if (c->close_logged)
+        return;
+    c->close_logged = 1;
     log_event(LOG_LEVEL_INFO, "disconnect", "sid", c->sid, "peer", c->peer,
               "reason", why, NULL);
+}
+
+/* Why the session asked to close: the driver's reason, or the last reply
+ * queued (221 after QUIT, 421 4.7.0 after too many errors). */
+static const char *
+conn_close_reason(struct conn *c)
+{
+    const uint8_t *p;
+    size_t len, i;
+
+    if (c->close_why != NULL)
+        return c->close_why;
+    pst_smtp_server_output(c->s, &p, &len);
+    if (len < 5)
+        return "closed by the session";
+    for (i = len - 2; i > 0 && p[i - 1] != '\n'; i--)
+        ;
+    if (len - i >= 4 && memcmp(p + i, "221 ", 4) == 0)
+        return "quit";
+    if (len - i >= 10 && memcmp(p + i, "421 4.7.0 ", 10) == 0)
+        return "too many errors";
+    return "closed by the session";
 }
 
 /* -------------------------------------------------------------------------- */
@@ -436,8 +500,10 @@ on_timeout(uv_timer_t *t)
         return;
     log_event(LOG_LEVEL_INFO, "timeout", "sid", c->sid, "state",
               pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)), NULL);
+    c->close_why = "timeout";
     if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_TIMEOUT) < 0 ||
         c->tls_handshaking) {
+        conn_log_close(c, c->close_why);
         conn_close(c);
         return;
     }
@@ -486,7 +552,7 @@ work_done(uv_work_t *w, int status)
 {
     struct conn *c = w->data;
     struct pst_smtp_answer a = {0};
-    char qid[MAILDIR_QID_LEN + 1];
+    char qid[MAILDIR_QID_LEN + 1], size[24], rcpts[24];
 
     c->work_pending = 0;
     if (c->work_pw != NULL) {
@@ -503,8 +569,14 @@ work_done(uv_work_t *w, int status)
     }
     if (c->work_kind == WORK_VERIFY) {
         a.type = PST_SMTP_EV_AUTH_VERIFY;
-        a.verdict = status == 0 && c->work_result == 0 ? PST_SMTP_ACCEPT
-                                                       : PST_SMTP_REJECT;
+        /* A check that could not run (out of memory, job cancelled) is
+         * not a wrong password: 454 4.7.0, RFC 4954 §6. */
+        if (status == 0 && c->work_result == 0)
+            a.verdict = PST_SMTP_ACCEPT;
+        else if (status == 0 && c->work_result == PST_EAUTH)
+            a.verdict = PST_SMTP_REJECT;
+        else
+            a.verdict = PST_SMTP_TEMPFAIL;
     } else {
         /* Copied: the message (and its id) is freed before the answer. */
         snprintf(qid, sizeof(qid), "%s", maildir_qid(c->msg));
@@ -512,12 +584,15 @@ work_done(uv_work_t *w, int status)
         if (status == 0 && c->work_result == 0 && !c->data_failed) {
             a.verdict = PST_SMTP_ACCEPT;
             a.queue_id = qid;
+            snprintf(size, sizeof(size), "%llu",
+                     (unsigned long long)c->msg_size);
+            snprintf(rcpts, sizeof(rcpts), "%zu", c->npaths);
             log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
                       "qid", qid, "user",
                       pst_smtp_server_user(c->s, NULL) != NULL
                           ? pst_smtp_server_user(c->s, NULL)
                           : "-",
-                      NULL);
+                      "size", size, "rcpts", rcpts, NULL);
         } else {
             a.verdict = PST_SMTP_TEMPFAIL;
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
@@ -567,7 +642,10 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     int rc;
 
     userdb_unref(c->auth_udb);
-    c->auth_udb = userdb_ref(c->sc->udb);
+    /* The user file as it is now, not as it was when the client
+     * connected: a password changed or removed by a reload must stop
+     * working on connections that were already open. */
+    c->auth_udb = userdb_ref(c->srv->sc->udb);
     c->auth_cred = NULL;
     rc = userdb_lookup(c->auth_udb, ev->user, &u);
     if (rc == PST_ETEMP)
@@ -635,7 +713,7 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     /* The session asks when the user does not own the address by name:
      * the user file's allow_from= decides. */
     user = pst_smtp_server_user(c->s, NULL);
-    if (user != NULL && userdb_lookup(c->sc->udb, user, &u) == 0 &&
+    if (user != NULL && userdb_lookup(c->srv->sc->udb, user, &u) == 0 &&
         userdb_allow_from(u.allow_from, u.allow_from_len, ev->address))
         return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
     log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
@@ -750,6 +828,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
             conn_reset_message(c);
             return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
         }
+        c->msg_size = ev->size;
         return conn_queue_work(c, WORK_COMMIT);
     case PST_SMTP_EV_DATA_ABORT:
         log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",
@@ -758,6 +837,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         conn_reset_message(c);
         return 0;
     case PST_SMTP_EV_CLOSE:
+        conn_log_close(c, conn_close_reason(c));
         c->close_after_flush = 1;
         return 0;
     }
@@ -849,10 +929,22 @@ conn_pump(struct conn *c)
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
+    struct conn *c = h->data;
+    size_t room = CONN_BACKLOG_MAX - c->backlog.len, n = CONN_READ_CHUNK;
+
     (void)suggested;
-    buf->base = malloc(CONN_READ_CHUNK);
-    buf->len = buf->base != NULL ? CONN_READ_CHUNK : 0;
+    /* Never read more than the backlog can take: reading stops at half
+     * full (conn_pump), so a pipelining client that sends faster than
+     * the session acts is slowed by TCP, not cut off as an overflow. */
+    if (room <= CONN_TLS_SLACK) {
+        buf->base = NULL;
+        buf->len = 0; /* on_read gets UV_ENOBUFS */
+        return;
+    }
+    if (n > room - CONN_TLS_SLACK)
+        n = room - CONN_TLS_SLACK;
+    buf->base = malloc(n);
+    buf->len = buf->base != NULL ? n : 0;
 }
 
 static int
@@ -920,6 +1012,17 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
     if (n == 0) {
         free(buf->base);
+        return;
+    }
+    if (n == UV_ENOBUFS && c->backlog.len > 0) {
+        /* The backlog is full: wait until the session takes some
+         * (conn_pump reads again below half full). */
+        free(buf->base);
+        if (c->reading) {
+            uv_read_stop(st);
+            c->reading = 0;
+        }
+        conn_pump(c);
         return;
     }
     if (n < 0) {
@@ -1045,8 +1148,10 @@ on_connection(uv_stream_t *ls, int status)
     if (busy) {
         /* RFC 5321 §3.1: a 421 instead of the greeting.  Without TLS even
          * on an implicit-TLS port: the client sees a handshake failure. */
+        c->close_why = "too many connections";
         if (scfg.tls == PST_SMTP_TLS_IMPLICIT ||
             pst_smtp_server_close(c->s, PST_SMTP_CLOSE_BUSY) < 0) {
+            conn_log_close(c, c->close_why);
             conn_close(c);
             return;
         }
@@ -1089,11 +1194,14 @@ on_grace(uv_timer_t *t)
         next = c->next;
         if (c->closing)
             continue;
+        c->close_why = "shutdown";
         if (c->tls_handshaking ||
-            pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)
+            pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0) {
+            conn_log_close(c, c->close_why);
             conn_close(c);
-        else
+        } else {
             conn_pump(c);
+        }
     }
 }
 
@@ -1119,10 +1227,13 @@ server_stop(struct server *srv, const char *why)
             continue;
         st = pst_smtp_server_state(c->s, NULL);
         if (st == PST_SMTP_STATE_GREETING || st == PST_SMTP_STATE_IDLE) {
-            if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)
+            c->close_why = "shutdown";
+            if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0) {
+                conn_log_close(c, c->close_why);
                 conn_close(c);
-            else
+            } else {
                 conn_pump(c);
+            }
         }
     }
     uv_timer_start(&srv->grace, on_grace,
@@ -1134,7 +1245,7 @@ on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
     struct srv_conf *sc;
-    char err[CONFIG_ERR_MAX];
+    char err[CONFIG_ERR_MAX], users[24];
 
     if (signum != SIGHUP) {
         server_stop(srv, signum == SIGTERM ? "TERM" : "INT");
@@ -1156,7 +1267,8 @@ on_signal(uv_signal_t *h, int signum)
     srv_conf_unref(srv->sc);
     srv->sc = sc;
     log_set_level(sc->cfg->log_level);
-    log_event(LOG_LEVEL_INFO, "reloaded", "users", NULL, NULL);
+    snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
+    log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
 }
 
 static int
@@ -1208,7 +1320,7 @@ int
 server_run(const char *path)
 {
     struct server srv = {0};
-    char err[CONFIG_ERR_MAX];
+    char err[CONFIG_ERR_MAX], files[24];
     int removed;
 
     srv.path = strdup(path);
@@ -1223,8 +1335,10 @@ server_run(const char *path)
     /* A file-size limit must fail the write (451), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
     removed = maildir_spool_clean(srv.sc->cfg->spool, 3600);
-    if (removed > 0)
-        log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", NULL, NULL);
+    if (removed > 0) {
+        snprintf(files, sizeof(files), "%d", removed);
+        log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", files, NULL);
+    }
     srv.loop = uv_default_loop();
     uv_signal_init(srv.loop, &srv.sig_term);
     uv_signal_init(srv.loop, &srv.sig_int);

@@ -6,12 +6,15 @@ self-signed certificate from tools/gen-cert.sh, a user file made with
 loopback ports, waits until every listener is up, and stops it at the
 end, failing the test if posternd did not exit 0 on SIGTERM.
 """
+import base64
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -105,14 +108,20 @@ class Posternd:
                 f"tls_key = {self.key}\n"
                 f"{self.extra_global}\n")
         for name, spec in self.listener_spec.items():
-            if name not in self.ports:
-                self.ports[name] = free_port()
+            while name not in self.ports:
+                # Two calls can hand out the same free port: keep them
+                # distinct (posternd refuses overlapping listeners).
+                port = free_port()
+                if port not in self.ports.values():
+                    self.ports[name] = port
             text += (f"[listener {name}]\naddress = 127.0.0.1:{self.ports[name]}\n"
                      f"{spec}\n")
         with open(self.conf, "w") as f:
             f.write(text)
 
-    def start(self, timeout=15):
+    def prepare(self):
+        """Write every file start() needs (certificate, user file,
+        configuration, directories) without starting posternd."""
         os.makedirs(self.maildir_root, exist_ok=True)
         os.makedirs(self.spool, exist_ok=True)
         if not os.path.exists(self.cert):
@@ -122,6 +131,10 @@ class Posternd:
         if not os.path.exists(self.userfile):
             self.write_users()
         self.write_config()
+        return self
+
+    def start(self, timeout=15):
+        self.prepare()
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([posternd_bin(), "-c", self.conf],
                                      stdout=self.logf, stderr=self.logf)
@@ -159,8 +172,41 @@ class Posternd:
             time.sleep(0.05)
         return False
 
+    def events(self, event, **match):
+        """The log lines of one event, each as a dict of its key=value
+        pairs, that carry every key=value of match."""
+        out = []
+        for line in self.log().splitlines():
+            kv = parse_log_line(line)
+            if kv.get("event") != event:
+                continue
+            if all(kv.get(k) == v for k, v in match.items()):
+                out.append(kv)
+        return out
+
+    def wait_event(self, event, timeout=10, count=1, **match):
+        """Wait until at least count lines of event (with match) are in
+        the log; returns them, or [] after timeout seconds."""
+        deadline = time.time() + timeout
+        while True:
+            ev = self.events(event, **match)
+            if len(ev) >= count:
+                return ev
+            if time.time() >= deadline:
+                return []
+            time.sleep(0.05)
+
     def hup(self):
         self.proc.send_signal(signal.SIGHUP)
+
+    def wait_exit(self, timeout=20):
+        """The exit code once posternd exits (killed after timeout)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("posternd did not exit:\n" + self.log())
 
     def stop(self, timeout=20):
         if self.proc is None or self.proc.poll() is not None:
@@ -198,6 +244,75 @@ class Posternd:
         tmp = os.path.join(self.spool, "tmp")
         return os.listdir(tmp) if os.path.isdir(tmp) else []
 
+    def maildir_files(self, address):
+        """Every file under address's Maildir (tmp/, new/ and cur/)."""
+        out = []
+        for sub in ("tmp", "new", "cur"):
+            d = os.path.join(self.maildir(address), sub)
+            if os.path.isdir(d):
+                out += [os.path.join(sub, n) for n in os.listdir(d)]
+        return out
+
+    # --- clients -----------------------------------------------------------
+    def ssl_context(self):
+        """A client TLS context that trusts (only) posternd's certificate
+        and checks the name 127.0.0.1 (the certificate carries it)."""
+        return ssl.create_default_context(cafile=self.cert)
+
+    def raw(self, listener, timeout=10):
+        """An SMTPRaw on listener's port (TLS first for "implicit");
+        the greeting is not read."""
+        port = self.ports[listener]
+        if self.listener_spec.get(listener, "").find("tls = implicit") >= 0:
+            return SMTPRaw.implicit(port, self.ssl_context(), timeout=timeout)
+        return SMTPRaw(port, timeout=timeout)
+
+
+def wait_until(cond, timeout=10, interval=0.05):
+    """Poll cond() until it is true (returns True) or timeout seconds
+    pass (returns False)."""
+    deadline = time.time() + timeout
+    while True:
+        if cond():
+            return True
+        if time.time() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def parse_log_line(line):
+    """key=value pairs of one log line; values may be "quoted"."""
+    kv = {}
+    for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        v = m.group(2)
+        if v.startswith('"'):
+            v = re.sub(r'\\(.)', r'\1', v[1:-1])
+        kv[m.group(1)] = v
+    return kv
+
+
+def b64(data):
+    """Base64 of str (UTF-8) or bytes, as str."""
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def unique_rcpt(tag="rcpt", domain="example.test"):
+    """A recipient address nobody else uses, so that tests sharing one
+    posternd see only their own messages."""
+    tag = re.sub(r"[^a-z0-9-]", "-", tag.lower())[:40]
+    return f"{tag}-{uuid.uuid4().hex[:10]}@{domain}"
+
+
+def make_message(subject="test", body="Hello.\r\n", sender="tim@example.test",
+                 to="bob@example.test", extra=b""):
+    """A small RFC 5322 message with CRLF line ends, as bytes."""
+    msg = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+           f"Message-ID: <{uuid.uuid4().hex}@example.test>\r\n\r\n"
+           ).encode() + extra + body.encode()
+    return msg
+
 
 def strip_received(msg):
     """The message without the Received header posternd added (the first
@@ -216,6 +331,35 @@ class SMTPRaw:
     def __init__(self, port, host="127.0.0.1", timeout=10):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        self.timeout = timeout
+
+    @classmethod
+    def implicit(cls, port, context, host="127.0.0.1", timeout=10):
+        """A connection under TLS from the first byte (RFC 8314)."""
+        r = cls(port, host=host, timeout=timeout)
+        r.sock = context.wrap_socket(r.sock, server_hostname=host)
+        return r
+
+    def starttls(self, context, host="127.0.0.1"):
+        """Run the TLS handshake on the connection (after the 220 to
+        STARTTLS).  Bytes the server sent in clear after that 220 would be
+        an error: they are returned (b"" when none) and dropped."""
+        leftover, self.buf = self.buf, b""
+        self.sock = context.wrap_socket(self.sock, server_hostname=host)
+        return leftover
+
+    def ehlo(self, name="client.example.test"):
+        """EHLO; returns (code, {keyword: parameters})."""
+        code, lines = self.cmd("EHLO " + name)
+        kw = {}
+        for line in lines[1:]:
+            word, _, rest = line[4:].partition(" ")
+            kw[word.upper()] = rest
+        return code, kw
+
+    def login(self, user="tim@example.test", password="tanstaaftanstaaf"):
+        """AUTH PLAIN with an initial response; returns the reply."""
+        return self.cmd("AUTH PLAIN " + b64(f"\0{user}\0{password}"))
 
     def send(self, data):
         if isinstance(data, str):
