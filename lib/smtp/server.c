@@ -1008,9 +1008,12 @@ server_proceed_mail(struct pst_smtp_server *s, const uint8_t *arg,
     s->body_8bit = mp.body_8bit;
     /* sender_check = strict: an authenticated user sends as its own
      * name when that is an address; anything else is the driver's call
-     * (allow_from).  Otherwise the event only tells. */
+     * (allow_from).  The null reverse-path (RFC 5321 §4.5.5: delivery
+     * and read notifications) belongs to nobody and is not checked, as
+     * Postfix's reject_sender_login_mismatch does not.  Otherwise the
+     * event only tells. */
     ask = s->cfg.sender_check == PST_SMTP_SENDER_STRICT && s->authed &&
-          !server_owns(s, &s->mail_from);
+          s->mail_from.len > 0 && !server_owns(s, &s->mail_from);
     if (!ask)
         server_reply(s, "250 2.1.0 Ok");
     ev = server_event(s, PST_SMTP_EV_MAIL, ask);

@@ -164,7 +164,8 @@ static const struct key_def keys[K_END] = {
     [K_MAX_CONNECTIONS_PER_IP] = {.name = "max_connections_per_ip",
                                   .type = KT_NUMBER, .min = 1,
                                   .max = 1000000},
-    [K_MAX_ERRORS] = {.name = "max_errors", .type = KT_NUMBER, .min = 1,
+    /* RFC 4954 §9: not before 3 failed AUTHs (the session's minimum). */
+    [K_MAX_ERRORS] = {.name = "max_errors", .type = KT_NUMBER, .min = 3,
                       .max = 1000},
     [K_TIMEOUT_COMMAND] = {.name = "timeout_command", .type = KT_SECONDS,
                            .min = 1, .max = 86400},

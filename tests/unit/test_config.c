@@ -486,7 +486,7 @@ static const struct error_case error_cases[] = {
      "(want a number from 1 to 1000000)"},
     {"max_errors = 1 0\n",
      "posternd.conf:1: bad value '1 0' for 'max_errors' (want a number "
-     "from 1 to 1000)"},
+     "from 3 to 1000)"},
     {"timeout_command = 5x\n",
      "posternd.conf:1: bad value '5x' for 'timeout_command' (want seconds "
      "from 1 to 86400, optionally with s, m or h)"},
