@@ -25,6 +25,7 @@
 #include "deliver_maildir.h"
 #include "log.h"
 #include "server.h"
+#include "throttle.h"
 #include "tls.h"
 #include "userdb.h"
 
@@ -62,9 +63,17 @@ enum work_kind {
     WORK_COMMIT,             /* maildir_commit() */
 };
 
+/* Why a connection is held by the throttle (auth_throttle). */
+enum conn_hold {
+    HOLD_NONE = 0,
+    HOLD_LOOKUP,             /* AUTH_LOOKUP answered after the delay */
+    HOLD_REPLY,              /* the 535 goes out after the delay */
+};
+
 struct conn {
     uv_tcp_t tcp;            /* first, so a handle is its conn */
     uv_timer_t timer;
+    uv_timer_t hold;         /* throttle delays */
     uv_work_t work;
     struct server *srv;
     struct srv_conf *sc;
@@ -88,6 +97,9 @@ struct conn {
     /* The AUTH exchange: */
     struct userdb *auth_udb;
     const struct pst_cred *auth_cred;
+    enum conn_hold holding;
+    char *held_user;         /* HOLD_LOOKUP: the name to look up */
+    uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
     /* The message: */
     struct maildir_msg *msg;
     char **paths;
@@ -112,6 +124,7 @@ struct server {
     size_t nls;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t grace;
+    struct throttle *throttle; /* NULL: auth_throttle = no */
     struct conn *conns;
     size_t nconn;
     uint64_t seq;
@@ -458,6 +471,7 @@ conn_free(struct conn *c)
         free(c->paths[i]);
     free(c->paths);
     pst_smtp_server_free(c->s);
+    free(c->held_user);
     userdb_unref(c->auth_udb);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
@@ -486,6 +500,7 @@ conn_close(struct conn *c)
         return; /* the job's completion closes it */
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->hold, on_handle_closed);
 }
 
 /* --- Timeouts ---------------------------------------------------------------
@@ -635,8 +650,35 @@ conn_answer(struct conn *c, enum pst_smtp_event_type t,
     return pst_smtp_server_answer(c->s, &a);
 }
 
+static void on_hold(uv_timer_t *t);
+
+/* The throttle locked this address: 421 4.7.0 and close (RFC 4954 §9). */
+static void
+conn_lockout(struct conn *c)
+{
+    c->close_why = "auth lockout";
+    log_event(LOG_LEVEL_INFO, "auth_lockout", "sid", c->sid, "peer",
+              c->peer, NULL);
+    if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_AUTH_LOCKOUT) < 0)
+        conn_close(c);
+}
+
+/* Hold the session for ms (throttle): no input is acted on, no output
+ * sent, until on_hold(). */
+static void
+conn_hold(struct conn *c, enum conn_hold why, uint64_t ms)
+{
+    c->holding = why;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->hold, on_hold, ms, 0);
+}
+
 static int
-conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
+conn_lookup_answer(struct conn *c, const char *user)
 {
     struct userdb_user u;
     int rc;
@@ -647,19 +689,50 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
      * working on connections that were already open. */
     c->auth_udb = userdb_ref(c->srv->sc->udb);
     c->auth_cred = NULL;
-    rc = userdb_lookup(c->auth_udb, ev->user, &u);
+    rc = userdb_lookup(c->auth_udb, user, &u);
     if (rc == PST_ETEMP)
-        return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+        return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
+                           NULL, NULL);
     if (rc == 0)
         c->auth_cred = u.cred;
     /* An unknown user gets NULL: the session does the same work and
      * fails the same way as for a wrong password. */
-    return conn_answer(c, ev->type, PST_SMTP_ACCEPT, c->auth_cred, NULL);
+    return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
+                       c->auth_cred, NULL);
+}
+
+static int
+conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
+{
+    uint64_t delay = 0;
+
+    c->auth_tag = 0;
+    /* Every mechanism asks for credentials once per attempt, before any
+     * check: the one place to hold an address (or a user name) under
+     * penalty, as Dovecot delays the whole request. */
+    if (throttle_check(c->srv->throttle, (struct sockaddr *)&c->peer_sa,
+                       ev->user, uv_now(c->srv->loop), &delay) ==
+        THROTTLE_REFUSE) {
+        conn_lockout(c);
+        return 0;
+    }
+    if (delay > 0) {
+        free(c->held_user);
+        c->held_user = strdup(ev->user);
+        if (c->held_user == NULL)
+            return -1;
+        conn_hold(c, HOLD_LOOKUP, delay);
+        return 0;
+    }
+    return conn_lookup_answer(c, ev->user);
 }
 
 static int
 conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 {
+    /* The same guess again does not count twice (throttle.h). */
+    c->auth_tag = throttle_tag(c->srv->throttle, ev->user, ev->password,
+                               ev->password_len);
     c->work_pw = malloc(ev->password_len + 1);
     c->work_user = strdup(ev->user != NULL ? ev->user : "");
     if (c->work_pw == NULL || c->work_user == NULL)
@@ -684,6 +757,24 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
     c->auth_cred = NULL;
     userdb_unref(c->auth_udb);
     c->auth_udb = NULL;
+    if (ev->ok) {
+        throttle_auth_ok(c->srv->throttle, (struct sockaddr *)&c->peer_sa,
+                         uv_now(c->srv->loop));
+    } else if (ev->error == PST_EAUTH) {
+        /* Only exchanges that tested a password count: a malformed or
+         * cancelled one guessed nothing. */
+        uint64_t delay = 0;
+        enum throttle_verdict v;
+
+        v = throttle_auth_failed(c->srv->throttle,
+                                 (struct sockaddr *)&c->peer_sa, ev->user,
+                                 c->auth_tag, uv_now(c->srv->loop), &delay);
+        if (v == THROTTLE_REFUSE)
+            conn_lockout(c); /* the 421 goes out after the 535 */
+        if (delay > 0)
+            conn_hold(c, HOLD_REPLY, delay);
+    }
+    c->auth_tag = 0;
 }
 
 static void
@@ -865,13 +956,42 @@ conn_feed_backlog(struct conn *c)
     }
 }
 
+/* A throttle delay is over: answer the held lookup, or let the held
+ * 535 go, and carry on. */
+static void
+on_hold(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    enum conn_hold why = c->holding;
+    uint64_t delay = 0;
+
+    if (c->closing)
+        return;
+    c->holding = HOLD_NONE;
+    if (why == HOLD_LOOKUP) {
+        /* Another connection may have locked the address meanwhile. */
+        if (throttle_check(c->srv->throttle,
+                           (struct sockaddr *)&c->peer_sa, c->held_user,
+                           uv_now(c->srv->loop), &delay) == THROTTLE_REFUSE)
+            conn_lockout(c);
+        else if (conn_lookup_answer(c, c->held_user) < 0) {
+            conn_log_close(c, "internal error");
+            conn_close(c);
+            return;
+        }
+        free(c->held_user);
+        c->held_user = NULL;
+    }
+    conn_pump(c);
+}
+
 static void
 conn_pump(struct conn *c)
 {
     struct pst_smtp_event ev;
     int rc;
 
-    if (c->closing)
+    if (c->closing || c->holding != HOLD_NONE)
         return;
     /* The session acts only inside next_event(), and stops while much
      * output is unsent: drain events and output until neither moves. */
@@ -893,6 +1013,9 @@ conn_pump(struct conn *c)
                 conn_close(c);
                 return;
             }
+            /* Held by the throttle: nothing moves until on_hold(). */
+            if (c->holding != HOLD_NONE || c->closing)
+                return;
         }
         flushed = conn_flush(c);
         if (flushed < 0) {
@@ -914,6 +1037,19 @@ conn_pump(struct conn *c)
             c->reading = 0;
         }
         return;
+    }
+    /* Stopping: a session that has finished its transaction goes now
+     * rather than at the end of the grace period. */
+    if (c->srv->stopping) {
+        enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
+
+        if (st == PST_SMTP_STATE_IDLE || st == PST_SMTP_STATE_GREETING) {
+            c->close_why = "shutdown";
+            if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) == 0) {
+                conn_pump(c);
+                return;
+            }
+        }
     }
     /* Flow control: stop reading while the session cannot take more. */
     if (c->backlog.len >= CONN_BACKLOG_MAX / 2 && c->reading) {
@@ -1094,9 +1230,11 @@ on_connection(uv_stream_t *ls, int status)
     c->lidx = l->idx;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
+    uv_timer_init(srv->loop, &c->hold);
     c->tcp.data = c;
     c->timer.data = c;
-    c->handles_open = 2;
+    c->hold.data = c;
+    c->handles_open = 3;
     c->sc = sc;
     sc->refs++;
     pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);
@@ -1132,6 +1270,15 @@ on_connection(uv_stream_t *ls, int status)
         (cfg->max_connections_per_ip > 0 &&
          same >= cfg->max_connections_per_ip))
         busy = 1;
+    else {
+        uint64_t delay;
+
+        /* An address locked out by the throttle gets no session. */
+        if (throttle_check(srv->throttle, (struct sockaddr *)&c->peer_sa,
+                           NULL, uv_now(srv->loop), &delay) ==
+            THROTTLE_REFUSE)
+            busy = 2;
+    }
     scfg = sc->l[l->idx].scfg;
     scfg.timestamp = (uint64_t)time(NULL);
     if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -1142,15 +1289,18 @@ on_connection(uv_stream_t *ls, int status)
         conn_close(c);
         return;
     }
+    if (busy)
+        c->close_why = busy == 2 ? "auth lockout" : "too many connections";
     log_event(LOG_LEVEL_INFO, "connect", "sid", c->sid, "peer", c->peer,
               "listener", l->name, busy ? "refused" : NULL,
-              busy ? "too many connections" : NULL, NULL);
+              busy ? c->close_why : NULL, NULL);
     if (busy) {
         /* RFC 5321 §3.1: a 421 instead of the greeting.  Without TLS even
          * on an implicit-TLS port: the client sees a handshake failure. */
-        c->close_why = "too many connections";
         if (scfg.tls == PST_SMTP_TLS_IMPLICIT ||
-            pst_smtp_server_close(c->s, PST_SMTP_CLOSE_BUSY) < 0) {
+            pst_smtp_server_close(c->s, busy == 2
+                                            ? PST_SMTP_CLOSE_AUTH_LOCKOUT
+                                            : PST_SMTP_CLOSE_BUSY) < 0) {
             conn_log_close(c, c->close_why);
             conn_close(c);
             return;
@@ -1240,6 +1390,41 @@ server_stop(struct server *srv, const char *why)
                    (uint64_t)srv->sc->cfg->grace_period * 1000, 0);
 }
 
+/* Create, retune or drop the throttle to match the configuration (the
+ * counters survive a reload).  Returns 0, or -1 with a message logged. */
+static int
+server_throttle_apply(struct server *srv)
+{
+    const struct config *cfg = srv->sc->cfg;
+    struct throttle_config tc;
+    int rc;
+
+    if (!cfg->auth_throttle) {
+        throttle_free(srv->throttle);
+        srv->throttle = NULL;
+        return 0;
+    }
+    throttle_config_init(&tc);
+    tc.base_delay_ms = cfg->auth_throttle_delay * 1000u;
+    tc.max_delay_ms = cfg->auth_throttle_max_delay * 1000u;
+    if (tc.max_delay_ms < tc.base_delay_ms)
+        tc.max_delay_ms = tc.base_delay_ms;
+    tc.lockout_failures = cfg->auth_throttle_lockout_failures;
+    tc.lockout_ms = cfg->auth_throttle_lockout_time * 1000u;
+    tc.user_failures = cfg->auth_throttle_user_failures;
+    tc.user_max_delay_ms = tc.max_delay_ms;
+    tc.forget_ms = cfg->auth_throttle_forget * 1000u;
+    tc.exempt = &cfg->auth_throttle_exempt;
+    rc = srv->throttle != NULL ? throttle_reconfigure(srv->throttle, &tc)
+                               : throttle_new(&tc, &srv->throttle);
+    if (rc < 0) {
+        log_event(LOG_LEVEL_WARN, "throttle_failed", "error",
+                  pst_strerror(rc), NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 on_signal(uv_signal_t *h, int signum)
 {
@@ -1267,6 +1452,7 @@ on_signal(uv_signal_t *h, int signum)
     srv_conf_unref(srv->sc);
     srv->sc = sc;
     log_set_level(sc->cfg->log_level);
+    server_throttle_apply(srv);
     snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
     log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
 }
@@ -1349,7 +1535,10 @@ server_run(const char *path)
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     uv_signal_start(&srv.sig_hup, on_signal, SIGHUP);
-    if (server_listen(&srv) < 0) {
+    if (server_throttle_apply(&srv) < 0) {
+        srv.exit_code = EX_SOFTWARE;
+        srv.stopping = 1;
+    } else if (server_listen(&srv) < 0) {
         srv.exit_code = EX_UNAVAILABLE;
         srv.stopping = 1;
     } else {
@@ -1361,6 +1550,7 @@ server_run(const char *path)
     uv_walk(srv.loop, on_walk_close, NULL);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     uv_loop_close(srv.loop);
+    throttle_free(srv.throttle);
     srv_conf_unref(srv.sc);
     free(srv.ls);
     free(srv.path);

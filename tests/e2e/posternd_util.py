@@ -99,6 +99,13 @@ class Posternd:
                     out.append(line)
                 open(self.userfile, "w").write("\n".join(out))
 
+    def throttle_default(self):
+        """Tests make many failed logins from 127.0.0.1: exempt loopback
+        from brute-force throttling unless a test sets its own policy."""
+        if "auth_throttle" in self.extra_global:
+            return ""
+        return "auth_throttle_exempt = 127.0.0.0/8 ::1\n"
+
     def write_config(self):
         text = (f"hostname = {self.hostname}\n"
                 f"userdb = passwd-file:{self.userfile}\n"
@@ -106,6 +113,7 @@ class Posternd:
                 f"spool = {self.spool}\n"
                 f"tls_cert = {self.cert}\n"
                 f"tls_key = {self.key}\n"
+                f"{self.throttle_default()}"
                 f"{self.extra_global}\n")
         for name, spec in self.listener_spec.items():
             while name not in self.ports:
