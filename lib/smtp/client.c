@@ -19,6 +19,8 @@
 #include "../internal.h"
 
 #define SMTPC_MAX_EXPECT 256 /* replies awaited at once (pipelined RCPTs) */
+#define SMTPC_RCPT_WINDOW (SMTPC_MAX_EXPECT - 8) /* RCPTs awaiting replies */
+#define SMTPC_MAX_RCPT 100000 /* recipients of one message */
 #define SMTPC_MAX_EVENTS 8
 #define SMTPC_CMD_LINE   512 /* RFC 5321 §4.5.3.1.4, incl. CRLF */
 
@@ -96,6 +98,7 @@ struct pst_smtpc {
     int have_pending_ir;
     int auth_cancelled;          /* sent "*": error saved in auth_error */
     int auth_error;
+    int auth_extra_challenge;    /* ... because of one challenge too many */
     int at_line_start;           /* DATA: next byte starts a line */
     int last_cr;                 /* DATA: previous chunk ended in CR */
     uint64_t data_bytes;
@@ -154,6 +157,20 @@ smtpc_event(struct pst_smtpc *c, enum pst_smtpc_event_type type, int error,
         return PST_ENOMEM;
     c->ev_len++;
     return 0;
+}
+
+/* Take back the STARTTLS event if it is the last one queued and was not
+ * yet returned by pst_smtpc_next_event(). */
+static void
+smtpc_retract_starttls(struct pst_smtpc *c)
+{
+    size_t last;
+
+    if (c->ev_len == 0)
+        return;
+    last = (c->ev_head + c->ev_len - 1) % SMTPC_MAX_EVENTS;
+    if (c->events[last].ev.type == PST_SMTPC_EV_STARTTLS)
+        c->ev_len--;
 }
 
 /* Queue a command line (without CRLF) and the stage of its reply. */
@@ -437,6 +454,16 @@ smtpc_send_rcpt(struct pst_smtpc *c)
         smtpc_fail(c, PST_ENOMEM, 0, SMTPC_RCPT, "out of memory");
 }
 
+/* RFC 2920 §3.1: pipelined RCPTs, no more awaiting replies at once than
+ * the reply queue holds; each reply makes room for the next. */
+static void
+smtpc_fill_rcpts(struct pst_smtpc *c)
+{
+    while (c->rcpt_next < c->nrcpt && !c->failed &&
+           c->rcpt_next - c->rcpt_replied < SMTPC_RCPT_WINDOW)
+        smtpc_send_rcpt(c);
+}
+
 static void
 smtpc_start_auth(struct pst_smtpc *c)
 {
@@ -576,8 +603,7 @@ smtpc_start_mail(struct pst_smtpc *c)
      * RCPT replies, so a refused recipient never leaves a half-open DATA
      * to be closed with an empty message. */
     if (c->ext & PST_SMTPC_EXT_PIPELINING)
-        while (c->rcpt_next < c->nrcpt && !c->failed)
-            smtpc_send_rcpt(c);
+        smtpc_fill_rcpts(c);
 }
 
 /* The reply to one AUTH step. */
@@ -614,9 +640,13 @@ smtpc_auth_reply(struct pst_smtpc *c)
             return;
         }
         /* RFC 4954 §4: a client that cannot use a challenge cancels with
-         * "*"; the server answers 501 and we report our reason. */
+         * "*"; the server answers 501 and we report our reason.  A
+         * challenge after the mechanism has said all it has to say
+         * (PST_ESTATE from the step) is the server breaking the protocol,
+         * not a bug of ours. */
         c->auth_cancelled = 1;
-        c->auth_error = rc;
+        c->auth_error = rc == PST_ESTATE ? PST_EPROTO : rc;
+        c->auth_extra_challenge = rc == PST_ESTATE;
         if (smtpc_send(c, SMTPC_AUTH, NULL, "*") < 0)
             smtpc_fail(c, rc, 0, SMTPC_AUTH, pst_strerror(rc));
         return;
@@ -625,11 +655,14 @@ smtpc_auth_reply(struct pst_smtpc *c)
         snprintf(why, sizeof(why), "%s; cancelled the exchange",
                  c->auth_error == PST_EFORGED
                      ? "the server failed to prove it knows the password"
-                     : c->auth_error == PST_EWEAK
-                           ? "the server's SCRAM iteration count is too low"
-                           : c->auth_error == PST_EPROTO
-                                 ? "malformed challenge from the server"
-                                 : pst_strerror(c->auth_error));
+                 : c->auth_error == PST_EWEAK
+                     ? "the server's SCRAM iteration count is too low"
+                 : c->auth_extra_challenge
+                     ? "the server sent a challenge after the exchange "
+                       "was complete"
+                 : c->auth_error == PST_EPROTO
+                     ? "malformed challenge from the server"
+                     : pst_strerror(c->auth_error));
         smtpc_fail(c, c->auth_error, 0, SMTPC_AUTH, why);
         return;
     }
@@ -761,6 +794,8 @@ smtpc_dispatch(struct pst_smtpc *c, enum smtpc_stage st)
         if (c->rcpt_replied < c->nrcpt) {
             if (!(c->ext & PST_SMTPC_EXT_PIPELINING))
                 smtpc_send_rcpt(c);
+            else
+                smtpc_fill_rcpts(c);
             return;
         }
         if (c->rcpt_ok < c->nrcpt) {
@@ -888,7 +923,7 @@ pst_smtpc_new(const struct pst_smtpc_config *cfg, struct pst_smtpc **out)
         return PST_EINVAL;
     if (!cfg->probe) {
         if (cfg->mail_from == NULL || !path_ok(cfg->mail_from) ||
-            cfg->nrcpt == 0 || cfg->nrcpt > SMTPC_MAX_EXPECT - 8)
+            cfg->nrcpt == 0 || cfg->nrcpt > SMTPC_MAX_RCPT)
             return PST_EINVAL;
         for (size_t i = 0; i < cfg->nrcpt; i++)
             if (cfg->rcpt[i] == NULL || cfg->rcpt[i][0] == '\0' ||
@@ -1031,8 +1066,14 @@ pst_smtpc_feed(struct pst_smtpc *c, const uint8_t *in, size_t len)
 
         if (c->phase == SMTPC_TLS_WAIT || c->phase == SMTPC_SENDING) {
             /* RFC 3207 §4.2 / RFC 5321 §4.3.2: the server has nothing to
-             * say now; bytes here are an attack or a broken server. */
-            smtpc_fail(c, PST_EPROTO, 0, SMTPC_STARTTLS,
+             * say now; bytes here are an attack or a broken server.  A
+             * STARTTLS event not yet taken is withdrawn: the caller must
+             * not start a handshake on a stream it can no longer trust. */
+            if (c->phase == SMTPC_TLS_WAIT)
+                smtpc_retract_starttls(c);
+            smtpc_fail(c, PST_EPROTO, 0,
+                       c->phase == SMTPC_TLS_WAIT ? SMTPC_STARTTLS
+                                                  : SMTPC_DOT,
                        "unexpected data from the server");
             return 0;
         }

@@ -236,8 +236,12 @@ client_password(const char *file, const char *prompt, char **out,
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
     quiet.c_lflag |= ICANON;
-    if (write(fd, prompt, strlen(prompt)) < 0 ||
-        tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
+    /* Echo off before the prompt shows: what is typed once the prompt is
+     * visible must be neither echoed nor thrown away by TCSAFLUSH (which
+     * drops unread input), as getpass(3) does it. */
+    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 ||
+        write(fd, prompt, strlen(prompt)) < 0) {
+        tcsetattr(fd, TCSAFLUSH, &old);
         close(fd);
         snprintf(err, err_size, "cannot prompt for the password");
         return -1;
@@ -261,6 +265,10 @@ client_password(const char *file, const char *prompt, char **out,
 static void
 conn_net_fail(struct conn *k, const char *what)
 {
+    /* After the message was accepted a close (before or after QUIT's
+     * reply) changes nothing: keep the server's answer as the result. */
+    if (k->res->ok)
+        return;
     if (k->res->error == 0 && !k->res->net_error) {
         k->res->net_error = 1;
         k->res->error = PST_EIO;
@@ -587,6 +595,7 @@ conn_send_message(struct conn *k, struct msg_source *msg)
     uint8_t buf[CONN_CHUNK];
     uint64_t done = 0;
     unsigned tick = 0;
+    int shown = 0;
 
     for (;;) {
         size_t n = 0;
@@ -602,26 +611,58 @@ conn_send_message(struct conn *k, struct msg_source *msg)
             conn_net_fail(k, m);
             k->res->net_error = 0;
             k->res->error = PST_EIO;
-            return -1;
+            goto fail;
         }
         while ((rc = pst_smtpc_data(k->c, buf, n, n == 0)) == PST_ELIMIT)
             if (conn_flush(k) < 0)
-                return -1;
+                goto fail;
         if (rc < 0) {
             conn_net_fail(k, pst_strerror(rc));
-            return -1;
+            goto fail;
         }
         done += n;
-        if (++tick % 16 == 0 || n == 0)
+        if (++tick % 16 == 0 || n == 0) {
             progress(k, done, msg != NULL ? msg->total : 0, n == 0);
+            shown = n != 0;
+        }
         if (conn_flush(k) < 0)
-            return -1;
+            goto fail;
         if (n == 0)
             return 0;
     }
+fail:
+    /* End the progress line so the error starts a line of its own. */
+    if (shown && k->o->progress)
+        fputc('\n', stderr);
+    return -1;
 }
 
 /* --- The session --------------------------------------------------------- */
+
+/* The outcome events still queued when the connection broke: a server
+ * that answers and closes at once (a 421 or 5xx and, under TLS, its
+ * close_notify in the same read) has its answer reported, not the close. */
+static void
+conn_drain_events(struct conn *k)
+{
+    struct client_result *res = k->res;
+    struct pst_smtpc_event ev;
+
+    while (pst_smtpc_next_event(k->c, &ev) == 1) {
+        if (ev.type == PST_SMTPC_EV_DONE && !res->ok) {
+            res->ok = 1;
+            res->net_error = 0;
+            res->error = 0;
+            snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+        } else if (ev.type == PST_SMTPC_EV_FAIL && !res->ok) {
+            res->net_error = 0;
+            res->error = ev.error;
+            res->code = ev.code;
+            snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
+            snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+        }
+    }
+}
 
 static void
 note_ehlo(struct conn *k)
@@ -718,8 +759,10 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
             break;
         if (closed)
             break;
-        if (conn_read(&k) < 0)
+        if (conn_read(&k) < 0) {
+            conn_drain_events(&k);
             break;
+        }
     }
     /* A failure before the server said goodbye may still be a success
      * already recorded (the 250 after "." came; QUIT's reply did not). */

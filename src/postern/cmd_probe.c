@@ -167,8 +167,10 @@ print_json(const struct client_opts *co, const struct client_result *r,
 {
     printf("{\"server\": ");
     json_str(stdout, co->url.host);
-    printf(", \"port\": %s, \"implicit_tls\": %s, \"address\": ",
-           co->url.port, co->url.implicit_tls ? "true" : "false");
+    /* The number, not the text: "0587" is a port but not JSON. */
+    printf(", \"port\": %lu, \"implicit_tls\": %s, \"address\": ",
+           strtoul(co->url.port, NULL, 10),
+           co->url.implicit_tls ? "true" : "false");
     json_str(stdout, r->address);
     printf(", \"ok\": %s", ok ? "true" : "false");
     if (error != NULL) {

@@ -20,6 +20,7 @@
 
 /* Settings from the command line and the client configuration file. */
 struct send_opts {
+    const char *prog;        /* "postern send" or "sendmail", for messages */
     const char *server;
     const char *user;
     const char *password_file;
@@ -124,16 +125,17 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
                         "it; run: chmod 600 %s\n", path, path);
                 goto bad;
             }
-            if (o->password != NULL)
-                OPENSSL_clear_free(o->password, strlen(o->password));
-            o->password = strdup(v);
+            /* The first source wins, as for every key: the command line
+             * (--password-file), then ~/.config, then /etc. */
+            if (o->password == NULL && o->password_file == NULL)
+                o->password = strdup(v);
             OPENSSL_cleanse(v, strlen(v));
         } else if (strcmp(k, "server") == 0 && o->server == NULL) {
             o->server = conf_keep(v);
         } else if (strcmp(k, "user") == 0 && o->user == NULL) {
             o->user = conf_keep(v);
         } else if (strcmp(k, "password-file") == 0 &&
-                   o->password_file == NULL) {
+                   o->password_file == NULL && o->password == NULL) {
             o->password_file = conf_keep(v);
         } else if (strcmp(k, "mech") == 0 && o->mech == NULL) {
             o->mech = conf_keep(v);
@@ -151,7 +153,8 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
             o->allow_plaintext |= strcmp(v, "yes") == 0 ||
                                   strcmp(v, "1") == 0;
         } else if (strcmp(k, "timeout") == 0) {
-            o->timeout = (unsigned)strtoul(v, NULL, 10);
+            if (o->timeout == 0)
+                o->timeout = (unsigned)strtoul(v, NULL, 10);
         } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
                    strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
                    strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
@@ -272,29 +275,29 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     int ok, rc;
 
     if (o->server == NULL) {
-        fprintf(stderr, "postern send: no server (--server smtp://HOST or "
-                "a configuration file)\n");
+        fprintf(stderr, "%s: no server (--server smtp://HOST or "
+                "a configuration file)\n", o->prog);
         return EX_USAGE;
     }
     if (client_url_parse(o->server, &co.url, err, sizeof(err)) < 0) {
-        fprintf(stderr, "postern send: %s\n", err);
+        fprintf(stderr, "%s: %s\n", o->prog, err);
         return EX_USAGE;
     }
     cfg.starttls = starttls_mode(o->starttls, &ok);
     if (!ok) {
-        fprintf(stderr, "postern send: --starttls must be auto, required "
-                "or never\n");
+        fprintf(stderr, "%s: --starttls must be auto, required "
+                "or never\n", o->prog);
         return EX_USAGE;
     }
     if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
                                NULL) {
-        fprintf(stderr, "postern send: unknown mechanism '%s'\n", o->mech);
+        fprintf(stderr, "%s: unknown mechanism '%s'\n", o->prog, o->mech);
         return EX_USAGE;
     }
     if (o->insecure)
-        fprintf(stderr, "postern send: warning: --insecure: the server's "
+        fprintf(stderr, "%s: warning: --insecure: the server's "
                 "certificate is not checked, so anyone on the path can "
-                "pose as the server and read what is sent\n");
+                "pose as the server and read what is sent\n", o->prog);
     if (o->user != NULL) {
         if (o->password != NULL) {
             pwlen = strlen(o->password);
@@ -304,7 +307,7 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
             memcpy(pw, o->password, pwlen + 1);
         } else if (client_password(o->password_file, "Password: ", &pw,
                                    &pwlen, err, sizeof(err)) < 0) {
-            fprintf(stderr, "postern send: %s\n", err);
+            fprintf(stderr, "%s: %s\n", o->prog, err);
             return EX_USAGE;
         }
         sasl.authcid = o->user;
@@ -324,12 +327,22 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     cfg.mail_from = o->from;
     cfg.rcpt = rcpt;
     cfg.nrcpt = nrcpt;
+    /* RFC 1870 §3: the size counts CRLF line ends (not the dot-stuffing
+     * or the final "."), so a bare LF or CR, which the session sends as
+     * CRLF, counts two, and a missing last line end is added. */
     cfg.size = msg->len;
-    for (size_t i = 0; i < msg->len; i++)
-        if (msg->data[i] >= 0x80) {
+    for (size_t i = 0; i < msg->len; i++) {
+        uint8_t ch = msg->data[i];
+
+        if (ch >= 0x80)
             cfg.body_8bit = 1;
-            break;
-        }
+        if ((ch == '\n' && (i == 0 || msg->data[i - 1] != '\r')) ||
+            (ch == '\r' && (i + 1 == msg->len || msg->data[i + 1] != '\n')))
+            cfg.size++;
+    }
+    if (msg->len > 0 && msg->data[msg->len - 1] != '\n' &&
+        msg->data[msg->len - 1] != '\r')
+        cfg.size += 2;
     res = calloc(1, sizeof(*res));
     if (res == NULL) {
         OPENSSL_clear_free(pw, pwlen + 1);
@@ -340,12 +353,12 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         OPENSSL_clear_free(pw, pwlen + 1);
     if (rc == 0) {
         if (o->verbose)
-            fprintf(stderr, "postern send: sent: %s\n", res->text);
+            fprintf(stderr, "%s: sent: %s\n", o->prog, res->text);
         free(res);
         return EX_OK;
     }
     client_describe(res, desc, sizeof(desc));
-    fprintf(stderr, "postern send: %s\n", desc);
+    fprintf(stderr, "%s: %s\n", o->prog, desc);
     rc = client_exit_code(res);
     free(res);
     return rc;
@@ -394,6 +407,33 @@ enum {
     OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT,
 };
 
+/*
+ * An address as the envelope takes it (RFC 5321 §4.1.2 Path, without the
+ * <>): no spaces, controls or angle brackets, at most 256 octets
+ * (§4.5.3.1.3).  "Alice <a@example.test>" is refused here with a usage
+ * message rather than by the session as an internal error.
+ * Returns: 0, or -1 with a message printed.
+ */
+static int
+send_check_addr(const char *prog, const char *what, const char *a,
+                int may_be_empty)
+{
+    size_t n = strlen(a);
+
+    if (n == 0 && may_be_empty)
+        return 0;
+    if (n == 0 || n > 256 || strpbrk(a, " \t<>\r\n") != NULL)
+        goto bad;
+    for (const char *p = a; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            goto bad;
+    return 0;
+bad:
+    fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
+            "address, like user@example.test)\n", prog, what, a);
+    return -1;
+}
+
 static int
 add_list(const char **list, size_t *n, const char *v)
 {
@@ -430,7 +470,7 @@ cmd_send_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct send_opts o = {0};
+    struct send_opts o = {.prog = "postern send"};
     struct mbuf msg = {0}, raw = {0};
     const char *rcpt[3 * SEND_MAX_RCPT];
     size_t nrcpt = 0;
@@ -489,6 +529,19 @@ cmd_send_main(int argc, char **argv)
     if (o.from == NULL || o.nto + o.ncc + o.nbcc == 0) {
         fprintf(stderr, "postern send: --from and at least one --to, --cc "
                 "or --bcc are required\n");
+        conf_free();
+        return EX_USAGE;
+    }
+    rc = send_check_addr(o.prog, "--from", o.from, 1);
+    for (size_t i = 0; i < o.nto && rc == 0; i++)
+        rc = send_check_addr(o.prog, "--to", o.to[i], 0);
+    for (size_t i = 0; i < o.ncc && rc == 0; i++)
+        rc = send_check_addr(o.prog, "--cc", o.cc[i], 0);
+    for (size_t i = 0; i < o.nbcc && rc == 0; i++)
+        rc = send_check_addr(o.prog, "--bcc", o.bcc[i], 0);
+    if (rc < 0) {
+        if (o.password != NULL)
+            OPENSSL_clear_free(o.password, strlen(o.password));
         conf_free();
         return EX_USAGE;
     }
@@ -562,8 +615,8 @@ cmd_send_main(int argc, char **argv)
 int
 sendmail_main(int argc, char **argv)
 {
-    struct send_opts o = {0};
-    struct mbuf raw = {0}, msg = {0};
+    struct send_opts o = {.prog = "sendmail"};
+    struct mbuf raw = {0}, msg = {0}, fromline = {0};
     const char **rcpt = NULL;
     char **hdr_rcpt = NULL, err[512], domain[256], from_buf[512];
     size_t nrcpt = 0, nhdr = 0;
@@ -625,20 +678,36 @@ sendmail_main(int argc, char **argv)
             o.from = from_buf;
         }
     }
-    rcpt = calloc((size_t)argc + SEND_MAX_RCPT, sizeof(*rcpt));
-    if (rcpt == NULL) {
-        rc = EX_OSERR;
-        goto out;
-    }
     if (read_t && mime_header_recipients(raw.data, raw.len, &hdr_rcpt,
                                          &nhdr) < 0) {
         rc = EX_OSERR;
         goto out;
     }
-    for (size_t k = 0; k < nhdr && nrcpt < SEND_MAX_RCPT; k++)
+    /* Every recipient, however many the header names. */
+    rcpt = calloc((size_t)argc + nhdr + 1, sizeof(*rcpt));
+    if (rcpt == NULL) {
+        rc = EX_OSERR;
+        goto out;
+    }
+    if (send_check_addr(o.prog, "sender", o.from, 1) < 0) {
+        rc = EX_USAGE;
+        goto out;
+    }
+    for (size_t k = 0; k < nhdr; k++) {
+        if (send_check_addr(o.prog, "recipient in the header",
+                            hdr_rcpt[k], 0) < 0) {
+            rc = EX_DATAERR;
+            goto out;
+        }
         rcpt[nrcpt++] = hdr_rcpt[k];
-    for (; i < argc; i++)
+    }
+    for (; i < argc; i++) {
+        if (send_check_addr(o.prog, "recipient", argv[i], 0) < 0) {
+            rc = EX_USAGE;
+            goto out;
+        }
         rcpt[nrcpt++] = argv[i];
+    }
     if (nrcpt == 0) {
         fprintf(stderr, "sendmail: no recipients\n");
         rc = EX_USAGE;
@@ -650,19 +719,19 @@ sendmail_main(int argc, char **argv)
         snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1
                                                           : "localhost");
     }
-    if (o.from_name != NULL) {
-        /* -F: the full name for a From field we add. */
-        struct mbuf fromhdr = {0};
-
-        if (mbuf_str(&fromhdr, "") < 0 ||
-            mime_encode_header_text(&fromhdr, o.from_name) < 0) {
-            mbuf_free(&fromhdr);
-            rc = EX_OSERR;
-            goto out;
-        }
-        snprintf(from_buf, sizeof(from_buf), "%s <%s>",
-                 (const char *)fromhdr.data, o.from);
-        mbuf_free(&fromhdr);
+    if (o.from_name != NULL && o.from_name[0] == '\0')
+        o.from_name = NULL;
+    /* The From field to add when the message has none: -F's name as a
+     * phrase, and the sender.  (Built apart from from_buf, which may hold
+     * the sender itself.) */
+    if ((o.from_name != NULL &&
+         (mbuf_str(&fromline, "From: ") < 0 ||
+          mime_encode_phrase(&fromline, o.from_name) < 0 ||
+          mbuf_printf(&fromline, " <%s>\r\n", o.from) < 0)) ||
+        (o.from_name == NULL &&
+         mbuf_printf(&fromline, "From: <%s>\r\n", o.from) < 0)) {
+        rc = EX_OSERR;
+        goto out;
     }
     if (mime_complete(raw.data, raw.len, NULL, domain, read_t, &msg, err,
                       sizeof(err)) < 0) {
@@ -688,9 +757,7 @@ sendmail_main(int argc, char **argv)
             k = (size_t)(nl - msg.data) + 1;
         }
         if (!has_from) {
-            if ((o.from_name != NULL
-                     ? mbuf_printf(&full, "From: %s\r\n", from_buf)
-                     : mbuf_printf(&full, "From: <%s>\r\n", o.from)) < 0 ||
+            if (mbuf_add(&full, fromline.data, fromline.len) < 0 ||
                 mbuf_add(&full, msg.data, msg.len) < 0) {
                 mbuf_free(&full);
                 rc = EX_OSERR;
@@ -708,6 +775,7 @@ out:
     free(rcpt);
     mbuf_free(&raw);
     mbuf_free(&msg);
+    mbuf_free(&fromline);
     if (o.password != NULL)
         OPENSSL_clear_free(o.password, strlen(o.password));
     conf_free();

@@ -154,6 +154,35 @@ mime_encode_header_text(struct mbuf *out, const char *text)
     return 0;
 }
 
+int
+mime_encode_phrase(struct mbuf *out, const char *text)
+{
+    static const char atext_specials[] = "!#$%&'*+-/=?^_`{|}~ ";
+    int atoms = 1;
+
+    /* RFC 2047 §5 (3): an encoded-word may stand for a word of a phrase;
+     * text that merely looks like one is encoded too. */
+    if (!is_plain_ascii(text) || strstr(text, "=?") != NULL)
+        return mime_encode_header_text(out, text);
+    for (const char *p = text; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || strchr(atext_specials, *p)))
+            atoms = 0;
+    /* RFC 5322 §3.2.5: phrase = 1*word; word = atom / quoted-string.  A
+     * name with specials ("Doe, John", "A. B (Ops)") must be quoted, or
+     * it reads as two addresses or a comment. */
+    if (atoms && text[0] != ' ' && text[0] != '\0')
+        return mbuf_str(out, text);
+    if (mbuf_str(out, "\"") < 0)
+        return -1;
+    for (const char *p = text; *p != '\0'; p++)
+        if ((*p == '"' || *p == '\\') && mbuf_str(out, "\\") < 0)
+            return -1;
+        else if (mbuf_add(out, p, 1) < 0)
+            return -1;
+    return mbuf_str(out, "\"");
+}
+
 const char *
 mime_type_for(const char *filename)
 {
@@ -372,7 +401,7 @@ mime_compose(const struct compose *c, struct mbuf *out, char *err,
 
     if (c->from_name != NULL && c->from_name[0] != '\0') {
         if (mbuf_str(out, "From: ") < 0 ||
-            mime_encode_header_text(out, c->from_name) < 0 ||
+            mime_encode_phrase(out, c->from_name) < 0 ||
             mbuf_printf(out, " <%s>\r\n", c->from) < 0)
             goto nomem;
     } else if (mbuf_printf(out, "From: <%s>\r\n", c->from) < 0) {

@@ -68,6 +68,11 @@ int mime_header_recipients(const uint8_t *in, size_t len, char ***addrs,
  * printable ASCII; else the text itself.  Appends to out. */
 int mime_encode_header_text(struct mbuf *out, const char *text);
 
+/* A display name as an RFC 5322 §3.2.5 phrase: itself when made of atoms,
+ * a quoted-string when it holds specials (",", ".", "(", "\"" ...), RFC
+ * 2047 encoded-words when it is not ASCII.  Appends to out. */
+int mime_encode_phrase(struct mbuf *out, const char *text);
+
 /* The Content-Type for a file name, from its extension. */
 const char *mime_type_for(const char *filename);
 

@@ -2,7 +2,8 @@
  * The SMTP client session, driven by scripts: "S:" lines are fed as the
  * server's bytes, "C:" lines must be exactly what the client sends next,
  * "E:" lines are the next event ("E:FAIL EAUTH 535" checks type, error and
- * code), "T" acknowledges STARTTLS, "D:" feeds message bytes (last chunk).
+ * code), "R:" text the last event's reply must contain, "T" acknowledges
+ * STARTTLS, "D:" feeds message bytes (last chunk).
  * Each script also runs with the server's bytes fed one at a time.
  */
 #include <postern/smtp_client.h>
@@ -94,7 +95,7 @@ run_script(const struct script_cfg *sc, const char *const *script,
     };
     struct pst_smtpc *c;
     struct pst_smtpc_event ev;
-    char pending[4096] = "";
+    char pending[4096] = "", last[1024] = "";
 
     sasl.password_len = strlen((const char *)sasl.password);
     trace.len = 0;
@@ -149,8 +150,16 @@ run_script(const struct script_cfg *sc, const char *const *script,
                         ev.code, code);
                 fail();
             }
+            snprintf(last, sizeof(last), "%s", ev.reply);
             if (last_reply != NULL)
                 snprintf(last_reply, last_reply_size, "%s", ev.reply);
+        } else if (strncmp(l, "R:", 2) == 0) {
+            /* The reply text of the last event contains this. */
+            if (strstr(last, l + 2) == NULL) {
+                fprintf(stderr, "step %d: got reply '%s', want '%s' in "
+                        "it\n", i, last, l + 2);
+                fail();
+            }
         } else if (strcmp(l, "T") == 0) {
             assert_rc(pst_smtpc_tls_started(c), 0);
         } else if (strncmp(l, "D:", 2) == 0) {
@@ -557,7 +566,8 @@ test_data_during_tls_wait_refused(void **state)
         "E:EHLO",
         "C:STARTTLS\r\n",
         "S:220 go ahead\r\n250 injected\r\n",
-        "E:STARTTLS",
+        /* No STARTTLS event: the caller must not start a handshake on
+         * this stream (it was queued, then withdrawn), nor send QUIT. */
         "E:FAIL EPROTO",
         "E:CLOSE",
         NULL,
@@ -566,6 +576,155 @@ test_data_during_tls_wait_refused(void **state)
 
     (void)state;
     run_script(&sc, script, 0, NULL, 0);
+}
+
+static void
+test_data_after_starttls_event_taken(void **state)
+{
+    /* The injected bytes come in a later read, after the caller took the
+     * STARTTLS event: the session fails, and refuses the handshake. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 STARTTLS\r\n",
+        "E:EHLO",
+        "C:STARTTLS\r\n",
+        "S:220 go ahead\r\n",
+        "E:STARTTLS",
+        "S:250 injected\r\n",
+        "E:FAIL EPROTO",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1};
+    struct pst_smtpc_config cfg = {
+        .helo = "client.example.test", .probe = 1,
+    };
+    struct pst_smtpc *c;
+    static const char ehlo[] = "250-x\r\n250 STARTTLS\r\n";
+
+    (void)state;
+    run_script(&sc, script, 0, NULL, 0);
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 go\r\n", 8), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"2", 1), 0);
+    assert_rc(pst_smtpc_tls_started(c), PST_ESTATE);
+    pst_smtpc_free(c);
+}
+
+static void
+test_challenge_after_the_end(void **state)
+{
+    /* CRAM-MD5 has one challenge (RFC 2195 §2); a second one is the
+     * server's protocol error (EPROTO), cancelled with "*", not a
+     * failure of ours (ESTATE). */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH CRAM-MD5\r\n",
+        "E:EHLO",
+        "C:AUTH CRAM-MD5\r\n",
+        "S:334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
+        "\r\n",
+        "C:dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+        "S:334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
+        "\r\n",
+        "C:*\r\n",
+        "S:501 5.7.0 Authentication cancelled\r\n",
+        "E:FAIL EPROTO",
+        "R:the server sent a challenge after the exchange was complete",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+
+    (void)state;
+    run_both(&sc, script);
+}
+
+/* Count lines starting with prefix in the pending output, consume it. */
+static size_t
+take_lines(struct pst_smtpc *c, const char *prefix, size_t *other)
+{
+    const uint8_t *p;
+    size_t len, n = 0, i = 0;
+
+    pst_smtpc_output(c, &p, &len);
+    while (i < len) {
+        const uint8_t *nl = memchr(p + i, '\n', len - i);
+        size_t end = nl != NULL ? (size_t)(nl - p) + 1 : len;
+
+        if (end - i >= strlen(prefix) &&
+            memcmp(p + i, prefix, strlen(prefix)) == 0)
+            n++;
+        else if (other != NULL)
+            (*other)++;
+        i = end;
+    }
+    pst_smtpc_consume(c, len);
+    return n;
+}
+
+static void
+test_many_recipients_pipelined(void **state)
+{
+    /* More recipients than replies the session can await at once: RFC
+     * 2920 pipelining in a window, each reply letting one more RCPT go,
+     * DATA after the last reply. */
+    enum { NRCPT = 600 };
+    static char names[NRCPT][32];
+    const char *rcpt[NRCPT];
+    struct pst_smtpc_config cfg = {
+        .helo = "client.example.test", .mail_from = "tim@example.test",
+        .rcpt = rcpt, .nrcpt = NRCPT,
+        .starttls = PST_SMTPC_STARTTLS_NEVER,
+    };
+    struct pst_smtpc *c;
+    struct pst_smtpc_event ev;
+    static const char ehlo[] = "250-x\r\n250 PIPELINING\r\n";
+    size_t sent, other = 0, outstanding, most = 0, total;
+
+    (void)state;
+    for (size_t i = 0; i < NRCPT; i++) {
+        snprintf(names[i], sizeof(names[i]), "r%03zu@example.test", i);
+        rcpt[i] = names[i];
+    }
+    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    pst_smtpc_consume(c, 1000);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1); /* EHLO */
+    sent = take_lines(c, "RCPT TO:<", &other);
+    assert_int_equal(other, 1); /* MAIL */
+    assert_true(sent > 100 && sent < NRCPT);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
+    total = sent;
+    outstanding = sent;
+    for (size_t replied = 0; replied < NRCPT; replied++) {
+        assert_rc(pst_smtpc_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
+        outstanding--;
+        other = 0;
+        sent = take_lines(c, "RCPT TO:<", &other);
+        /* One reply, one more RCPT, until all are out. */
+        assert_int_equal(sent, total < NRCPT ? 1 : 0);
+        total += sent;
+        outstanding += sent;
+        if (outstanding > most)
+            most = outstanding;
+        if (replied + 1 < NRCPT) {
+            assert_int_equal(other, 0);
+        } else {
+            assert_int_equal(other, 1); /* DATA, after the last reply */
+        }
+    }
+    assert_int_equal(total, NRCPT);
+    assert_true(most < 256);
+    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"354 go\r\n", 8), 0);
+    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTPC_EV_DATA);
+    pst_smtpc_free(c);
 }
 
 static void
@@ -610,6 +769,9 @@ main(void)
         cmocka_unit_test(test_long_initial_response_deferred),
         cmocka_unit_test(test_probe_capabilities),
         cmocka_unit_test(test_data_during_tls_wait_refused),
+        cmocka_unit_test(test_data_after_starttls_event_taken),
+        cmocka_unit_test(test_challenge_after_the_end),
+        cmocka_unit_test(test_many_recipients_pipelined),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);

@@ -1,0 +1,386 @@
+"""postern invoked as `sendmail` (a link), the way cron, mail(1), PHP and
+git send mail: -t (recipients from To/Cc/Bcc, Bcc removed), recipients as
+arguments, -f (envelope sender), -F (full name in an added From), -i/-oi
+against a lone "." line, and the configuration file (server and
+credentials; refused when others can read a password in it)."""
+import email
+import email.policy
+import os
+import re
+
+import pytest
+
+from posternd_util import Posternd, postern_bin, strip_received
+from postern_client_util import (
+    EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_OK, EX_USAGE, PASSWORD, USER,
+    FakeSMTP, LogMark, clean_env, describe, run_postern, secret_forms,
+    settled)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("posternd")
+    p = settled(Posternd(d, extra_global="log_level = debug\n"
+                         "auth_throttle = no\nsender_check = off\n").start())
+    yield p
+    assert p.stop() == 0, p.log()
+
+
+@pytest.fixture(scope="module")
+def link(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bin")
+    os.symlink(postern_bin(), d / "sendmail")
+    return d / "sendmail"
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+def write_config(path, srv, extra="", password_file=True, mode=0o600):
+    text = ("# postern client configuration\n"
+            "server = smtp://127.0.0.1:%d\n"
+            "user = %s\n"
+            "cafile = %s\n" % (srv.ports["starttls"], USER, srv.cert))
+    if password_file:
+        pw = os.path.join(os.path.dirname(path), "password")
+        with open(pw, "w") as f:
+            f.write(PASSWORD + "\n")
+        text += "password-file = %s\n" % pw
+    text += extra
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+@pytest.fixture
+def conf(tmp_path, srv):
+    return write_config(str(tmp_path / "client.conf"), srv)
+
+
+def sendmail(link, conf, home, args, input):
+    env = clean_env(home)
+    if conf is not None:
+        env["POSTERN_CONFIG"] = str(conf)
+    return run_postern(args, input=input, env=env, argv0=link)
+
+
+def added_then(msg, sender=None):
+    """msg's header must start with the Date and Message-ID sendmail added
+    (after a From: <sender> when given); return the rest."""
+    lines = msg.split(b"\r\n")
+    if sender is not None:
+        assert lines[0] == b"From: <%s>" % sender.encode(), lines[0]
+        lines = lines[1:]
+    assert re.match(rb"Date: \w\w\w, \d\d \w\w\w \d{4} \d\d:\d\d:\d\d "
+                    rb"[+-]\d{4}$", lines[0]), lines[0]
+    assert re.match(rb"Message-ID: <[^<>@\s]+@example\.test>$",
+                    lines[1]), lines[1]
+    return b"\r\n".join(lines[2:])
+
+
+def mail_from_lines(mark):
+    mark.sessions_done()
+    return [l for e in mark.events("client")
+            for l in [e.get("line", "")] if l.startswith("MAIL FROM:")]
+
+
+MSG_T = (b"From: Tim <tim@example.test>\n"
+         b"To: Alice <t-alice@example.test>, t-bob@example.test\n"
+         b"Cc: \"Doe, Carol\" <t-carol@example.test>\n"
+         b"Bcc: t-dave@example.test,\n"
+         b" Eve (hidden) <t-eve@example.test>\n"
+         b"Subject: minus t\n"
+         b"X-After-Bcc: kept\n"
+         b"\n"
+         b"Bcc: this is the body, not a header\n"
+         b"done\n")
+
+MSG_T_DELIVERED = (b"From: Tim <tim@example.test>\r\n"
+                   b"To: Alice <t-alice@example.test>, t-bob@example.test\r\n"
+                   b"Cc: \"Doe, Carol\" <t-carol@example.test>\r\n"
+                   b"Subject: minus t\r\n"
+                   b"X-After-Bcc: kept\r\n"
+                   b"\r\n"
+                   b"Bcc: this is the body, not a header\r\n"
+                   b"done\r\n")
+
+
+def test_t_recipients_and_bcc_removed(srv, link, conf, home):
+    p = sendmail(link, conf, home, ["-t", "-i"], MSG_T)
+    assert p.returncode == EX_OK, describe(p)
+    for who in ("alice", "bob", "carol", "dave", "eve"):
+        msgs = srv.messages("t-%s@example.test" % who)
+        assert len(msgs) == 1, who
+        assert added_then(strip_received(msgs[0])) == MSG_T_DELIVERED
+    m = email.message_from_bytes(srv.messages("t-bob@example.test")[0],
+                                 policy=email.policy.default)
+    assert m["bcc"] is None
+    assert [a.display_name for a in m["cc"].addresses] == ["Doe, Carol"]
+
+
+def test_t_and_argument_recipients(srv, link, conf, home):
+    """As Postfix does: -t adds the header recipients to the arguments."""
+    msg = b"To: ta-one@example.test\nSubject: both\n\nx\n"
+    p = sendmail(link, conf, home, ["-t", "ta-two@example.test"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("ta-one@example.test")) == 1
+    assert len(srv.messages("ta-two@example.test")) == 1
+
+
+def test_argument_recipients_only(srv, link, conf, home):
+    msg = (b"To: not-this-one@example.test\nBcc: nor-this@example.test\n"
+           b"Subject: args\n\nbody\n")
+    p = sendmail(link, conf, home, ["-oi", "arg-one@example.test",
+                                    "arg-two@example.test"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    for a in ("arg-one@example.test", "arg-two@example.test"):
+        got = added_then(strip_received(srv.messages(a)[0]), USER)
+        # Without -t the header is left alone, Bcc and all.
+        assert got == msg.replace(b"\n", b"\r\n")
+    assert srv.messages("not-this-one@example.test") == []
+    assert srv.messages("nor-this@example.test") == []
+
+
+@pytest.mark.parametrize("form", [["-f", "bounce@example.test"],
+                                  ["-fbounce@example.test"],
+                                  ["-r", "bounce@example.test"]])
+def test_f_sets_envelope_sender(srv, link, conf, home, form):
+    mark = LogMark(srv)
+    p = sendmail(link, conf, home, form + ["-i", "f-rcpt@example.test"],
+                 b"Subject: f\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    lines = mail_from_lines(mark)
+    assert len(lines) == 1 and lines[0].startswith(
+        "MAIL FROM:<bounce@example.test> "), lines
+    m = email.message_from_bytes(srv.messages("f-rcpt@example.test")[-1],
+                                 policy=email.policy.default)
+    # The added From is the envelope sender.
+    assert m["from"].addresses[0].addr_spec == "bounce@example.test"
+
+
+def test_default_sender_is_the_user(srv, link, conf, home):
+    mark = LogMark(srv)
+    p = sendmail(link, conf, home, ["-i", "def-rcpt@example.test"],
+                 b"Subject: d\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert mail_from_lines(mark)[0].startswith("MAIL FROM:<%s>" % USER)
+
+
+def test_config_from(srv, link, tmp_path, home):
+    c = write_config(str(tmp_path / "c.conf"), srv,
+                     extra="from = robot@example.test\n")
+    mark = LogMark(srv)
+    p = sendmail(link, c, home, ["-i", "cf-rcpt@example.test"],
+                 b"Subject: d\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert mail_from_lines(mark)[0].startswith(
+        "MAIL FROM:<robot@example.test>")
+
+
+@pytest.mark.parametrize("name", ["Tim Example", "Doe, John (Ops)",
+                                  "Jörg Ünicode-Straße", 'Say "hi"'])
+def test_F_full_name(srv, link, conf, home, name):
+    rcpt = "fn-%d@example.test" % abs(hash(name))
+    p = sendmail(link, conf, home, ["-i", "-F", name, "-f",
+                                    "tim@example.test", rcpt],
+                 b"Subject: F\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    raw = srv.messages(rcpt)[0]
+    head = raw.split(b"\r\n\r\n")[0]
+    assert head == head.decode("ascii").encode()  # RFC 2047 when needed
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    addrs = m["from"].addresses
+    assert len(addrs) == 1, m["from"]
+    assert addrs[0].display_name == name
+    assert addrs[0].addr_spec == "tim@example.test"
+
+
+def test_F_without_f_and_no_user(link, tmp_path, home):
+    """No -f and no user address in the configuration: the sender is
+    $USER@host, and -F's name goes only into the From field."""
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        c = tmp_path / "noauth.conf"
+        c.write_text("server = %s\nstarttls = never\n" % f.url)
+        env = clean_env(home, POSTERN_CONFIG=c, USER="cronjob")
+        p = run_postern(["-i", "-F", "Cron Daemon", "root@example.test"],
+                        input=b"Subject: cron\n\nx\n", env=env, argv0=link)
+    assert p.returncode == EX_OK, describe(p)
+    mail = [c for c in f.commands if c.startswith(b"MAIL")][0]
+    assert re.match(rb"MAIL FROM:<cronjob@[^<>\s]+>( |$)", mail), mail
+    sender = mail.split(b"<")[1].split(b">")[0].decode()
+    m = email.message_from_bytes(f.messages[0], policy=email.policy.default)
+    assert m["from"].addresses[0].display_name == "Cron Daemon"
+    assert m["from"].addresses[0].addr_spec == sender
+
+
+def test_F_attached_and_existing_from_kept(srv, link, conf, home):
+    msg = b"From: Someone <tim@example.test>\nSubject: keep\n\nx\n"
+    p = sendmail(link, conf, home, ["-i", "-FOther Name",
+                                    "keep-from@example.test"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    got = added_then(strip_received(srv.messages("keep-from@example.test")[0]))
+    assert got == msg.replace(b"\n", b"\r\n")
+
+
+DOT_MSG = (b"Subject: dots\n"
+           b"\n"
+           b"before\n"
+           b"..two dots stay\n"
+           b".\n"
+           b"after the dot\n")
+
+
+def test_lone_dot_ends_input(srv, link, conf, home):
+    p = sendmail(link, conf, home, ["dot-end@example.test"], DOT_MSG)
+    assert p.returncode == EX_OK, describe(p)
+    got = added_then(strip_received(srv.messages("dot-end@example.test")[0]),
+                     USER)
+    assert got.endswith(b"\r\n\r\nbefore\r\n..two dots stay\r\n"), got
+
+
+def test_lone_dot_crlf_ends_input(srv, link, conf, home):
+    p = sendmail(link, conf, home, ["dot-crlf@example.test"],
+                 DOT_MSG.replace(b"\n", b"\r\n"))
+    assert p.returncode == EX_OK, describe(p)
+    got = strip_received(srv.messages("dot-crlf@example.test")[0])
+    assert got.endswith(b"\r\n\r\nbefore\r\n..two dots stay\r\n"), got
+
+
+@pytest.mark.parametrize("flag", ["-i", "-oi"])
+def test_i_keeps_dot_lines(srv, link, conf, home, flag):
+    rcpt = "dot-keep%s@example.test" % flag
+    p = sendmail(link, conf, home, [flag, rcpt], DOT_MSG)
+    assert p.returncode == EX_OK, describe(p)
+    got = added_then(strip_received(srv.messages(rcpt)[0]), USER)
+    assert got == DOT_MSG.replace(b"\n", b"\r\n")
+
+
+def test_ignored_options(srv, link, conf, home):
+    p = sendmail(link, conf, home, ["-oem", "-odi", "-B", "8BITMIME", "-N",
+                                    "never", "-bm", "-i", "--",
+                                    "ign@example.test"], b"Subject: o\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("ign@example.test")) == 1
+
+
+def test_home_config(srv, link, home):
+    d = home / ".config" / "postern"
+    d.mkdir(parents=True)
+    write_config(str(d / "config"), srv)
+    p = sendmail(link, None, home, ["-i", "home-conf@example.test"],
+                 b"Subject: h\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("home-conf@example.test")) == 1
+
+
+def test_password_in_config(srv, link, tmp_path, home):
+    c = write_config(str(tmp_path / "pw.conf"), srv, password_file=False,
+                     extra="password = %s\n" % PASSWORD)
+    p = sendmail(link, c, home, ["-i", "pw-conf@example.test"],
+                 b"Subject: p\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("pw-conf@example.test")) == 1
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_password_in_readable_config_refused(srv, link, tmp_path, home,
+                                             mode):
+    c = write_config(str(tmp_path / "open.conf"), srv, password_file=False,
+                     extra="password = %s\n" % PASSWORD, mode=mode)
+    mark = LogMark(srv)
+    p = sendmail(link, c, home, ["-i", "open-conf@example.test"],
+                 b"Subject: p\n\nx\n")
+    assert p.returncode == EX_CONFIG, describe(p)
+    err = p.stderr.decode()
+    assert "chmod 600 %s" % c in err, err
+    assert PASSWORD not in err
+    assert not mark.events("connect")
+    assert srv.messages("open-conf@example.test") == []
+
+
+def test_readable_config_without_password_is_fine(srv, link, tmp_path, home):
+    c = write_config(str(tmp_path / "ro.conf"), srv, mode=0o644)
+    p = sendmail(link, c, home, ["-i", "ro-conf@example.test"],
+                 b"Subject: p\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+
+
+def test_config_errors(srv, link, tmp_path, home):
+    c = write_config(str(tmp_path / "bad.conf"), srv, extra="colour = red\n")
+    p = sendmail(link, c, home, ["-i", "x@example.test"], b"x\n")
+    assert p.returncode == EX_CONFIG, describe(p)
+    assert re.search(r"bad\.conf:\d+: unknown key 'colour'",
+                     p.stderr.decode()), describe(p)
+    p = sendmail(link, tmp_path / "missing.conf", home,
+                 ["-i", "x@example.test"], b"x\n")
+    assert p.returncode == EX_CONFIG, describe(p)
+    assert "missing.conf" in p.stderr.decode()
+
+
+def test_wrong_password(srv, link, tmp_path, home):
+    c = write_config(str(tmp_path / "wrong.conf"), srv, password_file=False,
+                     extra="password = not-it\n")
+    p = sendmail(link, c, home, ["-i", "wrong-pw@example.test"],
+                 b"Subject: p\n\nx\n")
+    assert p.returncode == EX_NOPERM, describe(p)
+    assert p.stderr.decode().startswith(
+        "sendmail: authentication failed: 535 5.7.8"), describe(p)
+    assert srv.messages("wrong-pw@example.test") == []
+
+
+def test_verbose_redacted(srv, link, conf, home):
+    p = sendmail(link, conf, home, ["-v", "-i", "verbose@example.test"],
+                 b"Subject: v\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert b"C: AUTH SCRAM-SHA-256 <redacted>" in p.stderr
+    for s in secret_forms():
+        assert s not in p.stderr
+
+
+@pytest.mark.parametrize("args,input", [
+    (["-i"], b"Subject: nobody\n\nx\n"),
+    (["-t", "-i"], b"Subject: nobody\n\nx\n"),
+    (["-q"], b""),
+    (["-bs"], b""),
+    (["-bp"], b""),
+], ids=["no-rcpt", "t-no-rcpt", "unknown", "bs", "bp"])
+def test_usage(srv, link, conf, home, args, input):
+    p = sendmail(link, conf, home, args, input)
+    assert p.returncode == EX_USAGE, describe(p)
+    assert p.stderr.startswith(b"sendmail: "), describe(p)
+
+
+def test_bad_addresses(srv, link, conf, home):
+    mark = LogMark(srv)
+    p = sendmail(link, conf, home, ["-i", "Alice <a@example.test>"],
+                 b"Subject: x\n\nx\n")
+    assert p.returncode == EX_USAGE, describe(p)
+    assert "is not an address" in p.stderr.decode()
+    p = sendmail(link, conf, home, ["-t", "-i"],
+                 b"To: broken address@example.test\nSubject: x\n\nx\n")
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert "recipient in the header" in p.stderr.decode()
+    assert not mark.events("connect")
+
+
+def test_send_config_precedence(srv, tmp_path, home):
+    """postern send without --server reads the configuration; what the
+    command line gives wins over it, the password file included."""
+    c = write_config(str(tmp_path / "prec.conf"), srv, password_file=False,
+                     extra="password = wrong\n")
+    good = tmp_path / "good"
+    good.write_text(PASSWORD + "\n")
+    env = clean_env(home, POSTERN_CONFIG=c)
+    p = run_postern(["send", "--password-file", good, "--from", USER,
+                     "--to", "prec@example.test"],
+                    input=b"Subject: p\n\nx\n", env=env)
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("prec@example.test")) == 1
+    p = run_postern(["send", "--from", USER, "--to", "prec@example.test"],
+                    input=b"Subject: p\n\nx\n", env=env)
+    assert p.returncode == EX_NOPERM, describe(p)
