@@ -510,10 +510,16 @@ smtpc_start_auth(struct pst_smtpc *c)
         smtpc_fail(c, rc, 0, SMTPC_AUTH, pst_strerror(rc));
         return;
     }
-    if (!(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST)) {
+    /* LOGIN goes without an initial response, as msmtp and curl send it:
+     * a server that ignores the IR prompts "Username:" anyway, and our
+     * LOGIN client, answering by position, would send it the password
+     * as the user name (into its logs). */
+    if (!(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST) ||
+        strcmp(pst_sasl_mech_name(m), "LOGIN") == 0) {
         rc = smtpc_send(c, SMTPC_AUTH, NULL, "AUTH %s", pst_sasl_mech_name(m));
-        /* The server speaks first: step(NULL) just records that. */
-        if (rc == 0)
+        /* A server-first mechanism: step(NULL) just records that.  (LOGIN
+         * answers the first prompt with the user name.) */
+        if (rc == 0 && !(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST))
             rc = pst_sasl_client_step(c->sc, NULL, 0, &c->scratch);
         if (rc < 0)
             smtpc_fail(c, rc, 0, SMTPC_AUTH, pst_strerror(rc));

@@ -93,10 +93,10 @@ CRAM_CHALLENGE = "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
     # RFC 4616 / RFC 4954 §4.1: PLAIN with the initial response.
     ("PLAIN", ["235 2.7.0 ok"],
      [b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm"]),
-    # LOGIN: the user name as the initial response (as smtplib sends
-    # it), the password after "Password:".
-    ("LOGIN", ["334 UGFzc3dvcmQ6", "235 2.7.0 ok"],
-     [b"AUTH LOGIN dGlt", b"dGFuc3RhYWZ0YW5zdGFhZg=="]),
+    # LOGIN: no initial response (as msmtp and curl), the user name
+    # after "Username:", the password after "Password:".
+    ("LOGIN", ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "235 2.7.0 ok"],
+     [b"AUTH LOGIN", b"dGlt", b"dGFuc3RhYWZ0YW5zdGFhZg=="]),
     # RFC 2195 §2: the CRAM-MD5 example, byte for byte.
     ("CRAM-MD5", ["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"],
      [b"AUTH CRAM-MD5",
@@ -114,10 +114,11 @@ def test_exact_auth_bytes(pwfile, mech, auth, want):
 def test_legacy_auth_equals_line(pwfile):
     """Only the pre-standard "AUTH=LOGIN" keyword: still understood."""
     with FakeSMTP(ehlo=["AUTH=LOGIN"],
-                  auth=["334 UGFzc3dvcmQ6", "235 2.7.0 ok"]) as f:
+                  auth=["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6",
+                        "235 2.7.0 ok"]) as f:
         p = send(f, pwfile, user="tim")
     assert p.returncode == EX_OK, describe(p)
-    assert auth_lines(f) == [b"AUTH LOGIN dGlt"]
+    assert auth_lines(f) == [b"AUTH LOGIN"]
     assert f.messages == [FIXED_MSG]
 
 
