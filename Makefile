@@ -9,7 +9,7 @@ BUILD  ?= build
 ASAN   ?= build-asan
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps deps-test run test install clean lint
+.PHONY: all deps deps-test run test install clean lint fuzz
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -42,6 +42,11 @@ install: all
 
 lint:
 	tools/lint
+
+# libFuzzer (clang): every target for FUZZ_TIME seconds with its corpus;
+# fuzz/README.md records the runs.
+fuzz:
+	fuzz/run.sh -b build-fuzz -t $(or $(FUZZ_TIME),60) -j $(or $(FUZZ_JOBS),1)
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

@@ -53,36 +53,57 @@ def run_unit(tally, suite, build, extra_env=None):
         tally.add(suite, "unit tests built", False, detail=f"none in {build}")
         return
     for b in bins:
-        env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
-        if extra_env:
-            env.update(extra_env)
-        try:
-            p = subprocess.run([b], cwd=ROOT, env=env, capture_output=True,
-                               text=True, errors="replace", timeout=600)
-        except subprocess.TimeoutExpired:
-            tally.add(suite, os.path.basename(b), False, detail="timed out")
+        run_tap(tally, suite, [b], extra_env)
+
+
+def run_tap(tally, suite, cmd, extra_env=None):
+    """Run one TAP program; count each test line, and a crash or short
+    run as a failure of its own."""
+    b = cmd[0]
+    env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
+    if extra_env:
+        env.update(extra_env)
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                           text=True, errors="replace", timeout=600)
+    except subprocess.TimeoutExpired:
+        tally.add(suite, os.path.basename(b), False, detail="timed out")
+        return
+    seen = 0
+    planned = None
+    for line in p.stdout.splitlines():
+        m = re.match(r"^1\.\.(\d+)", line)
+        if m:
+            planned = int(m.group(1))
+        m = TAP_RE.match(line)
+        if not m:
             continue
-        seen = 0
-        planned = None
-        for line in p.stdout.splitlines():
-            m = re.match(r"^1\.\.(\d+)", line)
-            if m:
-                planned = int(m.group(1))
-            m = TAP_RE.match(line)
-            if not m:
-                continue
-            seen += 1
-            name = f"{os.path.basename(b)}:{m.group(3)}"
-            ok = m.group(1) == "ok"
-            tally.add(suite, name, ok, skipped=bool(m.group(4)),
-                      detail="" if ok else (p.stdout + p.stderr)[-4000:])
-        # A crash or a short run is a failure of its own.
-        if p.returncode != 0 and (seen == 0 or planned is None or seen < planned):
-            tally.add(suite, f"{os.path.basename(b)} (exit {p.returncode})",
-                      False, detail=(p.stdout + p.stderr)[-4000:])
-        elif planned is not None and seen != planned:
-            tally.add(suite, f"{os.path.basename(b)} plan {planned}, ran {seen}",
-                      False)
+        seen += 1
+        name = f"{os.path.basename(b)}:{m.group(3)}"
+        ok = m.group(1) == "ok"
+        tally.add(suite, name, ok, skipped=bool(m.group(4)),
+                  detail="" if ok else (p.stdout + p.stderr)[-4000:])
+    if p.returncode != 0 and (seen == 0 or planned is None or seen < planned):
+        tally.add(suite, f"{os.path.basename(b)} (exit {p.returncode})",
+                  False, detail=(p.stdout + p.stderr)[-4000:])
+    elif planned is not None and seen != planned:
+        tally.add(suite, f"{os.path.basename(b)} plan {planned}, ran {seen}",
+                  False)
+
+
+def run_fuzz(tally, suite, build, extra_env=None):
+    """Replay each fuzz target's corpus (fuzz/main_replay.c prints TAP)."""
+    d = os.path.join(build, "fuzz")
+    bins = sorted(os.path.join(d, f) for f in os.listdir(d)
+                  if f.startswith("fuzz_") and os.path.isfile(os.path.join(d, f))
+                  and os.access(os.path.join(d, f), os.X_OK)) \
+        if os.path.isdir(d) else []
+    if not bins:
+        tally.add(suite, "fuzz replay built", False, detail=f"none in {d}")
+        return
+    for b in bins:
+        corpus = os.path.join(ROOT, "fuzz", "corpus", os.path.basename(b)[5:])
+        run_tap(tally, suite, [b, corpus], extra_env)
 
 
 def run_lint(tally):
@@ -146,7 +167,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--asan", default=None)
     ap.add_argument("--only", default=None,
-                    help="comma list of suites: lint,unit,asan,symbols,e2e")
+                    help="comma list of suites: lint,unit,asan,symbols,fuzz,e2e")
     a = ap.parse_args()
     only = set(a.only.split(",")) if a.only else None
     t = Tally()
@@ -160,11 +181,18 @@ def main():
         run_unit(t, "unit", a.build)
     if want("symbols"):
         run_symbols(t, a.build)
+    if want("fuzz"):
+        run_fuzz(t, "fuzz", a.build)
     if a.asan and want("asan"):
         run_unit(t, "asan", a.asan, {
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
             "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
         })
+        if want("fuzz"):
+            run_fuzz(t, "asan-fuzz", a.asan, {
+                "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+                "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+            })
     if want("e2e"):
         run_pytest(t, a.build)
     if t.failures:

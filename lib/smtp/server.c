@@ -223,7 +223,7 @@ server_put(struct pst_smtp_server *s, const char *line, size_t len)
         s->errors = 0;
 }
 
-static void
+__attribute__((format(printf, 2, 0))) static void
 server_vreply(struct pst_smtp_server *s, const char *fmt, va_list ap)
 {
     char line[PST__SMTP_MAX_REPLY + 1];

@@ -1,0 +1,163 @@
+/*
+ * Fuzz target: the client half of every SASL mechanism
+ * (include/postern/sasl.h); the input plays a hostile server.
+ *
+ * Input: one option byte, then the server's challenges separated by
+ * FUZZ_SEP (0xff).  Option bits:
+ *   0-2  mechanism (value % 6): PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5,
+ *        SCRAM-SHA-1, SCRAM-SHA-256
+ *   3    ask for an authorization identity ("admin")
+ *   4    no initial response: the first challenge is the first step
+ *        (else step(NULL) first, as a client sending an IR does)
+ *   5    SCRAM: accept any iteration count from 1 (else the default
+ *        minimum, 4096)
+ *
+ * The client uses the user, password and nonce of its mechanism's RFC
+ * example, so the RFC server messages in the corpus complete the
+ * exchange.  A SCRAM server-first message asking for more than
+ * FUZZ_SCRAM_MAX_ITER iterations ends the input: the client would accept
+ * up to PST_SCRAM_MAX_ITERATIONS (10^7), a PBKDF2 that takes seconds and
+ * only proves that PBKDF2 is slow.
+ *
+ * Invariants (abort() on a violation): a mechanism whose server must
+ * prove itself (PST_MECH_SERVER_PROOF) lets pst_sasl_client_finish()
+ * succeed only after a step returned DONE; no step succeeds after the
+ * end.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <postern/sasl.h>
+
+#include "fuzz.h"
+#include "../lib/sasl/mech.h"
+
+#define FUZZ_MAX_STEPS      64
+#define FUZZ_SCRAM_MAX_ITER 16384
+
+struct mech_setup {
+    const char *name;
+    const char *user;
+    const char *password;
+    const char *host;       /* DIGEST-MD5 digest-uri host */
+    const char *service;    /* NULL: "smtp" */
+    const char *nonce;      /* client nonce hook (DIGEST cnonce, SCRAM) */
+};
+
+static const struct mech_setup setups[] = {
+    {.name = "PLAIN", .user = "tim", .password = "tanstaaftanstaaf"},
+    {.name = "LOGIN", .user = "tim", .password = "tanstaaftanstaaf"},
+    {.name = "CRAM-MD5", .user = "tim", .password = "tanstaaftanstaaf"},
+    /* RFC 2831 §4 */
+    {.name = "DIGEST-MD5", .user = "chris", .password = "secret",
+     .host = "elwood.innosoft.com", .service = "imap",
+     .nonce = "OA6MHXh6VqTrRk"},
+    /* RFC 5802 §5, RFC 7677 §3 */
+    {.name = "SCRAM-SHA-1", .user = "user", .password = "pencil",
+     .nonce = "fyko+d2lbbFgONRv9qkxdawL"},
+    {.name = "SCRAM-SHA-256", .user = "user", .password = "pencil",
+     .nonce = "rOprNGfwEbeRWgbNEkqO"},
+};
+#define NSETUPS (sizeof(setups) / sizeof(setups[0]))
+
+static int
+is_scram(const struct mech_setup *m)
+{
+    return m->name[0] == 'S';
+}
+
+/* Whether a SCRAM challenge asks for a PBKDF2 too long to fuzz. */
+static int
+too_many_iterations(const uint8_t *p, size_t len)
+{
+    struct pst__scram_server_first sf;
+    const char *why;
+
+    return pst__scram_parse_server_first(p, len, &sf, &why) == 0 &&
+           sf.iterations > FUZZ_SCRAM_MAX_ITER;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const struct mech_setup *m;
+    const struct pst_sasl_mech *mech;
+    struct pst_sasl_client_config cfg;
+    struct pst_sasl_client *c = NULL;
+    struct fuzz_rand rnd;
+    struct fuzz_split sp;
+    struct pst_buf out;
+    uint8_t opt, *seg;
+    size_t seg_len;
+    int rc = PST_SASL_CONTINUE, done = 0, stepped = 0;
+
+    if (size < 1)
+        return 0;
+    opt = data[0];
+    m = &setups[(opt & 7u) % NSETUPS];
+    mech = pst_sasl_mech_find(m->name, strlen(m->name));
+    if (mech == NULL)
+        abort();
+    fuzz_rand_init(&rnd, NULL, 0);
+    cfg = (struct pst_sasl_client_config){
+        .authcid = m->user,
+        .authzid = (opt & 0x08u) ? "admin" : NULL,
+        .password = (const uint8_t *)m->password,
+        .password_len = strlen(m->password),
+        .service = m->service,
+        .host = m->host != NULL ? m->host : "mail.example.test",
+        .random = fuzz_random,
+        .random_ctx = &rnd,
+        .scram_min_iterations = (opt & 0x20u) ? 1 : 0,
+    };
+    if (pst_sasl_client_new(mech, &cfg, &c) != 0)
+        abort();
+    if (m->nonce != NULL) {
+        rc = is_scram(m) ? pst__scram_client_set_nonce(c, m->nonce)
+                         : pst__digest_md5_client_set_cnonce(c, m->nonce);
+        if (rc != 0)
+            abort();
+    }
+    pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
+    fuzz_split_init(&sp, data + 1, size - 1);
+
+    rc = PST_SASL_CONTINUE;
+    if (!(opt & 0x10u)) {
+        rc = pst_sasl_client_step(c, NULL, 0, &out);
+        stepped = 1;
+    }
+    for (int guard = 0; guard < FUZZ_MAX_STEPS && rc == PST_SASL_CONTINUE;
+         guard++) {
+        if (!fuzz_split_next(&sp, &seg, &seg_len))
+            break;
+        if (is_scram(m) && too_many_iterations(seg, seg_len)) {
+            free(seg);
+            break;
+        }
+        pst_buf_reset(&out);
+        rc = pst_sasl_client_step(c, seg, seg_len, &out);
+        stepped = 1;
+        free(seg);
+    }
+    if (rc == PST_SASL_DONE)
+        done = 1;
+#ifdef FUZZ_TRACE
+    /* -DFUZZ_TRACE: say how each input ended (for corpus work). */
+    fprintf(stderr, "%s: rc %d %s\n", m->name, rc,
+            rc < 0 ? pst_errname(rc) : "");
+#endif
+
+    /* The server says "235": may the client believe it? */
+    if ((pst_sasl_mech_flags(mech) & PST_MECH_SERVER_PROOF) && !done &&
+        pst_sasl_client_finish(c) == 0)
+        abort();
+    if (stepped && (done || rc < 0)) {
+        pst_buf_reset(&out);
+        if (pst_sasl_client_step(c, (const uint8_t *)"", 0, &out) >= 0)
+            abort();
+    }
+    pst_sasl_client_free(c);
+    pst_buf_clear(&out);
+    return 0;
+}

@@ -1,0 +1,280 @@
+/*
+ * Fuzz target: the server half of every SASL mechanism
+ * (include/postern/sasl.h).
+ *
+ * Input: one option byte, then the client's messages separated by
+ * FUZZ_SEP (0xff).  Option bits:
+ *   0-2  mechanism (value % 6): PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5,
+ *        SCRAM-SHA-1, SCRAM-SHA-256
+ *   3-4  credentials given at NEED_CRED: 0 the mechanism's RFC user,
+ *        1 none (unknown user), 2 "{PLAIN}pencil", 3 stored verifiers
+ *        only ({CRAM-MD5} {DIGEST-MD5} {SCRAM-SHA-1} {SCRAM-SHA-256})
+ *   5    the first message is an initial response (else step(NULL))
+ *   6    probe misuse before each step: set_cred(), verified() and
+ *        password() when nothing was asked must all refuse
+ *   7    give SCRAM a secret for the fake salts of unknown users
+ *
+ * Each mechanism runs with the settings of its RFC example (host, realm,
+ * service, nonce or challenge), so the RFC messages in the corpus reach
+ * the end of the exchange.  NEED_VERIFY is answered with
+ * pst_cred_verify().
+ *
+ * Invariants (abort() on a violation): an unknown user never
+ * authenticates; a success comes after a lookup, names an authcid and,
+ * for PLAIN and LOGIN, follows a password the driver accepted; no step
+ * succeeds after the end; an answer asked for is accepted, one not asked
+ * for is refused.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <postern/cred.h>
+#include <postern/sasl.h>
+
+#include "fuzz.h"
+#include "../lib/sasl/mech.h"
+
+#define FUZZ_MAX_STEPS 64
+
+struct mech_setup {
+    const char *name;
+    const char *hostname;
+    const char *service;         /* NULL: "smtp" */
+    uint64_t timestamp;
+    const uint8_t *rand_prefix;  /* first random bytes */
+    size_t rand_prefix_len;
+    const char *nonce;           /* server nonce hook (DIGEST, SCRAM) */
+    const char *cred;            /* the RFC example's user */
+};
+
+/* RFC 2195 §2: "<1896.697170952@postoffice.reston.mci.net>". */
+static const uint8_t cram_rand[] = {0, 0, 0, 0, 0, 0, 0x07, 0x68};
+
+static const struct mech_setup setups[] = {
+    /* RFC 4616 §4 */
+    {.name = "PLAIN", .hostname = "mail.example.test",
+     .cred = "{PLAIN}tanstaaftanstaaf"},
+    {.name = "LOGIN", .hostname = "mail.example.test",
+     .cred = "{PLAIN}tanstaaftanstaaf"},
+    /* RFC 2195 §2 */
+    {.name = "CRAM-MD5", .hostname = "postoffice.reston.mci.net",
+     .timestamp = 697170952, .rand_prefix = cram_rand,
+     .rand_prefix_len = sizeof(cram_rand),
+     .cred = "{PLAIN}tanstaaftanstaaf"},
+    /* RFC 2831 §4 */
+    {.name = "DIGEST-MD5", .hostname = "elwood.innosoft.com",
+     .service = "imap", .nonce = "OA6MG9tEQGm2hh", .cred = "{PLAIN}secret"},
+    /* RFC 5802 §5 */
+    {.name = "SCRAM-SHA-1", .hostname = "mail.example.test",
+     .nonce = "3rfcNHYJY1ZVvWVs7j",
+     .cred = "{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,"
+             "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE="},
+    /* RFC 7677 §3 */
+    {.name = "SCRAM-SHA-256", .hostname = "mail.example.test",
+     .nonce = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+     .cred = "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+             "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+             "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="},
+};
+#define NSETUPS (sizeof(setups) / sizeof(setups[0]))
+
+/* Stored forms of INTEROP.md (tim, chris@elwood.innosoft.com, user). */
+static const char stored_cred[] =
+    "{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3"
+    "54b21152711fb604ca3e035e7015116b "
+    "{DIGEST-MD5}eb5a750053e4d2c34aa84bbc9b0b6ee7 "
+    "{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,"
+    "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE= "
+    "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+static const uint8_t scram_secret[] = "fuzz fake-salt secret";
+static const char *const uri_hosts[] = {"127.0.0.1", "[::1]", NULL};
+
+/* Parsed once, kept for the life of the process. */
+static struct pst_cred *rfc_creds[NSETUPS];
+static struct pst_cred *pencil_cred;
+static struct pst_cred *stored;
+
+static struct pst_cred *
+parse_or_die(const char *text)
+{
+    struct pst_cred *c = NULL;
+
+    if (pst_cred_parse(text, strlen(text), &c) != 0)
+        abort();
+    return c;
+}
+
+static void
+init_creds(void)
+{
+    if (pencil_cred != NULL)
+        return;
+    for (size_t i = 0; i < NSETUPS; i++)
+        rfc_creds[i] = parse_or_die(setups[i].cred);
+    stored = parse_or_die(stored_cred);
+    pencil_cred = parse_or_die("{PLAIN}pencil");
+}
+
+/* Answers given where none was asked for must be refused. */
+static void
+probe_misuse(struct pst_sasl_server *s, const struct pst_cred *cred)
+{
+    size_t len = 1;
+
+    if (pst_sasl_server_set_cred(s, cred) != PST_ESTATE)
+        abort();
+    if (pst_sasl_server_verified(s, 1) != PST_ESTATE)
+        abort();
+    if (pst_sasl_server_password(s, &len) != NULL || len != 0)
+        abort();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const struct mech_setup *m;
+    const struct pst_sasl_mech *mech;
+    const struct pst_cred *cred;
+    struct pst_sasl_server_config cfg;
+    struct pst_sasl_server *s = NULL;
+    struct fuzz_rand rnd;
+    struct fuzz_split sp;
+    struct pst_buf out;
+    uint8_t opt, *seg = NULL;
+    size_t seg_len;
+    int rc, probe, done = 0, asked_cred = 0, verified_ok = 0;
+
+    if (size < 1)
+        return 0;
+    init_creds();
+    opt = data[0];
+    m = &setups[(opt & 7u) % NSETUPS];
+    switch ((opt >> 3) & 3u) {
+    case 0:
+        cred = rfc_creds[m - setups];
+        break;
+    case 1:
+        cred = NULL;
+        break;
+    case 2:
+        cred = pencil_cred;
+        break;
+    default:
+        cred = stored;
+        break;
+    }
+    probe = (opt & 0x40u) != 0;
+    mech = pst_sasl_mech_find(m->name, strlen(m->name));
+    if (mech == NULL)
+        abort();
+    fuzz_rand_init(&rnd, m->rand_prefix, m->rand_prefix_len);
+    cfg = (struct pst_sasl_server_config){
+        .hostname = m->hostname,
+        .uri_hosts = uri_hosts,
+        .service = m->service,
+        .timestamp = m->timestamp,
+        .random = fuzz_random,
+        .random_ctx = &rnd,
+        .scram_secret = (opt & 0x80u) ? scram_secret : NULL,
+        .scram_secret_len = (opt & 0x80u) ? sizeof(scram_secret) - 1 : 0,
+    };
+    if (pst_sasl_server_new(mech, &cfg, &s) != 0)
+        abort();
+    if (m->nonce != NULL) {
+        rc = (pst_sasl_mech_flags(mech) & PST_MECH_HISTORIC)
+                 ? pst__digest_md5_server_set_nonce(s, m->nonce)
+                 : pst__scram_server_set_nonce(s, m->nonce);
+        if (rc != 0)
+            abort();
+    }
+    pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 0);
+    fuzz_split_init(&sp, data + 1, size - 1);
+
+    if (probe)
+        probe_misuse(s, cred);
+    if ((opt & 0x20u) && fuzz_split_next(&sp, &seg, &seg_len)) {
+        rc = pst_sasl_server_step(s, seg, seg_len, &out);
+        free(seg);
+    } else {
+        rc = pst_sasl_server_step(s, NULL, 0, &out);
+    }
+    for (int guard = 0; guard < FUZZ_MAX_STEPS; guard++) {
+        if (rc == PST_SASL_NEED_CRED) {
+            if (pst_sasl_server_verified(s, 1) != PST_ESTATE)
+                abort();
+            if (pst_sasl_server_set_cred(s, cred) != 0)
+                abort();
+            asked_cred = 1;
+            rc = pst_sasl_server_step(s, NULL, 0, &out);
+        } else if (rc == PST_SASL_NEED_VERIFY) {
+            const char *user = pst_sasl_server_authcid(s);
+            size_t len;
+            const uint8_t *pw = pst_sasl_server_password(s, &len);
+            int ok;
+
+            if (pw == NULL || pst_sasl_server_set_cred(s, cred) !=
+                                  PST_ESTATE)
+                abort();
+            ok = pst_cred_verify(cred, user != NULL ? user : "", pw,
+                                 len) == 0;
+            if (pst_sasl_server_verified(s, ok) != 0)
+                abort();
+            verified_ok |= ok;
+            rc = pst_sasl_server_step(s, NULL, 0, &out);
+        } else if (rc == PST_SASL_CONTINUE) {
+            if (!fuzz_split_next(&sp, &seg, &seg_len))
+                break;
+            if (probe)
+                probe_misuse(s, cred);
+            rc = pst_sasl_server_step(s, seg, seg_len, &out);
+            free(seg);
+        } else {
+            break;
+        }
+    }
+
+#ifdef FUZZ_TRACE
+    /* -DFUZZ_TRACE: say how each input ended (for corpus work). */
+    fprintf(stderr, "%s: rc %d %s: %s\n", m->name, rc,
+            rc < 0 ? pst_errname(rc) : "", pst_sasl_server_reason(s));
+#endif
+    if (rc == PST_SASL_DONE) {
+        done = 1;
+        /* An unknown user must fail exactly like a wrong password; a
+         * success follows a lookup, and for PLAIN and LOGIN a password
+         * the driver said was right. */
+        if (cred == NULL || !asked_cred ||
+            pst_sasl_server_authcid(s) == NULL)
+            abort();
+        if ((pst_sasl_mech_flags(mech) & PST_MECH_SENDS_PASSWORD) &&
+            !verified_ok)
+            abort();
+    }
+    if (rc == PST_SASL_DONE || rc < 0) {
+        /* The exchange is over: nothing more may succeed. */
+        rc = pst_sasl_server_step(s, (const uint8_t *)"", 0, &out);
+        if (rc >= 0)
+            abort();
+        if (probe)
+            probe_misuse(s, cred);
+    }
+    /* What a driver reads for its log. */
+    {
+        const char *a = pst_sasl_server_authcid(s);
+        const char *z = pst_sasl_server_authzid(s);
+        volatile size_t n = strlen(pst_sasl_server_reason(s));
+
+        n += a != NULL ? strlen(a) : 0;
+        n += z != NULL ? strlen(z) : 0;
+        (void)n;
+        if (done && pst_sasl_server_mech(s) != mech)
+            abort();
+    }
+    pst_sasl_server_free(s);
+    pst_buf_clear(&out);
+    return 0;
+}

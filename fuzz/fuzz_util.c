@@ -1,0 +1,121 @@
+/*
+ * Helpers shared by the fuzz targets: a reproducible random source and
+ * the splitting of one input into messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+/* Any fixed value: runs must be reproducible. */
+#define FUZZ_RAND_SEED 0x706f737465726eull /* "postern" */
+
+void
+fuzz_rand_init(struct fuzz_rand *r, const uint8_t *prefix, size_t len)
+{
+    r->prefix = prefix;
+    r->prefix_len = prefix != NULL ? len : 0;
+    r->pos = 0;
+    r->state = FUZZ_RAND_SEED;
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): small, good enough, fixed. */
+static uint64_t
+fuzz_rand_next(struct fuzz_rand *r)
+{
+    uint64_t z = (r->state += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int
+fuzz_random(void *ctx, uint8_t *buf, size_t len)
+{
+    struct fuzz_rand *r = ctx;
+    size_t i = 0;
+
+    for (; i < len && r->pos < r->prefix_len; i++)
+        buf[i] = r->prefix[r->pos++];
+    while (i < len) {
+        uint64_t v = fuzz_rand_next(r);
+
+        for (int k = 0; k < 8 && i < len; k++, i++) {
+            buf[i] = (uint8_t)v;
+            v >>= 8;
+        }
+    }
+    return 0;
+}
+
+void
+fuzz_split_init(struct fuzz_split *sp, const uint8_t *p, size_t len)
+{
+    sp->p = p;
+    sp->len = len;
+    sp->off = 0;
+    sp->done = 0;
+}
+
+uint8_t *
+fuzz_dup(const uint8_t *p, size_t len, int nul)
+{
+    /* malloc(0) gives a block with no usable byte under ASan. */
+    uint8_t *d = malloc(len + (nul ? 1 : 0));
+
+    if (d == NULL && len == 0 && !nul)
+        d = malloc(1);
+    if (d == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(d, p, len);
+    if (nul)
+        d[len] = '\0';
+    return d;
+}
+
+int
+fuzz_split_next(struct fuzz_split *sp, uint8_t **seg, size_t *len)
+{
+    const uint8_t *start, *end;
+    size_t n;
+
+    if (sp->done)
+        return 0;
+    start = sp->p + sp->off;
+    n = sp->len - sp->off;
+    end = n > 0 ? memchr(start, FUZZ_SEP, n) : NULL;
+    if (end == NULL) {
+        sp->done = 1;
+        *len = n;
+    } else {
+        *len = (size_t)(end - start);
+        sp->off += *len + 1;
+    }
+    *seg = fuzz_dup(start, *len, 0);
+    if (*seg == NULL) {
+        sp->done = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int
+fuzz_number_above(const uint8_t *p, size_t len, uint64_t max,
+                  size_t *digits)
+{
+    uint64_t v = 0;
+    int above = 0;
+    size_t i = 0;
+
+    for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+        if (!above) {
+            v = v * 10 + (uint64_t)(p[i] - '0');
+            if (v > max)
+                above = 1;
+        }
+    }
+    *digits = i;
+    return above;
+}

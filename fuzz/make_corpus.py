@@ -1,0 +1,863 @@
+#!/usr/bin/python3
+"""Write the seed corpora of the fuzz targets (fuzz/corpus/<target>/).
+
+    fuzz/make_corpus.py [--check]
+
+Seeds are RFC examples (the vectors of docs/INTEROP.md, byte for byte),
+realistic SMTP sessions, a sample posternd.conf and passwd lines.  Files
+this script does not write (crash-* reproducers, inputs libFuzzer added)
+are left alone.  --check only reports seeds that differ from what is on
+disk (exit 1).
+
+Input formats (see each fuzz_<target>.c): the SASL targets take an option
+byte, then messages separated by 0xff; smtp_server and smtp_client take
+two option bytes, then the peer's bytes.
+"""
+import base64
+import hashlib
+import hmac
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEP = b"\xff"
+SEEDS = {}
+
+
+def seed(target, name, data):
+    if isinstance(data, str):
+        data = data.encode()
+    key = (target, name)
+    assert key not in SEEDS, key
+    SEEDS[key] = data
+
+
+def msgs(opt, *parts):
+    return bytes([opt]) + SEP.join(p.encode() if isinstance(p, str) else p
+                                  for p in parts)
+
+
+# --- RFC vectors (docs/INTEROP.md) ----------------------------------------
+
+PLAIN_TIM = b"\0tim\0tanstaaftanstaaf"          # RFC 4616 §4
+PLAIN_URSEL = b"Ursel\0Kurt\0xipj3plmq"        # RFC 4616 §4
+PLAIN_TEST = b"test\0test\x001234"             # RFC 4954 §4.1
+CRAM_CHAL = "<1896.697170952@postoffice.reston.mci.net>"   # RFC 2195 §2
+CRAM_RESP = "tim b913a602c7eda7a495b4e6e7334d3890"
+CRAM_4954 = "rjs3 ec3a59fed395aba1ec6367c4f4b41ac0"       # RFC 4954 §4.1
+DIGEST_CHAL = ('realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",'
+               'qop="auth",algorithm=md5-sess,charset=utf-8')  # RFC 2831 §4
+DIGEST_RESP = ('charset=utf-8,username="chris",realm="elwood.innosoft.com",'
+               'nonce="OA6MG9tEQGm2hh",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+               'digest-uri="imap/elwood.innosoft.com",'
+               'response=d388dad90d4bbd760a152321f2143af7,qop=auth')
+DIGEST_FINAL = "rspauth=ea40f60335c427b5527b84dbabcdfffd"
+DIGEST_ACAP_CHAL = ('realm="elwood.innosoft.com",nonce="OA9BSXrbuRhWay",'
+                    'qop="auth",algorithm=md5-sess,charset=utf-8')
+DIGEST_ACAP_RESP = ('charset=utf-8,username="chris",'
+                    'realm="elwood.innosoft.com",nonce="OA9BSXrbuRhWay",'
+                    'nc=00000001,cnonce="OA9BSuZWMSpW8m",'
+                    'digest-uri="acap/elwood.innosoft.com",'
+                    'response=6084c6db3fede7352c551284490fd0fc,qop=auth')
+DIGEST_ACAP_FINAL = "rspauth=2f0b3d7c3c2e486600ef710726aa2eae"
+SCRAM1 = [  # RFC 5802 §5
+    "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+    "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
+    "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+    "p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+    "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
+]
+SCRAM256 = [  # RFC 7677 §3
+    "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+    "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
+]
+
+# Mechanism numbers of fuzz_sasl_server.c / fuzz_sasl_client.c.
+PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256 = range(6)
+# sasl_server option bits.
+S_CRED_RFC, S_CRED_NONE, S_CRED_PENCIL, S_CRED_STORED = (0, 8, 16, 24)
+S_IR, S_PROBE, S_SECRET = 0x20, 0x40, 0x80
+# sasl_client option bits.
+C_AUTHZID, C_NO_IR, C_ANY_ITER = 0x08, 0x10, 0x20
+
+
+def sasl_server():
+    t = "sasl_server"
+    seed(t, "plain-ir-rfc4616", msgs(PLAIN | S_IR, PLAIN_TIM))
+    seed(t, "plain-two-step", msgs(PLAIN, PLAIN_TIM))
+    seed(t, "plain-authzid-unknown", msgs(PLAIN | S_IR | S_CRED_NONE,
+                                          PLAIN_URSEL))
+    seed(t, "plain-wrong-password", msgs(PLAIN | S_IR | S_CRED_PENCIL |
+                                         S_PROBE, PLAIN_TEST))
+    seed(t, "plain-stored-scram", msgs(PLAIN | S_IR | S_CRED_STORED,
+                                       b"\0user\0pencil"))
+    # Dovecot test-mech.c negative vectors.
+    seed(t, "plain-too-many-nuls", msgs(PLAIN | S_IR,
+                                        b"\0fa\0il\0ing\0withthis"))
+    seed(t, "plain-no-nul", msgs(PLAIN | S_IR, b"failingwiththis"))
+    seed(t, "plain-one-nul", msgs(PLAIN | S_IR, b"failing\0withthis"))
+    seed(t, "login-rfc", msgs(LOGIN, "tim", "tanstaaftanstaaf"))
+    seed(t, "login-ir", msgs(LOGIN | S_IR | S_PROBE, "tim",
+                             "tanstaaftanstaaf"))
+    seed(t, "cram-md5-rfc2195", msgs(CRAM, CRAM_RESP))
+    seed(t, "cram-md5-stored", msgs(CRAM | S_CRED_STORED, CRAM_RESP))
+    seed(t, "cram-md5-rfc4954", msgs(CRAM | S_CRED_PENCIL, CRAM_4954))
+    seed(t, "cram-md5-ir-refused", msgs(CRAM | S_IR, CRAM_RESP))
+    seed(t, "digest-md5-rfc2831", msgs(DIGEST, DIGEST_RESP, ""))
+    seed(t, "digest-md5-stored", msgs(DIGEST | S_CRED_STORED | S_PROBE,
+                                      DIGEST_RESP, ""))
+    seed(t, "digest-md5-acap", msgs(DIGEST, DIGEST_ACAP_RESP, ""))
+    seed(t, "digest-md5-unknown", msgs(DIGEST | S_CRED_NONE, DIGEST_RESP))
+    seed(t, "digest-md5-dup-directive",
+         msgs(DIGEST, DIGEST_RESP + ',nonce="OA6MG9tEQGm2hh"'))
+    seed(t, "digest-md5-unterminated",
+         msgs(DIGEST, DIGEST_RESP.replace('cnonce="OA6MHXh6VqTrRk"',
+                                          'cnonce="OA6MHXh6VqTrRk')))
+    seed(t, "scram-sha1-rfc5802", msgs(SHA1 | S_IR, SCRAM1[0], SCRAM1[2],
+                                       ""))
+    seed(t, "scram-sha1-no-ir", msgs(SHA1 | S_PROBE, SCRAM1[0], SCRAM1[2],
+                                     ""))
+    seed(t, "scram-sha1-stored", msgs(SHA1 | S_IR | S_CRED_STORED,
+                                      SCRAM1[0], SCRAM1[2], ""))
+    seed(t, "scram-sha1-unknown-secret", msgs(SHA1 | S_IR | S_CRED_NONE |
+                                              S_SECRET, SCRAM1[0],
+                                              SCRAM1[2]))
+    seed(t, "scram-sha1-forged-nonce",
+         msgs(SHA1 | S_IR, SCRAM1[0], SCRAM1[2].replace("3rfc", "4rfc")))
+    seed(t, "scram-sha256-rfc7677", msgs(SHA256 | S_IR, SCRAM256[0],
+                                         SCRAM256[2], ""))
+    seed(t, "scram-sha256-pencil", msgs(SHA256 | S_IR | S_CRED_PENCIL,
+                                        SCRAM256[0], SCRAM256[2]))
+    seed(t, "scram-masteruser", msgs(SHA256 | S_IR, "n,a=masteruser,,"))
+    seed(t, "scram-bad-escape", msgs(SHA256 | S_IR, "n,a==masteruser,,"))
+    seed(t, "scram-mandatory-ext", msgs(SHA1 | S_IR, "n,,m=testuser,,"))
+    seed(t, "scram-broken", msgs(SHA1 | S_IR, b"broken\0input"))
+
+
+def sasl_client():
+    t = "sasl_client"
+    seed(t, "plain-ir", msgs(PLAIN))
+    seed(t, "plain-two-step", msgs(PLAIN | C_NO_IR | C_AUTHZID, ""))
+    seed(t, "login", msgs(LOGIN | C_NO_IR, "Username:", "Password:"))
+    seed(t, "login-ir", msgs(LOGIN, "Password:"))
+    seed(t, "cram-md5-rfc2195", msgs(CRAM, CRAM_CHAL))
+    seed(t, "digest-md5-rfc2831", msgs(DIGEST | C_NO_IR, DIGEST_CHAL,
+                                       DIGEST_FINAL))
+    seed(t, "digest-md5-bad-rspauth", msgs(DIGEST | C_NO_IR, DIGEST_CHAL,
+                                           DIGEST_ACAP_FINAL))
+    seed(t, "digest-md5-quoted-algorithm",
+         msgs(DIGEST | C_NO_IR,
+              DIGEST_CHAL.replace("algorithm=md5-sess",
+                                  'algorithm="md5-sess"')))
+    seed(t, "scram-sha1-rfc5802", msgs(SHA1, SCRAM1[1], SCRAM1[3]))
+    seed(t, "scram-sha1-authzid", msgs(SHA1 | C_AUTHZID, SCRAM1[1],
+                                       SCRAM1[3]))
+    seed(t, "scram-sha1-no-proof", msgs(SHA1, SCRAM1[1]))
+    seed(t, "scram-sha1-error", msgs(SHA1, SCRAM1[1], "e=invalid-proof"))
+    seed(t, "scram-sha1-one-iteration",
+         msgs(SHA1 | C_ANY_ITER, SCRAM1[1].replace("i=4096", "i=1"),
+              SCRAM1[3]))
+    seed(t, "scram-sha1-weak", msgs(SHA1, SCRAM1[1].replace("i=4096",
+                                                             "i=1")))
+    seed(t, "scram-sha256-rfc7677", msgs(SHA256, SCRAM256[1],
+                                         SCRAM256[3]))
+    seed(t, "scram-sha256-forged-nonce",
+         msgs(SHA256, SCRAM256[1].replace("rOprNGfwEbeRWgbNEkqO",
+                                          "xOprNGfwEbeRWgbNEkqO")))
+    seed(t, "scram-sha256-bad-verifier",
+         msgs(SHA256, SCRAM256[1], SCRAM1[3]))
+
+
+def digest_parse():
+    t = "digest_parse"
+    seed(t, "challenge-rfc2831", DIGEST_CHAL)
+    seed(t, "challenge-acap", DIGEST_ACAP_CHAL)
+    seed(t, "challenge-two-realms",
+         'realm="a.example",realm="b.example",nonce="abc",qop="auth,'
+         'auth-int,auth-conf",cipher="rc4,des,3des",maxbuf=65536,'
+         'stale=true,algorithm=md5-sess')
+    seed(t, "challenge-quoted-algorithm",
+         DIGEST_CHAL.replace("algorithm=md5-sess", 'algorithm="md5-sess"'))
+    seed(t, "response-rfc2831", DIGEST_RESP)
+    seed(t, "response-acap", DIGEST_ACAP_RESP)
+    seed(t, "response-authzid-escapes",
+         'username="chr\\"is\\\\",nonce="n",nc=00000001,cnonce="c",'
+         'digest-uri="smtp/127.0.0.1",qop=auth,authzid="chris",'
+         'response=d388dad90d4bbd760a152321f2143af7,maxbuf=1024')
+    seed(t, "response-latin1", b'username="J\xf6rg",realm="r",nonce="n",'
+         b'nc=00000001,cnonce="c",digest-uri="smtp/mail.example.test",'
+         b'response=d388dad90d4bbd760a152321f2143af7')
+    seed(t, "response-duplicate-nonce", DIGEST_RESP + ',nonce="x"')
+    seed(t, "response-unterminated", DIGEST_RESP[:-9] + 'authzid="chris')
+    seed(t, "response-empty-elements", ",,," + DIGEST_RESP + ",,")
+    seed(t, "rspauth-rfc2831", DIGEST_FINAL)
+    seed(t, "rspauth-acap", DIGEST_ACAP_FINAL)
+    seed(t, "utf8-text", "J\u00f6rg \u00e9t\u00e9 caf\u00e9")
+
+
+def scram_parse():
+    t = "scram_parse"
+    for i, m in enumerate(SCRAM1):
+        seed(t, f"rfc5802-{i + 1}", m)
+    for i, m in enumerate(SCRAM256):
+        seed(t, f"rfc7677-{i + 1}", m)
+    seed(t, "client-first-authzid", "n,a=ad=2Cmin,n=us=3Der,r=abc")
+    seed(t, "client-first-cb", "p=tls-exporter,,n=user,r=abc,ext=1")
+    seed(t, "client-first-y", "y,,n=user,r=abc")
+    seed(t, "masteruser", "n,a=masteruser,,")
+    seed(t, "bad-escape", "n,a==masteruser,,")
+    seed(t, "mandatory-ext", "n,,m=testuser,,")
+    seed(t, "broken", b"broken\0input")
+    seed(t, "server-error", "e=other-error")
+    seed(t, "server-first-ext", SCRAM1[1] + ",x=ext")
+
+
+# --- What the fuzz targets' random source gives ---------------------------
+
+
+class FuzzRand:
+    """fuzz_util.c's fuzz_random(): splitmix64, a fresh 64-bit value for
+    each call, little-endian.  Seeds below use it to predict the nonces
+    and challenges of an exchange, so that they authenticate; if the
+    library draws its random bytes in another order, those seeds still
+    parse but fail the proof."""
+
+    def __init__(self):
+        self.state = 0x706f737465726e
+
+    def _next(self):
+        m = (1 << 64) - 1
+        self.state = (self.state + 0x9e3779b97f4a7c15) & m
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & m
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & m
+        return z ^ (z >> 31)
+
+    def get(self, n):
+        out = b""
+        while len(out) < n:
+            out += self._next().to_bytes(8, "little")[:n - len(out)]
+        return out
+
+
+def b64(b):
+    return base64.b64encode(b if isinstance(b, bytes) else b.encode()
+                            ).decode()
+
+
+def scram_proofs(hname, user, pw, cnonce, snonce, salt, iters):
+    """(client-final-message, server-final-message), RFC 5802 §3."""
+    h = getattr(hashlib, hname)
+    bare = f"n={user},r={cnonce}"
+    first = f"r={cnonce}{snonce},s={b64(salt)},i={iters}"
+    without = f"c=biws,r={cnonce}{snonce}"
+    am = f"{bare},{first},{without}".encode()
+    sp = hashlib.pbkdf2_hmac(hname, pw.encode(), salt, iters)
+    ck = hmac.new(sp, b"Client Key", h).digest()
+    sk = h(ck).digest()
+    sig = hmac.new(sk, am, h).digest()
+    proof = bytes(a ^ b for a, b in zip(ck, sig))
+    server_sig = hmac.new(hmac.new(sp, b"Server Key", h).digest(), am,
+                          h).digest()
+    return (f"{without},p={b64(proof)}", f"v={b64(server_sig)}", first)
+
+
+def digest_values(user, realm, pw, nonce, cnonce, uri, nc="00000001"):
+    """(response, rspauth) of RFC 2831 §2.1.2.1, qop=auth, md5-sess."""
+    md5 = lambda b: hashlib.md5(b).digest()
+    hexmd5 = lambda b: hashlib.md5(b).hexdigest()
+    a1 = md5(f"{user}:{realm}:{pw}".encode()) + f":{nonce}:{cnonce}".encode()
+
+    def kd(a2):
+        return hexmd5(f"{hexmd5(a1)}:{nonce}:{nc}:{cnonce}:auth:"
+                      f"{hexmd5(a2.encode())}".encode())
+    return kd(f"AUTHENTICATE:{uri}"), kd(f":{uri}")
+
+
+# --- SMTP server: client sessions ----------------------------------------
+
+# fuzz_smtp_server.c option byte 0 (listener) and byte 1 (driver).
+TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT, TLS_REQUIRE = range(4)
+AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_OFF = 0x00, 0x04, 0x08
+ABT_NONE, ABT_CHALLENGE, ABT_ALL = 0x00, 0x10, 0x20
+SENDER_OFF, LEGACY_AUTH = 0x40, 0x80
+FEED_ALL, FEED_BYTE, FEED_SEVEN, FEED_LINE = range(4)
+ANS_REJECT3, ANS_TEMP3, ANS_UNKNOWN = 0x04, 0x08, 0x0c
+SMALL_LIMITS, FEW_MECHS, OWN_REPLIES, DRIVER_CLOSE = 0x10, 0x20, 0x40, 0x80
+
+PLAIN_USER = "AHVzZXIAcGVuY2ls"        # "\0user\0pencil"
+MESSAGE = ("From: user@example.test\r\n"
+           "To: bob@example.test\r\n"
+           "Subject: scan from the 3rd floor printer\r\n"
+           "\r\n"
+           "Scanned document attached.\r\n"
+           "..a line that started with a dot\r\n"
+           "\r\n")
+
+
+def session(opt0, opt1, *lines):
+    body = "".join(l + "\r\n" for l in lines)
+    return bytes([opt0, opt1]) + body.encode("latin-1")
+
+
+def transaction(mail="user@example.test", rcpts=("bob@example.test",),
+                message=MESSAGE):
+    out = [f"MAIL FROM:<{mail}>"]
+    out += [f"RCPT TO:<{r}>" for r in rcpts]
+    out += ["DATA", message + "."]
+    return out
+
+
+def smtp_server():
+    t = "smtp_server"
+    base = TLS_NONE | AUTH_REQUIRED | ABT_ALL
+    seed(t, "auth-plain-ir", session(
+        base, FEED_LINE, "EHLO printer.example.test",
+        f"AUTH PLAIN {PLAIN_USER}", *transaction(), "QUIT"))
+    seed(t, "auth-plain-two-step", session(
+        base, FEED_SEVEN, "EHLO printer.example.test", "AUTH PLAIN",
+        PLAIN_USER, *transaction(), "QUIT"))
+    seed(t, "auth-login-two-step", session(
+        base | LEGACY_AUTH, FEED_LINE, "EHLO printer.example.test",
+        "AUTH LOGIN", "dXNlcg==", "cGVuY2ls", *transaction(), "QUIT"))
+    seed(t, "auth-login-ir", session(
+        base, FEED_BYTE, "EHLO printer.example.test", "AUTH LOGIN dXNlcg==",
+        "cGVuY2ls", "QUIT"))
+    seed(t, "auth-plain-wrong-then-right", session(
+        base, FEED_LINE, "EHLO printer.example.test",
+        "AUTH PLAIN AHVzZXIAd3Jvbmc=", f"AUTH PLAIN {PLAIN_USER}",
+        "AUTH PLAIN " + PLAIN_USER, "QUIT"))
+    # STARTTLS, then the whole session again under TLS (RFC 3207 §4.2).
+    seed(t, "starttls-auth", session(
+        TLS_STARTTLS | AUTH_REQUIRED | ABT_NONE, FEED_LINE,
+        "EHLO printer.example.test", "AUTH PLAIN " + PLAIN_USER,
+        "STARTTLS", "EHLO printer.example.test",
+        "AUTH PLAIN " + PLAIN_USER, *transaction(), "QUIT"))
+    # CVE-2011-0411: commands glued to STARTTLS must be discarded.
+    seed(t, "starttls-injection", session(
+        TLS_STARTTLS | AUTH_OPTIONAL, FEED_ALL,
+        "EHLO printer.example.test", "STARTTLS", "RSET",
+        "MAIL FROM:<evil@example.test>"))
+    seed(t, "require-tls", session(
+        TLS_REQUIRE | AUTH_OPTIONAL, FEED_LINE, "EHLO x.example.test",
+        "MAIL FROM:<a@example.test>", "NOOP", "STARTTLS",
+        "EHLO x.example.test", "MAIL FROM:<a@example.test>", "QUIT"))
+    seed(t, "implicit-tls", session(
+        TLS_IMPLICIT | AUTH_REQUIRED | ABT_NONE, FEED_ALL,
+        "EHLO x.example.test", "AUTH PLAIN " + PLAIN_USER,
+        *transaction(), "QUIT"))
+    # RFC 2920: a pipelined transaction in one write.
+    seed(t, "pipelined", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_ALL,
+        "EHLO printer.example.test", "AUTH PLAIN " + PLAIN_USER,
+        *transaction(rcpts=("a@example.test", "b@example.test",
+                            "c@example.test")),
+        *transaction(mail=""), "QUIT"))
+    seed(t, "too-many-recipients", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_ALL | SMALL_LIMITS,
+        "EHLO h.example.test",
+        "MAIL FROM:<a@example.test> SIZE=100 BODY=8BITMIME",
+        *[f"RCPT TO:<r{i}@example.test>" for i in range(5)],
+        "DATA", "x" * 990, "y" * 990, "z" * 200, ".", "QUIT"))
+    seed(t, "size-too-big", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_LINE | SMALL_LIMITS,
+        "EHLO h.example.test", "MAIL FROM:<a@example.test> SIZE=999999",
+        "MAIL FROM:<a@example.test> SIZE=10", "RCPT TO:<b@example.test>",
+        "DATA", "x" * 1200, ".", "QUIT"))
+    # SMTP smuggling (CVE-2023-51764/5/6): none of these ends the data.
+    smuggle = ("Subject: one\r\n\r\nfirst\n.\r\n"
+               "MAIL FROM:<evil@example.test>\r\nsecond\r.\r\n"
+               "third\n.\nfourth\r\n.\nfifth\r\n")
+    seed(t, "smuggling", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_ALL,
+        "EHLO h.example.test", *transaction(message=smuggle), "QUIT"))
+    seed(t, "smuggling-bytewise", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_BYTE,
+        "EHLO h.example.test", *transaction(message=smuggle), "QUIT"))
+    seed(t, "auth-errors", session(
+        base | SMALL_LIMITS, FEED_LINE, "EHLO h.example.test",
+        "AUTH", "AUTH FOO", "AUTH PLAIN =AAA", "AUTH PLAIN AAA=BBB",
+        "AUTH LOGIN", "*", "AUTH CRAM-MD5 dGlt", "AUTH PLAIN =",
+        "AUTH PLAIN " + PLAIN_USER, "AUTH PLAIN " + PLAIN_USER,
+        "MAIL FROM:<user@example.test>", "AUTH LOGIN", "QUIT"))
+    seed(t, "auth-refused", session(
+        base, FEED_LINE | ANS_REJECT3 | OWN_REPLIES,
+        "EHLO h.example.test", "AUTH PLAIN " + PLAIN_USER,
+        "AUTH PLAIN " + PLAIN_USER, "AUTH PLAIN " + PLAIN_USER,
+        "AUTH PLAIN " + PLAIN_USER, *transaction(), "QUIT"))
+    seed(t, "auth-tempfail", session(
+        base, FEED_LINE | ANS_TEMP3, "EHLO h.example.test",
+        "AUTH LOGIN", "dXNlcg==", "cGVuY2ls", "AUTH PLAIN " + PLAIN_USER,
+        *transaction(), *transaction(), "QUIT"))
+    seed(t, "unknown-user", session(
+        base, FEED_LINE | ANS_UNKNOWN, "EHLO h.example.test",
+        "AUTH PLAIN " + PLAIN_USER, "AUTH CRAM-MD5", "dGVzdA==",
+        "AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=",
+        "*", "QUIT"))
+    seed(t, "few-mechs-challenge", session(
+        TLS_STARTTLS | AUTH_REQUIRED | ABT_CHALLENGE, FEED_LINE | FEW_MECHS,
+        "EHLO h.example.test", "AUTH PLAIN " + PLAIN_USER,
+        "AUTH LOGIN", "AUTH CRAM-MD5", "*", "QUIT"))
+    seed(t, "commands", session(
+        TLS_NONE | AUTH_OFF, FEED_SEVEN | DRIVER_CLOSE,
+        "HELO old.example.test", "NOOP", "VRFY postmaster", "EXPN staff",
+        "HELP", "RSET", "ETRN example.test", "BDAT 10 LAST", "XYZZY",
+        "mail from:<A@Example.Test>", "rcpt to:<postmaster>",
+        "RCPT TO:<@relay.example:b@example.test>", "DATA", ".",
+        "EHLO again.example.test", "AUTH PLAIN " + PLAIN_USER))
+    seed(t, "http-request", session(
+        TLS_NONE | AUTH_OPTIONAL, FEED_ALL, "GET / HTTP/1.1",
+        "Host: mail.example.test", "", ""))
+    seed(t, "http-post", session(
+        TLS_NONE | AUTH_OPTIONAL, FEED_LINE, "POST /submit HTTP/1.1",
+        "Content-Length: 4", "", "QUIT"))
+    seed(t, "nul-and-bare-lf", bytes([TLS_NONE | AUTH_OPTIONAL, FEED_ALL]) +
+         b"EHLO a\0b.example.test\r\nNOOP\nNOOP\rNOOP\r\n"
+         b"AUTH PLAIN AHVzZXIA\0cGVuY2ls\r\nQUIT\r\n")
+    seed(t, "long-lines", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_ALL,
+        "EHLO " + "a" * 600, "NOOP " + "b" * 20000,
+        "AUTH PLAIN " + "A" * 13000, "MAIL FROM:<" + "c" * 300 + "@x>",
+        "QUIT"))
+    # Challenge mechanisms with the responses our random source makes
+    # right (the first AUTH of a session draws the first random bytes).
+    r = FuzzRand()
+    chal = f"<{int.from_bytes(r.get(8), 'big')}.1700000000@mail.example.test>"
+    digest = hmac.new(b"pencil", chal.encode(), hashlib.md5).hexdigest()
+    seed(t, "auth-cram-md5", session(
+        base, FEED_LINE, "EHLO h.example.test", "AUTH CRAM-MD5",
+        b64(f"user {digest}"), *transaction(), "QUIT"))
+    r = FuzzRand()
+    nonce = b64(r.get(18))
+    resp, rspauth = digest_values("user", "mail.example.test", "pencil",
+                                  nonce, "OA6MHXh6VqTrRk",
+                                  "smtp/mail.example.test")
+    seed(t, "auth-digest-md5", session(
+        base, FEED_LINE, "EHLO h.example.test", "AUTH DIGEST-MD5",
+        b64(f'charset=utf-8,username="user",realm="mail.example.test",'
+            f'nonce="{nonce}",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+            f'digest-uri="smtp/mail.example.test",response={resp},'
+            f'qop=auth'), "", *transaction(), "QUIT"))
+    for hname, mech in (("sha1", "SCRAM-SHA-1"), ("sha256", "SCRAM-SHA-256")):
+        r = FuzzRand()
+        salt = r.get(16)
+        snonce = b64(r.get(18))
+        final, _, _ = scram_proofs(hname, "user", "pencil",
+                                   "rOprNGfwEbeRWgbNEkqO", snonce, salt,
+                                   4096)
+        seed(t, f"auth-{mech.lower()}", session(
+            base, FEED_LINE, "EHLO h.example.test",
+            f"AUTH {mech} " + b64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+            b64(final), "", *transaction(), "QUIT"))
+    # RFC 4954 §4: PLAIN with an initial response glued to the next
+    # command in one write.
+    seed(t, "pipelined-auth", session(
+        base, FEED_ALL, "EHLO h.example.test",
+        "AUTH PLAIN " + PLAIN_USER, "MAIL FROM:<user@example.test>",
+        "RCPT TO:<bob@example.test>", "AUTH LOGIN", "dXNlcg==", "QUIT"))
+
+
+# --- SMTP client: server scripts -----------------------------------------
+
+# fuzz_smtp_client.c option byte 0 (client) and byte 1 (driver).
+STLS_AUTO, STLS_REQUIRED, STLS_NEVER, STLS_IMPLICIT = range(4)
+ALLOW_PLAIN, PROBE, TWO_RCPTS = 0x04, 0x40, 0x80
+FORCE = {"SCRAM-SHA-256": 1 << 3, "SCRAM-SHA-1": 2 << 3,
+         "DIGEST-MD5": 3 << 3, "CRAM-MD5": 4 << 3, "PLAIN": 5 << 3,
+         "LOGIN": 6 << 3, None: 0, "none": 7 << 3}
+CF_ALL, CF_BYTE, CF_SEVEN, CF_LINE = range(4)
+SIZE_8BIT, TWO_PIECES, NULL_SENDER = 0x04, 0x08, 0x10
+
+GREETING = "220 mail.example.test ESMTP ready"
+
+
+def ehlo(*keywords):
+    kws = ["mail.example.test"] + list(keywords)
+    return [f"250-{k}" for k in kws[:-1]] + [f"250 {kws[-1]}"]
+
+
+EHLO_FULL = ehlo("PIPELINING", "SIZE 10240000", "8BITMIME",
+                 "AUTH SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5 CRAM-MD5 "
+                 "PLAIN LOGIN", "ENHANCEDSTATUSCODES", "SMTPUTF8")
+EHLO_TLS = ehlo("PIPELINING", "SIZE 10240000", "STARTTLS",
+                "ENHANCEDSTATUSCODES")
+AFTER_AUTH = ["250 2.1.0 Ok", "250 2.1.5 Ok",
+              "354 End data with <CR><LF>.<CR><LF>",
+              "250 2.0.0 Ok: queued as 4Tq3xZ1AbC", "221 2.0.0 Bye"]
+
+
+def script(opt0, opt1, *lines):
+    return bytes([opt0, opt1]) + "".join(l + "\r\n"
+                                         for l in lines).encode("latin-1")
+
+
+def smtp_client():
+    t = "smtp_client"
+    ok = "235 2.7.0 Authentication successful"
+    seed(t, "plain-full", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_LINE, GREETING,
+        *EHLO_FULL, ok, *AFTER_AUTH))
+    seed(t, "plain-pipelined", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"] | TWO_RCPTS,
+        CF_ALL | SIZE_8BIT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "550 5.1.1 <carol@example.test>: unknown",
+        "354 go ahead", "250 2.0.0 queued", "221 2.0.0 Bye"))
+    seed(t, "login-two-step", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_SEVEN | TWO_PIECES,
+        GREETING, *EHLO_FULL, "334 UGFzc3dvcmQ6", ok, *AFTER_AUTH))
+    seed(t, "login-prompts", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_LINE, GREETING,
+        *EHLO_FULL, "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", ok,
+        *AFTER_AUTH))
+    seed(t, "cram-md5", script(
+        STLS_AUTO | FORCE["CRAM-MD5"], CF_BYTE, GREETING, *EHLO_FULL,
+        "334 " + b64(CRAM_CHAL), ok, *AFTER_AUTH))
+    seed(t, "strongest-refused", script(
+        STLS_AUTO, CF_LINE, GREETING, *EHLO_FULL,
+        "535 5.7.8 Authentication credentials invalid"))
+    seed(t, "starttls-then-plain", script(
+        STLS_AUTO | FORCE["PLAIN"], CF_LINE | NULL_SENDER, GREETING,
+        *EHLO_TLS, "220 2.0.0 Ready to start TLS", *EHLO_FULL, ok,
+        *AFTER_AUTH))
+    # RFC 3207 §4.2: a reply glued to the 220 is injected; refuse it.
+    seed(t, "starttls-injection", script(
+        STLS_AUTO | FORCE["PLAIN"], CF_ALL, GREETING, *EHLO_TLS,
+        "220 2.0.0 Ready to start TLS", *EHLO_FULL, ok))
+    seed(t, "starttls-required-missing", script(
+        STLS_REQUIRED, CF_LINE, GREETING, *EHLO_FULL))
+    seed(t, "starttls-refused", script(
+        STLS_AUTO | ALLOW_PLAIN, CF_LINE, GREETING, *EHLO_TLS,
+        "454 4.7.0 TLS not available", "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "354 go", "250 ok", "221 bye"))
+    seed(t, "no-plaintext-password", script(
+        STLS_NEVER | FORCE["PLAIN"], CF_LINE, GREETING,
+        *ehlo("AUTH PLAIN LOGIN")))
+    seed(t, "implicit-tls-probe", script(
+        STLS_IMPLICIT | PROBE, CF_LINE, GREETING,
+        *ehlo("AUTH=LOGIN PLAIN", "AUTH CRAM-MD5", "SIZE", "8BITMIME"),
+        "334 " + b64(CRAM_CHAL), ok, "221 bye"))
+    seed(t, "no-auth", script(
+        STLS_AUTO | FORCE["none"], CF_LINE, GREETING,
+        *ehlo("SIZE 1000"), *AFTER_AUTH))
+    seed(t, "ehlo-refused-helo", script(
+        STLS_AUTO | FORCE["none"], CF_LINE, GREETING,
+        "502 5.5.1 EHLO not implemented", "250 mail.example.test",
+        *AFTER_AUTH))
+    seed(t, "bad-replies", script(
+        STLS_AUTO | ALLOW_PLAIN, CF_ALL, "220-mail.example.test",
+        "221 mixed codes", "2x0 bad", "250-" + "k" * 3000,
+        "250 \x00\x7f"))
+    seed(t, "greeting-554", script(STLS_AUTO, CF_LINE,
+                                   "554 5.3.2 No service"))
+    seed(t, "421-mid-session", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_LINE, GREETING,
+        *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "421 4.4.2 mail.example.test timeout"))
+    seed(t, "data-rejected", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_LINE, GREETING,
+        *EHLO_FULL, ok, "250 2.1.0 Ok", "250 2.1.5 Ok", "354 go",
+        "554 5.6.0 Message rejected", "221 bye"))
+    # Challenges made right for our random source's client nonces.
+    for hname, mech in (("sha1", "SCRAM-SHA-1"), ("sha256", "SCRAM-SHA-256")):
+        cnonce = b64(FuzzRand().get(18))
+        _, final, first = scram_proofs(hname, "tim", "tanstaaftanstaaf",
+                                       cnonce, "srvNonce0123",
+                                       b"salt of sixteen!", 4096)
+        seed(t, f"{mech.lower()}", script(
+            STLS_AUTO | FORCE[mech], CF_LINE, GREETING, *EHLO_FULL,
+            "334 " + b64(first), "334 " + b64(final), ok, *AFTER_AUTH))
+        seed(t, f"{mech.lower()}-strongest", script(
+            STLS_AUTO, CF_LINE, GREETING, *EHLO_FULL, "334 " + b64(first),
+            ok))
+    cnonce = b64(FuzzRand().get(18))
+    _, rspauth = digest_values("tim", "mail.example.test",
+                               "tanstaaftanstaaf", "srvNonce0123", cnonce,
+                               "smtp/mail.example.test")
+    chal = ('realm="mail.example.test",nonce="srvNonce0123",qop="auth",'
+            'charset=utf-8,algorithm=md5-sess')
+    seed(t, "digest-md5", script(
+        STLS_AUTO | FORCE["DIGEST-MD5"], CF_LINE, GREETING, *EHLO_FULL,
+        "334 " + b64(chal), "334 " + b64(f"rspauth={rspauth}"), ok,
+        *AFTER_AUTH))
+    seed(t, "digest-md5-forged", script(
+        STLS_AUTO | FORCE["DIGEST-MD5"], CF_LINE, GREETING, *EHLO_FULL,
+        "334 " + b64(chal), ok, *AFTER_AUTH))
+
+
+# --- SMTP server: the unit tests' transcripts -----------------------------
+
+TRANSCRIPTS = os.path.join(HERE, "..", "tests", "unit", "transcripts")
+
+
+def unescape(text):
+    """tests/unit/test_smtp_server.c escapes: \\r \\n \\t \\\\ \\xHH \\{N,c}."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            n = text[i + 1]
+            if n in "rnt":
+                out += {"r": b"\r", "n": b"\n", "t": b"\t"}[n]
+                i += 2
+            elif n == "x":
+                out.append(int(text[i + 2:i + 4], 16))
+                i += 4
+            elif n == "{":
+                end = text.index("}", i)
+                count, ch = text[i + 2:end].split(",")
+                out += ch.encode() * int(count)
+                i = end + 1
+            else:
+                out += n.encode("latin-1")
+                i += 2
+        else:
+            out += c.encode("latin-1")
+            i += 1
+    return bytes(out)
+
+
+def transcript_options(cfg):
+    """Option bytes of fuzz_smtp_server.c nearest to a transcript's "@"
+    configuration (defaults: no TLS, AUTH optional, before_tls all)."""
+    tls = {"none": TLS_NONE, "starttls": TLS_STARTTLS,
+           "implicit": TLS_IMPLICIT}[cfg.get("tls", "none")]
+    if cfg.get("require_tls") == "1":
+        tls = TLS_REQUIRE
+    opt0 = tls | {"required": AUTH_REQUIRED, "optional": AUTH_OPTIONAL,
+                  "off": AUTH_OFF}[cfg.get("auth", "optional")]
+    opt0 |= {"none": ABT_NONE, "challenge": ABT_CHALLENGE,
+             "all": ABT_ALL}[cfg.get("before_tls", "all")]
+    if cfg.get("sender") == "off":
+        opt0 |= SENDER_OFF
+    if cfg.get("legacy") == "1":
+        opt0 |= LEGACY_AUTH
+    opt1 = FEED_ALL
+    if any(k in cfg for k in ("errors", "size", "rcpts")):
+        opt1 |= SMALL_LIMITS
+    if cfg.get("mechs") in ("CRAM-MD5,PLAIN", "PLAIN,CRAM-MD5"):
+        opt1 |= FEW_MECHS
+    return bytes([opt0, opt1])
+
+
+def smtp_transcripts():
+    if not os.path.isdir(TRANSCRIPTS):
+        return
+    for name in sorted(os.listdir(TRANSCRIPTS)):
+        if not name.endswith(".txt"):
+            continue
+        cfg = {}
+        body = b""
+        with open(os.path.join(TRANSCRIPTS, name), encoding="utf-8") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line.startswith("@"):
+                    for kv in line[1:].split():
+                        k, _, v = kv.partition("=")
+                        cfg[k] = v
+                elif line.startswith("C:"):
+                    body += unescape(line[2:].lstrip(" ")) + b"\r\n"
+                elif line.startswith("C>"):
+                    body += unescape(line[2:].lstrip(" "))
+        if body:
+            seed("smtp_server", "tx-" + name[:-4],
+                 transcript_options(cfg) + body)
+
+
+# --- base64, user file, credentials, configuration ------------------------
+
+def base64_seeds():
+    t = "base64"
+    for name, text in (("rfc4954-plain", "dGVzdAB0ZXN0ADEyMzQ="),
+                       ("rfc4616-tim", "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"),
+                       ("rfc4616-ursel", "VXJzZWwAS3VydAB4aXBqM3BsbXE="),
+                       ("login-password", "dGFuc3RhYWZ0YW5zdGFhZg=="),
+                       ("rfc4648-foobar", "Zm9vYmFy"),
+                       ("one-pad", "Zm9vYg=="), ("empty", ""),
+                       ("non-canonical-bits", "Zm9vYh=="),
+                       ("pad-inside", "AAA=BBB"), ("pad-first", "=AAA"),
+                       ("url-safe", "-_-_"), ("whitespace", "Zm9v\r\nYmFy"),
+                       ("cram-challenge", b64(CRAM_CHAL))):
+        seed(t, name, text)
+    seed(t, "binary", bytes(range(256)))
+
+
+PASSWD = """\
+# postern users (Dovecot passwd-file format)
+tim:{PLAIN}tanstaaftanstaaf
+user:{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,6dlGYMOdZcOPutkcNY8U2g7vK9Y=,\
+D+CSWLOshSulAsxiupA+qs2/fTE= {SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,\
+WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,\
+wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=
+chris@elwood.innosoft.com:{DIGEST-MD5}eb5a750053e4d2c34aa84bbc9b0b6ee7
+printer:{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3\
+54b21152711fb604ca3e035e7015116b:1000:1000::/home/printer::allow_from=\
+192.0.2.0/24 nopassword
+:skipped
+   
+locked::::::::
+"""
+
+CREDS = {
+    "plain": "{PLAIN}pencil",
+    "plain-b64": "{PLAIN.b64}cGVuY2ls",
+    "clear-lower": "{cleartext}pencil",
+    "cram-md5": "{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3"
+                "54b21152711fb604ca3e035e7015116b",
+    "hmac-md5-b64": "{HMAC-MD5.b64}" + b64(bytes.fromhex(
+        "d06d4e1b26fccaa4b0b61801132340a354b21152711fb604ca3e035e7015116b")),
+    "digest-md5": "{DIGEST-MD5}eb5a750053e4d2c34aa84bbc9b0b6ee7",
+    "scram-sha1": "{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,"
+                  "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE=",
+    "scram-sha256": "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+                    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+                    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+    "scram-huge-iterations": "{SCRAM-SHA-1}9999999,QSXCR+Q6sek8bf92,"
+                             "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,"
+                             "D+CSWLOshSulAsxiupA+qs2/fTE=",
+    "scram-one-iteration": "{SCRAM-SHA-256}1,W22ZaJ0SNY7soEsUEjb6gQ==,"
+                           "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+                           "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+    # crypt(3) values: only their shape matters to the parser.
+    "md5-crypt": "{MD5-CRYPT}$1$saltsalt$yIeE3bbh2JQVhFHKJLDY6/",
+    "sha512-crypt": "{SHA512-CRYPT}$6$saltsaltsaltsalt$" + "a" * 86,
+    "sha256-crypt-rounds": "{SHA256-CRYPT}$5$rounds=999999$salt$" + "b" * 43,
+    "blf-crypt": "{BLF-CRYPT}$2y$05$" + "c" * 53,
+    "yescrypt": "{CRYPT}$y$j9T$saltsaltsalt$" + "d" * 43,
+    "des-crypt": "abJnggxhB/yWI",
+    "bsdi-des": "{CRYPT}_J9..CCCCXBrJUJV154M",
+    "several": "{PLAIN}pencil {CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3"
+               "54b21152711fb604ca3e035e7015116b {DIGEST-MD5}"
+               "eb5a750053e4d2c34aa84bbc9b0b6ee7",
+    "unknown-scheme": "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA",
+    "hex-suffix": "{PLAIN.hex}70656e63696c",
+    "unterminated": "{PLAIN",
+    "double-space": "{PLAIN}a  {PLAIN}b",
+}
+
+CONFIG = """\
+# posternd.conf, as DESIGN.md shows it
+hostname  = mail.example.test          # used in 220, EHLO reply, Received
+userdb    = passwd-file:/etc/postern/users
+mailbox   = maildir:/var/mail/%d/%n
+spool     = /var/spool/postern
+tls_cert  = /etc/postern/cert.pem
+tls_key   = /etc/postern/key.pem
+tls_min_version = TLSv1.2
+max_message_size = 26214400
+sender_check = strict
+auth_throttle = yes
+auth_throttle_exempt = 127.0.0.0/8 ::1
+max_recipients = 100
+max_connections = 1000
+max_connections_per_ip = 20
+max_errors = 10
+timeout_command = 300
+timeout_data = 180
+timeout_final = 600
+grace_period = 10
+workers = 0
+log_level = info
+legacy_auth_line = no
+
+[listener submission]
+address   = 127.0.0.1:587
+tls       = starttls
+auth      = required
+auth_before_tls = none
+mechanisms = SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 DIGEST-MD5 PLAIN LOGIN
+
+[listener submissions]
+address   = [::1]:465
+tls       = implicit
+auth      = required
+mechanisms = PLAIN LOGIN
+
+[listener lan]
+address   = 192.0.2.10:2525
+tls       = none
+auth      = optional
+auth_before_tls = challenge
+mechanisms = CRAM-MD5 DIGEST-MD5
+"""
+
+
+def passwd_seeds():
+    t = "passwd"
+    seed(t, "users", PASSWD)
+    seed(t, "users-crlf", PASSWD.replace("\n", "\r\n"))
+    seed(t, "duplicate", "tim:{PLAIN}a\nbob:{PLAIN}b\ntim:{PLAIN}c\n")
+    seed(t, "bad-uid", "tim:{PLAIN}a:x:1000\n")
+    seed(t, "extra-no-key", "tim:{PLAIN}a::::::=value\n")
+    seed(t, "doveadm", "bob:{SHA512-CRYPT}$6$saltsaltsaltsalt$" + "a" * 86 +
+         "\nalice:$1$saltsalt$yIeE3bbh2JQVhFHKJLDY6/::::::userdb_quota=1G\n")
+    seed(t, "control-char", "tim:{PLAIN}a\x01b\n")
+    seed(t, "utf8-names", "j\u00f6rg:{PLAIN}pencil\n\u00e9t\u00e9:{PLAIN}x")
+    seed(t, "no-newline-at-end", "tim:{PLAIN}tanstaaftanstaaf")
+
+
+def cred_seeds():
+    for name, text in CREDS.items():
+        seed("cred", name, text)
+
+
+def config_seeds():
+    t = "config"
+    seed(t, "posternd.conf", CONFIG)
+    seed(t, "minimal", "hostname = mail.example.test\n"
+         "userdb = passwd-file:/etc/postern/users\n"
+         "mailbox = maildir:/var/mail/%u\n"
+         "spool = /var/spool/postern\n\n"
+         "[listener smtp]\naddress = 0.0.0.0:25\ntls = none\nauth = off\n")
+    seed(t, "pgsql", CONFIG.replace("passwd-file:/etc/postern/users",
+                                    "pgsql:host=/run/postgresql dbname=mail"))
+    seed(t, "errors", "hostname\n[listener]\naddress = 999.0.0.1:99999\n"
+         "mechanisms = PLAIN PLAIN FOO\nmax_errors = -1\n")
+    seed(t, "traversal", CONFIG.replace("/var/mail/%d/%n",
+                                        "/var/mail/../%d/%n"))
+    seed(t, "address", "user@Example.Test")
+    seed(t, "address-traversal", "../../etc@..")
+    seed(t, "cidr", "2001:db8::/32")
+
+
+def main():
+    sasl_server()
+    sasl_client()
+    digest_parse()
+    scram_parse()
+    smtp_server()
+    smtp_transcripts()
+    smtp_client()
+    base64_seeds()
+    passwd_seeds()
+    cred_seeds()
+    config_seeds()
+    check = "--check" in sys.argv[1:]
+    differ = 0
+    for (target, name), data in sorted(SEEDS.items()):
+        d = os.path.join(HERE, "corpus", target)
+        path = os.path.join(d, name)
+        old = None
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                old = f.read()
+        if old == data:
+            continue
+        differ += 1
+        if check:
+            print(f"differs: corpus/{target}/{name}")
+            continue
+        os.makedirs(d, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    print(f"{len(SEEDS)} seeds, {differ} "
+          f"{'differ' if check else 'written'}")
+    return 1 if check and differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
