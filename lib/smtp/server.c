@@ -1238,6 +1238,20 @@ static const struct server_cmd server_cmds[] = {
      .flags = CMD_GROUP_LAST},
 };
 
+/* HTTP methods: a command line starting with one ends the session. */
+static int
+server_forbidden(const uint8_t *line, size_t vlen)
+{
+    static const char *const http[] = {
+        "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "DELETE",
+    };
+
+    for (size_t i = 0; i < PST__ARRAY_LEN(http); i++)
+        if (pst__smtp_word_eq(line, vlen, http[i]))
+            return 1;
+    return 0;
+}
+
 /* A line in GREETING, IDLE or MAIL: a command. */
 static int
 server_command(struct pst_smtp_server *s)
@@ -1262,6 +1276,13 @@ server_command(struct pst_smtp_server *s)
         server_error(s, "500 5.5.2 Error: bare <CR> or <LF> received");
     } else if (vlen == 0) {
         server_error(s, "500 5.5.2 Error: bad syntax");
+    } else if (server_forbidden(line, vlen)) {
+        /* An HTTP request on the SMTP port: a browser or a cross-protocol
+         * attack (ALPACA; Postfix's smtpd_forbidden_commands).  Answer
+         * nothing the other protocol could use, and close at once. */
+        server_reply(s, "421 4.7.0 %s Error: not an SMTP command, closing",
+                     s->cfg.hostname);
+        server_close_now(s);
     } else {
         for (size_t i = 0; i < PST__ARRAY_LEN(server_cmds); i++)
             if (pst__smtp_word_eq(line, vlen, server_cmds[i].verb))

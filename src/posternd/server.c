@@ -1006,8 +1006,16 @@ conn_pump(struct conn *c)
                 conn_close(c);
                 return;
             }
-            if (rc == 0)
-                break;
+            if (rc == 0) {
+                /* No event, but the session may have made room (an
+                 * overlong line it discards): feed more, or stop. */
+                size_t before = c->backlog.len;
+
+                conn_feed_backlog(c);
+                if (c->backlog.len == before)
+                    break;
+                continue;
+            }
             if (conn_on_event(c, &ev) < 0) {
                 conn_log_close(c, "internal error");
                 conn_close(c);
