@@ -133,17 +133,26 @@ def run_symbols(tally, build):
               detail="missing: " + " ".join(missing))
 
 
-def run_pytest(tally, build):
+def run_pytest(tally, build, suite="e2e", extra_env=None, select=None):
+    """The pytest suite against the programs of build.  With the ASan
+    build, posternd and postern run under AddressSanitizer and
+    UndefinedBehaviorSanitizer: a report aborts them and fails the test;
+    a leak makes posternd's exit code non-zero, which the tests check."""
     tests = os.path.join(ROOT, "tests", "e2e")
     if not any(f.startswith("test_") and f.endswith(".py") for f in os.listdir(tests)):
         return
-    xml = os.path.join(build, "e2e-junit.xml")
+    xml = os.path.join(build, f"{suite}-junit.xml")
+    if os.path.exists(xml):
+        os.remove(xml)
     env = dict(os.environ, POSTERN_BUILD=os.path.abspath(build))
+    if extra_env:
+        env.update(extra_env)
+    args = [tests] if select is None else [os.path.join(tests, f) for f in select]
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--junitxml={xml}", tests], cwd=ROOT, env=env,
+                        f"--junitxml={xml}"] + args, cwd=ROOT, env=env,
                        capture_output=True, text=True, errors="replace")
     if not os.path.exists(xml):
-        tally.add("e2e", "pytest ran", False, detail=p.stdout + p.stderr)
+        tally.add(suite, "pytest ran", False, detail=p.stdout + p.stderr)
         return
     root = ET.parse(xml).getroot()
     for case in root.iter("testcase"):
@@ -156,9 +165,9 @@ def run_pytest(tally, build):
             detail = (el.get("message") or "") + "\n" + (el.text or "")[-3000:]
         if skipped:
             detail = case.find("skipped").get("message") or ""
-        tally.add("e2e", name, not failed, skipped=skipped, detail=detail)
+        tally.add(suite, name, not failed, skipped=skipped, detail=detail)
     if p.returncode not in (0, 1, 5):
-        tally.add("e2e", f"pytest exit {p.returncode}", False,
+        tally.add(suite, f"pytest exit {p.returncode}", False,
                   detail=(p.stdout + p.stderr)[-4000:])
 
 
@@ -167,7 +176,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--asan", default=None)
     ap.add_argument("--only", default=None,
-                    help="comma list of suites: lint,unit,asan,symbols,fuzz,e2e")
+                    help="comma list of suites: lint,unit,asan,symbols,fuzz,e2e,"
+                         "asan-e2e")
     a = ap.parse_args()
     only = set(a.only.split(",")) if a.only else None
     t = Tally()
@@ -195,6 +205,19 @@ def main():
             })
     if want("e2e"):
         run_pytest(t, a.build)
+    if a.asan and want("asan-e2e"):
+        # The daemon and the client under ASan+UBSan through the suites
+        # that drive them hardest (valgrind and timing tests need the
+        # plain build).
+        tests = os.path.join(ROOT, "tests", "e2e")
+        select = sorted(f for f in os.listdir(tests)
+                        if re.match(r"test_(posternd_(clients|replies|session|"
+                                    r"hostile|throttle|pgsql)|postern_send|"
+                                    r"sendmail)\w*\.py$", f))
+        run_pytest(t, a.asan, "asan-e2e", {
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+        }, select)
     if t.failures:
         print("\nFailed:")
         for f in t.failures:
