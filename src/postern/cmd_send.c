@@ -524,7 +524,9 @@ cmd_send_main(int argc, char **argv)
                 argv[optind]);
         return EX_USAGE;
     }
-    if (o.server == NULL && send_default_configs(&o) < 0)
+    /* The files fill in what the command line left unset (msmtp reads
+     * its configuration the same way). */
+    if (send_default_configs(&o) < 0)
         return EX_CONFIG;
     if (o.from == NULL || o.nto + o.ncc + o.nbcc == 0) {
         fprintf(stderr, "postern send: --from and at least one --to, --cc "
@@ -642,9 +644,12 @@ sendmail_main(int argc, char **argv)
         } else if (strncmp(a, "-F", 2) == 0) {
             o.from_name = a[2] != '\0' ? a + 2
                                        : (i + 1 < argc ? argv[++i] : NULL);
-        } else if (strcmp(a, "-B") == 0 || strcmp(a, "-N") == 0 ||
-                   strcmp(a, "-R") == 0 || strcmp(a, "-X") == 0) {
-            i++; /* takes an argument we ignore */
+        } else if (strncmp(a, "-B", 2) == 0 || strncmp(a, "-N", 2) == 0 ||
+                   strncmp(a, "-R", 2) == 0 || strncmp(a, "-X", 2) == 0) {
+            /* Take an argument we ignore, attached (Debian cron's
+             * -B8BITMIME) or separate. */
+            if (a[2] == '\0')
+                i++;
         } else if (strncmp(a, "-o", 2) == 0 || strncmp(a, "-b", 2) == 0 ||
                    strncmp(a, "-e", 2) == 0) {
             if (strcmp(a, "-bp") == 0 || strcmp(a, "-bs") == 0) {

@@ -384,3 +384,25 @@ def test_send_config_precedence(srv, tmp_path, home):
     p = run_postern(["send", "--from", USER, "--to", "prec@example.test"],
                     input=b"Subject: p\n\nx\n", env=env)
     assert p.returncode == EX_NOPERM, describe(p)
+
+
+def test_debian_cron_command_line_accepted():
+    """Debian's cron runs `sendmail -FCronDaemon -i -B8BITMIME -oem USER`:
+    every option must be understood or ignored, not refused."""
+    import subprocess as sp
+    from posternd_util import postern_bin
+    import os
+    import tempfile
+    d = tempfile.mkdtemp()
+    link = os.path.join(d, "sendmail")
+    os.symlink(postern_bin(), link)
+    # No server configured: the options parse, then the missing server
+    # is reported as a usage/config problem, not an unknown option.
+    env = {"PATH": "/usr/bin:/bin", "HOME": d,
+           "POSTERN_CONFIG": os.path.join(d, "none.conf")}
+    open(env["POSTERN_CONFIG"], "w").close()
+    p = sp.run([link, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
+               input=b"Subject: cron\n\nhello\n", capture_output=True,
+               env=env, timeout=30)
+    assert b"unknown option" not in p.stderr, p.stderr
+    assert b"no server" in p.stderr, p.stderr
