@@ -35,6 +35,7 @@ static const struct {
     {"probe", cmd_probe_main},
     {"pw", cmd_pw_main},
     {"user", cmd_user_main},
+    {"bench", cmd_bench_main},
 };
 
 int
