@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -241,9 +242,12 @@ maildir_begin(const char *spool, const char *hostname,
     if (spool == NULL || hostname == NULL || spool[0] == '\0' ||
         hostname[0] == '\0')
         return PST_EINVAL;
-    m = calloc(1, sizeof(*m));
+    /* Zero everything but the write buffer (64 KiB, written before it is
+     * read): clearing it was a quarter of a session's instructions. */
+    m = malloc(sizeof(*m));
     if (m == NULL)
         return PST_ENOMEM;
+    memset(m, 0, offsetof(struct maildir_msg, buf));
     m->fd = -1;
     escape_host(hostname, m->host, sizeof(m->host));
     for (int tries = 0; tries < MAILDIR_TRIES && e == EEXIST; tries++) {

@@ -3,6 +3,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
@@ -61,5 +62,9 @@ main(int argc, char **argv)
         usage(stderr);
         return EX_USAGE;
     }
+    /* The libuv thread pool runs every fsync of delivery and every
+     * password hash: its default of 4 threads caps durable throughput
+     * (bench/RESULTS.md).  An administrator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "32", 0);
     return check ? server_check(conf) : server_run(conf);
 }
