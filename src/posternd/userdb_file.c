@@ -59,7 +59,9 @@ userdb_file_read(const char *path, uint8_t **data, size_t *len, char *err,
 
     *data = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO in place of the file must not hang the event
+     * loop in open(); it is refused below as not a regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         userdb_file_errorf(err, errlen, "%s: cannot open: %s", path,
                            strerror(errno));

@@ -408,3 +408,25 @@ class SMTPRaw:
 
     def close(self):
         self.sock.close()
+
+
+def start_wrapped(p, prefix=(), preexec_fn=None, timeout=15):
+    """Posternd.start() for p, but run as prefix + [posternd, -c, conf]
+    (a wrapper such as valgrind) and with preexec_fn run in the child
+    before exec (e.g. a resource limit).  p.stop(), p.kill() and
+    p.wait_exit() work as after start()."""
+    p.prepare()
+    p.logf = open(p.log_path, "ab")
+    p.proc = subprocess.Popen(list(prefix) + [posternd_bin(), "-c", p.conf],
+                              stdout=p.logf, stderr=p.logf,
+                              preexec_fn=preexec_fn)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if p.proc.poll() is not None:
+            raise RuntimeError("posternd exited %s:\n%s" % (p.proc.returncode,
+                                                             p.log()))
+        if all(p._port_open(port) for port in p.ports.values()):
+            return p
+        time.sleep(0.05)
+    p.kill()
+    raise RuntimeError("posternd did not start:\n" + p.log())
