@@ -50,6 +50,8 @@ enum config_key {
     K_AUTH_THROTTLE_LOCKOUT_TIME,
     K_AUTH_THROTTLE_USER_FAILURES,
     K_AUTH_THROTTLE_FORGET,
+    K_USERDB_QUERY,
+    K_USERDB_TIMEOUT,
     K_GLOBAL_END,         /* number of global keys */
     /* Listener keys: */
     K_ADDRESS = K_GLOBAL_END,
@@ -198,6 +200,10 @@ static const struct key_def keys[K_END] = {
     [K_AUTH_THROTTLE_FORGET] = {.name = "auth_throttle_forget",
                                 .type = KT_SECONDS, .min = 1,
                                 .max = 86400},
+    /* userdb = pgsql: only (finish() checks). */
+    [K_USERDB_QUERY] = {.name = "userdb_query", .type = KT_STRING},
+    [K_USERDB_TIMEOUT] = {.name = "userdb_timeout", .type = KT_SECONDS,
+                          .min = 1, .max = 300},
     [K_ADDRESS] = {.name = "address", .type = KT_ADDRESS},
     [K_TLS] = {.name = "tls", .type = KT_ENUM, .names = tls_names},
     [K_AUTH] = {.name = "auth", .type = KT_ENUM, .names = auth_names},
@@ -975,6 +981,12 @@ set_global(struct parser *p, enum config_key id, const char *v)
     case K_AUTH_THROTTLE_FORGET:
         c->auth_throttle_forget = (unsigned)val.num;
         break;
+    case K_USERDB_QUERY:
+        c->userdb_query = val.str;
+        break;
+    case K_USERDB_TIMEOUT:
+        c->userdb_timeout = (unsigned)val.num;
+        break;
     default:
         free(val.str);
         return PST_EINVAL; /* not a global key: a bug in the tables */
@@ -1204,6 +1216,15 @@ finish(struct parser *p)
             return perr(p, 0, "missing required key '%s'",
                         keys[required[i]].name);
     }
+    /* The query and the timeout belong to the PostgreSQL store. */
+    if (c->userdb != CONFIG_USERDB_PGSQL) {
+        if (p->gseen[K_USERDB_QUERY] != 0)
+            return perr(p, p->gseen[K_USERDB_QUERY],
+                        "userdb_query needs userdb = pgsql:CONNINFO");
+        if (p->gseen[K_USERDB_TIMEOUT] != 0)
+            return perr(p, p->gseen[K_USERDB_TIMEOUT],
+                        "userdb_timeout needs userdb = pgsql:CONNINFO");
+    }
     if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
         if (c->tls_cert != NULL)
             return perr(p, p->gseen[K_TLS_CERT], "tls_cert without tls_key");
@@ -1281,6 +1302,7 @@ config_new(const char *file)
         .auth_throttle_lockout_time = 300,
         .auth_throttle_user_failures = 10,
         .auth_throttle_forget = 600,
+        .userdb_timeout = 5,
     };
     c->file = strdup(file);
     if (c->file == NULL) {
@@ -1421,6 +1443,7 @@ config_free(struct config *c)
     free(c->file);
     free(c->hostname);
     free(c->userdb_arg);
+    free(c->userdb_query);
     free(c->mailbox);
     free(c->spool);
     free(c->tls_cert);

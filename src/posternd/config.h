@@ -90,6 +90,9 @@ struct config {
     char    *hostname;
     enum config_userdb userdb;
     char    *userdb_arg;      /* PATH or CONNINFO */
+    char    *userdb_query;    /* pgsql: the lookup ($1 = user name);
+                                 NULL: the default (userdb_pgsql.h) */
+    unsigned userdb_timeout;  /* pgsql: seconds a lookup may take */
     char    *mailbox;         /* the template after "maildir:" */
     char    *spool;
     char    *tls_cert;        /* NULL if not set */

@@ -94,12 +94,16 @@ struct conn {
     const char *close_why;   /* why the driver ended the session */
     unsigned writes_pending;
     unsigned handles_open;
-    /* The AUTH exchange: */
-    struct userdb *auth_udb;
+    /* The AUTH exchange (userdb lookups are asynchronous): */
+    struct userdb_req *auth_req; /* the lookup; owns auth_cred until the
+                                    AUTH_RESULT event */
     const struct pst_cred *auth_cred;
     enum conn_hold holding;
     char *held_user;         /* HOLD_LOOKUP: the name to look up */
     uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
+    /* The MAIL FROM check against allow_from (asynchronous too): */
+    struct userdb_req *mail_req;
+    char *mail_from;         /* the address being checked */
     /* The message: */
     struct maildir_msg *msg;
     char **paths;
@@ -472,7 +476,10 @@ conn_free(struct conn *c)
     free(c->paths);
     pst_smtp_server_free(c->s);
     free(c->held_user);
-    userdb_unref(c->auth_udb);
+    /* A lookup still in flight is cancelled: no callback follows. */
+    userdb_lookup_free(c->auth_req);
+    userdb_lookup_free(c->mail_req);
+    free(c->mail_from);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
     srv_conf_unref(c->sc);
@@ -677,28 +684,54 @@ conn_hold(struct conn *c, enum conn_hold why, uint64_t ms)
     uv_timer_start(&c->hold, on_hold, ms, 0);
 }
 
-static int
-conn_lookup_answer(struct conn *c, const char *user)
+/* The user store answered the AUTH lookup: resume the session. */
+static void
+conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
 {
-    struct userdb_user u;
-    int rc;
+    struct conn *c = ctx;
+    int arc;
 
-    userdb_unref(c->auth_udb);
-    /* The user file as it is now, not as it was when the client
+    /* The session ended meanwhile (timeout, shutdown): nothing waits. */
+    if (c->closing || c->close_after_flush)
+        return;
+    if (rc == PST_ETEMP) {
+        /* RFC 4954 §6: 454 4.7.0, and the session goes on. */
+        arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
+                          NULL, NULL);
+    } else {
+        /* The request owns the credentials until AUTH_RESULT.  An
+         * unknown user gets NULL: the session does the same work and
+         * fails the same way as for a wrong password. */
+        c->auth_cred = rc == 0 ? u->cred : NULL;
+        arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
+                          c->auth_cred, NULL);
+    }
+    if (arc < 0) {
+        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
+                  "answer refused by the session", NULL);
+        conn_log_close(c, "internal error");
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+/* Start the lookup of the AUTH_LOOKUP event; the session stays parked
+ * until conn_on_lookup(). */
+static int
+conn_lookup_begin(struct conn *c, const char *user)
+{
+    userdb_lookup_free(c->auth_req);
+    c->auth_req = NULL;
+    c->auth_cred = NULL;
+    /* The user store as it is now, not as it was when the client
      * connected: a password changed or removed by a reload must stop
      * working on connections that were already open. */
-    c->auth_udb = userdb_ref(c->srv->sc->udb);
-    c->auth_cred = NULL;
-    rc = userdb_lookup(c->auth_udb, user, &u);
-    if (rc == PST_ETEMP)
+    if (userdb_lookup_start(c->srv->sc->udb, c->srv->loop, user,
+                            conn_on_lookup, c, &c->auth_req) < 0)
         return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
                            NULL, NULL);
-    if (rc == 0)
-        c->auth_cred = u.cred;
-    /* An unknown user gets NULL: the session does the same work and
-     * fails the same way as for a wrong password. */
-    return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
-                       c->auth_cred, NULL);
+    return 0;
 }
 
 static int
@@ -724,7 +757,7 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
         conn_hold(c, HOLD_LOOKUP, delay);
         return 0;
     }
-    return conn_lookup_answer(c, ev->user);
+    return conn_lookup_begin(c, ev->user);
 }
 
 static int
@@ -754,9 +787,10 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
                   ev->reason != NULL ? ev->reason : "-", NULL);
+    /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
-    userdb_unref(c->auth_udb);
-    c->auth_udb = NULL;
+    userdb_lookup_free(c->auth_req);
+    c->auth_req = NULL;
     if (ev->ok) {
         throttle_auth_ok(c->srv->throttle, (struct sockaddr *)&c->peer_sa,
                          uv_now(c->srv->loop));
@@ -792,24 +826,71 @@ conn_reset_message(struct conn *c)
     c->data_failed = 0;
 }
 
+/* The user store answered the allow_from lookup of MAIL FROM. */
+static void
+conn_on_mail_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct conn *c = ctx;
+    const char *user = pst_smtp_server_user(c->s, NULL);
+    enum pst_smtp_verdict v;
+
+    if (c->closing || c->close_after_flush)
+        return;
+    if (rc == 0 &&
+        userdb_allow_from(u->allow_from, u->allow_from_len, c->mail_from)) {
+        v = PST_SMTP_ACCEPT;
+    } else if (rc == PST_ETEMP) {
+        v = PST_SMTP_TEMPFAIL; /* 451 4.3.0: try again later */
+        log_event(LOG_LEVEL_WARN, "sender_check_failed", "sid", c->sid,
+                  "user", user != NULL ? user : "-", "sender", c->mail_from,
+                  "error", "user store unavailable", NULL);
+    } else {
+        v = PST_SMTP_REJECT;
+        log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
+                  user != NULL ? user : "-", "sender", c->mail_from, NULL);
+    }
+    /* u is not used past this point. */
+    userdb_lookup_free(c->mail_req);
+    c->mail_req = NULL;
+    free(c->mail_from);
+    c->mail_from = NULL;
+    if (conn_answer(c, PST_SMTP_EV_MAIL, v, NULL, NULL) < 0) {
+        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
+                  "answer refused by the session", NULL);
+        conn_log_close(c, "internal error");
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
 static int
 conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
 {
     const char *user;
-    struct userdb_user u;
 
     conn_reset_message(c);
     if (!ev->need_answer)
         return 0;
     /* The session asks when the user does not own the address by name:
-     * the user file's allow_from= decides. */
+     * the user's allow_from decides, as the store has it now (looked up
+     * asynchronously: the session stays parked until the answer). */
     user = pst_smtp_server_user(c->s, NULL);
-    if (user != NULL && userdb_lookup(c->srv->sc->udb, user, &u) == 0 &&
-        userdb_allow_from(u.allow_from, u.allow_from_len, ev->address))
-        return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
-    log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
-              user != NULL ? user : "-", "sender", ev->address, NULL);
-    return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL, NULL);
+    if (user == NULL) {
+        log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
+                  "-", "sender", ev->address, NULL);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL, NULL);
+    }
+    free(c->mail_from);
+    userdb_lookup_free(c->mail_req);
+    c->mail_req = NULL;
+    c->mail_from = strdup(ev->address);
+    if (c->mail_from == NULL)
+        return -1;
+    if (userdb_lookup_start(c->srv->sc->udb, c->srv->loop, user,
+                            conn_on_mail_lookup, c, &c->mail_req) < 0)
+        return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+    return 0;
 }
 
 static int
@@ -974,7 +1055,7 @@ on_hold(uv_timer_t *t)
                            (struct sockaddr *)&c->peer_sa, c->held_user,
                            uv_now(c->srv->loop), &delay) == THROTTLE_REFUSE)
             conn_lockout(c);
-        else if (conn_lookup_answer(c, c->held_user) < 0) {
+        else if (conn_lookup_begin(c, c->held_user) < 0) {
             conn_log_close(c, "internal error");
             conn_close(c);
             return;
@@ -1570,16 +1651,30 @@ server_run(const char *path)
 int
 server_check(const char *path)
 {
-    char err[CONFIG_ERR_MAX];
+    char err[CONFIG_ERR_MAX], what[CONFIG_ERR_MAX];
     struct srv_conf *sc = srv_conf_load(path, err, sizeof(err));
+    int rc;
 
     if (sc == NULL) {
         fprintf(stderr, "posternd: %s\n", err);
         return EX_CONFIG;
     }
-    printf("posternd: %s: configuration OK (%zu listener%s, %zu user%s)\n",
-           path, sc->cfg->n_listeners, sc->cfg->n_listeners == 1 ? "" : "s",
-           userdb_count(sc->udb), userdb_count(sc->udb) == 1 ? "" : "s");
+    /* The user store: "N users", or whether PostgreSQL answers and takes
+     * the query.  A database that cannot be reached is no error: posternd
+     * starts without it and answers AUTH with 454 until it is back. */
+    rc = userdb_check(sc->udb, what, sizeof(what));
+    if (rc == PST_ESYNTAX) {
+        fprintf(stderr, "posternd: %s: %s\n", path, what);
+        srv_conf_unref(sc);
+        return EX_CONFIG;
+    }
+    if (rc < 0)
+        fprintf(stderr, "posternd: %s: warning: %s (posternd starts all the "
+                "same; AUTH gets 454 4.7.0 until the database answers)\n",
+                path, what);
+    printf("posternd: %s: configuration OK (%zu listener%s, %s)\n", path,
+           sc->cfg->n_listeners, sc->cfg->n_listeners == 1 ? "" : "s",
+           rc < 0 ? "userdb pgsql: database unreachable" : what);
     srv_conf_unref(sc);
     return EX_OK;
 }

@@ -1,48 +1,93 @@
 /*
- * posternd - the user store as the server sees it: a snapshot of users
- * that can be swapped on reload while sessions still hold the old one.
- * Backends fill a snapshot (userdb_file.c today; pgsql later).
+ * posternd - the user store as the server sees it: one snapshot per
+ * configuration, reference counted, so that a reload can swap in the
+ * next while sessions still hold the old one.  Two backends:
+ * passwd-file:PATH (userdb_file.c, read whole at load) and pgsql:CONNINFO
+ * (userdb_pgsql.c, a query per lookup).
+ *
+ * Lookups are asynchronous for both (DESIGN.md: "A SASL exchange pauses
+ * at 'need credentials for user X' and resumes when they arrive"): the
+ * callback runs from the event loop, never inside userdb_lookup_start().
  */
 #ifndef POSTERND_USERDB_H
 #define POSTERND_USERDB_H
 
 #include <stddef.h>
 
+#include <uv.h>
+
 #include <postern/cred.h>
 
 #include "config.h"
 
-struct userdb; /* one loaded snapshot, reference counted */
+struct userdb;     /* one loaded snapshot, reference counted */
+struct userdb_req; /* one lookup, and then what it found */
 
 /* What a lookup finds. */
 struct userdb_user {
-    const struct pst_cred *cred; /* borrowed while a reference is held */
-    const char *allow_from;      /* extra field allow_from=: addresses
+    const struct pst_cred *cred; /* borrowed until userdb_lookup_free() */
+    const char *allow_from;      /* extra senders: addresses or @domains
                                     separated by ',' (not NUL-terminated),
-                                    or NULL */
+                                    or NULL; borrowed likewise */
     size_t allow_from_len;
 };
 
 /*
- * Load the store named by cfg (userdb = passwd-file:PATH).
+ * The end of a lookup.  rc: 0 (found: u is set), PST_ENOENT (no such
+ * user, or one whose stored credentials are unusable: u is NULL),
+ * PST_ETEMP (the store is unavailable: 454 4.7.0, RFC 4954 §6; u is
+ * NULL).  The request stays the caller's: free it with
+ * userdb_lookup_free(), which may be called from inside the callback.
+ */
+typedef void userdb_lookup_cb(void *ctx, int rc, const struct userdb_user *u);
+
+/*
+ * Load the store named by cfg: the passwd file is read now; for pgsql
+ * the connection string is checked but nothing is connected (the first
+ * lookup connects, and an unreachable database makes lookups fail with
+ * PST_ETEMP, not the start-up).
  * *out ([out] owned, one reference) is released with userdb_unref().
- * Returns: 0, or -1 with a message naming file and line in err.
+ * Returns: 0, or -1 with a message naming the file (and line) in err.
  */
 int userdb_open(const struct config *cfg, struct userdb **out, char *err,
                 size_t err_size);
 
-/* Take and release references. */
+/* Take and release references; the last one frees the store (pgsql:
+ * once its connections are closed).  NULL is a no-op. */
 struct userdb *userdb_ref(struct userdb *u);
 void userdb_unref(struct userdb *u);
 
 /*
- * Look up name (exact match).
- * Returns: 0 (found: *out filled), PST_ENOENT, PST_ETEMP (store down).
+ * Look up name ([in], copied; exact match) on loop.  cb runs once with
+ * ctx, from loop, unless userdb_lookup_free(*req) comes first.  The
+ * request holds a reference to u.  A pgsql store serves one loop (the
+ * first lookup's).
+ * *req ([out] owned) is freed with userdb_lookup_free().
+ * Returns: 0, PST_ENOMEM, PST_EINVAL (another loop); on error cb never
+ * runs and *req is NULL.
  */
-int userdb_lookup(struct userdb *u, const char *name,
-                  struct userdb_user *out);
+int userdb_lookup_start(struct userdb *u, uv_loop_t *loop, const char *name,
+                        userdb_lookup_cb *cb, void *ctx,
+                        struct userdb_req **req);
 
-/* Number of users (for the log). */
+/*
+ * Cancel a lookup still in flight (its callback will not run) or, after
+ * the callback, release what it found (the credentials and allow_from it
+ * lent go).  NULL is a no-op.
+ */
+void userdb_lookup_free(struct userdb_req *req);
+
+/*
+ * Check the store for posternd -t.  msg ([out], n bytes) describes it:
+ * "3 users", or for pgsql whether the database answers and takes the
+ * query (userdb_pgsql_check(), which blocks).
+ * Returns: 0, PST_ETEMP (pgsql: cannot connect; posternd starts all the
+ * same), PST_ESYNTAX (pgsql: the server refuses the query).
+ */
+int userdb_check(struct userdb *u, char *msg, size_t n);
+
+/* Number of users (for the log); 0 for pgsql, which cannot tell without
+ * a query. */
 size_t userdb_count(const struct userdb *u);
 
 /* Whether addr is in the comma-separated allow_from list[0..len) (ASCII

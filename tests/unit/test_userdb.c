@@ -1,0 +1,552 @@
+/*
+ * posternd's user store API (src/posternd/userdb.h): asynchronous lookups
+ * over the passwd-file backend (answered on the next loop turn, never
+ * inside userdb_lookup_start()), cancellation, the lifetime of what a
+ * lookup lends, allow_from lists, and the pgsql backend where no server
+ * is needed: a bad connection string, an unreachable database (PST_ETEMP,
+ * then at once while it stays down), one loop per store, and closing it
+ * with lookups cancelled.  The pgsql backend against a real PostgreSQL is
+ * tested end to end (tests/e2e/test_posternd_pgsql.py).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "testutil.h"
+
+#include "config.h"
+#include "userdb.h"
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    uv_loop_t loop;
+    struct config cfg;
+};
+
+/* What callbacks saw. */
+struct seen {
+    int calls;
+    int rc;
+    int verify_rc;                 /* pst_cred_verify(cred, user, pw) */
+    char allow_from[128];
+    int had_allow_from;
+    const char *pw;                /* the password to try, or NULL */
+    const char *user;
+    struct userdb_req **free_me;   /* free the request in the callback */
+};
+
+static void
+on_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct seen *s = ctx;
+
+    s->calls++;
+    s->rc = rc;
+    if (rc == 0) {
+        assert_non_null(u);
+        assert_non_null(u->cred);
+        if (s->pw != NULL)
+            s->verify_rc = pst_cred_verify(u->cred, s->user,
+                                           (const uint8_t *)s->pw,
+                                           strlen(s->pw));
+        s->had_allow_from = u->allow_from != NULL;
+        if (u->allow_from != NULL) {
+            assert_true(u->allow_from_len < sizeof(s->allow_from));
+            memcpy(s->allow_from, u->allow_from, u->allow_from_len);
+            s->allow_from[u->allow_from_len] = '\0';
+        }
+    } else {
+        assert_null(u);
+    }
+    if (s->free_me != NULL) {
+        userdb_lookup_free(*s->free_me);
+        *s->free_me = NULL;
+    }
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+static const char USERS[] =
+    "tim@example.test:{PLAIN}tanstaaf::::::"
+    "allow_from=boss@example.test,@example.org\n"
+    /* openssl passwd -6 -salt saltsalt secret */
+    "bob@example.test:{SHA512-CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRs"
+    "tiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n";
+
+static int
+setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_userdb.XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/users", f->dir);
+    write_file(f->path, USERS);
+    if (uv_loop_init(&f->loop) != 0)
+        return -1;
+    f->cfg = (struct config){
+        .file = "test.conf",
+        .userdb = CONFIG_USERDB_PASSWD_FILE,
+        .userdb_arg = f->path,
+        .userdb_timeout = 5,
+    };
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    /* Every handle closes: the store and its requests free them.  A
+     * test that failed half-way may leave a store open: give up after
+     * 5 s rather than wait for ever. */
+    for (int i = 0; i < 5000 && uv_run(&f->loop, UV_RUN_NOWAIT) != 0; i++)
+        usleep(1000);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    unlink(f->path);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct userdb *
+open_store(struct fixture *f)
+{
+    struct userdb *u = NULL;
+    char err[CONFIG_ERR_MAX] = "";
+
+    if (userdb_open(&f->cfg, &u, err, sizeof(err)) != 0)
+        fail_msg("userdb_open: got error \"%s\", want success", err);
+    return u;
+}
+
+/* --- passwd-file ----------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    const char *pw;
+    int rc;
+    int verify_rc;
+    const char *allow_from;        /* NULL: none */
+} file_cases[] = {
+    {"tim@example.test", "tanstaaf", 0, 0,
+     "boss@example.test,@example.org"},
+    {"tim@example.test", "wrong", 0, PST_EAUTH,
+     "boss@example.test,@example.org"},
+    {"bob@example.test", "secret", 0, 0, NULL},
+    {"nobody@example.test", "x", PST_ENOENT, 0, NULL},
+    {"TIM@example.test", "tanstaaf", PST_ENOENT, 0, NULL}, /* exact */
+    {"", "x", PST_ENOENT, 0, NULL},
+};
+
+static void
+test_file_lookups(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+
+    for (size_t i = 0; i < sizeof(file_cases) / sizeof(file_cases[0]);
+         i++) {
+        struct seen s = {
+            .pw = file_cases[i].pw, .user = file_cases[i].name,
+        };
+        struct userdb_req *req = NULL;
+
+        assert_rc(userdb_lookup_start(u, &f->loop, file_cases[i].name,
+                                      on_lookup, &s, &req),
+                  0);
+        assert_non_null(req);
+        /* Never inside the call: on the next loop turn. */
+        if (s.calls != 0)
+            fail_msg("case %zu: got %d calls before the loop ran, want 0",
+                     i, s.calls);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (s.calls != 1)
+            fail_msg("case %zu: got %d calls, want 1", i, s.calls);
+        assert_rc(s.rc, file_cases[i].rc);
+        if (s.rc == 0)
+            assert_rc(s.verify_rc, file_cases[i].verify_rc);
+        if (file_cases[i].allow_from == NULL) {
+            assert_false(s.had_allow_from);
+        } else {
+            assert_true(s.had_allow_from);
+            assert_string_equal(s.allow_from, file_cases[i].allow_from);
+        }
+        userdb_lookup_free(req);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        assert_int_equal(s.calls, 1);
+    }
+    assert_int_equal(userdb_count(u), 2);
+    userdb_unref(u);
+}
+
+/* A request freed before the loop runs: no callback, ever. */
+static void
+test_file_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+    struct seen s = {0};
+    struct userdb_req *req = NULL;
+
+    assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test", on_lookup,
+                                  &s, &req),
+              0);
+    userdb_lookup_free(req);
+    userdb_lookup_free(NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(s.calls, 0);
+    userdb_unref(u);
+}
+
+/* The request may be freed from inside its callback. */
+static void
+test_file_free_in_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+    struct userdb_req *req = NULL;
+    struct seen s = {.free_me = &req};
+
+    assert_rc(userdb_lookup_start(u, &f->loop, "bob@example.test", on_lookup,
+                                  &s, &req),
+              0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(s.calls, 1);
+    assert_rc(s.rc, 0);
+    assert_null(req);
+    userdb_unref(u);
+}
+
+/* What a lookup lends outlives the store's last other reference (a
+ * reload dropped it) until the request is freed: run under ASan. */
+static void
+test_file_snapshot_outlives_unref(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+    struct userdb_req *req = NULL;
+    struct seen s = {.pw = "tanstaaf", .user = "tim@example.test"};
+
+    assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test", on_lookup,
+                                  &s, &req),
+              0);
+    userdb_unref(u); /* the request holds the store */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(s.calls, 1);
+    assert_rc(s.rc, 0);
+    assert_rc(s.verify_rc, 0);
+    userdb_lookup_free(req);
+}
+
+/* Several lookups at once each get their own answer, once. */
+static void
+test_file_many_in_flight(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+    struct seen s[8];
+    struct userdb_req *req[8];
+
+    for (size_t i = 0; i < 8; i++) {
+        s[i] = (struct seen){0};
+        assert_rc(userdb_lookup_start(u, &f->loop,
+                                      i % 2 ? "bob@example.test" : "x",
+                                      on_lookup, &s[i], &req[i]),
+                  0);
+    }
+    userdb_lookup_free(req[3]);
+    req[3] = NULL;
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(s[i].calls, i == 3 ? 0 : 1);
+        if (i != 3)
+            assert_rc(s[i].rc, i % 2 ? 0 : PST_ENOENT);
+        userdb_lookup_free(req[i]);
+    }
+    userdb_unref(u);
+}
+
+static void
+test_file_check(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = open_store(f);
+    char msg[CONFIG_ERR_MAX];
+
+    assert_rc(userdb_check(u, msg, sizeof(msg)), 0);
+    assert_string_equal(msg, "2 users");
+    userdb_unref(u);
+}
+
+static void
+test_file_open_error(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = (struct userdb *)1;
+    char err[CONFIG_ERR_MAX], want[CONFIG_ERR_MAX];
+
+    unlink(f->path);
+    assert_int_equal(userdb_open(&f->cfg, &u, err, sizeof(err)), -1);
+    assert_null(u);
+    snprintf(want, sizeof(want), "%s: cannot open: %s", f->path,
+             strerror(ENOENT));
+    assert_string_equal(err, want);
+}
+
+/* --- allow_from -------------------------------------------------------- */
+
+static void
+test_allow_from(void **state)
+{
+    static const struct {
+        const char *list;
+        const char *addr;
+        int want;
+    } rows[] = {
+        {"boss@example.test", "boss@example.test", 1},
+        {"boss@example.test", "BOSS@EXAMPLE.TEST", 1},
+        {"boss@example.test", "boss@example.tes", 0},
+        {"boss@example.test", "xboss@example.test", 0},
+        {"a@x.test,boss@example.test", "boss@example.test", 1},
+        {"a@x.test, boss@example.test ", "boss@example.test", 1},
+        {"@example.org", "anyone@example.org", 1},
+        {"@example.org", "anyone@sub.example.org", 0},
+        {"@example.org", "example.org", 0},
+        {"@", "a@", 0},
+        {"a@x.test,,b@x.test", "", 0},
+        {"a@x.test,", "", 0},
+        {"", "", 0},
+        {NULL, "a@x.test", 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int got = userdb_allow_from(rows[i].list,
+                                    rows[i].list != NULL
+                                        ? strlen(rows[i].list)
+                                        : 0,
+                                    rows[i].addr);
+
+        if (got != rows[i].want)
+            fail_msg("list \"%s\", address \"%s\": got %d, want %d",
+                     rows[i].list != NULL ? rows[i].list : "(null)",
+                     rows[i].addr, got, rows[i].want);
+    }
+}
+
+/* --- pgsql without a server ---------------------------------------------- */
+
+static void
+use_pgsql(struct fixture *f, const char *conninfo, const char *query)
+{
+    f->cfg.userdb = CONFIG_USERDB_PGSQL;
+    f->cfg.userdb_arg = (char *)conninfo;
+    f->cfg.userdb_query = (char *)query;
+}
+
+static void
+test_pgsql_bad_conninfo(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u = (struct userdb *)1;
+    char err[CONFIG_ERR_MAX];
+
+    use_pgsql(f, "host=/tmp nosuchoption=1", NULL);
+    assert_int_equal(userdb_open(&f->cfg, &u, err, sizeof(err)), -1);
+    assert_null(u);
+    assert_string_equal(err, "test.conf: userdb pgsql: bad connection "
+                        "string: invalid connection option "
+                        "\"nosuchoption\"");
+    use_pgsql(f, "host='unterminated", NULL);
+    assert_int_equal(userdb_open(&f->cfg, &u, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bad connection string: unterminated "
+                                "quoted string"));
+}
+
+/* Run the loop until n callbacks in total have come (or 10 s pass).
+ * Not UV_RUN_ONCE: it would wait in epoll for the next timer (the
+ * store's reconnection) after running the callback. */
+static void
+run_until(uv_loop_t *loop, const struct seen *s, size_t ns, int n)
+{
+    uint64_t start = uv_now(loop);
+
+    for (;;) {
+        int calls = 0;
+
+        for (size_t i = 0; i < ns; i++)
+            calls += s[i].calls;
+        if (calls >= n)
+            return;
+        if (uv_now(loop) - start > 10000)
+            fail_msg("got %d callbacks in 10 s, want %d", calls, n);
+        if (uv_run(loop, UV_RUN_NOWAIT) == 0)
+            fail_msg("the loop ended with %d callbacks, want %d", calls, n);
+        usleep(1000);
+        uv_update_time(loop);
+    }
+}
+
+/*
+ * No server: a lookup fails with PST_ETEMP (not inside the call); while
+ * the reconnection delay runs, the next ones fail at once; a cancelled
+ * one never calls back; freeing the store closes every handle (the
+ * fixture's teardown checks uv_loop_close()).
+ */
+static void
+test_pgsql_unreachable(void **state)
+{
+    struct fixture *f = *state;
+    char conninfo[256];
+    struct userdb *u;
+    struct userdb_req *req[3] = {NULL, NULL, NULL};
+    struct seen s[3] = {{0}, {0}, {0}};
+    uint64_t t0;
+
+    snprintf(conninfo, sizeof(conninfo),
+             "host=%s/no-such-dir port=5 dbname=postern user=postern",
+             f->dir);
+    use_pgsql(f, conninfo, NULL);
+    u = open_store(f);
+    assert_int_equal(userdb_count(u), 0);
+
+    assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test", on_lookup,
+                                  &s[0], &req[0]),
+              0);
+    assert_rc(userdb_lookup_start(u, &f->loop, "bob@example.test", on_lookup,
+                                  &s[1], &req[1]),
+              0);
+    assert_int_equal(s[0].calls + s[1].calls, 0);
+    userdb_lookup_free(req[1]);
+    req[1] = NULL;
+    run_until(&f->loop, s, 3, 1);
+    assert_int_equal(s[0].calls, 1);
+    assert_rc(s[0].rc, PST_ETEMP);
+
+    /* Known down: the next lookup fails on the next loop turn. */
+    uv_update_time(&f->loop);
+    t0 = uv_now(&f->loop);
+    assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test", on_lookup,
+                                  &s[2], &req[2]),
+              0);
+    assert_int_equal(s[2].calls, 0);
+    run_until(&f->loop, s, 3, 2);
+    assert_rc(s[2].rc, PST_ETEMP);
+    assert_true(uv_now(&f->loop) - t0 < 200);
+    assert_int_equal(s[1].calls, 0);
+
+    for (size_t i = 0; i < 3; i++)
+        userdb_lookup_free(req[i]);
+    userdb_unref(u); /* closes the pool: the teardown runs the loop dry */
+}
+
+/* A lookup in flight when its request goes, then the store: nothing is
+ * called, nothing leaks (ASan), the loop ends. */
+static void
+test_pgsql_cancel_then_free(void **state)
+{
+    struct fixture *f = *state;
+    char conninfo[256];
+    struct userdb *u;
+    struct userdb_req *req = NULL;
+    struct seen s = {0};
+
+    snprintf(conninfo, sizeof(conninfo), "host=%s/none port=5", f->dir);
+    use_pgsql(f, conninfo, "SELECT 1, 2 WHERE $1 = ''");
+    u = open_store(f);
+    assert_rc(userdb_lookup_start(u, &f->loop, "a", on_lookup, &s, &req), 0);
+    userdb_lookup_free(req);
+    userdb_unref(u);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(s.calls, 0);
+}
+
+/* A store is bound to the loop of its first lookup. */
+static void
+test_pgsql_one_loop(void **state)
+{
+    struct fixture *f = *state;
+    char conninfo[256];
+    struct userdb *u;
+    struct userdb_req *req = NULL, *other = (struct userdb_req *)1;
+    struct seen s[2] = {{0}, {0}};
+    uv_loop_t loop2;
+
+    snprintf(conninfo, sizeof(conninfo), "host=%s/none port=5", f->dir);
+    use_pgsql(f, conninfo, NULL);
+    u = open_store(f);
+    assert_int_equal(uv_loop_init(&loop2), 0);
+    assert_rc(userdb_lookup_start(u, &f->loop, "a", on_lookup, &s[0], &req),
+              0);
+    assert_rc(userdb_lookup_start(u, &loop2, "a", on_lookup, &s[1], &other),
+              PST_EINVAL);
+    assert_null(other);
+    run_until(&f->loop, s, 2, 1);
+    assert_int_equal(s[1].calls, 0);
+    userdb_lookup_free(req);
+    userdb_unref(u);
+    assert_int_equal(uv_loop_close(&loop2), 0);
+}
+
+/* posternd -t: unreachable is a warning (PST_ETEMP), with libpq's
+ * reason. */
+static void
+test_pgsql_check_unreachable(void **state)
+{
+    struct fixture *f = *state;
+    char conninfo[256], msg[CONFIG_ERR_MAX];
+    struct userdb *u;
+
+    snprintf(conninfo, sizeof(conninfo), "host=%s/none port=5", f->dir);
+    use_pgsql(f, conninfo, NULL);
+    u = open_store(f);
+    assert_rc(userdb_check(u, msg, sizeof(msg)), PST_ETEMP);
+    if (strncmp(msg, "userdb pgsql: cannot connect: ", 30) != 0 ||
+        strstr(msg, "/none/.s.PGSQL.5") == NULL ||
+        strchr(msg, '\n') != NULL)
+        fail_msg("got \"%s\", want \"userdb pgsql: cannot connect: ...\" "
+                 "naming the socket, on one line", msg);
+    userdb_unref(u);
+}
+
+int
+main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_file_lookups),
+        T(test_file_cancel),
+        T(test_file_free_in_callback),
+        T(test_file_snapshot_outlives_unref),
+        T(test_file_many_in_flight),
+        T(test_file_check),
+        T(test_file_open_error),
+        cmocka_unit_test(test_allow_from),
+        T(test_pgsql_bad_conninfo),
+        T(test_pgsql_unreachable),
+        T(test_pgsql_cancel_then_free),
+        T(test_pgsql_one_loop),
+        T(test_pgsql_check_unreachable),
+    };
+#undef T
+    return cmocka_run_group_tests_name("userdb", tests, NULL, NULL);
+}
