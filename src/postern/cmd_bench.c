@@ -47,6 +47,7 @@
 
 #include "client.h"
 #include "cmds.h"
+#include "json.h"
 #include "tls.h"
 
 #define BENCH_LINE_MAX     1024   /* reply line kept, octets; longer
@@ -1686,25 +1687,6 @@ bench_setup_sasl(struct bench *b, const char *mech_name)
 }
 
 /* --- Report -------------------------------------------------------------- */
-
-static void
-json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", f);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 static double
 cpu_seconds(void)

@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "cmds.h"
+#include "json.h"
 
 struct probe_auth {
     char mech[32];
@@ -48,25 +49,6 @@ print_keywords(FILE *f, const char *ehlo, const char *indent)
             fprintf(f, "%s%.*s\n", indent, (int)(len - 4), line + 4);
         p = end;
     }
-}
-
-static void
-json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", f);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
 }
 
 static void
