@@ -1,19 +1,34 @@
 /*
- * posternd's event loop: libuv listeners and connections driving the
+ * posternd's event loops: libuv listeners and connections driving the
  * sans-IO SMTP session of libpostern.  Slow work (password hashes, the
  * fsyncs of delivery) runs on the libuv thread pool; the session is
  * parked meanwhile and resumed from the completion callback.
+ *
+ * Threads: the main thread runs a control loop (signals, reloads, the
+ * spool cleaner) and starts `workers` worker threads, each with its own
+ * loop, its own connections, and its own copy of every listening socket
+ * (a dup of one socket bound by the main thread: the kernel hands each
+ * new connection to whichever loop accepts first, so a busy loop leaves
+ * the next connections to an idle one).  What the loops share: the
+ * configuration snapshot (reference counted, atomically), a passwd-file
+ * user store (read-only), the throttle (its own mutex), and the
+ * per-address connection counts (srv->mu).  Each worker has its own
+ * PostgreSQL store, since libpq connections live on one loop.  The main
+ * thread talks to a worker only through its mailbox (under srv->mu) and
+ * uv_async_send().
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sysexits.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -31,6 +46,7 @@
 
 #define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
 #define CONN_READ_CHUNK  (64 * 1024)
+#define SERVER_MAX_WORKERS 1024
 /* Plaintext one read can yield beyond its own size: a TLS record whose
  * first part came in the read before (16 KiB of data plus overhead). */
 #define CONN_TLS_SLACK   (17 * 1024)
@@ -38,7 +54,7 @@
 /* Everything that a reload replaces, shared by the connections made
  * under it (reference counted). */
 struct srv_conf {
-    unsigned refs;
+    atomic_uint refs;        /* taken and dropped by every loop */
     struct config *cfg;
     struct tls_ctx *tls;
     struct userdb *udb;
@@ -50,10 +66,11 @@ struct srv_conf {
 };
 
 struct server;
+struct worker;
 
 struct listener {
     uv_tcp_t tcp;
-    struct server *srv;
+    struct worker *w;
     size_t idx;              /* index in cfg->listeners */
     char name[64];
 };
@@ -75,6 +92,7 @@ struct conn {
     uv_timer_t timer;
     uv_timer_t hold;         /* throttle delays */
     uv_work_t work;
+    struct worker *w;
     struct server *srv;
     struct srv_conf *sc;
     size_t lidx;
@@ -86,6 +104,7 @@ struct conn {
     char peer[INET6_ADDRSTRLEN + 8];  /* for the log */
     char peer_rcvd[INET6_ADDRSTRLEN + 8]; /* for Received: IPv6:... */
     struct sockaddr_storage peer_sa;
+    int peer_counted;        /* in srv->peers */
     struct pst_buf backlog;
     int reading;
     int closing;
@@ -120,18 +139,59 @@ struct conn {
     struct conn *prev, *next;
 };
 
-struct server {
-    uv_loop_t *loop;
-    char *path;
-    struct srv_conf *sc;
+/* One event loop on its own thread, with its own connections. */
+struct worker {
+    uv_loop_t loop;
+    uv_thread_t thread;
+    struct server *srv;
+    unsigned id;
+    struct srv_conf *sc;     /* this loop's snapshot (a reference) */
+    struct userdb *udb;      /* the store this loop looks users up in */
     struct listener *ls;
     size_t nls;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_async_t wake;         /* the mailbox has something */
     uv_timer_t grace;
-    struct throttle *throttle; /* NULL: auth_throttle = no */
     struct conn *conns;
     size_t nconn;
-    uint64_t seq;
+    int stopping;
+    /* The mailbox, under srv->mu: */
+    struct srv_conf *next_sc;  /* a reload (a reference), or NULL */
+    int stop_requested;
+    /* Every read lands here first: a connection keeps only what its
+     * session has not consumed yet (conn->backlog). */
+    uint8_t rbuf[CONN_READ_CHUNK];
+};
+
+/* The per-address connection counts (max_connections_per_ip), shared by
+ * all loops under srv->mu. */
+struct peer_count {
+    struct peer_count *next;
+    uint8_t addr[16];
+    uint8_t family_v6;
+    unsigned n;
+};
+
+#define PEER_BUCKETS 4096
+
+struct server {
+    uv_loop_t *loop;         /* the control loop (main thread) */
+    char *path;
+    struct srv_conf *sc;
+    uv_os_sock_t *lfd;       /* listening sockets, one per listener */
+    size_t nls;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t spool_timer;
+    uv_mutex_t mu;           /* peers, mailboxes */
+    /* The throttle the loops use, NULL while auth_throttle = no; it is
+     * made once (throttle_obj) and freed only at exit, so a loop that
+     * read the pointer never sees it freed. */
+    _Atomic(struct throttle *) throttle;
+    struct throttle *throttle_obj;
+    struct peer_count *peers[PEER_BUCKETS];
+    atomic_size_t nconn;     /* connections of all loops */
+    atomic_uint_fast64_t seq; /* session ids */
+    struct worker **w;
+    unsigned nw;
     int stopping;
     int exit_code;
 };
@@ -139,13 +199,20 @@ struct server {
 static void conn_pump(struct conn *c);
 static void conn_close(struct conn *c);
 
+/* The throttle as it is now (NULL: auth_throttle = no). */
+static struct throttle *
+conn_throttle(const struct conn *c)
+{
+    return atomic_load(&c->srv->throttle);
+}
+
 /* --- Configuration snapshots ---------------------------------------------
  */
 
 static void
 srv_conf_unref(struct srv_conf *sc)
 {
-    if (sc == NULL || --sc->refs > 0)
+    if (sc == NULL || atomic_fetch_sub(&sc->refs, 1) != 1)
         return;
     if (sc->uri_hosts != NULL) {
         for (size_t i = 0; sc->uri_hosts[i] != NULL; i++)
@@ -229,7 +296,7 @@ srv_conf_load(const char *path, char *err, size_t n)
         snprintf(err, n, "out of memory");
         return NULL;
     }
-    sc->refs = 1;
+    atomic_init(&sc->refs, 1);
     if (config_load(path, &sc->cfg, err, n) < 0) {
         free(sc);
         return NULL;
@@ -319,18 +386,6 @@ rfc5322_date(char *buf, size_t n)
              days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
              off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
-}
-
-static int
-same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
 static void
@@ -457,18 +512,88 @@ conn_flush(struct conn *c)
 /* --- Closing ----------------------------------------------------------------
  */
 
+/* --- Connections per address (max_connections_per_ip) ------------------
+ */
+
+static size_t
+peer_key(const struct sockaddr_storage *sa, uint8_t addr[16], uint8_t *v6)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: the kernel chose the
+                                            addresses, not the client */
+
+    memset(addr, 0, 16);
+    *v6 = sa->ss_family == AF_INET6;
+    if (*v6)
+        memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    else
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ addr[i]) * 1099511628211ull;
+    return (size_t)(h % PEER_BUCKETS);
+}
+
+/* Count one more connection from sa.  Returns how many there are now
+ * (this one included), or 0 when out of memory. */
+static unsigned
+peers_add(struct server *srv, const struct sockaddr_storage *sa)
+{
+    uint8_t addr[16], v6;
+    size_t b = peer_key(sa, addr, &v6);
+    struct peer_count *p;
+    unsigned n = 0;
+
+    uv_mutex_lock(&srv->mu);
+    for (p = srv->peers[b]; p != NULL; p = p->next)
+        if (p->family_v6 == v6 && memcmp(p->addr, addr, 16) == 0)
+            break;
+    if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+        memcpy(p->addr, addr, 16);
+        p->family_v6 = v6;
+        p->next = srv->peers[b];
+        srv->peers[b] = p;
+    }
+    if (p != NULL)
+        n = ++p->n;
+    uv_mutex_unlock(&srv->mu);
+    return n;
+}
+
+static void
+peers_remove(struct server *srv, const struct sockaddr_storage *sa)
+{
+    uint8_t addr[16], v6;
+    size_t b = peer_key(sa, addr, &v6);
+    struct peer_count **pp, *p;
+
+    uv_mutex_lock(&srv->mu);
+    for (pp = &srv->peers[b]; (p = *pp) != NULL; pp = &p->next)
+        if (p->family_v6 == v6 && memcmp(p->addr, addr, 16) == 0) {
+            if (--p->n == 0) {
+                *pp = p->next;
+                free(p);
+            }
+            break;
+        }
+    uv_mutex_unlock(&srv->mu);
+}
+
+/* -------------------------------------------------------------------------- */
+
 static void
 conn_free(struct conn *c)
 {
-    struct server *srv = c->srv;
+    struct worker *w = c->w;
 
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    srv->nconn--;
+    w->nconn--;
+    atomic_fetch_sub(&c->srv->nconn, 1);
+    if (c->peer_counted)
+        peers_remove(c->srv, &c->peer_sa);
     if (c->msg != NULL)
         maildir_abort(c->msg);
     for (size_t i = 0; i < c->npaths; i++)
@@ -484,8 +609,8 @@ conn_free(struct conn *c)
     pst_buf_clear(&c->backlog);
     srv_conf_unref(c->sc);
     free(c);
-    if (srv->stopping && srv->nconn == 0)
-        uv_stop(srv->loop);
+    if (w->stopping && w->nconn == 0)
+        uv_stop(&w->loop);
 }
 
 static void
@@ -637,7 +762,7 @@ conn_queue_work(struct conn *c, enum work_kind kind)
 {
     c->work_kind = kind;
     c->work.data = c;
-    if (uv_queue_work(c->srv->loop, &c->work, work_run, work_done) < 0)
+    if (uv_queue_work(&c->w->loop, &c->work, work_run, work_done) < 0)
         return -1;
     c->work_pending = 1;
     return 0;
@@ -727,7 +852,7 @@ conn_lookup_begin(struct conn *c, const char *user)
     /* The user store as it is now, not as it was when the client
      * connected: a password changed or removed by a reload must stop
      * working on connections that were already open. */
-    if (userdb_lookup_start(c->srv->sc->udb, c->srv->loop, user,
+    if (userdb_lookup_start(c->w->udb, &c->w->loop, user,
                             conn_on_lookup, c, &c->auth_req) < 0)
         return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
                            NULL, NULL);
@@ -743,8 +868,8 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     /* Every mechanism asks for credentials once per attempt, before any
      * check: the one place to hold an address (or a user name) under
      * penalty, as Dovecot delays the whole request. */
-    if (throttle_check(c->srv->throttle, (struct sockaddr *)&c->peer_sa,
-                       ev->user, uv_now(c->srv->loop), &delay) ==
+    if (throttle_check(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
+                       ev->user, uv_now(&c->w->loop), &delay) ==
         THROTTLE_REFUSE) {
         conn_lockout(c);
         return 0;
@@ -764,7 +889,7 @@ static int
 conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 {
     /* The same guess again does not count twice (throttle.h). */
-    c->auth_tag = throttle_tag(c->srv->throttle, ev->user, ev->password,
+    c->auth_tag = throttle_tag(conn_throttle(c), ev->user, ev->password,
                                ev->password_len);
     c->work_pw = malloc(ev->password_len + 1);
     c->work_user = strdup(ev->user != NULL ? ev->user : "");
@@ -792,17 +917,17 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
     userdb_lookup_free(c->auth_req);
     c->auth_req = NULL;
     if (ev->ok) {
-        throttle_auth_ok(c->srv->throttle, (struct sockaddr *)&c->peer_sa,
-                         uv_now(c->srv->loop));
+        throttle_auth_ok(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
+                         uv_now(&c->w->loop));
     } else if (ev->error == PST_EAUTH) {
         /* Only exchanges that tested a password count: a malformed or
          * cancelled one guessed nothing. */
         uint64_t delay = 0;
         enum throttle_verdict v;
 
-        v = throttle_auth_failed(c->srv->throttle,
+        v = throttle_auth_failed(conn_throttle(c),
                                  (struct sockaddr *)&c->peer_sa, ev->user,
-                                 c->auth_tag, uv_now(c->srv->loop), &delay);
+                                 c->auth_tag, uv_now(&c->w->loop), &delay);
         if (v == THROTTLE_REFUSE)
             conn_lockout(c); /* the 421 goes out after the 535 */
         if (delay > 0)
@@ -887,7 +1012,7 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     c->mail_from = strdup(ev->address);
     if (c->mail_from == NULL)
         return -1;
-    if (userdb_lookup_start(c->srv->sc->udb, c->srv->loop, user,
+    if (userdb_lookup_start(c->w->udb, &c->w->loop, user,
                             conn_on_mail_lookup, c, &c->mail_req) < 0)
         return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
     return 0;
@@ -1035,6 +1160,9 @@ conn_feed_backlog(struct conn *c)
                 c->backlog.len - used);
         c->backlog.len -= used;
     }
+    /* Nothing left over: an idle connection keeps no input buffer. */
+    if (c->backlog.len == 0 && c->backlog.data != NULL)
+        pst_buf_clear(&c->backlog);
 }
 
 /* A throttle delay is over: answer the held lookup, or let the held
@@ -1051,9 +1179,9 @@ on_hold(uv_timer_t *t)
     c->holding = HOLD_NONE;
     if (why == HOLD_LOOKUP) {
         /* Another connection may have locked the address meanwhile. */
-        if (throttle_check(c->srv->throttle,
+        if (throttle_check(conn_throttle(c),
                            (struct sockaddr *)&c->peer_sa, c->held_user,
-                           uv_now(c->srv->loop), &delay) == THROTTLE_REFUSE)
+                           uv_now(&c->w->loop), &delay) == THROTTLE_REFUSE)
             conn_lockout(c);
         else if (conn_lookup_begin(c, c->held_user) < 0) {
             conn_log_close(c, "internal error");
@@ -1129,7 +1257,7 @@ conn_pump(struct conn *c)
     }
     /* Stopping: a session that has finished its transaction goes now
      * rather than at the end of the grace period. */
-    if (c->srv->stopping) {
+    if (c->w->stopping) {
         enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
 
         if (st == PST_SMTP_STATE_IDLE || st == PST_SMTP_STATE_GREETING) {
@@ -1168,8 +1296,10 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     if (n > room - CONN_TLS_SLACK)
         n = room - CONN_TLS_SLACK;
-    buf->base = malloc(n);
-    buf->len = buf->base != NULL ? n : 0;
+    /* The loop's buffer: on_read() takes all of it before the next
+     * read of any connection of this loop. */
+    buf->base = (char *)c->w->rbuf;
+    buf->len = n;
 }
 
 static int
@@ -1235,14 +1365,11 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct conn *c = (struct conn *)st;
     int rc = 0;
 
-    if (n == 0) {
-        free(buf->base);
+    if (n == 0)
         return;
-    }
     if (n == UV_ENOBUFS && c->backlog.len > 0) {
         /* The backlog is full: wait until the session takes some
          * (conn_pump reads again below half full). */
-        free(buf->base);
         if (c->reading) {
             uv_read_stop(st);
             c->reading = 0;
@@ -1251,7 +1378,6 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (n < 0) {
-        free(buf->base);
         if (!c->closing) {
             conn_log_close(c, n == UV_EOF ? "client closed" : uv_strerror(
                                                                  (int)n));
@@ -1260,7 +1386,7 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (c->closing || c->close_after_flush) {
-        free(buf->base);
+        OPENSSL_cleanse(buf->base, (size_t)n);
         return;
     }
     if (c->tls != NULL)
@@ -1268,7 +1394,6 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     else
         rc = conn_take_plain(c, (const uint8_t *)buf->base, (size_t)n);
     OPENSSL_cleanse(buf->base, (size_t)n);
-    free(buf->base);
     if (rc < 0) {
         conn_log_close(c, "input error");
         conn_close(c);
@@ -1302,38 +1427,42 @@ static void
 on_connection(uv_stream_t *ls, int status)
 {
     struct listener *l = (struct listener *)ls;
-    struct server *srv = l->srv;
-    struct srv_conf *sc = srv->sc;
+    struct worker *w = l->w;
+    struct server *srv = w->srv;
+    struct srv_conf *sc = w->sc;
     const struct config *cfg = sc->cfg;
     struct pst_smtp_server_config scfg;
     struct conn *c;
     int namelen = sizeof(struct sockaddr_storage), busy = 0;
-    size_t same = 0;
+    size_t total;
+    unsigned same;
 
     if (status < 0)
         return;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
+    c->w = w;
     c->srv = srv;
     c->lidx = l->idx;
-    uv_tcp_init(srv->loop, &c->tcp);
-    uv_timer_init(srv->loop, &c->timer);
-    uv_timer_init(srv->loop, &c->hold);
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    uv_timer_init(&w->loop, &c->hold);
     c->tcp.data = c;
     c->timer.data = c;
     c->hold.data = c;
     c->handles_open = 3;
     c->sc = sc;
-    sc->refs++;
+    atomic_fetch_add(&sc->refs, 1);
     pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);
-    c->next = srv->conns;
-    if (srv->conns != NULL)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconn++;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconn++;
+    total = atomic_fetch_add(&srv->nconn, 1) + 1;
     snprintf(c->sid, sizeof(c->sid), "%llx",
-             (unsigned long long)++srv->seq);
+             (unsigned long long)atomic_fetch_add(&srv->seq, 1) + 1);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);
         return;
@@ -1352,19 +1481,18 @@ on_connection(uv_stream_t *ls, int status)
                   c->peer, sizeof(c->peer));
         snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "%s", c->peer);
     }
-    for (struct conn *o = srv->conns; o != NULL; o = o->next)
-        if (o != c && same_ip(&o->peer_sa, &c->peer_sa))
-            same++;
-    if ((cfg->max_connections > 0 && srv->nconn > cfg->max_connections) ||
+    same = peers_add(srv, &c->peer_sa);
+    c->peer_counted = same > 0;
+    if ((cfg->max_connections > 0 && total > cfg->max_connections) ||
         (cfg->max_connections_per_ip > 0 &&
-         same >= cfg->max_connections_per_ip))
+         (same == 0 || same > cfg->max_connections_per_ip)))
         busy = 1;
     else {
         uint64_t delay;
 
         /* An address locked out by the throttle gets no session. */
-        if (throttle_check(srv->throttle, (struct sockaddr *)&c->peer_sa,
-                           NULL, uv_now(srv->loop), &delay) ==
+        if (throttle_check(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
+                           NULL, uv_now(&w->loop), &delay) ==
             THROTTLE_REFUSE)
             busy = 2;
     }
@@ -1424,12 +1552,13 @@ on_listener_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* The grace period is over: every session still open gets 421 now. */
 static void
 on_grace(uv_timer_t *t)
 {
-    struct server *srv = t->data;
+    struct worker *w = t->data;
 
-    for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (c->closing)
             continue;
@@ -1444,21 +1573,21 @@ on_grace(uv_timer_t *t)
     }
 }
 
+/* Stop this loop: no more connections; idle sessions end now, the
+ * others when their transaction is over or the grace period ends. */
 static void
-server_stop(struct server *srv, const char *why)
+worker_stop(struct worker *w)
 {
-    if (srv->stopping)
+    if (w->stopping)
         return;
-    srv->stopping = 1;
-    log_event(LOG_LEVEL_INFO, "stopping", "signal", why, NULL);
-    for (size_t i = 0; i < srv->nls; i++)
-        uv_close((uv_handle_t *)&srv->ls[i].tcp, on_listener_closed);
-    if (srv->nconn == 0) {
-        uv_stop(srv->loop);
+    w->stopping = 1;
+    for (size_t i = 0; i < w->nls; i++)
+        uv_close((uv_handle_t *)&w->ls[i].tcp, on_listener_closed);
+    if (w->nconn == 0) {
+        uv_stop(&w->loop);
         return;
     }
-    /* Idle sessions need not wait for the grace period. */
-    for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
         enum pst_smtp_state st;
 
         next = c->next;
@@ -1475,12 +1604,189 @@ server_stop(struct server *srv, const char *why)
             }
         }
     }
-    uv_timer_start(&srv->grace, on_grace,
-                   (uint64_t)srv->sc->cfg->grace_period * 1000, 0);
+    uv_timer_start(&w->grace, on_grace,
+                   (uint64_t)w->sc->cfg->grace_period * 1000, 0);
 }
 
-/* Create, retune or drop the throttle to match the configuration (the
- * counters survive a reload).  Returns 0, or -1 with a message logged. */
+/* The user store a worker looks users up in: the snapshot's own for a
+ * passwd file (read-only, shared), a fresh one of its own for pgsql
+ * (libpq connections belong to one loop).  NULL when it cannot be
+ * opened (logged); lookups then get 454 4.7.0. */
+static struct userdb *
+worker_userdb(const struct srv_conf *sc)
+{
+    struct userdb *u;
+    char err[CONFIG_ERR_MAX];
+
+    if (sc->cfg->userdb != CONFIG_USERDB_PGSQL)
+        return userdb_ref(sc->udb);
+    if (userdb_open(sc->cfg, &u, err, sizeof(err)) < 0) {
+        log_event(LOG_LEVEL_WARN, "userdb_failed", "error", err, NULL);
+        return NULL;
+    }
+    return u;
+}
+
+/* The main thread left something in the mailbox. */
+static void
+on_wake(uv_async_t *h)
+{
+    struct worker *w = h->data;
+    struct srv_conf *next;
+    int stop;
+
+    uv_mutex_lock(&w->srv->mu);
+    next = w->next_sc;
+    w->next_sc = NULL;
+    stop = w->stop_requested;
+    uv_mutex_unlock(&w->srv->mu);
+    if (next != NULL) {
+        struct userdb *u = worker_userdb(next);
+
+        /* A store that cannot be opened keeps the previous one. */
+        if (u != NULL || next->cfg->userdb != CONFIG_USERDB_PGSQL) {
+            userdb_unref(w->udb);
+            w->udb = u;
+        }
+        srv_conf_unref(w->sc);
+        w->sc = next;
+    }
+    if (stop)
+        worker_stop(w);
+}
+
+static void
+on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* Close what is left and let the callbacks run. */
+    uv_walk(&w->loop, on_walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static void
+worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    uv_loop_close(&w->loop);
+    userdb_unref(w->udb);
+    srv_conf_unref(w->sc);
+    uv_mutex_lock(&w->srv->mu);
+    srv_conf_unref(w->next_sc);
+    uv_mutex_unlock(&w->srv->mu);
+    free(w->ls);
+    free(w);
+}
+
+/* A worker and its copies of the listening sockets; its thread is
+ * started by the caller.  Returns NULL (logged) on failure. */
+static struct worker *
+worker_new(struct server *srv, unsigned id)
+{
+    const struct config *cfg = srv->sc->cfg;
+    struct worker *w = calloc(1, sizeof(*w));
+    int rc;
+
+    if (w == NULL || uv_loop_init(&w->loop) < 0) {
+        free(w);
+        log_event(LOG_LEVEL_WARN, "worker_failed", "error",
+                  "cannot create an event loop", NULL);
+        return NULL;
+    }
+    w->srv = srv;
+    w->id = id;
+    w->sc = srv->sc;
+    atomic_fetch_add(&w->sc->refs, 1);
+    w->udb = worker_userdb(w->sc);
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->grace);
+    w->grace.data = w;
+    w->ls = calloc(srv->nls, sizeof(*w->ls));
+    if (w->ls == NULL)
+        goto fail;
+    for (size_t i = 0; i < srv->nls; i++) {
+        struct listener *l = &w->ls[i];
+        int fd = fcntl(srv->lfd[i], F_DUPFD_CLOEXEC, 0);
+
+        l->w = w;
+        l->idx = i;
+        snprintf(l->name, sizeof(l->name), "%s", cfg->listeners[i].name);
+        uv_tcp_init(&w->loop, &l->tcp);
+        w->nls++;
+        rc = fd < 0 ? UV_EMFILE : uv_tcp_open(&l->tcp, fd);
+        if (rc < 0 && fd >= 0)
+            close(fd);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        if (rc < 0) {
+            log_event(LOG_LEVEL_WARN, "listen_failed", "listener",
+                      cfg->listeners[i].name, "error", uv_strerror(rc),
+                      NULL);
+            goto fail;
+        }
+    }
+    return w;
+fail:
+    uv_walk(&w->loop, on_walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    worker_free(w);
+    return NULL;
+}
+
+/* Tell every worker (mailbox + wake-up): a new snapshot and/or stop. */
+static void
+server_post(struct server *srv, struct srv_conf *sc, int stop)
+{
+    for (unsigned i = 0; i < srv->nw; i++) {
+        struct worker *w = srv->w[i];
+
+        uv_mutex_lock(&srv->mu);
+        if (sc != NULL) {
+            srv_conf_unref(w->next_sc);
+            atomic_fetch_add(&sc->refs, 1);
+            w->next_sc = sc;
+        }
+        if (stop)
+            w->stop_requested = 1;
+        uv_mutex_unlock(&srv->mu);
+        uv_async_send(&w->wake);
+    }
+}
+
+static void
+server_stop(struct server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_event(LOG_LEVEL_INFO, "stopping", "signal", why, NULL);
+    server_post(srv, NULL, 1);
+    /* The workers close their copies: the socket stops listening when
+     * the last copy is closed, ours included. */
+    for (size_t i = 0; i < srv->nls; i++)
+        if (srv->lfd[i] >= 0) {
+            close(srv->lfd[i]);
+            srv->lfd[i] = -1;
+        }
+    /* server_run() joins the workers. */
+    uv_stop(srv->loop);
+}
+
+/* Create, retune or switch off the throttle to match the configuration
+ * (the counters survive a reload).  Returns 0, or -1 with a message
+ * logged. */
 static int
 server_throttle_apply(struct server *srv)
 {
@@ -1489,8 +1795,7 @@ server_throttle_apply(struct server *srv)
     int rc;
 
     if (!cfg->auth_throttle) {
-        throttle_free(srv->throttle);
-        srv->throttle = NULL;
+        atomic_store(&srv->throttle, NULL);
         return 0;
     }
     throttle_config_init(&tc);
@@ -1504,13 +1809,15 @@ server_throttle_apply(struct server *srv)
     tc.user_max_delay_ms = tc.max_delay_ms;
     tc.forget_ms = cfg->auth_throttle_forget * 1000u;
     tc.exempt = &cfg->auth_throttle_exempt;
-    rc = srv->throttle != NULL ? throttle_reconfigure(srv->throttle, &tc)
-                               : throttle_new(&tc, &srv->throttle);
+    rc = srv->throttle_obj != NULL
+             ? throttle_reconfigure(srv->throttle_obj, &tc)
+             : throttle_new(&tc, &srv->throttle_obj);
     if (rc < 0) {
         log_event(LOG_LEVEL_WARN, "throttle_failed", "error",
                   pst_strerror(rc), NULL);
         return -1;
     }
+    atomic_store(&srv->throttle, srv->throttle_obj);
     return 0;
 }
 
@@ -1525,6 +1832,8 @@ on_signal(uv_signal_t *h, int signum)
         server_stop(srv, signum == SIGTERM ? "TERM" : "INT");
         return;
     }
+    if (srv->stopping)
+        return;
     sc = srv_conf_load(srv->path, err, sizeof(err));
     if (sc == NULL) {
         log_event(LOG_LEVEL_WARN, "reload_failed", "error", err,
@@ -1542,37 +1851,48 @@ on_signal(uv_signal_t *h, int signum)
     srv->sc = sc;
     log_set_level(sc->cfg->log_level);
     server_throttle_apply(srv);
+    server_post(srv, sc, 0);
     snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
     log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
 }
 
+/* Bind and listen on every listener's address, once; the workers use
+ * copies of these sockets.  Returns 0 or -1 (logged). */
 static int
-server_listen(struct server *srv)
+server_bind(struct server *srv)
 {
     const struct config *cfg = srv->sc->cfg;
 
-    srv->ls = calloc(cfg->n_listeners, sizeof(*srv->ls));
-    if (srv->ls == NULL)
+    srv->lfd = calloc(cfg->n_listeners, sizeof(*srv->lfd));
+    if (srv->lfd == NULL)
         return -1;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
-        struct listener *l = &srv->ls[i];
-        int rc;
+        const struct sockaddr *sa = (const struct sockaddr *)&cl->addr;
+        int fd, on = 1, rc = 0;
 
-        l->srv = srv;
-        l->idx = i;
-        snprintf(l->name, sizeof(l->name), "%s", cl->name);
-        uv_tcp_init(srv->loop, &l->tcp);
-        srv->nls++;
-        rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&cl->addr, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+                    SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            rc = -errno;
+        /* As libuv's uv_tcp_bind(): a restart need not wait for the
+         * TIME_WAIT connections of the previous process. */
+        else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+                            sizeof(on)) < 0 ||
+                 bind(fd, sa, sa->sa_family == AF_INET6
+                                  ? sizeof(struct sockaddr_in6)
+                                  : sizeof(struct sockaddr_in)) < 0 ||
+                 listen(fd, 511) < 0)
+            rc = -errno;
         if (rc < 0) {
+            if (fd >= 0)
+                close(fd);
             log_event(LOG_LEVEL_WARN, "listen_failed", "listener", cl->name,
                       "address", cl->address, "error", uv_strerror(rc),
                       NULL);
             return -1;
         }
+        srv->lfd[srv->nls++] = fd;
         log_event(LOG_LEVEL_INFO, "listening", "listener", cl->name,
                   "address", cl->address, "tls",
                   cl->tls == CONFIG_TLS_IMPLICIT   ? "implicit"
@@ -1583,12 +1903,51 @@ server_listen(struct server *srv)
     return 0;
 }
 
-static void
-on_walk_close(uv_handle_t *h, void *arg)
+/* workers = auto: one loop per core this process may run on. */
+static unsigned
+server_workers(const struct config *cfg)
 {
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    unsigned n = cfg->workers;
+
+    if (n == 0)
+        n = uv_available_parallelism();
+    if (n < 1)
+        n = 1;
+    if (n > SERVER_MAX_WORKERS)
+        n = SERVER_MAX_WORKERS;
+    return n;
+}
+
+/* Start the workers' threads.  Returns 0 or -1 (logged; those started
+ * are told to stop and joined by the caller). */
+static int
+server_start_workers(struct server *srv)
+{
+    unsigned n = server_workers(srv->sc->cfg);
+    char count[16];
+
+    srv->w = calloc(n, sizeof(*srv->w));
+    if (srv->w == NULL)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = worker_new(srv, i);
+
+        if (w == NULL)
+            return -1;
+        if (uv_thread_create(&w->thread, worker_main, w) < 0) {
+            log_event(LOG_LEVEL_WARN, "worker_failed", "error",
+                      "cannot start a thread", NULL);
+            uv_walk(&w->loop, on_walk_close, NULL);
+            uv_run(&w->loop, UV_RUN_DEFAULT);
+            worker_free(w);
+            return -1;
+        }
+        srv->w[srv->nw++] = w;
+    }
+    snprintf(count, sizeof(count), "%u", n);
+    log_event(LOG_LEVEL_INFO, "started", "hostname", srv->sc->cfg->hostname,
+              "workers", count, NULL);
+    return 0;
 }
 
 int
@@ -1614,34 +1973,52 @@ server_run(const char *path)
         snprintf(files, sizeof(files), "%d", removed);
         log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", files, NULL);
     }
+    uv_mutex_init(&srv.mu);
+    atomic_init(&srv.throttle, NULL);
+    atomic_init(&srv.nconn, 0);
+    atomic_init(&srv.seq, 0);
     srv.loop = uv_default_loop();
     uv_signal_init(srv.loop, &srv.sig_term);
     uv_signal_init(srv.loop, &srv.sig_int);
     uv_signal_init(srv.loop, &srv.sig_hup);
-    uv_timer_init(srv.loop, &srv.grace);
     srv.sig_term.data = srv.sig_int.data = srv.sig_hup.data = &srv;
-    srv.grace.data = &srv;
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     uv_signal_start(&srv.sig_hup, on_signal, SIGHUP);
-    if (server_throttle_apply(&srv) < 0) {
+    if (server_throttle_apply(&srv) < 0)
         srv.exit_code = EX_SOFTWARE;
-        srv.stopping = 1;
-    } else if (server_listen(&srv) < 0) {
+    else if (server_bind(&srv) < 0)
         srv.exit_code = EX_UNAVAILABLE;
-        srv.stopping = 1;
-    } else {
-        log_event(LOG_LEVEL_INFO, "started", "hostname",
-                  srv.sc->cfg->hostname, NULL);
+    else if (server_start_workers(&srv) < 0)
+        srv.exit_code = EX_OSERR;
+    else
         uv_run(srv.loop, UV_RUN_DEFAULT);
+    /* Stopping (or a failed start): the workers finish their sessions
+     * within the grace period. */
+    if (!srv.stopping)
+        server_post(&srv, NULL, 1);
+    for (unsigned i = 0; i < srv.nw; i++) {
+        uv_thread_join(&srv.w[i]->thread);
+        worker_free(srv.w[i]);
     }
-    /* Close what is left and let the callbacks run. */
+    free(srv.w);
+    for (size_t i = 0; i < srv.nls; i++)
+        if (srv.lfd[i] >= 0)
+            close(srv.lfd[i]);
+    free(srv.lfd);
     uv_walk(srv.loop, on_walk_close, NULL);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     uv_loop_close(srv.loop);
-    throttle_free(srv.throttle);
+    throttle_free(srv.throttle_obj);
+    for (size_t b = 0; b < PEER_BUCKETS; b++)
+        while (srv.peers[b] != NULL) {
+            struct peer_count *p = srv.peers[b];
+
+            srv.peers[b] = p->next;
+            free(p);
+        }
+    uv_mutex_destroy(&srv.mu);
     srv_conf_unref(srv.sc);
-    free(srv.ls);
     free(srv.path);
     if (srv.exit_code == 0)
         log_event(LOG_LEVEL_INFO, "stopped", NULL, NULL);

@@ -28,6 +28,7 @@
  * the time of the last failure, so a reload that changes the numbers
  * applies them to the counters at once.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,8 @@ struct throttle {
     EVP_MAC_CTX *mac_ctx;
     uint8_t mac_key[MAC_KEY];    /* random, wiped at free */
     struct throttle_stats st;    /* addrs/users filled on demand */
+    pthread_mutex_t mu;          /* every public call holds it: the
+                                    event loops of all workers share t */
 };
 
 /* --- Configuration ----------------------------------------------------- */
@@ -566,6 +569,10 @@ throttle_new(const struct throttle_config *cfg, struct throttle **out)
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return PST_ENOMEM;
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        free(t);
+        return PST_ENOMEM;
+    }
     t->cfg = *cfg;
     rc = throttle_copy_cidrs(cfg->exempt, &t->exempt);
     t->cfg.exempt = &t->exempt;
@@ -599,11 +606,13 @@ throttle_free(struct throttle *t)
     EVP_MAC_CTX_free(t->mac_ctx);
     EVP_MAC_free(t->mac);
     OPENSSL_cleanse(t->mac_key, sizeof(t->mac_key));
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
-int
-throttle_reconfigure(struct throttle *t, const struct throttle_config *cfg)
+static int
+throttle_reconfigure_nolock(struct throttle *t,
+                            const struct throttle_config *cfg)
 {
     struct config_cidrs ex;
 
@@ -619,9 +628,9 @@ throttle_reconfigure(struct throttle *t, const struct throttle_config *cfg)
     return 0;
 }
 
-enum throttle_verdict
-throttle_check(struct throttle *t, const struct sockaddr *sa,
-               const char *user, uint64_t now, uint64_t *delay_ms)
+static enum throttle_verdict
+throttle_check_nolock(struct throttle *t, const struct sockaddr *sa,
+                      const char *user, uint64_t now, uint64_t *delay_ms)
 {
     uint8_t key[KEY_LEN];
     uint64_t d = 0;
@@ -664,9 +673,9 @@ throttle_check(struct throttle *t, const struct sockaddr *sa,
     return THROTTLE_OK;
 }
 
-uint64_t
-throttle_tag(struct throttle *t, const char *user, const uint8_t *pw,
-             size_t pw_len)
+static uint64_t
+throttle_tag_nolock(struct throttle *t, const char *user,
+                    const uint8_t *pw, size_t pw_len)
 {
     uint8_t h[MAC_OUT];
     uint64_t tag;
@@ -697,10 +706,10 @@ throttle_refresh(const struct throttle *t, const struct table *tab,
     }
 }
 
-enum throttle_verdict
-throttle_auth_failed(struct throttle *t, const struct sockaddr *sa,
-                     const char *user, uint64_t tag, uint64_t now,
-                     uint64_t *delay_ms)
+static enum throttle_verdict
+throttle_auth_failed_nolock(struct throttle *t, const struct sockaddr *sa,
+                            const char *user, uint64_t tag, uint64_t now,
+                            uint64_t *delay_ms)
 {
     uint8_t key[KEY_LEN];
     struct entry *a, *u = NULL;
@@ -756,9 +765,9 @@ throttle_auth_failed(struct throttle *t, const struct sockaddr *sa,
     return THROTTLE_OK;
 }
 
-void
-throttle_auth_ok(struct throttle *t, const struct sockaddr *sa,
-                 uint64_t now)
+static void
+throttle_auth_ok_nolock(struct throttle *t, const struct sockaddr *sa,
+                        uint64_t now)
 {
     uint8_t key[KEY_LEN];
     uint32_t b, i;
@@ -776,8 +785,9 @@ throttle_auth_ok(struct throttle *t, const struct sockaddr *sa,
         table_remove(&t->addrs, b, i);
 }
 
-void
-throttle_get_stats(const struct throttle *t, struct throttle_stats *out)
+static void
+throttle_get_stats_nolock(const struct throttle *t,
+                          struct throttle_stats *out)
 {
     if (t == NULL) {
         *out = (struct throttle_stats){0};
@@ -788,4 +798,90 @@ throttle_get_stats(const struct throttle *t, struct throttle_stats *out)
     out->users = t->users.n;
     out->addr_evictions = t->addrs.evictions;
     out->user_evictions = t->users.evictions;
+}
+
+/* --- The public calls: each under t's mutex ---------------------------- */
+
+int
+throttle_reconfigure(struct throttle *t, const struct throttle_config *cfg)
+{
+    int rc;
+
+    if (t == NULL)
+        return PST_EINVAL;
+    pthread_mutex_lock(&t->mu);
+    rc = throttle_reconfigure_nolock(t, cfg);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+enum throttle_verdict
+throttle_check(struct throttle *t, const struct sockaddr *sa,
+               const char *user, uint64_t now, uint64_t *delay_ms)
+{
+    enum throttle_verdict v;
+
+    if (t == NULL)
+        return throttle_check_nolock(t, sa, user, now, delay_ms);
+    pthread_mutex_lock(&t->mu);
+    v = throttle_check_nolock(t, sa, user, now, delay_ms);
+    pthread_mutex_unlock(&t->mu);
+    return v;
+}
+
+uint64_t
+throttle_tag(struct throttle *t, const char *user, const uint8_t *pw,
+             size_t pw_len)
+{
+    uint64_t tag;
+
+    if (t == NULL)
+        return throttle_tag_nolock(t, user, pw, pw_len);
+    pthread_mutex_lock(&t->mu);
+    tag = throttle_tag_nolock(t, user, pw, pw_len);
+    pthread_mutex_unlock(&t->mu);
+    return tag;
+}
+
+enum throttle_verdict
+throttle_auth_failed(struct throttle *t, const struct sockaddr *sa,
+                     const char *user, uint64_t tag, uint64_t now,
+                     uint64_t *delay_ms)
+{
+    enum throttle_verdict v;
+
+    if (t == NULL)
+        return throttle_auth_failed_nolock(t, sa, user, tag, now,
+                                           delay_ms);
+    pthread_mutex_lock(&t->mu);
+    v = throttle_auth_failed_nolock(t, sa, user, tag, now, delay_ms);
+    pthread_mutex_unlock(&t->mu);
+    return v;
+}
+
+void
+throttle_auth_ok(struct throttle *t, const struct sockaddr *sa,
+                 uint64_t now)
+{
+    if (t == NULL) {
+        throttle_auth_ok_nolock(t, sa, now);
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    throttle_auth_ok_nolock(t, sa, now);
+    pthread_mutex_unlock(&t->mu);
+}
+
+void
+throttle_get_stats(const struct throttle *t, struct throttle_stats *out)
+{
+    struct throttle *mt = (struct throttle *)t; /* the mutex only */
+
+    if (t == NULL) {
+        throttle_get_stats_nolock(t, out);
+        return;
+    }
+    pthread_mutex_lock(&mt->mu);
+    throttle_get_stats_nolock(t, out);
+    pthread_mutex_unlock(&mt->mu);
 }

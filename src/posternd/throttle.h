@@ -62,8 +62,10 @@
  * Time is passed in: now is a monotonic clock in milliseconds (posternd
  * uses uv_now()); the module reads no clock, so tests are deterministic.
  *
- * Not thread-safe: calls on one struct throttle must be serialised (one
- * event loop, or a mutex around every call).
+ * Thread-safe: every call takes t's mutex, so the event loops of all of
+ * posternd's workers share one throttle.  Their uv_now() clocks are the
+ * same monotonic clock read at slightly different moments; a "now" a
+ * little older than a stored time counts as no time elapsed.
  */
 #ifndef POSTERND_THROTTLE_H
 #define POSTERND_THROTTLE_H

@@ -3,6 +3,7 @@
  * configuration over one backend, and lookup requests that own what
  * they found until the session lets go of it.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 #include "userdb_pgsql.h"
 
 struct userdb {
-    unsigned refs;
+    atomic_uint refs;          /* shared by the workers' loops */
     enum config_userdb kind;
     /* passwd-file: */
     struct userdb_file *file;
@@ -67,7 +68,7 @@ userdb_open(const struct config *cfg, struct userdb **out, char *err,
         }
         u->table = userdb_file_acquire(u->file);
     }
-    u->refs = 1;
+    atomic_init(&u->refs, 1);
     *out = u;
     return 0;
 }
@@ -76,14 +77,14 @@ struct userdb *
 userdb_ref(struct userdb *u)
 {
     if (u != NULL)
-        u->refs++;
+        atomic_fetch_add(&u->refs, 1);
     return u;
 }
 
 void
 userdb_unref(struct userdb *u)
 {
-    if (u == NULL || --u->refs > 0)
+    if (u == NULL || atomic_fetch_sub(&u->refs, 1) != 1)
         return;
     userdb_file_release(u->table);
     userdb_file_free(u->file);

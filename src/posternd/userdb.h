@@ -53,7 +53,10 @@ int userdb_open(const struct config *cfg, struct userdb **out, char *err,
                 size_t err_size);
 
 /* Take and release references; the last one frees the store (pgsql:
- * once its connections are closed).  NULL is a no-op. */
+ * once its connections are closed).  NULL is a no-op.  The count is
+ * atomic: a passwd-file store (read-only once loaded) is shared by the
+ * loops of all workers.  A pgsql store that has served lookups must be
+ * released on its loop's thread, so posternd opens one per worker. */
 struct userdb *userdb_ref(struct userdb *u);
 void userdb_unref(struct userdb *u);
 
