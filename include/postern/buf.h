@@ -39,6 +39,16 @@ PST_EXTERN void pst_buf_clear(struct pst_buf *b);
 PST_EXTERN void pst_buf_reset(struct pst_buf *b);
 
 /*
+ * Give back memory b does not use: when more than keep bytes are allocated,
+ * move the contents to an allocation of max(len, keep) bytes, or release
+ * the memory altogether when that is 0 (data becomes NULL, as after init).
+ * The ceiling stays; a secret buffer's old memory is wiped before it is
+ * released.
+ * Returns: 0, PST_ENOMEM (b is left as it was; only when len or keep > 0).
+ */
+PST_EXTERN int pst_buf_shrink(struct pst_buf *b, size_t keep);
+
+/*
  * Append len bytes from p ([in] borrowed).
  * Returns: 0, PST_ELIMIT (would pass the ceiling), PST_ENOMEM.
  */

@@ -10,6 +10,12 @@
  * server_enter_state().  A step that needs the driver queues an event with
  * need_answer set and enters a WAIT_* state, where no input is acted on
  * until pst_smtp_server_answer().
+ *
+ * Memory: no buffer is allocated up front.  Each grows with the bytes that
+ * go through it; the input and output are given back once they are empty
+ * if they grew past SERVER_BUF_KEEP (a long AUTH line, a DATA burst, a
+ * run of pipelined replies), and the SASL messages when the exchange
+ * ends, so an idle session holds a few hundred bytes of buffers.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +33,8 @@
 #define SERVER_MAX_EVENTS   8      /* queued; one step queues at most 3 */
 #define SERVER_OUT_HIGH     16384  /* stop acting on input above this */
 #define SERVER_OUT_MAX      (SERVER_OUT_HIGH + 65536) /* output ceiling */
+#define SERVER_BUF_KEEP     1024   /* an empty input or output buffer
+                                      larger than this is given back */
 #define SERVER_MAX_TLS_NAME 64
 #define SERVER_MAX_REASON   128
 #define SERVER_MAX_KEYWORDS 10
@@ -74,10 +82,12 @@ struct pst_smtp_server {
     unsigned max_errors;
     enum pst_smtp_state state;
     enum pst_smtp_state prev;
-    int broken;                /* PST_ENOMEM once output failed */
+    int broken;                /* PST_ENOMEM once a buffer could not
+                                  grow */
     /* Received: */
-    uint8_t *in;               /* PST_SMTP_MAX_INPUT bytes */
-    size_t rpos, wpos;         /* unread input is in[rpos..wpos) */
+    struct pst_buf in;         /* up to PST_SMTP_MAX_INPUT; secret: it
+                                  holds AUTH lines */
+    size_t rpos;               /* unread input is in.data[rpos..in.len) */
     size_t scan;               /* octets of the partial line searched */
     unsigned line_flags;       /* DATA: bare LF in the partial line */
     int discard;               /* dropping the rest of an overlong line */
@@ -315,7 +325,7 @@ server_str(const struct pst_buf *b)
 static void
 server_drop_input(struct pst_smtp_server *s)
 {
-    s->rpos = s->wpos;
+    s->rpos = s->in.len;
     s->scan = 0;
     s->line_flags = 0;
     s->discard = 0;
@@ -359,10 +369,15 @@ static int
 server_read_line(struct pst_smtp_server *s, enum server_line_mode mode,
                  const uint8_t **line, size_t *len, unsigned *flags)
 {
-    uint8_t *p = s->in + s->rpos;
-    size_t avail = s->wpos - s->rpos, limit, n, i;
+    uint8_t *p;
+    size_t avail = s->in.len - s->rpos, limit, n, i;
     int data = mode == LINE_MODE_DATA;
 
+    /* Nothing buffered (the buffer may not even exist): no line, and
+     * nothing to scan or discard. */
+    if (avail == 0)
+        return 0;
+    p = s->in.data + s->rpos;
     if (s->discard) {
         i = 0;
         for (;;) {
@@ -383,9 +398,8 @@ server_read_line(struct pst_smtp_server *s, enum server_line_mode mode,
             }
             i = at + 1;
         }
-        if (avail > 0)
-            s->discard_cr = p[avail - 1] == '\r';
-        s->rpos = s->wpos;
+        s->discard_cr = p[avail - 1] == '\r';
+        s->rpos = s->in.len;
         return 0;
     }
     limit = server_line_limit(mode, p, avail);
@@ -462,8 +476,13 @@ server_end_sasl(struct pst_smtp_server *s)
 {
     pst_sasl_server_free(s->sasl);
     s->sasl = NULL;
+    /* Most sessions authenticate once: the messages go (sasl_in wiped,
+     * it is secret) rather than stay for the rest of the session.
+     * Releasing memory cannot fail. */
     pst_buf_reset(&s->sasl_in);
     pst_buf_reset(&s->sasl_out);
+    (void)pst_buf_shrink(&s->sasl_in, 0);
+    (void)pst_buf_shrink(&s->sasl_out, 0);
 }
 
 /* Whether mechanism m is offered now: auth policy and auth_before_tls. */
@@ -1398,6 +1417,25 @@ server_data_line(struct pst_smtp_server *s)
 
 /* --- The loop ------------------------------------------------------------ */
 
+/*
+ * All input was acted on: start the buffer over, and give its memory back
+ * if a long line or a large write made it grow (an idle session stays
+ * small).  Called only when no event that points into the input is still
+ * valid.  The buffer is secret: pst_buf_shrink() wipes it.
+ */
+static void
+server_trim_input(struct pst_smtp_server *s)
+{
+    if (s->rpos < s->in.len)
+        return;
+    s->rpos = 0;
+    s->in.len = 0;
+    if (s->in.data != NULL)
+        s->in.data[0] = '\0';
+    if (s->in.cap > SERVER_BUF_KEEP)
+        (void)pst_buf_shrink(&s->in, 0);
+}
+
 static int
 server_can_act(const struct pst_smtp_server *s)
 {
@@ -1444,15 +1482,23 @@ pst_smtp_server_next_event(struct pst_smtp_server *s,
             *ev = s->evq[s->evq_head];
             s->evq_head = (s->evq_head + 1) % SERVER_MAX_EVENTS;
             s->evq_len--;
+            /* Only a DATA event points into the input.  After the last
+             * queued event the driver may stop calling (a parked
+             * session): trim now. */
+            if (s->evq_len == 0 && ev->type != PST_SMTP_EV_DATA)
+                server_trim_input(s);
             return 1;
         }
         if (!server_can_act(s))
-            return 0;
+            break;
         progressed = server_step(s);
         server_check_close(s);
         if (!progressed && s->evq_len == 0)
-            return s->broken;
+            break;
     }
+    /* No event is out: the last one's pointers ended with this call. */
+    server_trim_input(s);
+    return s->broken;
 }
 
 /* --- Public API ---------------------------------------------------------- */
@@ -1514,11 +1560,9 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
                                            : PST_SMTP_DEFAULT_MAX_RCPT;
     s->max_errors = cfg->max_errors != 0 ? cfg->max_errors
                                          : PST_SMTP_DEFAULT_MAX_ERRORS;
-    s->in = malloc(PST_SMTP_MAX_INPUT);
-    if (s->in == NULL) {
-        free(s);
-        return PST_ENOMEM;
-    }
+    /* No buffer is allocated yet: each grows with what goes through it
+     * (feed(), replies) and is given back when it is empty again. */
+    pst_buf_init(&s->in, PST_SMTP_MAX_INPUT, 1);
     pst_buf_init(&s->out, SERVER_OUT_MAX, 0);
     pst_buf_init(&s->helo, PST_SMTP_MAX_DOMAIN, 0);
     pst_buf_init(&s->user, PST_SASL_MAX_NAME, 0);
@@ -1538,8 +1582,8 @@ pst_smtp_server_free(struct pst_smtp_server *s)
     if (s == NULL)
         return;
     pst_sasl_server_free(s->sasl);
-    /* The input may hold AUTH lines not yet wiped. */
-    OPENSSL_clear_free(s->in, PST_SMTP_MAX_INPUT);
+    /* The input may hold AUTH lines not yet wiped: it is secret. */
+    pst_buf_clear(&s->in);
     pst_buf_clear(&s->out);
     pst_buf_clear(&s->helo);
     pst_buf_clear(&s->user);
@@ -1585,16 +1629,21 @@ pst_smtp_server_feed(struct pst_smtp_server *s, const uint8_t *in,
         return 0;
     }
     if (s->rpos > 0) {
-        memmove(s->in, s->in + s->rpos, s->wpos - s->rpos);
-        s->wpos -= s->rpos;
+        memmove(s->in.data, s->in.data + s->rpos, s->in.len - s->rpos);
+        s->in.len -= s->rpos;
+        s->in.data[s->in.len] = '\0';
         s->rpos = 0;
     }
-    n = PST_SMTP_MAX_INPUT - s->wpos;
+    n = s->in.max - s->in.len;
     if (n > len)
         n = len;
-    if (n > 0)
-        memcpy(s->in + s->wpos, in, n);
-    s->wpos += n;
+    /* The buffer grows (doubling, up to PST_SMTP_MAX_INPUT) only as the
+     * client sends.  Without memory the session cannot go on: the next
+     * pst_smtp_server_next_event() says so. */
+    if (n > 0 && pst_buf_append(&s->in, in, n) < 0) {
+        s->broken = PST_ENOMEM;
+        n = 0;
+    }
     *consumed = n;
     return 0;
 }
@@ -1835,6 +1884,9 @@ pst_smtp_server_consume(struct pst_smtp_server *s, size_t n)
     if (s->out_off == s->out.len) {
         pst_buf_reset(&s->out);
         s->out_off = 0;
+        /* Grown by a burst of pipelined replies: give it back. */
+        if (s->out.cap > SERVER_BUF_KEEP)
+            (void)pst_buf_shrink(&s->out, 0);
     } else if (s->out_off > s->out.len / 2) {
         memmove(s->out.data, s->out.data + s->out_off,
                 s->out.len - s->out_off);
@@ -1842,6 +1894,22 @@ pst_smtp_server_consume(struct pst_smtp_server *s, size_t n)
         s->out.data[s->out.len] = '\0';
         s->out_off = 0;
     }
+}
+
+static size_t
+server_buf_bytes(const struct pst_buf *b)
+{
+    return b->data != NULL ? b->cap + 1 : 0;
+}
+
+size_t
+pst__smtp_server_buffer_bytes(const struct pst_smtp_server *s)
+{
+    return server_buf_bytes(&s->in) + server_buf_bytes(&s->out) +
+           server_buf_bytes(&s->helo) + server_buf_bytes(&s->user) +
+           server_buf_bytes(&s->attempt) + server_buf_bytes(&s->sasl_in) +
+           server_buf_bytes(&s->sasl_out) + server_buf_bytes(&s->mail_from) +
+           server_buf_bytes(&s->rcpt);
 }
 
 enum pst_smtp_state

@@ -41,6 +41,36 @@ pst_buf_reset(struct pst_buf *b)
     b->len = 0;
 }
 
+int
+pst_buf_shrink(struct pst_buf *b, size_t keep)
+{
+    size_t cap = b->len > keep ? b->len : keep;
+    uint8_t *p;
+
+    if (b->data == NULL || b->cap <= cap)
+        return 0;
+    if (cap == 0) {
+        pst_buf_clear(b);
+        return 0;
+    }
+    if (b->secret) {
+        /* As in buf_reserve(): realloc could leave the tail behind. */
+        p = malloc(cap + 1);
+        if (p == NULL)
+            return PST_ENOMEM;
+        memcpy(p, b->data, b->len);
+        OPENSSL_clear_free(b->data, b->cap + 1);
+    } else {
+        p = realloc(b->data, cap + 1);
+        if (p == NULL)
+            return PST_ENOMEM;
+    }
+    p[b->len] = '\0';
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
 /* Make room for extra more bytes plus the NUL. */
 static int
 buf_reserve(struct pst_buf *b, size_t extra)

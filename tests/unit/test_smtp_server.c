@@ -29,6 +29,8 @@
 
 #include "testutil.h"
 
+#include "../../lib/smtp/smtp_int.h"
+
 #ifndef TEST_SRCDIR
 #error "TEST_SRCDIR must name tests/unit"
 #endif
@@ -1546,6 +1548,201 @@ test_large_message(void **state)
     pst_buf_clear(&want);
 }
 
+/* --- Memory ------------------------------------------------------------- */
+
+/* What an idle session may keep in its buffers (the small-sessions issue:
+ * no full-size input buffer up front, buffers shrink back). */
+#define SMALL_BUFFERS 1024
+
+static size_t
+drv_buffers(const struct drv *d)
+{
+    return pst__smtp_server_buffer_bytes(d->s);
+}
+
+static void
+assert_small(const struct drv *d, const char *when)
+{
+    size_t n = drv_buffers(d);
+
+    if (n > SMALL_BUFFERS)
+        fail_msg("%s: got %zu buffer bytes, want at most %d", when, n,
+                 SMALL_BUFFERS);
+}
+
+/* Nothing is allocated before the client sends; EHLO leaves little. */
+static void
+test_memory_idle(void **state)
+{
+    struct pst_smtp_server_config c = base_config();
+    struct pst_smtp_server *s;
+    struct pst_cred *cred = NULL;
+    struct drv d;
+
+    (void)state;
+    assert_rc(pst_smtp_server_new(&c, &s), 0);
+    assert_int_equal(pst__smtp_server_buffer_bytes(s), 0);
+    pst_smtp_server_free(s);
+    drv_new(&d, &c);
+    assert_small(&d, "after the greeting");
+    drv_send(&d, "EHLO c.example\r\n");
+    assert_non_null(strstr((const char *)d.out.data,
+                           "250 ENHANCEDSTATUSCODES\r\n"));
+    assert_small(&d, "after EHLO");
+    /* The SASL messages go when the exchange ends. */
+    drv_auth_tim(&d, &cred);
+    assert_int_equal(d.last_ok, 1);
+    assert_small(&d, "after AUTH");
+    drv_free(&d);
+    pst_cred_free(cred);
+}
+
+/* The input grows with a pending line and shrinks when it is done. */
+static void
+test_memory_long_line(void **state)
+{
+    struct pst_smtp_server_config c = base_config();
+    struct pst_buf line;
+    struct drv d;
+
+    (void)state;
+    pst_buf_init(&line, 1 << 16, 0);
+    drv_new(&d, &c);
+    drv_send(&d, "EHLO c.example\r\n");
+    pst_buf_reset(&d.out);
+    /* RFC 4954 §4: an AUTH line may be 12288 octets; 10 KiB of it is a
+     * partial line the session must keep. */
+    pst_buf_append_str(&line, "AUTH PLAIN ");
+    for (int i = 0; i < 10240; i++)
+        pst_buf_append_byte(&line, 'A');
+    drv_send_bytes(&d, line.data, line.len);
+    assert_int_equal(d.out.len, 0);
+    if (drv_buffers(&d) < line.len)
+        fail_msg("partial line: got %zu buffer bytes, want at least %zu",
+                 drv_buffers(&d), line.len);
+    /* 7680 zero octets are no PLAIN message: 501 (the line was whole,
+     * not cut at a buffer boundary). */
+    drv_send(&d, "\r\n");
+    drv_expect(&d, "501 5.5.2 Malformed authentication response\r\n");
+    assert_small(&d, "after the long AUTH line");
+    /* An overlong command is dropped as it comes, without growing the
+     * buffer for good, and still gets its 500 at its end. */
+    pst_buf_reset(&line);
+    for (int i = 0; i < 10240; i++)
+        pst_buf_append_byte(&line, 'x');
+    drv_send_bytes(&d, line.data, line.len);
+    assert_int_equal(d.out.len, 0);
+    assert_small(&d, "while discarding an overlong line");
+    drv_send_bytes(&d, line.data, 100);
+    drv_send(&d, "\r\nNOOP\r\n");
+    drv_expect(&d, "500 5.5.6 Error: line too long\r\n250 2.0.0 Ok\r\n");
+    assert_small(&d, "after the overlong line");
+    drv_free(&d);
+    pst_buf_clear(&line);
+}
+
+/* A 1 MiB message fed in 4 KiB pieces: the input holds a piece and a
+ * partial line, never the whole limit, and shrinks at the end. */
+static void
+test_memory_data(void **state)
+{
+    struct pst_smtp_server_config c = base_config();
+    struct pst_buf wire;
+    size_t peak = 0, want_size = 0;
+    struct drv d;
+
+    (void)state;
+    pst_buf_init(&wire, 1 << 22, 0);
+    for (unsigned i = 0; wire.len < (1u << 20); i++) {
+        char text[80];
+        int n = snprintf(text, sizeof(text), "line %u of the message, "
+                         "padded to a usual width ........................",
+                         i);
+
+        pst_buf_append(&wire, text, (size_t)n);
+        pst_buf_append_str(&wire, "\r\n");
+        want_size += (size_t)n + 2;
+    }
+    pst_buf_append_str(&wire, ".\r\n");
+    drv_new(&d, &c);
+    drv_send(&d, "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
+                 "RCPT TO:<x@y.example>\r\n");
+    drv_answer(&d, PST_SMTP_ACCEPT, NULL, NULL);
+    drv_send(&d, "DATA\r\n");
+    assert_small(&d, "after DATA");
+    for (size_t off = 0; off < wire.len;) {
+        size_t n = wire.len - off < 4096 ? wire.len - off : 4096, used;
+
+        assert_rc(pst_smtp_server_feed(d.s, wire.data + off, n, &used), 0);
+        assert_int_equal(used, n);
+        if (drv_buffers(&d) > peak)
+            peak = drv_buffers(&d);
+        off += used;
+        drv_drain(&d);
+    }
+    if (peak < 4096 || peak >= PST_SMTP_MAX_INPUT)
+        fail_msg("DATA: got a peak of %zu buffer bytes, want 4096 to %d",
+                 peak, PST_SMTP_MAX_INPUT - 1);
+    assert_int_equal(d.waiting, PST_SMTP_EV_DATA_END);
+    assert_int_equal(d.size, want_size);
+    assert_int_equal(d.data.len, want_size);
+    assert_small(&d, "waiting for the message to be stored");
+    drv_answer(&d, PST_SMTP_ACCEPT, NULL, "MEM1");
+    assert_non_null(strstr((const char *)d.out.data,
+                           "250 2.0.0 Ok: queued as MEM1\r\n"));
+    assert_small(&d, "after the message");
+    drv_free(&d);
+    pst_buf_clear(&wire);
+}
+
+/* Pipelined replies fill the output to the high-water mark; once sent,
+ * the output buffer goes back to small. */
+static void
+test_memory_output(void **state)
+{
+    struct pst_smtp_server_config c = base_config();
+    struct pst_smtp_event ev;
+    struct pst_buf noops;
+    const uint8_t *p;
+    size_t used, len, sent = 0;
+    struct drv d;
+    int rc;
+
+    (void)state;
+    pst_buf_init(&noops, 1 << 16, 0);
+    while (noops.len + 6 <= PST_SMTP_MAX_INPUT)
+        pst_buf_append_str(&noops, "NOOP\r\n");
+    drv_new(&d, &c);
+    drv_send(&d, "EHLO c.example\r\n");
+    pst_buf_reset(&d.out);
+    assert_rc(pst_smtp_server_feed(d.s, noops.data, noops.len, &used), 0);
+    assert_int_equal(used, noops.len);
+    while ((rc = pst_smtp_server_next_event(d.s, &ev)) == 1)
+        ;
+    assert_rc(rc, 0);
+    /* Flow control as before: the session stopped at 16 KiB unsent. */
+    pst_smtp_server_output(d.s, &p, &len);
+    assert_true(len >= 16384 && len < 16384 + 14);
+    if (drv_buffers(&d) < len)
+        fail_msg("burst: got %zu buffer bytes, want at least %zu",
+                 drv_buffers(&d), len);
+    for (;;) {
+        pst_smtp_server_output(d.s, &p, &len);
+        if (len == 0)
+            break;
+        sent += len;
+        pst_smtp_server_consume(d.s, len);
+        while ((rc = pst_smtp_server_next_event(d.s, &ev)) == 1)
+            ;
+        assert_rc(rc, 0);
+    }
+    /* One "250 2.0.0 Ok" per NOOP. */
+    assert_int_equal(sent, noops.len / 6 * 14);
+    assert_small(&d, "after the burst was sent");
+    drv_free(&d);
+    pst_buf_clear(&noops);
+}
+
 /* Random input never breaks the session (run under ASan/UBSan). */
 static void
 test_random_input(void **state)
@@ -1698,6 +1895,10 @@ main(void)
         cmocka_unit_test(test_flush_hint),
         cmocka_unit_test(test_mechanism_interop),
         cmocka_unit_test(test_large_message),
+        cmocka_unit_test(test_memory_idle),
+        cmocka_unit_test(test_memory_long_line),
+        cmocka_unit_test(test_memory_data),
+        cmocka_unit_test(test_memory_output),
         cmocka_unit_test(test_random_input),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_transcripts_found),
