@@ -40,6 +40,9 @@ enum config_key {
     K_TIMEOUT_COMMAND,
     K_TIMEOUT_DATA,
     K_TIMEOUT_FINAL,
+    K_SESSION_TIME_LIMIT,
+    K_DATA_TIME_LIMIT,
+    K_AUTH_FAILURE_DELAY,
     K_GRACE_PERIOD,
     K_WORKERS,
     K_LOG_LEVEL,
@@ -129,6 +132,8 @@ enum key_type {
     KT_ENUM,        /* one of names[] */
     KT_NUMBER,      /* decimal, min..max */
     KT_SECONDS,     /* decimal with an optional s, m or h, min..max s */
+    KT_MILLIS,      /* decimal with an optional ms, s, m or h (bare:
+                       seconds), min..max ms */
     KT_WORKERS,     /* auto | min..max */
     KT_CIDRS,       /* list of networks */
     KT_ADDRESS,     /* HOST:PORT | [IPV6]:PORT */
@@ -139,7 +144,8 @@ struct key_def {
     const char *name;
     enum key_type type;
     const struct enum_name *names; /* KT_ENUM */
-    uint64_t min, max;             /* KT_NUMBER, KT_SECONDS, KT_WORKERS */
+    uint64_t min, max;             /* KT_NUMBER, KT_SECONDS, KT_MILLIS,
+                                      KT_WORKERS */
 };
 
 static const struct key_def keys[K_END] = {
@@ -175,6 +181,12 @@ static const struct key_def keys[K_END] = {
                         .min = 1, .max = 86400},
     [K_TIMEOUT_FINAL] = {.name = "timeout_final", .type = KT_SECONDS,
                          .min = 1, .max = 86400},
+    [K_SESSION_TIME_LIMIT] = {.name = "session_time_limit",
+                              .type = KT_SECONDS, .min = 0, .max = 604800},
+    [K_DATA_TIME_LIMIT] = {.name = "data_time_limit", .type = KT_SECONDS,
+                           .min = 0, .max = 604800},
+    [K_AUTH_FAILURE_DELAY] = {.name = "auth_failure_delay",
+                              .type = KT_MILLIS, .min = 0, .max = 60000},
     [K_GRACE_PERIOD] = {.name = "grace_period", .type = KT_SECONDS,
                         .min = 0, .max = 86400},
     [K_WORKERS] = {.name = "workers", .type = KT_WORKERS, .min = 1,
@@ -865,6 +877,30 @@ parse_value(struct parser *p, const struct key_def *k, const char *v,
         val->num *= unit;
         return 0;
     }
+    case KT_MILLIS: {
+        uint64_t unit = 1000;
+        size_t n = len;
+
+        if (n > 1 && v[n - 2] == 'm' && v[n - 1] == 's') {
+            unit = 1;
+            n -= 2;
+        } else if (n > 0 && (v[n - 1] == 's' || v[n - 1] == 'm' ||
+                             v[n - 1] == 'h')) {
+            unit = v[n - 1] == 's' ? 1000 : v[n - 1] == 'm' ? 60000
+                                                            : 3600000;
+            n--;
+        }
+        if (parse_u64(v, n, &val->num) < 0 || val->num > k->max / unit ||
+            val->num * unit < k->min) {
+            snprintf(want, sizeof(want),
+                     "a time from %llu ms to %llu ms: seconds, or a number "
+                     "with ms, s, m or h", (unsigned long long)k->min,
+                     (unsigned long long)k->max);
+            return bad_value(p, k, v, want);
+        }
+        val->num *= unit;
+        return 0;
+    }
     case KT_WORKERS:
         if (strcmp(v, "auto") == 0) {
             val->num = 0;
@@ -950,6 +986,15 @@ set_global(struct parser *p, enum config_key id, const char *v)
         break;
     case K_TIMEOUT_FINAL:
         c->timeout_final = (unsigned)val.num;
+        break;
+    case K_SESSION_TIME_LIMIT:
+        c->session_time_limit = (unsigned)val.num;
+        break;
+    case K_DATA_TIME_LIMIT:
+        c->data_time_limit = (unsigned)val.num;
+        break;
+    case K_AUTH_FAILURE_DELAY:
+        c->auth_failure_delay_ms = (unsigned)val.num;
         break;
     case K_GRACE_PERIOD:
         c->grace_period = (unsigned)val.num;
@@ -1292,6 +1337,9 @@ config_new(const char *file)
         .timeout_command = 300,         /* RFC 5321 §4.5.3.2.7 */
         .timeout_data = 180,            /* RFC 5321 §4.5.3.2.5 */
         .timeout_final = 600,           /* RFC 5321 §4.5.3.2.6 */
+        .session_time_limit = 3600,
+        .data_time_limit = 1800,
+        .auth_failure_delay_ms = 1000,  /* Dovecot: auth_failure_delay */
         .grace_period = 30,
         .workers = 0,
         .log_level = LOG_LEVEL_INFO,

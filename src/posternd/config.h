@@ -109,6 +109,12 @@ struct config {
     unsigned timeout_command;    /* seconds (RFC 5321 §4.5.3.2) */
     unsigned timeout_data;
     unsigned timeout_final;
+    unsigned session_time_limit; /* seconds a connection may last; 0 no
+                                    limit */
+    unsigned data_time_limit;    /* seconds from 354 to the final dot; 0
+                                    no limit */
+    unsigned auth_failure_delay_ms; /* a failed AUTH is answered this long
+                                       after the client's last byte */
     unsigned grace_period;       /* seconds; 0 allowed */
     unsigned workers;            /* 0: auto (one per core) */
     enum log_level log_level;

@@ -113,6 +113,14 @@ struct conn {
     const char *close_why;   /* why the driver ended the session */
     unsigned writes_pending;
     unsigned handles_open;
+    /* Time limits (conn_arm_timer()), uv_now() milliseconds: */
+    uint64_t started;        /* accepted */
+    uint64_t data_started;   /* the 354, while in DATA; else 0 */
+    uint64_t line_deadline;  /* the command being read must be whole by
+                                then; 0: not set */
+    uint64_t progress;       /* replies sent: a command was acted on */
+    uint64_t armed_progress; /* progress when line_deadline was set */
+    uint64_t last_input_ns;  /* uv_hrtime() of the last bytes read */
     /* The AUTH exchange (userdb lookups are asynchronous): */
     struct userdb_req *auth_req; /* the lookup; owns auth_cred until the
                                     AUTH_RESULT event */
@@ -501,11 +509,13 @@ conn_flush(struct conn *c)
         if (tls_write(c->tls, p, len) != TLS_OK)
             return -1;
         pst_smtp_server_consume(c->s, len);
+        c->progress++;
         return conn_send_tls(c) < 0 ? -1 : 1;
     }
     if (conn_write_raw(c, p, len) < 0)
         return -1;
     pst_smtp_server_consume(c->s, len);
+    c->progress++;
     return 1;
 }
 
@@ -638,16 +648,35 @@ conn_close(struct conn *c)
 /* --- Timeouts ---------------------------------------------------------------
  */
 
+/* Which limit ends the session now, if any (conn_arm_timer()). */
+static const char *
+conn_limit_passed(const struct conn *c, uint64_t now)
+{
+    const struct config *cfg = c->sc->cfg;
+
+    if (cfg->session_time_limit > 0 &&
+        now >= c->started + (uint64_t)cfg->session_time_limit * 1000)
+        return "session time limit";
+    if (cfg->data_time_limit > 0 && c->data_started > 0 &&
+        now >= c->data_started + (uint64_t)cfg->data_time_limit * 1000)
+        return "data time limit";
+    return NULL;
+}
+
 static void
 on_timeout(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    const char *limit;
 
     if (c->closing)
         return;
+    limit = conn_limit_passed(c, uv_now(&c->w->loop));
     log_event(LOG_LEVEL_INFO, "timeout", "sid", c->sid, "state",
-              pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)), NULL);
-    c->close_why = "timeout";
+              pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)),
+              limit != NULL ? "limit" : NULL, limit, NULL);
+    c->close_why = limit != NULL ? limit : "timeout";
+    /* RFC 5321 §4.5.3.2: 421 4.4.2, also for the time limits. */
     if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_TIMEOUT) < 0 ||
         c->tls_handshaking) {
         conn_log_close(c, c->close_why);
@@ -657,22 +686,52 @@ on_timeout(uv_timer_t *t)
     conn_pump(c);
 }
 
+/*
+ * (Re)start the one timer of a connection at the earliest of:
+ * - a command (or the TLS handshake) must arrive whole within
+ *   timeout_command of the previous reply.  Bytes that do not complete a
+ *   line do not restart it (as Postfix's smtpd_per_record_deadline), so
+ *   a client sending one byte every few seconds is cut off;
+ * - in DATA, timeout_data since the last bytes read (RFC 5321
+ *   §4.5.3.2.5: the time per data block), and data_time_limit since the
+ *   354;
+ * - session_time_limit since the connection was accepted.
+ * Nothing runs while the server itself is busy (storing the message,
+ * checking a password).
+ */
 static void
 conn_arm_timer(struct conn *c)
 {
     const struct config *cfg = c->sc->cfg;
     enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
-    unsigned secs;
+    uint64_t now = uv_now(&c->w->loop), deadline;
 
-    /* RFC 5321 §4.5.3.2: 5 minutes for commands, 3 for each data block;
-     * nothing while we store the message or check a password. */
     if (st == PST_SMTP_STATE_WAIT_STORED || st == PST_SMTP_STATE_WAIT_VERIFY) {
         uv_timer_stop(&c->timer);
         return;
     }
-    secs = st == PST_SMTP_STATE_DATA ? cfg->timeout_data
-                                     : cfg->timeout_command;
-    uv_timer_start(&c->timer, on_timeout, (uint64_t)secs * 1000, 0);
+    if (st == PST_SMTP_STATE_DATA) {
+        if (c->data_started == 0)
+            c->data_started = now;
+        deadline = now + (uint64_t)cfg->timeout_data * 1000;
+        if (cfg->data_time_limit > 0 &&
+            c->data_started + (uint64_t)cfg->data_time_limit * 1000 <
+                deadline)
+            deadline = c->data_started + (uint64_t)cfg->data_time_limit * 1000;
+        c->line_deadline = 0;
+    } else {
+        c->data_started = 0;
+        if (c->line_deadline == 0 || c->progress != c->armed_progress) {
+            c->line_deadline = now + (uint64_t)cfg->timeout_command * 1000;
+            c->armed_progress = c->progress;
+        }
+        deadline = c->line_deadline;
+    }
+    if (cfg->session_time_limit > 0 &&
+        c->started + (uint64_t)cfg->session_time_limit * 1000 < deadline)
+        deadline = c->started + (uint64_t)cfg->session_time_limit * 1000;
+    uv_timer_start(&c->timer, on_timeout, deadline > now ? deadline - now : 0,
+                   0);
 }
 
 /* -------------------------------------------------------------------------- */
@@ -806,6 +865,8 @@ conn_hold(struct conn *c, enum conn_hold why, uint64_t ms)
         c->reading = 0;
     }
     uv_timer_stop(&c->timer);
+    /* From now, not from when this loop turn began. */
+    uv_update_time(&c->w->loop);
     uv_timer_start(&c->hold, on_hold, ms, 0);
 }
 
@@ -922,7 +983,7 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
     } else if (ev->error == PST_EAUTH) {
         /* Only exchanges that tested a password count: a malformed or
          * cancelled one guessed nothing. */
-        uint64_t delay = 0;
+        uint64_t delay = 0, elapsed;
         enum throttle_verdict v;
 
         v = throttle_auth_failed(conn_throttle(c),
@@ -930,8 +991,17 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                                  c->auth_tag, uv_now(&c->w->loop), &delay);
         if (v == THROTTLE_REFUSE)
             conn_lockout(c); /* the 421 goes out after the 535 */
-        if (delay > 0)
-            conn_hold(c, HOLD_REPLY, delay);
+        /* The 535 leaves auth_failure_delay (or the throttle's delay, if
+         * longer) after the client's last byte, however long the lookup
+         * and the check took: an unknown user, a cheap verifier and a
+         * costly crypt(3) hash all answer at the same moment (as long as
+         * the check takes less than the delay), so the timing does not
+         * tell which users exist.  Dovecot: auth_failure_delay. */
+        if (delay < c->sc->cfg->auth_failure_delay_ms)
+            delay = c->sc->cfg->auth_failure_delay_ms;
+        elapsed = (uv_hrtime() - c->last_input_ns) / 1000000u;
+        if (delay > elapsed)
+            conn_hold(c, HOLD_REPLY, delay - elapsed);
     }
     c->auth_tag = 0;
 }
@@ -1389,6 +1459,7 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         OPENSSL_cleanse(buf->base, (size_t)n);
         return;
     }
+    c->last_input_ns = uv_hrtime();
     if (c->tls != NULL)
         rc = conn_take_tls(c, (const uint8_t *)buf->base, (size_t)n);
     else
@@ -1452,6 +1523,7 @@ on_connection(uv_stream_t *ls, int status)
     c->timer.data = c;
     c->hold.data = c;
     c->handles_open = 3;
+    c->started = uv_now(&w->loop);
     c->sc = sc;
     atomic_fetch_add(&sc->refs, 1);
     pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);

@@ -106,6 +106,13 @@ class Posternd:
             return ""
         return "auth_throttle_exempt = 127.0.0.0/8 ::1\n"
 
+    def failure_delay_default(self):
+        """Every wrong password would wait a second (auth_failure_delay's
+        default): none unless a test sets it."""
+        if "auth_failure_delay" in self.extra_global:
+            return ""
+        return "auth_failure_delay = 0\n"
+
     def write_config(self):
         text = (f"hostname = {self.hostname}\n"
                 f"userdb = passwd-file:{self.userfile}\n"
@@ -114,6 +121,7 @@ class Posternd:
                 f"tls_cert = {self.cert}\n"
                 f"tls_key = {self.key}\n"
                 f"{self.throttle_default()}"
+                f"{self.failure_delay_default()}"
                 f"{self.extra_global}\n")
         for name, spec in self.listener_spec.items():
             while name not in self.ports:

@@ -323,6 +323,9 @@ test_defaults(void **state)
     assert_int_equal(c->timeout_command, 300);
     assert_int_equal(c->timeout_data, 180);
     assert_int_equal(c->timeout_final, 600);
+    assert_int_equal(c->session_time_limit, 3600);
+    assert_int_equal(c->data_time_limit, 1800);
+    assert_int_equal(c->auth_failure_delay_ms, 1000);
     assert_int_equal(c->grace_period, 30);
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
@@ -383,6 +386,68 @@ test_throttle_keys(void **state)
     assert_int_not_equal(parse(bad, &c, err), 0);
     assert_non_null(strstr(err, ":5: "));
     assert_non_null(strstr(err, "auth_throttle_max_delay"));
+}
+
+/* The time limits and auth_failure_delay (milliseconds: ms, s, m, h, or
+ * bare seconds). */
+static void
+test_limit_keys(void **state)
+{
+    static const struct {
+        const char *line;
+        unsigned session, data, delay_ms;
+    } cases[] = {
+        {"auth_failure_delay = 250ms\n", 3600, 1800, 250},
+        {"auth_failure_delay = 2\n", 3600, 1800, 2000},
+        {"auth_failure_delay = 2s\n", 3600, 1800, 2000},
+        {"auth_failure_delay = 1m\n", 3600, 1800, 60000},
+        {"auth_failure_delay = 0\n", 3600, 1800, 0},
+        {"session_time_limit = 0\n", 0, 1800, 1000},
+        {"session_time_limit = 2h\n", 7200, 1800, 1000},
+        {"data_time_limit = 0\n", 3600, 0, 1000},
+        {"data_time_limit = 90s\n", 3600, 90, 1000},
+    };
+    static const char *const bad[] = {
+        "auth_failure_delay = 61s\n",
+        "auth_failure_delay = 1h\n",
+        "auth_failure_delay = 60001ms\n",
+        "auth_failure_delay = ms\n",
+        "auth_failure_delay = 5 ms\n",
+        "auth_failure_delay = -1\n",
+        "session_time_limit = 8d\n",
+        "data_time_limit = 604801\n",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512], err[CONFIG_ERR_MAX];
+        struct config *c;
+
+        snprintf(text, sizeof(text), "%s%s" LISTENER, GLOBALS,
+                 cases[i].line);
+        if (parse(text, &c, err) != 0)
+            fail_msg("case %zu: got error \"%s\", want none", i, err);
+        if (c->session_time_limit != cases[i].session ||
+            c->data_time_limit != cases[i].data ||
+            c->auth_failure_delay_ms != cases[i].delay_ms)
+            fail_msg("case %zu (%s): got %u/%u/%u, want %u/%u/%u", i,
+                     cases[i].line, c->session_time_limit,
+                     c->data_time_limit, c->auth_failure_delay_ms,
+                     cases[i].session, cases[i].data, cases[i].delay_ms);
+        config_free(c);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512], err[CONFIG_ERR_MAX];
+        struct config *c;
+
+        snprintf(text, sizeof(text), "%s%s" LISTENER, GLOBALS, bad[i]);
+        if (parse(text, &c, err) == 0) {
+            config_free(c);
+            fail_msg("case %zu (%s): accepted, want an error", i, bad[i]);
+        }
+        if (strstr(err, "bad value") == NULL)
+            fail_msg("case %zu: got \"%s\", want a bad value", i, err);
+    }
 }
 
 struct error_case {
@@ -1159,6 +1224,7 @@ main(void)
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),
+        cmocka_unit_test(test_limit_keys),
         cmocka_unit_test(test_offers),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_accepted),
