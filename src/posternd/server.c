@@ -2092,6 +2092,10 @@ server_run(const char *path)
     uv_mutex_destroy(&srv.mu);
     srv_conf_unref(srv.sc);
     free(srv.path);
+    /* Join the thread-pool threads now, so that what they hold (OpenSSL's
+     * per-thread state) is freed by their exit handlers before atexit()
+     * cleans up.  No libuv call may follow. */
+    uv_library_shutdown();
     if (srv.exit_code == 0)
         log_event(LOG_LEVEL_INFO, "stopped", NULL, NULL);
     return srv.exit_code;
