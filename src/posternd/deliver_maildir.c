@@ -6,21 +6,30 @@
  *   1. the spool file's data is written and fsync'd;
  *   2. each Maildir and its cur/ new/ tmp/ exist, every directory this
  *      call created fsync'd together with its parent;
- *   3. the file is linked into each new/ and new/ is fsync'd;
+ *   3. the file is linked into each new/, and an fsync of new/ that
+ *      started after the link has completed (group commit, below);
  *   4. the file is fsync'd again (its link count changed);
  * and only then does maildir_commit() return 0.  A crash at any point
  * leaves either complete messages in new/ or none, never a partial one:
  * each link points at a file whose data was already durable.
+ *
+ * The spool file itself leaves nothing after a crash: an O_TMPFILE file
+ * has no name to leave, and a named one is locked while its message is
+ * alive, so maildir_spool_clean() knows a dead one when it sees it.
  */
+#define _GNU_SOURCE /* O_TMPFILE (open(2)) */
+
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +41,8 @@
 #define MAILDIR_BUF      65536 /* bytes gathered before a write(2) */
 #define MAILDIR_HOST_MAX 256   /* bytes of the escaped host name */
 #define MAILDIR_TRIES    5     /* attempts at a fresh name on EEXIST */
+#define MAILDIR_SYNC_SLOTS 64  /* new/ directories synced at once */
+#define MAILDIR_PROC_MAX 40    /* bytes of "/proc/self/fd/N" */
 
 enum maildir_state {
     MAILDIR_OPEN = 0,   /* receiving data */
@@ -42,8 +53,11 @@ enum maildir_state {
 struct maildir_msg {
     enum maildir_state state;
     int      fd;
+    int      named;                     /* 1: SPOOL/tmp/QID, flocked;
+                                         * 0: unnamed (O_TMPFILE) */
     char     qid[MAILDIR_QID_LEN + 1];
-    char     path[PATH_MAX];            /* SPOOL/tmp/QID */
+    char     path[PATH_MAX];            /* SPOOL/tmp/QID (for messages
+                                         * only, if unnamed) */
     char     host[MAILDIR_HOST_MAX];    /* escaped for file names */
     uint64_t size;                      /* bytes appended */
     int      saved_errno;
@@ -52,8 +66,15 @@ struct maildir_msg {
     uint8_t  buf[MAILDIR_BUF];
 };
 
-/* Makes delivered names unique within this process (across threads). */
+/* Makes delivered names unique within this process: atomic, so threads
+ * and event loops never draw the same value.  (The random part of the
+ * name comes from RAND_bytes(), thread-safe since OpenSSL 1.1.0.) */
 static atomic_uint maildir_counter;
+
+/* Set once O_TMPFILE or /proc/self/fd failed us: named files from then
+ * on.  maildir_proc_ok: /proc/self/fd was seen to work, no more checks. */
+static atomic_int maildir_no_tmpfile;
+static atomic_int maildir_proc_ok;
 
 /* Record "op path: strerror(e)" unless an earlier error is recorded. */
 static int
@@ -107,6 +128,200 @@ fsync_dir(const char *path)
     close(fd);
     errno = e;
     return rc;
+}
+
+/*
+ * Group commit of the fsyncs of new/.
+ *
+ * A link(2) into new/ is durable once an fsync(2) of new/ that STARTED
+ * after the link returned has completed: fsync writes out the directory
+ * as it is when it starts, and one already running at the time of the
+ * link may have missed the new entry.  Any descriptor of the directory
+ * will do (fsync acts on the inode), so one fsync can cover every link
+ * made into the directory before it started.  When many commits link
+ * into one new/ at about the same time, they share fsyncs this way:
+ *
+ * Per directory (key st_dev + st_ino, so two paths to it share), under
+ * one mutex: "started" and "finished" count its fsyncs, at most one
+ * running at a time (finished == started, or started - 1 while one
+ * runs).  A commit, after its link, takes the mutex and sets
+ * need = started + 1: the first fsync to start from now on, which is
+ * after the link.  Then, until finished >= need:
+ *   - nothing running: then started == finished < need, and started only
+ *     grows from need - 1, so started == need - 1: the commit starts
+ *     number need itself, unlocks, fsyncs, locks, sets finished = need
+ *     and wakes everyone;
+ *   - one running: it is number need - 1 (older than the link: no use),
+ *     or number need (started by another commit that came later; it
+ *     covers this one too).  Either way wait for it to finish, then look
+ *     again.
+ * So every commit waits for an fsync that started after its link, and
+ * all commits that linked while fsync k ran are covered together by
+ * fsync k + 1: under load, one fsync per round rather than one per
+ * link.
+ *
+ * Errors: fsync reports a write-back error once (fsync(2) ERRORS; a later
+ * fsync may succeed with the entry still not on disk), so every commit
+ * that depended on a failed fsync must fail as if it had run it: each
+ * directory keeps the number and errno of its latest failed fsync, and a
+ * commit fails if it is >= need (an fsync after number need failing too
+ * fails it: a spurious 451 on a disk already failing, never a false 250).
+ *
+ * The table is bounded: a slot is free again when no commit uses it
+ * (users == 0; a running fsync's commit is a user), and then forgets its
+ * counts (nobody waits on them).  With every slot in use a commit syncs
+ * on its own.  One condition variable serves all directories: waiters
+ * are at most the pool threads, and they wake only when an fsync ends.
+ * Only commits of this process share: another process's fsync cannot be
+ * known to have started after our link.
+ */
+struct dir_sync {
+    dev_t    dev;                       /* the key: new/ */
+    ino_t    ino;
+    unsigned users;                     /* commits using the slot; 0: free */
+    int      running;                   /* fsync number started runs */
+    uint64_t started;                   /* fsyncs started */
+    uint64_t finished;                  /* fsyncs finished */
+    uint64_t failed;                    /* latest failed fsync, 0: none */
+    int      failed_errno;
+};
+
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
+/* Under sync_lock: */
+static struct dir_sync sync_slots[MAILDIR_SYNC_SLOTS];
+static uint64_t sync_runs;              /* fsyncs of new/ run */
+static uint64_t sync_shared;            /* links covered by another's */
+static unsigned sync_waiters;           /* commits in pthread_cond_wait */
+static int (*sync_hook)(void *);        /* test hook, or NULL */
+static void *sync_hook_arg;
+
+/* fsync the directory open as fd: 0 or an errno.  A filesystem that
+ * cannot sync directories (EINVAL) makes its entries durable some other
+ * way or not at all; there is nothing more to do. */
+static int
+fsync_fd(int fd)
+{
+    return fsync(fd) == 0 || errno == EINVAL ? 0 : errno;
+}
+
+/* The slot of directory st, taken for one more user; NULL if the table
+ * is full.  Called with sync_lock held. */
+static struct dir_sync *
+sync_slot_get(const struct stat *st)
+{
+    struct dir_sync *free_slot = NULL;
+
+    for (size_t i = 0; i < MAILDIR_SYNC_SLOTS; i++) {
+        struct dir_sync *e = &sync_slots[i];
+
+        if (e->users == 0) {
+            if (free_slot == NULL)
+                free_slot = e;
+        } else if (e->dev == st->st_dev && e->ino == st->st_ino) {
+            e->users++;
+            return e;
+        }
+    }
+    if (free_slot != NULL)
+        *free_slot = (struct dir_sync){
+            .dev = st->st_dev, .ino = st->st_ino, .users = 1,
+        };
+    return free_slot;
+}
+
+/*
+ * Make the links made so far into the directory open as fd durable: wait
+ * for (or run) an fsync of it that starts after now (see above).
+ * Returns 0 or the errno of the fsync that failed.
+ */
+static int
+dir_sync(int fd)
+{
+    struct stat st;
+    struct dir_sync *e;
+    uint64_t need;
+    int rc = 0, ran = 0;
+
+    if (fstat(fd, &st) != 0)
+        return errno;
+    pthread_mutex_lock(&sync_lock);
+    e = sync_slot_get(&st);
+    if (e == NULL) {
+        /* Every slot busy: sync alone. */
+        sync_runs++;
+        pthread_mutex_unlock(&sync_lock);
+        return fsync_fd(fd);
+    }
+    need = e->started + 1;
+    while (e->finished < need) {
+        if (!e->running) {
+            int (*hook)(void *) = sync_hook;
+            void *arg = sync_hook_arg;
+
+            /* started == need - 1 here: this is fsync number need. */
+            e->started = need;
+            e->running = 1;
+            sync_runs++;
+            pthread_mutex_unlock(&sync_lock);
+            if (hook != NULL)
+                rc = hook(arg);
+            if (rc == 0)
+                rc = fsync_fd(fd);
+            pthread_mutex_lock(&sync_lock);
+            e->running = 0;
+            e->finished = need;
+            if (rc != 0) {
+                e->failed = need;
+                e->failed_errno = rc;
+            }
+            ran = 1;
+            pthread_cond_broadcast(&sync_cond);
+        } else {
+            sync_waiters++;
+            pthread_cond_wait(&sync_cond, &sync_lock);
+            sync_waiters--;
+        }
+    }
+    if (!ran) {
+        sync_shared++;
+        if (e->failed >= need)
+            rc = e->failed_errno;
+    }
+    e->users--;
+    pthread_mutex_unlock(&sync_lock);
+    return rc;
+}
+
+void
+maildir_stats(uint64_t *dir_syncs, uint64_t *dir_sync_waits)
+{
+    pthread_mutex_lock(&sync_lock);
+    if (dir_syncs != NULL)
+        *dir_syncs = sync_runs;
+    if (dir_sync_waits != NULL)
+        *dir_sync_waits = sync_shared;
+    pthread_mutex_unlock(&sync_lock);
+}
+
+void
+maildir_set_sync_hook(int (*hook)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&sync_lock);
+    sync_hook = hook;
+    sync_hook_arg = arg;
+    pthread_mutex_unlock(&sync_lock);
+}
+
+unsigned
+maildir_sync_waiting(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&sync_lock);
+    n = sync_waiters;
+    pthread_mutex_unlock(&sync_lock);
+    return n;
 }
 
 /* The parent directory of path ("/a/b" -> "/a", "/a" -> "/"). */
@@ -230,17 +445,102 @@ escape_host(const char *host, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* Whether to try O_TMPFILE (see deliver_maildir.h for the test hook). */
+static int
+tmpfile_wanted(void)
+{
+    const char *v;
+
+    if (atomic_load(&maildir_no_tmpfile))
+        return 0;
+    v = getenv("POSTERN_MAILDIR_NO_TMPFILE");
+    return v == NULL || strcmp(v, "1") != 0;
+}
+
+/*
+ * An unnamed spool file in dir (open(2), O_TMPFILE; without O_EXCL, so
+ * that it can be linked later).  Returns its descriptor, -1 with errno,
+ * or -2 when O_TMPFILE cannot serve (the filesystem or kernel lacks it,
+ * or /proc is not mounted to link through): named files from now on.
+ */
+static int
+open_unnamed(const char *dir)
+{
+#ifdef O_TMPFILE
+    char proc[MAILDIR_PROC_MAX];
+    struct stat st;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+            return -1;
+    } else {
+        if (atomic_load(&maildir_proc_ok))
+            return fd;
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if (lstat(proc, &st) == 0) {
+            atomic_store(&maildir_proc_ok, 1);
+            return fd;
+        }
+        close(fd);
+    }
+#else
+    (void)dir;
+#endif
+    atomic_store(&maildir_no_tmpfile, 1);
+    return -2;
+}
+
+/*
+ * Create the named spool file path (O_EXCL) and lock it (flock
+ * LOCK_EX) for as long as it has that name.  Returns its descriptor, or
+ * -1 with errno (EEXIST: try another name).
+ */
+static int
+open_named(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    int e;
+
+    if (fd < 0)
+        return -1;
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            e = errno;
+            unlink(path);
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
+    /* Until the lock, maildir_spool_clean() (another thread or process)
+     * could take the file for a dead one; MAILDIR_SPOOL_GRACE makes that
+     * all but impossible, and if it happened anyway the file has no name
+     * now: take another. */
+    if (fstat(fd, &st) != 0 || st.st_nlink == 0) {
+        close(fd);
+        errno = EEXIST;
+        return -1;
+    }
+    return fd;
+}
+
 int
 maildir_begin(const char *spool, const char *hostname,
               struct maildir_msg **out)
 {
     static const char hex[] = "0123456789ABCDEF";
+    char dir[PATH_MAX];
     struct maildir_msg *m;
-    int e = EEXIST;
+    int e = EEXIST, unnamed;
 
     *out = NULL;
     if (spool == NULL || hostname == NULL || spool[0] == '\0' ||
         hostname[0] == '\0')
+        return PST_EINVAL;
+    if (snprintf(dir, sizeof(dir), "%s/tmp", spool) >= (int)sizeof(dir))
         return PST_EINVAL;
     /* Zero everything but the write buffer (64 KiB, written before it is
      * read): clearing it was a quarter of a session's instructions. */
@@ -250,6 +550,7 @@ maildir_begin(const char *spool, const char *hostname,
     memset(m, 0, offsetof(struct maildir_msg, buf));
     m->fd = -1;
     escape_host(hostname, m->host, sizeof(m->host));
+    unnamed = tmpfile_wanted();
     for (int tries = 0; tries < MAILDIR_TRIES && e == EEXIST; tries++) {
         uint8_t rnd[MAILDIR_QID_LEN / 2];
         int rc = pst_random_default(NULL, rnd, sizeof(rnd));
@@ -263,15 +564,21 @@ maildir_begin(const char *spool, const char *hostname,
             m->qid[2 * i + 1] = hex[rnd[i] & 0x0f];
         }
         m->qid[MAILDIR_QID_LEN] = '\0';
-        if (snprintf(m->path, sizeof(m->path), "%s/tmp/%s", spool, m->qid) >=
+        if (snprintf(m->path, sizeof(m->path), "%s/%s", dir, m->qid) >=
             (int)sizeof(m->path)) {
             free(m);
             return PST_EINVAL;
         }
+        if (unnamed) {
+            m->fd = open_unnamed(dir);
+            if (m->fd == -2) {
+                unnamed = 0;
+                m->fd = -1;
+            }
+        }
         /* O_EXCL: never reuse a file another thread or process made. */
-        m->fd = open(m->path,
-                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                     0600);
+        if (!unnamed)
+            m->fd = open_named(m->path);
         e = m->fd < 0 ? errno : 0;
     }
     if (m->fd < 0) {
@@ -279,6 +586,7 @@ maildir_begin(const char *spool, const char *hostname,
         errno = e;
         return PST_EIO;
     }
+    m->named = !unnamed;
     *out = m;
     return 0;
 }
@@ -345,17 +653,19 @@ maildir_append(struct maildir_msg *m, const void *p, size_t len)
     return 0;
 }
 
-/* Remove the spool file and close it. */
+/* Remove the spool file and close it.  A named file loses its name
+ * before its lock: while it has a name, it is locked. */
 static void
 drop_spool(struct maildir_msg *m)
 {
+    if (m->state != MAILDIR_DONE) {
+        if (m->named)
+            unlink(m->path);
+        m->state = MAILDIR_DONE;
+    }
     if (m->fd >= 0) {
         close(m->fd);
         m->fd = -1;
-    }
-    if (m->state != MAILDIR_DONE) {
-        unlink(m->path);
-        m->state = MAILDIR_DONE;
     }
 }
 
@@ -374,19 +684,23 @@ unlink_all(char **links, size_t n)
     }
 }
 
-/* Link the spool file into dir/new under a fresh unique name. */
+/* Link the spool file into dir/new under a fresh unique name, and wait
+ * for an fsync of dir/new that covers the link. */
 static int
 deliver_one(struct maildir_msg *m, const char *dir, char **link_out)
 {
     char newdir[PATH_MAX], name[NAME_MAX + 1], target[PATH_MAX];
-    int e = EEXIST;
+    char proc[MAILDIR_PROC_MAX];
+    struct stat st;
+    int e = EEXIST, dfd;
 
     if (join(newdir, sizeof(newdir), dir, "new") != 0)
         return maildir_fail(m, "link", dir, ENAMETOOLONG);
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
     for (int tries = 0; tries < MAILDIR_TRIES && e == EEXIST; tries++) {
         struct timespec ts;
         unsigned q = atomic_fetch_add(&maildir_counter, 1);
-        int n;
+        int n, r;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         /* Maildir name: "time.MusecPpidQcounterRrandom.host", with
@@ -398,18 +712,35 @@ deliver_one(struct maildir_msg *m, const char *dir, char **link_out)
         if (n < 0 || (size_t)n >= sizeof(name) ||
             join(target, sizeof(target), newdir, name) != 0)
             return maildir_fail(m, "link", newdir, ENAMETOOLONG);
-        /* link(2) never replaces an existing name, unlike rename(2). */
-        e = link(m->path, target) == 0 ? 0 : errno;
+        /* link(2) never replaces an existing name, unlike rename(2).  An
+         * unnamed file is linked through /proc/self/fd/N with
+         * AT_SYMLINK_FOLLOW, which needs no CAP_DAC_READ_SEARCH (open(2),
+         * O_TMPFILE). */
+        if (m->named)
+            r = link(m->path, target);
+        else
+            r = linkat(AT_FDCWD, proc, AT_FDCWD, target, AT_SYMLINK_FOLLOW);
+        e = r == 0 ? 0 : errno;
     }
-    if (e != 0)
+    if (e != 0) {
+        /* /proc gone since maildir_begin(): this message fails (451, the
+         * client tries again), the next ones use named files. */
+        if (e == ENOENT && !m->named && lstat(proc, &st) != 0)
+            atomic_store(&maildir_no_tmpfile, 1);
         return maildir_fail(m, "link", target, e);
+    }
     *link_out = strdup(target);
     if (*link_out == NULL) {
         unlink(target);
         return PST_ENOMEM;
     }
-    if (fsync_dir(newdir) != 0)
-        return maildir_fail(m, "fsync", newdir, errno);
+    dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return maildir_fail(m, "open", newdir, errno);
+    e = dir_sync(dfd);
+    close(dfd);
+    if (e != 0)
+        return maildir_fail(m, "fsync", newdir, e);
     return 0;
 }
 
@@ -556,7 +887,7 @@ maildir_check_spool(const char *spool, const char *tmpl, char *err,
 }
 
 int
-maildir_spool_clean(const char *spool, unsigned max_age)
+maildir_spool_clean(const char *spool, unsigned min_age)
 {
     char tmp[PATH_MAX], path[PATH_MAX];
     struct dirent *d;
@@ -571,16 +902,31 @@ maildir_spool_clean(const char *spool, unsigned max_age)
         return PST_EIO;
     clock_gettime(CLOCK_REALTIME, &now);
     while ((d = readdir(dir)) != NULL) {
-        struct stat st;
+        struct stat st, st2;
+        int fd;
 
         if (d->d_name[0] == '.')
             continue;
         if (join(path, sizeof(path), tmp, d->d_name) != 0 ||
             lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (now.tv_sec - st.st_mtime >= (time_t)max_age &&
-            unlink(path) == 0)
+        /* Young (or dated in the future): it may be between its O_EXCL
+         * creation and its flock(). */
+        if (now.tv_sec - st.st_mtime < (time_t)min_age)
+            continue;
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                            O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        /* A live message holds its lock.  flock() locks belong to open
+         * file descriptions, so the locks of this process's own messages
+         * stop us too.  Removed while we hold the lock, and only if the
+         * name is still the file we locked. */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st2) == 0 &&
+            st2.st_dev == st.st_dev && st2.st_ino == st.st_ino &&
+            st2.st_nlink > 0 && unlink(path) == 0)
             removed++;
+        close(fd);
     }
     closedir(dir);
     return removed;

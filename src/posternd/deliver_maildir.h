@@ -1,14 +1,28 @@
 /*
  * posternd - durable Maildir delivery.
  *
- * A message is written once, to a file in SPOOL/tmp, while its DATA
- * arrives; at the final dot it is fsync'd and hard-linked into the new/
- * directory of every recipient's Maildir (cr.yp.to/proto/maildir.html),
- * each new/ directory fsync'd, and only then is delivery reported.  All
- * or nothing: the SMTP reply to the final dot is one reply for every
- * recipient (RFC 5321 §4.1.1.4), so a failure for one recipient removes
- * the links already made for the others, and the caller answers 451
- * 4.3.0.  The spool file is removed in every case.
+ * A message is written once, to a spool file in SPOOL/tmp, while its
+ * DATA arrives; at the final dot it is fsync'd and hard-linked into the
+ * new/ directory of every recipient's Maildir
+ * (cr.yp.to/proto/maildir.html), each new/ directory fsync'd, and only
+ * then is delivery reported.  All or nothing: the SMTP reply to the final
+ * dot is one reply for every recipient (RFC 5321 §4.1.1.4), so a failure
+ * for one recipient removes the links already made for the others, and
+ * the caller answers 451 4.3.0.  The spool file goes in every case.
+ *
+ * The spool file has no name where the kernel allows it: it is opened
+ * with O_TMPFILE in SPOOL/tmp and linked into new/ through
+ * /proc/self/fd/N (open(2)), so a crash leaves nothing behind.  Where
+ * O_TMPFILE is not supported (EOPNOTSUPP, EISDIR, EINVAL) or /proc is
+ * not mounted, it is a named file SPOOL/tmp/QID (O_EXCL, mode 0600) held
+ * with flock(LOCK_EX) from creation to maildir_free()/maildir_abort(); a
+ * crash leaves it behind unlocked, and maildir_spool_clean() removes it.
+ * The choice is made per maildir_begin(); once O_TMPFILE or /proc has
+ * failed, the process uses named files for good.
+ *
+ * Test hook: with POSTERN_MAILDIR_NO_TMPFILE=1 in the environment (read
+ * by every maildir_begin()), named files are used as if O_TMPFILE were
+ * unsupported.  The daemon must not setenv() once threads run.
  *
  * Because delivery is link(2), the spool must be on the same filesystem as
  * every mailbox: maildir_check_spool() verifies that at start-up, and a
@@ -17,9 +31,11 @@
  * Every call here may block on the disk (write, fsync): the daemon runs
  * maildir_append() of large chunks and maildir_commit() on the libuv
  * thread pool.  One message may be used by one thread at a time;
- * different messages by any number of threads and processes at once:
- * names are made of the time, pid, a process-wide counter and random
- * bytes, and files are created with O_EXCL.
+ * different messages by any number of threads, event loops and processes
+ * at once: names are made of the time, pid, a process-wide atomic
+ * counter and random bytes, and files are created with O_EXCL.
+ * Committers that link into the same new/ directory at about the same
+ * time share its fsync (group commit: see maildir_stats()).
  *
  * The bytes appended are stored exactly as given (the caller decides the
  * line endings and adds the Received header as the first chunk).
@@ -34,6 +50,10 @@
 
 #define MAILDIR_QID_LEN 20   /* characters of a queue id */
 #define MAILDIR_ERR_MAX 512  /* bytes of an error description */
+
+/* Seconds a spool file is safe from maildir_spool_clean() whatever its
+ * lock: covers the moment between its O_EXCL creation and its flock(). */
+#define MAILDIR_SPOOL_GRACE 5
 
 struct maildir_msg; /* one message being received: opaque */
 
@@ -51,10 +71,11 @@ int maildir_check_spool(const char *spool, const char *tmpl, char *err,
                         size_t err_size);
 
 /*
- * Start a message: create SPOOL/tmp/QID with O_EXCL, mode 0600.  spool
- * and hostname ([in] borrowed) are copied; hostname goes into the names
- * of the delivered files.  *out ([out] owned) is released with
- * maildir_free() or maildir_abort().
+ * Start a message: open an unnamed spool file in SPOOL/tmp (O_TMPFILE,
+ * mode 0600), or else create SPOOL/tmp/QID with O_EXCL, mode 0600, and
+ * flock(LOCK_EX) it (see above).  spool and hostname ([in] borrowed) are
+ * copied; hostname goes into the names of the delivered files.  *out
+ * ([out] owned) is released with maildir_free() or maildir_abort().
  * Returns: 0, PST_EINVAL (bad arguments), PST_EIO (cannot create the
  * file: errno says why), PST_ETEMP (no random bytes), PST_ENOMEM.
  */
@@ -84,9 +105,12 @@ uint64_t maildir_size(const struct maildir_msg *m);
  * each Maildir with cur/, new/ and tmp/ as needed (mode 0700, parents
  * too, each new directory and its parent fsync'd), links the file into
  * new/ under a unique name "TIME.MUSECPPIDQCOUNTERRRANDOM.HOST,S=SIZE",
- * and fsyncs new/.  Returns 0 only when every copy is durable.  On
- * failure nothing is left in any new/ (links already made are removed
- * again) and the spool file is removed.  Either way m is done: free it.
+ * and waits for an fsync of new/ that started after the link: its own,
+ * or one another thread of this process runs for the same directory
+ * (group commit).  Returns 0 only when every copy is durable.  On failure
+ * (an fsync shared with other commits fails for all of them) nothing is
+ * left in any new/ (links already made are removed again) and the spool
+ * file is gone.  Either way m is done: free it.
  * Returns: 0, PST_EIO (see maildir_error(); also after a failed append),
  * PST_EINVAL (n == 0 or a path not absolute or too long), PST_ESTATE
  * (committed before), PST_ENOMEM.
@@ -97,7 +121,8 @@ int maildir_commit(struct maildir_msg *m, const char *const *paths,
 /*
  * What failed last, "OPERATION PATH: strerror" ("link
  * /var/mail/example.test/bob/new/...: No space left on device"), or ""
- * if nothing did.  Valid until the next call on m.
+ * if nothing did.  An unnamed spool file is called SPOOL/tmp/QID there
+ * too.  Valid until the next call on m.
  */
 const char *maildir_error(const struct maildir_msg *m);
 
@@ -107,7 +132,8 @@ int maildir_errno(const struct maildir_msg *m);
 
 /*
  * Discard a message (the client went away mid-DATA, or the transaction
- * was reset): remove the spool file and free m.  NULL is a no-op.
+ * was reset): remove the spool file (a named one before its lock is
+ * released) and free m.  NULL is a no-op.
  */
 void maildir_abort(struct maildir_msg *m);
 
@@ -116,12 +142,41 @@ void maildir_abort(struct maildir_msg *m);
 void maildir_free(struct maildir_msg *m);
 
 /*
- * Remove files older than max_age seconds from SPOOL/tmp: left there by a
- * crash before their message was acknowledged, so nobody was promised
- * them.  Files of other posternd processes sharing the spool are younger
- * than any sane max_age.
- * Returns: the number of files removed, or PST_EIO.
+ * Remove the files in SPOOL/tmp that no live message holds: every
+ * regular file on which flock(LOCK_EX | LOCK_NB) succeeds (its writer
+ * died before the message was acknowledged, so nobody was promised it),
+ * unless it was modified less than min_age seconds ago.  Pass
+ * MAILDIR_SPOOL_GRACE: younger files may be between their O_EXCL
+ * creation and their flock() (and a file that loses that race anyway is
+ * noticed by maildir_begin(), which then makes another).  Files of other
+ * posternd processes sharing the spool, and of messages of this process,
+ * are locked, so they stay; files of a posternd older than these locks
+ * are not, and go.  Safe at any time, from any thread (blocking: run it
+ * on the thread pool once the loop runs); O_TMPFILE spool files are never
+ * seen here.
+ * Returns: the number of files removed, or PST_EIO (SPOOL/tmp cannot be
+ * read).
  */
-int maildir_spool_clean(const char *spool, unsigned max_age);
+int maildir_spool_clean(const char *spool, unsigned min_age);
+
+/*
+ * Group commit counters, process-wide since start (each pointer [out],
+ * may be NULL): *dir_syncs fsyncs of a new/ directory run by
+ * maildir_commit(), *dir_sync_waits links made durable by an fsync that
+ * another commit ran (each an fsync saved).  Their sum is the number of
+ * links that reached their fsync.
+ */
+void maildir_stats(uint64_t *dir_syncs, uint64_t *dir_sync_waits);
+
+/*
+ * Test hooks for the group commit.  hook (NULL: none), if set, is called
+ * with arg by each commit about to fsync a new/ directory for itself and
+ * the commits waiting on it, before the fsync; it returns 0 to let the
+ * fsync run, or an errno to fail it with (the fsync is then not run).
+ * maildir_sync_waiting() is the number of commits waiting right now for
+ * an fsync that another commit runs.
+ */
+void maildir_set_sync_hook(int (*hook)(void *arg), void *arg);
+unsigned maildir_sync_waiting(void);
 
 #endif

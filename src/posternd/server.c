@@ -47,6 +47,9 @@
 #define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
 #define CONN_READ_CHUNK  (64 * 1024)
 #define SERVER_MAX_WORKERS 1024
+/* How often the spool is searched for files a dead process left (named
+ * spool files only: maildir_spool_clean()). */
+#define SPOOL_CLEAN_INTERVAL_MS (5 * 60 * 1000)
 /* Plaintext one read can yield beyond its own size: a TLS record whose
  * first part came in the read before (16 KiB of data plus overhead). */
 #define CONN_TLS_SLACK   (17 * 1024)
@@ -189,6 +192,10 @@ struct server {
     size_t nls;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t spool_timer;
+    uv_work_t spool_work;
+    int spool_busy;          /* spool_work queued */
+    char *spool_path;        /* what spool_work cleans */
+    int spool_removed;
     uv_mutex_t mu;           /* peers, mailboxes */
     /* The throttle the loops use, NULL while auth_throttle = no; it is
      * made once (throttle_obj) and freed only at exit, so a loop that
@@ -1928,6 +1935,63 @@ on_signal(uv_signal_t *h, int signum)
     log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
 }
 
+/* --- The spool cleaner ------------------------------------------------ */
+
+static void
+spool_clean_run(uv_work_t *w)
+{
+    struct server *srv = w->data;
+
+    srv->spool_removed = maildir_spool_clean(srv->spool_path,
+                                             MAILDIR_SPOOL_GRACE);
+}
+
+static void
+spool_log(int removed)
+{
+    char files[24];
+
+    if (removed > 0) {
+        snprintf(files, sizeof(files), "%d", removed);
+        log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", files, NULL);
+    }
+}
+
+static void
+spool_clean_done(uv_work_t *w, int status)
+{
+    struct server *srv = w->data;
+
+    srv->spool_busy = 0;
+    free(srv->spool_path);
+    srv->spool_path = NULL;
+    if (status == 0)
+        spool_log(srv->spool_removed);
+}
+
+/* Now and then, on the thread pool: named spool files whose process died
+ * (a crash of another posternd sharing the spool, or ours before a quick
+ * restart left files too young to go at start-up). */
+static void
+on_spool_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+
+    if (srv->spool_busy || srv->stopping)
+        return;
+    srv->spool_path = strdup(srv->sc->cfg->spool);
+    if (srv->spool_path == NULL)
+        return;
+    srv->spool_work.data = srv;
+    if (uv_queue_work(srv->loop, &srv->spool_work, spool_clean_run,
+                      spool_clean_done) == 0)
+        srv->spool_busy = 1;
+    else {
+        free(srv->spool_path);
+        srv->spool_path = NULL;
+    }
+}
+
 /* Bind and listen on every listener's address, once; the workers use
  * copies of these sockets.  Returns 0 or -1 (logged). */
 static int
@@ -2026,8 +2090,7 @@ int
 server_run(const char *path)
 {
     struct server srv = {0};
-    char err[CONFIG_ERR_MAX], files[24];
-    int removed;
+    char err[CONFIG_ERR_MAX];
 
     srv.path = strdup(path);
     srv.sc = srv_conf_load(path, err, sizeof(err));
@@ -2040,11 +2103,9 @@ server_run(const char *path)
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (451), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    removed = maildir_spool_clean(srv.sc->cfg->spool, 3600);
-    if (removed > 0) {
-        snprintf(files, sizeof(files), "%d", removed);
-        log_event(LOG_LEVEL_INFO, "spool_cleaned", "files", files, NULL);
-    }
+    /* Named spool files that no live process holds locked were left by
+     * a crash: nobody was promised them (deliver_maildir.h). */
+    spool_log(maildir_spool_clean(srv.sc->cfg->spool, MAILDIR_SPOOL_GRACE));
     uv_mutex_init(&srv.mu);
     atomic_init(&srv.throttle, NULL);
     atomic_init(&srv.nconn, 0);
@@ -2057,6 +2118,10 @@ server_run(const char *path)
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     uv_signal_start(&srv.sig_hup, on_signal, SIGHUP);
+    uv_timer_init(srv.loop, &srv.spool_timer);
+    srv.spool_timer.data = &srv;
+    uv_timer_start(&srv.spool_timer, on_spool_timer,
+                   SPOOL_CLEAN_INTERVAL_MS, SPOOL_CLEAN_INTERVAL_MS);
     if (server_throttle_apply(&srv) < 0)
         srv.exit_code = EX_SOFTWARE;
     else if (server_bind(&srv) < 0)

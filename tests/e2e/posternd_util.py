@@ -51,8 +51,10 @@ class Posternd:
     """
 
     def __init__(self, tmp, users=None, extra_global="", listeners=None,
-                 hostname="mail.example.test"):
+                 hostname="mail.example.test", env=None):
         self.dir = str(tmp)
+        # Extra environment for posternd (e.g. POSTERN_MAILDIR_NO_TMPFILE).
+        self.env = dict(env or {})
         self.hostname = hostname
         self.users = users if users is not None else {
             "tim@example.test": ("tanstaaftanstaaf", ALL_SCHEMES, ""),
@@ -153,7 +155,8 @@ class Posternd:
         self.prepare()
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([posternd_bin(), "-c", self.conf],
-                                     stdout=self.logf, stderr=self.logf)
+                                     stdout=self.logf, stderr=self.logf,
+                                     env=dict(os.environ, **self.env))
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -259,6 +262,26 @@ class Posternd:
     def spool_files(self):
         tmp = os.path.join(self.spool, "tmp")
         return os.listdir(tmp) if os.path.isdir(tmp) else []
+
+    def open_spool_files(self):
+        """The spool files posternd has open: named ones, and unnamed
+        (O_TMPFILE) ones, which /proc shows as "SPOOL/tmp/#INODE
+        (deleted)"."""
+        out = []
+        fds = f"/proc/{self.proc.pid}/fd"
+        prefix = os.path.join(self.spool, "tmp") + "/"
+        try:
+            names = os.listdir(fds)
+        except FileNotFoundError:
+            return out
+        for fd in names:
+            try:
+                target = os.readlink(os.path.join(fds, fd))
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                out.append(target[len(prefix):])
+        return sorted(out)
 
     def maildir_files(self, address):
         """Every file under address's Maildir (tmp/, new/ and cur/)."""
@@ -427,7 +450,8 @@ def start_wrapped(p, prefix=(), preexec_fn=None, timeout=15):
     p.logf = open(p.log_path, "ab")
     p.proc = subprocess.Popen(list(prefix) + [posternd_bin(), "-c", p.conf],
                               stdout=p.logf, stderr=p.logf,
-                              preexec_fn=preexec_fn)
+                              preexec_fn=preexec_fn,
+                              env=dict(os.environ, **p.env))
     deadline = time.time() + timeout
     while time.time() < deadline:
         if p.proc.poll() is not None:

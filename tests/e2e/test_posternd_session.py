@@ -271,7 +271,9 @@ def test_rset_and_several_messages(srv):
 
 def test_disconnect_mid_data(srv):
     """A client that goes away inside DATA leaves nothing in new/ (or
-    anywhere in the Maildir) and nothing in the spool."""
+    anywhere in the Maildir) and nothing in the spool.  The spool file is
+    unnamed (O_TMPFILE): it is never in the spool directory, only open in
+    posternd, until the disconnect closes it."""
     for listener in ("plain", "implicit"):
         rcpt = unique_rcpt("cut-" + listener)
         before = len(srv.events("disconnect"))
@@ -280,13 +282,42 @@ def test_disconnect_mid_data(srv):
         assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
         assert r.cmd("DATA") == DATA_GO
         r.send(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 500)
-        assert wait_until(lambda: srv.spool_files() != [])
+        assert wait_until(lambda: srv.open_spool_files() != [])
+        assert all(n.endswith(" (deleted)")
+                   for n in srv.open_spool_files()), srv.open_spool_files()
+        assert srv.spool_files() == []
         r.close()
         assert srv.wait_event("disconnect", count=before + 1)
         # The spool file goes just after the disconnect line.
-        assert wait_until(lambda: srv.spool_files() == [])
+        assert wait_until(lambda: srv.open_spool_files() == [])
+        assert srv.spool_files() == []
         assert srv.messages(rcpt) == []
         assert srv.maildir_files(rcpt) == []
+
+
+def test_disconnect_mid_data_named_spool(tmp_path):
+    """The same with named spool files (POSTERN_MAILDIR_NO_TMPFILE=1, as
+    on a filesystem without O_TMPFILE): the file is in SPOOL/tmp while
+    the message comes, and gone after the disconnect."""
+    p = start(tmp_path, env={"POSTERN_MAILDIR_NO_TMPFILE": "1"})
+    try:
+        rcpt = unique_rcpt("cut-named")
+        before = len(p.events("disconnect"))
+        r = authed(p)
+        assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
+        assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
+        assert r.cmd("DATA") == DATA_GO
+        r.send(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 500)
+        assert wait_until(lambda: p.spool_files() != [])
+        assert p.open_spool_files() == p.spool_files()
+        r.close()
+        assert p.wait_event("disconnect", count=before + 1)
+        assert wait_until(lambda: p.spool_files() == [])
+        assert p.open_spool_files() == []
+        assert p.messages(rcpt) == []
+        assert p.maildir_files(rcpt) == []
+    finally:
+        assert p.stop() == 0
 
 
 def test_disconnect_after_final_dot(srv):
@@ -312,9 +343,38 @@ def test_disconnect_after_final_dot(srv):
 
 def test_kill_mid_data_then_restart(tmp_path):
     """posternd killed (SIGKILL) inside DATA: nothing is visible in any
-    Maildir; a restart leaves recent spool files alone and removes old
-    ones (spool_cleaned)."""
+    Maildir, and nothing is left in the spool (the spool file had no
+    name)."""
     p = start(tmp_path)
+    rcpt = unique_rcpt("killed")
+    r = authed(p)
+    assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
+    assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
+    assert r.cmd("DATA") == DATA_GO
+    r.send(b"Subject: killed\r\n\r\n" + b"line\r\n" * 1000)
+    assert wait_until(lambda: p.open_spool_files() != [])
+    p.kill()
+    r.close()
+    assert p.messages(rcpt) == []
+    assert p.maildir_files(rcpt) == []
+    assert p.spool_files() == []
+    p.start()
+    try:
+        assert p.spool_files() == []
+        assert p.events("spool_cleaned") == []
+        assert p.messages(rcpt) == []
+    finally:
+        assert p.stop() == 0
+
+
+def test_kill_mid_data_then_restart_named_spool(tmp_path):
+    """The same with named spool files: the killed message's file is
+    left, unlocked; at start-up posternd removes leftovers nobody holds
+    locked once MAILDIR_SPOOL_GRACE (5 s) old (spool_cleaned); a newer
+    one, which could be a file another posternd has just created, stays
+    for a later clean-up."""
+    env = {"POSTERN_MAILDIR_NO_TMPFILE": "1"}
+    p = start(tmp_path, env=env)
     rcpt = unique_rcpt("killed")
     r = authed(p)
     assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
@@ -328,10 +388,8 @@ def test_kill_mid_data_then_restart(tmp_path):
     assert p.maildir_files(rcpt) == []
     left = p.spool_files()
     assert len(left) == 1
-    # An old leftover (a crash long ago) goes at start; a recent one,
-    # which another posternd on the same spool may be writing, stays.
     old = os.path.join(p.spool, "tmp", left[0])
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(old, (time.time() - 60, time.time() - 60))
     recent = os.path.join(p.spool, "tmp", "RECENTFILE")
     open(recent, "w").close()
     p.start()
