@@ -2161,8 +2161,18 @@ server_run(const char *path)
      * per-thread state) is freed by their exit handlers before atexit()
      * cleans up.  No libuv call may follow. */
     uv_library_shutdown();
-    if (srv.exit_code == 0)
-        log_event(LOG_LEVEL_INFO, "stopped", NULL, NULL);
+    if (srv.exit_code == 0) {
+        uint64_t syncs, saved;
+        char a[24], b[24];
+
+        /* What group commit did (deliver_maildir.c): fsyncs of new/
+         * run, and links that another commit's fsync covered. */
+        maildir_stats(&syncs, &saved);
+        snprintf(a, sizeof(a), "%llu", (unsigned long long)syncs);
+        snprintf(b, sizeof(b), "%llu", (unsigned long long)saved);
+        log_event(LOG_LEVEL_INFO, "stopped", "dir_syncs", a,
+                  "dir_syncs_shared", b, NULL);
+    }
     return srv.exit_code;
 }
 

@@ -723,3 +723,44 @@ def test_usage_errors(made):
                            text=True, timeout=30)
         assert t.returncode == 64, (argv, t)
         assert "usage: posternd -c FILE [-t]\n" in t.stderr, t.stderr
+
+
+def test_concurrent_deliveries_share_directory_fsyncs(tmp_path):
+    """20 clients at once deliver to one recipient: every message is
+    stored whole, and at the stop posternd accounts for every link into
+    new/: each one either ran an fsync of the directory or was covered by
+    another commit's (group commit, deliver_maildir.c), so
+    dir_syncs + dir_syncs_shared == 20, with at least one fsync run."""
+    p = start(tmp_path)
+    rcpt = unique_rcpt("group")
+    n = 20
+    msgs = [body(f"group-{i}") for i in range(n)]
+    errors = []
+    gate = threading.Barrier(n)
+
+    def send(msg):
+        try:
+            r = authed(p)
+            assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
+            assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
+            assert r.cmd("DATA") == DATA_GO
+            gate.wait(timeout=30)
+            r.send(stuffed(msg) + b".\r\n")
+            queued(r.reply())
+            r.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=send, args=(m,)) for m in msgs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(strip_received(m) for m in p.messages(rcpt)) == \
+        sorted(msgs)
+    assert p.stop() == 0
+    [ev] = p.events("stopped")
+    syncs, shared = int(ev["dir_syncs"]), int(ev["dir_syncs_shared"])
+    print(f"\n{n} links: {syncs} fsyncs of new/, {shared} shared")
+    assert syncs >= 1 and syncs + shared == n, ev
