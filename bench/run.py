@@ -25,7 +25,6 @@ the end).
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform
@@ -244,7 +243,8 @@ class Posternd(Server):
     durable = True
     durable_text = "yes: Maildir file and directory fsync'd before 250"
 
-    def __init__(self, w, build, tag="posternd", env=None, wrapper=None):
+    def __init__(self, w, build, tag="posternd", env=None, wrapper=None,
+                 extra=""):
         super().__init__(w)
         self.build = build
         self.dir = os.path.join(w.dir, tag)
@@ -266,7 +266,7 @@ tls_key = %(key)s
 auth_throttle_exempt = 127.0.0.0/8 ::1
 max_connections = 30000
 max_connections_per_ip = 30000
-
+%(extra)s
 [listener submission]
 address = 127.0.0.1:%(port)d
 tls = starttls
@@ -274,7 +274,7 @@ auth = required
 auth_before_tls = all
 mechanisms = SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN
 """ % dict(host=HOST, users=w.users, dir=self.dir, cert=w.cert,
-           key=w.key, port=self.port))
+           key=w.key, port=self.port, extra=extra))
 
     def start(self, timeout=30):
         logf = open(self.logf, "ab")
@@ -293,6 +293,14 @@ mechanisms = SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN
     def stop(self, timeout=30):
         stop_proc(self.proc, timeout)
         return self.proc.returncode if self.proc else None
+
+    def group_commit(self):
+        """(fsyncs of new/ run, links covered by another's fsync) from
+        the "stopped" line of the log, or None."""
+        with open(self.logf, errors="replace") as f:
+            m = re.findall(r"event=stopped dir_syncs=(\d+) "
+                           r"dir_syncs_shared=(\d+)", f.read())
+        return tuple(int(x) for x in m[-1]) if m else None
 
 
 class Postfix(Server):
@@ -1021,6 +1029,27 @@ def report(w, meta, plot_rel):
              "in all (RFC 5802 §5.1 cache); the server uses its stored "
              "keys." % sum(r.get("scram_pbkdf2_runs", 0)
                            for r in pick(w, tag="mech-SCRAM-SHA-256")))
+    one = pick(w, tag="oneloop")
+    if one:
+        L.append("")
+        L.append("Design check, same load: posternd with `workers = 1` (one "
+                 "event loop; the default `auto` runs one per CPU, %s "
+                 "here): %s sessions/s (runs: %s) against %s with the "
+                 "default." % (
+                     info["nproc"], fmt(med(one)),
+                     ", ".join(fmt(r["sessions_per_s"]) for r in one),
+                     fmt(med(pick(w, tag="plain50",
+                                  server_name="posternd")))))
+    gc = pick(w, kind="group_commit")
+    if gc:
+        L.append("")
+        L.append("Group commit (`src/posternd/deliver_maildir.c`): over "
+                 "all the loads above, %s links into `new/` needed %s "
+                 "fsyncs of the directory; %s links (%s %%) were covered "
+                 "by an fsync another delivery had started after them." % (
+                     fmt(gc[0]["links"]), fmt(gc[0]["dir_syncs"]),
+                     fmt(gc[0]["shared"]),
+                     fmt(100.0 * gc[0]["shared"] / max(1, gc[0]["links"]))))
     pool = pick(w, tag="pool")
     if pool:
         L.append("")
@@ -1290,8 +1319,10 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--idle-tls", type=int, default=2000)
     ap.add_argument("--postfix-idle", type=int, default=100)
-    ap.add_argument("--pool", type=int, default=32,
-                    help="UV_THREADPOOL_SIZE of the design check (0: skip)")
+    ap.add_argument("--pool", type=int, default=0,
+                    help=argparse.SUPPRESS)  # an old design check
+    ap.add_argument("--no-one-loop", dest="one_loop", action="store_false",
+                    help="skip the design check with workers = 1")
     ap.add_argument("--callgrind-sessions", type=int, default=200)
     ap.add_argument("--send-runs", type=int, default=30)
     ap.add_argument("--quick", action="store_true",
@@ -1365,13 +1396,12 @@ def main():
                 continue
             for s in servers:
                 load(w, s, c, d, tag="sweep")
-        if args.pool:
-            env = dict(os.environ, UV_THREADPOOL_SIZE=str(args.pool))
-            pp = Posternd(w, args.build, tag="posternd-pool",
-                          env=env).start()
+        if args.one_loop:
+            pp = Posternd(w, args.build, tag="posternd-oneloop",
+                          extra="workers = 1\n").start()
             started.append(pp)
             for rep in range(max(1, args.reps - 1)):
-                load(w, pp, 50, d, tag="pool")
+                load(w, pp, 50, d, tag="oneloop")
             pp.stop()
         tb = tls_bound(w, d)
         w.results.append(tb)
@@ -1382,6 +1412,10 @@ def main():
         for s in started:
             s.stop()
         started = []
+        gc = pd.group_commit()
+        if gc:
+            w.results.append({"kind": "group_commit", "dir_syncs": gc[0],
+                              "shared": gc[1], "links": gc[0] + gc[1]})
         for n, tls in ((args.idle, False), (args.idle_tls, True)):
             s = Posternd(w, args.build, tag="posternd-idle-%d" % tls).start()
             started.append(s)
@@ -1411,7 +1445,7 @@ def main():
         "fsync_ms": fsync_ms, "elapsed_s": time.monotonic() - t_start,
         "args": {k: getattr(args, k) for k in (
             "argv", "build", "buildtype", "duration", "reps", "sweep",
-            "pool", "postfix_idle")},
+            "pool", "one_loop", "postfix_idle")},
         "servers": [{"name": s.name, "auth": s.auth, "tls": s.tls,
                      "durable_text": s.durable_text} for s in servers],
     }
