@@ -647,6 +647,12 @@ conn_close(struct conn *c)
     c->closing = 1;
     if (c->work_pending)
         return; /* the job's completion closes it */
+    /* The connection is over for the limits now, not when its handles
+     * are freed a loop turn later. */
+    if (c->peer_counted) {
+        peers_remove(c->srv, &c->peer_sa);
+        c->peer_counted = 0;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->hold, on_handle_closed);

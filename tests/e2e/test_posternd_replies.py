@@ -807,6 +807,10 @@ def test_421_connection_limit_per_ip(tmp_path):
               listeners={"plain": LISTENERS["plain"],
                          "implicit": LISTENERS["implicit"]})
     try:
+        # start() probed each port; those connections count until the
+        # event loop that took them has seen them close.
+        assert wait_until(lambda: len(p.events("disconnect")) ==
+                          len(p.events("connect")) >= len(p.ports))
         a = greeted(p)
         b = greeted(p)
         c = p.raw("plain")
