@@ -41,57 +41,15 @@ pst_buf_reset(struct pst_buf *b)
     b->len = 0;
 }
 
-int
-pst_buf_shrink(struct pst_buf *b, size_t keep)
-{
-    size_t cap = b->len > keep ? b->len : keep;
-    uint8_t *p;
-
-    if (b->data == NULL || b->cap <= cap)
-        return 0;
-    if (cap == 0) {
-        pst_buf_clear(b);
-        return 0;
-    }
-    if (b->secret) {
-        /* As in buf_reserve(): realloc could leave the tail behind. */
-        p = malloc(cap + 1);
-        if (p == NULL)
-            return PST_ENOMEM;
-        memcpy(p, b->data, b->len);
-        OPENSSL_clear_free(b->data, b->cap + 1);
-    } else {
-        p = realloc(b->data, cap + 1);
-        if (p == NULL)
-            return PST_ENOMEM;
-    }
-    p[b->len] = '\0';
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Make room for extra more bytes plus the NUL. */
+/* Move b's contents to an allocation of cap + 1 bytes (cap >= len).  A
+ * secret buffer is copied and its old memory wiped: realloc could leave a
+ * copy of the secret behind. */
 static int
-buf_reserve(struct pst_buf *b, size_t extra)
+buf_resize(struct pst_buf *b, size_t cap)
 {
-    size_t need, cap;
     uint8_t *p;
 
-    if (extra > b->max || b->len > b->max - extra)
-        return PST_ELIMIT;
-    need = b->len + extra;
-    if (need <= b->cap && b->data != NULL)
-        return 0;
-    cap = b->cap < 64 ? 64 : b->cap;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->max)
-        cap = b->max;
-    if (cap < need)
-        cap = need;
     if (b->secret) {
-        /* realloc could leave a copy of the secret behind: move it. */
         p = malloc(cap + 1);
         if (p == NULL)
             return PST_ENOMEM;
@@ -107,6 +65,44 @@ buf_reserve(struct pst_buf *b, size_t extra)
     b->data = p;
     b->cap = cap;
     return 0;
+}
+
+int
+pst_buf_shrink(struct pst_buf *b, size_t keep)
+{
+    size_t cap = b->len > keep ? b->len : keep;
+
+    if (b->data == NULL || b->cap <= cap)
+        return 0;
+    if (cap == 0) {
+        pst_buf_clear(b);
+        return 0;
+    }
+    if (buf_resize(b, cap) < 0)
+        return PST_ENOMEM;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+/* Make room for extra more bytes plus the NUL. */
+static int
+buf_reserve(struct pst_buf *b, size_t extra)
+{
+    size_t need, cap;
+
+    if (extra > b->max || b->len > b->max - extra)
+        return PST_ELIMIT;
+    need = b->len + extra;
+    if (need <= b->cap && b->data != NULL)
+        return 0;
+    cap = b->cap < 64 ? 64 : b->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > b->max)
+        cap = b->max;
+    if (cap < need)
+        cap = need;
+    return buf_resize(b, cap);
 }
 
 int

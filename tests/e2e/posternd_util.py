@@ -307,6 +307,16 @@ class Posternd:
         return SMTPRaw(port, timeout=timeout)
 
 
+def read_all_replies(r):
+    """Every reply on SMTPRaw r until the server closes."""
+    out = []
+    while True:
+        try:
+            out.append(r.reply())
+        except (EOFError, ConnectionResetError):
+            return out
+
+
 def wait_until(cond, timeout=10, interval=0.05):
     """Poll cond() until it is true (returns True) or timeout seconds
     pass (returns False)."""

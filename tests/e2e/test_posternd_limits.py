@@ -14,7 +14,7 @@ import time
 import pytest
 
 from posternd_util import (Posternd, SMTPRaw, b64, posternd_bin,
-                           unique_rcpt, wait_until)
+                           read_all_replies, unique_rcpt, wait_until)
 
 USER = "tim@example.test"
 PASSWORD = "tanstaaftanstaaf"
@@ -59,15 +59,6 @@ def trickle(r, data, interval, limit):
         if readable(r):
             break
     return sent
-
-
-def read_all_replies(r):
-    out = []
-    while True:
-        try:
-            out.append(r.reply())
-        except (EOFError, ConnectionResetError):
-            return out
 
 
 def test_trickled_command_is_cut_off(tmp_path):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from posternd_util import (ALL_SCHEMES, Posternd, b64, posternd_bin,
-                           unique_rcpt, wait_until)
+                           read_all_replies, unique_rcpt, wait_until)
 
 USER = "tim@example.test"
 PASSWORD = "tanstaaftanstaaf"
@@ -714,15 +714,6 @@ def test_sender_check_off(tmp_path):
 
 
 # --- Limits and timeouts (their own posternd) ----------------------------------
-
-def read_all_replies(r):
-    """Every reply until the server closes."""
-    out = []
-    while True:
-        try:
-            out.append(r.reply())
-        except (EOFError, ConnectionResetError):
-            return out
 
 
 def test_421_too_many_errors(tmp_path):
