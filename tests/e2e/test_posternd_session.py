@@ -269,6 +269,18 @@ def test_rset_and_several_messages(srv):
 
 # --- Durability ---------------------------------------------------------------
 
+def half_message(p, rcpt, listener="plain", subject="cut", lines=500):
+    """An authenticated session inside DATA with part of a message sent
+    (no final dot): the SMTPRaw."""
+    r = authed(p, listener)
+    assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
+    assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
+    assert r.cmd("DATA") == DATA_GO
+    r.send(f"Subject: {subject}\r\n\r\n".encode() +
+           b"half a message\r\n" * lines)
+    return r
+
+
 def test_disconnect_mid_data(srv):
     """A client that goes away inside DATA leaves nothing in new/ (or
     anywhere in the Maildir) and nothing in the spool.  The spool file is
@@ -277,11 +289,7 @@ def test_disconnect_mid_data(srv):
     for listener in ("plain", "implicit"):
         rcpt = unique_rcpt("cut-" + listener)
         before = len(srv.events("disconnect"))
-        r = authed(srv, listener)
-        assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
-        assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
-        assert r.cmd("DATA") == DATA_GO
-        r.send(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 500)
+        r = half_message(srv, rcpt, listener)
         assert wait_until(lambda: srv.open_spool_files() != [])
         assert all(n.endswith(" (deleted)")
                    for n in srv.open_spool_files()), srv.open_spool_files()
@@ -303,11 +311,7 @@ def test_disconnect_mid_data_named_spool(tmp_path):
     try:
         rcpt = unique_rcpt("cut-named")
         before = len(p.events("disconnect"))
-        r = authed(p)
-        assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
-        assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
-        assert r.cmd("DATA") == DATA_GO
-        r.send(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 500)
+        r = half_message(p, rcpt)
         assert wait_until(lambda: p.spool_files() != [])
         assert p.open_spool_files() == p.spool_files()
         r.close()
@@ -347,11 +351,7 @@ def test_kill_mid_data_then_restart(tmp_path):
     name)."""
     p = start(tmp_path)
     rcpt = unique_rcpt("killed")
-    r = authed(p)
-    assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
-    assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
-    assert r.cmd("DATA") == DATA_GO
-    r.send(b"Subject: killed\r\n\r\n" + b"line\r\n" * 1000)
+    r = half_message(p, rcpt, subject="killed", lines=1000)
     assert wait_until(lambda: p.open_spool_files() != [])
     p.kill()
     r.close()
@@ -376,11 +376,7 @@ def test_kill_mid_data_then_restart_named_spool(tmp_path):
     env = {"POSTERN_MAILDIR_NO_TMPFILE": "1"}
     p = start(tmp_path, env=env)
     rcpt = unique_rcpt("killed")
-    r = authed(p)
-    assert r.cmd(f"MAIL FROM:<{USER}>") == MAIL_OK
-    assert r.cmd(f"RCPT TO:<{rcpt}>") == RCPT_OK
-    assert r.cmd("DATA") == DATA_GO
-    r.send(b"Subject: killed\r\n\r\n" + b"line\r\n" * 1000)
+    r = half_message(p, rcpt, subject="killed", lines=1000)
     assert wait_until(lambda: p.spool_files() != [])
     p.kill()
     r.close()
