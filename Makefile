@@ -7,6 +7,7 @@
 PREFIX ?= /usr/local
 BUILD  ?= build
 ASAN   ?= build-asan
+FUZZ   ?= build-fuzz
 PYTHON ?= /usr/bin/python3
 
 .PHONY: all deps deps-test run test install clean lint fuzz
@@ -34,7 +35,7 @@ run: deps all
 
 test: deps-test all $(ASAN)/build.ninja
 	ninja -C $(ASAN)
-	$(PYTHON) tests/run.py --build $(BUILD) --asan $(ASAN)
+	$(PYTHON) tests/run.py --build $(BUILD) --asan $(ASAN) --fuzz-build $(FUZZ)
 
 install: all
 	meson configure $(BUILD) --prefix=$(PREFIX)
@@ -49,4 +50,4 @@ fuzz:
 	fuzz/run.sh -b build-fuzz -t $(or $(FUZZ_TIME),60) -j $(or $(FUZZ_JOBS),1)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -171,13 +171,44 @@ def run_pytest(tally, build, suite="e2e", extra_env=None, select=None):
                   detail=(p.stdout + p.stderr)[-4000:])
 
 
+def run_fuzz_live(tally, build, secs):
+    """libFuzzer itself, briefly: fuzz/run.sh builds the clang targets
+    in build (ASan+UBSan+libFuzzer) and runs each for secs seconds from
+    its seed corpus; a target passes if it ran, found nothing and exited
+    0.  Catches a regression the corpus replay would miss."""
+    p = subprocess.run(["sh", os.path.join(ROOT, "fuzz", "run.sh"), "-b",
+                        build, "-t", str(secs)], cwd=ROOT,
+                       capture_output=True, text=True)
+    summary = os.path.join(build, "fuzz-out", "summary.txt")
+    lines = open(summary).read().splitlines() if os.path.exists(summary) \
+        else []
+    if not lines:
+        tally.add("fuzz-live", "fuzz/run.sh ran", False,
+                  detail=(p.stdout + p.stderr)[-4000:])
+        return
+    for line in lines:
+        name, rest = line.split(" ", 1)
+        kv = dict(x.split("=", 1) for x in rest.split())
+        ok = (kv.get("findings") == "0" and kv.get("exit") == "0" and
+              kv.get("runs", "?").isdigit() and int(kv["runs"]) > 0)
+        log = os.path.join(build, "fuzz-out", name, "log.txt")
+        detail = "" if ok else line + "\n" + (
+            open(log, errors="replace").read()[-3000:]
+            if os.path.exists(log) else "")
+        tally.add("fuzz-live", f"fuzz_{name} {secs} s: runs={kv.get('runs')}"
+                  f" cov={kv.get('cov')}", ok, detail=detail)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--asan", default=None)
+    ap.add_argument("--fuzz-build", default=None,
+                    help="clang build directory for the fuzz-live suite")
+    ap.add_argument("--fuzz-seconds", type=int, default=3)
     ap.add_argument("--only", default=None,
-                    help="comma list of suites: lint,unit,asan,symbols,fuzz,e2e,"
-                         "asan-e2e")
+                    help="comma list of suites: lint,unit,asan,symbols,fuzz,"
+                         "fuzz-live,e2e,asan-e2e")
     a = ap.parse_args()
     only = set(a.only.split(",")) if a.only else None
     t = Tally()
@@ -203,6 +234,8 @@ def main():
                 "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
                 "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
             })
+    if a.fuzz_build and want("fuzz-live"):
+        run_fuzz_live(t, a.fuzz_build, a.fuzz_seconds)
     if want("e2e"):
         run_pytest(t, a.build)
     if a.asan and want("asan-e2e"):
@@ -212,8 +245,8 @@ def main():
         tests = os.path.join(ROOT, "tests", "e2e")
         select = sorted(f for f in os.listdir(tests)
                         if re.match(r"test_(posternd_(clients|replies|session|"
-                                    r"hostile|throttle|pgsql)|postern_send|"
-                                    r"sendmail)\w*\.py$", f))
+                                    r"hostile|throttle|pgsql|limits)|"
+                                    r"postern_send|sendmail)\w*\.py$", f))
         run_pytest(t, a.asan, "asan-e2e", {
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
             "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
