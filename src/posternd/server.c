@@ -1937,8 +1937,13 @@ on_signal(uv_signal_t *h, int signum)
     log_set_level(sc->cfg->log_level);
     server_throttle_apply(srv);
     server_post(srv, sc, 0);
+    /* A passwd file says how many users it has; PostgreSQL cannot
+     * without a query. */
     snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
-    log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
+    if (sc->cfg->userdb == CONFIG_USERDB_PGSQL)
+        log_event(LOG_LEVEL_INFO, "reloaded", "userdb", "pgsql", NULL);
+    else
+        log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
 }
 
 /* --- The spool cleaner ------------------------------------------------ */
