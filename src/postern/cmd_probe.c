@@ -322,6 +322,16 @@ cmd_probe_main(int argc, char **argv)
         if (!json)
             fprintf(stderr, "postern probe: %s\n", desc);
         rc = client_exit_code(r);
+    } else if (user != NULL) {
+        /* Credentials were to be tested: a script wants to know that
+         * none of the mechanisms let the user in (sysexits: EX_NOPERM,
+         * as send exits on a refused login). */
+        int any = 0;
+
+        for (size_t i = 0; i < nauth; i++)
+            any |= auth[i].ok;
+        if (!any)
+            rc = EX_NOPERM;
     }
     free(r);
     return rc;

@@ -11,8 +11,9 @@ import pytest
 
 from posternd_util import Posternd
 from postern_client_util import (
-    ALL_MECHS, EX_OK, EX_UNAVAILABLE, EX_USAGE, PASSWORD, USER, FakeSMTP,
-    LogMark, clean_env, describe, run_postern, secret_forms, settled)
+    ALL_MECHS, EX_NOPERM, EX_OK, EX_UNAVAILABLE, EX_USAGE, PASSWORD, USER,
+    FakeSMTP, LogMark, clean_env, describe, run_postern, secret_forms,
+    settled)
 
 CHALLENGE_MECHS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "DIGEST-MD5", "CRAM-MD5"]
 
@@ -192,17 +193,17 @@ def test_credentials_human(srv, pwfile, listener):
 def test_wrong_password_each_failed(srv, badpwfile, listener):
     mark = LogMark(srv)
     j = probe_json(srv, listener, "--user", USER, "--password-file",
-                   badpwfile)
+                   badpwfile, code=EX_NOPERM)
     assert list(j["auth"]) == ALL_MECHS
     for m, v in j["auth"].items():
         assert v["ok"] is False, m
         assert "authentication failed: 535 5.7.8" in v["error"], v
-    # The probe itself worked: as implemented, exit 0 (see the report).
+    # The probe itself worked ("ok"), but no login did: exit 77.
     assert j["ok"] is True
     assert mark.wait(r"auth_failed.*mech=LOGIN"), mark.text()
     assert [e["mech"] for e in mark.events("auth_failed")] == ALL_MECHS
     p = probe(srv, listener, "--user", USER, "--password-file", badpwfile)
-    assert p.returncode == EX_OK, describe(p)
+    assert p.returncode == EX_NOPERM, describe(p)
     tail = p.stdout.decode().split("authentication as %s:\n" % USER, 1)[1]
     for m, line in zip(ALL_MECHS, tail.splitlines()):
         assert line.startswith("  %-14s authentication failed: 535 5.7.8"
