@@ -11,7 +11,8 @@ disk (exit 1).
 
 Input formats (see each fuzz_<target>.c): the SASL targets take an option
 byte, then messages separated by 0xff; smtp_server and smtp_client take
-two option bytes, then the peer's bytes.
+two option bytes, then the peer's bytes; mime takes two option bytes, then
+fields separated by 0xff.
 """
 import base64
 import hashlib
@@ -824,6 +825,102 @@ def config_seeds():
     seed(t, "cidr", "2001:db8::/32")
 
 
+# fuzz_mime.c option bits: byte 0, then byte 1.
+M_SUBJECT, M_NAME, M_BODY, M_MISSING = 0x04, 0x08, 0x10, 0x20
+M_COMPLETE, M_STRIP_BCC = 0x80, 0xC0
+M_NO_FROM = 0x10
+
+
+def mime(opt0, opt1, *fields):
+    return bytes([opt0, opt1]) + SEP.join(
+        f.encode() if isinstance(f, str) else f for f in fields)
+
+
+def compose(name="", subject=None, body=None, to=("bob@example.test",),
+            cc=(), attach=(), missing=False, sender="tim@example.test"):
+    """A compose input: attach is a list of (name, content)."""
+    opt0 = len(attach) | (M_SUBJECT if subject is not None else 0) | \
+        (M_NAME if name else 0) | (M_BODY if body is not None else 0) | \
+        (M_MISSING if missing else 0)
+    fields = [sender, name, subject or "", *to, *cc, body or b""]
+    for n, data in attach:
+        fields += [n, data]
+    return mime(opt0, len(to) | len(cc) << 2, *fields)
+
+
+def mime_seeds():
+    t = "mime"
+    seed(t, "plain", compose(subject="hello", body="hi\n"))
+    seed(t, "empty", b"\0\0")
+    seed(t, "no-body-no-subject", compose())
+    seed(t, "utf8-subject-name", compose(
+        name="J\u00f6rg M\u00fcller",
+        subject="Scan vom Drucker \u2013 Gr\u00f6\u00dfe \u2713 "
+        "\u65e5\u672c\u8a9e and a long tail to fold it",
+        body="Gr\u00fc\u00dfe,\nhere is the scan.\n"))
+    seed(t, "name-specials", compose(name='Doe, John "JD" \\ (Ops)',
+                                     subject="x"))
+    seed(t, "name-atoms", compose(name="Tim Smith", subject="atoms"))
+    seed(t, "name-leading-space", compose(name=" Tim", subject=""))
+    seed(t, "subject-lookalike", compose(subject="=?UTF-8?B?Zm9v?= x"))
+    seed(t, "subject-control", compose(subject="tab\there\x01"))
+    seed(t, "body-dots", compose(body=".leading dot\n..two dots\n.\n"
+                                 "after a lone dot\nlast"))
+    seed(t, "body-line-ends", compose(body=b"LF\nCRLF\r\nCR\rCRCRLF\r\r\n"
+                                      b"end CR\r"))
+    seed(t, "body-8bit", compose(body="Gr\u00fc\u00dfe\n\u20ac\n"))
+    seed(t, "body-invalid-utf8", compose(body=b"\xc3\x28 \xfe \xed\xa0\x80\n"))
+    seed(t, "body-nul", compose(body=b"a\0b\n"))
+    seed(t, "body-998", compose(body="y" * 998 + "\n" + "z" * 998))
+    seed(t, "body-999", compose(body="y" * 999 + "\n"))
+    seed(t, "addresses", compose(
+        to=("a@example.test", "b@example.test", "c@example.test"),
+        cc=("d@example.test", "e@example.test"), subject="cc"))
+    seed(t, "empty-sender", compose(sender="", subject="bounce"))
+    seed(t, "sender-no-domain", compose(sender="tim@", subject="x"))
+    pdf = (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + bytes(range(255)) +
+           b"\r\n.\r\n..\n\r.\0\n%%EOF\n")
+    seed(t, "attachments", compose(
+        subject="scan", body="see attached\n",
+        attach=[("scan-0001.pdf", pdf),
+                ("Bericht M\u00e4rz \u2013 \u00dcbersicht \u20ac.pdf",
+                 b"\x00\x01\x02"),
+                ("notes.TXT", b"plain text\n.dot line\n")]))
+    seed(t, "attachment-odd-names", compose(
+        attach=[('a"b\\c;d=e.txt', b"x"), ("", b""), ("..", b"y" * 58)]))
+    seed(t, "attachment-long-name", compose(
+        attach=[("\u00e9" * 127 + ".json", b"{}")]))
+    seed(t, "missing-attachment", compose(
+        attach=[("here.txt", b"x"), ("nope.pdf", b"")], missing=True))
+    seed(t, "missing-body", compose(body="", missing=True))
+    seed(t, "stdin-dots", mime(
+        M_COMPLETE, 0, "tim@example.test",
+        b"Subject: dots\nX-Test: one\n\n.leading dot\n..two dots\n.\n"
+        b"after a lone dot\nCRLF line\r\nlast"))
+    seed(t, "stdin-fixed", mime(
+        M_COMPLETE, 0, "tim@example.test",
+        b"From: <tim@example.test>\r\nDate: Mon, 02 Feb 2026 10:00:00 "
+        b"+0000\r\nMessage-ID: <1@example.test>\r\nSubject: fixed\r\n"
+        b"\r\nbody\r\n"))
+    seed(t, "stdin-no-header", mime(
+        M_COMPLETE, 0, "tim@example.test",
+        b"just a body\nno header at all\n"))
+    seed(t, "stdin-mbox-from", mime(
+        M_COMPLETE, 0, "tim@example.test",
+        b"From tim Mon Feb  2 10:00:00 2026\nSubject: x\n\nbody"))
+    seed(t, "stdin-bcc", mime(
+        M_STRIP_BCC, M_NO_FROM, "tim@example.test",
+        b"To: a@example.test\nBcc: secret@example.test,\n"
+        b"  other@example.test\nBCC:x@example.test\nSubject: s\n\nbody\n"))
+    seed(t, "stdin-recipients", mime(
+        M_STRIP_BCC, 0, "tim@example.test",
+        b'To: "Doe, John" <john@example.test>, (a, comment) '
+        b"bob@example.test\r\nCc: group: a@b.test, c@d.test;\r\n"
+        b"Bcc: <e@f.test>\r\n\r\nx"))
+    seed(t, "stdin-header-only", mime(
+        M_COMPLETE, 0, "", b"Subject: no body"))
+
+
 def main():
     sasl_server()
     sasl_client()
@@ -836,6 +933,7 @@ def main():
     passwd_seeds()
     cred_seeds()
     config_seeds()
+    mime_seeds()
     check = "--check" in sys.argv[1:]
     differ = 0
     for (target, name), data in sorted(SEEDS.items()):

@@ -30,7 +30,7 @@ done
 shift $((OPTIND - 1))
 
 all="base64 sasl_server sasl_client digest_parse scram_parse smtp_client
-smtp_server passwd cred config"
+smtp_server passwd cred config mime"
 targets=${*:-$all}
 
 if [ ! -f "$build/build.ninja" ]; then
@@ -42,7 +42,7 @@ ninja -C "$build"
 max_len() {
     case $1 in
     smtp_server) echo 20000 ;;
-    sasl_server|sasl_client) echo 16384 ;;
+    sasl_server|sasl_client|mime) echo 16384 ;;
     smtp_client|digest_parse|passwd|config) echo 8192 ;;
     cred) echo 2048 ;;
     *) echo 4096 ;;
@@ -55,6 +55,7 @@ dict() {
     sasl_*|digest_parse|scram_parse) echo "$here/dict/sasl.dict" ;;
     cred|passwd) echo "$here/dict/cred.dict" ;;
     config) echo "$here/dict/config.dict" ;;
+    mime) echo "$here/dict/mime.dict" ;;
     *) echo "" ;;
     esac
 }

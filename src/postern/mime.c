@@ -86,6 +86,12 @@ mbuf_free(struct mbuf *b)
 
 /* --- Pieces -------------------------------------------------------------- */
 
+/* RFC 5322 §2.1.1: no line longer than 998 octets.  Header text longer
+ * than this goes as RFC 2047 encoded-words, which fold; "From: ", a
+ * display name quoted (every byte escaped at worst) and a 256-octet
+ * address stay within the limit. */
+#define RAW_TEXT_MAX 350
+
 static int
 is_plain_ascii(const char *s)
 {
@@ -120,7 +126,8 @@ mime_encode_header_text(struct mbuf *out, const char *text)
     size_t len = strlen(text);
     int first = 1;
 
-    if (is_plain_ascii(text) && strstr(text, "=?") == NULL)
+    if (is_plain_ascii(text) && strstr(text, "=?") == NULL &&
+        len <= RAW_TEXT_MAX)
         return mbuf_str(out, text);
     /* RFC 2047 §2: an encoded-word is at most 75 characters; "=?UTF-8?B?"
      * + "?=" leave 63 for base64, i.e. 45 bytes, never splitting a UTF-8
@@ -162,7 +169,8 @@ mime_encode_phrase(struct mbuf *out, const char *text)
 
     /* RFC 2047 §5 (3): an encoded-word may stand for a word of a phrase;
      * text that merely looks like one is encoded too. */
-    if (!is_plain_ascii(text) || strstr(text, "=?") != NULL)
+    if (!is_plain_ascii(text) || strstr(text, "=?") != NULL ||
+        strlen(text) > RAW_TEXT_MAX)
         return mime_encode_header_text(out, text);
     for (const char *p = text; *p != '\0'; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -331,24 +339,29 @@ add_base64_lines(struct mbuf *out, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Text with LF line ends becomes CRLF; says whether it has 8-bit bytes
- * and whether a line is longer than RFC 5322's 998. */
+/* Text with LF or CR line ends becomes CRLF: RFC 5322 §2.3, CR and LF
+ * only together (a bare CR ends a line, as the session sends it, RFC 5321
+ * §2.3.8). */
 static int
 add_text(struct mbuf *out, const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) {
+        if (p[i] == '\r' || p[i] == '\n') {
+            if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')
+                i++;
             if (mbuf_str(out, "\r\n") < 0)
                 return -1;
         } else if (mbuf_add(out, p + i, 1) < 0) {
             return -1;
         }
     }
-    if (len > 0 && p[len - 1] != '\n')
+    if (len > 0 && p[len - 1] != '\n' && p[len - 1] != '\r')
         return mbuf_str(out, "\r\n");
     return 0;
 }
 
+/* Whether text has 8-bit bytes, a line longer than RFC 5322's 998 (a
+ * CR counted as a byte of its line: a bound), a NUL. */
 static void
 text_props(const uint8_t *p, size_t len, int *eight_bit, int *long_lines,
            int *binary)
@@ -486,8 +499,10 @@ header_end(const uint8_t *in, size_t len, size_t *body)
             return i;
         }
         /* A line that is not a header field ends the header (mbox
-         * "From " lines and bodies without a header). */
-        if (in[i] != ' ' && in[i] != '\t') {
+         * "From " lines and bodies without a header); so does white space
+         * on the first line (RFC 5322 §2.2: a field starts with its name),
+         * which would fold onto the fields added above it. */
+        if (i == 0 || (in[i] != ' ' && in[i] != '\t')) {
             const uint8_t *colon = memchr(in + i, ':', l);
 
             if (colon == NULL || colon == in + i) {
@@ -572,6 +587,12 @@ nomem:
     return -1;
 }
 
+static int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* Append the addr-specs found in one field body to the list. */
 static int
 collect_addresses(const char *s, char ***addrs, size_t *n)
@@ -611,23 +632,22 @@ collect_addresses(const char *s, char ***addrs, size_t *n)
             a = item;
             e = item + strlen(item);
         }
-        while (a < e && (*a == ' ' || *a == '\t' || *a == '\r' ||
-                         *a == '\n'))
-            a++;
-        while (e > a && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-                         e[-1] == '\n'))
-            e--;
         /* A group "name:" prefix (RFC 5322 §3.4) or its ";" end. */
         if (lt == NULL) {
             const char *colon = memchr(a, ':', (size_t)(e - a));
 
             if (colon != NULL)
                 a = colon + 1;
-            while (a < e && *a == ' ')
-                a++;
+            while (e > a && is_space(e[-1]))
+                e--;
             if (e > a && e[-1] == ';')
                 e--;
         }
+        /* White space, folds included (RFC 5322 §2.2.3), around it. */
+        while (a < e && is_space(*a))
+            a++;
+        while (e > a && is_space(e[-1]))
+            e--;
         if (e > a && memchr(a, '@', (size_t)(e - a)) != NULL) {
             char **q = realloc(*addrs, (*n + 1) * sizeof(char *));
 

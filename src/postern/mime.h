@@ -37,7 +37,8 @@ struct compose {
 
 /*
  * Compose an RFC 5322 / MIME message: From, To, Cc, Subject (RFC 2047
- * encoded when not ASCII), Date, Message-ID, MIME-Version; a text/plain
+ * encoded when not ASCII or longer than 350 octets, so that no line
+ * passes RFC 5322's 998), Date, Message-ID, MIME-Version; a text/plain
  * body; with attachments multipart/mixed, each part base64 in 76-column
  * lines with a Content-Type from its extension and an RFC 2231 file name.
  * Returns: 0, or -1 with a message in err (unreadable file, ...).
@@ -65,12 +66,14 @@ int mime_header_recipients(const uint8_t *in, size_t len, char ***addrs,
                            size_t *n);
 
 /* RFC 2047 "encoded-word" form of a UTF-8 phrase when it is not plain
- * printable ASCII; else the text itself.  Appends to out. */
+ * printable ASCII, looks like an encoded-word, or is longer than 350
+ * octets (encoded-words fold); else the text itself.  Appends to out. */
 int mime_encode_header_text(struct mbuf *out, const char *text);
 
 /* A display name as an RFC 5322 §3.2.5 phrase: itself when made of atoms,
  * a quoted-string when it holds specials (",", ".", "(", "\"" ...), RFC
- * 2047 encoded-words when it is not ASCII.  Appends to out. */
+ * 2047 encoded-words when it is not ASCII or longer than 350 octets.
+ * Appends to out. */
 int mime_encode_phrase(struct mbuf *out, const char *text);
 
 /* The Content-Type for a file name, from its extension. */

@@ -374,6 +374,22 @@ def test_stdin_without_header(srv, pwfile, rcpt):
                                                        b"Message-ID"]
 
 
+def test_stdin_leading_white_space(srv, pwfile, rcpt):
+    """A first line that starts with white space is no header field (RFC
+    5322 §2.2): the message is all body, and nothing folds onto the
+    Message-ID added above it (fuzz/corpus/mime/crash-stdin-leading-space).
+    """
+    p = send(srv, "starttls", ["--from", USER, "--to", rcpt], pwfile,
+             input=b" x\nSubject: y\n\nbody\n")
+    assert p.returncode == EX_OK, describe(p)
+    head, body = header_and_body(strip_received(srv.messages(rcpt)[0]))
+    assert sorted(h.split(b":")[0] for h in head) == [b"Date", b"From",
+                                                       b"Message-ID"], head
+    mid = [h for h in head if h.startswith(b"Message-ID: ")][0]
+    assert re.match(rb"Message-ID: <[^<>@\s]+@example\.test>$", mid), mid
+    assert body == b" x\r\nSubject: y\r\n\r\nbody\r\n"
+
+
 def test_stdin_empty_message(srv, pwfile, rcpt):
     mark = LogMark(srv)
     p = send(srv, "starttls", ["--from", USER, "--to", rcpt], pwfile,
@@ -491,6 +507,35 @@ def test_composed_body_only(srv, pwfile, rcpt, tmp_path):
     assert m.get_content_type() == "text/plain"
     assert m.get_content() == "only text\r\n"
     assert m["subject"] == "plain"
+
+
+@pytest.mark.parametrize("subject", [
+    "a" * 1200, " ".join(["word"] * 300)], ids=["one-word", "words"])
+def test_composed_long_subject(srv, pwfile, rcpt, tmp_path, subject):
+    """RFC 5322 §2.1.1: no line over 998 octets, however long the ASCII
+    subject: it goes as folded encoded-words (fuzz/corpus/mime/
+    crash-long-subject)."""
+    p = send(srv, "starttls", ["--from", USER, "--to", rcpt, "--subject",
+                               subject], pwfile, input=b"")
+    assert p.returncode == EX_OK, describe(p)
+    raw = srv.messages(rcpt)[0]
+    assert max(len(l) for l in raw.split(b"\r\n")) <= 998
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    assert m["subject"] == subject
+
+
+def test_composed_body_cr_line_ends(srv, pwfile, rcpt, tmp_path):
+    """A bare CR ends a line like LF and CRLF (RFC 5322 §2.3): CRLF in the
+    message, and none added after a CR at the end of the file
+    (fuzz/corpus/mime/body-line-ends)."""
+    (tmp_path / "b.txt").write_bytes(b"one\rtwo\r\nthree\nfour\r")
+    p = send(srv, "starttls", ["--from", USER, "--to", rcpt, "--subject",
+                               "cr", "--body", tmp_path / "b.txt"],
+             pwfile, input=b"")
+    assert p.returncode == EX_OK, describe(p)
+    head, body = header_and_body(strip_received(srv.messages(rcpt)[0]))
+    assert b"Content-Transfer-Encoding: 7bit" in head
+    assert body == b"one\r\ntwo\r\nthree\r\nfour\r\n"
 
 
 def test_composed_missing_attachment(srv, pwfile, rcpt, tmp_path):

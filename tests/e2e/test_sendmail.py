@@ -4,6 +4,7 @@ arguments, -f (envelope sender), -F (full name in an added From), -i/-oi
 against a lone "." line, and the configuration file (server and
 credentials; refused when others can read a password in it)."""
 import email
+import email.header
 import email.policy
 import os
 import re
@@ -132,6 +133,18 @@ def test_t_and_argument_recipients(srv, link, conf, home):
     assert len(srv.messages("ta-two@example.test")) == 1
 
 
+def test_t_folded_group(srv, link, conf, home):
+    """A group whose addresses are folded onto lines of their own (RFC
+    5322 §3.4, §2.2.3): the folds are white space, not part of an address
+    (fuzz_mime found "\\r\\n a@..." and "b@... " taken as addresses)."""
+    msg = (b"To: friends:\n tg-one@example.test,\n\ttg-two@example.test ;\n"
+           b"Subject: group\n\nx\n")
+    p = sendmail(link, conf, home, ["-t", "-i"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    assert len(srv.messages("tg-one@example.test")) == 1
+    assert len(srv.messages("tg-two@example.test")) == 1
+
+
 def test_argument_recipients_only(srv, link, conf, home):
     msg = (b"To: not-this-one@example.test\nBcc: nor-this@example.test\n"
            b"Subject: args\n\nbody\n")
@@ -198,6 +211,25 @@ def test_F_full_name(srv, link, conf, home, name):
     assert len(addrs) == 1, m["from"]
     assert addrs[0].display_name == name
     assert addrs[0].addr_spec == "tim@example.test"
+
+
+def test_F_long_name(srv, link, conf, home):
+    """RFC 5322 §2.1.1: a name too long for a line of 998 octets goes as
+    encoded-words, which fold (fuzz/corpus/mime/crash-long-display-name).
+    Decoded with email.header, which drops the white space between two
+    encoded-words as RFC 2047 §6.2 says (the address parser of
+    email.policy.default keeps it)."""
+    name = "x" * 1000
+    rcpt = "fn-long@example.test"
+    p = sendmail(link, conf, home, ["-i", "-F", name, "-f",
+                                    "tim@example.test", rcpt],
+                 b"Subject: F\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    raw = srv.messages(rcpt)[0]
+    assert max(len(l) for l in raw.split(b"\r\n")) <= 998
+    field = email.message_from_bytes(raw)["from"]
+    got = str(email.header.make_header(email.header.decode_header(field)))
+    assert got == name + " <tim@example.test>"
 
 
 def test_F_without_f_and_no_user(link, tmp_path, home):
