@@ -535,8 +535,8 @@ conn_flush(struct conn *c)
 static size_t
 peer_key(const struct sockaddr_storage *sa, uint8_t addr[16], uint8_t *v6)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: the kernel chose the
-                                            addresses, not the client */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a; a chain is at most
+                                            max_connections long */
 
     memset(addr, 0, 16);
     *v6 = sa->ss_family == AF_INET6;
@@ -661,17 +661,34 @@ conn_close(struct conn *c)
 /* --- Timeouts ---------------------------------------------------------------
  */
 
+/* When session_time_limit ends the connection (uv_now() ms), or
+ * UINT64_MAX for no limit. */
+static uint64_t
+conn_session_deadline(const struct conn *c)
+{
+    unsigned limit = c->sc->cfg->session_time_limit;
+
+    return limit > 0 ? c->started + (uint64_t)limit * 1000 : UINT64_MAX;
+}
+
+/* When data_time_limit ends the DATA in progress, or UINT64_MAX. */
+static uint64_t
+conn_data_deadline(const struct conn *c)
+{
+    unsigned limit = c->sc->cfg->data_time_limit;
+
+    return limit > 0 && c->data_started > 0
+               ? c->data_started + (uint64_t)limit * 1000
+               : UINT64_MAX;
+}
+
 /* Which limit ends the session now, if any (conn_arm_timer()). */
 static const char *
 conn_limit_passed(const struct conn *c, uint64_t now)
 {
-    const struct config *cfg = c->sc->cfg;
-
-    if (cfg->session_time_limit > 0 &&
-        now >= c->started + (uint64_t)cfg->session_time_limit * 1000)
+    if (now >= conn_session_deadline(c))
         return "session time limit";
-    if (cfg->data_time_limit > 0 && c->data_started > 0 &&
-        now >= c->data_started + (uint64_t)cfg->data_time_limit * 1000)
+    if (now >= conn_data_deadline(c))
         return "data time limit";
     return NULL;
 }
@@ -727,10 +744,8 @@ conn_arm_timer(struct conn *c)
         if (c->data_started == 0)
             c->data_started = now;
         deadline = now + (uint64_t)cfg->timeout_data * 1000;
-        if (cfg->data_time_limit > 0 &&
-            c->data_started + (uint64_t)cfg->data_time_limit * 1000 <
-                deadline)
-            deadline = c->data_started + (uint64_t)cfg->data_time_limit * 1000;
+        if (conn_data_deadline(c) < deadline)
+            deadline = conn_data_deadline(c);
         c->line_deadline = 0;
     } else {
         c->data_started = 0;
@@ -740,14 +755,29 @@ conn_arm_timer(struct conn *c)
         }
         deadline = c->line_deadline;
     }
-    if (cfg->session_time_limit > 0 &&
-        c->started + (uint64_t)cfg->session_time_limit * 1000 < deadline)
-        deadline = c->started + (uint64_t)cfg->session_time_limit * 1000;
+    if (conn_session_deadline(c) < deadline)
+        deadline = conn_session_deadline(c);
     uv_timer_start(&c->timer, on_timeout, deadline > now ? deadline - now : 0,
                    0);
 }
 
 /* -------------------------------------------------------------------------- */
+
+/* Carry on after an answer to the session (rc of
+ * pst_smtp_server_answer()): refused means a bug on our side, and the
+ * connection goes. */
+static void
+conn_resume(struct conn *c, int rc)
+{
+    if (rc < 0) {
+        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
+                  "answer refused by the session", NULL);
+        conn_log_close(c, "internal error");
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
 
 static void
 work_run(uv_work_t *w)
@@ -820,13 +850,7 @@ work_done(uv_work_t *w, int status)
         maildir_free(c->msg);
         c->msg = NULL;
     }
-    if (pst_smtp_server_answer(c->s, &a) < 0) {
-        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
-                  "answer refused by the session", NULL);
-        conn_close(c);
-        return;
-    }
-    conn_pump(c);
+    conn_resume(c, pst_smtp_server_answer(c->s, &a));
 }
 
 static int
@@ -905,14 +929,7 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
-    if (arc < 0) {
-        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
-                  "answer refused by the session", NULL);
-        conn_log_close(c, "internal error");
-        conn_close(c);
-        return;
-    }
-    conn_pump(c);
+    conn_resume(c, arc);
 }
 
 /* Start the lookup of the AUTH_LOOKUP event; the session stays parked
@@ -1062,14 +1079,7 @@ conn_on_mail_lookup(void *ctx, int rc, const struct userdb_user *u)
     c->mail_req = NULL;
     free(c->mail_from);
     c->mail_from = NULL;
-    if (conn_answer(c, PST_SMTP_EV_MAIL, v, NULL, NULL) < 0) {
-        log_event(LOG_LEVEL_WARN, "internal_error", "sid", c->sid, "what",
-                  "answer refused by the session", NULL);
-        conn_log_close(c, "internal error");
-        conn_close(c);
-        return;
-    }
-    conn_pump(c);
+    conn_resume(c, conn_answer(c, PST_SMTP_EV_MAIL, v, NULL, NULL));
 }
 
 static int
@@ -1939,11 +1949,12 @@ on_signal(uv_signal_t *h, int signum)
     server_post(srv, sc, 0);
     /* A passwd file says how many users it has; PostgreSQL cannot
      * without a query. */
-    snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
-    if (sc->cfg->userdb == CONFIG_USERDB_PGSQL)
+    if (sc->cfg->userdb == CONFIG_USERDB_PGSQL) {
         log_event(LOG_LEVEL_INFO, "reloaded", "userdb", "pgsql", NULL);
-    else
+    } else {
+        snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
         log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
+    }
 }
 
 /* --- The spool cleaner ------------------------------------------------ */
