@@ -74,4 +74,12 @@ uint8_t *fuzz_dup(const uint8_t *p, size_t len, int nul);
 int fuzz_number_above(const uint8_t *p, size_t len, uint64_t max,
                       size_t *digits);
 
+/*
+ * How many of the left bytes at p to feed a session in one call, chosen
+ * by the low two bits of mode: all of them (0), one byte (1), 7 bytes
+ * (2), up to and including the next LF (3).  So one input also tests
+ * lines split across reads.
+ */
+size_t fuzz_chunk_len(unsigned mode, const uint8_t *p, size_t left);
+
 #endif

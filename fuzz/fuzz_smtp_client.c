@@ -243,23 +243,6 @@ too_many_iterations(const uint8_t *p, size_t len)
     return found;
 }
 
-static size_t
-chunk_len(const struct driver *d, const uint8_t *p, size_t left)
-{
-    switch (d->opt1 & 3u) {
-    case 1:
-        return 1;
-    case 2:
-        return left < 7 ? left : 7;
-    case 3: {
-        const uint8_t *lf = memchr(p, '\n', left);
-
-        return lf != NULL ? (size_t)(lf - p) + 1 : left;
-    }
-    default:
-        return left;
-    }
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -314,7 +297,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     drain(&d);
     while (left > 0 && !d.closed) {
-        size_t n = chunk_len(&d, p, left);
+        size_t n = fuzz_chunk_len(d.opt1, p, left);
 
         if (pst_smtpc_feed(d.c, p, n) != 0)
             break; /* PST_ESTATE: the session is over */

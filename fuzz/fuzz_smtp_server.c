@@ -319,23 +319,6 @@ drain(struct driver *d)
     abort(); /* events or output without end */
 }
 
-static size_t
-chunk_len(const struct driver *d, const uint8_t *p, size_t left)
-{
-    switch (d->opt1 & 3u) {
-    case 1:
-        return 1;
-    case 2:
-        return left < 7 ? left : 7;
-    case 3: {
-        const uint8_t *lf = memchr(p, '\n', left);
-
-        return lf != NULL ? (size_t)(lf - p) + 1 : left;
-    }
-    default:
-        return left;
-    }
-}
 
 static void
 fuzz_redact(const uint8_t *p, size_t len)
@@ -432,7 +415,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto out;
 
     while (left > 0 && !d.closed) {
-        size_t n = chunk_len(&d, p, left), used = 0;
+        size_t n = fuzz_chunk_len(d.opt1, p, left), used = 0;
 
         if (pst_smtp_server_feed(d.s, p, n, &used) != 0)
             abort();

@@ -119,3 +119,21 @@ fuzz_number_above(const uint8_t *p, size_t len, uint64_t max,
     *digits = i;
     return above;
 }
+
+size_t
+fuzz_chunk_len(unsigned mode, const uint8_t *p, size_t left)
+{
+    switch (mode & 3u) {
+    case 1:
+        return 1;
+    case 2:
+        return left < 7 ? left : 7;
+    case 3: {
+        const uint8_t *lf = memchr(p, '\n', left);
+
+        return lf != NULL ? (size_t)(lf - p) + 1 : left;
+    }
+    default:
+        return left;
+    }
+}
