@@ -10,7 +10,7 @@ BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
 libcrypt-dev libpq-dev libidn-dev libcmocka-dev openssl"
 TEST_PKGS="clang libclang-rt-14-dev libgsasl-dev gsasl python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
-libauthen-sasl-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
+libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
 e2fsprogs"
 
 case "${1:-test}" in

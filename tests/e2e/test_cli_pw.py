@@ -51,12 +51,12 @@ def doveadm():
     configuration) is enough for the pw command."""
     exe = shutil.which("doveadm")
     if exe is None:
-        pytest.skip("doveadm (dovecot-core) not installed")
+        pytest.fail("doveadm (dovecot-core) not installed: tools/deps.sh test")
     cmd = [exe, "-c", "/dev/null", "pw"]
     p = subprocess.run(cmd + ["-s", "PLAIN", "-p", "x"], capture_output=True,
                        text=True, timeout=30)
     if p.returncode != 0 or p.stdout.strip() != "{PLAIN}x":
-        pytest.skip(f"doveadm pw does not run here: {p.stderr.strip()}")
+        pytest.fail(f"doveadm pw does not run here: {p.stderr.strip()}")
     return cmd
 
 

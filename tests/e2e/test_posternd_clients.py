@@ -40,7 +40,7 @@ def srv(tmp_path_factory):
 
 def need(tool):
     if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed")
+        pytest.fail(f"{tool} not installed: tools/deps.sh test")
 
 
 def message(rcpt, tag):

@@ -346,7 +346,7 @@ def test_250_only_after_data_and_links_are_fsynced(tmp_path, named):
     named (SPOOL/tmp/QID, POSTERN_MAILDIR_NO_TMPFILE=1)."""
     need_posternd()
     if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
+        pytest.fail("strace is not installed: tools/deps.sh test")
     trace = tmp_path / "strace.log"
     p = Posternd(tmp_path, extra_global="grace_period = 5\n",
                  env={"POSTERN_MAILDIR_NO_TMPFILE": "1"} if named else {})

@@ -32,7 +32,7 @@ POOL = 4                   # UV_THREADPOOL_SIZE given to posternd
 
 def need(prog):
     if shutil.which(prog) is None:
-        pytest.skip(f"{prog} is not installed")
+        pytest.fail(f"{prog} is not installed: tools/deps.sh test")
 
 
 def smtp(p, listener, **kw):
