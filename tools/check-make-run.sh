@@ -13,7 +13,7 @@ log=$(mktemp /tmp/make-run.XXXXXX)
 setsid make run >"$log" 2>&1 &
 pid=$!
 stop() {
-    kill -TERM -- "-$pid" 2>/dev/null || true
+    kill -TERM "-$pid" 2>/dev/null || true  # dash: no "--"
     wait "$pid" 2>/dev/null || true
 }
 trap stop EXIT
