@@ -1,5 +1,5 @@
 /*
- * posternd/postern - TLS over memory BIOs (OpenSSL).
+ * src/common - TLS over memory BIOs (OpenSSL), for both programs.
  *
  * The programs own the sockets; this module owns the TLS state.  Ciphertext
  * read from the socket goes in with tls_feed(), plaintext comes out of
@@ -18,12 +18,13 @@
  * and, on socket input: tls_feed(), then tls_read() until it returns
  * TLS_WANT_MORE.
  *
- * Nothing here is daemon-specific: postern (the client) links it too.  A
- * connection's state is allocated by tls_new() (at STARTTLS or accept on
- * an implicit-TLS port), never before, and wiped by tls_free().
+ * Nothing here is program-specific: posternd (server role) and postern
+ * (client role) both link it from src/common.  A connection's state is
+ * allocated by tls_new() (at STARTTLS or accept on an implicit-TLS port),
+ * never before, and wiped by tls_free().
  */
-#ifndef POSTERND_TLS_H
-#define POSTERND_TLS_H
+#ifndef COMMON_TLS_H
+#define COMMON_TLS_H
 
 #include <stddef.h>
 #include <stdint.h>
