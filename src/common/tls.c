@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -24,6 +25,9 @@ struct tls {
     BIO *in;            /* ciphertext from the peer: tls_feed() -> SSL */
     BIO *out;           /* ciphertext to the peer: SSL -> tls_pending_out() */
     enum tls_role role;
+    int established;    /* the pump saw the handshake complete */
+    const struct tls_io *io; /* the driver's callbacks (tls_set_io()) */
+    void *io_ctx;
     int rc;             /* 0, or the error every later call returns */
     char err[TLS_ERROR_MAX];
 };
@@ -775,4 +779,86 @@ tls_unique(const struct tls *t, uint8_t *out, size_t cap, size_t *len)
     *len = n;
     OPENSSL_cleanse(fin, sizeof(fin));
     return 0;
+}
+
+/* --- The pump ------------------------------------------------------------ */
+
+/*
+ * Plaintext read at once: SSL_read() returns at most one record, and a
+ * record carries at most 2^14 bytes (RFC 8446 §5.1, RFC 5246 §6.2.1).
+ */
+#define TLS_PUMP_CHUNK 16384
+
+void
+tls_set_io(struct tls *t, const struct tls_io *io, void *ctx)
+{
+    t->io = io;
+    t->io_ctx = ctx;
+}
+
+int
+tls_established(const struct tls *t)
+{
+    return t->established;
+}
+
+int
+tls_flush(struct tls *t)
+{
+    const uint8_t *p;
+    size_t n;
+
+    assert(t->io != NULL);
+    while ((n = tls_pending_out(t, &p)) > 0) {
+        if (t->io->send(t->io_ctx, p, n) != 0)
+            return TLS_STOPPED;
+        tls_consume_out(t, n);
+    }
+    return TLS_OK;
+}
+
+int
+tls_send(struct tls *t, const uint8_t *p, size_t len)
+{
+    int rc = tls_write(t, p, len);
+
+    if (tls_flush(t) == TLS_STOPPED)
+        return TLS_STOPPED;
+    return rc;
+}
+
+int
+tls_input(struct tls *t, const uint8_t *in, size_t n)
+{
+    const struct tls_io *io = t->io;
+    void *ctx = t->io_ctx;
+    uint8_t buf[TLS_PUMP_CHUNK];
+    size_t got;
+    int rc;
+
+    assert(io != NULL);
+    if (n > 0 && (rc = tls_feed(t, in, n)) < 0)
+        return rc;
+    if (!t->established) {
+        rc = tls_handshake(t);
+        if (tls_flush(t) == TLS_STOPPED)
+            return TLS_STOPPED;
+        if (rc != TLS_OK)
+            return rc; /* TLS_WANT_MORE, or the failure */
+        t->established = 1;
+        if (io->established != NULL && io->established(ctx) != 0)
+            return TLS_STOPPED;
+    }
+    for (;;) {
+        rc = tls_read(t, buf, sizeof(buf), &got);
+        if (rc != TLS_OK)
+            break;
+        rc = io->recv(ctx, buf, got);
+        OPENSSL_cleanse(buf, got);
+        if (rc != 0)
+            return TLS_STOPPED;
+    }
+    if (tls_flush(t) == TLS_STOPPED)
+        return TLS_STOPPED;
+    return rc == TLS_WANT_MORE ? TLS_OK : rc;
 }

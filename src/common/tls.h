@@ -15,8 +15,11 @@
  *         copy p[0..n) into a write request; tls_consume_out(t, n);
  *     }
  *
- * and, on socket input: tls_feed(), then tls_read() until it returns
- * TLS_WANT_MORE.
+ * and, on socket input: tls_feed(), then tls_handshake() until it is
+ * complete, then tls_read() until it returns TLS_WANT_MORE.  The pump at
+ * the end of this file does both for a driver that attaches its
+ * callbacks (tls_set_io(); then tls_input(), tls_send(), tls_flush()):
+ * every program drives its connections through it.
  *
  * Nothing here is program-specific: posternd (server role) and postern
  * (client role) both link it from src/common.  A connection's state is
@@ -40,6 +43,7 @@ enum tls_status {
     TLS_OK = 0,        /* done: handshake complete, bytes read or written */
     TLS_WANT_MORE = 1, /* nothing to do until more ciphertext is fed */
     TLS_CLOSED = 2,    /* the peer sent close_notify (tls_read) */
+    TLS_STOPPED = 3,   /* a struct tls_io callback asked to stop */
 };
 
 /* Protocol versions, for tls_min_version and friends. */
@@ -265,5 +269,71 @@ int tls_exporter(const struct tls *t, uint8_t out[TLS_EXPORTER_LEN]);
  * RFC 8446 §7.5 leaves it undefined), PST_ELIMIT (cap too small).
  */
 int tls_unique(const struct tls *t, uint8_t *out, size_t cap, size_t *len);
+
+/* --- The pump: one connection's bytes through a driver's callbacks --- */
+
+/*
+ * What the driver does with a connection's bytes (tls_set_io()).  Each
+ * callback gets the ctx given there and returns 0 to go on, or non-zero
+ * to stop at once: the pump then returns TLS_STOPPED without touching t
+ * again (the callback may have freed it).
+ */
+struct tls_io {
+    /* Ciphertext for the peer: send or copy all of p[0..n), borrowed for
+     * the call. */
+    int (*send)(void *ctx, const uint8_t *p, size_t n);
+    /* Plaintext from the peer, p[0..n) borrowed for the call (wiped
+     * afterwards: AUTH PLAIN carries passwords). */
+    int (*recv)(void *ctx, const uint8_t *p, size_t n);
+    /* The handshake has just completed (once per connection);
+     * tls_protocol() and friends answer from now on.  May be NULL. */
+    int (*established)(void *ctx);
+};
+
+/*
+ * Attach the driver's callbacks to t, for the calls below.
+ * Parameters: io [in] borrowed until tls_free(t) (a static const table);
+ * ctx [in] passed to each callback.
+ */
+void tls_set_io(struct tls *t, const struct tls_io *io, void *ctx);
+
+/*
+ * Whether the pump has seen the handshake complete (io->established ran,
+ * or would have).
+ * Returns: 1 or 0.
+ */
+int tls_established(const struct tls *t);
+
+/*
+ * Send all the pending ciphertext through io->send, consuming it.
+ * Returns: TLS_OK, TLS_STOPPED.
+ */
+int tls_flush(struct tls *t);
+
+/*
+ * Encrypt p[0..len) (tls_write(), all or nothing) and send it
+ * (tls_flush()); after a failure the flush still runs, since an alert may
+ * be queued.
+ * Parameters: p [in] borrowed for the call.
+ * Returns: TLS_OK, TLS_WANT_MORE (handshake not complete: nothing
+ * written), TLS_STOPPED, or an error as tls_write().
+ */
+int tls_send(struct tls *t, const uint8_t *p, size_t len);
+
+/*
+ * Ciphertext from the peer, the feed -> handshake -> read-until-want-more
+ * sequence: feed in[0..n) (n = 0 just advances: a client starts its
+ * handshake so), advance the handshake while it is not complete, call
+ * io->established when it completes, hand each piece of plaintext to
+ * io->recv, and send through io->send whatever TLS has to say (handshake
+ * messages, alerts, tickets, key update answers), also after a failure.
+ * Parameters: in [in] borrowed for the call (may be NULL when n is 0).
+ * Returns: TLS_OK (all input taken, its plaintext delivered),
+ * TLS_WANT_MORE (the handshake needs more input), TLS_CLOSED
+ * (close_notify received, after the plaintext before it was delivered),
+ * TLS_STOPPED, or an error as tls_feed() and tls_handshake()
+ * (tls_established() says whether the handshake had completed).
+ */
+int tls_input(struct tls *t, const uint8_t *in, size_t n);
 
 #endif

@@ -322,20 +322,6 @@ conn_send_raw(struct conn *k, const uint8_t *p, size_t len)
     return 0;
 }
 
-static int
-conn_send_tls_out(struct conn *k)
-{
-    const uint8_t *p;
-    size_t n;
-
-    while ((n = tls_pending_out(k->tls, &p)) > 0) {
-        if (conn_send_raw(k, p, n) < 0)
-            return -1;
-        tls_consume_out(k->tls, n);
-    }
-    return 0;
-}
-
 /* Send what the session has queued. */
 static int
 conn_flush(struct conn *k)
@@ -347,17 +333,18 @@ conn_flush(struct conn *k)
     if (len == 0)
         return 0;
     if (k->tls != NULL) {
-        int rc = tls_write(k->tls, p, len);
+        int rc = tls_send(k->tls, p, len);
 
         if (rc != TLS_OK) {
             char msg[300];
 
+            /* TLS_STOPPED: the socket failed, and said so. */
             snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
             conn_net_fail(k, msg);
             return -1;
         }
         pst_smtpc_consume(k->c, len);
-        return conn_send_tls_out(k);
+        return 0;
     }
     if (conn_send_raw(k, p, len) < 0)
         return -1;
@@ -396,9 +383,27 @@ conn_recv(struct conn *k, uint8_t *buf, size_t cap, size_t *got)
     }
 }
 
-static void
-record_tls(struct conn *k)
+/* The TLS pump's callbacks (tls_input(), tls_send()). */
+static int
+conn_tls_send(void *ctx, const uint8_t *p, size_t n)
 {
+    return conn_send_raw(ctx, p, n) < 0 ? -1 : 0;
+}
+
+static int
+conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
+{
+    struct conn *k = ctx;
+
+    return pst_smtpc_feed(k->c, p, n) < 0 ? -1 : 0;
+}
+
+/* The handshake is over: note what was negotiated; after STARTTLS the
+ * session starts again (RFC 3207 §4.2) before any plaintext reaches it. */
+static int
+conn_tls_established(void *ctx)
+{
+    struct conn *k = ctx;
     const char *why = NULL;
 
     snprintf(k->res->tls_protocol, sizeof(k->res->tls_protocol), "%s",
@@ -410,13 +415,46 @@ record_tls(struct conn *k)
     tls_peer_verify(k->tls, &why);
     snprintf(k->res->verify, sizeof(k->res->verify), "%s",
              why != NULL ? why : "unknown");
+    if (!k->o->url.implicit_tls && pst_smtpc_tls_started(k->c) < 0)
+        return -1;
+    return 0;
 }
 
+static const struct tls_io conn_tls_io = {
+    .send = conn_tls_send,
+    .recv = conn_tls_recv,
+    .established = conn_tls_established,
+};
+
+/* A status of tls_input() other than TLS_OK: record why, return -1. */
+static int
+conn_tls_fail(struct conn *k, int rc)
+{
+    char msg[TLS_ERROR_MAX + 300];
+
+    if (rc == TLS_CLOSED) {
+        conn_net_fail(k, "the server closed the TLS session");
+    } else if (rc < 0 && !tls_established(k->tls)) {
+        snprintf(msg, sizeof(msg), "TLS handshake with %s failed: %s",
+                 k->o->url.host, tls_error(k->tls));
+        conn_net_fail(k, msg);
+        if (rc == PST_EAUTH)
+            k->res->tls_verify_failed = 1;
+    } else if (rc < 0) {
+        snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
+        conn_net_fail(k, msg);
+    }
+    /* TLS_STOPPED: a callback failed and said why, if anything. */
+    return -1;
+}
+
+/* Start TLS and wait for the handshake to complete. */
 static int
 conn_tls_start(struct conn *k)
 {
     uint8_t buf[CONN_CHUNK];
     char err[TLS_ERROR_MAX + 64];
+    size_t n;
     int rc;
 
     if (k->ctx == NULL) {
@@ -435,31 +473,15 @@ conn_tls_start(struct conn *k)
         conn_net_fail(k, "TLS: out of memory");
         return -1;
     }
-    for (;;) {
-        size_t n;
-
-        rc = tls_handshake(k->tls);
-        if (conn_send_tls_out(k) < 0)
-            return -1;
-        if (rc == TLS_OK)
-            break;
-        if (rc < 0) {
-            snprintf(err, sizeof(err), "TLS handshake with %s failed: %s",
-                     k->o->url.host, tls_error(k->tls));
-            conn_net_fail(k, err);
-            if (rc == PST_EAUTH)
-                k->res->tls_verify_failed = 1;
-            return -1;
-        }
+    tls_set_io(k->tls, &conn_tls_io, k);
+    /* No input yet: sends the ClientHello. */
+    rc = tls_input(k->tls, NULL, 0);
+    while (rc == TLS_WANT_MORE) {
         if (conn_recv(k, buf, sizeof(buf), &n) < 0)
             return -1;
-        if (tls_feed(k->tls, buf, n) < 0) {
-            conn_net_fail(k, "TLS: out of memory");
-            return -1;
-        }
+        rc = tls_input(k->tls, buf, n);
     }
-    record_tls(k);
-    return 0;
+    return rc == TLS_OK ? 0 : conn_tls_fail(k, rc);
 }
 
 /* Read what the server sent and hand the plaintext to the session. */
@@ -468,35 +490,16 @@ conn_read(struct conn *k)
 {
     uint8_t buf[CONN_CHUNK];
     size_t n;
+    int rc;
 
     if (conn_recv(k, buf, sizeof(buf), &n) < 0)
         return -1;
     if (k->tls == NULL)
         return pst_smtpc_feed(k->c, buf, n) < 0 ? -1 : 0;
-    if (tls_feed(k->tls, buf, n) < 0) {
-        conn_net_fail(k, "TLS: out of memory");
-        return -1;
-    }
-    for (;;) {
-        int rc = tls_read(k->tls, buf, sizeof(buf), &n);
-
-        if (rc == TLS_WANT_MORE)
-            break;
-        if (rc == TLS_CLOSED) {
-            conn_net_fail(k, "the server closed the TLS session");
-            return -1;
-        }
-        if (rc < 0) {
-            char msg[TLS_ERROR_MAX + 8];
-
-            snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-            conn_net_fail(k, msg);
-            return -1;
-        }
-        if (pst_smtpc_feed(k->c, buf, n) < 0)
-            return -1;
-    }
-    return conn_send_tls_out(k); /* e.g. a TLS 1.3 key update answer */
+    /* Plaintext goes to the session; what TLS answers (a TLS 1.3 key
+     * update) to the server. */
+    rc = tls_input(k->tls, buf, n);
+    return rc == TLS_OK ? 0 : conn_tls_fail(k, rc);
 }
 
 static int
@@ -725,8 +728,7 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
         while (pst_smtpc_next_event(k.c, &ev) == 1) {
             switch (ev.type) {
             case PST_SMTPC_EV_STARTTLS:
-                if (conn_tls_start(&k) < 0 ||
-                    pst_smtpc_tls_started(k.c) < 0)
+                if (conn_tls_start(&k) < 0)
                     goto out;
                 break;
             case PST_SMTPC_EV_EHLO:
@@ -771,7 +773,7 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
         res->error = 0;
     }
     if (k.tls != NULL && tls_shutdown(k.tls) == 0)
-        conn_send_tls_out(&k);
+        tls_flush(k.tls);
 out:
     pst_smtpc_free(k.c);
     tls_free(k.tls);

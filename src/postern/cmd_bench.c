@@ -8,7 +8,7 @@
  *
  * One thread, one libuv loop, a fixed slot per connection, so 10,000
  * connections cost the client about 2 KiB each.  TLS goes through the
- * memory-BIO module (src/posternd/tls.h) that posternd uses.
+ * memory-BIO module of src/common (tls.h) that posternd uses.
  *
  * Why a bench state machine here and not the sans-IO client session of
  * lib/smtp/client.c: that session runs the SASL exchange itself, so a
@@ -220,8 +220,7 @@ struct bench {
     size_t nlat, caplat;
     struct bench_sample samples[BENCH_SAMPLES];
     unsigned nsamples;
-    uint8_t rbuf[BENCH_READ_CHUNK]; /* plaintext read */
-    uint8_t cbuf[BENCH_READ_CHUNK]; /* ciphertext read */
+    uint8_t rbuf[BENCH_READ_CHUNK]; /* what one read gets */
 };
 
 static void conn_start(struct bconn *k);
@@ -415,36 +414,23 @@ conn_write_raw(struct bconn *k, const uint8_t *p, size_t len)
 }
 
 static int
-conn_flush_tls(struct bconn *k)
-{
-    const uint8_t *p;
-    size_t n;
-
-    while ((n = tls_pending_out(k->tls, &p)) > 0) {
-        if (conn_write_raw(k, p, n) < 0)
-            return -1;
-        tls_consume_out(k->tls, n);
-    }
-    return 0;
-}
-
-static int
 conn_send(struct bconn *k, const void *p, size_t len)
 {
     int rc;
 
     if (k->tls == NULL)
         return conn_write_raw(k, p, len);
-    rc = tls_write(k->tls, p, len);
+    rc = tls_send(k->tls, p, len);
+    if (rc == TLS_STOPPED)
+        return -1; /* the write failed: conn_fail() has run */
     if (rc != TLS_OK) {
         char msg[TLS_ERROR_MAX + 8];
 
         snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-        conn_flush_tls(k);
         conn_fail(k, msg);
         return -1;
     }
-    return conn_flush_tls(k);
+    return 0;
 }
 
 /* Queue a command line (CRLF added) and the stage of its reply. */
@@ -842,8 +828,64 @@ conn_send_ehlo(struct bconn *k)
     conn_cmd(k, ST_EHLO, "EHLO " BENCH_HELO);
 }
 
+/* The TLS pump's callbacks: each returns -1 once the connection is
+ * closing (its TLS state is then freed). */
+static int
+conn_tls_send(void *ctx, const uint8_t *p, size_t n)
+{
+    return conn_write_raw(ctx, p, n) < 0 ? -1 : 0;
+}
+
+static void conn_take(struct bconn *k, const uint8_t *p, size_t n);
+
+static int
+conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
+{
+    struct bconn *k = ctx;
+
+    conn_take(k, p, n);
+    return k->state == ST_CLOSING ? -1 : 0;
+}
+
 /* RFC 3207 §4.2: after the handshake the client forgets what it knew
- * and says EHLO again. */
+ * and says EHLO again; on an implicit-TLS port the greeting is still to
+ * come. */
+static int
+conn_tls_established(void *ctx)
+{
+    struct bconn *k = ctx;
+
+    k->handshaking = 0;
+    k->tls_up = 1;
+    k->t_last = uv_hrtime();
+    if (k->ex_len == 0)
+        conn_send_ehlo(k);
+    return k->state == ST_CLOSING ? -1 : 0;
+}
+
+static const struct tls_io conn_tls_io = {
+    .send = conn_tls_send,
+    .recv = conn_tls_recv,
+    .established = conn_tls_established,
+};
+
+/* Ciphertext from the server (or none, to start): through the pump. */
+static void
+conn_take_tls(struct bconn *k, const uint8_t *p, size_t n)
+{
+    char msg[TLS_ERROR_MAX + 16];
+    int rc = tls_input(k->tls, p, n);
+
+    if (rc == TLS_OK || rc == TLS_WANT_MORE || rc == TLS_STOPPED)
+        return;
+    if (rc == TLS_CLOSED) {
+        conn_fail(k, "the server closed the TLS session");
+        return;
+    }
+    snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
+    conn_fail(k, msg);
+}
+
 static void
 conn_tls_begin(struct bconn *k)
 {
@@ -853,18 +895,11 @@ conn_tls_begin(struct bconn *k)
         conn_fail(k, "TLS: cannot start");
         return;
     }
+    tls_set_io(k->tls, &conn_tls_io, k);
     k->handshaking = 1;
     k->state = ST_HANDSHAKE;
     k->line_len = 0;
-    rc = tls_handshake(k->tls);
-    if (conn_flush_tls(k) < 0)
-        return;
-    if (rc < 0) {
-        char msg[TLS_ERROR_MAX + 16];
-
-        snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-        conn_fail(k, msg);
-    }
+    conn_take_tls(k, NULL, 0);
 }
 
 static int
@@ -1078,69 +1113,14 @@ conn_take(struct bconn *k, const uint8_t *p, size_t n)
 }
 
 static void
-conn_take_tls(struct bconn *k, const uint8_t *p, size_t n)
-{
-    struct bench *b = k->b;
-    char msg[TLS_ERROR_MAX + 16];
-    int rc;
-
-    if (tls_feed(k->tls, p, n) < 0) {
-        conn_fail(k, "TLS: out of memory");
-        return;
-    }
-    if (k->handshaking) {
-        rc = tls_handshake(k->tls);
-        if (conn_flush_tls(k) < 0)
-            return;
-        if (rc == TLS_WANT_MORE)
-            return;
-        if (rc < 0) {
-            snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-            conn_fail(k, msg);
-            return;
-        }
-        k->handshaking = 0;
-        k->tls_up = 1;
-        k->t_last = uv_hrtime();
-        /* After STARTTLS nothing is awaited: say EHLO again; on an
-         * implicit-TLS port the greeting is still to come. */
-        if (k->ex_len == 0)
-            conn_send_ehlo(k);
-        if (k->state == ST_CLOSING)
-            return;
-    }
-    for (;;) {
-        size_t got = 0;
-
-        rc = tls_read(k->tls, b->rbuf, sizeof(b->rbuf), &got);
-        if (rc == TLS_WANT_MORE)
-            break;
-        if (rc == TLS_CLOSED) {
-            conn_fail(k, "the server closed the TLS session");
-            return;
-        }
-        if (rc < 0) {
-            snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-            conn_fail(k, msg);
-            return;
-        }
-        conn_take(k, b->rbuf, got);
-        if (k->state == ST_CLOSING)
-            return;
-    }
-    conn_flush_tls(k);
-}
-
-static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct bconn *k = h->data;
 
     (void)suggested;
     /* One loop, and each read is consumed before the next: the
-     * connections share one buffer (ciphertext in cbuf, so that TLS can
-     * decrypt into rbuf). */
-    buf->base = (char *)(k->tls != NULL ? k->b->cbuf : k->b->rbuf);
+     * connections share one buffer (TLS decrypts into its own). */
+    buf->base = (char *)k->b->rbuf;
     buf->len = BENCH_READ_CHUNK;
 }
 

@@ -485,17 +485,36 @@ conn_write_raw(struct conn *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* The TLS pump's callbacks (tls_input(), tls_send()). */
 static int
-conn_send_tls(struct conn *c)
+conn_tls_send(void *ctx, const uint8_t *p, size_t n)
 {
-    const uint8_t *p;
-    size_t n;
+    return conn_write_raw(ctx, p, n) < 0 ? -1 : 0;
+}
 
-    while ((n = tls_pending_out(c->tls, &p)) > 0) {
-        if (conn_write_raw(c, p, n) < 0)
-            return -1;
-        tls_consume_out(c->tls, n);
-    }
+static int conn_take_plain(struct conn *c, const uint8_t *p, size_t n);
+static int conn_tls_established(void *ctx);
+
+static int
+conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
+{
+    return conn_take_plain(ctx, p, n) < 0 ? -1 : 0;
+}
+
+static const struct tls_io conn_tls_io = {
+    .send = conn_tls_send,
+    .recv = conn_tls_recv,
+    .established = conn_tls_established,
+};
+
+/* Start TLS on the connection (implicit TLS at accept, or STARTTLS). */
+static int
+conn_tls_begin(struct conn *c)
+{
+    if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+        return -1;
+    tls_set_io(c->tls, &conn_tls_io, c);
+    c->tls_handshaking = 1;
     return 0;
 }
 
@@ -513,11 +532,11 @@ conn_flush(struct conn *c)
     if (c->tls != NULL) {
         if (c->tls_handshaking)
             return 0; /* nothing may go out before the handshake ends */
-        if (tls_write(c->tls, p, len) != TLS_OK)
+        if (tls_send(c->tls, p, len) != TLS_OK)
             return -1;
         pst_smtp_server_consume(c->s, len);
         c->progress++;
-        return conn_send_tls(c) < 0 ? -1 : 1;
+        return 1;
     }
     if (conn_write_raw(c, p, len) < 0)
         return -1;
@@ -1186,10 +1205,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         if (conn_flush(c) < 0)
             return -1;
         pst_buf_reset(&c->backlog);
-        if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
-            return -1;
-        c->tls_handshaking = 1;
-        return 0;
+        return conn_tls_begin(c);
     case PST_SMTP_EV_AUTH_LOOKUP:
         return conn_on_auth_lookup(c, ev);
     case PST_SMTP_EV_AUTH_VERIFY:
@@ -1339,7 +1355,7 @@ conn_pump(struct conn *c)
     if (c->close_after_flush) {
         if (c->tls != NULL && !c->tls_handshaking &&
             tls_shutdown(c->tls) == 0)
-            conn_send_tls(c);
+            tls_flush(c->tls);
         if (c->writes_pending == 0)
             conn_close(c);
         else if (c->reading) {
@@ -1406,50 +1422,36 @@ conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* The handshake is over: the session learns it (RFC 3207 §4.2: it
+ * forgets what it knew; on an implicit-TLS port it greets now). */
+static int
+conn_tls_established(void *ctx)
+{
+    struct conn *c = ctx;
+
+    c->tls_handshaking = 0;
+    log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
+              tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
+                                    tls_cipher(c->tls)) < 0)
+        return -1;
+    if (c->implicit && pst_smtp_server_start(c->s) < 0)
+        return -1;
+    return 0;
+}
+
 /* Ciphertext arrived: advance the handshake, then decrypt. */
 static int
 conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
 {
-    uint8_t buf[16384];
-    size_t got;
-    int rc;
+    int rc = tls_input(c->tls, p, n);
 
-    if (tls_feed(c->tls, p, n) < 0)
-        return -1;
-    if (c->tls_handshaking) {
-        rc = tls_handshake(c->tls);
-        if (conn_send_tls(c) < 0)
-            return -1;
-        if (rc == TLS_WANT_MORE)
-            return 0;
-        if (rc < 0) {
-            log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
-                      c->peer, "error", tls_error(c->tls), NULL);
-            return -1;
-        }
-        c->tls_handshaking = 0;
-        log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
-                  tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
-        if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                        tls_cipher(c->tls)) < 0)
-            return -1;
-        if (c->implicit && pst_smtp_server_start(c->s) < 0)
-            return -1;
-    }
-    for (;;) {
-        rc = tls_read(c->tls, buf, sizeof(buf), &got);
-        if (rc == TLS_WANT_MORE)
-            break;
-        if (rc == TLS_CLOSED || rc < 0) {
-            OPENSSL_cleanse(buf, sizeof(buf));
-            return -1;
-        }
-        rc = conn_take_plain(c, buf, got);
-        OPENSSL_cleanse(buf, got);
-        if (rc < 0)
-            return -1;
-    }
-    return conn_send_tls(c);
+    if (rc == TLS_OK || rc == TLS_WANT_MORE)
+        return 0;
+    if (rc < 0 && !tls_established(c->tls))
+        log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
+                  c->peer, "error", tls_error(c->tls), NULL);
+    return -1;
 }
 
 static void
@@ -1622,11 +1624,10 @@ on_connection(uv_stream_t *ls, int status)
     }
     if (scfg.tls == PST_SMTP_TLS_IMPLICIT) {
         c->implicit = 1;
-        if (sc->tls == NULL || tls_new(sc->tls, NULL, &c->tls) < 0) {
+        if (conn_tls_begin(c) < 0) {
             conn_close(c);
             return;
         }
-        c->tls_handshaking = 1;
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
         conn_arm_timer(c);

@@ -928,6 +928,335 @@ test_close_notify(void **state)
     conn_close(&k);
 }
 
+/* --- the pump (tls_input, tls_send, tls_flush) ------------------------- */
+
+/* One end of a pumped connection: what its callbacks saw. */
+struct pend {
+    struct tls *t;
+    struct pst_buf wire;      /* ciphertext sent, not yet delivered */
+    struct pst_buf plain;     /* plaintext received */
+    unsigned sends, recvs, established;
+    int stop_send, stop_recv, stop_established; /* 1: that callback stops */
+    int free_on_stop;         /* a stopping callback frees t (as bench) */
+};
+
+static int
+pend_send(void *ctx, const uint8_t *p, size_t n)
+{
+    struct pend *e = ctx;
+
+    e->sends++;
+    assert_true(n > 0);
+    if (e->stop_send) {
+        if (e->free_on_stop) {
+            tls_free(e->t);
+            e->t = NULL;
+        }
+        return 1;
+    }
+    assert_rc(pst_buf_append(&e->wire, p, n), 0);
+    return 0;
+}
+
+static int
+pend_recv(void *ctx, const uint8_t *p, size_t n)
+{
+    struct pend *e = ctx;
+
+    e->recvs++;
+    assert_true(n > 0 && n <= 16384);
+    assert_rc(pst_buf_append(&e->plain, p, n), 0);
+    if (e->stop_recv) {
+        if (e->free_on_stop) {
+            tls_free(e->t);
+            e->t = NULL;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int
+pend_established(void *ctx)
+{
+    struct pend *e = ctx;
+
+    e->established++;
+    /* The accessors answer from the callback on. */
+    assert_true(strlen(tls_protocol(e->t)) > 0);
+    assert_int_equal(tls_established(e->t), 1);
+    return e->stop_established;
+}
+
+static const struct tls_io pend_io = {
+    .send = pend_send,
+    .recv = pend_recv,
+    .established = pend_established,
+};
+
+static void
+pend_init(struct pend *e, struct tls *t)
+{
+    memset(e, 0, sizeof(*e));
+    e->t = t;
+    pst_buf_init(&e->wire, 1 << 20, 0);
+    pst_buf_init(&e->plain, 1 << 20, 0);
+    tls_set_io(t, &pend_io, e);
+}
+
+static void
+pend_clear(struct pend *e)
+{
+    tls_free(e->t);
+    pst_buf_clear(&e->wire);
+    pst_buf_clear(&e->plain);
+}
+
+/*
+ * Deliver what `from` sent to `to` through tls_input() in random pieces
+ * (empty ones included).  Returns the last status (TLS_OK when nothing
+ * was in flight).
+ */
+static int
+pump_deliver(struct pend *from, struct pend *to)
+{
+    size_t off = 0;
+    int rc = TLS_OK;
+
+    while (off < from->wire.len) {
+        size_t k = rng_size(from->wire.len - off + 1) - 1;
+
+        rc = tls_input(to->t, from->wire.data + off, k);
+        off += k;
+        if (rc != TLS_OK && rc != TLS_WANT_MORE)
+            break;
+    }
+    pst_buf_reset(&from->wire);
+    return rc;
+}
+
+/* Both ends through the pump: the handshake, data both ways, the
+ * callbacks counted exactly. */
+static void
+test_pump(void **state)
+{
+    struct tls_ctx *sctx, *cctx;
+    struct tls *s, *c;
+    struct pend se, ce;
+    uint8_t *big;
+    size_t big_len = 200000;
+    int crc = TLS_WANT_MORE, src = TLS_WANT_MORE;
+
+    (void)state;
+    rng_seed(11);
+    for (int v = 0; v < 2; v++) {
+        sctx = server_ctx(fx.a_crt, fx.a_key, TLS_VERSION_DEFAULT,
+                          v == 0 ? TLS_VERSION_DEFAULT : TLS_VERSION_1_2);
+        cctx = client_ctx(fx.a_crt, 0, TLS_VERSION_DEFAULT,
+                          TLS_VERSION_DEFAULT);
+        assert_rc(tls_new(sctx, NULL, &s), 0);
+        assert_rc(tls_new(cctx, "mail.example.test", &c), 0);
+        tls_ctx_free(sctx);
+        tls_ctx_free(cctx);
+        pend_init(&se, s);
+        pend_init(&ce, c);
+
+        /* No input: the client's ClientHello goes out, nothing else. */
+        assert_rc(tls_input(c, NULL, 0), TLS_WANT_MORE);
+        assert_int_equal(ce.sends, 1);
+        assert_true(ce.wire.len > 0);
+        assert_int_equal(tls_established(c), 0);
+        /* Plaintext cannot go out yet. */
+        assert_rc(tls_send(c, (const uint8_t *)"x", 1),
+                  TLS_WANT_MORE);
+        for (int round = 0; round < 20 && (ce.wire.len || se.wire.len);
+             round++) {
+            src = pump_deliver(&ce, &se);
+            crc = pump_deliver(&se, &ce);
+        }
+        assert_rc(src, TLS_OK);
+        assert_rc(crc, TLS_OK);
+        assert_int_equal(se.established, 1);
+        assert_int_equal(ce.established, 1);
+        assert_int_equal(se.recvs + ce.recvs, 0);
+        assert_string_equal(tls_protocol(c), v == 0 ? "TLSv1.3"
+                                                    : "TLSv1.2");
+
+        /* Data both ways, split anyhow; established is not called
+         * again. */
+        assert_rc(tls_send(c, (const uint8_t *)"EHLO x\r\n", 8),
+                  TLS_OK);
+        assert_rc(pump_deliver(&ce, &se), TLS_OK);
+        assert_bytes_equal(se.plain.data, se.plain.len, "EHLO x\r\n", 8);
+        big = malloc(big_len);
+        assert_non_null(big);
+        for (size_t i = 0; i < big_len; i++)
+            big[i] = (uint8_t)(rng_next() >> 56);
+        assert_rc(tls_send(s, big, big_len), TLS_OK);
+        assert_rc(pump_deliver(&se, &ce), TLS_OK);
+        assert_bytes_equal(ce.plain.data, ce.plain.len, big, big_len);
+        /* Records carry at most 16 KiB: one recv per record at least. */
+        assert_true(ce.recvs >= big_len / 16384);
+        assert_int_equal(se.established, 1);
+        assert_int_equal(ce.established, 1);
+        free(big);
+
+        /* Plaintext and close_notify in one input: both delivered, then
+         * TLS_CLOSED. */
+        pst_buf_reset(&se.plain);
+        assert_rc(tls_send(c, (const uint8_t *)"QUIT\r\n", 6),
+                  TLS_OK);
+        assert_rc(tls_shutdown(c), 0);
+        assert_rc(tls_flush(c), TLS_OK);
+        assert_int_equal(tls_pending_out(c, &(const uint8_t *){NULL}), 0);
+        assert_rc(tls_input(s, ce.wire.data, ce.wire.len),
+                  TLS_CLOSED);
+        assert_bytes_equal(se.plain.data, se.plain.len, "QUIT\r\n", 6);
+        pend_clear(&se);
+        pend_clear(&ce);
+    }
+}
+
+/* A callback that stops: the pump returns TLS_STOPPED at once and does
+ * not touch the connection again (the callback freed it: ASan would
+ * see any use). */
+static void
+test_pump_stop(void **state)
+{
+    struct tls_ctx *sctx, *cctx;
+    struct tls *s, *c;
+    struct pend se, ce;
+
+    (void)state;
+    rng_seed(12);
+    for (int which = 0; which < 3; which++) {
+        sctx = server_ctx(fx.a_crt, fx.a_key, TLS_VERSION_DEFAULT,
+                          TLS_VERSION_DEFAULT);
+        cctx = client_ctx(fx.a_crt, 0, TLS_VERSION_DEFAULT,
+                          TLS_VERSION_DEFAULT);
+        assert_rc(tls_new(sctx, NULL, &s), 0);
+        assert_rc(tls_new(cctx, "mail.example.test", &c), 0);
+        tls_ctx_free(sctx);
+        tls_ctx_free(cctx);
+        pend_init(&se, s);
+        pend_init(&ce, c);
+        se.free_on_stop = 1;
+        assert_rc(tls_input(c, NULL, 0), TLS_WANT_MORE);
+        if (which == 0) {
+            /* The server's first flight cannot be sent. */
+            se.stop_send = 1;
+            assert_rc(tls_input(s, ce.wire.data, ce.wire.len),
+                      TLS_STOPPED);
+            assert_int_equal(se.sends, 1);
+            assert_null(se.t);
+        } else {
+            assert_rc(tls_input(s, ce.wire.data, ce.wire.len),
+                      TLS_WANT_MORE);
+            pst_buf_reset(&ce.wire);
+            assert_rc(tls_input(c, se.wire.data, se.wire.len),
+                      TLS_OK);
+            assert_int_equal(ce.established, 1);
+            /* The client's Finished and a command in one input. */
+            assert_rc(tls_send(c, (const uint8_t *)"NOOP\r\n", 6),
+                      TLS_OK);
+            if (which == 1) {
+                se.stop_established = 1;
+                assert_rc(tls_input(s, ce.wire.data, ce.wire.len),
+                          TLS_STOPPED);
+                assert_int_equal(se.established, 1);
+                assert_int_equal(se.recvs, 0);
+                tls_free(se.t); /* pend_established does not free */
+                se.t = NULL;
+            } else {
+                se.stop_recv = 1;
+                assert_rc(tls_input(s, ce.wire.data, ce.wire.len),
+                          TLS_STOPPED);
+                assert_int_equal(se.recvs, 1);
+                assert_bytes_equal(se.plain.data, se.plain.len,
+                                   "NOOP\r\n", 6);
+                assert_null(se.t);
+            }
+        }
+        pend_clear(&se);
+        pend_clear(&ce);
+    }
+}
+
+/* A failure: the error comes back, the alert goes out, and the
+ * handshake is known not to have completed. */
+static void
+test_pump_failure(void **state)
+{
+    struct tls_ctx *sctx, *cctx;
+    struct tls *s, *c;
+    struct pend se, ce;
+    uint8_t rec[64];
+
+    (void)state;
+    rng_seed(13);
+    sctx = server_ctx(fx.a_crt, fx.a_key, TLS_VERSION_DEFAULT,
+                      TLS_VERSION_DEFAULT);
+    assert_rc(tls_new(sctx, NULL, &s), 0);
+    tls_ctx_free(sctx);
+    pend_init(&se, s);
+    assert_rc(tls_input(s, (const uint8_t *)"EHLO x\r\n", 8),
+              PST_EPROTO);
+    assert_non_null(strstr(tls_error(s), "wrong version number"));
+    assert_int_equal(tls_established(s), 0);
+    assert_int_equal(se.established + se.recvs, 0);
+    /* Sticky. */
+    assert_rc(tls_input(s, (const uint8_t *)"x", 1), PST_EPROTO);
+    pend_clear(&se);
+
+    /* A client that refuses the certificate (wrong name) says so. */
+    sctx = server_ctx(fx.b_crt, fx.b_key, TLS_VERSION_DEFAULT,
+                      TLS_VERSION_DEFAULT);
+    cctx = client_ctx(fx.a_crt, 0, TLS_VERSION_DEFAULT, TLS_VERSION_DEFAULT);
+    assert_rc(tls_new(sctx, NULL, &s), 0);
+    assert_rc(tls_new(cctx, "mail.example.test", &c), 0);
+    tls_ctx_free(sctx);
+    tls_ctx_free(cctx);
+    pend_init(&se, s);
+    pend_init(&ce, c);
+    assert_rc(tls_input(c, NULL, 0), TLS_WANT_MORE);
+    assert_rc(tls_input(s, ce.wire.data, ce.wire.len), TLS_WANT_MORE);
+    pst_buf_reset(&ce.wire);
+    assert_rc(tls_input(c, se.wire.data, se.wire.len), PST_EAUTH);
+    assert_true(ce.wire.len > 0); /* the alert */
+    assert_int_equal(ce.established, 0);
+    pend_clear(&se);
+    pend_clear(&ce);
+
+    /* After the handshake: a record that fails its MAC. */
+    sctx = server_ctx(fx.a_crt, fx.a_key, TLS_VERSION_DEFAULT,
+                      TLS_VERSION_DEFAULT);
+    cctx = client_ctx(fx.a_crt, 0, TLS_VERSION_DEFAULT, TLS_VERSION_DEFAULT);
+    assert_rc(tls_new(sctx, NULL, &s), 0);
+    assert_rc(tls_new(cctx, "mail.example.test", &c), 0);
+    tls_ctx_free(sctx);
+    tls_ctx_free(cctx);
+    pend_init(&se, s);
+    pend_init(&ce, c);
+    assert_rc(tls_input(c, NULL, 0), TLS_WANT_MORE);
+    while (ce.wire.len > 0 || se.wire.len > 0) {
+        pump_deliver(&ce, &se);
+        pump_deliver(&se, &ce);
+    }
+    assert_int_equal(se.established, 1);
+    memset(rec, 0x41, sizeof(rec));
+    rec[0] = 0x17;
+    rec[1] = 0x03;
+    rec[2] = 0x03;
+    rec[3] = 0x00;
+    rec[4] = (uint8_t)(sizeof(rec) - 5);
+    assert_rc(tls_input(s, rec, sizeof(rec)), PST_EPROTO);
+    assert_int_equal(tls_established(s), 1);
+    assert_true(se.wire.len > 0); /* the alert */
+    assert_int_equal(se.recvs, 0);
+    pend_clear(&se);
+    pend_clear(&ce);
+}
+
 /* Reload: a new context for new connections, the old one lives on. */
 static void
 test_reload(void **state)
@@ -1032,6 +1361,9 @@ main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_garbage_after_handshake),
         cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_pump),
+        cmocka_unit_test(test_pump_stop),
+        cmocka_unit_test(test_pump_failure),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_misuse),
     };
