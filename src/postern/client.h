@@ -13,6 +13,8 @@
 #include "tls.h"
 
 #define CLIENT_TEXT_MAX 4096
+/* Longest password read from a file or the terminal, in bytes. */
+#define CLIENT_PASSWORD_MAX 4096
 
 /* smtp://host[:port] (587, STARTTLS) or smtps://host[:port] (465). */
 struct server_url {
@@ -86,7 +88,8 @@ void client_describe(const struct client_result *r, char *buf, size_t n);
 /*
  * The password: from file (its first line) if file is not NULL, else the
  * environment variable POSTERN_PASSWORD, else a no-echo prompt on the
- * terminal.  *out is malloc'd (wipe with OPENSSL_clear_free(*out, *len)).
+ * terminal (/dev/tty).  *out is malloc'd and NUL-terminated (wipe with
+ * OPENSSL_clear_free(*out, *len + 1)).
  * Returns: 0, or -1 with a message in err.
  */
 int client_password(const char *file, const char *prompt, char **out,

@@ -16,12 +16,12 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sysexits.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "client.h"
+#include "prompt.h"
 
 #define CONN_CHUNK (16 * 1024)
 
@@ -151,46 +151,16 @@ helo_from_socket(int fd, char *buf, size_t n)
 /* --- Password -------------------------------------------------------------
  */
 
-static int
-read_line_fd(int fd, char **out, size_t *len)
+/* "what: why a password could not be read" into err. */
+static void
+password_error(char *err, size_t n, const char *what, int rc)
 {
-    size_t cap = 256, n = 0;
-    char *p = malloc(cap), ch;
-    ssize_t r;
-
-    if (p == NULL)
-        return -1;
-    while ((r = read(fd, &ch, 1)) == 1 && ch != '\n') {
-        if (n + 1 == cap) {
-            char *q;
-
-            if (cap >= 4096) {
-                OPENSSL_clear_free(p, cap);
-                errno = EOVERFLOW;
-                return -1;
-            }
-            q = malloc(cap * 2);
-            if (q == NULL) {
-                OPENSSL_clear_free(p, cap);
-                return -1;
-            }
-            memcpy(q, p, n);
-            OPENSSL_clear_free(p, cap);
-            p = q;
-            cap *= 2;
-        }
-        p[n++] = ch;
-    }
-    if (r < 0) {
-        OPENSSL_clear_free(p, cap);
-        return -1;
-    }
-    if (n > 0 && p[n - 1] == '\r')
-        n--;
-    p[n] = '\0';
-    *out = p;
-    *len = n;
-    return 0;
+    if (rc == PST_ELIMIT)
+        snprintf(err, n, "%s: longer than %d bytes", what,
+                 CLIENT_PASSWORD_MAX);
+    else
+        snprintf(err, n, "%s: %s", what,
+                 rc == PST_EIO ? strerror(errno) : pst_strerror(rc));
 }
 
 int
@@ -198,24 +168,10 @@ client_password(const char *file, const char *prompt, char **out,
                 size_t *len, char *err, size_t err_size)
 {
     const char *env = getenv("POSTERN_PASSWORD");
-    struct termios old, quiet;
+    struct pst_buf pw;
     int fd, rc;
 
-    if (file != NULL) {
-        fd = open(file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            snprintf(err, err_size, "%s: %s", file, strerror(errno));
-            return -1;
-        }
-        rc = read_line_fd(fd, out, len);
-        close(fd);
-        if (rc < 0) {
-            snprintf(err, err_size, "%s: %s", file, strerror(errno));
-            return -1;
-        }
-        return 0;
-    }
-    if (env != NULL) {
+    if (file == NULL && env != NULL) {
         *len = strlen(env);
         *out = malloc(*len + 1);
         if (*out == NULL) {
@@ -225,37 +181,49 @@ client_password(const char *file, const char *prompt, char **out,
         memcpy(*out, env, *len + 1);
         return 0;
     }
-    fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (fd < 0 || tcgetattr(fd, &old) != 0) {
+    pst_buf_init(&pw, CLIENT_PASSWORD_MAX, 1);
+    if (file != NULL) {
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(err, err_size, "%s: %s", file, strerror(errno));
+            return -1;
+        }
+        rc = prompt_read_line(fd, &pw);
+        close(fd);
+        if (rc < 0 && rc != PST_ENOENT) {
+            password_error(err, err_size, file, rc);
+            pst_buf_clear(&pw);
+            return -1;
+        }
+    } else {
+        fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+        rc = fd < 0 ? PST_ENOTSUP : prompt_password(fd, fd, prompt, &pw);
         if (fd >= 0)
             close(fd);
-        snprintf(err, err_size, "no password: use --password-file, "
-                 "POSTERN_PASSWORD, or run on a terminal");
+        if (rc == PST_ENOTSUP) {
+            snprintf(err, err_size, "no password: use --password-file, "
+                     "POSTERN_PASSWORD, or run on a terminal");
+            pst_buf_clear(&pw);
+            return -1;
+        }
+        if (rc < 0 && rc != PST_ENOENT) {
+            password_error(err, err_size, "cannot read the password", rc);
+            pst_buf_clear(&pw);
+            return -1;
+        }
+    }
+    /* An empty file or line is an empty password. */
+    *len = pw.len;
+    *out = malloc(pw.len + 1);
+    if (*out == NULL) {
+        snprintf(err, err_size, "out of memory");
+        pst_buf_clear(&pw);
         return -1;
     }
-    quiet = old;
-    quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-    quiet.c_lflag |= ICANON;
-    /* Echo off before the prompt shows: what is typed once the prompt is
-     * visible must be neither echoed nor thrown away by TCSAFLUSH (which
-     * drops unread input), as getpass(3) does it. */
-    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 ||
-        write(fd, prompt, strlen(prompt)) < 0) {
-        tcsetattr(fd, TCSAFLUSH, &old);
-        close(fd);
-        snprintf(err, err_size, "cannot prompt for the password");
-        return -1;
-    }
-    rc = read_line_fd(fd, out, len);
-    tcsetattr(fd, TCSAFLUSH, &old);
-    if (write(fd, "\n", 1) < 0)
-        rc = rc < 0 ? rc : 0;
-    close(fd);
-    if (rc < 0) {
-        snprintf(err, err_size, "cannot read the password: %s",
-                 strerror(errno));
-        return -1;
-    }
+    if (pw.len > 0)
+        memcpy(*out, pw.data, pw.len);
+    (*out)[pw.len] = '\0';
+    pst_buf_clear(&pw);
     return 0;
 }
 

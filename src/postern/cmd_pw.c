@@ -5,13 +5,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -20,6 +18,7 @@
 #include <postern/error.h>
 
 #include "cmd_cred.h"
+#include "prompt.h"
 
 const char cmd_cred_legacy_note[] =
     "Legacy devices: SCRAM-SHA-256 (the default) stores no password\n"
@@ -34,97 +33,43 @@ const char cmd_cred_legacy_note[] =
 
 /* --- reading the password ------------------------------------------- */
 
-static struct termios pw_saved_tty;
-static volatile sig_atomic_t pw_tty_changed;
-
-/* Give the terminal its echo back if a signal ends us mid-prompt. */
-static void
-pw_on_signal(int sig)
-{
-    if (pw_tty_changed)
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &pw_saved_tty);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
 /*
- * Read one line from fd byte by byte (no stdio buffer keeps a copy).
+ * One line from standard input, or from the terminal without echo (the
+ * prompt on stderr): prompt NULL means no terminal.
  * Returns: 0, EX_DATAERR (too long), EX_NOINPUT (end of input before any
- * byte), EX_IOERR.
+ * byte), EX_IOERR, EX_OSERR.
  */
 static int
-pw_read_line(int fd, struct pst_buf *b)
+pw_read(const char *prompt, struct pst_buf *b)
 {
-    int got = 0;
-
-    for (;;) {
-        uint8_t c;
-        ssize_t r = read(fd, &c, 1);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            fprintf(stderr, "postern: cannot read the password: %s\n",
-                    strerror(errno));
-            return EX_IOERR;
-        }
-        if (r == 0) {
-            if (!got) {
-                fprintf(stderr, "postern: no password on standard input\n");
-                return EX_NOINPUT;
-            }
-            break;
-        }
-        got = 1;
-        if (c == '\n')
-            break;
-        if (pst_buf_append_byte(b, c) < 0) {
-            fprintf(stderr, "postern: password longer than %d bytes\n",
-                    CMD_CRED_PW_MAX);
-            return EX_DATAERR;
-        }
-    }
-    if (b->len > 0 && b->data[b->len - 1] == '\r')
-        b->data[--b->len] = '\0';
-    return 0;
-}
-
-/* Prompt and read one password from the terminal without echo. */
-static int
-pw_read_tty(const char *prompt, struct pst_buf *b)
-{
-    struct termios quiet;
-    struct sigaction sa, old[4];
-    static const int sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     int rc;
 
-    if (tcgetattr(STDIN_FILENO, &pw_saved_tty) < 0) {
+    if (prompt == NULL)
+        rc = prompt_read_line(STDIN_FILENO, b);
+    else
+        rc = prompt_password(STDIN_FILENO, STDERR_FILENO, prompt, b);
+    switch (rc) {
+    case 0:
+        return 0;
+    case PST_ENOENT:
+        fprintf(stderr, "postern: no password on standard input\n");
+        return EX_NOINPUT;
+    case PST_ELIMIT:
+        fprintf(stderr, "postern: password longer than %d bytes\n",
+                CMD_CRED_PW_MAX);
+        return EX_DATAERR;
+    case PST_ENOMEM:
+        fprintf(stderr, "postern: out of memory\n");
+        return EX_OSERR;
+    case PST_ENOTSUP:
         fprintf(stderr, "postern: cannot read the terminal: %s\n",
                 strerror(errno));
         return EX_IOERR;
+    default:
+        fprintf(stderr, "postern: cannot read the password: %s\n",
+                strerror(errno));
+        return EX_IOERR;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = pw_on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < 4; i++)
-        sigaction(sigs[i], &sa, &old[i]);
-    quiet = pw_saved_tty;
-    quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
-    quiet.c_lflag |= ECHONL;
-    /* Echo off before the prompt: TCSAFLUSH drops what was typed ahead,
-     * and nothing typed after the prompt may be shown. */
-    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
-        pw_tty_changed = 1;
-    fputs(prompt, stderr);
-    fflush(stderr);
-    rc = pw_read_line(STDIN_FILENO, b);
-    if (pw_tty_changed) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &pw_saved_tty);
-        pw_tty_changed = 0;
-    }
-    for (size_t i = 0; i < 4; i++)
-        sigaction(sigs[i], &old[i], NULL);
-    return rc;
 }
 
 int
@@ -134,14 +79,14 @@ cmd_cred_read_password(int confirm, int allow_empty, struct pst_buf *pw)
 
     pst_buf_reset(pw);
     if (!isatty(STDIN_FILENO)) {
-        rc = pw_read_line(STDIN_FILENO, pw);
+        rc = pw_read(NULL, pw);
     } else {
         struct pst_buf again;
 
-        rc = pw_read_tty("Password: ", pw);
+        rc = pw_read("Password: ", pw);
         if (rc == 0 && confirm) {
             pst_buf_init(&again, CMD_CRED_PW_MAX, 1);
-            rc = pw_read_tty("Retype password: ", &again);
+            rc = pw_read("Retype password: ", &again);
             if (rc == 0 && (again.len != pw->len ||
                             CRYPTO_memcmp(again.data, pw->data, pw->len) !=
                                 0)) {

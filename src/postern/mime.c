@@ -16,6 +16,7 @@
 
 #include <postern/base64.h>
 
+#include "date.h"
 #include "mime.h"
 
 /* --- mbuf ---------------------------------------------------------------- */
@@ -248,23 +249,10 @@ read_file(const char *path, struct mbuf *out, char *err, size_t n)
 static int
 add_date(struct mbuf *out)
 {
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu",
-                                       "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
-                                         "Jun", "Jul", "Aug", "Sep", "Oct",
-                                         "Nov", "Dec"};
-    long off;
+    char date[DATE_RFC5322_MAX];
 
-    localtime_r(&now, &tm);
-    off = tm.tm_gmtoff / 60;
-    /* RFC 5322 §3.3, in English whatever the locale. */
-    snprintf(date, sizeof(date), "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+    if (date_rfc5322(time(NULL), date, sizeof(date)) < 0)
+        return -1;
     return mbuf_printf(out, "Date: %s\r\n", date);
 }
 

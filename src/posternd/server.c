@@ -37,6 +37,7 @@
 #include <postern/smtp.h>
 
 #include "config.h"
+#include "date.h"
 #include "deliver_maildir.h"
 #include "log.h"
 #include "server.h"
@@ -381,27 +382,6 @@ fail:
 }
 
 /* -------------------------------------------------------------------------- */
-
-/* RFC 5322 §3.3 date-time in English, local time. */
-static void
-rfc5322_date(char *buf, size_t n)
-{
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu",
-                                       "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
-                                         "Jun", "Jul", "Aug", "Sep", "Oct",
-                                         "Nov", "Dec"};
-    time_t now = time(NULL);
-    struct tm tm;
-    long off;
-
-    localtime_r(&now, &tm);
-    off = tm.tm_gmtoff / 60;
-    snprintf(buf, n, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
-}
 
 static void
 conn_log_close(struct conn *c, const char *why)
@@ -1170,7 +1150,7 @@ conn_on_data_begin(struct conn *c)
 {
     struct pst_buf hdr;
     struct pst_smtp_received r = {0};
-    char date[64];
+    char date[DATE_RFC5322_MAX];
     int rc;
 
     c->data_failed = 0;
@@ -1181,7 +1161,7 @@ conn_on_data_begin(struct conn *c)
         c->data_failed = 1;
         return;
     }
-    rfc5322_date(date, sizeof(date));
+    date_rfc5322(time(NULL), date, sizeof(date));
     r.peer_addr = c->peer_rcvd;
     r.queue_id = maildir_qid(c->msg);
     r.date = date;
