@@ -88,10 +88,10 @@ use_config(const struct config *c)
     for (size_t i = 0; i < c->n_listeners; i++) {
         const struct config_listener *l = &c->listeners[i];
 
-        if (l->name == NULL || l->address == NULL ||
-            l->n_mechs > CONFIG_MAX_MECHS)
+        if (l->name == NULL || l->address.text == NULL ||
+            l->mechs.n > CONFIG_MAX_MECHS)
             abort();
-        touch += strlen(l->name) + strlen(l->address);
+        touch += strlen(l->name) + strlen(l->address.text);
         for (size_t m = 0; pst_sasl_mech_at(m) != NULL; m++)
             touch += (size_t)config_listener_has_mech(l,
                                                       pst_sasl_mech_at(m));

@@ -68,6 +68,16 @@ tls_version_parse(const char *s, enum tls_version *out)
     return PST_EINVAL;
 }
 
+const char *
+tls_version_name(enum tls_version v)
+{
+    for (size_t i = 0; i < TLS_NVERSIONS; i++) {
+        if (tls_versions[i].version == v)
+            return tls_versions[i].name;
+    }
+    return NULL;
+}
+
 /* OpenSSL's number for v; 0 for an out-of-range value. */
 static int
 tls_version_proto(enum tls_version v)

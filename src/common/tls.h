@@ -98,6 +98,13 @@ struct tls_peer_cert {
 int tls_version_parse(const char *s, enum tls_version *out);
 
 /*
+ * The name of v as tls_version_parse() takes it ("TLSv1.2").
+ * Returns: a static string, or NULL for TLS_VERSION_DEFAULT and values
+ * out of range.
+ */
+const char *tls_version_name(enum tls_version v);
+
+/*
  * Make a context from cfg: a server context loads its certificate chain
  * and key; a client context loads its trust anchors (ca_file, or the
  * system store).  Contexts are immutable once made and may be shared by

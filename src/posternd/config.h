@@ -8,6 +8,11 @@
  * stops at the first error, reported as "FILE:LINE: message" ("FILE:
  * message" for something missing from the whole file), and resolves every
  * value to the typed fields below, defaults included.
+ *
+ * The keys are tables in config_keys.c, one per section type (the global
+ * keys, [listener NAME]): each row gives a key's name, value type, field,
+ * bounds, default and a line of documentation.  A new key of a known type
+ * is a row and a field; a new section type is a table and a struct.
  */
 #ifndef POSTERND_CONFIG_H
 #define POSTERND_CONFIG_H
@@ -21,6 +26,7 @@
 #include <postern/sasl.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define CONFIG_ERR_MAX   512     /* bytes for an error message */
 #define CONFIG_FILE_MAX  1048576 /* a configuration file larger is refused */
@@ -29,9 +35,15 @@
 #define CONFIG_CIDRS_MAX 256     /* entries of auth_throttle_exempt */
 #define CONFIG_ADDRESS_MAX 256   /* RFC 5321 §4.5.3.1.3: a path */
 
-enum config_userdb {
+enum config_userdb_kind {
     CONFIG_USERDB_PASSWD_FILE = 0, /* passwd-file:PATH */
     CONFIG_USERDB_PGSQL,           /* pgsql:CONNINFO */
+};
+
+/* userdb = KIND:ARG */
+struct config_userdb {
+    enum config_userdb_kind kind;
+    char    *arg;             /* PATH or CONNINFO (owned) */
 };
 
 enum config_sender_check {
@@ -70,26 +82,34 @@ struct config_cidrs {
     size_t n;
 };
 
+/* A numeric socket address: "127.0.0.1:587", "[::1]:587". */
+struct config_address {
+    char    *text;            /* as written (owned) */
+    struct sockaddr_storage sa; /* resolved, port included */
+    socklen_t len;
+};
+
+/* SASL mechanisms, in the order written (the order EHLO advertises). */
+struct config_mechs {
+    const struct pst_sasl_mech *v[CONFIG_MAX_MECHS];
+    size_t   n;
+};
+
 struct config_listener {
     char    *name;            /* from "[listener NAME]" */
-    char    *address;         /* as written: "127.0.0.1:587", "[::1]:587" */
-    struct sockaddr_storage addr; /* resolved, port included */
-    socklen_t addr_len;
+    unsigned line;            /* of the section header, for messages */
+    struct config_address address;
     enum config_tls tls;
     enum config_auth auth;
     enum config_auth_before_tls auth_before_tls;
-    /* In the order written (the order EHLO advertises). */
-    const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS];
-    size_t   n_mechs;
-    unsigned line;            /* of the section header, for messages */
+    struct config_mechs mechs;
 };
 
 struct config {
     char    *file;            /* name used in messages */
     /* Global keys: */
     char    *hostname;
-    enum config_userdb userdb;
-    char    *userdb_arg;      /* PATH or CONNINFO */
+    struct config_userdb userdb;
     char    *userdb_query;    /* pgsql: the lookup ($1 = user name);
                                  NULL: the default (userdb_pgsql.h) */
     unsigned userdb_timeout;  /* pgsql: seconds a lookup may take */
@@ -97,7 +117,7 @@ struct config {
     char    *spool;
     char    *tls_cert;        /* NULL if not set */
     char    *tls_key;         /* NULL if not set */
-    int      tls_min_version; /* OpenSSL TLS1_2_VERSION etc. */
+    enum tls_version tls_min_version;
     uint64_t max_message_size;   /* bytes (SIZE, RFC 1870) */
     enum config_sender_check sender_check;
     int      auth_throttle;      /* 1 yes, 0 no */
@@ -150,6 +170,22 @@ int config_load(const char *path, struct config **out, char *err,
 
 /* Free c; NULL is a no-op. */
 void config_free(struct config *c);
+
+/* One key of the tables, for documentation and its test. */
+struct config_key_info {
+    const char *section;      /* "listener"; NULL for a global key */
+    const char *name;
+    const char *def;          /* the default as written in the file, or
+                                 NULL (none, or computed: see doc) */
+    const char *doc;          /* one line */
+};
+
+/*
+ * The i-th key of all the tables (global keys first).
+ * Parameters: *out [out] borrowed static strings.
+ * Returns: 1 with *out filled, 0 past the last key.
+ */
+int config_key_at(size_t i, struct config_key_info *out);
 
 /*
  * Whether mechanism m is on listener l's list (1) or not (0).
@@ -207,5 +243,36 @@ int config_mailbox_expand(const char *tmpl, const char *addr,
  * Returns: 0, PST_ESYNTAX (*why, a static string, says what is wrong).
  */
 int config_mailbox_check(const char *tmpl, const char **why);
+
+/* --- Values (config_value.c), as the key tables read them ------------- */
+
+/*
+ * Decimal digits only (no sign, no spaces), s[0..len) ([in] borrowed),
+ * into *out without overflow.
+ * Returns: 0, -1 (not a number, or too large).
+ */
+int config_u64_parse(const char *s, size_t len, uint64_t *out);
+
+/*
+ * Whether s ([in] C string) is a host name: LDH labels of 1..63 octets
+ * separated by dots, 253 octets at most, no label starting or ending
+ * with "-" (RFC 1035 §2.3.1, RFC 1123 §2.1).  Returns: 1 or 0.
+ */
+int config_hostname_valid(const char *s);
+
+/*
+ * Parse "IPV4:PORT" or "[IPV6]:PORT" (numeric hosts, port 1..65535) from
+ * v ([in] C string) into a's sa and len (a->text is left alone).
+ * Returns: 0, -1 (refused).
+ */
+int config_address_parse(const char *v, struct config_address *a);
+
+/*
+ * Whether two listening addresses would fight over one socket: same
+ * family and port, and the same address or either one the wildcard
+ * (binding 0.0.0.0:25 takes 127.0.0.1:25 too).  Returns: 1 or 0.
+ */
+int config_address_conflict(const struct config_address *a,
+                            const struct config_address *b);
 
 #endif

@@ -242,23 +242,12 @@ srv_conf_unref(struct srv_conf *sc)
     free(sc);
 }
 
-static enum tls_version
-tls_version_of(int openssl_version)
-{
-    switch (openssl_version) {
-    case 0x0301: return TLS_VERSION_1_0;
-    case 0x0302: return TLS_VERSION_1_1;
-    case 0x0304: return TLS_VERSION_1_3;
-    default: return TLS_VERSION_1_2;
-    }
-}
-
 /* The host part of a listener address ("127.0.0.1", "::1"). */
 static char *
 listener_host(const struct config_listener *l)
 {
     char buf[INET6_ADDRSTRLEN];
-    const struct sockaddr *sa = (const struct sockaddr *)&l->addr;
+    const struct sockaddr *sa = (const struct sockaddr *)&l->address.sa;
 
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
@@ -329,7 +318,7 @@ srv_conf_load(const char *path, char *err, size_t n)
             .role = TLS_ROLE_SERVER,
             .cert_file = cfg->tls_cert,
             .key_file = cfg->tls_key,
-            .min_version = tls_version_of(cfg->tls_min_version),
+            .min_version = cfg->tls_min_version,
         };
 
         if (tls_ctx_new(&tc, &sc->tls, err, n) < 0)
@@ -346,9 +335,9 @@ srv_conf_load(const char *path, char *err, size_t n)
         struct lconf *lc = &sc->l[i];
 
         sc->uri_hosts[i] = listener_host(cl);
-        for (size_t k = 0; k < cl->n_mechs; k++)
-            lc->mechs[k] = cl->mechs[k];
-        lc->mechs[cl->n_mechs] = NULL;
+        for (size_t k = 0; k < cl->mechs.n; k++)
+            lc->mechs[k] = cl->mechs.v[k];
+        lc->mechs[cl->mechs.n] = NULL;
         lc->scfg = (struct pst_smtp_server_config){
             .hostname = cfg->hostname,
             .tls = cl->tls == CONFIG_TLS_IMPLICIT ? PST_SMTP_TLS_IMPLICIT
@@ -1694,7 +1683,7 @@ worker_userdb(const struct srv_conf *sc)
     struct userdb *u;
     char err[CONFIG_ERR_MAX];
 
-    if (sc->cfg->userdb != CONFIG_USERDB_PGSQL)
+    if (sc->cfg->userdb.kind != CONFIG_USERDB_PGSQL)
         return userdb_ref(sc->udb);
     if (userdb_open(sc->cfg, &u, err, sizeof(err)) < 0) {
         log_event(LOG_LEVEL_WARN, "userdb_failed", "error", err, NULL);
@@ -1720,7 +1709,7 @@ on_wake(uv_async_t *h)
         struct userdb *u = worker_userdb(next);
 
         /* A store that cannot be opened keeps the previous one. */
-        if (u != NULL || next->cfg->userdb != CONFIG_USERDB_PGSQL) {
+        if (u != NULL || next->cfg->userdb.kind != CONFIG_USERDB_PGSQL) {
             userdb_unref(w->udb);
             w->udb = u;
         }
@@ -1930,7 +1919,7 @@ on_signal(uv_signal_t *h, int signum)
     server_post(srv, sc, 0);
     /* A passwd file says how many users it has; PostgreSQL cannot
      * without a query. */
-    if (sc->cfg->userdb == CONFIG_USERDB_PGSQL) {
+    if (sc->cfg->userdb.kind == CONFIG_USERDB_PGSQL) {
         log_event(LOG_LEVEL_INFO, "reloaded", "userdb", "pgsql", NULL);
     } else {
         snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
@@ -2007,7 +1996,7 @@ server_bind(struct server *srv)
         return -1;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
-        const struct sockaddr *sa = (const struct sockaddr *)&cl->addr;
+        const struct sockaddr *sa = (const struct sockaddr *)&cl->address.sa;
         int fd, on = 1, rc = 0;
 
         fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
@@ -2027,13 +2016,13 @@ server_bind(struct server *srv)
             if (fd >= 0)
                 close(fd);
             log_event(LOG_LEVEL_WARN, "listen_failed", "listener", cl->name,
-                      "address", cl->address, "error", uv_strerror(rc),
+                      "address", cl->address.text, "error", uv_strerror(rc),
                       NULL);
             return -1;
         }
         srv->lfd[srv->nls++] = fd;
         log_event(LOG_LEVEL_INFO, "listening", "listener", cl->name,
-                  "address", cl->address, "tls",
+                  "address", cl->address.text, "tls",
                   cl->tls == CONFIG_TLS_IMPLICIT   ? "implicit"
                   : cl->tls == CONFIG_TLS_STARTTLS ? "starttls"
                                                    : "none",

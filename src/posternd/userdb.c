@@ -15,7 +15,7 @@
 
 struct userdb {
     atomic_uint refs;          /* shared by the workers' loops */
-    enum config_userdb kind;
+    enum config_userdb_kind kind;
     /* passwd-file: */
     struct userdb_file *file;
     struct userdb_file_table *table; /* the version of this snapshot */
@@ -52,9 +52,9 @@ userdb_open(const struct config *cfg, struct userdb **out, char *err,
         snprintf(err, n, "out of memory");
         return -1;
     }
-    u->kind = cfg->userdb;
-    if (cfg->userdb == CONFIG_USERDB_PGSQL) {
-        if (userdb_pgsql_open(cfg->userdb_arg, cfg->userdb_query,
+    u->kind = cfg->userdb.kind;
+    if (cfg->userdb.kind == CONFIG_USERDB_PGSQL) {
+        if (userdb_pgsql_open(cfg->userdb.arg, cfg->userdb_query,
                               cfg->userdb_timeout * 1000u, &u->pg, why,
                               sizeof(why)) < 0) {
             snprintf(err, n, "%s: userdb pgsql: %s", cfg->file, why);
@@ -62,7 +62,7 @@ userdb_open(const struct config *cfg, struct userdb **out, char *err,
             return -1;
         }
     } else {
-        if (userdb_file_open(cfg->userdb_arg, &u->file, err, n) < 0) {
+        if (userdb_file_open(cfg->userdb.arg, &u->file, err, n) < 0) {
             free(u);
             return -1;
         }

@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/ssl.h>
-
 #include "testutil.h"
 
 #include "config.h"
@@ -116,11 +114,57 @@ static void
 check_mechs(const struct config_listener *l, const char *const *want,
             size_t n)
 {
-    if (l->n_mechs != n)
+    if (l->mechs.n != n)
         fail_msg("[listener %s]: got %zu mechanisms, want %zu", l->name,
-                 l->n_mechs, n);
+                 l->mechs.n, n);
     for (size_t i = 0; i < n; i++)
-        assert_string_equal(pst_sasl_mech_name(l->mechs[i]), want[i]);
+        assert_string_equal(pst_sasl_mech_name(l->mechs.v[i]), want[i]);
+}
+
+/*
+ * The key tables: every key documented (a line of its own in the table,
+ * and "KEY = " in posternd.conf(5)), each name once per section, and
+ * every default a value the parser takes (test_defaults checks what
+ * they come to).
+ */
+static void
+test_key_tables(void **state)
+{
+    static const char man[] = TEST_SRCDIR "/../../docs/posternd.conf.5";
+    struct config_key_info k, o;
+    char *text, want[128];
+    size_t n = 0, len = 0;
+    FILE *f;
+
+    (void)state;
+    f = fopen(man, "r");
+    assert_non_null(f);
+    text = malloc(1 << 20);
+    assert_non_null(text);
+    len = fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    for (size_t i = 0; config_key_at(i, &k); i++, n++) {
+        assert_non_null(k.name);
+        if (k.doc == NULL || k.doc[0] == '\0')
+            fail_msg("key '%s': no doc line", k.name);
+        snprintf(want, sizeof(want), "\"%s = ", k.name);
+        if (strstr(text, want) == NULL)
+            fail_msg("key '%s' (section %s) is not in posternd.conf(5)",
+                     k.name, k.section != NULL ? k.section : "global");
+        for (size_t j = 0; j < i; j++) {
+            assert_true(config_key_at(j, &o));
+            if (strcmp(o.name, k.name) == 0 &&
+                (o.section == k.section ||
+                 (o.section != NULL && k.section != NULL &&
+                  strcmp(o.section, k.section) == 0)))
+                fail_msg("key '%s' twice in one section", k.name);
+        }
+    }
+    free(text);
+    /* 33 global keys, 5 of [listener NAME]. */
+    assert_int_equal(n, 38);
+    assert_false(config_key_at(n, &k));
 }
 
 static void
@@ -146,14 +190,14 @@ test_full_file(void **state)
         fail_msg("got error \"%s\", want none", err);
     assert_string_equal(c->file, FILE_NAME);
     assert_string_equal(c->hostname, "mail.example.test");
-    assert_int_equal(c->userdb, CONFIG_USERDB_PGSQL);
+    assert_int_equal(c->userdb.kind, CONFIG_USERDB_PGSQL);
     /* "#" not after white space belongs to the value. */
-    assert_string_equal(c->userdb_arg, "host=db dbname=postern password=a#b");
+    assert_string_equal(c->userdb.arg, "host=db dbname=postern password=a#b");
     assert_string_equal(c->mailbox, "/var/mail/%d/%n");
     assert_string_equal(c->spool, "/var/spool/postern");
     assert_string_equal(c->tls_cert, "/etc/postern/cert.pem");
     assert_string_equal(c->tls_key, "/etc/postern/key.pem");
-    assert_int_equal(c->tls_min_version, TLS1_1_VERSION);
+    assert_int_equal(c->tls_min_version, TLS_VERSION_1_1);
     assert_int_equal(c->max_message_size, 10485760);
     assert_int_equal(c->sender_check, CONFIG_SENDER_OFF);
     assert_int_equal(c->auth_throttle, 0);
@@ -177,12 +221,12 @@ test_full_file(void **state)
 
     assert_int_equal(c->n_listeners, 3);
     assert_string_equal(c->listeners[0].name, "submission");
-    assert_string_equal(c->listeners[0].address, "127.0.0.1:587");
-    in = (const struct sockaddr_in *)&c->listeners[0].addr;
+    assert_string_equal(c->listeners[0].address.text, "127.0.0.1:587");
+    in = (const struct sockaddr_in *)&c->listeners[0].address.sa;
     assert_int_equal(in->sin_family, AF_INET);
     assert_int_equal(ntohs(in->sin_port), 587);
     assert_int_equal(ntohl(in->sin_addr.s_addr), 0x7f000001);
-    assert_int_equal(c->listeners[0].addr_len, sizeof(struct sockaddr_in));
+    assert_int_equal(c->listeners[0].address.len, sizeof(struct sockaddr_in));
     assert_int_equal(c->listeners[0].tls, CONFIG_TLS_STARTTLS);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
     assert_int_equal(c->listeners[0].auth_before_tls, CONFIG_ABT_NONE);
@@ -190,11 +234,11 @@ test_full_file(void **state)
     check_mechs(&c->listeners[0], all6, 6);
 
     assert_string_equal(c->listeners[1].name, "smtps");
-    in6 = (const struct sockaddr_in6 *)&c->listeners[1].addr;
+    in6 = (const struct sockaddr_in6 *)&c->listeners[1].address.sa;
     assert_int_equal(in6->sin6_family, AF_INET6);
     assert_int_equal(ntohs(in6->sin6_port), 465);
     assert_memory_equal(&in6->sin6_addr, loopback6, 16);
-    assert_int_equal(c->listeners[1].addr_len, sizeof(struct sockaddr_in6));
+    assert_int_equal(c->listeners[1].address.len, sizeof(struct sockaddr_in6));
     assert_int_equal(c->listeners[1].tls, CONFIG_TLS_IMPLICIT);
     assert_int_equal(c->listeners[1].auth, CONFIG_AUTH_OPTIONAL);
     check_mechs(&c->listeners[1], two, 2);
@@ -222,7 +266,7 @@ test_design_example(void **state)
         fail_msg("got error \"%s\", want none", err);
     /* Trailing comments are not part of the values. */
     assert_string_equal(c->hostname, "mail.example.test");
-    assert_string_equal(c->userdb_arg, "/etc/postern/users");
+    assert_string_equal(c->userdb.arg, "/etc/postern/users");
     assert_string_equal(c->mailbox, "/var/mail/%d/%n");
     assert_string_equal(c->spool, "/var/spool/postern");
     assert_int_equal(c->max_message_size, 26214400);
@@ -231,11 +275,11 @@ test_design_example(void **state)
     assert_int_equal(c->auth_throttle_exempt.n, 2);
     assert_int_equal(c->n_listeners, 1);
     assert_string_equal(c->listeners[0].name, "submission");
-    assert_string_equal(c->listeners[0].address, "127.0.0.1:587");
+    assert_string_equal(c->listeners[0].address.text, "127.0.0.1:587");
     assert_int_equal(c->listeners[0].tls, CONFIG_TLS_STARTTLS);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
     assert_int_equal(c->listeners[0].auth_before_tls, CONFIG_ABT_NONE);
-    assert_int_equal(c->listeners[0].n_mechs, 6);
+    assert_int_equal(c->listeners[0].mechs.n, 6);
     config_free(c);
 }
 
@@ -307,11 +351,11 @@ test_defaults(void **state)
     (void)state;
     if (parse(text, &c, err) != 0)
         fail_msg("got error \"%s\", want none", err);
-    assert_int_equal(c->userdb, CONFIG_USERDB_PASSWD_FILE);
-    assert_string_equal(c->userdb_arg, "users");
+    assert_int_equal(c->userdb.kind, CONFIG_USERDB_PASSWD_FILE);
+    assert_string_equal(c->userdb.arg, "users");
     assert_null(c->tls_cert);
     assert_null(c->tls_key);
-    assert_int_equal(c->tls_min_version, TLS1_2_VERSION);
+    assert_int_equal(c->tls_min_version, TLS_VERSION_1_2);
     assert_int_equal(c->max_message_size, 26214400);
     assert_int_equal(c->sender_check, CONFIG_SENDER_STRICT);
     assert_int_equal(c->auth_throttle, 1);
@@ -337,7 +381,7 @@ test_defaults(void **state)
     assert_int_equal(c->auth_throttle_user_failures, 10);
     assert_int_equal(c->auth_throttle_forget, 600);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
-    assert_int_equal(c->listeners[0].n_mechs, 6);
+    assert_int_equal(c->listeners[0].mechs.n, 6);
     config_free(c);
 }
 
@@ -790,7 +834,7 @@ test_load(void **state)
     if (config_load(path, &c, err, sizeof(err)) != 0)
         fail_msg("got error \"%s\", want none", err);
     assert_string_equal(c->file, path);
-    assert_string_equal(c->listeners[0].address, "127.0.0.1:587");
+    assert_string_equal(c->listeners[0].address.text, "127.0.0.1:587");
     config_free(c);
     config_free(NULL);
 
@@ -1220,6 +1264,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_tables),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),

@@ -363,7 +363,12 @@ test_version_parse(void **state)
 
         assert_rc(tls_version_parse(rows[i].text, &v), rows[i].rc);
         assert_int_equal(v, rows[i].v);
+        /* The name is the text it was parsed from. */
+        if (rows[i].rc == 0)
+            assert_string_equal(tls_version_name(v), rows[i].text);
     }
+    assert_null(tls_version_name(TLS_VERSION_DEFAULT));
+    assert_null(tls_version_name((enum tls_version)99));
 }
 
 /* Every way a context can fail to load, and the reason it gives. */

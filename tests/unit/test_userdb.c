@@ -102,8 +102,7 @@ setup(void **state)
         return -1;
     f->cfg = (struct config){
         .file = "test.conf",
-        .userdb = CONFIG_USERDB_PASSWD_FILE,
-        .userdb_arg = f->path,
+        .userdb = {.kind = CONFIG_USERDB_PASSWD_FILE, .arg = f->path},
         .userdb_timeout = 5,
     };
     *state = f;
@@ -358,8 +357,8 @@ test_allow_from(void **state)
 static void
 use_pgsql(struct fixture *f, const char *conninfo, const char *query)
 {
-    f->cfg.userdb = CONFIG_USERDB_PGSQL;
-    f->cfg.userdb_arg = (char *)conninfo;
+    f->cfg.userdb.kind = CONFIG_USERDB_PGSQL;
+    f->cfg.userdb.arg = (char *)conninfo;
     f->cfg.userdb_query = (char *)query;
 }
 

@@ -1,0 +1,313 @@
+/*
+ * posternd - the configuration's keys: one table per section type, and
+ * the checks each section needs once the whole file is read (see
+ * config_keys.h; every key is documented in posternd.conf(5), which a
+ * unit test holds to the tables).
+ */
+#include <string.h>
+
+#include "config_keys.h"
+
+static const struct config_enum sender_check_names[] = {
+    {"strict", CONFIG_SENDER_STRICT},
+    {"off", CONFIG_SENDER_OFF},
+    {NULL, 0},
+};
+
+static const struct config_enum bool_names[] = {
+    {"yes", 1},
+    {"no", 0},
+    {NULL, 0},
+};
+
+static const struct config_enum log_level_names[] = {
+    {"panic", LOG_LEVEL_PANIC},
+    {"fatal", LOG_LEVEL_FATAL},
+    {"warn", LOG_LEVEL_WARN},
+    {"info", LOG_LEVEL_INFO},
+    {"debug", LOG_LEVEL_DEBUG},
+    {NULL, 0},
+};
+
+static const struct config_enum tls_names[] = {
+    {"none", CONFIG_TLS_NONE},
+    {"starttls", CONFIG_TLS_STARTTLS},
+    {"implicit", CONFIG_TLS_IMPLICIT},
+    {NULL, 0},
+};
+
+static const struct config_enum auth_names[] = {
+    {"required", CONFIG_AUTH_REQUIRED},
+    {"optional", CONFIG_AUTH_OPTIONAL},
+    {"off", CONFIG_AUTH_OFF},
+    {NULL, 0},
+};
+
+static const struct config_enum abt_names[] = {
+    {"none", CONFIG_ABT_NONE},
+    {"challenge", CONFIG_ABT_CHALLENGE},
+    {"all", CONFIG_ABT_ALL},
+    {NULL, 0},
+};
+
+/* --- The keys ------------------------------------------------------------ */
+
+#define G(field) offsetof(struct config, field)
+#define L(field) offsetof(struct config_listener, field)
+
+/* Global keys, before the first section.  The required ones come first,
+ * in the order their absence is reported. */
+static const struct config_key global_keys[] = {
+    {.name = "hostname", .type = KT_HOSTNAME, .offset = G(hostname),
+     .flags = KF_REQUIRED,
+     .doc = "name in the 220 greeting, EHLO reply, Received, DIGEST-MD5"},
+    {.name = "userdb", .type = KT_USERDB, .offset = G(userdb),
+     .flags = KF_REQUIRED,
+     .doc = "the user store: passwd-file:PATH or pgsql:CONNINFO"},
+    {.name = "mailbox", .type = KT_MAILBOX, .offset = G(mailbox),
+     .flags = KF_REQUIRED,
+     .doc = "maildir:TEMPLATE, %u address, %n local part, %d domain"},
+    {.name = "spool", .type = KT_STRING, .offset = G(spool),
+     .flags = KF_REQUIRED,
+     .doc = "work files; on the filesystem of the mailboxes"},
+    /* userdb = pgsql: only (global_check()). */
+    {.name = "userdb_query", .type = KT_STRING, .offset = G(userdb_query),
+     .doc = "pgsql: the lookup, $1 the user name (default in the man "
+            "page)"},
+    {.name = "userdb_timeout", .type = KT_SECONDS,
+     .offset = G(userdb_timeout), .min = 1, .max = 300, .def = "5",
+     .doc = "pgsql: seconds a lookup may take"},
+    {.name = "tls_cert", .type = KT_STRING, .offset = G(tls_cert),
+     .doc = "PEM certificate chain, leaf first"},
+    {.name = "tls_key", .type = KT_STRING, .offset = G(tls_key),
+     .doc = "PEM private key of tls_cert"},
+    {.name = "tls_min_version", .type = KT_TLS_VERSION,
+     .offset = G(tls_min_version), .def = "TLSv1.2",
+     .doc = "oldest TLS version accepted"},
+    {.name = "max_message_size", .type = KT_SIZE,
+     .offset = G(max_message_size), .min = 1, .max = UINT64_MAX,
+     .def = "26214400", .doc = "bytes, advertised as SIZE (RFC 1870)"},
+    {.name = "sender_check", .type = KT_ENUM, .offset = G(sender_check),
+     .names = sender_check_names, .def = "strict",
+     .doc = "strict: MAIL FROM must be the user's own (or allow_from)"},
+    {.name = "auth_throttle", .type = KT_ENUM, .offset = G(auth_throttle),
+     .names = bool_names, .def = "yes",
+     .doc = "per-address and per-user failure delays, lockout"},
+    {.name = "auth_throttle_exempt", .type = KT_CIDRS,
+     .offset = G(auth_throttle_exempt),
+     .doc = "networks never throttled"},
+    /* RFC 5321 §4.5.3.1.8: at least 100 recipients. */
+    {.name = "max_recipients", .type = KT_NUMBER,
+     .offset = G(max_recipients), .min = 1, .max = 100000, .def = "100",
+     .doc = "RCPTs in one transaction"},
+    {.name = "max_connections", .type = KT_NUMBER,
+     .offset = G(max_connections), .min = 1, .max = 1000000,
+     .def = "1000", .doc = "connections at once, all listeners"},
+    {.name = "max_connections_per_ip", .type = KT_NUMBER,
+     .offset = G(max_connections_per_ip), .min = 1, .max = 1000000,
+     .def = "50", .doc = "connections at once from one address"},
+    /* RFC 4954 §9: not before 3 failed AUTHs (the session's minimum). */
+    {.name = "max_errors", .type = KT_NUMBER, .offset = G(max_errors),
+     .min = 3, .max = 1000, .def = "20",
+     .doc = "errors before 421 and the end of the session"},
+    /* RFC 5321 §4.5.3.2.7, .5, .6. */
+    {.name = "timeout_command", .type = KT_SECONDS,
+     .offset = G(timeout_command), .min = 1, .max = 86400, .def = "300",
+     .doc = "a whole command must arrive within this"},
+    {.name = "timeout_data", .type = KT_SECONDS, .offset = G(timeout_data),
+     .min = 1, .max = 86400, .def = "180",
+     .doc = "between two reads of message data"},
+    {.name = "timeout_final", .type = KT_SECONDS,
+     .offset = G(timeout_final), .min = 1, .max = 86400, .def = "600",
+     .doc = "for the reply to the final dot"},
+    {.name = "session_time_limit", .type = KT_SECONDS,
+     .offset = G(session_time_limit), .min = 0, .max = 604800,
+     .def = "3600", .doc = "a connection lasts at most this; 0: no limit"},
+    {.name = "data_time_limit", .type = KT_SECONDS,
+     .offset = G(data_time_limit), .min = 0, .max = 604800, .def = "1800",
+     .doc = "from 354 to the final dot; 0: no limit"},
+    /* Dovecot: auth_failure_delay. */
+    {.name = "auth_failure_delay", .type = KT_MILLIS,
+     .offset = G(auth_failure_delay_ms), .min = 0, .max = 60000,
+     .def = "1s", .doc = "a failed AUTH is answered this long after the "
+                         "client's last byte"},
+    {.name = "grace_period", .type = KT_SECONDS, .offset = G(grace_period),
+     .min = 0, .max = 86400, .def = "30",
+     .doc = "at shutdown, sessions may finish within this"},
+    {.name = "workers", .type = KT_WORKERS, .offset = G(workers), .min = 1,
+     .max = 1024, .def = "auto",
+     .doc = "event loops (threads); auto: one per core"},
+    {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
+     .names = log_level_names, .def = "info",
+     .doc = "the least severe events logged"},
+    {.name = "legacy_auth_line", .type = KT_ENUM,
+     .offset = G(legacy_auth_line), .names = bool_names, .def = "no",
+     .doc = "also advertise \"250-AUTH=LOGIN PLAIN\" (old Outlook)"},
+    /* Brute-force throttling (throttle.h); Dovecot's doubling. */
+    {.name = "auth_throttle_delay", .type = KT_SECONDS,
+     .offset = G(auth_throttle_delay), .min = 0, .max = 60, .def = "1",
+     .doc = "the first failure's hold; doubles per failure"},
+    {.name = "auth_throttle_max_delay", .type = KT_SECONDS,
+     .offset = G(auth_throttle_max_delay), .min = 0, .max = 300,
+     .def = "15", .doc = "where the doubling stops"},
+    {.name = "auth_throttle_lockout_failures", .type = KT_NUMBER,
+     .offset = G(auth_throttle_lockout_failures), .min = 0, .max = 100000,
+     .def = "10", .doc = "failures that lock an address out; 0: never"},
+    {.name = "auth_throttle_lockout_time", .type = KT_SECONDS,
+     .offset = G(auth_throttle_lockout_time), .min = 1, .max = 86400,
+     .def = "300", .doc = "how long a lockout lasts"},
+    {.name = "auth_throttle_user_failures", .type = KT_NUMBER,
+     .offset = G(auth_throttle_user_failures), .min = 0, .max = 100000,
+     .def = "10", .doc = "failures on one user name before it is "
+                         "delayed too; 0: never"},
+    {.name = "auth_throttle_forget", .type = KT_SECONDS,
+     .offset = G(auth_throttle_forget), .min = 1, .max = 86400,
+     .def = "600", .doc = "quiet time after which failures are forgotten"},
+};
+
+static const struct config_key listener_keys[] = {
+    {.name = "address", .type = KT_ADDRESS, .offset = L(address),
+     .flags = KF_REQUIRED, .doc = "IPV4:PORT or [IPV6]:PORT to listen on"},
+    {.name = "tls", .type = KT_ENUM, .offset = L(tls), .names = tls_names,
+     .def = "starttls", .doc = "none, starttls (RFC 3207) or implicit "
+                               "(RFC 8314)"},
+    {.name = "auth", .type = KT_ENUM, .offset = L(auth),
+     .names = auth_names, .def = "required",
+     .doc = "required: MAIL before AUTH gets 530 5.7.0"},
+    {.name = "auth_before_tls", .type = KT_ENUM, .offset = L(auth_before_tls),
+     .names = abt_names, .def = "none",
+     .doc = "mechanisms offered before TLS: none, challenge or all"},
+    {.name = "mechanisms", .type = KT_MECHS, .offset = L(mechs),
+     .doc = "SASL mechanisms in the order advertised (default: every one, "
+            "strongest first)"},
+};
+
+#undef G
+#undef L
+
+/* --- Section types ------------------------------------------------------- */
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+
+static void listener_init(void *sec);
+static int global_check(struct config_parser *p,
+                        const struct config_section *s);
+static int listener_check(struct config_parser *p,
+                          const struct config_section *s);
+
+const struct config_section_type config_global_type = {
+    .name = NULL,
+    .keys = global_keys,
+    .nkeys = NKEYS(global_keys),
+    .size = sizeof(struct config),
+    .check = global_check,
+};
+
+const struct config_section_type config_section_types[CONFIG_SECTION_TYPES] = {
+    {
+        .name = "listener",
+        .keys = listener_keys,
+        .nkeys = NKEYS(listener_keys),
+        .size = sizeof(struct config_listener),
+        .name_offset = offsetof(struct config_listener, name),
+        .line_offset = offsetof(struct config_listener, line),
+        .list_offset = offsetof(struct config, listeners),
+        .count_offset = offsetof(struct config, n_listeners),
+        .max = CONFIG_LISTENERS_MAX,
+        .init = listener_init,
+        .check = listener_check,
+    },
+};
+
+/* The name of value of an enum key, for messages. */
+const char *
+config_enum_value(const struct config_enum *names, int value)
+{
+    for (size_t i = 0; names[i].name != NULL; i++) {
+        if (names[i].value == value)
+            return names[i].name;
+    }
+    return "?";
+}
+
+/* --- Checks that need the whole file ------------------------------------ */
+
+static int
+global_check(struct config_parser *p, const struct config_section *s)
+{
+    struct config *c = p->c;
+
+    /* The query and the timeout belong to the PostgreSQL store. */
+    if (c->userdb.kind != CONFIG_USERDB_PGSQL) {
+        if (config_key_line(s, "userdb_query") != 0)
+            return config_perr(p, config_key_line(s, "userdb_query"),
+                        "userdb_query needs userdb = pgsql:CONNINFO");
+        if (config_key_line(s, "userdb_timeout") != 0)
+            return config_perr(p, config_key_line(s, "userdb_timeout"),
+                        "userdb_timeout needs userdb = pgsql:CONNINFO");
+    }
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+        if (c->tls_cert != NULL)
+            return config_perr(p, config_key_line(s, "tls_cert"),
+                        "tls_cert without tls_key");
+        return config_perr(p, config_key_line(s, "tls_key"),
+                           "tls_key without tls_cert");
+    }
+    if (c->n_listeners == 0)
+        return config_perr(p, 0, "no [listener NAME] section");
+    return 0;
+}
+
+/* Default mechanisms: every one libpostern implements, strongest first. */
+static void
+listener_init(void *sec)
+{
+    struct config_mechs *m = &((struct config_listener *)sec)->mechs;
+    const struct pst_sasl_mech *mech;
+
+    while (m->n < CONFIG_MAX_MECHS &&
+           (mech = pst_sasl_mech_at(m->n)) != NULL)
+        m->v[m->n++] = mech;
+}
+
+static int
+listener_check(struct config_parser *p, const struct config_section *s)
+{
+    const struct config *c = p->c;
+    const struct config_listener *l = &c->listeners[s->index];
+    unsigned tls_line = config_key_line(s, "tls");
+    unsigned abt_line = config_key_line(s, "auth_before_tls");
+    size_t offered = 0;
+
+    if (l->tls != CONFIG_TLS_NONE && c->tls_cert == NULL)
+        return config_perr(p, tls_line != 0 ? tls_line : l->line,
+                    "[listener %s]: tls = %s%s needs tls_cert and tls_key",
+                    l->name, config_enum_value(tls_names, (int)l->tls),
+                    tls_line != 0 ? "" : " (the default)");
+    if (l->auth != CONFIG_AUTH_OFF && l->mechs.n == 0)
+        return config_perr(p, config_key_line(s, "mechanisms"),
+                    "[listener %s]: no mechanisms", l->name);
+    /* Without TLS only auth_before_tls decides what is offered (RFC 4954
+     * §4: a mechanism not offered gets 504 5.5.4); a listener whose users
+     * could never authenticate is a mistake. */
+    for (size_t m = 0; m < l->mechs.n; m++)
+        offered += (size_t)config_listener_offers(l, l->mechs.v[m], 0);
+    if (l->auth != CONFIG_AUTH_OFF && l->tls == CONFIG_TLS_NONE &&
+        offered == 0)
+        return config_perr(p, abt_line != 0 ? abt_line : l->line,
+                    "[listener %s]: tls = none and auth_before_tls = %s "
+                    "leave no mechanism to offer", l->name,
+                    config_enum_value(abt_names, (int)l->auth_before_tls));
+    for (size_t j = 0; j < s->index; j++) {
+        const struct config_listener *o = &c->listeners[j];
+
+        if (config_address_conflict(&o->address, &l->address))
+            return config_perr(p, config_key_line(s, "address"),
+                               "address %s of "
+                        "[listener %s] overlaps [listener %s] (line %u)",
+                        l->address.text, l->name, o->name,
+                        config_key_line(config_section_of(p, s->type, j),
+                                        "address"));
+    }
+    return 0;
+}
