@@ -1050,7 +1050,7 @@ conn_on_mail_lookup(void *ctx, int rc, const struct userdb_user *u)
     if (c->closing || c->close_after_flush)
         return;
     if (rc == 0 &&
-        userdb_allow_from(u->allow_from, u->allow_from_len, c->mail_from)) {
+        userdb_allow_from(u->allow_from.v, u->allow_from.len, c->mail_from)) {
         v = PST_SMTP_ACCEPT;
     } else if (rc == PST_ETEMP) {
         v = PST_SMTP_TEMPFAIL; /* 451 4.3.0: try again later */
@@ -1683,7 +1683,7 @@ worker_userdb(const struct srv_conf *sc)
     struct userdb *u;
     char err[CONFIG_ERR_MAX];
 
-    if (sc->cfg->userdb.kind != CONFIG_USERDB_PGSQL)
+    if (!userdb_per_loop(sc->udb))
         return userdb_ref(sc->udb);
     if (userdb_open(sc->cfg, &u, err, sizeof(err)) < 0) {
         log_event(LOG_LEVEL_WARN, "userdb_failed", "error", err, NULL);
@@ -1709,7 +1709,7 @@ on_wake(uv_async_t *h)
         struct userdb *u = worker_userdb(next);
 
         /* A store that cannot be opened keeps the previous one. */
-        if (u != NULL || next->cfg->userdb.kind != CONFIG_USERDB_PGSQL) {
+        if (u != NULL || !userdb_per_loop(next->udb)) {
             userdb_unref(w->udb);
             w->udb = u;
         }
@@ -1892,6 +1892,7 @@ on_signal(uv_signal_t *h, int signum)
     struct server *srv = h->data;
     struct srv_conf *sc;
     char err[CONFIG_ERR_MAX], users[24];
+    size_t n;
 
     if (signum != SIGHUP) {
         server_stop(srv, signum == SIGTERM ? "TERM" : "INT");
@@ -1919,11 +1920,12 @@ on_signal(uv_signal_t *h, int signum)
     server_post(srv, sc, 0);
     /* A passwd file says how many users it has; PostgreSQL cannot
      * without a query. */
-    if (sc->cfg->userdb.kind == CONFIG_USERDB_PGSQL) {
-        log_event(LOG_LEVEL_INFO, "reloaded", "userdb", "pgsql", NULL);
-    } else {
-        snprintf(users, sizeof(users), "%zu", userdb_count(sc->udb));
+    if (userdb_count(sc->udb, &n) == 0) {
+        snprintf(users, sizeof(users), "%zu", n);
         log_event(LOG_LEVEL_INFO, "reloaded", "users", users, NULL);
+    } else {
+        log_event(LOG_LEVEL_INFO, "reloaded", "userdb",
+                  userdb_kind(sc->udb), NULL);
     }
 }
 

@@ -1,7 +1,7 @@
 /*
  * The user store as the server sees it (userdb.h): one snapshot per
- * configuration over one backend, and lookup requests that own what
- * they found until the session lets go of it.
+ * configuration over one backend (userdb_backend.h), and lookup requests
+ * that own what they found until the session lets go of it.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,33 +10,31 @@
 #include <strings.h>
 
 #include "userdb.h"
-#include "userdb_file.h"
-#include "userdb_pgsql.h"
+#include "userdb_backend.h"
 
 struct userdb {
     atomic_uint refs;          /* shared by the workers' loops */
-    enum config_userdb_kind kind;
-    /* passwd-file: */
-    struct userdb_file *file;
-    struct userdb_file_table *table; /* the version of this snapshot */
-    /* pgsql: */
-    struct userdb_pgsql *pg;
+    const struct userdb_backend *be;
+    void *store;               /* the backend's */
 };
 
-struct userdb_req {
-    struct userdb *u;             /* a reference */
-    userdb_lookup_cb *cb;
-    void *ctx;
-    /* passwd-file: the answer, given on the next loop turn */
-    uv_timer_t defer;
-    int defer_open;
-    int rc;
-    /* pgsql: */
-    struct userdb_pgsql_query *q; /* in flight, or NULL */
-    struct pst_cred *cred;        /* owned */
-    char *allow_from;             /* owned */
-    /* Looked up: */
-    struct userdb_user user;      /* lent to the callback */
+/* The backend of each "userdb =" kind. */
+static const struct userdb_backend *const userdb_backends[] = {
+    [CONFIG_USERDB_PASSWD_FILE] = &userdb_file_backend,
+    [CONFIG_USERDB_PGSQL] = &userdb_pgsql_backend,
+};
+
+/*
+ * The extra fields of the record, by name: a passwd-file's "key=value"
+ * and a pgsql column.  A new field (relay=, Dovecot's nologin,
+ * noauthenticate, allow_nets=) is a row here and a member of struct
+ * userdb_user; both stores fill it.
+ */
+static const struct {
+    const char *name;
+    size_t offset;             /* of its struct userdb_value */
+} userdb_fields[USERDB_FIELDS] = {
+    {"allow_from", offsetof(struct userdb_user, allow_from)},
 };
 
 int
@@ -44,29 +42,23 @@ userdb_open(const struct config *cfg, struct userdb **out, char *err,
             size_t n)
 {
     struct userdb *u;
-    char why[CONFIG_ERR_MAX];
 
     *out = NULL;
+    if ((size_t)cfg->userdb.kind >=
+            sizeof(userdb_backends) / sizeof(userdb_backends[0]) ||
+        userdb_backends[cfg->userdb.kind] == NULL) {
+        snprintf(err, n, "%s: userdb: unknown kind", cfg->file);
+        return -1;
+    }
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
         snprintf(err, n, "out of memory");
         return -1;
     }
-    u->kind = cfg->userdb.kind;
-    if (cfg->userdb.kind == CONFIG_USERDB_PGSQL) {
-        if (userdb_pgsql_open(cfg->userdb.arg, cfg->userdb_query,
-                              cfg->userdb_timeout * 1000u, &u->pg, why,
-                              sizeof(why)) < 0) {
-            snprintf(err, n, "%s: userdb pgsql: %s", cfg->file, why);
-            free(u);
-            return -1;
-        }
-    } else {
-        if (userdb_file_open(cfg->userdb.arg, &u->file, err, n) < 0) {
-            free(u);
-            return -1;
-        }
-        u->table = userdb_file_acquire(u->file);
+    u->be = userdb_backends[cfg->userdb.kind];
+    if (u->be->open(cfg, &u->store, err, n) < 0) {
+        free(u);
+        return -1;
     }
     atomic_init(&u->refs, 1);
     *out = u;
@@ -86,56 +78,93 @@ userdb_unref(struct userdb *u)
 {
     if (u == NULL || atomic_fetch_sub(&u->refs, 1) != 1)
         return;
-    userdb_file_release(u->table);
-    userdb_file_free(u->file);
-    userdb_pgsql_free(u->pg);
+    u->be->free(u->store);
     free(u);
 }
 
-/* passwd-file: the answer found at the start. */
+const char *
+userdb_kind(const struct userdb *u)
+{
+    return u->be->name;
+}
+
+int
+userdb_per_loop(const struct userdb *u)
+{
+    return u->be->per_loop != 0;
+}
+
+/* --- The record, for the backends ---------------------------------------- */
+
+int
+userdb_field_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < USERDB_FIELDS; i++) {
+        if (strlen(userdb_fields[i].name) == len &&
+            memcmp(userdb_fields[i].name, name, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const char *
+userdb_field_name(size_t i)
+{
+    return i < USERDB_FIELDS ? userdb_fields[i].name : NULL;
+}
+
+void
+userdb_req_set_cred(struct userdb_req *req, const struct pst_cred *cred,
+                    struct pst_cred *owned)
+{
+    pst_cred_free(req->cred);
+    req->cred = owned;
+    req->user.cred = owned != NULL ? owned : cred;
+}
+
+int
+userdb_req_set_field(struct userdb_req *req, size_t i, const char *value,
+                     size_t len, int copy)
+{
+    struct userdb_value *f;
+
+    if (i >= USERDB_FIELDS)
+        return 0;
+    f = (struct userdb_value *)((char *)&req->user + userdb_fields[i].offset);
+    if (f->v != NULL)
+        return 0;
+    if (copy) {
+        req->owned[i] = malloc(len + 1);
+        if (req->owned[i] == NULL)
+            return PST_ENOMEM;
+        memcpy(req->owned[i], value, len);
+        req->owned[i][len] = '\0';
+        value = req->owned[i];
+    }
+    f->v = value;
+    f->len = len;
+    return 0;
+}
+
+void
+userdb_req_answer(struct userdb_req *req, int rc)
+{
+    req->pending = NULL;
+    req->cb(req->ctx, rc, rc == 0 ? &req->user : NULL);
+}
+
 static void
 userdb_on_defer(uv_timer_t *t)
 {
     struct userdb_req *req = t->data;
 
-    req->cb(req->ctx, req->rc, req->rc == 0 ? &req->user : NULL);
+    userdb_req_answer(req, req->rc);
 }
 
-/* pgsql: the row arrived (or not). */
-static void
-userdb_on_pgsql(void *ctx, int rc, struct pst_cred *cred, char *allow_from)
+int
+userdb_req_answer_later(struct userdb_req *req, uv_loop_t *loop, int rc)
 {
-    struct userdb_req *req = ctx;
-
-    req->q = NULL;
-    req->cred = cred;
-    req->allow_from = allow_from;
-    if (rc == 0) {
-        req->user.cred = cred;
-        req->user.allow_from = allow_from;
-        req->user.allow_from_len = allow_from != NULL ? strlen(allow_from)
-                                                      : 0;
-    }
-    req->cb(req->ctx, rc, rc == 0 ? &req->user : NULL);
-}
-
-/* The file backend answers at once, but from the loop like the other. */
-static int
-userdb_file_start(struct userdb_req *req, uv_loop_t *loop, const char *name)
-{
-    const struct pst_passwd_entry *e;
-    const char *v;
-    size_t len;
-
-    e = userdb_file_lookup(req->u->table, name, strlen(name));
-    req->rc = e == NULL || e->cred == NULL ? PST_ENOENT : 0;
-    if (req->rc == 0) {
-        req->user.cred = e->cred;
-        if (pst_passwd_extra(e, "allow_from", &v, &len) == 1) {
-            req->user.allow_from = v;
-            req->user.allow_from_len = len;
-        }
-    }
+    req->rc = rc;
     if (uv_timer_init(loop, &req->defer) < 0)
         return PST_ENOMEM;
     req->defer.data = req;
@@ -144,6 +173,8 @@ userdb_file_start(struct userdb_req *req, uv_loop_t *loop, const char *name)
         return PST_ENOMEM;
     return 0;
 }
+
+/* --- Lookups ------------------------------------------------------------- */
 
 int
 userdb_lookup_start(struct userdb *u, uv_loop_t *loop, const char *name,
@@ -159,11 +190,7 @@ userdb_lookup_start(struct userdb *u, uv_loop_t *loop, const char *name,
     req->u = userdb_ref(u);
     req->cb = cb;
     req->ctx = ctx;
-    if (u->kind == CONFIG_USERDB_PGSQL)
-        rc = userdb_pgsql_lookup(u->pg, loop, name, userdb_on_pgsql, req,
-                                 &req->q);
-    else
-        rc = userdb_file_start(req, loop, name);
+    rc = u->be->lookup(u->store, loop, name, req);
     if (rc < 0) {
         userdb_lookup_free(req);
         return rc;
@@ -186,12 +213,15 @@ userdb_lookup_free(struct userdb_req *req)
 {
     if (req == NULL)
         return;
-    userdb_pgsql_cancel(req->q);
-    req->q = NULL;
+    if (req->pending != NULL)
+        req->u->be->cancel(req);
+    req->pending = NULL;
     pst_cred_free(req->cred);
     req->cred = NULL;
-    free(req->allow_from);
-    req->allow_from = NULL;
+    for (size_t i = 0; i < USERDB_FIELDS; i++) {
+        free(req->owned[i]);
+        req->owned[i] = NULL;
+    }
     if (req->defer_open) {
         /* The snapshot goes when the timer is closed. */
         uv_close((uv_handle_t *)&req->defer, userdb_req_closed);
@@ -204,21 +234,16 @@ userdb_lookup_free(struct userdb_req *req)
 int
 userdb_check(struct userdb *u, char *msg, size_t n)
 {
-    size_t users;
-
-    if (u->kind == CONFIG_USERDB_PGSQL)
-        return userdb_pgsql_check(u->pg, msg, n);
-    users = userdb_count(u);
-    snprintf(msg, n, "%zu user%s", users, users == 1 ? "" : "s");
-    return 0;
+    return u->be->check(u->store, msg, n);
 }
 
-size_t
-userdb_count(const struct userdb *u)
+int
+userdb_count(const struct userdb *u, size_t *n)
 {
-    if (u->kind == CONFIG_USERDB_PGSQL)
-        return 0;
-    return pst_passwd_count(userdb_file_passwd(u->table));
+    *n = 0;
+    if (u->be->count == NULL)
+        return PST_ENOTSUP;
+    return u->be->count(u->store, n);
 }
 
 int

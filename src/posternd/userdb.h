@@ -1,9 +1,10 @@
 /*
  * posternd - the user store as the server sees it: one snapshot per
  * configuration, reference counted, so that a reload can swap in the
- * next while sessions still hold the old one.  Two backends:
+ * next while sessions still hold the old one.  Each backend fills one
+ * table (userdb_backend.h; OpenSMTPD's struct table_backend):
  * passwd-file:PATH (userdb_file.c, read whole at load) and pgsql:CONNINFO
- * (userdb_pgsql.c, a query per lookup).
+ * (userdb_pgsql.c, a query per lookup).  Both give the same user record.
  *
  * Lookups are asynchronous for both (DESIGN.md: "A SASL exchange pauses
  * at 'need credentials for user X' and resumes when they arrive"): the
@@ -23,13 +24,25 @@
 struct userdb;     /* one loaded snapshot, reference counted */
 struct userdb_req; /* one lookup, and then what it found */
 
-/* What a lookup finds. */
+/* One text field of a user record: v[0..len), not NUL-terminated; v is
+ * NULL when the store has none for the user. */
+struct userdb_value {
+    const char *v;
+    size_t len;
+};
+
+/*
+ * What a lookup finds, whatever the store: everything is borrowed until
+ * userdb_lookup_free().  The extra fields are a passwd-file's "key=value"
+ * extra fields and a pgsql query's columns of the same names (the
+ * second column is allow_from whatever its name); a new one is a member
+ * here and a row of userdb_fields[] (userdb.c), for both stores at once.
+ */
 struct userdb_user {
-    const struct pst_cred *cred; /* borrowed until userdb_lookup_free() */
-    const char *allow_from;      /* extra senders: addresses or @domains
-                                    separated by ',' (not NUL-terminated),
-                                    or NULL; borrowed likewise */
-    size_t allow_from_len;
+    const struct pst_cred *cred; /* the user's verifiers */
+    /* Extra fields: */
+    struct userdb_value allow_from; /* extra senders: addresses or
+                                       @domains separated by ',' */
 };
 
 /*
@@ -89,9 +102,21 @@ void userdb_lookup_free(struct userdb_req *req);
  */
 int userdb_check(struct userdb *u, char *msg, size_t n);
 
-/* Number of users (for the log); 0 for pgsql, which cannot tell without
- * a query. */
-size_t userdb_count(const struct userdb *u);
+/*
+ * Number of users (for the log) in *n.
+ * Returns: 0, PST_ENOTSUP (the store cannot tell without a query: pgsql).
+ */
+int userdb_count(const struct userdb *u, size_t *n);
+
+/* The backend's name, as in "userdb = NAME:...": "passwd-file", "pgsql". */
+const char *userdb_kind(const struct userdb *u);
+
+/*
+ * Whether each event loop needs a store of its own (1: pgsql, whose
+ * connections belong to one loop; posternd opens one per worker) or may
+ * share this one (0: a passwd file, read-only once loaded).
+ */
+int userdb_per_loop(const struct userdb *u);
 
 /* Whether addr is in the comma-separated allow_from list[0..len) (ASCII
  * case-insensitive; "@domain" allows the whole domain). */

@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "userdb_backend.h"
 #include "userdb_file.h"
 
 struct userdb_file_table {
@@ -279,3 +280,101 @@ userdb_file_free(struct userdb_file *u)
     free(u->path);
     free(u);
 }
+
+/* --- The backend (userdb_backend.h) -------------------------------------- */
+
+/* A passwd-file store as a snapshot sees it: the version loaded when the
+ * configuration was, for as long as the snapshot lives. */
+struct userdb_file_store {
+    struct userdb_file *file;
+    struct userdb_file_table *table;
+};
+
+static int
+userdb_file_be_open(const struct config *cfg, void **store, char *err,
+                    size_t err_size)
+{
+    struct userdb_file_store *s = calloc(1, sizeof(*s));
+
+    *store = NULL;
+    if (s == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    if (userdb_file_open(cfg->userdb.arg, &s->file, err, err_size) < 0) {
+        free(s);
+        return -1;
+    }
+    s->table = userdb_file_acquire(s->file);
+    *store = s;
+    return 0;
+}
+
+static void
+userdb_file_be_free(void *store)
+{
+    struct userdb_file_store *s = store;
+
+    userdb_file_release(s->table);
+    userdb_file_free(s->file);
+    free(s);
+}
+
+/* The file answers at once, but from the loop like the other stores.
+ * The record borrows from the table, which the request's snapshot
+ * holds. */
+static int
+userdb_file_be_lookup(void *store, uv_loop_t *loop, const char *name,
+                      struct userdb_req *req)
+{
+    struct userdb_file_store *s = store;
+    const struct pst_passwd_entry *e;
+    const char *v;
+    size_t len;
+
+    e = userdb_file_lookup(s->table, name, strlen(name));
+    if (e == NULL || e->cred == NULL)
+        return userdb_req_answer_later(req, loop, PST_ENOENT);
+    userdb_req_set_cred(req, e->cred, NULL);
+    for (size_t i = 0; userdb_field_name(i) != NULL; i++) {
+        if (pst_passwd_extra(e, userdb_field_name(i), &v, &len) == 1)
+            (void)userdb_req_set_field(req, i, v, len, 0);
+    }
+    return userdb_req_answer_later(req, loop, 0);
+}
+
+static void
+userdb_file_be_cancel(struct userdb_req *req)
+{
+    (void)req; /* nothing in flight: the deferred answer is userdb.c's */
+}
+
+static int
+userdb_file_be_count(const void *store, size_t *n)
+{
+    const struct userdb_file_store *s = store;
+
+    *n = pst_passwd_count(userdb_file_passwd(s->table));
+    return 0;
+}
+
+static int
+userdb_file_be_check(void *store, char *msg, size_t n)
+{
+    size_t users;
+
+    userdb_file_be_count(store, &users);
+    snprintf(msg, n, "%zu user%s", users, users == 1 ? "" : "s");
+    return 0;
+}
+
+const struct userdb_backend userdb_file_backend = {
+    .name = "passwd-file",
+    .per_loop = 0,
+    .open = userdb_file_be_open,
+    .free = userdb_file_be_free,
+    .lookup = userdb_file_be_lookup,
+    .cancel = userdb_file_be_cancel,
+    .check = userdb_file_be_check,
+    .count = userdb_file_be_count,
+};

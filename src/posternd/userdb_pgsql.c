@@ -21,6 +21,7 @@
 #include <postern/error.h>
 
 #include "log.h"
+#include "userdb_backend.h"
 #include "userdb_pgsql.h"
 
 enum pg_state {
@@ -61,8 +62,7 @@ struct pg_conn {
 struct userdb_pgsql_query {
     struct userdb_pgsql *db;
     struct pg_conn *pc;           /* sent on; NULL while queued */
-    userdb_pgsql_cb *cb;
-    void *ctx;
+    struct userdb_req *req;       /* whose lookup (userdb_backend.h) */
     uint64_t deadline;            /* uv_now() ms: then PST_ETEMP */
     int rc;                       /* != 0: answer it on the next timer turn */
     int retried;                  /* sent again after a lost connection */
@@ -248,17 +248,16 @@ query_take(struct userdb_pgsql_query *q)
     }
 }
 
-/* Answer a lookup already taken out.  The callback may do anything to
- * the store: callers touch nothing after this. */
+/* Answer a lookup already taken out (its record filled if rc is 0).
+ * The callback may do anything to the store: callers touch nothing after
+ * this. */
 static void
-query_deliver(struct userdb_pgsql_query *q, int rc, struct pst_cred *cred,
-              char *allow_from)
+query_deliver(struct userdb_pgsql_query *q, int rc)
 {
-    userdb_pgsql_cb *cb = q->cb;
-    void *ctx = q->ctx;
+    struct userdb_req *req = q->req;
 
     free(q);
-    cb(ctx, rc, cred, allow_from);
+    userdb_req_answer(req, rc);
 }
 
 /* Answer q with rc on the next timer turn. */
@@ -574,22 +573,42 @@ conn_send(struct pg_conn *pc, struct userdb_pgsql_query *q)
 }
 
 /*
- * What the query returned for name: rc as for userdb_pgsql_cb, and on 0
- * the parsed verifiers and the allow_from copy.  Problems with a row
- * make an unknown user (the reason is logged, DESIGN.md: fails like a
- * wrong password); problems with the query or the server make 454.
+ * The row's extra fields into req's record: the second column is
+ * allow_from whatever its name, later ones go by their names (a column
+ * posternd does not know is ignored).  Returns: 0, PST_ENOMEM.
  */
 static int
-query_result(const char *name, const PGresult *res, struct pst_cred **cred,
-             char **allow_from)
+query_fields(const PGresult *res, struct userdb_req *req)
+{
+    for (int c = 1; c < PQnfields(res); c++) {
+        const char *col = c == 1 ? "allow_from" : PQfname(res, c);
+        int f = col != NULL ? userdb_field_find(col, strlen(col)) : -1;
+        size_t len = (size_t)PQgetlength(res, 0, c);
+
+        /* NULL or empty: the user has none. */
+        if (f < 0 || PQgetisnull(res, 0, c) || len == 0)
+            continue;
+        if (userdb_req_set_field(req, (size_t)f, PQgetvalue(res, 0, c), len,
+                                 1) < 0)
+            return PST_ENOMEM;
+    }
+    return 0;
+}
+
+/*
+ * What the query returned for name: 0 (found: req's record filled),
+ * PST_ENOENT, PST_ETEMP.  Problems with a row make an unknown user (the
+ * reason is logged, DESIGN.md: fails like a wrong password); problems
+ * with the query or the server make 454.
+ */
+static int
+query_result(const char *name, const PGresult *res, struct userdb_req *req)
 {
     const char *reason = NULL;
+    struct pst_cred *cred = NULL;
     char msg[512];
-    size_t len;
     int rc;
 
-    *cred = NULL;
-    *allow_from = NULL;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         pg_message(res != NULL ? PQresultErrorMessage(res) : "no result",
                    msg, sizeof(msg));
@@ -609,12 +628,18 @@ query_result(const char *name, const PGresult *res, struct pst_cred **cred,
         reason = "more than one row for the user";
     else if (PQgetisnull(res, 0, 0))
         reason = "password is NULL";
-    else if ((size_t)PQgetlength(res, 0, 0) > USERDB_PGSQL_FIELD_MAX ||
-             (size_t)PQgetlength(res, 0, 1) > USERDB_PGSQL_FIELD_MAX)
-        reason = "value too long";
+    for (int c = 0; reason == NULL && c < PQnfields(res); c++) {
+        const char *col = PQfname(res, c);
+
+        /* The columns read: password, allow_from, and known fields. */
+        if ((c < 2 || (col != NULL &&
+                       userdb_field_find(col, strlen(col)) >= 0)) &&
+            (size_t)PQgetlength(res, 0, c) > USERDB_PGSQL_FIELD_MAX)
+            reason = "value too long";
+    }
     if (reason == NULL) {
         rc = pst_cred_parse_reason(PQgetvalue(res, 0, 0),
-                                   (size_t)PQgetlength(res, 0, 0), cred,
+                                   (size_t)PQgetlength(res, 0, 0), &cred,
                                    &reason);
         if (rc == PST_ENOMEM)
             return PST_ETEMP;
@@ -626,16 +651,8 @@ query_result(const char *name, const PGresult *res, struct pst_cred **cred,
                   name, "reason", reason, NULL);
         return PST_ENOENT;
     }
-    len = (size_t)PQgetlength(res, 0, 1);
-    if (!PQgetisnull(res, 0, 1) && len > 0) {
-        *allow_from = strndup(PQgetvalue(res, 0, 1), len);
-        if (*allow_from == NULL) {
-            pst_cred_free(*cred);
-            *cred = NULL;
-            return PST_ETEMP;
-        }
-    }
-    return 0;
+    userdb_req_set_cred(req, cred, cred);
+    return query_fields(res, req) < 0 ? PST_ETEMP : 0;
 }
 
 /* Every result of pc's query is in. */
@@ -645,8 +662,6 @@ conn_query_done(struct pg_conn *pc)
     struct userdb_pgsql *db = pc->db;
     struct userdb_pgsql_query *q = pc->q;
     PGresult *res = pc->res;
-    struct pst_cred *cred;
-    char *allow_from;
     int rc;
 
     if (PQstatus(pc->pg) != CONNECTION_OK) {
@@ -666,12 +681,12 @@ conn_query_done(struct pg_conn *pc)
         return;
     }
     query_take(q);
-    rc = query_result(q->name, res, &cred, &allow_from);
+    rc = query_result(q->name, res, q->req);
     pg_res_free(res);
     /* The connection is free again before the answer goes. */
     pool_dispatch(db);
     pool_arm(db);
-    query_deliver(q, rc, cred, allow_from);
+    query_deliver(q, rc);
 }
 
 /*
@@ -870,7 +885,7 @@ pool_on_timer(uv_timer_t *t)
             log_event(LOG_LEVEL_WARN, "userdb_timeout", "store", "pgsql",
                       "user", q->name, NULL);
         query_take(q);
-        query_deliver(q, rc, NULL, NULL);
+        query_deliver(q, rc);
         if (pool_stopping(db))
             return;
         pool_arm(db);
@@ -1007,7 +1022,7 @@ userdb_pgsql_check(struct userdb_pgsql *db, char *msg, size_t msglen)
 
 int
 userdb_pgsql_lookup(struct userdb_pgsql *db, uv_loop_t *loop,
-                    const char *name, userdb_pgsql_cb *cb, void *ctx,
+                    const char *name, struct userdb_req *req,
                     struct userdb_pgsql_query **out)
 {
     struct userdb_pgsql_query *q;
@@ -1030,8 +1045,7 @@ userdb_pgsql_lookup(struct userdb_pgsql *db, uv_loop_t *loop,
         return PST_ENOMEM;
     memcpy(q->name, name, len + 1);
     q->db = db;
-    q->cb = cb;
-    q->ctx = ctx;
+    q->req = req;
     q->deadline = uv_now(loop) + db->timeout_ms;
     q->prev = db->tail;
     if (db->tail != NULL)
@@ -1079,3 +1093,58 @@ userdb_pgsql_free(struct userdb_pgsql *db)
     if (db->open == 0)
         pool_destroy(db);
 }
+
+/* --- The backend (userdb_backend.h) -------------------------------------- */
+
+static int
+userdb_pgsql_be_open(const struct config *cfg, void **store, char *err,
+                     size_t err_size)
+{
+    char why[CONFIG_ERR_MAX];
+
+    if (userdb_pgsql_open(cfg->userdb.arg, cfg->userdb_query,
+                          cfg->userdb_timeout * 1000u,
+                          (struct userdb_pgsql **)store, why,
+                          sizeof(why)) < 0) {
+        snprintf(err, err_size, "%s: userdb pgsql: %s", cfg->file, why);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+userdb_pgsql_be_free(void *store)
+{
+    userdb_pgsql_free(store);
+}
+
+static int
+userdb_pgsql_be_lookup(void *store, uv_loop_t *loop, const char *name,
+                       struct userdb_req *req)
+{
+    return userdb_pgsql_lookup(store, loop, name, req,
+                               (struct userdb_pgsql_query **)&req->pending);
+}
+
+static void
+userdb_pgsql_be_cancel(struct userdb_req *req)
+{
+    userdb_pgsql_cancel(req->pending);
+}
+
+static int
+userdb_pgsql_be_check(void *store, char *msg, size_t n)
+{
+    return userdb_pgsql_check(store, msg, n);
+}
+
+const struct userdb_backend userdb_pgsql_backend = {
+    .name = "pgsql",
+    .per_loop = 1,
+    .open = userdb_pgsql_be_open,
+    .free = userdb_pgsql_be_free,
+    .lookup = userdb_pgsql_be_lookup,
+    .cancel = userdb_pgsql_be_cancel,
+    .check = userdb_pgsql_be_check,
+    .count = NULL,
+};

@@ -14,7 +14,8 @@
  * delay is over one connection is tried without waiting for a lookup.
  *
  * The query takes the user name as $1 (a parameter, never pasted into
- * the SQL) and returns the password and allow_from columns first:
+ * the SQL) and returns the password and allow_from columns first; later
+ * columns fill the user record's fields of the same names (userdb.h):
  *
  *   CREATE TABLE users (
  *       name       text PRIMARY KEY,
@@ -54,19 +55,6 @@ struct userdb_pgsql;       /* the store: conninfo, query and pool */
 struct userdb_pgsql_query; /* one lookup in flight */
 
 /*
- * The end of a lookup, called once from the loop (never from inside
- * userdb_pgsql_lookup()).  rc: 0 (found), PST_ENOENT (no such user, or a
- * row that cannot serve: the reason is logged), PST_ETEMP (the database
- * is down, slow or refuses the query).  With rc 0, cred ([out] owned:
- * pst_cred_free()) holds the user's verifiers and allow_from ([out]
- * owned: free(), NULL when the column is NULL or empty) the extra
- * senders; both are NULL otherwise.  The query object is gone when the
- * callback runs.
- */
-typedef void userdb_pgsql_cb(void *ctx, int rc, struct pst_cred *cred,
-                             char *allow_from);
-
-/*
  * Make a store for conninfo ([in], a libpq connection string or URI,
  * copied) and query ([in], copied; NULL: USERDB_PGSQL_QUERY), whose
  * lookups give up after timeout_ms.  The connection string is parsed
@@ -91,14 +79,18 @@ int userdb_pgsql_open(const char *conninfo, const char *query,
 int userdb_pgsql_check(struct userdb_pgsql *db, char *msg, size_t msglen);
 
 /*
- * Look up name ([in], copied) on loop.  cb runs once with ctx unless
- * userdb_pgsql_cancel() comes first.  A store serves one loop: the first
- * lookup binds it.
- * *out ([out] borrowed until the callback or userdb_pgsql_cancel()).
+ * Look up name ([in], copied) on loop for req (userdb_backend.h): later,
+ * from the loop, req's record is filled and userdb_req_answer() called
+ * once (0, PST_ENOENT: no such user, or a row that cannot serve, the
+ * reason logged; PST_ETEMP: the database is down, slow or refuses the
+ * query), unless userdb_pgsql_cancel() comes first.  A store serves one
+ * loop: the first lookup binds it.
+ * *out ([out] borrowed until the answer or userdb_pgsql_cancel()).
  * Returns: 0, PST_EINVAL (another loop), PST_ENOMEM.
  */
+struct userdb_req;
 int userdb_pgsql_lookup(struct userdb_pgsql *db, uv_loop_t *loop,
-                        const char *name, userdb_pgsql_cb *cb, void *ctx,
+                        const char *name, struct userdb_req *req,
                         struct userdb_pgsql_query **out);
 
 /* Give up a lookup whose callback has not run: it will not run.  A query

@@ -54,11 +54,11 @@ on_lookup(void *ctx, int rc, const struct userdb_user *u)
             s->verify_rc = pst_cred_verify(u->cred, s->user,
                                            (const uint8_t *)s->pw,
                                            strlen(s->pw));
-        s->had_allow_from = u->allow_from != NULL;
-        if (u->allow_from != NULL) {
-            assert_true(u->allow_from_len < sizeof(s->allow_from));
-            memcpy(s->allow_from, u->allow_from, u->allow_from_len);
-            s->allow_from[u->allow_from_len] = '\0';
+        s->had_allow_from = u->allow_from.v != NULL;
+        if (u->allow_from.v != NULL) {
+            assert_true(u->allow_from.len < sizeof(s->allow_from));
+            memcpy(s->allow_from, u->allow_from.v, u->allow_from.len);
+            s->allow_from[u->allow_from.len] = '\0';
         }
     } else {
         assert_null(u);
@@ -161,6 +161,7 @@ test_file_lookups(void **state)
 {
     struct fixture *f = *state;
     struct userdb *u = open_store(f);
+    size_t n;
 
     for (size_t i = 0; i < sizeof(file_cases) / sizeof(file_cases[0]);
          i++) {
@@ -193,7 +194,10 @@ test_file_lookups(void **state)
         uv_run(&f->loop, UV_RUN_DEFAULT);
         assert_int_equal(s.calls, 1);
     }
-    assert_int_equal(userdb_count(u), 2);
+    assert_rc(userdb_count(u, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(userdb_kind(u), "passwd-file");
+    assert_int_equal(userdb_per_loop(u), 0);
     userdb_unref(u);
 }
 
@@ -417,6 +421,7 @@ test_pgsql_unreachable(void **state)
     struct fixture *f = *state;
     char conninfo[256];
     struct userdb *u;
+    size_t n;
     struct userdb_req *req[3] = {NULL, NULL, NULL};
     struct seen s[3] = {{0}, {0}, {0}};
     uint64_t t0;
@@ -426,7 +431,10 @@ test_pgsql_unreachable(void **state)
              f->dir);
     use_pgsql(f, conninfo, NULL);
     u = open_store(f);
-    assert_int_equal(userdb_count(u), 0);
+    /* The database is not asked how many users it has. */
+    assert_rc(userdb_count(u, &n), PST_ENOTSUP);
+    assert_string_equal(userdb_kind(u), "pgsql");
+    assert_int_equal(userdb_per_loop(u), 1);
 
     assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test", on_lookup,
                                   &s[0], &req[0]),
