@@ -1,6 +1,8 @@
 /*
- * posternd - the server: listeners, connections and the glue between
- * libuv, TLS, the sans-IO SMTP session, the user store and delivery.
+ * posternd - the server as main() sees it.  The control loop is
+ * server.c, the workers and their listeners listener.c, a connection and
+ * its session session.c and session_events.c, the configuration
+ * snapshot snapshot.c (listener.h says how the threads fit together).
  */
 #ifndef POSTERND_SERVER_H
 #define POSTERND_SERVER_H

@@ -1,0 +1,526 @@
+/*
+ * posternd - what the session's events ask for (session.h): the AUTH
+ * exchange (user store lookups, password checks on the thread pool, the
+ * throttle's delays and lockouts), MAIL FROM's allow_from, RCPT, DATA
+ * and delivery.  Each parks the session (WORKING, LOOKUP, HELD) until
+ * its answer comes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "date.h"
+#include "log.h"
+#include "session.h"
+
+/* --- The thread-pool jobs -------------------------------------------------
+ */
+
+static void
+work_run(uv_work_t *w)
+{
+    struct conn *c = w->data;
+
+    switch (c->work_kind) {
+    case WORK_VERIFY:
+        c->work_result = pst_cred_verify(c->auth_cred, c->work_user,
+                                         c->work_pw, c->work_pwlen);
+        break;
+    case WORK_COMMIT:
+        c->work_result = maildir_commit(c->msg, (const char *const *)c->paths,
+                                        c->npaths);
+        break;
+    case WORK_NONE:
+        break;
+    }
+}
+
+static void
+work_done(uv_work_t *w, int status)
+{
+    struct conn *c = w->data;
+    struct pst_smtp_answer a = {0};
+    char qid[MAILDIR_QID_LEN + 1], size[24], rcpts[24];
+    enum work_kind kind = c->work_kind;
+
+    c->work_kind = WORK_NONE;
+    if (c->work_pw != NULL) {
+        OPENSSL_clear_free(c->work_pw, c->work_pwlen);
+        c->work_pw = NULL;
+    }
+    free(c->work_user);
+    c->work_user = NULL;
+    if (c->state == CONN_CLOSE_WAIT) {
+        /* The client went away meanwhile: finish closing. */
+        conn_close(c, NULL);
+        return;
+    }
+    if (c->state == CONN_WORKING)
+        conn_enter_state(c, CONN_RUNNING);
+    if (kind == WORK_VERIFY) {
+        a.type = PST_SMTP_EV_AUTH_VERIFY;
+        /* A check that could not run (out of memory, job cancelled) is
+         * not a wrong password: 454 4.7.0, RFC 4954 §6. */
+        if (status == 0 && c->work_result == 0)
+            a.verdict = PST_SMTP_ACCEPT;
+        else if (status == 0 && c->work_result == PST_EAUTH)
+            a.verdict = PST_SMTP_REJECT;
+        else
+            a.verdict = PST_SMTP_TEMPFAIL;
+    } else {
+        /* Copied: the message (and its id) is freed before the answer. */
+        snprintf(qid, sizeof(qid), "%s", maildir_qid(c->msg));
+        a.type = PST_SMTP_EV_DATA_END;
+        if (status == 0 && c->work_result == 0) {
+            a.verdict = PST_SMTP_ACCEPT;
+            a.queue_id = qid;
+            snprintf(size, sizeof(size), "%llu",
+                     (unsigned long long)c->msg_size);
+            snprintf(rcpts, sizeof(rcpts), "%zu", c->npaths);
+            log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
+                      "qid", qid, "user",
+                      pst_smtp_server_user(c->s, NULL) != NULL
+                          ? pst_smtp_server_user(c->s, NULL)
+                          : "-",
+                      "size", size, "rcpts", rcpts, NULL);
+        } else {
+            a.verdict = PST_SMTP_TEMPFAIL;
+            log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
+                      "qid", qid, "error", maildir_error(c->msg), NULL);
+        }
+        maildir_free(c->msg);
+        c->msg = NULL;
+    }
+    conn_resume(c, pst_smtp_server_answer(c->s, &a));
+}
+
+/* Park the session on a thread-pool job. */
+static int
+conn_queue_work(struct conn *c, enum work_kind kind)
+{
+    /* Set before queueing: work_run() reads it on a pool thread. */
+    c->work_kind = kind;
+    c->work.data = c;
+    if (uv_queue_work(&c->w->loop, &c->work, work_run, work_done) < 0) {
+        c->work_kind = WORK_NONE;
+        return -1;
+    }
+    if (c->state == CONN_RUNNING)
+        conn_enter_state(c, CONN_WORKING);
+    return 0;
+}
+
+/* --- Events from the session --------------------------------------------- */
+
+static int
+conn_answer(struct conn *c, enum pst_smtp_event_type t,
+            enum pst_smtp_verdict v, const struct pst_cred *cred,
+            const char *reply)
+{
+    struct pst_smtp_answer a = {
+        .type = t, .verdict = v, .cred = cred, .reply = reply,
+    };
+
+    return pst_smtp_server_answer(c->s, &a);
+}
+
+static void on_hold(uv_timer_t *t);
+
+/* The throttle locked this address: 421 4.7.0 and close (RFC 4954 §9). */
+static void
+conn_lockout(struct conn *c)
+{
+    c->close_why = "auth lockout";
+    log_event(LOG_LEVEL_INFO, "auth_lockout", "sid", c->sid, "peer",
+              c->peer, NULL);
+    if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_AUTH_LOCKOUT) < 0)
+        conn_close(c, NULL);
+}
+
+/* Hold the session for ms (throttle): no input is acted on, no output
+ * sent, until on_hold(). */
+static void
+conn_hold(struct conn *c, enum conn_hold why, uint64_t ms)
+{
+    c->hold_why = why;
+    conn_enter_state(c, CONN_HELD);
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    uv_timer_stop(&c->timer);
+    /* From now, not from when this loop turn began. */
+    uv_update_time(&c->w->loop);
+    uv_timer_start(&c->hold, on_hold, ms, 0);
+}
+
+/* The user store answered the AUTH lookup: resume the session. */
+static void
+conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct conn *c = ctx;
+    int arc;
+
+    /* The session ended meanwhile (timeout, shutdown): nothing waits. */
+    if (conn_ending(c))
+        return;
+    conn_enter_state(c, CONN_RUNNING);
+    if (rc == PST_ETEMP) {
+        /* RFC 4954 §6: 454 4.7.0, and the session goes on. */
+        arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
+                          NULL, NULL);
+    } else {
+        /* The request owns the credentials until AUTH_RESULT.  An
+         * unknown user gets NULL: the session does the same work and
+         * fails the same way as for a wrong password. */
+        c->auth_cred = rc == 0 ? u->cred : NULL;
+        arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
+                          c->auth_cred, NULL);
+    }
+    conn_resume(c, arc);
+}
+
+/* Start the lookup of the AUTH_LOOKUP event; the session stays parked
+ * until conn_on_lookup(). */
+static int
+conn_lookup_begin(struct conn *c, const char *user)
+{
+    userdb_lookup_free(c->auth_req);
+    c->auth_req = NULL;
+    c->auth_cred = NULL;
+    /* The user store as it is now, not as it was when the client
+     * connected: a password changed or removed by a reload must stop
+     * working on connections that were already open. */
+    if (userdb_lookup_start(c->w->udb, &c->w->loop, user,
+                            conn_on_lookup, c, &c->auth_req) < 0)
+        return conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_TEMPFAIL,
+                           NULL, NULL);
+    conn_enter_state(c, CONN_LOOKUP);
+    return 0;
+}
+
+static int
+conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
+{
+    uint64_t delay = 0;
+
+    c->auth_tag = 0;
+    /* Every mechanism asks for credentials once per attempt, before any
+     * check: the one place to hold an address (or a user name) under
+     * penalty, as Dovecot delays the whole request. */
+    if (throttle_check(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
+                       ev->user, uv_now(&c->w->loop), &delay) ==
+        THROTTLE_REFUSE) {
+        conn_lockout(c);
+        return 0;
+    }
+    if (delay > 0) {
+        free(c->held_user);
+        c->held_user = strdup(ev->user);
+        if (c->held_user == NULL)
+            return -1;
+        conn_hold(c, HOLD_LOOKUP, delay);
+        return 0;
+    }
+    return conn_lookup_begin(c, ev->user);
+}
+
+static int
+conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
+{
+    /* The same guess again does not count twice (throttle.h). */
+    c->auth_tag = throttle_tag(conn_throttle(c), ev->user, ev->password,
+                               ev->password_len);
+    c->work_pw = malloc(ev->password_len + 1);
+    c->work_user = strdup(ev->user != NULL ? ev->user : "");
+    if (c->work_pw == NULL || c->work_user == NULL)
+        return -1;
+    memcpy(c->work_pw, ev->password, ev->password_len);
+    c->work_pwlen = ev->password_len;
+    return conn_queue_work(c, WORK_VERIFY);
+}
+
+static void
+conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
+{
+    if (ev->ok)
+        log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
+                  "user", ev->user, "mech", ev->mech, NULL);
+    else
+        log_event(LOG_LEVEL_INFO, "auth_failed", "sid", c->sid, "peer",
+                  c->peer, "user", ev->user != NULL ? ev->user : "-",
+                  "mech", ev->mech != NULL ? ev->mech : "-", "error",
+                  pst_errname(ev->error), "reason",
+                  ev->reason != NULL ? ev->reason : "-", NULL);
+    /* The exchange is over: the credentials it borrowed can go. */
+    c->auth_cred = NULL;
+    userdb_lookup_free(c->auth_req);
+    c->auth_req = NULL;
+    if (ev->ok) {
+        throttle_auth_ok(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
+                         uv_now(&c->w->loop));
+    } else if (ev->error == PST_EAUTH) {
+        /* Only exchanges that tested a password count: a malformed or
+         * cancelled one guessed nothing. */
+        uint64_t delay = 0, elapsed;
+        enum throttle_verdict v;
+
+        v = throttle_auth_failed(conn_throttle(c),
+                                 (struct sockaddr *)&c->peer_sa, ev->user,
+                                 c->auth_tag, uv_now(&c->w->loop), &delay);
+        if (v == THROTTLE_REFUSE)
+            conn_lockout(c); /* the 421 goes out after the 535 */
+        /* The 535 leaves auth_failure_delay (or the throttle's delay, if
+         * longer) after the client's last byte, however long the lookup
+         * and the check took: an unknown user, a cheap verifier and a
+         * costly crypt(3) hash all answer at the same moment (as long as
+         * the check takes less than the delay), so the timing does not
+         * tell which users exist.  Dovecot: auth_failure_delay. */
+        if (delay < c->sc->cfg->auth_failure_delay_ms)
+            delay = c->sc->cfg->auth_failure_delay_ms;
+        elapsed = (uv_hrtime() - c->last_input_ns) / 1000000u;
+        if (delay > elapsed)
+            conn_hold(c, HOLD_REPLY, delay - elapsed);
+    }
+    c->auth_tag = 0;
+}
+
+void
+conn_reset_message(struct conn *c)
+{
+    for (size_t i = 0; i < c->npaths; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    c->paths = NULL;
+    c->npaths = 0;
+    if (c->msg != NULL) {
+        maildir_abort(c->msg);
+        c->msg = NULL;
+    }
+    free(c->msg_error);
+    c->msg_error = NULL;
+}
+
+/* Spooling the message failed: its spool file goes now, and the final
+ * dot gets 451 with why (the reason kept for the log). */
+static void
+conn_spool_failed(struct conn *c, const char *why)
+{
+    free(c->msg_error);
+    c->msg_error = strdup(why); /* NULL: "no spool file" will do */
+    maildir_abort(c->msg);
+    c->msg = NULL;
+}
+
+/* The user store answered the allow_from lookup of MAIL FROM. */
+static void
+conn_on_mail_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct conn *c = ctx;
+    const char *user = pst_smtp_server_user(c->s, NULL);
+    enum pst_smtp_verdict v;
+
+    if (conn_ending(c))
+        return;
+    conn_enter_state(c, CONN_RUNNING);
+    if (rc == 0 &&
+        userdb_allow_from(u->allow_from.v, u->allow_from.len, c->mail_from)) {
+        v = PST_SMTP_ACCEPT;
+    } else if (rc == PST_ETEMP) {
+        v = PST_SMTP_TEMPFAIL; /* 451 4.3.0: try again later */
+        log_event(LOG_LEVEL_WARN, "sender_check_failed", "sid", c->sid,
+                  "user", user != NULL ? user : "-", "sender", c->mail_from,
+                  "error", "user store unavailable", NULL);
+    } else {
+        v = PST_SMTP_REJECT;
+        log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
+                  user != NULL ? user : "-", "sender", c->mail_from, NULL);
+    }
+    /* u is not used past this point. */
+    userdb_lookup_free(c->mail_req);
+    c->mail_req = NULL;
+    free(c->mail_from);
+    c->mail_from = NULL;
+    conn_resume(c, conn_answer(c, PST_SMTP_EV_MAIL, v, NULL, NULL));
+}
+
+static int
+conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
+{
+    const char *user;
+
+    conn_reset_message(c);
+    if (!ev->need_answer)
+        return 0;
+    /* The session asks when the user does not own the address by name:
+     * the user's allow_from decides, as the store has it now (looked up
+     * asynchronously: the session stays parked until the answer). */
+    user = pst_smtp_server_user(c->s, NULL);
+    if (user == NULL) {
+        log_event(LOG_LEVEL_INFO, "sender_refused", "sid", c->sid, "user",
+                  "-", "sender", ev->address, NULL);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL, NULL);
+    }
+    free(c->mail_from);
+    userdb_lookup_free(c->mail_req);
+    c->mail_req = NULL;
+    c->mail_from = strdup(ev->address);
+    if (c->mail_from == NULL)
+        return -1;
+    if (userdb_lookup_start(c->w->udb, &c->w->loop, user,
+                            conn_on_mail_lookup, c, &c->mail_req) < 0)
+        return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+    conn_enter_state(c, CONN_LOOKUP);
+    return 0;
+}
+
+static int
+conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+{
+    struct pst_buf path;
+    char **p;
+    int rc;
+
+    pst_buf_init(&path, 4096, 0);
+    rc = config_mailbox_expand(c->sc->cfg->mailbox, ev->address,
+                               strlen(ev->address), &path);
+    if (rc < 0) {
+        pst_buf_clear(&path);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+                           "553 5.1.3 Recipient address not accepted here");
+    }
+    /* A recipient given twice gets one copy (as Postfix does). */
+    for (size_t i = 0; i < c->npaths; i++)
+        if (strcmp(c->paths[i], (const char *)path.data) == 0) {
+            pst_buf_clear(&path);
+            return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+        }
+    p = realloc(c->paths, (c->npaths + 1) * sizeof(char *));
+    if (p == NULL) {
+        pst_buf_clear(&path);
+        return -1;
+    }
+    c->paths = p;
+    c->paths[c->npaths] = strdup((const char *)path.data);
+    pst_buf_clear(&path);
+    if (c->paths[c->npaths] == NULL)
+        return -1;
+    c->npaths++;
+    return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+}
+
+static void
+conn_on_data_begin(struct conn *c)
+{
+    struct pst_buf hdr;
+    struct pst_smtp_received r = {0};
+    char date[DATE_RFC5322_MAX];
+    int rc;
+
+    free(c->msg_error);
+    c->msg_error = NULL;
+    rc = maildir_begin(c->sc->cfg->spool, c->sc->cfg->hostname, &c->msg);
+    if (rc < 0) {
+        log_event(LOG_LEVEL_WARN, "spool_failed", "sid", c->sid, "error",
+                  strerror(errno), NULL);
+        c->msg = NULL;
+        return;
+    }
+    date_rfc5322(time(NULL), date, sizeof(date));
+    r.peer_addr = c->peer_rcvd;
+    r.queue_id = maildir_qid(c->msg);
+    r.date = date;
+    r.recipient = NULL;
+    pst_buf_init(&hdr, 4096, 0);
+    if (pst_smtp_server_received(c->s, &r, &hdr) < 0)
+        conn_spool_failed(c, "cannot make the Received header");
+    else if (maildir_append(c->msg, hdr.data, hdr.len) < 0)
+        conn_spool_failed(c, maildir_error(c->msg));
+    pst_buf_clear(&hdr);
+}
+
+int
+conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
+{
+    switch (ev->type) {
+    case PST_SMTP_EV_STARTTLS:
+        /* The 220 goes out in clear; then everything is TLS.  Bytes the
+         * client sent after STARTTLS were discarded by the session
+         * (RFC 3207 §4.2, CVE-2011-0411); so are ours. */
+        if (conn_flush(c) < 0)
+            return -1;
+        pst_buf_reset(&c->backlog);
+        return conn_tls_begin(c);
+    case PST_SMTP_EV_AUTH_LOOKUP:
+        return conn_on_auth_lookup(c, ev);
+    case PST_SMTP_EV_AUTH_VERIFY:
+        return conn_on_auth_verify(c, ev);
+    case PST_SMTP_EV_AUTH_RESULT:
+        conn_on_auth_result(c, ev);
+        return 0;
+    case PST_SMTP_EV_MAIL:
+        return conn_on_mail(c, ev);
+    case PST_SMTP_EV_RCPT:
+        return conn_on_rcpt(c, ev);
+    case PST_SMTP_EV_DATA_BEGIN:
+        conn_on_data_begin(c);
+        return 0;
+    case PST_SMTP_EV_DATA:
+        if (c->msg != NULL && maildir_append(c->msg, ev->data, ev->len) < 0)
+            conn_spool_failed(c, maildir_error(c->msg));
+        return 0;
+    case PST_SMTP_EV_DATA_END:
+        if (c->msg == NULL) {
+            log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
+                      "error", c->msg_error != NULL ? c->msg_error
+                                                    : "no spool file",
+                      NULL);
+            conn_reset_message(c);
+            return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+        }
+        c->msg_size = ev->size;
+        return conn_queue_work(c, WORK_COMMIT);
+    case PST_SMTP_EV_DATA_ABORT:
+        log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",
+                  pst_errname(ev->error), "reason",
+                  ev->reason != NULL ? ev->reason : "-", NULL);
+        conn_reset_message(c);
+        return 0;
+    case PST_SMTP_EV_CLOSE:
+        break; /* conn_pump()'s: the connection goes */
+    }
+    return 0;
+}
+
+/* A throttle delay is over: answer the held lookup, or let the held
+ * 535 go, and carry on. */
+static void
+on_hold(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    enum conn_hold why = c->hold_why;
+    uint64_t delay = 0;
+
+    if (conn_closed(c))
+        return;
+    c->hold_why = HOLD_NONE;
+    conn_enter_state(c, CONN_RUNNING);
+    if (why == HOLD_LOOKUP) {
+        /* Another connection may have locked the address meanwhile. */
+        if (throttle_check(conn_throttle(c),
+                           (struct sockaddr *)&c->peer_sa, c->held_user,
+                           uv_now(&c->w->loop), &delay) == THROTTLE_REFUSE)
+            conn_lockout(c);
+        else if (conn_lookup_begin(c, c->held_user) < 0) {
+            conn_close(c, "internal error");
+            return;
+        }
+        free(c->held_user);
+        c->held_user = NULL;
+    }
+    conn_pump(c);
+}

@@ -1,0 +1,52 @@
+/*
+ * posternd - the configuration snapshot: everything a reload replaces
+ * (the parsed file, the TLS context, the user store, each listener's
+ * SMTP session settings), loaded and checked as one, shared by the
+ * connections made under it and freed with the last of them.
+ */
+#ifndef POSTERND_SNAPSHOT_H
+#define POSTERND_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <postern/smtp.h>
+
+#include "config.h"
+#include "tls.h"
+#include "userdb.h"
+
+/* One listener's session settings. */
+struct snapshot_listener {
+    struct pst_smtp_server_config scfg;
+    const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS + 1];
+};
+
+struct snapshot {
+    atomic_uint refs;         /* taken and dropped by every loop */
+    struct config *cfg;
+    struct tls_ctx *tls;      /* NULL when no listener has TLS */
+    struct userdb *udb;       /* the store as loaded (posternd -t, and
+                                 the loops that may share it) */
+    struct snapshot_listener *l; /* one per cfg->listeners[] */
+    char **uri_hosts;         /* NULL-terminated listening addresses */
+};
+
+/*
+ * Load the configuration at path ([in]) and all it names: the spool is
+ * checked, the user store opened, the TLS context made, and every
+ * listener's settings tried on an SMTP session (the session refuses some
+ * that the parser accepts: better at load time, posternd -t, start or
+ * SIGHUP, than by closing every connection without a word).
+ * Returns: the snapshot ([out] owned, one reference: snapshot_unref()),
+ * or NULL with err (n bytes) saying why.
+ */
+struct snapshot *snapshot_load(const char *path, char *err, size_t n);
+
+/* Take a reference (any thread). */
+struct snapshot *snapshot_ref(struct snapshot *sc);
+
+/* Drop a reference; the last frees it.  NULL is a no-op. */
+void snapshot_unref(struct snapshot *sc);
+
+#endif
