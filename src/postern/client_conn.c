@@ -23,9 +23,9 @@
 #include "client.h"
 #include "prompt.h"
 
-#define CONN_CHUNK (16 * 1024)
+#define CLIENT_CHUNK (16 * 1024)
 
-struct conn {
+struct client_conn {
     int fd;
     struct tls_ctx *ctx;
     struct tls *tls;
@@ -231,7 +231,7 @@ client_password(const char *file, const char *prompt, char **out,
  */
 
 static void
-conn_net_fail(struct conn *k, const char *what)
+client_net_fail(struct client_conn *k, const char *what)
 {
     /* After the message was accepted a close (before or after QUIT's
      * reply) changes nothing: keep the server's answer as the result. */
@@ -245,7 +245,7 @@ conn_net_fail(struct conn *k, const char *what)
 }
 
 static int
-conn_wait(struct conn *k, short events)
+client_wait(struct client_conn *k, short events)
 {
     struct pollfd pfd = {.fd = k->fd, .events = events};
     int rc;
@@ -254,24 +254,24 @@ conn_wait(struct conn *k, short events)
         rc = poll(&pfd, 1, k->timeout_ms);
     } while (rc < 0 && errno == EINTR);
     if (rc == 0) {
-        conn_net_fail(k, "timed out waiting for the server");
+        client_net_fail(k, "timed out waiting for the server");
         return -1;
     }
     if (rc < 0) {
-        conn_net_fail(k, strerror(errno));
+        client_net_fail(k, strerror(errno));
         return -1;
     }
     return 0;
 }
 
 static int
-conn_send_raw(struct conn *k, const uint8_t *p, size_t len)
+client_send_raw(struct client_conn *k, const uint8_t *p, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(k->fd, p, len, MSG_NOSIGNAL);
 
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (conn_wait(k, POLLOUT) < 0)
+            if (client_wait(k, POLLOUT) < 0)
                 return -1;
             continue;
         }
@@ -281,7 +281,7 @@ conn_send_raw(struct conn *k, const uint8_t *p, size_t len)
             char msg[128];
 
             snprintf(msg, sizeof(msg), "send: %s", strerror(errno));
-            conn_net_fail(k, msg);
+            client_net_fail(k, msg);
             return -1;
         }
         p += n;
@@ -292,7 +292,7 @@ conn_send_raw(struct conn *k, const uint8_t *p, size_t len)
 
 /* Send what the session has queued. */
 static int
-conn_flush(struct conn *k)
+client_flush(struct client_conn *k)
 {
     const uint8_t *p;
     size_t len;
@@ -308,13 +308,13 @@ conn_flush(struct conn *k)
 
             /* TLS_STOPPED: the socket failed, and said so. */
             snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-            conn_net_fail(k, msg);
+            client_net_fail(k, msg);
             return -1;
         }
         pst_smtpc_consume(k->c, len);
         return 0;
     }
-    if (conn_send_raw(k, p, len) < 0)
+    if (client_send_raw(k, p, len) < 0)
         return -1;
     pst_smtpc_consume(k->c, len);
     return 0;
@@ -322,7 +322,7 @@ conn_flush(struct conn *k)
 
 /* Read once from the socket (waiting up to the timeout). */
 static int
-conn_recv(struct conn *k, uint8_t *buf, size_t cap, size_t *got)
+client_recv(struct client_conn *k, uint8_t *buf, size_t cap, size_t *got)
 {
     ssize_t n;
 
@@ -334,7 +334,7 @@ conn_recv(struct conn *k, uint8_t *buf, size_t cap, size_t *got)
         }
         if (n == 0) {
             k->eof = 1;
-            conn_net_fail(k, "the server closed the connection");
+            client_net_fail(k, "the server closed the connection");
             return -1;
         }
         if (errno == EINTR)
@@ -343,25 +343,25 @@ conn_recv(struct conn *k, uint8_t *buf, size_t cap, size_t *got)
             char msg[128];
 
             snprintf(msg, sizeof(msg), "recv: %s", strerror(errno));
-            conn_net_fail(k, msg);
+            client_net_fail(k, msg);
             return -1;
         }
-        if (conn_wait(k, POLLIN) < 0)
+        if (client_wait(k, POLLIN) < 0)
             return -1;
     }
 }
 
 /* The TLS pump's callbacks (tls_input(), tls_send()). */
 static int
-conn_tls_send(void *ctx, const uint8_t *p, size_t n)
+client_tls_send(void *ctx, const uint8_t *p, size_t n)
 {
-    return conn_send_raw(ctx, p, n) < 0 ? -1 : 0;
+    return client_send_raw(ctx, p, n) < 0 ? -1 : 0;
 }
 
 static int
-conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
+client_tls_recv(void *ctx, const uint8_t *p, size_t n)
 {
-    struct conn *k = ctx;
+    struct client_conn *k = ctx;
 
     return pst_smtpc_feed(k->c, p, n) < 0 ? -1 : 0;
 }
@@ -369,9 +369,9 @@ conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
 /* The handshake is over: note what was negotiated; after STARTTLS the
  * session starts again (RFC 3207 §4.2) before any plaintext reaches it. */
 static int
-conn_tls_established(void *ctx)
+client_tls_established(void *ctx)
 {
-    struct conn *k = ctx;
+    struct client_conn *k = ctx;
     const char *why = NULL;
 
     snprintf(k->res->tls_protocol, sizeof(k->res->tls_protocol), "%s",
@@ -388,29 +388,29 @@ conn_tls_established(void *ctx)
     return 0;
 }
 
-static const struct tls_io conn_tls_io = {
-    .send = conn_tls_send,
-    .recv = conn_tls_recv,
-    .established = conn_tls_established,
+static const struct tls_io client_tls_io = {
+    .send = client_tls_send,
+    .recv = client_tls_recv,
+    .established = client_tls_established,
 };
 
 /* A status of tls_input() other than TLS_OK: record why, return -1. */
 static int
-conn_tls_fail(struct conn *k, int rc)
+client_tls_fail(struct client_conn *k, int rc)
 {
     char msg[TLS_ERROR_MAX + 300];
 
     if (rc == TLS_CLOSED) {
-        conn_net_fail(k, "the server closed the TLS session");
+        client_net_fail(k, "the server closed the TLS session");
     } else if (rc < 0 && !tls_established(k->tls)) {
         snprintf(msg, sizeof(msg), "TLS handshake with %s failed: %s",
                  k->o->url.host, tls_error(k->tls));
-        conn_net_fail(k, msg);
+        client_net_fail(k, msg);
         if (rc == PST_EAUTH)
             k->res->tls_verify_failed = 1;
     } else if (rc < 0) {
         snprintf(msg, sizeof(msg), "TLS: %s", tls_error(k->tls));
-        conn_net_fail(k, msg);
+        client_net_fail(k, msg);
     }
     /* TLS_STOPPED: a callback failed and said why, if anything. */
     return -1;
@@ -418,9 +418,9 @@ conn_tls_fail(struct conn *k, int rc)
 
 /* Start TLS and wait for the handshake to complete. */
 static int
-conn_tls_start(struct conn *k)
+client_tls_start(struct client_conn *k)
 {
-    uint8_t buf[CONN_CHUNK];
+    uint8_t buf[CLIENT_CHUNK];
     char err[TLS_ERROR_MAX + 64];
     size_t n;
     int rc;
@@ -433,45 +433,45 @@ conn_tls_start(struct conn *k)
         };
 
         if (tls_ctx_new(&tc, &k->ctx, err, sizeof(err)) < 0) {
-            conn_net_fail(k, err);
+            client_net_fail(k, err);
             return -1;
         }
     }
     if (tls_new(k->ctx, k->o->url.host, &k->tls) < 0) {
-        conn_net_fail(k, "TLS: out of memory");
+        client_net_fail(k, "TLS: out of memory");
         return -1;
     }
-    tls_set_io(k->tls, &conn_tls_io, k);
+    tls_set_io(k->tls, &client_tls_io, k);
     /* No input yet: sends the ClientHello. */
     rc = tls_input(k->tls, NULL, 0);
     while (rc == TLS_WANT_MORE) {
-        if (conn_recv(k, buf, sizeof(buf), &n) < 0)
+        if (client_recv(k, buf, sizeof(buf), &n) < 0)
             return -1;
         rc = tls_input(k->tls, buf, n);
     }
-    return rc == TLS_OK ? 0 : conn_tls_fail(k, rc);
+    return rc == TLS_OK ? 0 : client_tls_fail(k, rc);
 }
 
 /* Read what the server sent and hand the plaintext to the session. */
 static int
-conn_read(struct conn *k)
+client_read(struct client_conn *k)
 {
-    uint8_t buf[CONN_CHUNK];
+    uint8_t buf[CLIENT_CHUNK];
     size_t n;
     int rc;
 
-    if (conn_recv(k, buf, sizeof(buf), &n) < 0)
+    if (client_recv(k, buf, sizeof(buf), &n) < 0)
         return -1;
     if (k->tls == NULL)
         return pst_smtpc_feed(k->c, buf, n) < 0 ? -1 : 0;
     /* Plaintext goes to the session; what TLS answers (a TLS 1.3 key
      * update) to the server. */
     rc = tls_input(k->tls, buf, n);
-    return rc == TLS_OK ? 0 : conn_tls_fail(k, rc);
+    return rc == TLS_OK ? 0 : client_tls_fail(k, rc);
 }
 
 static int
-conn_connect(struct conn *k)
+client_connect(struct client_conn *k)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -483,7 +483,7 @@ conn_connect(struct conn *k)
     if (rc != 0) {
         snprintf(msg, sizeof(msg), "%s: %s", k->o->url.host,
                  gai_strerror(rc));
-        conn_net_fail(k, msg);
+        client_net_fail(k, msg);
         return -1;
     }
     for (a = ai; a != NULL; a = a->ai_next) {
@@ -498,7 +498,7 @@ conn_connect(struct conn *k)
         }
         k->fd = fd;
         if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS || conn_wait(k, POLLOUT) < 0 ||
+            if (errno != EINPROGRESS || client_wait(k, POLLOUT) < 0 ||
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) != 0 ||
                 soerr != 0) {
                 last_errno = soerr != 0 ? soerr : errno;
@@ -519,7 +519,7 @@ conn_connect(struct conn *k)
         snprintf(msg, sizeof(msg), "cannot connect to %s port %s: %s",
                  k->o->url.host, k->o->url.port,
                  last_errno ? strerror(last_errno) : "no address");
-        conn_net_fail(k, msg);
+        client_net_fail(k, msg);
         return -1;
     }
     return 0;
@@ -547,7 +547,7 @@ trace_line(void *ctx, int dir, const char *line, size_t len)
 /* --- Message ------------------------------------------------------------- */
 
 static void
-progress(const struct conn *k, uint64_t done, uint64_t total, int final)
+progress(const struct client_conn *k, uint64_t done, uint64_t total, int final)
 {
     if (!k->o->progress)
         return;
@@ -561,9 +561,9 @@ progress(const struct conn *k, uint64_t done, uint64_t total, int final)
 }
 
 static int
-conn_send_message(struct conn *k, struct msg_source *msg)
+client_send_message(struct client_conn *k, struct msg_source *msg)
 {
-    uint8_t buf[CONN_CHUNK];
+    uint8_t buf[CLIENT_CHUNK];
     uint64_t done = 0;
     unsigned tick = 0;
     int shown = 0;
@@ -579,16 +579,16 @@ conn_send_message(struct conn *k, struct msg_source *msg)
              * the server discards it (RFC 5321 §4.1.1.4). */
             snprintf(m, sizeof(m), "reading the message: %s",
                      strerror(errno));
-            conn_net_fail(k, m);
+            client_net_fail(k, m);
             k->res->net_error = 0;
             k->res->error = PST_EIO;
             goto fail;
         }
         while ((rc = pst_smtpc_data(k->c, buf, n, n == 0)) == PST_ELIMIT)
-            if (conn_flush(k) < 0)
+            if (client_flush(k) < 0)
                 goto fail;
         if (rc < 0) {
-            conn_net_fail(k, pst_strerror(rc));
+            client_net_fail(k, pst_strerror(rc));
             goto fail;
         }
         done += n;
@@ -596,7 +596,7 @@ conn_send_message(struct conn *k, struct msg_source *msg)
             progress(k, done, msg != NULL ? msg->total : 0, n == 0);
             shown = n != 0;
         }
-        if (conn_flush(k) < 0)
+        if (client_flush(k) < 0)
             goto fail;
         if (n == 0)
             return 0;
@@ -614,7 +614,7 @@ fail:
  * that answers and closes at once (a 421 or 5xx and, under TLS, its
  * close_notify in the same read) has its answer reported, not the close. */
 static void
-conn_drain_events(struct conn *k)
+client_drain_events(struct client_conn *k)
 {
     struct client_result *res = k->res;
     struct pst_smtpc_event ev;
@@ -636,7 +636,7 @@ conn_drain_events(struct conn *k)
 }
 
 static void
-note_ehlo(struct conn *k)
+note_ehlo(struct client_conn *k)
 {
     struct client_result *r = k->res;
 
@@ -661,13 +661,13 @@ int
 client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
            struct msg_source *msg, struct client_result *res)
 {
-    struct conn k = {.fd = -1, .o = o, .res = res};
+    struct client_conn k = {.fd = -1, .o = o, .res = res};
     char helo[256];
     int closed = 0, rc;
 
     memset(res, 0, sizeof(*res));
     k.timeout_ms = (int)(o->timeout ? o->timeout : 60) * 1000;
-    if (conn_connect(&k) < 0)
+    if (client_connect(&k) < 0)
         goto out;
     if (cfg->helo == NULL) {
         client_helo_name(helo, sizeof(helo));
@@ -686,17 +686,17 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
         snprintf(res->text, sizeof(res->text), "%s", pst_strerror(rc));
         goto out;
     }
-    if (o->url.implicit_tls && conn_tls_start(&k) < 0)
+    if (o->url.implicit_tls && client_tls_start(&k) < 0)
         goto out;
     while (!closed) {
         struct pst_smtpc_event ev;
 
-        if (conn_flush(&k) < 0)
+        if (client_flush(&k) < 0)
             break;
         while (pst_smtpc_next_event(k.c, &ev) == 1) {
             switch (ev.type) {
             case PST_SMTPC_EV_STARTTLS:
-                if (conn_tls_start(&k) < 0)
+                if (client_tls_start(&k) < 0)
                     goto out;
                 break;
             case PST_SMTPC_EV_EHLO:
@@ -707,7 +707,7 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
                          ev.mech != NULL ? ev.mech : "");
                 break;
             case PST_SMTPC_EV_DATA:
-                if (conn_send_message(&k, msg) < 0)
+                if (client_send_message(&k, msg) < 0)
                     goto out;
                 break;
             case PST_SMTPC_EV_DONE:
@@ -725,12 +725,12 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
                 break;
             }
         }
-        if (conn_flush(&k) < 0)
+        if (client_flush(&k) < 0)
             break;
         if (closed)
             break;
-        if (conn_read(&k) < 0) {
-            conn_drain_events(&k);
+        if (client_read(&k) < 0) {
+            client_drain_events(&k);
             break;
         }
     }
