@@ -37,6 +37,7 @@
 #include <postern/rand.h>
 
 #include "deliver_maildir.h"
+#include "queue_file.h"
 
 #define MAILDIR_BUF      65536 /* bytes gathered before a write(2) */
 #define MAILDIR_HOST_MAX 256   /* bytes of the escaped host name */
@@ -395,30 +396,121 @@ join(char *out, size_t size, const char *dir, const char *name)
     return n < 0 || (size_t)n >= size ? PST_EINVAL : 0;
 }
 
-/* The Maildir at dir with its cur/, new/ and tmp/ (maildir(5)). */
+/*
+ * The directory name inside the directory open as parent (path names it
+ * in messages), made (mode 0700) if create and missing, opened without
+ * following a symbolic link: a symbolic link, or anything but a
+ * directory, fails the delivery (ELOOP, ENOTDIR), so that nobody who
+ * can write below the mail root can point delivery elsewhere.  A
+ * directory made here is fsync'd, and so is parent, whose new entry must
+ * be durable too.  Returns a descriptor, or -1 (recorded in m).
+ */
 static int
-make_maildir(struct maildir_msg *m, const char *dir)
+open_sub(struct maildir_msg *m, int parent, const char *name,
+         const char *path, int create)
 {
-    static const char *const subs[] = {"cur", "new", "tmp"};
-    char path[PATH_MAX];
-    struct stat st;
-    int missing = 0, rc;
+    int fd, made = 0;
 
+    for (int tries = 0; tries < 2; tries++) {
+        fd = openat(parent, name,
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 || errno != ENOENT || !create)
+            break;
+        if (mkdirat(parent, name, 0700) == 0)
+            made = 1;
+        else if (errno != EEXIST) /* EEXIST: made by another, meanwhile */
+            return maildir_fail(m, "mkdir", path, errno), -1;
+    }
+    if (fd < 0) {
+        struct stat st;
+        int e = errno;
+
+        /* O_NOFOLLOW|O_DIRECTORY on a symbolic link fails with ELOOP or
+         * ENOTDIR: say which it was, with the path, for the log. */
+        if ((e == ELOOP || e == ENOTDIR) &&
+            fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+            maildir_fail(m, "refused symbolic link", path, ELOOP);
+        else
+            maildir_fail(m, "open", path, e);
+        return -1;
+    }
+    if (made && (fsync_fd(fd) != 0 || fsync_fd(parent) != 0)) {
+        maildir_fail(m, "fsync", path, errno);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * The Maildir at path, with its cur/, new/ and tmp/ (maildir(5)), made
+ * as needed: root (a prefix of path: the fixed part of the mailbox
+ * template, chosen by the administrator) is opened as it is, symbolic
+ * links and all, and made with its parents if missing; every component
+ * below it is opened relative to its parent with O_NOFOLLOW (open_sub()).
+ * Returns the descriptor of new/, or -1 (recorded in m).
+ */
+static int
+open_maildir(struct maildir_msg *m, const char *root, const char *path)
+{
+    static const char *const subs[] = {"cur", "tmp", "new"};
+    char part[PATH_MAX], name[NAME_MAX + 1];
+    size_t rlen = strlen(root);
+    const char *p;
+    int fd, next;
+
+    while (rlen > 1 && root[rlen - 1] == '/')
+        rlen--;
+    if (strncmp(path, root, rlen) != 0 || /* not secret */
+        (path[rlen] != '/' && path[rlen] != '\0' && rlen > 1)) {
+        maildir_fail(m, "mailbox outside the mail root", path, EINVAL);
+        return -1;
+    }
+    snprintf(part, sizeof(part), "%.*s", (int)rlen, root);
+    fd = open(part, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (make_dir(m, part, 0) != 0)
+            return -1;
+        fd = open(part, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return maildir_fail(m, "open", part, errno), -1;
+    for (p = path + rlen; *p != '\0';) {
+        size_t n;
+
+        while (*p == '/')
+            p++;
+        n = strcspn(p, "/");
+        if (n == 0)
+            break;
+        if (n > NAME_MAX) {
+            close(fd);
+            return maildir_fail(m, "open", path, ENAMETOOLONG), -1;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n;
+        snprintf(part, sizeof(part), "%.*s", (int)(p - path), path);
+        next = open_sub(m, fd, name, part, 1);
+        close(fd);
+        if (next < 0)
+            return -1;
+        fd = next;
+    }
     for (size_t i = 0; i < 3; i++) {
-        if (join(path, sizeof(path), dir, subs[i]) != 0)
-            return maildir_fail(m, "mkdir", dir, ENAMETOOLONG);
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-            missing = 1;
+        if (join(part, sizeof(part), path, subs[i]) != 0) {
+            close(fd);
+            return maildir_fail(m, "open", path, ENAMETOOLONG), -1;
+        }
+        next = open_sub(m, fd, subs[i], part, 1);
+        if (next < 0 || i == 2) {
+            close(fd);
+            return next; /* new/, or -1 */
+        }
+        close(next);
     }
-    if (!missing)
-        return 0;
-    snprintf(path, sizeof(path), "%s", dir);
-    rc = make_dir(m, path, 0);
-    for (size_t i = 0; i < 3 && rc == 0; i++) {
-        join(path, sizeof(path), dir, subs[i]);
-        rc = make_dir(m, path, 0);
-    }
-    return rc;
+    return -1; /* not reached */
 }
 
 /* The host name with "/" and ":" escaped as the Maildir spec asks
@@ -669,86 +761,130 @@ drop_spool(struct maildir_msg *m)
     }
 }
 
+/* A name made by a commit: the directory it is in, and the name. */
+struct made_link {
+    int  dfd;
+    char name[NAME_MAX + 1];
+};
+
 /* Remove the links made so far, making the removal durable too: a
  * message refused with 451 must not come back after a crash. */
 static void
-unlink_all(char **links, size_t n)
+unlink_all(struct made_link *links, size_t n)
 {
-    char dir[PATH_MAX];
-
     for (size_t i = 0; i < n; i++) {
-        if (unlink(links[i]) == 0) {
-            parent_of(links[i], dir, sizeof(dir));
-            fsync_dir(dir);
-        }
+        if (unlinkat(links[i].dfd, links[i].name, 0) == 0)
+            fsync_fd(links[i].dfd);
     }
 }
 
-/* Link the spool file into dir/new under a fresh unique name, and wait
- * for an fsync of dir/new that covers the link. */
+/*
+ * Link the spool file into the directory open as dfd (dir names it in
+ * messages) as name: through /proc/self/fd/N for an unnamed file (with
+ * AT_SYMLINK_FOLLOW, which needs no CAP_DAC_READ_SEARCH: open(2),
+ * O_TMPFILE), by its name otherwise.  linkat(2) never replaces or
+ * follows an existing name.  Returns 0 or an errno.
+ */
 static int
-deliver_one(struct maildir_msg *m, const char *dir, char **link_out)
+link_spool(struct maildir_msg *m, int dfd, const char *name)
 {
-    char newdir[PATH_MAX], name[NAME_MAX + 1], target[PATH_MAX];
     char proc[MAILDIR_PROC_MAX];
     struct stat st;
-    int e = EEXIST, dfd;
+    int e;
 
+    if (m->named)
+        return linkat(AT_FDCWD, m->path, dfd, name, 0) == 0 ? 0 : errno;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
+    if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    e = errno;
+    /* /proc gone since maildir_begin(): this message fails (451, the
+     * client tries again), the next ones use named files. */
+    if (e == ENOENT && lstat(proc, &st) != 0)
+        atomic_store(&maildir_no_tmpfile, 1);
+    return e;
+}
+
+/* Link the spool file into new/ (open as newfd) under a fresh unique
+ * name, and wait for an fsync of new/ that covers the link. */
+static int
+deliver_one(struct maildir_msg *m, const char *dir, int newfd,
+            struct made_link *link)
+{
+    char newdir[PATH_MAX];
+    int e = EEXIST;
+
+    link->dfd = -1;
     if (join(newdir, sizeof(newdir), dir, "new") != 0)
         return maildir_fail(m, "link", dir, ENAMETOOLONG);
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
     for (int tries = 0; tries < MAILDIR_TRIES && e == EEXIST; tries++) {
         struct timespec ts;
         unsigned q = atomic_fetch_add(&maildir_counter, 1);
-        int n, r;
+        int n;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         /* Maildir name: "time.MusecPpidQcounterRrandom.host", with
          * ",S=size" as Dovecot and Courier read it. */
-        n = snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%uR%s.%s,S=%llu",
-                     (long long)ts.tv_sec, (long)(ts.tv_nsec / 1000),
-                     (long)getpid(), q, m->qid, m->host,
-                     (unsigned long long)m->size);
-        if (n < 0 || (size_t)n >= sizeof(name) ||
-            join(target, sizeof(target), newdir, name) != 0)
+        n = snprintf(link->name, sizeof(link->name),
+                     "%lld.M%06ldP%ldQ%uR%s.%s,S=%llu", (long long)ts.tv_sec,
+                     (long)(ts.tv_nsec / 1000), (long)getpid(), q, m->qid,
+                     m->host, (unsigned long long)m->size);
+        if (n < 0 || (size_t)n >= sizeof(link->name))
             return maildir_fail(m, "link", newdir, ENAMETOOLONG);
-        /* link(2) never replaces an existing name, unlike rename(2).  An
-         * unnamed file is linked through /proc/self/fd/N with
-         * AT_SYMLINK_FOLLOW, which needs no CAP_DAC_READ_SEARCH (open(2),
-         * O_TMPFILE). */
-        if (m->named)
-            r = link(m->path, target);
-        else
-            r = linkat(AT_FDCWD, proc, AT_FDCWD, target, AT_SYMLINK_FOLLOW);
-        e = r == 0 ? 0 : errno;
+        e = link_spool(m, newfd, link->name);
     }
-    if (e != 0) {
-        /* /proc gone since maildir_begin(): this message fails (451, the
-         * client tries again), the next ones use named files. */
-        if (e == ENOENT && !m->named && lstat(proc, &st) != 0)
-            atomic_store(&maildir_no_tmpfile, 1);
-        return maildir_fail(m, "link", target, e);
-    }
-    *link_out = strdup(target);
-    if (*link_out == NULL) {
-        unlink(target);
-        return PST_ENOMEM;
-    }
-    dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return maildir_fail(m, "open", newdir, errno);
-    e = dir_sync(dfd);
-    close(dfd);
+    if (e != 0)
+        return maildir_fail(m, "link", newdir, e);
+    link->dfd = newfd;
+    e = dir_sync(newfd);
     if (e != 0)
         return maildir_fail(m, "fsync", newdir, e);
     return 0;
 }
 
-int
-maildir_commit(struct maildir_msg *m, const char *const *paths, size_t n)
+/*
+ * Queue the message for the relay: link the spool file as DIR/QID, write
+ * DIR/QID.env, and wait for an fsync of DIR covering both (shared with
+ * the other commits, as for new/).  The queue directory is the
+ * administrator's and opened as it is.  On failure nothing is left.
+ */
+static int
+queue_one(struct maildir_msg *m, const struct maildir_queue *q, int *qfd,
+          struct made_link *links, size_t *done)
 {
-    char **links = NULL;
-    size_t done = 0;
+    struct queue_env env;
+    int e;
+
+    *qfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*qfd < 0)
+        return maildir_fail(m, "open", q->dir, errno);
+    e = link_spool(m, *qfd, m->qid);
+    if (e != 0)
+        return maildir_fail(m, "link", q->dir, e);
+    links[*done].dfd = *qfd;
+    snprintf(links[*done].name, sizeof(links[*done].name), "%s", m->qid);
+    (*done)++;
+    env = *q->env;
+    snprintf(env.id, sizeof(env.id), "%s", m->qid);
+    if (queue_file_write_env(q->dir, &env) != 0)
+        return maildir_fail(m, "write envelope in", q->dir, errno);
+    links[*done].dfd = *qfd;
+    snprintf(links[*done].name, sizeof(links[*done].name), "%s.env", m->qid);
+    (*done)++;
+    e = dir_sync(*qfd);
+    if (e != 0)
+        return maildir_fail(m, "fsync", q->dir, e);
+    return 0;
+}
+
+int
+maildir_deliver(struct maildir_msg *m, const char *root,
+                const char *const *paths, size_t n,
+                const struct maildir_queue *q)
+{
+    struct made_link *links = NULL;
+    int *fds = NULL, qfd = -1;
+    size_t done = 0, nfds = 0;
     int rc = 0;
 
     if (m->state == MAILDIR_FAILED) {
@@ -758,16 +894,19 @@ maildir_commit(struct maildir_msg *m, const char *const *paths, size_t n)
     }
     if (m->state != MAILDIR_OPEN)
         return PST_ESTATE;
-    if (n == 0)
+    if ((n == 0 && q == NULL) || (n > 0 && (root == NULL || root[0] != '/')))
         rc = PST_EINVAL;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (paths[i] == NULL || paths[i][0] != '/' ||
             strlen(paths[i]) > PATH_MAX - NAME_MAX - 8)
             rc = PST_EINVAL;
     }
+    if (q != NULL && (q->dir == NULL || q->env == NULL))
+        rc = PST_EINVAL;
     if (rc == 0) {
-        links = calloc(n, sizeof(*links));
-        if (links == NULL)
+        links = calloc(n + 2, sizeof(*links));
+        fds = calloc(n + 1, sizeof(*fds));
+        if (links == NULL || fds == NULL)
             rc = PST_ENOMEM;
     }
     /* 1. The data, durable before any name points at it. */
@@ -775,13 +914,21 @@ maildir_commit(struct maildir_msg *m, const char *const *paths, size_t n)
         rc = flush(m);
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
-    /* 2, 3. Each recipient; stop at the first failure. */
+    /* 2, 3. The relay's queue, then each local recipient; stop at the
+     * first failure. */
+    if (rc == 0 && q != NULL)
+        rc = queue_one(m, q, &qfd, links, &done);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = make_maildir(m, paths[i]);
-        if (rc == 0)
-            rc = deliver_one(m, paths[i], &links[done]);
-        if (links != NULL && links[done] != NULL)
-            done++;
+        int newfd = open_maildir(m, root, paths[i]);
+
+        if (newfd < 0) {
+            rc = PST_EIO;
+            break;
+        }
+        fds[nfds++] = newfd;
+        rc = deliver_one(m, paths[i], newfd, &links[done]);
+        if (links[done].dfd >= 0)
+            done++; /* linked, even if its fsync then failed */
     }
     /* 4. The link count of the inode. */
     if (rc == 0 && fsync(m->fd) != 0)
@@ -791,11 +938,20 @@ maildir_commit(struct maildir_msg *m, const char *const *paths, size_t n)
          * recipient (RFC 5321 §4.1.1.4), so none may keep a copy. */
         unlink_all(links, done);
     }
-    for (size_t i = 0; i < done; i++)
-        free(links[i]);
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (qfd >= 0)
+        close(qfd);
+    free(fds);
     free(links);
     drop_spool(m);
     return rc;
+}
+
+int
+maildir_commit(struct maildir_msg *m, const char *const *paths, size_t n)
+{
+    return maildir_deliver(m, "/", paths, n, NULL);
 }
 
 void
@@ -869,6 +1025,8 @@ maildir_check_spool(const char *spool, const char *tmpl, char *err,
         snprintf(err, err_size, "spool %s: not a directory", tmp);
         return PST_EINVAL;
     }
+    if (tmpl == NULL)
+        return 0; /* a pure relay: no mailboxes to share it with */
     if (template_root(tmpl, root, sizeof(root), &st_root) != 0) {
         snprintf(err, err_size, "mailbox %s: no existing directory above it",
                  tmpl);

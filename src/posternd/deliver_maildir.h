@@ -59,7 +59,8 @@ struct maildir_msg; /* one message being received: opaque */
 
 /*
  * Create the spool's tmp/ directory if missing (mode 0700), and check that
- * spool ([in] borrowed) and the mailboxes of template tmpl ([in]
+ * spool ([in] borrowed) and the mailboxes of template tmpl ([in] or NULL
+ * for a pure relay, which has none)
  * borrowed: the part after "maildir:"; its fixed directory part before
  * the first "%", or the nearest existing parent of it) are on the same
  * filesystem (st_dev), since delivery links files.  err (err_size bytes)
@@ -117,6 +118,36 @@ uint64_t maildir_size(const struct maildir_msg *m);
  */
 int maildir_commit(struct maildir_msg *m, const char *const *paths,
                    size_t n);
+/* (maildir_commit() is maildir_deliver() with root "/" and no queue.) */
+
+struct queue_env;
+
+/* A message for the relay (queue_file.h): where, and its envelope. */
+struct maildir_queue {
+    const char *dir;                /* [in] the queue directory */
+    const struct queue_env *env;    /* [in] the envelope; its id is
+                                       replaced by the message's queue id */
+};
+
+/*
+ * Deliver the message: queue it for the relay (q, [in] borrowed, or NULL)
+ * and link it into n local Maildirs (paths[], [in] borrowed, as made by
+ * config_mailbox_expand(); n may be 0 when q is given), all or nothing,
+ * durable before 0 is returned, as maildir_commit() describes.
+ *
+ * Symbolic links: root ([in], absolute; a prefix of every path: the fixed
+ * part of the mailbox template) is the administrator's and is opened as
+ * it is (made with its parents if missing); every directory below it is
+ * made and opened relative to its parent's descriptor with O_NOFOLLOW
+ * and O_DIRECTORY (mkdirat, openat, linkat), so a symbolic link (or a
+ * file) anywhere below the root fails the delivery with nothing created
+ * through it: maildir_error() says "refused symbolic link PATH".  The
+ * queue directory is the administrator's too.
+ * Returns: as maildir_commit(); PST_EINVAL also for a path outside root.
+ */
+int maildir_deliver(struct maildir_msg *m, const char *root,
+                    const char *const *paths, size_t n,
+                    const struct maildir_queue *q);
 
 /*
  * What failed last, "OPERATION PATH: strerror" ("link

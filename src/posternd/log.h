@@ -35,15 +35,9 @@
 
 #include <postern/buf.h>
 
-/* Postfix util/msg.h order: a lower value is more severe. */
-enum log_level {
-    LOG_LEVEL_PANIC = 0, /* a bug in posternd: logged, then abort() */
-    LOG_LEVEL_FATAL,     /* cannot start or go on: logged, then exit(1) */
-    LOG_LEVEL_WARN,      /* something failed; posternd carries on */
-    LOG_LEVEL_INFO,      /* one line per normal event (the default) */
-    LOG_LEVEL_DEBUG,     /* detail for developers */
-};
+#include "log_level.h"
 
+/* Postfix util/msg.h order: a lower value is more severe. */
 #define LOG_LINE_MAX 4096 /* bytes in one line, newline included */
 
 /* One line being formatted.  Fields are private to log.c. */

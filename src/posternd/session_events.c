@@ -31,8 +31,10 @@ work_run(uv_work_t *w)
                                          c->work_pw, c->work_pwlen);
         break;
     case WORK_COMMIT:
-        c->work_result = maildir_commit(c->msg, (const char *const *)c->paths,
-                                        c->npaths);
+        /* Nothing below the mail root may be a symbolic link. */
+        c->work_result = maildir_deliver(c->msg, c->sc->mail_root,
+                                         (const char *const *)c->paths,
+                                         c->npaths, NULL);
         break;
     case WORK_NONE:
         break;

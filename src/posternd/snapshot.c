@@ -20,6 +20,7 @@ snapshot_unref(struct snapshot *sc)
         free(sc->uri_hosts);
     }
     free(sc->l);
+    free(sc->mail_root);
     tls_ctx_free(sc->tls);
     userdb_unref(sc->udb);
     config_free(sc->cfg);
@@ -86,6 +87,12 @@ snapshot_load(const char *path, char *err, size_t n)
         return NULL;
     }
     cfg = sc->cfg;
+    /* A pure relay has no mailboxes. */
+    if (cfg->mailbox != NULL &&
+        (sc->mail_root = config_mailbox_root(cfg->mailbox)) == NULL) {
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
     if (maildir_check_spool(cfg->spool, cfg->mailbox, err, n) < 0)
         goto fail;
     if (userdb_open(cfg, &sc->udb, err, n) < 0)

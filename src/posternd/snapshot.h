@@ -30,6 +30,7 @@ struct snapshot {
                                  the loops that may share it) */
     struct snapshot_listener *l; /* one per cfg->listeners[] */
     char **uri_hosts;         /* NULL-terminated listening addresses */
+    char *mail_root;          /* config_mailbox_root() of the mailbox */
 };
 
 /*

@@ -162,9 +162,144 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 33 global keys, 5 of [listener NAME]. */
-    assert_int_equal(n, 38);
+    /* 39 global keys, 5 of [listener NAME], 21 of [relay NAME]. */
+    assert_int_equal(n, 65);
     assert_false(config_key_at(n, &k));
+}
+
+/* Routing and [relay NAME] sections: values, defaults, and what the
+ * whole file must agree on. */
+static void
+test_relay(void **state)
+{
+    static const char base[] =
+        "hostname = mail.example.test\n"
+        "userdb = passwd-file:/etc/postern/users\n"
+        "spool = /var/spool/postern\n"
+        "tls_cert = /c\ntls_key = /k\n";
+    static const char relays[] =
+        "local_domains = Example.TEST example.org\n"
+        "mailbox = maildir:/var/mail/%d/%n\n"
+        "relay = m365\n"
+        "queue_lifetime = 2d\n"
+        "retry_min = 30s\n"
+        "[listener a]\naddress = 127.0.0.1:587\n"
+        "[relay m365]\n"
+        "host = smtp.office365.com:587\n"
+        "auth = oauth2\n"
+        "user = scanner@contoso.com\n"
+        "oauth2_token_url = https://login.example/t/oauth2/v2.0/token\n"
+        "oauth2_client_id = 00000000-0000-0000-0000-000000000000\n"
+        "oauth2_scope = https://outlook.office.com/SMTP.Send offline_access\n"
+        "oauth2_token_file = /var/lib/postern/m365.token\n"
+        "rewrite_sender = envelope+from\n"
+        "[relay isp]\n"
+        "host = [2001:db8::25]:465\n"
+        "tls = implicit\n"
+        "auth = password\n"
+        "user = box\n"
+        "password_file = /etc/postern/isp.pw\n"
+        "max_connections = 10\n"
+        "max_messages_per_minute = 0\n";
+    static const struct {
+        const char *text;
+        const char *err;
+    } bad[] = {
+        {"[listener a]\naddress = 127.0.0.1:587\n"
+         "[relay r]\nhost = h:25\ntls = none\nauth = password\n"
+         "user = u\npassword_file = /p\n",
+         "tls = none needs auth = none"},
+        {"[listener a]\naddress = 127.0.0.1:587\n"
+         "[relay r]\nhost = h:25\nauth = password\n",
+         "auth = password needs user and password_file"},
+        {"[listener a]\naddress = 127.0.0.1:587\n"
+         "[relay r]\nhost = h:25\nauth = oauth2\nuser = u\n"
+         "oauth2_token_url = http://x/t\noauth2_client_id = c\n"
+         "oauth2_scope = s\noauth2_token_file = /t\n",
+         "oauth2_token_url must be https://"},
+        {"[listener a]\naddress = 127.0.0.1:587\n"
+         "[relay r]\nhost = h:25\nauth = oauth2\nuser = u\n"
+         "oauth2_token_url = https://x/t\noauth2_client_id = c\n"
+         "oauth2_scope = s\n",
+         "refresh_token needs oauth2_token_file"},
+        {"relay = nope\n[listener a]\naddress = 127.0.0.1:587\n"
+         "[relay r]\nhost = h:25\n",
+         "relay = nope: no [relay nope] section"},
+        {"[listener a]\naddress = 127.0.0.1:587\n[relay r]\nhost = h\n",
+         "bad smarthost 'h'"},
+        {"[listener a]\naddress = 127.0.0.1:587\n[relay r]\n"
+         "host = h:25\nrewrite_sender = envelope\n",
+         "rewrite_sender needs user"},
+        /* Local domains need the mailboxes; so does no relay at all. */
+        {"local_domains = example.test\n[listener a]\n"
+         "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
+         "missing required key 'mailbox'"},
+        {"[listener a]\naddress = 127.0.0.1:587\n",
+         "missing required key 'mailbox'"},
+        {"mailbox = maildir:/m/%u\nqueue = /q\n"
+         "[listener a]\naddress = 127.0.0.1:587\n",
+         "queue without any [relay NAME]"},
+        {"local_domains = a..b\n", "bad domain 'a..b'"},
+        {"retry_min = 2h\nretry_max = 1h\n[listener a]\n"
+         "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
+         "retry_max is shorter than retry_min"},
+    };
+    char text[4096], err[CONFIG_ERR_MAX];
+    const struct config_relay *r;
+    struct config *c;
+
+    (void)state;
+    snprintf(text, sizeof(text), "%s%s", base, relays);
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_int_equal(c->local_domains.n, 2);
+    assert_string_equal(c->local_domains.v[0], "example.test");
+    assert_true(config_domain_local(c, "EXAMPLE.org", 11));
+    assert_false(config_domain_local(c, "example.com", 11));
+    assert_string_equal(c->relay, "m365");
+    assert_string_equal(c->queue, "/var/spool/postern/queue");
+    assert_int_equal(c->queue_lifetime, 2 * 86400);
+    assert_int_equal(c->retry_min, 30);
+    assert_int_equal(c->retry_max, 3600);
+    assert_int_equal(c->n_relays, 2);
+    r = config_relay_find(c, "m365");
+    assert_non_null(r);
+    assert_string_equal(r->host.host, "smtp.office365.com");
+    assert_int_equal(r->host.port, 587);
+    assert_int_equal(r->tls, CONFIG_RELAY_TLS_STARTTLS);
+    assert_int_equal(r->auth, CONFIG_RELAY_AUTH_OAUTH2);
+    assert_int_equal(r->oauth2_grant, CONFIG_GRANT_REFRESH_TOKEN);
+    assert_int_equal(r->rewrite_sender, CONFIG_REWRITE_ENVELOPE_FROM);
+    assert_int_equal(r->max_connections, 3);
+    assert_int_equal(r->max_messages_per_minute, 30);
+    assert_int_equal(r->connect_timeout, 30);
+    assert_int_equal(r->timeout, 300);
+    r = config_relay_find(c, "isp");
+    assert_non_null(r);
+    assert_string_equal(r->host.host, "2001:db8::25");
+    assert_int_equal(r->host.port, 465);
+    assert_int_equal(r->tls, CONFIG_RELAY_TLS_IMPLICIT);
+    assert_int_equal(r->max_connections, 10);
+    assert_int_equal(r->max_messages_per_minute, 0);
+    assert_null(config_relay_find(c, "other"));
+    config_free(c);
+
+    /* A pure relay: no mailbox. */
+    snprintf(text, sizeof(text), "%s[listener a]\naddress = 127.0.0.1:587\n"
+             "[relay r]\nhost = h.example:25\n", base);
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_null(c->mailbox);
+    config_free(c);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), "%s%s", base, bad[i].text);
+        if (parse(text, &c, err) == 0)
+            fail_msg("row %zu accepted, want \"%s\"", i, bad[i].err);
+        if (strstr(err, bad[i].err) == NULL)
+            fail_msg("row %zu: got \"%s\", want \"...%s...\"", i, err,
+                     bad[i].err);
+    }
 }
 
 static void
@@ -508,17 +643,21 @@ static const struct error_case error_cases[] = {
     {GLOBALS "spool = /x\n" LISTENER,
      "posternd.conf:7: duplicate key 'spool' (first on line 4)"},
     {GLOBALS "hostname mail\n" LISTENER,
-     "posternd.conf:7: expected 'key = value' or '[listener NAME]'"},
+     "posternd.conf:7: expected 'key = value' or '[listener NAME] or "
+     "[relay NAME]'"},
     {GLOBALS " = x\n" LISTENER,
-     "posternd.conf:7: expected 'key = value' or '[listener NAME]'"},
+     "posternd.conf:7: expected 'key = value' or '[listener NAME] or "
+     "[relay NAME]'"},
     {GLOBALS "grace_period =   # nothing\n" LISTENER,
      "posternd.conf:7: empty value for 'grace_period'"},
     {GLOBALS "[listener a\n",
      "posternd.conf:7: section header without ']'"},
     {GLOBALS "[server a]\n",
-     "posternd.conf:7: unknown section '[server a]' (want [listener NAME])"},
+     "posternd.conf:7: unknown section '[server a]' (want [listener NAME] "
+     "or [relay NAME])"},
     {GLOBALS "[listener]\n",
-     "posternd.conf:7: unknown section '[listener]' (want [listener NAME])"},
+     "posternd.conf:7: unknown section '[listener]' (want [listener NAME] "
+     "or [relay NAME])"},
     {GLOBALS "[listener a/b]\n",
      "posternd.conf:7: bad listener name 'a/b' (letters, digits, '-', '_' "
      "and '.')"},
@@ -598,16 +737,16 @@ static const struct error_case error_cases[] = {
      "from 3 to 1000)"},
     {"timeout_command = 5x\n",
      "posternd.conf:1: bad value '5x' for 'timeout_command' (want seconds "
-     "from 1 to 86400, optionally with s, m or h)"},
+     "from 1 to 86400, optionally with s, m, h or d)"},
     {"timeout_data = 0\n",
      "posternd.conf:1: bad value '0' for 'timeout_data' (want seconds from "
-     "1 to 86400, optionally with s, m or h)"},
+     "1 to 86400, optionally with s, m, h or d)"},
     {"timeout_final = 25h\n",
      "posternd.conf:1: bad value '25h' for 'timeout_final' (want seconds "
-     "from 1 to 86400, optionally with s, m or h)"},
+     "from 1 to 86400, optionally with s, m, h or d)"},
     {"grace_period = s\n",
      "posternd.conf:1: bad value 's' for 'grace_period' (want seconds from "
-     "0 to 86400, optionally with s, m or h)"},
+     "0 to 86400, optionally with s, m, h or d)"},
     {"workers = 0\n",
      "posternd.conf:1: bad value '0' for 'workers' (want auto or a number "
      "from 1 to 1024)"},
@@ -1266,6 +1405,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_tables),
         cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_relay),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),

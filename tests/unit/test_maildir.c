@@ -29,6 +29,7 @@
 #include "testutil.h"
 
 #include "deliver_maildir.h"
+#include "queue_file.h"
 
 #define HOST     "mail.example.test"
 #define NAME_MAX_TEST 256
@@ -456,11 +457,13 @@ test_failure_all_or_nothing(void **state)
         size_t n;
         const char *op;     /* expected in the message */
     } v[] = {
-        {{"ok1", "blocked", NULL}, 2, "mkdir"},
-        {{"ok1", "ok2", "blocked"}, 3, "mkdir"},
-        {{"blocked", "ok1", NULL}, 2, "mkdir"},
-        {{"ok1", "newfile", "ok2"}, 3, "mkdir"},
-        {{"ok1", "ok2", "deep"}, 3, "mkdir"},
+        /* openat(O_DIRECTORY | O_NOFOLLOW) of each component: a file
+         * where a directory should be is ENOTDIR there. */
+        {{"ok1", "blocked", NULL}, 2, "open"},
+        {{"ok1", "ok2", "blocked"}, 3, "open"},
+        {{"blocked", "ok1", NULL}, 2, "open"},
+        {{"ok1", "newfile", "ok2"}, 3, "open"},
+        {{"ok1", "ok2", "deep"}, 3, "open"},
     };
 
     (void)mode_of(state, "/tmp");
@@ -1320,6 +1323,170 @@ test_group_commit_error(void **state)
     group_commit_rounds(state, EIO);
 }
 
+/*
+ * No component below the mail root may be a symbolic link (or a file):
+ * a user directory, a Maildir's new/, a domain directory pointing
+ * elsewhere fail the delivery, and nothing is created where they point.
+ * The root itself is the administrator's: a symbolic link there works.
+ */
+static void
+test_symlink_refused(void **state)
+{
+    static const char *const cases[] = {"user", "new", "domain"};
+
+    (void)mode_of(state, "/tmp");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char root[256], box[512], outside[256], link[600], path[1024];
+        const char *paths[1] = {box};
+        struct maildir_msg *m;
+        struct tree t;
+
+        tree_make(&t, "/tmp");
+        snprintf(root, sizeof(root), "%s/mail", t.root);
+        snprintf(outside, sizeof(outside), "%s/outside", t.root);
+        assert_int_equal(mkdir(root, 0700), 0);
+        assert_int_equal(mkdir(outside, 0700), 0);
+        snprintf(box, sizeof(box), "%s/example.test/dave", root);
+        snprintf(path, sizeof(path), "%s/example.test", root);
+        if (strcmp(cases[i], "domain") == 0) {
+            snprintf(link, sizeof(link), "%s/example.test", root);
+            assert_int_equal(symlink(outside, link), 0);
+        } else {
+            assert_int_equal(mkdir(path, 0700), 0);
+            if (strcmp(cases[i], "user") == 0) {
+                assert_int_equal(symlink(outside, box), 0);
+                snprintf(link, sizeof(link), "%s", box);
+            } else {
+                assert_int_equal(mkdir(box, 0700), 0);
+                snprintf(path, sizeof(path), "%s/cur", box);
+                assert_int_equal(mkdir(path, 0700), 0);
+                snprintf(path, sizeof(path), "%s/tmp", box);
+                assert_int_equal(mkdir(path, 0700), 0);
+                snprintf(link, sizeof(link), "%s/new", box);
+                assert_int_equal(symlink(outside, link), 0);
+            }
+        }
+        assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+        assert_rc(maildir_append(m, "Subject: x\r\n\r\n", 15), 0);
+        assert_rc(maildir_deliver(m, root, paths, 1, NULL), PST_EIO);
+        snprintf(path, sizeof(path), "refused symbolic link %s:", link);
+        if (strncmp(maildir_error(m), path, strlen(path)) != 0 ||
+            maildir_errno(m) != ELOOP)
+            fail_msg("%s: got \"%s\", want \"%s ...\"", cases[i],
+                     maildir_error(m), path);
+        maildir_free(m);
+        if (count_dir(outside) != 0)
+            fail_msg("%s: %zu entries made through the link", cases[i],
+                     count_dir(outside));
+        assert_int_equal(count_dir(t.spool_tmp), 0);
+        remove_tree(t.root);
+    }
+    /* A root that is itself a symbolic link is followed. */
+    {
+        char real[256], root[256], box[512], path[1024];
+        const char *paths[1] = {box};
+        struct maildir_msg *m;
+        struct tree t;
+
+        tree_make(&t, "/tmp");
+        snprintf(real, sizeof(real), "%s/real", t.root);
+        snprintf(root, sizeof(root), "%s/mail", t.root);
+        assert_int_equal(mkdir(real, 0700), 0);
+        assert_int_equal(symlink(real, root), 0);
+        snprintf(box, sizeof(box), "%s/example.test/dave", root);
+        assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+        assert_rc(maildir_deliver(m, root, paths, 1, NULL), 0);
+        maildir_free(m);
+        snprintf(path, sizeof(path), "%s/example.test/dave/new", real);
+        assert_int_equal(count_dir(path), 1);
+        remove_tree(t.root);
+    }
+}
+
+/* Queued for the relay: DIR/QID (the same file as the local copy) and
+ * DIR/QID.env; a local failure takes the queued copy back too. */
+static void
+test_queue(void **state)
+{
+    static struct queue_rcpt rcpt[] = {{.addr = "bob@example.org"}};
+    struct queue_env env = {
+        .id = "X", .arrival = 1, .sender = "a@example.test",
+        .relay = "up", .user = "a@example.test", .offset = 0,
+        .rcpt = rcpt, .nrcpt = 1,
+    };
+    static const char body[] = "Subject: q\r\n\r\nqueued\r\n";
+    char qdir[256], root[256], box[512], path[1024], err[128];
+    const char *paths[1] = {box};
+    struct maildir_queue q = {.dir = qdir, .env = &env};
+    struct maildir_msg *m;
+    struct queue_env *got;
+    struct stat st1, st2;
+    char qid[MAILDIR_QID_LEN + 1];
+    uint8_t *data;
+    size_t len;
+    struct tree t;
+
+    (void)mode_of(state, "/tmp");
+    tree_make(&t, "/tmp");
+    snprintf(qdir, sizeof(qdir), "%s/queue", t.root);
+    snprintf(root, sizeof(root), "%s/mail", t.root);
+    snprintf(box, sizeof(box), "%s/example.test/a", root);
+    assert_int_equal(mkdir(qdir, 0700), 0);
+
+    /* Queue only. */
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    snprintf(qid, sizeof(qid), "%s", maildir_qid(m));
+    assert_rc(maildir_append(m, body, strlen(body)), 0);
+    assert_rc(maildir_deliver(m, NULL, NULL, 0, &q), 0);
+    maildir_free(m);
+    snprintf(path, sizeof(path), "%s/%s", qdir, qid);
+    data = read_file(path, &len);
+    assert_bytes_equal(data, len, body, strlen(body));
+    free(data);
+    assert_int_equal(queue_file_load(qdir, qid, &got, err, sizeof(err)), 0);
+    assert_string_equal(got->id, qid);
+    assert_string_equal(got->rcpt[0].addr, "bob@example.org");
+    queue_env_free(got);
+
+    /* Queue and a local recipient: one file, two names. */
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    snprintf(qid, sizeof(qid), "%s", maildir_qid(m));
+    assert_rc(maildir_append(m, body, strlen(body)), 0);
+    assert_rc(maildir_deliver(m, root, paths, 1, &q), 0);
+    maildir_free(m);
+    snprintf(path, sizeof(path), "%s/%s", qdir, qid);
+    assert_int_equal(stat(path, &st1), 0);
+    snprintf(path, sizeof(path), "%s/new", box);
+    assert_int_equal(count_dir(path), 1);
+    {
+        static char names[LIST_MAX][NAME_MAX_TEST];
+        char f[1536];
+
+        list_dir(path, names, LIST_MAX);
+        snprintf(f, sizeof(f), "%s/%s", path, names[0]);
+        assert_int_equal(stat(f, &st2), 0);
+    }
+    assert_int_equal(st1.st_ino, st2.st_ino);
+    assert_int_equal(count_dir(qdir), 4);
+
+    /* The local delivery fails: the queued copy goes too. */
+    snprintf(path, sizeof(path), "%s/example.test/file", root);
+    {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    snprintf(box, sizeof(box), "%s/example.test/file/x", root);
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    assert_rc(maildir_append(m, body, strlen(body)), 0);
+    assert_rc(maildir_deliver(m, root, paths, 1, &q), PST_EIO);
+    maildir_free(m);
+    assert_int_equal(count_dir(qdir), 4);
+    assert_int_equal(count_dir(t.spool_tmp), 0);
+    remove_tree(t.root);
+}
+
 /* Both spool paths: "name (O_TMPFILE)" and "name (named)". */
 #define BOTH(f)                                                              \
     {.name = #f " (O_TMPFILE)", .test_func = f, .setup_func = mode_setup,   \
@@ -1350,6 +1517,8 @@ main(void)
         BOTH(test_group_commit_many),
         ONE(test_group_commit_rounds, mode_unnamed),
         ONE(test_group_commit_error, mode_named),
+        BOTH(test_symlink_refused),
+        BOTH(test_queue),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

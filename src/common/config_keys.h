@@ -42,6 +42,8 @@ enum config_type {
     KT_CIDRS,       /* struct config_cidrs: a list of networks */
     KT_ADDRESS,     /* struct config_address: HOST:PORT | [IPV6]:PORT */
     KT_MECHS,       /* struct config_mechs: SASL mechanism names */
+    KT_DOMAINS,     /* struct config_words: domain names, lowercased */
+    KT_HOSTPORT,    /* struct config_hostport: HOST:PORT | [IPV6]:PORT */
 };
 
 #define KF_REQUIRED 0x01u /* the file must set it */
@@ -97,7 +99,7 @@ struct config_parser {
 };
 
 /* The tables (config_keys.c). */
-#define CONFIG_SECTION_TYPES 1    /* entries of config_section_types[] */
+#define CONFIG_SECTION_TYPES 2    /* entries of config_section_types[] */
 extern const struct config_section_type config_global_type;
 extern const struct config_section_type
     config_section_types[CONFIG_SECTION_TYPES];

@@ -7,6 +7,7 @@
  * beyond its own value (userdb_query only with pgsql, tls = starttls only
  * with a certificate) is checked once the whole file is read.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -216,6 +217,84 @@ add_mech(struct config_parser *p, const struct config_key *k, const char *w,
     return 0;
 }
 
+static int
+add_domain(struct config_parser *p, const struct config_key *k,
+           const char *w, size_t len, void *ctx)
+{
+    struct config_words *list = ctx;
+    char shown[72], word[256], **nv;
+
+    if (len >= sizeof(word))
+        return config_perr(p, p->line, "domain too long in '%s'", k->name);
+    for (size_t i = 0; i < len; i++)
+        word[i] = (char)((w[i] >= 'A' && w[i] <= 'Z') ? w[i] + 32 : w[i]);
+    word[len] = '\0';
+    if (!config_hostname_valid(word))
+        return config_perr(p, p->line, "bad domain '%s' in '%s'",
+                           show(word, shown), k->name);
+    for (size_t i = 0; i < list->n; i++)
+        if (strcmp(list->v[i], word) == 0)
+            return config_perr(p, p->line, "domain '%s' listed twice",
+                               show(word, shown));
+    if (list->n >= CONFIG_WORDS_MAX)
+        return config_perr(p, p->line, "too many domains in '%s'", k->name);
+    nv = realloc(list->v, (list->n + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return PST_ENOMEM;
+    list->v = nv;
+    list->v[list->n] = strdup(word);
+    if (list->v[list->n] == NULL)
+        return PST_ENOMEM;
+    list->n++;
+    return 0;
+}
+
+/* "host:port" or "[ipv6]:port" into h, the host not resolved. */
+static int
+hostport_parse(const char *v, struct config_hostport *h)
+{
+    const char *colon;
+    char host[256];
+    uint64_t port;
+    size_t n;
+
+    if (v[0] == '[') {
+        const char *end = strchr(v, ']');
+        struct in6_addr a6;
+
+        if (end == NULL || end[1] != ':')
+            return -1;
+        n = (size_t)(end - v - 1);
+        colon = end + 1;
+        if (n == 0 || n >= sizeof(host))
+            return -1;
+        memcpy(host, v + 1, n);
+        host[n] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return -1;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon == NULL)
+            return -1;
+        n = (size_t)(colon - v);
+        if (n == 0 || n >= sizeof(host))
+            return -1;
+        memcpy(host, v, n);
+        host[n] = '\0';
+        if (strchr(host, ':') != NULL || !config_hostname_valid(host))
+            return -1;
+    }
+    if (config_u64_parse(colon + 1, strlen(colon + 1), &port) < 0 ||
+        port == 0 || port > 65535)
+        return -1;
+    free(h->host);
+    h->host = strdup(host);
+    if (h->host == NULL)
+        return PST_ENOMEM;
+    h->port = (uint16_t)port;
+    return 0;
+}
+
 /* Store a copy of v in the char * at field, replacing a default. */
 static int
 set_string(void *field, const char *v)
@@ -229,7 +308,7 @@ set_string(void *field, const char *v)
     return 0;
 }
 
-/* A number of seconds (unit "s", "m", "h"), or with ms_ok of milliseconds
+/* A number of seconds (unit "s", "m", "h", "d"), or with ms_ok of milliseconds
  * (also "ms"; bare numbers are seconds either way), into *out in the
  * key's unit, within min..max. */
 static int
@@ -243,8 +322,11 @@ parse_time(const char *v, int ms_ok, uint64_t min, uint64_t max,
         unit = 1;
         n -= 2;
     } else if (n > 0 && (v[n - 1] == 's' || v[n - 1] == 'm' ||
-                         v[n - 1] == 'h')) {
-        unit = scale * (v[n - 1] == 's' ? 1 : v[n - 1] == 'm' ? 60 : 3600);
+                         v[n - 1] == 'h' || v[n - 1] == 'd')) {
+        unit = scale * (v[n - 1] == 's'   ? 1
+                        : v[n - 1] == 'm' ? 60
+                        : v[n - 1] == 'h' ? 3600
+                                          : 86400);
         n--;
     }
     if (config_u64_parse(v, n, out) < 0 || *out > max / unit ||
@@ -337,7 +419,8 @@ set_value(struct config_parser *p, const struct config_key *k, void *base,
     case KT_SECONDS:
         if (parse_time(v, 0, k->min, k->max, &num) < 0) {
             snprintf(want, sizeof(want),
-                     "seconds from %llu to %llu, optionally with s, m or h",
+                     "seconds from %llu to %llu, optionally with s, m, h "
+                     "or d",
                      (unsigned long long)k->min, (unsigned long long)k->max);
             return bad_value(p, k, v, want);
         }
@@ -381,6 +464,19 @@ set_value(struct config_parser *p, const struct config_key *k, void *base,
     case KT_MECHS:
         ((struct config_mechs *)field)->n = 0; /* replaces the default */
         return for_each_word(p, v, field, k, add_mech);
+    case KT_DOMAINS:
+        return for_each_word(p, v, field, k, add_domain);
+    case KT_HOSTPORT: {
+        int rc = hostport_parse(v, field);
+
+        if (rc == PST_ENOMEM)
+            return rc;
+        if (rc < 0)
+            return config_perr(p, p->line,
+                        "bad smarthost '%s' (want HOST:PORT or "
+                        "[IPV6]:PORT)", show(v, shown));
+        return 0;
+    }
     }
     return PST_EINVAL; /* a type without a parser: a bug in the tables */
 }
@@ -405,6 +501,17 @@ free_value(const struct config_key *k, void *base)
         break;
     case KT_ADDRESS:
         free(((struct config_address *)field)->text);
+        break;
+    case KT_DOMAINS: {
+        struct config_words *w = field;
+
+        for (size_t i = 0; i < w->n; i++)
+            free(w->v[i]);
+        free(w->v);
+        break;
+    }
+    case KT_HOSTPORT:
+        free(((struct config_hostport *)field)->host);
         break;
     default:
         break;

@@ -4,6 +4,8 @@
  * config_keys.h; every key is documented in posternd.conf(5), which a
  * unit test holds to the tables).
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config_keys.h"
@@ -50,6 +52,33 @@ static const struct config_enum abt_names[] = {
     {NULL, 0},
 };
 
+static const struct config_enum relay_tls_names[] = {
+    {"starttls", CONFIG_RELAY_TLS_STARTTLS},
+    {"implicit", CONFIG_RELAY_TLS_IMPLICIT},
+    {"none", CONFIG_RELAY_TLS_NONE},
+    {NULL, 0},
+};
+
+static const struct config_enum relay_auth_names[] = {
+    {"none", CONFIG_RELAY_AUTH_NONE},
+    {"password", CONFIG_RELAY_AUTH_PASSWORD},
+    {"oauth2", CONFIG_RELAY_AUTH_OAUTH2},
+    {NULL, 0},
+};
+
+static const struct config_enum grant_names[] = {
+    {"refresh_token", CONFIG_GRANT_REFRESH_TOKEN},
+    {"client_credentials", CONFIG_GRANT_CLIENT_CREDENTIALS},
+    {NULL, 0},
+};
+
+static const struct config_enum rewrite_names[] = {
+    {"no", CONFIG_REWRITE_NO},
+    {"envelope", CONFIG_REWRITE_ENVELOPE},
+    {"envelope+from", CONFIG_REWRITE_ENVELOPE_FROM},
+    {NULL, 0},
+};
+
 /* --- The keys ------------------------------------------------------------ */
 
 #define G(field) offsetof(struct config, field)
@@ -64,8 +93,8 @@ static const struct config_key global_keys[] = {
     {.name = "userdb", .type = KT_USERDB, .offset = G(userdb),
      .flags = KF_REQUIRED,
      .doc = "the user store: passwd-file:PATH or pgsql:CONNINFO"},
+    /* Required unless every recipient is relayed (global_check()). */
     {.name = "mailbox", .type = KT_MAILBOX, .offset = G(mailbox),
-     .flags = KF_REQUIRED,
      .doc = "maildir:TEMPLATE, %u address, %n local part, %d domain"},
     {.name = "spool", .type = KT_STRING, .offset = G(spool),
      .flags = KF_REQUIRED,
@@ -163,6 +192,22 @@ static const struct config_key global_keys[] = {
     {.name = "auth_throttle_forget", .type = KT_SECONDS,
      .offset = G(auth_throttle_forget), .min = 1, .max = 86400,
      .def = "600", .doc = "quiet time after which failures are forgotten"},
+    /* Routing (DESIGN.md "Routing, relay and the queue"). */
+    {.name = "local_domains", .type = KT_DOMAINS, .offset = G(local_domains),
+     .doc = "domains delivered here; others go to a relay"},
+    {.name = "relay", .type = KT_STRING, .offset = G(relay),
+     .doc = "the [relay NAME] for users without relay= of their own"},
+    {.name = "queue", .type = KT_STRING, .offset = G(queue),
+     .doc = "the relay's queue directory (default: SPOOL/queue)"},
+    {.name = "queue_lifetime", .type = KT_SECONDS,
+     .offset = G(queue_lifetime), .min = 1, .max = 90 * 86400, .def = "5d",
+     .doc = "undelivered mail is bounced after this"},
+    {.name = "retry_min", .type = KT_SECONDS, .offset = G(retry_min),
+     .min = 1, .max = 86400, .def = "5m",
+     .doc = "the first retry; doubles up to retry_max"},
+    {.name = "retry_max", .type = KT_SECONDS, .offset = G(retry_max),
+     .min = 1, .max = 7 * 86400, .def = "1h",
+     .doc = "the longest wait between two attempts"},
 };
 
 static const struct config_key listener_keys[] = {
@@ -182,8 +227,73 @@ static const struct config_key listener_keys[] = {
             "strongest first)"},
 };
 
+#define R(field) offsetof(struct config_relay, field)
+
+static const struct config_key relay_keys[] = {
+    {.name = "host", .type = KT_HOSTPORT, .offset = R(host),
+     .flags = KF_REQUIRED, .doc = "the smarthost, HOST:PORT"},
+    {.name = "tls", .type = KT_ENUM, .offset = R(tls),
+     .names = relay_tls_names, .def = "starttls",
+     .doc = "starttls (required, never optional) or implicit; none only "
+            "with auth = none"},
+    {.name = "tls_cafile", .type = KT_STRING, .offset = R(tls_cafile),
+     .doc = "CA certificates for the smarthost (default: the system "
+            "store)"},
+    {.name = "auth", .type = KT_ENUM, .offset = R(auth),
+     .names = relay_auth_names, .def = "none",
+     .doc = "none, password or oauth2"},
+    {.name = "user", .type = KT_STRING, .offset = R(user),
+     .doc = "the upstream login and mailbox"},
+    {.name = "password_file", .type = KT_STRING, .offset = R(password_file),
+     .doc = "auth = password: the password is its first line"},
+    {.name = "mechanisms", .type = KT_MECHS, .offset = R(mechs),
+     .doc = "upstream preference (default: the strongest both sides "
+            "allow; XOAUTH2 OAUTHBEARER for oauth2)"},
+    {.name = "oauth2_token_url", .type = KT_STRING,
+     .offset = R(oauth2_token_url), .doc = "the token endpoint (https)"},
+    {.name = "oauth2_device_url", .type = KT_STRING,
+     .offset = R(oauth2_device_url),
+     .doc = "the device authorization endpoint, for postern oauth login"},
+    {.name = "oauth2_auth_url", .type = KT_STRING,
+     .offset = R(oauth2_auth_url),
+     .doc = "the authorization endpoint, for postern oauth login "
+            "--loopback"},
+    {.name = "oauth2_grant", .type = KT_ENUM, .offset = R(oauth2_grant),
+     .names = grant_names, .def = "refresh_token",
+     .doc = "refresh_token (delegated) or client_credentials (app-only)"},
+    {.name = "oauth2_client_id", .type = KT_STRING,
+     .offset = R(oauth2_client_id), .doc = "the application's id"},
+    {.name = "oauth2_client_secret_file", .type = KT_STRING,
+     .offset = R(oauth2_client_secret_file),
+     .doc = "the client secret's file (optional for public clients)"},
+    {.name = "oauth2_scope", .type = KT_STRING, .offset = R(oauth2_scope),
+     .doc = "the scope asked for (always sent)"},
+    {.name = "oauth2_token_file", .type = KT_STRING,
+     .offset = R(oauth2_token_file),
+     .doc = "the token file (JSON, 0600); only refresh_token is required"},
+    {.name = "oauth2_cafile", .type = KT_STRING, .offset = R(oauth2_cafile),
+     .doc = "CA certificates for the token endpoint (default: the system "
+            "store)"},
+    /* Microsoft 365: 3 connections per mailbox, 30 messages a minute. */
+    {.name = "max_connections", .type = KT_NUMBER,
+     .offset = R(max_connections), .min = 1, .max = 1000, .def = "3",
+     .doc = "connections to this smarthost at once"},
+    {.name = "max_messages_per_minute", .type = KT_NUMBER,
+     .offset = R(max_messages_per_minute), .min = 0, .max = 1000000,
+     .def = "30", .doc = "messages a minute at most; 0: no limit"},
+    {.name = "rewrite_sender", .type = KT_ENUM, .offset = R(rewrite_sender),
+     .names = rewrite_names, .def = "no",
+     .doc = "no, envelope or envelope+from: send as user"},
+    {.name = "connect_timeout", .type = KT_SECONDS,
+     .offset = R(connect_timeout), .min = 1, .max = 3600, .def = "30",
+     .doc = "to connect and get the greeting"},
+    {.name = "timeout", .type = KT_SECONDS, .offset = R(timeout), .min = 1,
+     .max = 3600, .def = "300", .doc = "for each reply of the smarthost"},
+};
+
 #undef G
 #undef L
+#undef R
 
 /* --- Section types ------------------------------------------------------- */
 
@@ -194,6 +304,8 @@ static int global_check(struct config_parser *p,
                         const struct config_section *s);
 static int listener_check(struct config_parser *p,
                           const struct config_section *s);
+static int relay_check(struct config_parser *p,
+                       const struct config_section *s);
 
 const struct config_section_type config_global_type = {
     .name = NULL,
@@ -216,6 +328,18 @@ const struct config_section_type config_section_types[CONFIG_SECTION_TYPES] = {
         .max = CONFIG_LISTENERS_MAX,
         .init = listener_init,
         .check = listener_check,
+    },
+    {
+        .name = "relay",
+        .keys = relay_keys,
+        .nkeys = NKEYS(relay_keys),
+        .size = sizeof(struct config_relay),
+        .name_offset = offsetof(struct config_relay, name),
+        .line_offset = offsetof(struct config_relay, line),
+        .list_offset = offsetof(struct config, relays),
+        .count_offset = offsetof(struct config, n_relays),
+        .max = CONFIG_RELAYS_MAX,
+        .check = relay_check,
     },
 };
 
@@ -255,6 +379,31 @@ global_check(struct config_parser *p, const struct config_section *s)
     }
     if (c->n_listeners == 0)
         return config_perr(p, 0, "no [listener NAME] section");
+    if (c->relay != NULL && config_relay_find(c, c->relay) == NULL)
+        return config_perr(p, config_key_line(s, "relay"),
+                           "relay = %s: no [relay %s] section", c->relay,
+                           c->relay);
+    if (c->retry_max < c->retry_min)
+        return config_perr(p, config_key_line(s, "retry_max"),
+                           "retry_max is shorter than retry_min");
+    /* Every recipient local (no relay, or local domains) needs the
+     * mailboxes; a pure relay (relays, no local_domains) does not. */
+    if (c->mailbox == NULL &&
+        (c->n_relays == 0 || c->local_domains.n > 0))
+        return config_perr(p, 0, "missing required key 'mailbox'");
+    if (c->n_relays > 0 && c->queue == NULL) {
+        size_t n = strlen(c->spool) + sizeof("/queue");
+
+        c->queue = malloc(n);
+        if (c->queue == NULL)
+            return PST_ENOMEM;
+        snprintf(c->queue, n, "%s/queue", c->spool);
+    }
+    if (c->n_relays == 0) {
+        if (config_key_line(s, "queue") != 0)
+            return config_perr(p, config_key_line(s, "queue"),
+                               "queue without any [relay NAME]");
+    }
     return 0;
 }
 
@@ -268,6 +417,49 @@ listener_init(void *sec)
     while (m->n < CONFIG_MAX_MECHS &&
            (mech = pst_sasl_mech_at(m->n)) != NULL)
         m->v[m->n++] = mech;
+}
+
+static int
+relay_check(struct config_parser *p, const struct config_section *s)
+{
+    const struct config_relay *r = &p->c->relays[s->index];
+    unsigned tls_line = config_key_line(s, "tls");
+    unsigned auth_line = config_key_line(s, "auth");
+
+    /* Credentials never leave without TLS. */
+    if (r->tls == CONFIG_RELAY_TLS_NONE && r->auth != CONFIG_RELAY_AUTH_NONE)
+        return config_perr(p, tls_line, "[relay %s]: tls = none needs "
+                           "auth = none (credentials never go in clear)",
+                           r->name);
+    if (r->auth == CONFIG_RELAY_AUTH_PASSWORD &&
+        (r->user == NULL || r->password_file == NULL))
+        return config_perr(p, auth_line, "[relay %s]: auth = password needs "
+                           "user and password_file", r->name);
+    if (r->auth == CONFIG_RELAY_AUTH_OAUTH2) {
+        if (r->user == NULL || r->oauth2_token_url == NULL ||
+            r->oauth2_client_id == NULL || r->oauth2_scope == NULL)
+            return config_perr(p, auth_line, "[relay %s]: auth = oauth2 "
+                               "needs user, oauth2_token_url, "
+                               "oauth2_client_id and oauth2_scope", r->name);
+        if (strncmp(r->oauth2_token_url, "https://", 8) != 0)
+            return config_perr(p, config_key_line(s, "oauth2_token_url"),
+                               "[relay %s]: oauth2_token_url must be "
+                               "https://", r->name);
+        if (r->oauth2_grant == CONFIG_GRANT_REFRESH_TOKEN &&
+            r->oauth2_token_file == NULL)
+            return config_perr(p, auth_line, "[relay %s]: oauth2_grant = "
+                               "refresh_token needs oauth2_token_file",
+                               r->name);
+        if (r->oauth2_grant == CONFIG_GRANT_CLIENT_CREDENTIALS &&
+            r->oauth2_client_secret_file == NULL)
+            return config_perr(p, auth_line, "[relay %s]: oauth2_grant = "
+                               "client_credentials needs "
+                               "oauth2_client_secret_file", r->name);
+    }
+    if (r->rewrite_sender != CONFIG_REWRITE_NO && r->user == NULL)
+        return config_perr(p, config_key_line(s, "rewrite_sender"),
+                           "[relay %s]: rewrite_sender needs user", r->name);
+    return 0;
 }
 
 static int

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 
@@ -78,6 +79,43 @@ path_components_ok(const char *p, size_t len)
             return 0;
     }
     return 1;
+}
+
+const struct config_relay *
+config_relay_find(const struct config *c, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < c->n_relays; i++)
+        if (strcmp(c->relays[i].name, name) == 0)
+            return &c->relays[i];
+    return NULL;
+}
+
+int
+config_domain_local(const struct config *c, const char *domain, size_t len)
+{
+    for (size_t i = 0; i < c->local_domains.n; i++)
+        if (strlen(c->local_domains.v[i]) == len &&
+            strncasecmp(c->local_domains.v[i], domain, len) == 0)
+            return 1;
+    return 0;
+}
+
+char *
+config_mailbox_root(const char *tmpl)
+{
+    const char *pct = tmpl != NULL ? strchr(tmpl, '%') : NULL;
+    size_t n;
+
+    if (tmpl == NULL)
+        return NULL;
+    /* The directory part before the first escape: "/var/mail/%d/%n" ->
+     * "/var/mail"; without an escape, the Maildir's parent. */
+    n = pct != NULL ? (size_t)(pct - tmpl) : strlen(tmpl);
+    while (n > 0 && tmpl[n - 1] != '/')
+        n--;
+    while (n > 1 && tmpl[n - 1] == '/')
+        n--;
+    return n == 0 ? strdup("/") : strndup(tmpl, n);
 }
 
 int

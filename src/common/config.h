@@ -25,7 +25,7 @@
 #include <postern/buf.h>
 #include <postern/sasl.h>
 
-#include "log.h"
+#include "log_level.h"
 #include "tls.h"
 
 #define CONFIG_ERR_MAX   512     /* bytes for an error message */
@@ -34,6 +34,8 @@
 #define CONFIG_LISTENERS_MAX 64
 #define CONFIG_CIDRS_MAX 256     /* entries of auth_throttle_exempt */
 #define CONFIG_ADDRESS_MAX 256   /* RFC 5321 §4.5.3.1.3: a path */
+#define CONFIG_RELAYS_MAX 64
+#define CONFIG_WORDS_MAX 1024    /* entries of a list of words */
 
 enum config_userdb_kind {
     CONFIG_USERDB_PASSWD_FILE = 0, /* passwd-file:PATH */
@@ -95,6 +97,68 @@ struct config_mechs {
     size_t   n;
 };
 
+/* A list of words (local_domains: lowercased domain names). */
+struct config_words {
+    char   **v;               /* owned */
+    size_t   n;
+};
+
+/* A smarthost: "host:port" or "[ipv6]:port", not resolved here. */
+struct config_hostport {
+    char    *host;            /* owned: a name or an address */
+    uint16_t port;
+};
+
+enum config_relay_tls {
+    CONFIG_RELAY_TLS_STARTTLS = 0, /* required, never optional */
+    CONFIG_RELAY_TLS_IMPLICIT,     /* RFC 8314 */
+    CONFIG_RELAY_TLS_NONE,         /* only with auth = none */
+};
+
+enum config_relay_auth {
+    CONFIG_RELAY_AUTH_NONE = 0,
+    CONFIG_RELAY_AUTH_PASSWORD,    /* user + password_file */
+    CONFIG_RELAY_AUTH_OAUTH2,      /* XOAUTH2 / OAUTHBEARER */
+};
+
+enum config_oauth2_grant {
+    CONFIG_GRANT_REFRESH_TOKEN = 0,
+    CONFIG_GRANT_CLIENT_CREDENTIALS,
+};
+
+enum config_rewrite {
+    CONFIG_REWRITE_NO = 0,
+    CONFIG_REWRITE_ENVELOPE,       /* MAIL FROM becomes `user` */
+    CONFIG_REWRITE_ENVELOPE_FROM,  /* and the From header too */
+};
+
+/* One "[relay NAME]" section (DESIGN.md "Routing, relay and the queue"). */
+struct config_relay {
+    char    *name;
+    unsigned line;
+    struct config_hostport host;
+    enum config_relay_tls tls;
+    char    *tls_cafile;          /* NULL: the system store */
+    enum config_relay_auth auth;
+    char    *user;                /* the upstream login / mailbox */
+    char    *password_file;       /* auth = password: its first line */
+    struct config_mechs mechs;    /* preference; n 0: default by auth */
+    char    *oauth2_token_url;
+    char    *oauth2_device_url;
+    char    *oauth2_auth_url;     /* loopback login (authorization code) */
+    enum config_oauth2_grant oauth2_grant;
+    char    *oauth2_client_id;
+    char    *oauth2_client_secret_file;
+    char    *oauth2_scope;
+    char    *oauth2_token_file;
+    char    *oauth2_cafile;       /* NULL: the system store */
+    unsigned max_connections;
+    unsigned max_messages_per_minute; /* 0: no limit */
+    enum config_rewrite rewrite_sender;
+    unsigned connect_timeout;     /* seconds */
+    unsigned timeout;             /* seconds for each reply */
+};
+
 struct config_listener {
     char    *name;            /* from "[listener NAME]" */
     unsigned line;            /* of the section header, for messages */
@@ -146,9 +210,19 @@ struct config {
     unsigned auth_throttle_lockout_time;  /* how long a lock lasts */
     unsigned auth_throttle_user_failures; /* per-user delays from here */
     unsigned auth_throttle_forget;        /* quiet time to forget */
+    /* Routing and the relay's queue: */
+    struct config_words local_domains; /* lowercased */
+    char    *relay;              /* the default relay's name, or NULL */
+    char    *queue;              /* the queue directory; with relays, the
+                                    spool's queue/ by default */
+    unsigned queue_lifetime;     /* seconds, then bounce */
+    unsigned retry_min;          /* seconds; doubles per attempt */
+    unsigned retry_max;
     /* Sections: */
     struct config_listener *listeners; /* owned */
     size_t   n_listeners;
+    struct config_relay *relays; /* owned */
+    size_t   n_relays;
 };
 
 /*
@@ -236,6 +310,23 @@ int config_cidrs_match(const struct config_cidrs *list,
  */
 int config_mailbox_expand(const char *tmpl, const char *addr,
                           size_t addr_len, struct pst_buf *out);
+
+/* The [relay NAME] called name, or NULL. */
+const struct config_relay *config_relay_find(const struct config *c,
+                                             const char *name);
+
+/* Whether domain ([in], case-insensitive) is in local_domains. */
+int config_domain_local(const struct config *c, const char *domain,
+                        size_t len);
+
+/*
+ * The mail root of a mailbox template ([in]): its directory part before
+ * the first escape ("/var/mail/%d/%n" -> "/var/mail"), which delivery
+ * trusts as the administrator's (maildir_deliver(): nothing below it may
+ * be a symbolic link).
+ * Returns: a new string (free()), or NULL (tmpl NULL, out of memory).
+ */
+char *config_mailbox_root(const char *tmpl);
 
 /*
  * Check a mailbox template: absolute, no "." or ".." component, only
