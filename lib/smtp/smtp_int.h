@@ -1,7 +1,8 @@
 /*
  * SMTP internals shared by cmd.c (command argument parsers), reply.c
- * (reply lines, redaction) and server.c (the server session).  The unit
- * tests reach these pst__ functions through the static library.
+ * (reply lines, redaction) and the sessions (server*.c, with
+ * server_int.h; client*.c, with client_int.h).  The unit tests reach these
+ * pst__ functions through the static library.
  */
 #ifndef POSTERN_SMTP_INT_H
 #define POSTERN_SMTP_INT_H

@@ -1,0 +1,247 @@
+/*
+ * The client session's AUTH (RFC 4954): choosing the mechanism, the
+ * initial response, the 334 challenges and their answers, cancelling with
+ * "*", and what a 235 must still prove (pst_sasl_client_finish()).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <postern/base64.h>
+#include <postern/smtp_client.h>
+
+#include "client_int.h"
+
+/* Send an AUTH continuation line: base64 of msg, "" for an empty one. */
+static int
+client_send_b64(struct pst_smtpc *c, const uint8_t *msg, size_t len)
+{
+    int rc;
+
+    pst_buf_reset(&c->b64);
+    if ((rc = pst_base64_encode(msg, len, &c->b64)) < 0 ||
+        (rc = pst_buf_append(&c->b64, "", 0)) < 0)
+        return rc;
+    return pst__client_send(c, STAGE_AUTH, "<redacted>", "%s",
+                            (const char *)c->b64.data);
+}
+
+/* --- Choosing a mechanism ----------------------------------------------- */
+
+static int
+client_mech_usable(const struct pst_smtpc *c, const struct pst_sasl_mech *m)
+{
+    /* Never send a password in clear unless told to (msmtp's
+     * SMTP_EINSECURE). */
+    return !(pst_sasl_mech_flags(m) & PST_MECH_SENDS_PASSWORD) || c->tls ||
+           c->allow_plaintext_auth;
+}
+
+const struct pst_sasl_mech *
+pst_smtpc_choose_mech(const struct pst_smtpc *c)
+{
+    const struct pst_sasl_mech *m;
+
+    if (c->forced_mech.len > 0) {
+        m = pst_sasl_mech_find((const char *)c->forced_mech.data,
+                               c->forced_mech.len);
+        if (m == NULL || !pst__client_has_mech(c, pst_sasl_mech_name(m)) ||
+            !client_mech_usable(c, m))
+            return NULL;
+        return m;
+    }
+    for (size_t i = 0; (m = pst_sasl_mech_at(i)) != NULL; i++)
+        if (pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+            client_mech_usable(c, m))
+            return m;
+    return NULL;
+}
+
+void
+pst__client_start_auth(struct pst_smtpc *c)
+{
+    const struct pst_sasl_mech *m = pst_smtpc_choose_mech(c);
+    struct pst_buf msg;
+    char why[512];
+    int rc;
+
+    if (m == NULL) {
+        const char *offered = c->mechs.len > 0 ? (const char *)c->mechs.data
+                                               : "none";
+
+        if (c->forced_mech.len > 0) {
+            const struct pst_sasl_mech *f = pst_sasl_mech_find(
+                (const char *)c->forced_mech.data, c->forced_mech.len);
+
+            if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f))) {
+                snprintf(why, sizeof(why),
+                         "%s would send the password without TLS "
+                         "(allow it with --allow-plaintext-auth)",
+                         pst_sasl_mech_name(f));
+                pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+                return;
+            }
+            snprintf(why, sizeof(why),
+                     "the server does not offer %s (it offers: %s)",
+                     (const char *)c->forced_mech.data, offered);
+        } else if (c->mechs.len > 0) {
+            snprintf(why, sizeof(why),
+                     "no usable mechanism: the server offers %s%s", offered,
+                     c->tls ? "" : " (PLAIN and LOGIN need TLS or "
+                                   "--allow-plaintext-auth)");
+        } else {
+            snprintf(why, sizeof(why), "the server does not offer AUTH%s",
+                     c->tls ? "" : " before TLS");
+        }
+        pst__client_fail(c,
+                         c->mechs.len > 0 && !c->tls ? PST_EWEAK : PST_ENOTSUP,
+                         0, STAGE_AUTH, why);
+        return;
+    }
+    c->mech = m;
+    rc = pst_sasl_client_new(m, &c->sasl, &c->sc);
+    if (rc < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    /* LOGIN goes without an initial response, as msmtp and curl send it:
+     * a server that ignores the IR prompts "Username:" anyway, and our
+     * LOGIN client, answering by position, would send it the password
+     * as the user name (into its logs). */
+    if (!(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST) ||
+        strcmp(pst_sasl_mech_name(m), "LOGIN") == 0) {
+        rc = pst__client_send(c, STAGE_AUTH, NULL, "AUTH %s",
+                              pst_sasl_mech_name(m));
+        /* A server-first mechanism: step(NULL) just records that.  (LOGIN
+         * answers the first prompt with the user name.) */
+        if (rc == 0 && !(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST))
+            rc = pst_sasl_client_step(c->sc, NULL, 0, &c->scratch);
+        if (rc < 0)
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    rc = pst_sasl_client_step(c->sc, NULL, 0, &c->scratch);
+    if (rc < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    msg = c->scratch;
+    pst_buf_reset(&c->b64);
+    if ((rc = pst_base64_encode(msg.data, msg.len, &c->b64)) < 0 ||
+        (rc = pst_buf_append(&c->b64, "", 0)) < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    snprintf(why, sizeof(why), "AUTH %s <redacted>", pst_sasl_mech_name(m));
+    /* RFC 4954 §4: an initial response that would make the command line
+     * longer than 512 octets is sent after an empty 334 instead; an empty
+     * one is sent as "=". */
+    if (strlen(pst_sasl_mech_name(m)) + c->b64.len + 8 > CLIENT_CMD_LINE) {
+        pst_buf_reset(&c->pending_ir);
+        if ((rc = pst_buf_append(&c->pending_ir, msg.data, msg.len)) < 0) {
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        c->have_pending_ir = 1;
+        rc = pst__client_send(c, STAGE_AUTH, NULL, "AUTH %s",
+                              pst_sasl_mech_name(m));
+    } else {
+        rc = pst__client_send(c, STAGE_AUTH, why, "AUTH %s %s",
+                              pst_sasl_mech_name(m),
+                              c->b64.len > 0 ? (const char *)c->b64.data : "=");
+    }
+    if (rc < 0)
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+}
+
+/* The reply to one AUTH step. */
+void
+pst__client_auth_reply(struct pst_smtpc *c)
+{
+    const char *text = (const char *)c->reply.data;
+    char why[256];
+    int rc;
+
+    if (c->reply_code == 334 && !c->auth_cancelled) {
+        const char *b64 = text + 3;
+
+        b64 += (*b64 == ' ');
+        if (c->have_pending_ir) {
+            c->have_pending_ir = 0;
+            rc = client_send_b64(c, c->pending_ir.data, c->pending_ir.len);
+            pst_buf_clear(&c->pending_ir);
+            if (rc < 0)
+                pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        pst_buf_reset(&c->b64);
+        rc = pst_base64_decode((const uint8_t *)b64, strlen(b64), &c->b64);
+        if (rc == 0)
+            rc = pst_sasl_client_step(
+                c->sc, c->b64.data != NULL ? c->b64.data : (const uint8_t *)"",
+                c->b64.len, &c->scratch);
+        if (rc >= 0) {
+            rc = client_send_b64(c, c->scratch.data, c->scratch.len);
+            if (rc < 0)
+                pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        /* RFC 4954 §4: a client that cannot use a challenge cancels with
+         * "*"; the server answers 501 and we report our reason.  A
+         * challenge after the mechanism has said all it has to say
+         * (PST_ESTATE from the step) is the server breaking the protocol,
+         * not a bug of ours. */
+        c->auth_cancelled = 1;
+        c->auth_error = rc == PST_ESTATE ? PST_EPROTO : rc;
+        c->auth_extra_challenge = rc == PST_ESTATE;
+        if (pst__client_send(c, STAGE_AUTH, NULL, "*") < 0)
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    if (c->auth_cancelled) {
+        snprintf(why, sizeof(why), "%s; cancelled the exchange",
+                 c->auth_error == PST_EFORGED
+                     ? "the server failed to prove it knows the password"
+                 : c->auth_error == PST_EWEAK
+                     ? "the server's SCRAM iteration count is too low"
+                 : c->auth_extra_challenge
+                     ? "the server sent a challenge after the exchange "
+                       "was complete"
+                 : c->auth_error == PST_EPROTO
+                     ? "malformed challenge from the server"
+                     : pst_strerror(c->auth_error));
+        pst__client_fail(c, c->auth_error, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->reply_code == 235) {
+        rc = pst_sasl_client_finish(c->sc);
+        if (rc < 0) {
+            pst__client_fail(c, PST_EFORGED, c->reply_code, STAGE_AUTH,
+                             "the server accepted without proving it knows the "
+                             "password");
+            return;
+        }
+        pst__client_event(c, PST_SMTPC_EV_AUTH, 0, c->reply_code, STAGE_AUTH,
+                          text);
+        pst_sasl_client_free(c->sc);
+        c->sc = NULL;
+        if (c->probe) {
+            pst__client_event(c, PST_SMTPC_EV_DONE, 0, c->reply_code,
+                              STAGE_AUTH, text);
+            c->phase = PHASE_ENDING;
+            pst__client_quit(c);
+            return;
+        }
+        pst__client_start_mail(c);
+        return;
+    }
+    if (c->reply_code == 504) {
+        pst__client_fail(c, PST_ENOTSUP, c->reply_code, STAGE_AUTH, text);
+        return;
+    }
+    if (c->reply_code >= 500) {
+        pst__client_fail(c, PST_EAUTH, c->reply_code, STAGE_AUTH, text);
+        return;
+    }
+    pst__client_fail_reply(c, STAGE_AUTH);
+}
+

@@ -1,0 +1,177 @@
+/*
+ * The client session's internals, shared by its files:
+ *   client.c       events, commands out, replies in, the stages' dispatch,
+ *                  the public API
+ *   client_ehlo.c  the EHLO reply: extensions and AUTH mechanisms
+ *   client_auth.c  choosing a mechanism and the AUTH exchange (RFC 4954)
+ *   client_mail.c  MAIL, RCPT, DATA and the message (RFC 5321 §3.3)
+ * Nothing here is exported: pst__ names are hidden by the version script.
+ */
+#ifndef POSTERN_SMTP_CLIENT_INT_H
+#define POSTERN_SMTP_CLIENT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <postern/buf.h>
+#include <postern/smtp_client.h>
+
+#include "../internal.h"
+
+#define CLIENT_MAX_EXPECT 256 /* replies awaited at once (pipelined RCPTs) */
+#define CLIENT_RCPT_WINDOW (CLIENT_MAX_EXPECT - 8) /* RCPTs awaiting replies */
+#define CLIENT_MAX_RCPT 100000 /* recipients of one message */
+#define CLIENT_MAX_EVENTS 8
+#define CLIENT_CMD_LINE   512 /* RFC 5321 §4.5.3.1.4, incl. CRLF */
+
+#define CLIENT_STAGE_MAP(X)                                                   \
+    X(GREETING, "greeting")                                                  \
+    X(EHLO, "EHLO")                                                          \
+    X(HELO, "HELO")                                                          \
+    X(STARTTLS, "STARTTLS")                                                  \
+    X(AUTH, "AUTH")                                                          \
+    X(MAIL, "MAIL")                                                          \
+    X(RCPT, "RCPT")                                                          \
+    X(DATA, "DATA")                                                          \
+    X(DOT, "message")                                                        \
+    X(QUIT, "QUIT")
+
+enum client_stage {
+#define CLIENT_STAGE_ENUM_(name, text) STAGE_##name,
+    CLIENT_STAGE_MAP(CLIENT_STAGE_ENUM_)
+#undef CLIENT_STAGE_ENUM_
+};
+
+enum client_phase {
+    PHASE_RUN = 0,   /* commands and replies flow */
+    PHASE_TLS_WAIT,  /* STARTTLS accepted: waiting for the handshake */
+    PHASE_SENDING,   /* 354 received: message bytes from the caller */
+    PHASE_ENDING,    /* failed or done: only QUIT's reply matters */
+    PHASE_CLOSED,    /* nothing more */
+};
+
+struct client_event {
+    struct pst_smtpc_event ev;
+    struct pst_buf text;
+};
+
+struct pst_smtpc {
+    /* Configuration (copied): */
+    struct pst_buf helo;
+    struct pst_buf mail_from;
+    char **rcpt;
+    size_t nrcpt;
+    struct pst_buf forced_mech;
+    struct pst_sasl_client_config sasl;
+    struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
+        sasl_host;
+    int have_sasl;
+    enum pst_smtpc_starttls starttls;
+    int allow_plaintext_auth;
+    int probe;
+    uint64_t size;
+    int body_8bit;
+    void (*trace)(void *ctx, int dir, const char *line, size_t len);
+    void *trace_ctx;
+
+    /* State: */
+    enum client_phase phase;
+    int tls;
+    int failed;
+    int starttls_refused;     /* AUTO mode: the server said no */
+    enum client_stage expect[CLIENT_MAX_EXPECT];
+    size_t expect_head, expect_len;
+    size_t rcpt_next;         /* next RCPT to send */
+    size_t rcpt_replied;
+    size_t rcpt_ok;
+    int rcpt_failed_code;
+    struct pst_buf rcpt_failed;  /* first refusal, for the FAIL event */
+    struct pst_sasl_client *sc;
+    const struct pst_sasl_mech *mech;
+    struct pst_buf pending_ir;   /* IR too long for the AUTH line */
+    int have_pending_ir;
+    int auth_cancelled;          /* sent "*": error saved in auth_error */
+    int auth_error;
+    int auth_extra_challenge;    /* ... because of one challenge too many */
+    int at_line_start;           /* DATA: next byte starts a line */
+    int last_cr;                 /* DATA: previous chunk ended in CR */
+    uint64_t data_bytes;
+
+    /* Received: */
+    struct pst_buf line;         /* partial reply line */
+    struct pst_buf reply;        /* lines of the current reply */
+    int reply_code;
+    unsigned reply_lines;
+    unsigned ext;
+    uint64_t size_limit;
+    struct pst_buf mechs;
+    struct pst_buf greeting;
+    struct pst_buf ehlo;
+
+    /* Sent: */
+    struct pst_buf out;
+    struct pst_buf scratch;      /* SASL step output (secret) */
+    struct pst_buf b64;          /* base64 of a message (secret) */
+
+    struct client_event events[CLIENT_MAX_EVENTS];
+    size_t ev_head, ev_len;
+    struct pst_buf ev_text;      /* text of the event last returned */
+};
+
+/* --- client.c ------------------------------------------------------------ */
+
+/* Call the trace callback, if any. */
+void pst__client_trace(struct pst_smtpc *c, int dir, const char *line,
+                       size_t len);
+
+/* Queue an event; text ([in], may be NULL) is copied.
+ * Returns: 0, PST_ELIMIT (queue full), PST_ENOMEM. */
+int pst__client_event(struct pst_smtpc *c, enum pst_smtpc_event_type type,
+                      int error, int code, enum client_stage stage,
+                      const char *text);
+
+/* Queue a command line (without CRLF) and the stage of its reply; trace,
+ * if not NULL, is what the transcript shows instead of the line.
+ * Returns: 0, PST_ELIMIT, PST_EINVAL, PST_ENOMEM. */
+int pst__client_send(struct pst_smtpc *c, enum client_stage stage,
+                     const char *trace, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Send QUIT (or close at once if even that cannot be queued). */
+void pst__client_quit(struct pst_smtpc *c);
+
+/* The session failed: FAIL, then QUIT, or CLOSE when the connection
+ * cannot go on.  Only the first failure is reported. */
+void pst__client_fail(struct pst_smtpc *c, int error, int code,
+                      enum client_stage stage, const char *text);
+
+/* Fail with the current reply as text (PST_EREJECT or PST_ETEMP). */
+void pst__client_fail_reply(struct pst_smtpc *c, enum client_stage stage);
+
+/* --- client_ehlo.c ------------------------------------------------------- */
+
+/* 1 if the server offered mechanism name (ASCII case-insensitive). */
+int pst__client_has_mech(const struct pst_smtpc *c, const char *name);
+
+/* Read the extensions and mechanisms of the EHLO reply in c->reply.
+ * Returns: 0, PST_ENOMEM, PST_ELIMIT. */
+int pst__client_parse_ehlo(struct pst_smtpc *c);
+
+/* --- client_auth.c ------------------------------------------------------- */
+
+/* Choose a mechanism and send AUTH (or fail). */
+void pst__client_start_auth(struct pst_smtpc *c);
+
+/* The reply to one AUTH step is in c->reply. */
+void pst__client_auth_reply(struct pst_smtpc *c);
+
+/* --- client_mail.c ------------------------------------------------------- */
+
+/* Send MAIL FROM (and, with PIPELINING, the first RCPTs). */
+void pst__client_start_mail(struct pst_smtpc *c);
+
+/* A reply to MAIL, RCPT, DATA or the final dot (stage st) is in
+ * c->reply. */
+void pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st);
+
+#endif
