@@ -19,7 +19,7 @@
  *   4    null sender (MAIL FROM:<>)
  *
  * Events are answered as a driver does: STARTTLS with
- * pst_smtpc_tls_started(), DATA with pst_smtpc_data() and a small
+ * pst_smtp_client_tls_started(), DATA with pst_smtp_client_data() and a small
  * message.  The output is consumed after every feed.  An input with a
  * 334 challenge whose SCRAM iteration count passes FUZZ_SCRAM_MAX_ITER is
  * skipped: the client accepts up to 10^7 (PBKDF2 for seconds).
@@ -57,7 +57,7 @@ static const char *const rcpts[] = {"bob@example.test",
                                     "carol@example.test"};
 
 struct driver {
-    struct pst_smtpc *c;
+    struct pst_smtp_client *c;
     uint8_t opt0, opt1;
     int closed;
     uint8_t prev;            /* the last byte of output */
@@ -77,7 +77,7 @@ has_prefix_ci(const uint8_t *p, size_t len, const char *prefix)
 static void
 check_command(struct driver *d)
 {
-    int tls = pst_smtpc_tls_active(d->c);
+    int tls = pst_smtp_client_tls_active(d->c);
 
     if (tls)
         return;
@@ -114,15 +114,15 @@ send_all(struct driver *d)
     const uint8_t *p;
     size_t len;
 
-    pst_smtpc_output(d->c, &p, &len);
+    pst_smtp_client_output(d->c, &p, &len);
     if (len > 0) {
         check_output(d, p, len);
-        pst_smtpc_consume(d->c, len);
+        pst_smtp_client_consume(d->c, len);
     }
 }
 
 static void
-handle(struct driver *d, const struct pst_smtpc_event *ev)
+handle(struct driver *d, const struct pst_smtp_client_event *ev)
 {
     volatile size_t touch = 0;
 
@@ -137,52 +137,53 @@ handle(struct driver *d, const struct pst_smtpc_event *ev)
             ev->reply != NULL ? ev->reply : "-");
 #endif
     switch (ev->type) {
-    case PST_SMTPC_EV_STARTTLS: {
+    case PST_SMTP_CLIENT_EV_STARTTLS: {
         int rc;
 
         send_all(d);
         /* ESTATE: the session failed after queuing the event (bytes
          * glued to the 220, RFC 3207 §4.2); FAIL and CLOSE follow. */
-        rc = pst_smtpc_tls_started(d->c);
+        rc = pst_smtp_client_tls_started(d->c);
         if (rc != 0 && rc != PST_ESTATE)
             abort();
         break;
     }
-    case PST_SMTPC_EV_EHLO: {
-        const struct pst_sasl_mech *m = pst_smtpc_choose_mech(d->c);
+    case PST_SMTP_CLIENT_EV_EHLO: {
+        const struct pst_sasl_mech *m = pst_smtp_client_choose_mech(d->c);
 
-        touch += strlen(pst_smtpc_mechs(d->c));
-        touch += strlen(pst_smtpc_greeting(d->c));
-        touch += strlen(pst_smtpc_ehlo_reply(d->c));
-        touch += pst_smtpc_ext(d->c) + (size_t)pst_smtpc_size_limit(d->c);
+        touch += strlen(pst_smtp_client_mechs(d->c));
+        touch += strlen(pst_smtp_client_greeting(d->c));
+        touch += strlen(pst_smtp_client_ehlo_reply(d->c));
+        touch += pst_smtp_client_ext(d->c) +
+                 (size_t)pst_smtp_client_size_limit(d->c);
         touch += m != NULL ? strlen(pst_sasl_mech_name(m)) : 0;
         break;
     }
-    case PST_SMTPC_EV_DATA: {
+    case PST_SMTP_CLIENT_EV_DATA: {
         size_t len = sizeof(message) - 1, half = len / 2;
         int rc;
 
         /* ESTATE: the server spoke while it should have listened (bytes
          * after the 354 in the same feed): FAIL and CLOSE follow. */
         if (d->opt1 & 0x08u) {
-            rc = pst_smtpc_data(d->c, (const uint8_t *)message, half, 0);
+            rc = pst_smtp_client_data(d->c, (const uint8_t *)message, half, 0);
             if (rc != 0 && rc != PST_ESTATE)
                 abort();
             send_all(d);
-            rc = pst_smtpc_data(d->c, (const uint8_t *)message + half,
-                                len - half, 1);
+            rc = pst_smtp_client_data(d->c, (const uint8_t *)message + half,
+                                      len - half, 1);
         } else {
-            rc = pst_smtpc_data(d->c, (const uint8_t *)message, len, 1);
+            rc = pst_smtp_client_data(d->c, (const uint8_t *)message, len, 1);
         }
         if (rc != 0 && rc != PST_ESTATE)
             abort();
         break;
     }
-    case PST_SMTPC_EV_FAIL:
+    case PST_SMTP_CLIENT_EV_FAIL:
         if (ev->error >= 0)
             abort();
         break;
-    case PST_SMTPC_EV_CLOSE:
+    case PST_SMTP_CLIENT_EV_CLOSE:
         d->closed = 1;
         break;
     default:
@@ -194,10 +195,10 @@ handle(struct driver *d, const struct pst_smtpc_event *ev)
 static void
 drain(struct driver *d)
 {
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client_event ev;
     int guard = 0;
 
-    while (pst_smtpc_next_event(d->c, &ev) == 1) {
+    while (pst_smtp_client_next_event(d->c, &ev) == 1) {
         handle(d, &ev);
         if (++guard > 10000)
             abort(); /* events without end */
@@ -247,13 +248,13 @@ too_many_iterations(const uint8_t *p, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const enum pst_smtpc_starttls modes[] = {
-        PST_SMTPC_STARTTLS_AUTO, PST_SMTPC_STARTTLS_REQUIRED,
-        PST_SMTPC_STARTTLS_NEVER, PST_SMTPC_STARTTLS_AUTO};
+    static const enum pst_smtp_client_starttls modes[] = {
+        PST_SMTP_CLIENT_STARTTLS_AUTO, PST_SMTP_CLIENT_STARTTLS_REQUIRED,
+        PST_SMTP_CLIENT_STARTTLS_NEVER, PST_SMTP_CLIENT_STARTTLS_AUTO};
     struct driver d = {0};
     struct fuzz_rand rnd;
     struct pst_sasl_client_config sasl;
-    struct pst_smtpc_config cfg;
+    struct pst_smtp_client_config cfg;
     const struct pst_sasl_mech *forced = NULL;
     const uint8_t *p;
     size_t left;
@@ -279,7 +280,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .random = fuzz_random,
         .random_ctx = &rnd,
     };
-    cfg = (struct pst_smtpc_config){
+    cfg = (struct pst_smtp_client_config){
         .helo = "client.example.test",
         .starttls = modes[d.opt0 & 3u],
         .implicit_tls = (d.opt0 & 3u) == 3,
@@ -293,18 +294,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .size = (d.opt1 & 0x04u) ? 1234 : 0,
         .body_8bit = (d.opt1 & 0x04u) != 0,
     };
-    if (pst_smtpc_new(&cfg, &d.c) != 0)
+    if (pst_smtp_client_new(&cfg, &d.c) != 0)
         abort();
     drain(&d);
     while (left > 0 && !d.closed) {
         size_t n = fuzz_chunk_len(d.opt1, p, left);
 
-        if (pst_smtpc_feed(d.c, p, n) != 0)
+        if (pst_smtp_client_feed(d.c, p, n) != 0)
             break; /* PST_ESTATE: the session is over */
         p += n;
         left -= n;
         drain(&d);
     }
-    pst_smtpc_free(d.c);
+    pst_smtp_client_free(d.c);
     return 0;
 }

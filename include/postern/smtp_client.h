@@ -4,10 +4,10 @@
  * One session submits one message (or, in probe mode, only looks): it
  * reads the greeting, says EHLO, starts TLS when asked, authenticates with
  * the strongest mechanism both sides allow, and sends MAIL, RCPT, DATA and
- * QUIT.  The caller moves bytes: pst_smtpc_feed() with what the server
- * sent, pst_smtpc_output()/pst_smtpc_consume() for what to send, and
- * pst_smtpc_next_event() for what to do (start TLS, send the message,
- * report the result, close).
+ * QUIT.  The caller moves bytes: pst_smtp_client_feed() with what the
+ * server sent, pst_smtp_client_output() and pst_smtp_client_consume() for
+ * what to send, and pst_smtp_client_next_event() for what to do (start
+ * TLS, send the message, report the result, close).
  */
 #ifndef POSTERN_SMTP_CLIENT_H
 #define POSTERN_SMTP_CLIENT_H
@@ -23,33 +23,36 @@
 extern "C" {
 #endif
 
-#define PST_SMTPC_MAX_REPLY_LINE 2048 /* octets incl. CRLF (RFC 5321 says
-                                         512; be lenient with servers) */
-#define PST_SMTPC_MAX_REPLY_LINES 200 /* lines in one multi-line reply */
-#define PST_SMTPC_MAX_OUTPUT (1u << 20) /* pending output, octets */
+#define PST_SMTP_CLIENT_MAX_REPLY_LINE 2048 /* octets incl. CRLF (RFC 5321
+                                               says 512; be lenient with
+                                               servers) */
+#define PST_SMTP_CLIENT_MAX_REPLY_LINES 200 /* lines in one reply */
+#define PST_SMTP_CLIENT_MAX_OUTPUT (1u << 20) /* pending output, octets */
 
-enum pst_smtpc_starttls {
-    PST_SMTPC_STARTTLS_AUTO = 0, /* use it when the server offers it */
-    PST_SMTPC_STARTTLS_REQUIRED, /* fail unless TLS can be had */
-    PST_SMTPC_STARTTLS_NEVER,    /* never send STARTTLS */
+enum pst_smtp_client_starttls {
+    PST_SMTP_CLIENT_STARTTLS_AUTO = 0, /* use it when the server offers it */
+    PST_SMTP_CLIENT_STARTTLS_REQUIRED, /* fail unless TLS can be had */
+    PST_SMTP_CLIENT_STARTTLS_NEVER,    /* never send STARTTLS */
 };
 
 /* Extensions the server announced in its last EHLO reply. */
-#define PST_SMTPC_EXT_PIPELINING   0x01u
-#define PST_SMTPC_EXT_SIZE         0x02u
-#define PST_SMTPC_EXT_STARTTLS     0x04u
-#define PST_SMTPC_EXT_AUTH         0x08u
-#define PST_SMTPC_EXT_8BITMIME     0x10u
-#define PST_SMTPC_EXT_ENHANCED     0x20u /* ENHANCEDSTATUSCODES */
-#define PST_SMTPC_EXT_SMTPUTF8     0x40u
+#define PST_SMTP_CLIENT_EXT_PIPELINING 0x01u
+#define PST_SMTP_CLIENT_EXT_SIZE       0x02u
+#define PST_SMTP_CLIENT_EXT_STARTTLS   0x04u
+#define PST_SMTP_CLIENT_EXT_AUTH       0x08u
+#define PST_SMTP_CLIENT_EXT_8BITMIME   0x10u
+#define PST_SMTP_CLIENT_EXT_ENHANCED   0x20u /* ENHANCEDSTATUSCODES */
+#define PST_SMTP_CLIENT_EXT_SMTPUTF8   0x40u
 
-/* Trace directions. */
-#define PST_SMTPC_TRACE_IN  0 /* server -> client */
-#define PST_SMTPC_TRACE_OUT 1 /* client -> server */
+/* Trace directions (the dir argument of the trace callback). */
+#define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
+#define PST_SMTP_CLIENT_TRACE_OUT   1 /* client -> server */
+#define PST_SMTP_CLIENT_TRACE_PHASE 2 /* a phase change, "run -> sending";
+                                         only with trace_phases */
 
-struct pst_smtpc_config {
+struct pst_smtp_client_config {
     const char *helo;            /* [in] EHLO argument (FQDN or [addr]) */
-    enum pst_smtpc_starttls starttls;
+    enum pst_smtp_client_starttls starttls;
     int implicit_tls;            /* TLS is up from the start (smtps) */
     int allow_plaintext_auth;    /* PLAIN/LOGIN without TLS */
     const char *mech;            /* [in] force this mechanism; NULL: the
@@ -63,26 +66,31 @@ struct pst_smtpc_config {
     uint64_t size;               /* SIZE= estimate (RFC 1870), 0: none */
     int body_8bit;               /* declare BODY=8BITMIME when offered */
     /* Called for every line sent or received, AUTH payloads replaced by
-     * "<redacted>" and message content summarised; may be NULL. */
+     * "<redacted>" and message content summarised, and with trace_phases
+     * for every phase change; line ([in] borrowed for the call) is not
+     * NUL-terminated.  May be NULL. */
     void (*trace)(void *ctx, int dir, const char *line, size_t len);
     void *trace_ctx;
+    int trace_phases;            /* also trace PST_SMTP_CLIENT_TRACE_PHASE */
 };
 
-enum pst_smtpc_event_type {
-    PST_SMTPC_EV_STARTTLS = 1, /* start the TLS handshake now, then call
-                                  pst_smtpc_tls_started() */
-    PST_SMTPC_EV_EHLO,         /* an EHLO reply was read: pst_smtpc_ext()
-                                  and pst_smtpc_mechs() are current */
-    PST_SMTPC_EV_AUTH,         /* authenticated with ev.mech */
-    PST_SMTPC_EV_DATA,         /* send the message with pst_smtpc_data() */
-    PST_SMTPC_EV_DONE,         /* success (ev.reply: the final reply) */
-    PST_SMTPC_EV_FAIL,         /* failure: ev.error and ev.reply */
-    PST_SMTPC_EV_CLOSE,        /* the session is over: close the socket
-                                  once the output is sent */
+enum pst_smtp_client_event_type {
+    PST_SMTP_CLIENT_EV_STARTTLS = 1, /* start the TLS handshake now, then
+                                        call pst_smtp_client_tls_started() */
+    PST_SMTP_CLIENT_EV_EHLO,  /* an EHLO reply was read:
+                                 pst_smtp_client_ext() and
+                                 pst_smtp_client_mechs() are current */
+    PST_SMTP_CLIENT_EV_AUTH,  /* authenticated with ev.mech */
+    PST_SMTP_CLIENT_EV_DATA,  /* send the message with
+                                 pst_smtp_client_data() */
+    PST_SMTP_CLIENT_EV_DONE,  /* success (ev.reply: the final reply) */
+    PST_SMTP_CLIENT_EV_FAIL,  /* failure: ev.error and ev.reply */
+    PST_SMTP_CLIENT_EV_CLOSE, /* the session is over: close the socket
+                                 once the output is sent */
 };
 
-struct pst_smtpc_event {
-    enum pst_smtpc_event_type type;
+struct pst_smtp_client_event {
+    enum pst_smtp_client_event_type type;
     int error;          /* FAIL: PST_ETEMP (4xx), PST_EREJECT (5xx),
                            PST_EAUTH (authentication refused),
                            PST_ENOTSUP (mechanism or STARTTLS unavailable),
@@ -97,89 +105,97 @@ struct pst_smtpc_event {
     const char *mech;   /* AUTH: mechanism name */
 };
 
-struct pst_smtpc;
+struct pst_smtp_client;
 
 /*
  * Start a session.  cfg ([in]) is copied, with the strings and the SASL
  * settings (password included, wiped on free).
- * *out ([out] owned) is freed with pst_smtpc_free().
+ * *out ([out] owned) is freed with pst_smtp_client_free().
  * Returns: 0, PST_EINVAL (missing helo, sender or recipients, unknown
  * forced mechanism), PST_ENOMEM.
  */
-PST_EXTERN int pst_smtpc_new(const struct pst_smtpc_config *cfg,
-                             struct pst_smtpc **out);
+PST_EXTERN int pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
+                                   struct pst_smtp_client **out);
 
 /* Wipe and free c; NULL is a no-op. */
-PST_EXTERN void pst_smtpc_free(struct pst_smtpc *c);
+PST_EXTERN void pst_smtp_client_free(struct pst_smtp_client *c);
 
 /*
  * Bytes from the server (in, [in] borrowed).  All are consumed; a partial
  * line is kept.  Malformed replies become a FAIL event, never an error.
  * Returns: 0, PST_ESTATE (the session is over), PST_ENOMEM.
  */
-PST_EXTERN int pst_smtpc_feed(struct pst_smtpc *c, const uint8_t *in,
-                              size_t len);
+PST_EXTERN int pst_smtp_client_feed(struct pst_smtp_client *c,
+                                    const uint8_t *in, size_t len);
 
 /*
- * The next event in *ev (its strings borrowed until the next call on c).
+ * The next event in *ev ([out]; its strings borrowed until the next call
+ * on c).
  * Returns: 1 with an event, 0 when there is none.
  */
-PST_EXTERN int pst_smtpc_next_event(struct pst_smtpc *c,
-                                    struct pst_smtpc_event *ev);
+PST_EXTERN int pst_smtp_client_next_event(struct pst_smtp_client *c,
+                                          struct pst_smtp_client_event *ev);
 
 /* Bytes to send: *p ([out] borrowed until the next call on c), *len. */
-PST_EXTERN void pst_smtpc_output(const struct pst_smtpc *c,
-                                 const uint8_t **p, size_t *len);
+PST_EXTERN void pst_smtp_client_output(const struct pst_smtp_client *c,
+                                       const uint8_t **p, size_t *len);
 
 /* n bytes of the output were sent. */
-PST_EXTERN void pst_smtpc_consume(struct pst_smtpc *c, size_t n);
+PST_EXTERN void pst_smtp_client_consume(struct pst_smtp_client *c,
+                                        size_t n);
 
 /*
- * The TLS handshake asked for by PST_SMTPC_EV_STARTTLS is done (RFC 3207
- * §4.2: everything learned before is forgotten and EHLO is sent again).
- * Returns: 0, PST_ESTATE.
+ * The TLS handshake asked for by PST_SMTP_CLIENT_EV_STARTTLS is done (RFC
+ * 3207 §4.2: everything learned before is forgotten and EHLO is sent
+ * again).
+ * Returns: 0, PST_ESTATE (no handshake was asked for), PST_ENOMEM.
  */
-PST_EXTERN int pst_smtpc_tls_started(struct pst_smtpc *c);
+PST_EXTERN int pst_smtp_client_tls_started(struct pst_smtp_client *c);
 
 /*
- * After PST_SMTPC_EV_DATA: message bytes (in, [in] borrowed), RFC 5322
- * text with LF or CRLF line ends.  Bare LF and bare CR become CRLF, lines
- * starting with "." are dot-stuffed (RFC 5321 §4.5.2); last != 0 ends the
- * message (CRLF "." CRLF).  Feed at most what fits: when the pending
- * output passes PST_SMTPC_MAX_OUTPUT, send some first.
+ * After PST_SMTP_CLIENT_EV_DATA: message bytes (in, [in] borrowed), RFC
+ * 5322 text with LF or CRLF line ends.  Bare LF and bare CR become CRLF,
+ * lines starting with "." are dot-stuffed (RFC 5321 §4.5.2); last != 0
+ * ends the message (CRLF "." CRLF).  Feed at most what fits: when the
+ * pending output passes PST_SMTP_CLIENT_MAX_OUTPUT, send some first.
  * Returns: 0, PST_ESTATE (no DATA phase), PST_ELIMIT (output full: send
  * and retry with the same bytes), PST_ENOMEM.
  */
-PST_EXTERN int pst_smtpc_data(struct pst_smtpc *c, const uint8_t *in,
-                              size_t len, int last);
+PST_EXTERN int pst_smtp_client_data(struct pst_smtp_client *c,
+                                    const uint8_t *in, size_t len, int last);
 
-/* PST_SMTPC_EXT_* announced in the last EHLO reply. */
-PST_EXTERN unsigned pst_smtpc_ext(const struct pst_smtpc *c);
+/* PST_SMTP_CLIENT_EXT_* announced in the last EHLO reply. */
+PST_EXTERN unsigned pst_smtp_client_ext(const struct pst_smtp_client *c);
 
 /*
  * The AUTH mechanisms announced in the last EHLO reply (AUTH and the
- * legacy AUTH= line), space separated, upper case; "" if none.
+ * legacy AUTH= line), space separated, upper case; "" if none.  Borrowed
+ * until the next call on c.
  */
-PST_EXTERN const char *pst_smtpc_mechs(const struct pst_smtpc *c);
+PST_EXTERN const char *pst_smtp_client_mechs(
+    const struct pst_smtp_client *c);
 
 /* The SIZE limit announced (0: none or unlimited). */
-PST_EXTERN uint64_t pst_smtpc_size_limit(const struct pst_smtpc *c);
+PST_EXTERN uint64_t pst_smtp_client_size_limit(
+    const struct pst_smtp_client *c);
 
-/* The greeting (220) text, once read; else "". */
-PST_EXTERN const char *pst_smtpc_greeting(const struct pst_smtpc *c);
+/* The greeting (220) text, once read; else "".  Borrowed, as above. */
+PST_EXTERN const char *pst_smtp_client_greeting(
+    const struct pst_smtp_client *c);
 
-/* The last EHLO reply's lines joined with "\n"; else "". */
-PST_EXTERN const char *pst_smtpc_ehlo_reply(const struct pst_smtpc *c);
+/* The last EHLO reply's lines joined with "\n"; else "".  Borrowed. */
+PST_EXTERN const char *pst_smtp_client_ehlo_reply(
+    const struct pst_smtp_client *c);
 
 /* Whether TLS is up (implicit or after STARTTLS). */
-PST_EXTERN int pst_smtpc_tls_active(const struct pst_smtpc *c);
+PST_EXTERN int pst_smtp_client_tls_active(const struct pst_smtp_client *c);
 
 /*
  * The mechanism the session would pick now from what the server offers,
  * or NULL.  Probe uses it; send uses it through the session.
  */
-PST_EXTERN const struct pst_sasl_mech *pst_smtpc_choose_mech(
-    const struct pst_smtpc *c);
+PST_EXTERN const struct pst_sasl_mech *pst_smtp_client_choose_mech(
+    const struct pst_smtp_client *c);
 
 #ifdef __cplusplus
 }

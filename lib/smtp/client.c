@@ -25,19 +25,50 @@ static const char *const client_stage_names[] = {
 #undef CLIENT_STAGE_NAME_
 };
 
+static const char *const client_phase_names[] = {
+#define CLIENT_PHASE_NAME_(name, text) text,
+    CLIENT_PHASE_MAP(CLIENT_PHASE_NAME_)
+#undef CLIENT_PHASE_NAME_
+};
+
 /* --- Helpers ------------------------------------------------------------ */
 
 void
-pst__client_trace(struct pst_smtpc *c, int dir, const char *line, size_t len)
+pst__client_trace(struct pst_smtp_client *c, int dir, const char *line,
+                  size_t len)
 {
     if (c->trace != NULL)
         c->trace(c->trace_ctx, dir, line, len);
 }
 
+/*
+ * The only way to change phase (curl smtp_state(), OpenSMTPD
+ * mta_enter_state()): remembers the old one and traces "old -> new".
+ */
+void
+pst__client_enter_phase(struct pst_smtp_client *c, enum client_phase phase)
+{
+    char text[64];
+    int n;
+
+    if (phase == c->phase)
+        return;
+    c->prev_phase = c->phase;
+    c->phase = phase;
+    if (!c->trace_phases)
+        return;
+    n = snprintf(text, sizeof(text), "%s -> %s",
+                 client_phase_names[c->prev_phase], client_phase_names[phase]);
+    if (n > 0)
+        pst__client_trace(c, PST_SMTP_CLIENT_TRACE_PHASE, text,
+                          (size_t)n < sizeof(text) ? (size_t)n
+                                                   : sizeof(text) - 1);
+}
+
 int
-pst__client_event(struct pst_smtpc *c, enum pst_smtpc_event_type type,
-                  int error, int code, enum client_stage stage,
-                  const char *text)
+pst__client_event(struct pst_smtp_client *c,
+                  enum pst_smtp_client_event_type type, int error, int code,
+                  enum client_stage stage, const char *text)
 {
     struct client_event *e;
 
@@ -58,22 +89,22 @@ pst__client_event(struct pst_smtpc *c, enum pst_smtpc_event_type type,
 }
 
 /* Take back the STARTTLS event if it is the last one queued and was not
- * yet returned by pst_smtpc_next_event(). */
+ * yet returned by pst_smtp_client_next_event(). */
 static void
-client_retract_starttls(struct pst_smtpc *c)
+client_retract_starttls(struct pst_smtp_client *c)
 {
     size_t last;
 
     if (c->ev_len == 0)
         return;
     last = (c->ev_head + c->ev_len - 1) % CLIENT_MAX_EVENTS;
-    if (c->events[last].ev.type == PST_SMTPC_EV_STARTTLS)
+    if (c->events[last].ev.type == PST_SMTP_CLIENT_EV_STARTTLS)
         c->ev_len--;
 }
 
 /* Queue a command line (without CRLF) and the stage of its reply. */
 int
-pst__client_send(struct pst_smtpc *c, enum client_stage stage,
+pst__client_send(struct pst_smtp_client *c, enum client_stage stage,
                  const char *trace, const char *fmt, ...)
 {
     size_t start = c->out.len;
@@ -103,9 +134,9 @@ pst__client_send(struct pst_smtpc *c, enum client_stage stage,
         return rc;
     }
     if (trace != NULL)
-        pst__client_trace(c, PST_SMTPC_TRACE_OUT, trace, strlen(trace));
+        pst__client_trace(c, PST_SMTP_CLIENT_TRACE_OUT, trace, strlen(trace));
     else
-        pst__client_trace(c, PST_SMTPC_TRACE_OUT, p, (size_t)n);
+        pst__client_trace(c, PST_SMTP_CLIENT_TRACE_OUT, p, (size_t)n);
     OPENSSL_clear_free(p, (size_t)n + 1);
     c->expect[(c->expect_head + c->expect_len) % CLIENT_MAX_EXPECT] = stage;
     c->expect_len++;
@@ -113,36 +144,36 @@ pst__client_send(struct pst_smtpc *c, enum client_stage stage,
 }
 
 void
-pst__client_quit(struct pst_smtpc *c)
+pst__client_quit(struct pst_smtp_client *c)
 {
     if (pst__client_send(c, STAGE_QUIT, NULL, "QUIT") < 0) {
-        c->phase = PHASE_CLOSED;
-        pst__client_event(c, PST_SMTPC_EV_CLOSE, 0, 0, STAGE_QUIT, NULL);
+        pst__client_enter_phase(c, PHASE_CLOSED);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_CLOSE, 0, 0, STAGE_QUIT, NULL);
     }
 }
 
 void
-pst__client_fail(struct pst_smtpc *c, int error, int code,
+pst__client_fail(struct pst_smtp_client *c, int error, int code,
                  enum client_stage stage, const char *text)
 {
     if (c->failed)
         return;
     c->failed = 1;
-    pst__client_event(c, PST_SMTPC_EV_FAIL, error, code, stage, text);
+    pst__client_event(c, PST_SMTP_CLIENT_EV_FAIL, error, code, stage, text);
     /* RFC 5321 §3.8: a 421 means the server is closing; so does a reply
      * we cannot parse (we no longer know where replies start). */
     if (code == 421 || error == PST_EPROTO || c->phase == PHASE_CLOSED) {
-        c->phase = PHASE_CLOSED;
-        pst__client_event(c, PST_SMTPC_EV_CLOSE, 0, 0, stage, NULL);
+        pst__client_enter_phase(c, PHASE_CLOSED);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_CLOSE, 0, 0, stage, NULL);
         return;
     }
-    c->phase = PHASE_ENDING;
+    pst__client_enter_phase(c, PHASE_ENDING);
     pst__client_quit(c);
 }
 
 /* Fail with the current reply as text. */
 void
-pst__client_fail_reply(struct pst_smtpc *c, enum client_stage stage)
+pst__client_fail_reply(struct pst_smtp_client *c, enum client_stage stage)
 {
     int error = c->reply_code >= 500 ? PST_EREJECT : PST_ETEMP;
 
@@ -151,15 +182,15 @@ pst__client_fail_reply(struct pst_smtpc *c, enum client_stage stage)
 }
 
 static void
-client_after_ehlo(struct pst_smtpc *c)
+client_after_ehlo(struct pst_smtp_client *c)
 {
-    if (!c->tls && c->starttls != PST_SMTPC_STARTTLS_NEVER &&
-        !c->starttls_refused && (c->ext & PST_SMTPC_EXT_STARTTLS)) {
+    if (!c->tls && c->starttls != PST_SMTP_CLIENT_STARTTLS_NEVER &&
+        !c->starttls_refused && (c->ext & PST_SMTP_CLIENT_EXT_STARTTLS)) {
         if (pst__client_send(c, STAGE_STARTTLS, NULL, "STARTTLS") < 0)
             pst__client_fail(c, PST_ENOMEM, 0, STAGE_STARTTLS, "out of memory");
         return;
     }
-    if (!c->tls && c->starttls == PST_SMTPC_STARTTLS_REQUIRED) {
+    if (!c->tls && c->starttls == PST_SMTP_CLIENT_STARTTLS_REQUIRED) {
         pst__client_fail(c, PST_ENOTSUP, 0, STAGE_STARTTLS,
                          "the server does not offer STARTTLS");
         return;
@@ -169,8 +200,8 @@ client_after_ehlo(struct pst_smtpc *c)
         return;
     }
     if (c->probe) {
-        pst__client_event(c, PST_SMTPC_EV_DONE, 0, 0, STAGE_EHLO, "");
-        c->phase = PHASE_ENDING;
+        pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, 0, STAGE_EHLO, "");
+        pst__client_enter_phase(c, PHASE_ENDING);
         pst__client_quit(c);
         return;
     }
@@ -179,15 +210,15 @@ client_after_ehlo(struct pst_smtpc *c)
 
 /* A complete reply arrived for stage st. */
 static void
-client_dispatch(struct pst_smtpc *c, enum client_stage st)
+client_dispatch(struct pst_smtp_client *c, enum client_stage st)
 {
     int code = c->reply_code;
     const char *text = (const char *)c->reply.data;
 
     if (c->phase == PHASE_ENDING) {
         if (st == STAGE_QUIT) {
-            c->phase = PHASE_CLOSED;
-            pst__client_event(c, PST_SMTPC_EV_CLOSE, 0, code, st, NULL);
+            pst__client_enter_phase(c, PHASE_CLOSED);
+            pst__client_event(c, PST_SMTP_CLIENT_EV_CLOSE, 0, code, st, NULL);
         }
         return; /* replies to a pipelined group we gave up on */
     }
@@ -209,7 +240,7 @@ client_dispatch(struct pst_smtpc *c, enum client_stage st)
                 pst__client_fail(c, PST_ENOMEM, 0, st, "out of memory");
                 return;
             }
-            pst__client_event(c, PST_SMTPC_EV_EHLO, 0, code, st, text);
+            pst__client_event(c, PST_SMTP_CLIENT_EV_EHLO, 0, code, st, text);
             client_after_ehlo(c);
             return;
         }
@@ -230,7 +261,7 @@ client_dispatch(struct pst_smtpc *c, enum client_stage st)
         c->ext = 0;
         pst_buf_reset(&c->mechs);
         pst_buf_append(&c->mechs, "", 0);
-        pst__client_event(c, PST_SMTPC_EV_EHLO, 0, code, st, text);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_EHLO, 0, code, st, text);
         client_after_ehlo(c);
         return;
     case STAGE_STARTTLS:
@@ -238,11 +269,12 @@ client_dispatch(struct pst_smtpc *c, enum client_stage st)
             /* RFC 3207 §4.2: nothing the server sent before the handshake
              * may be trusted; drop whatever else is buffered. */
             pst_buf_reset(&c->line);
-            c->phase = PHASE_TLS_WAIT;
-            pst__client_event(c, PST_SMTPC_EV_STARTTLS, 0, code, st, text);
+            pst__client_enter_phase(c, PHASE_TLS_WAIT);
+            pst__client_event(c, PST_SMTP_CLIENT_EV_STARTTLS, 0, code, st,
+                              text);
             return;
         }
-        if (c->starttls == PST_SMTPC_STARTTLS_REQUIRED || code == 421) {
+        if (c->starttls == PST_SMTP_CLIENT_STARTTLS_REQUIRED || code == 421) {
             pst__client_fail_reply(c, st);
             return;
         }
@@ -259,15 +291,15 @@ client_dispatch(struct pst_smtpc *c, enum client_stage st)
         pst__client_mail_reply(c, st);
         return;
     case STAGE_QUIT:
-        c->phase = PHASE_CLOSED;
-        pst__client_event(c, PST_SMTPC_EV_CLOSE, 0, code, st, NULL);
+        pst__client_enter_phase(c, PHASE_CLOSED);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_CLOSE, 0, code, st, NULL);
         return;
     }
 }
 
 /* One reply line without its line end. */
 static void
-client_reply_line(struct pst_smtpc *c, const uint8_t *p, size_t len)
+client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
 {
     int code, last;
     enum client_stage st;
@@ -285,7 +317,7 @@ client_reply_line(struct pst_smtpc *c, const uint8_t *p, size_t len)
     last = len == 3 || p[3] == ' ';
     if (c->reply_lines > 0 && code != c->reply_code)
         goto bad; /* RFC 5321 §4.2.1: one code for all lines */
-    if (++c->reply_lines > PST_SMTPC_MAX_REPLY_LINES)
+    if (++c->reply_lines > PST_SMTP_CLIENT_MAX_REPLY_LINES)
         goto bad;
     c->reply_code = code;
     if ((c->reply.len > 0 && pst_buf_append_byte(&c->reply, '\n') < 0) ||
@@ -300,7 +332,7 @@ client_reply_line(struct pst_smtpc *c, const uint8_t *p, size_t len)
     st = c->expect[c->expect_head];
     c->expect_head = (c->expect_head + 1) % CLIENT_MAX_EXPECT;
     c->expect_len--;
-    pst__client_trace(c, PST_SMTPC_TRACE_IN,
+    pst__client_trace(c, PST_SMTP_CLIENT_TRACE_IN,
                       st == STAGE_AUTH && code == 334
                           ? "334 <redacted>"
                           : (const char *)c->reply.data,
@@ -343,9 +375,10 @@ path_ok(const char *s)
 }
 
 int
-pst_smtpc_new(const struct pst_smtpc_config *cfg, struct pst_smtpc **out)
+pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
+                    struct pst_smtp_client **out)
 {
-    struct pst_smtpc *c;
+    struct pst_smtp_client *c;
     int rc = PST_ENOMEM;
 
     *out = NULL;
@@ -373,10 +406,12 @@ pst_smtpc_new(const struct pst_smtpc_config *cfg, struct pst_smtpc **out)
     for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++)
         pst_buf_init(&c->events[i].text, 64 * 1024, 0);
     pst_buf_init(&c->ev_text, 64 * 1024, 0);
-    pst_buf_init(&c->line, PST_SMTPC_MAX_REPLY_LINE, 0);
-    pst_buf_init(&c->reply, PST_SMTPC_MAX_REPLY_LINE *
-                                (size_t)PST_SMTPC_MAX_REPLY_LINES, 0);
-    pst_buf_init(&c->out, PST_SMTPC_MAX_OUTPUT + 64 * 1024, 1);
+    pst_buf_init(&c->line, PST_SMTP_CLIENT_MAX_REPLY_LINE, 0);
+    pst_buf_init(&c->reply,
+                 PST_SMTP_CLIENT_MAX_REPLY_LINE *
+                     (size_t)PST_SMTP_CLIENT_MAX_REPLY_LINES,
+                 0);
+    pst_buf_init(&c->out, PST_SMTP_CLIENT_MAX_OUTPUT + 64 * 1024, 1);
     pst_buf_init(&c->scratch, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&c->b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 1, 1);
     pst_buf_init(&c->pending_ir, PST_SASL_MAX_MESSAGE, 1);
@@ -439,18 +474,19 @@ pst_smtpc_new(const struct pst_smtpc_config *cfg, struct pst_smtpc **out)
     c->body_8bit = cfg->body_8bit;
     c->trace = cfg->trace;
     c->trace_ctx = cfg->trace_ctx;
+    c->trace_phases = cfg->trace_phases && cfg->trace != NULL;
     /* The first thing to read is the greeting. */
     c->expect[0] = STAGE_GREETING;
     c->expect_len = 1;
     *out = c;
     return 0;
 fail:
-    pst_smtpc_free(c);
+    pst_smtp_client_free(c);
     return rc;
 }
 
 void
-pst_smtpc_free(struct pst_smtpc *c)
+pst_smtp_client_free(struct pst_smtp_client *c)
 {
     if (c == NULL)
         return;
@@ -485,7 +521,7 @@ pst_smtpc_free(struct pst_smtpc *c)
 }
 
 int
-pst_smtpc_feed(struct pst_smtpc *c, const uint8_t *in, size_t len)
+pst_smtp_client_feed(struct pst_smtp_client *c, const uint8_t *in, size_t len)
 {
     size_t i = 0;
 
@@ -534,7 +570,8 @@ pst_smtpc_feed(struct pst_smtpc *c, const uint8_t *in, size_t len)
 }
 
 int
-pst_smtpc_next_event(struct pst_smtpc *c, struct pst_smtpc_event *ev)
+pst_smtp_client_next_event(struct pst_smtp_client *c,
+                           struct pst_smtp_client_event *ev)
 {
     struct client_event *e;
 
@@ -555,14 +592,15 @@ pst_smtpc_next_event(struct pst_smtpc *c, struct pst_smtpc_event *ev)
 }
 
 void
-pst_smtpc_output(const struct pst_smtpc *c, const uint8_t **p, size_t *len)
+pst_smtp_client_output(const struct pst_smtp_client *c, const uint8_t **p,
+                       size_t *len)
 {
     *p = c->out.data != NULL ? c->out.data : (const uint8_t *)"";
     *len = c->out.len;
 }
 
 void
-pst_smtpc_consume(struct pst_smtpc *c, size_t n)
+pst_smtp_client_consume(struct pst_smtp_client *c, size_t n)
 {
     if (n >= c->out.len) {
         pst_buf_reset(&c->out);
@@ -574,11 +612,11 @@ pst_smtpc_consume(struct pst_smtpc *c, size_t n)
 }
 
 int
-pst_smtpc_tls_started(struct pst_smtpc *c)
+pst_smtp_client_tls_started(struct pst_smtp_client *c)
 {
     if (c->phase != PHASE_TLS_WAIT)
         return PST_ESTATE;
-    c->phase = PHASE_RUN;
+    pst__client_enter_phase(c, PHASE_RUN);
     c->tls = 1;
     /* RFC 3207 §4.2: discard what the server said before; EHLO again. */
     c->ext = 0;
@@ -591,37 +629,37 @@ pst_smtpc_tls_started(struct pst_smtpc *c)
 }
 
 unsigned
-pst_smtpc_ext(const struct pst_smtpc *c)
+pst_smtp_client_ext(const struct pst_smtp_client *c)
 {
     return c->ext;
 }
 
 const char *
-pst_smtpc_mechs(const struct pst_smtpc *c)
+pst_smtp_client_mechs(const struct pst_smtp_client *c)
 {
     return c->mechs.data != NULL ? (const char *)c->mechs.data : "";
 }
 
 uint64_t
-pst_smtpc_size_limit(const struct pst_smtpc *c)
+pst_smtp_client_size_limit(const struct pst_smtp_client *c)
 {
     return c->size_limit;
 }
 
 const char *
-pst_smtpc_greeting(const struct pst_smtpc *c)
+pst_smtp_client_greeting(const struct pst_smtp_client *c)
 {
     return c->greeting.data != NULL ? (const char *)c->greeting.data : "";
 }
 
 const char *
-pst_smtpc_ehlo_reply(const struct pst_smtpc *c)
+pst_smtp_client_ehlo_reply(const struct pst_smtp_client *c)
 {
     return c->ehlo.data != NULL ? (const char *)c->ehlo.data : "";
 }
 
 int
-pst_smtpc_tls_active(const struct pst_smtpc *c)
+pst_smtp_client_tls_active(const struct pst_smtp_client *c)
 {
     return c->tls;
 }

@@ -13,7 +13,7 @@
 
 /* Send an AUTH continuation line: base64 of msg, "" for an empty one. */
 static int
-client_send_b64(struct pst_smtpc *c, const uint8_t *msg, size_t len)
+client_send_b64(struct pst_smtp_client *c, const uint8_t *msg, size_t len)
 {
     int rc;
 
@@ -28,7 +28,8 @@ client_send_b64(struct pst_smtpc *c, const uint8_t *msg, size_t len)
 /* --- Choosing a mechanism ----------------------------------------------- */
 
 static int
-client_mech_usable(const struct pst_smtpc *c, const struct pst_sasl_mech *m)
+client_mech_usable(const struct pst_smtp_client *c,
+                   const struct pst_sasl_mech *m)
 {
     /* Never send a password in clear unless told to (msmtp's
      * SMTP_EINSECURE). */
@@ -37,7 +38,7 @@ client_mech_usable(const struct pst_smtpc *c, const struct pst_sasl_mech *m)
 }
 
 const struct pst_sasl_mech *
-pst_smtpc_choose_mech(const struct pst_smtpc *c)
+pst_smtp_client_choose_mech(const struct pst_smtp_client *c)
 {
     const struct pst_sasl_mech *m;
 
@@ -57,9 +58,9 @@ pst_smtpc_choose_mech(const struct pst_smtpc *c)
 }
 
 void
-pst__client_start_auth(struct pst_smtpc *c)
+pst__client_start_auth(struct pst_smtp_client *c)
 {
-    const struct pst_sasl_mech *m = pst_smtpc_choose_mech(c);
+    const struct pst_sasl_mech *m = pst_smtp_client_choose_mech(c);
     struct pst_buf msg;
     char why[512];
     int rc;
@@ -155,7 +156,7 @@ pst__client_start_auth(struct pst_smtpc *c)
 
 /* The reply to one AUTH step. */
 void
-pst__client_auth_reply(struct pst_smtpc *c)
+pst__client_auth_reply(struct pst_smtp_client *c)
 {
     const char *text = (const char *)c->reply.data;
     char why[256];
@@ -220,14 +221,14 @@ pst__client_auth_reply(struct pst_smtpc *c)
                              "password");
             return;
         }
-        pst__client_event(c, PST_SMTPC_EV_AUTH, 0, c->reply_code, STAGE_AUTH,
-                          text);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_AUTH, 0, c->reply_code,
+                          STAGE_AUTH, text);
         pst_sasl_client_free(c->sc);
         c->sc = NULL;
         if (c->probe) {
-            pst__client_event(c, PST_SMTPC_EV_DONE, 0, c->reply_code,
+            pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, c->reply_code,
                               STAGE_AUTH, text);
-            c->phase = PHASE_ENDING;
+            pst__client_enter_phase(c, PHASE_ENDING);
             pst__client_quit(c);
             return;
         }

@@ -12,7 +12,7 @@
 #include "client_int.h"
 
 int
-pst__client_has_mech(const struct pst_smtpc *c, const char *name)
+pst__client_has_mech(const struct pst_smtp_client *c, const char *name)
 {
     const char *p = (const char *)c->mechs.data;
     size_t n = strlen(name);
@@ -34,7 +34,7 @@ pst__client_has_mech(const struct pst_smtpc *c, const char *name)
 
 /* Add an AUTH mechanism name to the offered list once. */
 static int
-client_add_mech(struct pst_smtpc *c, const char *p, size_t len)
+client_add_mech(struct pst_smtp_client *c, const char *p, size_t len)
 {
     char name[64];
     int rc;
@@ -58,7 +58,7 @@ client_add_mech(struct pst_smtpc *c, const char *p, size_t len)
 
 /* Parse the space-separated mechanisms after "AUTH" or "AUTH=". */
 static int
-client_parse_mechs(struct pst_smtpc *c, const char *p)
+client_parse_mechs(struct pst_smtp_client *c, const char *p)
 {
     while (*p != '\0') {
         size_t len;
@@ -76,7 +76,7 @@ client_parse_mechs(struct pst_smtpc *c, const char *p)
 
 /* Parse EHLO keyword lines (all but the first) of the current reply. */
 int
-pst__client_parse_ehlo(struct pst_smtpc *c)
+pst__client_parse_ehlo(struct pst_smtp_client *c)
 {
     const char *p = (const char *)c->reply.data;
     int rc;
@@ -110,17 +110,17 @@ pst__client_parse_ehlo(struct pst_smtpc *c)
         kw[klen] = '\0';
         arg = line + klen;
         if (strcmp(kw, "PIPELINING") == 0) {
-            c->ext |= PST_SMTPC_EXT_PIPELINING;
+            c->ext |= PST_SMTP_CLIENT_EXT_PIPELINING;
         } else if (strcmp(kw, "STARTTLS") == 0) {
-            c->ext |= PST_SMTPC_EXT_STARTTLS;
+            c->ext |= PST_SMTP_CLIENT_EXT_STARTTLS;
         } else if (strcmp(kw, "8BITMIME") == 0) {
-            c->ext |= PST_SMTPC_EXT_8BITMIME;
+            c->ext |= PST_SMTP_CLIENT_EXT_8BITMIME;
         } else if (strcmp(kw, "ENHANCEDSTATUSCODES") == 0) {
-            c->ext |= PST_SMTPC_EXT_ENHANCED;
+            c->ext |= PST_SMTP_CLIENT_EXT_ENHANCED;
         } else if (strcmp(kw, "SMTPUTF8") == 0) {
-            c->ext |= PST_SMTPC_EXT_SMTPUTF8;
+            c->ext |= PST_SMTP_CLIENT_EXT_SMTPUTF8;
         } else if (strcmp(kw, "SIZE") == 0) {
-            c->ext |= PST_SMTPC_EXT_SIZE;
+            c->ext |= PST_SMTP_CLIENT_EXT_SIZE;
             if (*arg == ' ') {
                 char num[24];
                 size_t n = strcspn(arg + 1, "\n");
@@ -134,7 +134,7 @@ pst__client_parse_ehlo(struct pst_smtpc *c)
         } else if (strcmp(kw, "AUTH") == 0) {
             /* "AUTH PLAIN LOGIN" and the legacy "AUTH=PLAIN LOGIN" that
              * old clients look for. */
-            char list[PST_SMTPC_MAX_REPLY_LINE];
+            char list[PST_SMTP_CLIENT_MAX_REPLY_LINE];
             size_t n = strcspn(arg, "\n");
 
             if (n >= sizeof(list))
@@ -142,7 +142,7 @@ pst__client_parse_ehlo(struct pst_smtpc *c)
             memcpy(list, arg, n);
             list[n] = '\0';
             if (list[0] == ' ' || list[0] == '=') {
-                c->ext |= PST_SMTPC_EXT_AUTH;
+                c->ext |= PST_SMTP_CLIENT_EXT_AUTH;
                 if ((rc = client_parse_mechs(c, list + 1)) < 0)
                     return rc;
             }

@@ -42,20 +42,29 @@ enum client_stage {
 #undef CLIENT_STAGE_ENUM_
 };
 
+/* Phases of the session: X(name, text).  Every change goes through
+ * pst__client_enter_phase(). */
+#define CLIENT_PHASE_MAP(X)                                                  \
+    X(RUN, "run")           /* commands and replies flow */                  \
+    X(TLS_WAIT, "tls-wait") /* STARTTLS accepted: waiting for the           \
+                               handshake */                                  \
+    X(SENDING, "sending")   /* 354 received: message bytes from the         \
+                               caller */                                     \
+    X(ENDING, "ending")     /* failed or done: only QUIT's reply matters */  \
+    X(CLOSED, "closed")     /* nothing more */
+
 enum client_phase {
-    PHASE_RUN = 0,   /* commands and replies flow */
-    PHASE_TLS_WAIT,  /* STARTTLS accepted: waiting for the handshake */
-    PHASE_SENDING,   /* 354 received: message bytes from the caller */
-    PHASE_ENDING,    /* failed or done: only QUIT's reply matters */
-    PHASE_CLOSED,    /* nothing more */
+#define CLIENT_PHASE_ENUM_(name, text) PHASE_##name,
+    CLIENT_PHASE_MAP(CLIENT_PHASE_ENUM_)
+#undef CLIENT_PHASE_ENUM_
 };
 
 struct client_event {
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client_event ev;
     struct pst_buf text;
 };
 
-struct pst_smtpc {
+struct pst_smtp_client {
     /* Configuration (copied): */
     struct pst_buf helo;
     struct pst_buf mail_from;
@@ -66,7 +75,7 @@ struct pst_smtpc {
     struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
         sasl_host;
     int have_sasl;
-    enum pst_smtpc_starttls starttls;
+    enum pst_smtp_client_starttls starttls;
     int allow_plaintext_auth;
     int probe;
     uint64_t size;
@@ -74,8 +83,11 @@ struct pst_smtpc {
     void (*trace)(void *ctx, int dir, const char *line, size_t len);
     void *trace_ctx;
 
+    int trace_phases;
+
     /* State: */
     enum client_phase phase;
+    enum client_phase prev_phase;
     int tls;
     int failed;
     int starttls_refused;     /* AUTO mode: the server said no */
@@ -120,58 +132,65 @@ struct pst_smtpc {
 
 /* --- client.c ------------------------------------------------------------ */
 
+/*
+ * The only way to change phase (as the server's pst__server_enter_state()):
+ * remembers the old one and, with trace_phases, traces "old -> new".
+ */
+void pst__client_enter_phase(struct pst_smtp_client *c,
+                             enum client_phase phase);
+
 /* Call the trace callback, if any. */
-void pst__client_trace(struct pst_smtpc *c, int dir, const char *line,
+void pst__client_trace(struct pst_smtp_client *c, int dir, const char *line,
                        size_t len);
 
 /* Queue an event; text ([in], may be NULL) is copied.
  * Returns: 0, PST_ELIMIT (queue full), PST_ENOMEM. */
-int pst__client_event(struct pst_smtpc *c, enum pst_smtpc_event_type type,
-                      int error, int code, enum client_stage stage,
-                      const char *text);
+int pst__client_event(struct pst_smtp_client *c,
+                      enum pst_smtp_client_event_type type, int error,
+                      int code, enum client_stage stage, const char *text);
 
 /* Queue a command line (without CRLF) and the stage of its reply; trace,
  * if not NULL, is what the transcript shows instead of the line.
  * Returns: 0, PST_ELIMIT, PST_EINVAL, PST_ENOMEM. */
-int pst__client_send(struct pst_smtpc *c, enum client_stage stage,
+int pst__client_send(struct pst_smtp_client *c, enum client_stage stage,
                      const char *trace, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Send QUIT (or close at once if even that cannot be queued). */
-void pst__client_quit(struct pst_smtpc *c);
+void pst__client_quit(struct pst_smtp_client *c);
 
 /* The session failed: FAIL, then QUIT, or CLOSE when the connection
  * cannot go on.  Only the first failure is reported. */
-void pst__client_fail(struct pst_smtpc *c, int error, int code,
+void pst__client_fail(struct pst_smtp_client *c, int error, int code,
                       enum client_stage stage, const char *text);
 
 /* Fail with the current reply as text (PST_EREJECT or PST_ETEMP). */
-void pst__client_fail_reply(struct pst_smtpc *c, enum client_stage stage);
+void pst__client_fail_reply(struct pst_smtp_client *c, enum client_stage stage);
 
 /* --- client_ehlo.c ------------------------------------------------------- */
 
 /* 1 if the server offered mechanism name (ASCII case-insensitive). */
-int pst__client_has_mech(const struct pst_smtpc *c, const char *name);
+int pst__client_has_mech(const struct pst_smtp_client *c, const char *name);
 
 /* Read the extensions and mechanisms of the EHLO reply in c->reply.
  * Returns: 0, PST_ENOMEM, PST_ELIMIT. */
-int pst__client_parse_ehlo(struct pst_smtpc *c);
+int pst__client_parse_ehlo(struct pst_smtp_client *c);
 
 /* --- client_auth.c ------------------------------------------------------- */
 
 /* Choose a mechanism and send AUTH (or fail). */
-void pst__client_start_auth(struct pst_smtpc *c);
+void pst__client_start_auth(struct pst_smtp_client *c);
 
 /* The reply to one AUTH step is in c->reply. */
-void pst__client_auth_reply(struct pst_smtpc *c);
+void pst__client_auth_reply(struct pst_smtp_client *c);
 
 /* --- client_mail.c ------------------------------------------------------- */
 
 /* Send MAIL FROM (and, with PIPELINING, the first RCPTs). */
-void pst__client_start_mail(struct pst_smtpc *c);
+void pst__client_start_mail(struct pst_smtp_client *c);
 
 /* A reply to MAIL, RCPT, DATA or the final dot (stage st) is in
  * c->reply. */
-void pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st);
+void pst__client_mail_reply(struct pst_smtp_client *c, enum client_stage st);
 
 #endif

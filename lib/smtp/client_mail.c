@@ -12,7 +12,7 @@
 #include "client_int.h"
 
 static void
-client_send_rcpt(struct pst_smtpc *c)
+client_send_rcpt(struct pst_smtp_client *c)
 {
     size_t i = c->rcpt_next++;
 
@@ -23,7 +23,7 @@ client_send_rcpt(struct pst_smtpc *c)
 /* RFC 2920 §3.1: pipelined RCPTs, no more awaiting replies at once than
  * the reply queue holds; each reply makes room for the next. */
 static void
-client_fill_rcpts(struct pst_smtpc *c)
+client_fill_rcpts(struct pst_smtp_client *c)
 {
     while (c->rcpt_next < c->nrcpt && !c->failed &&
            c->rcpt_next - c->rcpt_replied < CLIENT_RCPT_WINDOW)
@@ -31,17 +31,17 @@ client_fill_rcpts(struct pst_smtpc *c)
 }
 
 void
-pst__client_start_mail(struct pst_smtpc *c)
+pst__client_start_mail(struct pst_smtp_client *c)
 {
     char params[64] = "";
     size_t n = 0;
     int rc;
 
     /* RFC 1870 §6: declare the size when the server takes SIZE. */
-    if ((c->ext & PST_SMTPC_EXT_SIZE) && c->size > 0)
+    if ((c->ext & PST_SMTP_CLIENT_EXT_SIZE) && c->size > 0)
         n += (size_t)snprintf(params + n, sizeof(params) - n,
                               " SIZE=%" PRIu64, c->size);
-    if ((c->ext & PST_SMTPC_EXT_8BITMIME) && c->body_8bit)
+    if ((c->ext & PST_SMTP_CLIENT_EXT_8BITMIME) && c->body_8bit)
         snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
     rc = pst__client_send(c, STAGE_MAIL, NULL, "MAIL FROM:<%s>%s",
                           (const char *)c->mail_from.data, params);
@@ -52,12 +52,13 @@ pst__client_start_mail(struct pst_smtpc *c)
     /* RFC 2920 §3.1: MAIL and RCPT may be pipelined.  DATA waits for the
      * RCPT replies, so a refused recipient never leaves a half-open DATA
      * to be closed with an empty message. */
-    if (c->ext & PST_SMTPC_EXT_PIPELINING)
+    if (c->ext & PST_SMTP_CLIENT_EXT_PIPELINING)
         client_fill_rcpts(c);
 }
 
 int
-pst_smtpc_data(struct pst_smtpc *c, const uint8_t *in, size_t len, int last)
+pst_smtp_client_data(struct pst_smtp_client *c, const uint8_t *in, size_t len,
+                     int last)
 {
     size_t start = c->out.len;
     int at_start = c->at_line_start, last_cr = c->last_cr, rc = 0;
@@ -65,7 +66,7 @@ pst_smtpc_data(struct pst_smtpc *c, const uint8_t *in, size_t len, int last)
 
     if (c->phase != PHASE_SENDING)
         return PST_ESTATE;
-    if (c->out.len > PST_SMTPC_MAX_OUTPUT)
+    if (c->out.len > PST_SMTP_CLIENT_MAX_OUTPUT)
         return PST_ELIMIT;
     for (size_t i = 0; i < len && rc == 0; i++) {
         uint8_t ch = in[i];
@@ -115,9 +116,9 @@ pst_smtpc_data(struct pst_smtpc *c, const uint8_t *in, size_t len, int last)
     if (last) {
         snprintf(note, sizeof(note), "<message: %" PRIu64 " bytes>",
                  c->data_bytes);
-        pst__client_trace(c, PST_SMTPC_TRACE_OUT, note, strlen(note));
-        pst__client_trace(c, PST_SMTPC_TRACE_OUT, ".", 1);
-        c->phase = PHASE_RUN;
+        pst__client_trace(c, PST_SMTP_CLIENT_TRACE_OUT, note, strlen(note));
+        pst__client_trace(c, PST_SMTP_CLIENT_TRACE_OUT, ".", 1);
+        pst__client_enter_phase(c, PHASE_RUN);
         c->expect[(c->expect_head + c->expect_len) % CLIENT_MAX_EXPECT] =
             STAGE_DOT;
         c->expect_len++;
@@ -127,7 +128,7 @@ pst_smtpc_data(struct pst_smtpc *c, const uint8_t *in, size_t len, int last)
 
 /* A reply to MAIL, RCPT, DATA or the final dot. */
 void
-pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st)
+pst__client_mail_reply(struct pst_smtp_client *c, enum client_stage st)
 {
     int code = c->reply_code;
     const char *text = (const char *)c->reply.data;
@@ -138,7 +139,7 @@ pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st)
             pst__client_fail_reply(c, st);
             return;
         }
-        if (!(c->ext & PST_SMTPC_EXT_PIPELINING))
+        if (!(c->ext & PST_SMTP_CLIENT_EXT_PIPELINING))
             client_send_rcpt(c);
         return;
     case STAGE_RCPT:
@@ -151,7 +152,7 @@ pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st)
                            c->rcpt[c->rcpt_replied - 1], text);
         }
         if (c->rcpt_replied < c->nrcpt) {
-            if (!(c->ext & PST_SMTPC_EXT_PIPELINING))
+            if (!(c->ext & PST_SMTP_CLIENT_EXT_PIPELINING))
                 client_send_rcpt(c);
             else
                 client_fill_rcpts(c);
@@ -171,18 +172,18 @@ pst__client_mail_reply(struct pst_smtpc *c, enum client_stage st)
             pst__client_fail_reply(c, st);
             return;
         }
-        c->phase = PHASE_SENDING;
+        pst__client_enter_phase(c, PHASE_SENDING);
         c->at_line_start = 1;
         c->last_cr = 0;
-        pst__client_event(c, PST_SMTPC_EV_DATA, 0, code, st, text);
+        pst__client_event(c, PST_SMTP_CLIENT_EV_DATA, 0, code, st, text);
         return;
     case STAGE_DOT:
         if (code != 250) {
             pst__client_fail_reply(c, st);
             return;
         }
-        pst__client_event(c, PST_SMTPC_EV_DONE, 0, code, st, text);
-        c->phase = PHASE_ENDING;
+        pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, code, st, text);
+        pst__client_enter_phase(c, PHASE_ENDING);
         pst__client_quit(c);
         return;
     default:

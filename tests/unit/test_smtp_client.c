@@ -1,10 +1,12 @@
 /*
  * The SMTP client session, driven by scripts: "S:" lines are fed as the
- * server's bytes, "C:" lines must be exactly what the client sends next,
- * "E:" lines are the next event ("E:FAIL EAUTH 535" checks type, error and
- * code), "R:" text the last event's reply must contain, "T" acknowledges
- * STARTTLS, "D:" feeds message bytes (last chunk).
- * Each script also runs with the server's bytes fed one at a time.
+ * server's bytes, "C:" lines must be exactly what the client sends next
+ * ("C+" lines continue a pipelined write), "E:" lines are the next event
+ * ("E:FAIL EAUTH 535" checks type, error and code), "R:" text the last
+ * event's reply must contain, "T" acknowledges STARTTLS, "D:" feeds
+ * message bytes (last chunk).
+ * Each script runs with the server's bytes fed whole, one at a time, and
+ * at random split points (fixed seeds).
  */
 #include <postern/smtp_client.h>
 
@@ -14,12 +16,15 @@ struct script_cfg {
     const char *mech;
     int implicit_tls;
     int allow_plain;
-    enum pst_smtpc_starttls starttls;
+    enum pst_smtp_client_starttls starttls;
     int no_auth;
     int probe;
     const char *password;
     size_t nrcpt;
+    int trace_phases;
 };
+
+enum split_mode { SPLIT_WHOLE, SPLIT_BYTE, SPLIT_RANDOM };
 
 static const char *const two_rcpts[] = {"a@example.test", "b@example.test"};
 
@@ -35,51 +40,101 @@ trace_cb(void *ctx, int dir, const char *line, size_t len)
     if (trace.len + len + 4 < sizeof(trace.buf)) {
         trace.len += (size_t)snprintf(trace.buf + trace.len,
                                       sizeof(trace.buf) - trace.len,
-                                      "%s%.*s\n", dir ? "C: " : "S: ",
+                                      "%s%.*s\n",
+                                      dir == PST_SMTP_CLIENT_TRACE_PHASE
+                                          ? "P: "
+                                      : dir == PST_SMTP_CLIENT_TRACE_OUT
+                                          ? "C: "
+                                          : "S: ",
                                       (int)len, line);
     }
 }
 
 static const char *
-event_name(enum pst_smtpc_event_type t)
+event_name(enum pst_smtp_client_event_type t)
 {
     switch (t) {
-    case PST_SMTPC_EV_STARTTLS: return "STARTTLS";
-    case PST_SMTPC_EV_EHLO: return "EHLO";
-    case PST_SMTPC_EV_AUTH: return "AUTH";
-    case PST_SMTPC_EV_DATA: return "DATA";
-    case PST_SMTPC_EV_DONE: return "DONE";
-    case PST_SMTPC_EV_FAIL: return "FAIL";
-    case PST_SMTPC_EV_CLOSE: return "CLOSE";
+    case PST_SMTP_CLIENT_EV_STARTTLS:
+        return "STARTTLS";
+    case PST_SMTP_CLIENT_EV_EHLO:
+        return "EHLO";
+    case PST_SMTP_CLIENT_EV_AUTH:
+        return "AUTH";
+    case PST_SMTP_CLIENT_EV_DATA:
+        return "DATA";
+    case PST_SMTP_CLIENT_EV_DONE:
+        return "DONE";
+    case PST_SMTP_CLIENT_EV_FAIL:
+        return "FAIL";
+    case PST_SMTP_CLIENT_EV_CLOSE:
+        return "CLOSE";
     }
     return "?";
 }
 
 /* Check the client's pending output is exactly want, then consume it. */
 static void
-expect_output(struct pst_smtpc *c, const char *want, int step)
+expect_output(struct pst_smtp_client *c, const char *want, int step)
 {
     const uint8_t *p;
     size_t len;
 
-    pst_smtpc_output(c, &p, &len);
+    pst_smtp_client_output(c, &p, &len);
     if (len != strlen(want) || memcmp(p, want, len) != 0) {
         fprintf(stderr, "step %d: client output\n", step);
         assert_bytes_equal(p, len, want, strlen(want));
     }
-    pst_smtpc_consume(c, len);
+    pst_smtp_client_consume(c, len);
+}
+
+/* A deterministic generator for split points (xorshift32). */
+static uint32_t
+next_rand(uint32_t *st)
+{
+    uint32_t x = *st;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *st = x;
+    return x;
+}
+
+/* Feed b[0..len) to the client, split as mode says. */
+static void
+feed_split(struct pst_smtp_client *c, const char *b, size_t len,
+           enum split_mode mode, uint32_t *rng)
+{
+    size_t pos = 0;
+
+    while (pos < len) {
+        size_t n = len - pos;
+
+        if (mode == SPLIT_BYTE) {
+            n = 1;
+        } else if (mode == SPLIT_RANDOM) {
+            uint32_t x = next_rand(rng);
+
+            n = (x % 8 == 0) ? n : 1 + (x >> 8) % 16;
+            if (n > len - pos)
+                n = len - pos;
+        }
+        assert_rc(pst_smtp_client_feed(c, (const uint8_t *)b + pos, n), 0);
+        pos += n;
+    }
 }
 
 static void
 run_script(const struct script_cfg *sc, const char *const *script,
-           int bytewise, char *last_reply, size_t last_reply_size)
+           enum split_mode mode, uint32_t seed, char *last_reply,
+           size_t last_reply_size)
 {
     struct pst_sasl_client_config sasl = {
         .authcid = "tim",
         .password = (const uint8_t *)(sc->password ? sc->password
                                                    : "tanstaaftanstaaf"),
     };
-    struct pst_smtpc_config cfg = {
+    struct pst_smtp_client_config cfg = {
         .helo = "client.example.test",
         .starttls = sc->starttls,
         .implicit_tls = sc->implicit_tls,
@@ -92,29 +147,22 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .nrcpt = sc->nrcpt ? sc->nrcpt : 1,
         .size = 0,
         .trace = trace_cb,
+        .trace_phases = sc->trace_phases,
     };
-    struct pst_smtpc *c;
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client *c;
+    struct pst_smtp_client_event ev;
     char pending[4096] = "", last[1024] = "";
+    uint32_t rng = seed;
 
     sasl.password_len = strlen((const char *)sasl.password);
     trace.len = 0;
     trace.buf[0] = '\0';
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
     for (int i = 0; script[i] != NULL; i++) {
         const char *l = script[i];
 
         if (strncmp(l, "S:", 2) == 0) {
-            const char *b = l + 2;
-
-            if (bytewise) {
-                for (size_t k = 0; b[k] != '\0'; k++)
-                    assert_rc(pst_smtpc_feed(c, (const uint8_t *)b + k, 1),
-                              0);
-            } else {
-                assert_rc(pst_smtpc_feed(c, (const uint8_t *)b, strlen(b)),
-                          0);
-            }
+            feed_split(c, l + 2, strlen(l + 2), mode, &rng);
         } else if (strncmp(l, "C:", 2) == 0) {
             /* Consecutive C: lines form one pipelined write. */
             snprintf(pending, sizeof(pending), "%s", l + 2);
@@ -130,7 +178,7 @@ run_script(const struct script_cfg *sc, const char *const *script,
             int code = -1;
 
             sscanf(l + 2, "%15s %15s %d", type, err, &code);
-            if (pst_smtpc_next_event(c, &ev) != 1) {
+            if (pst_smtp_client_next_event(c, &ev) != 1) {
                 fprintf(stderr, "step %d: got no event, want %s\n", i, type);
                 fail();
             }
@@ -161,29 +209,33 @@ run_script(const struct script_cfg *sc, const char *const *script,
                 fail();
             }
         } else if (strcmp(l, "T") == 0) {
-            assert_rc(pst_smtpc_tls_started(c), 0);
+            assert_rc(pst_smtp_client_tls_started(c), 0);
         } else if (strncmp(l, "D:", 2) == 0) {
-            assert_rc(pst_smtpc_data(c, (const uint8_t *)l + 2,
-                                     strlen(l + 2), 1), 0);
+            assert_rc(pst_smtp_client_data(c, (const uint8_t *)l + 2,
+                                           strlen(l + 2), 1),
+                      0);
         } else {
             fail_msg("bad script line %s", l);
         }
     }
     /* Nothing left over. */
-    if (pst_smtpc_next_event(c, &ev) == 1) {
+    if (pst_smtp_client_next_event(c, &ev) == 1) {
         fprintf(stderr, "unexpected event %s (%s)\n", event_name(ev.type),
                 ev.reply);
         fail();
     }
     expect_output(c, "", -1);
-    pst_smtpc_free(c);
+    pst_smtp_client_free(c);
 }
 
+/* Run a script whole, byte by byte and at random split points. */
 static void
-run_both(const struct script_cfg *sc, const char *const *script)
+run_all(const struct script_cfg *sc, const char *const *script)
 {
-    run_script(sc, script, 0, NULL, 0);
-    run_script(sc, script, 1, NULL, 0);
+    run_script(sc, script, SPLIT_WHOLE, 0, NULL, 0);
+    run_script(sc, script, SPLIT_BYTE, 0, NULL, 0);
+    for (uint32_t seed = 1; seed <= 3; seed++)
+        run_script(sc, script, SPLIT_RANDOM, seed * 2654435761u, NULL, 0);
 }
 
 static void
@@ -213,7 +265,7 @@ test_plain_message_no_pipelining(void **state)
     struct script_cfg sc = {.no_auth = 1};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -243,7 +295,7 @@ test_pipelined_two_recipients(void **state)
     struct script_cfg sc = {.no_auth = 1, .nrcpt = 2};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -268,8 +320,8 @@ test_recipient_refused_no_data(void **state)
     char reply[256];
 
     (void)state;
-    run_both(&sc, script);
-    run_script(&sc, script, 0, reply, sizeof(reply));
+    run_all(&sc, script);
+    run_script(&sc, script, SPLIT_WHOLE, 0, reply, sizeof(reply));
     assert_string_equal(reply, "");  /* CLOSE is the last event */
 }
 
@@ -309,7 +361,7 @@ test_starttls_then_auth_plain(void **state)
     struct script_cfg sc = {0};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
     /* The transcript never shows the credentials. */
     assert_non_null(strstr(trace.buf, "C: AUTH PLAIN <redacted>\n"));
     assert_null(strstr(trace.buf, "AHRpbQ"));
@@ -329,10 +381,10 @@ test_starttls_required_not_offered(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_REQUIRED};
+    struct script_cfg sc = {.starttls = PST_SMTP_CLIENT_STARTTLS_REQUIRED};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -367,15 +419,15 @@ test_no_password_in_clear(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+    struct script_cfg sc = {.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
     char reply[256];
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
     /* --allow-plaintext-auth and the legacy "AUTH=" line. */
     sc.allow_plain = 1;
-    run_both(&sc, allowed);
-    run_script(&sc, allowed, 0, reply, sizeof(reply));
+    run_all(&sc, allowed);
+    run_script(&sc, allowed, SPLIT_WHOLE, 0, reply, sizeof(reply));
     assert_non_null(strstr(trace.buf, "S: 334 <redacted>\n"));
     assert_null(strstr(trace.buf, "dGFuc3Rh"));
 }
@@ -397,7 +449,7 @@ test_forced_mech_not_offered(void **state)
     struct script_cfg sc = {.mech = "CRAM-MD5", .implicit_tls = 1};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -420,10 +472,10 @@ test_strongest_mech_cram_md5(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+    struct script_cfg sc = {.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -442,10 +494,10 @@ test_bad_challenge_cancels(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+    struct script_cfg sc = {.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 static void
@@ -467,7 +519,7 @@ test_malformed_replies(void **state)
 
         snprintf(line, sizeof(line), "S:%s", bad[i]);
         script[0] = line;
-        run_script(&sc, script, 0, NULL, 0);
+        run_all(&sc, script);
     }
 }
 
@@ -477,12 +529,14 @@ test_long_initial_response_deferred(void **state)
     /* RFC 4954 §4: an IR that would pass 512 octets goes after "334 ". */
     char password[400];
     struct pst_sasl_client_config sasl = {.authcid = "tim"};
-    struct pst_smtpc_config cfg = {
-        .helo = "c.example.test", .implicit_tls = 1, .sasl = &sasl,
+    struct pst_smtp_client_config cfg = {
+        .helo = "c.example.test",
+        .implicit_tls = 1,
+        .sasl = &sasl,
         .probe = 1,
     };
-    struct pst_smtpc *c;
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client *c;
+    struct pst_smtp_client_event ev;
     const uint8_t *p;
     size_t len;
     static const char ehlo[] = "250-x\r\n250 AUTH PLAIN\r\n";
@@ -491,24 +545,24 @@ test_long_initial_response_deferred(void **state)
     memset(password, 'p', sizeof(password));
     sasl.password = (const uint8_t *)password;
     sasl.password_len = sizeof(password);
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
-    pst_smtpc_consume(c, 1000);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    pst_smtp_client_consume(c, 1000);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
     expect_output(c, "AUTH PLAIN\r\n", 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"334 \r\n", 6), 0);
-    pst_smtpc_output(c, &p, &len);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"334 \r\n", 6), 0);
+    pst_smtp_client_output(c, &p, &len);
     assert_int_equal(len, PST_BASE64_ENCLEN(sizeof(password) + 5) + 2);
-    pst_smtpc_consume(c, len);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"235 ok\r\n", 8), 0);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
-    assert_int_equal(ev.type, PST_SMTPC_EV_EHLO);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
-    assert_int_equal(ev.type, PST_SMTPC_EV_AUTH);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
-    assert_int_equal(ev.type, PST_SMTPC_EV_DONE);
+    pst_smtp_client_consume(c, len);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"235 ok\r\n", 8), 0);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_EHLO);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_AUTH);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_DONE);
     expect_output(c, "QUIT\r\n", 1);
-    pst_smtpc_free(c);
+    pst_smtp_client_free(c);
 }
 
 static void
@@ -527,33 +581,37 @@ test_probe_capabilities(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct pst_smtpc_config cfg = {
-        .helo = "client.example.test", .probe = 1,
-        .starttls = PST_SMTPC_STARTTLS_NEVER,
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test",
+        .probe = 1,
+        .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER,
     };
-    struct pst_smtpc *c;
-    struct pst_smtpc_event ev;
-    struct script_cfg sc = {.probe = 1, .no_auth = 1,
-                            .starttls = PST_SMTPC_STARTTLS_NEVER};
+    struct pst_smtp_client *c;
+    struct pst_smtp_client_event ev;
+    struct script_cfg sc = {
+        .probe = 1, .no_auth = 1, .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
 
     (void)state;
-    run_both(&sc, script);
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)script[0] + 2,
-                             strlen(script[0] + 2)), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)script[2] + 2,
-                             strlen(script[2] + 2)), 0);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
-    assert_string_equal(pst_smtpc_mechs(c),
+    run_all(&sc, script);
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)script[0] + 2,
+                                   strlen(script[0] + 2)),
+              0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)script[2] + 2,
+                                   strlen(script[2] + 2)),
+              0);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_string_equal(pst_smtp_client_mechs(c),
                         "SCRAM-SHA-256 CRAM-MD5 LOGIN PLAIN");
-    assert_int_equal(pst_smtpc_ext(c),
-                     PST_SMTPC_EXT_SIZE | PST_SMTPC_EXT_AUTH |
-                         PST_SMTPC_EXT_ENHANCED | PST_SMTPC_EXT_8BITMIME |
-                         PST_SMTPC_EXT_STARTTLS);
-    assert_int_equal(pst_smtpc_size_limit(c), 26214400);
-    assert_string_equal(pst_smtpc_greeting(c),
+    assert_int_equal(pst_smtp_client_ext(c), PST_SMTP_CLIENT_EXT_SIZE |
+                                                 PST_SMTP_CLIENT_EXT_AUTH |
+                                                 PST_SMTP_CLIENT_EXT_ENHANCED |
+                                                 PST_SMTP_CLIENT_EXT_8BITMIME |
+                                                 PST_SMTP_CLIENT_EXT_STARTTLS);
+    assert_int_equal(pst_smtp_client_size_limit(c), 26214400);
+    assert_string_equal(pst_smtp_client_greeting(c),
                         "220 mail.example.test ESMTP ready");
-    pst_smtpc_free(c);
+    pst_smtp_client_free(c);
 }
 
 static void
@@ -577,7 +635,7 @@ test_data_during_tls_wait_refused(void **state)
     struct script_cfg sc = {.no_auth = 1};
 
     (void)state;
-    run_script(&sc, script, 0, NULL, 0);
+    run_script(&sc, script, SPLIT_WHOLE, 0, NULL, 0);
 }
 
 static void
@@ -599,21 +657,22 @@ test_data_after_starttls_event_taken(void **state)
         NULL,
     };
     struct script_cfg sc = {.no_auth = 1};
-    struct pst_smtpc_config cfg = {
-        .helo = "client.example.test", .probe = 1,
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test",
+        .probe = 1,
     };
-    struct pst_smtpc *c;
+    struct pst_smtp_client *c;
     static const char ehlo[] = "250-x\r\n250 STARTTLS\r\n";
 
     (void)state;
-    run_script(&sc, script, 0, NULL, 0);
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 go\r\n", 8), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"2", 1), 0);
-    assert_rc(pst_smtpc_tls_started(c), PST_ESTATE);
-    pst_smtpc_free(c);
+    run_script(&sc, script, SPLIT_WHOLE, 0, NULL, 0);
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 go\r\n", 8), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"2", 1), 0);
+    assert_rc(pst_smtp_client_tls_started(c), PST_ESTATE);
+    pst_smtp_client_free(c);
 }
 
 static void
@@ -640,20 +699,20 @@ test_challenge_after_the_end(void **state)
         "E:CLOSE",
         NULL,
     };
-    struct script_cfg sc = {.starttls = PST_SMTPC_STARTTLS_NEVER};
+    struct script_cfg sc = {.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
 
     (void)state;
-    run_both(&sc, script);
+    run_all(&sc, script);
 }
 
 /* Count lines starting with prefix in the pending output, consume it. */
 static size_t
-take_lines(struct pst_smtpc *c, const char *prefix, size_t *other)
+take_lines(struct pst_smtp_client *c, const char *prefix, size_t *other)
 {
     const uint8_t *p;
     size_t len, n = 0, i = 0;
 
-    pst_smtpc_output(c, &p, &len);
+    pst_smtp_client_output(c, &p, &len);
     while (i < len) {
         const uint8_t *nl = memchr(p + i, '\n', len - i);
         size_t end = nl != NULL ? (size_t)(nl - p) + 1 : len;
@@ -665,7 +724,7 @@ take_lines(struct pst_smtpc *c, const char *prefix, size_t *other)
             (*other)++;
         i = end;
     }
-    pst_smtpc_consume(c, len);
+    pst_smtp_client_consume(c, len);
     return n;
 }
 
@@ -678,13 +737,15 @@ test_many_recipients_pipelined(void **state)
     enum { NRCPT = 600 };
     static char names[NRCPT][32];
     const char *rcpt[NRCPT];
-    struct pst_smtpc_config cfg = {
-        .helo = "client.example.test", .mail_from = "tim@example.test",
-        .rcpt = rcpt, .nrcpt = NRCPT,
-        .starttls = PST_SMTPC_STARTTLS_NEVER,
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test",
+        .mail_from = "tim@example.test",
+        .rcpt = rcpt,
+        .nrcpt = NRCPT,
+        .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER,
     };
-    struct pst_smtpc *c;
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client *c;
+    struct pst_smtp_client_event ev;
     static const char ehlo[] = "250-x\r\n250 PIPELINING\r\n";
     size_t sent, other = 0, outstanding, most = 0, total;
 
@@ -693,19 +754,19 @@ test_many_recipients_pipelined(void **state)
         snprintf(names[i], sizeof(names[i]), "r%03zu@example.test", i);
         rcpt[i] = names[i];
     }
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
-    pst_smtpc_consume(c, 1000);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1); /* EHLO */
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    pst_smtp_client_consume(c, 1000);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)), 0);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1); /* EHLO */
     sent = take_lines(c, "RCPT TO:<", &other);
     assert_int_equal(other, 1); /* MAIL */
     assert_true(sent > 100 && sent < NRCPT);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
     total = sent;
     outstanding = sent;
     for (size_t replied = 0; replied < NRCPT; replied++) {
-        assert_rc(pst_smtpc_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
+        assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 ok\r\n", 8), 0);
         outstanding--;
         other = 0;
         sent = take_lines(c, "RCPT TO:<", &other);
@@ -723,35 +784,98 @@ test_many_recipients_pipelined(void **state)
     }
     assert_int_equal(total, NRCPT);
     assert_true(most < 256);
-    assert_rc(pst_smtpc_feed(c, (const uint8_t *)"354 go\r\n", 8), 0);
-    assert_int_equal(pst_smtpc_next_event(c, &ev), 1);
-    assert_int_equal(ev.type, PST_SMTPC_EV_DATA);
-    pst_smtpc_free(c);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"354 go\r\n", 8), 0);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_DATA);
+    pst_smtp_client_free(c);
+}
+
+static void
+test_phase_trace(void **state)
+{
+    /* Every phase change goes through one function, which traces it
+     * (with trace_phases) the way the server traces its states. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 STARTTLS\r\n",
+        "E:EHLO",
+        "C:STARTTLS\r\n",
+        "S:220 go ahead\r\n",
+        "E:STARTTLS",
+        "T",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const want =
+        "P: run -> tls-wait\n"
+        "P: tls-wait -> run\n"
+        "P: run -> sending\n"
+        "P: sending -> run\n"
+        "P: run -> ending\n"
+        "P: ending -> closed\n";
+    struct script_cfg sc = {.no_auth = 1, .trace_phases = 1};
+    char phases[512] = "";
+    const char *p;
+
+    (void)state;
+    run_all(&sc, script);
+    for (p = trace.buf; (p = strstr(p, "P: ")) != NULL; p++) {
+        size_t n = strcspn(p, "\n") + 1;
+
+        strncat(phases, p, n < sizeof(phases) - strlen(phases) - 1
+                               ? n
+                               : sizeof(phases) - strlen(phases) - 1);
+    }
+    assert_string_equal(phases, want);
+    /* Without trace_phases, no phase line. */
+    sc.trace_phases = 0;
+    run_script(&sc, script, SPLIT_WHOLE, 0, NULL, 0);
+    assert_null(strstr(trace.buf, "P: "));
 }
 
 static void
 test_bad_config(void **state)
 {
-    struct pst_smtpc_config cfg = {
-        .helo = "c", .mail_from = "a@b", .rcpt = two_rcpts, .nrcpt = 1,
+    struct pst_smtp_client_config cfg = {
+        .helo = "c",
+        .mail_from = "a@b",
+        .rcpt = two_rcpts,
+        .nrcpt = 1,
     };
-    struct pst_smtpc *c;
+    struct pst_smtp_client *c;
     static const char *const bad_rcpt[] = {"a b@c"};
 
     (void)state;
-    assert_rc(pst_smtpc_new(&cfg, &c), 0);
-    pst_smtpc_free(c);
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    pst_smtp_client_free(c);
     cfg.nrcpt = 0;
-    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
     cfg.nrcpt = 1;
     cfg.rcpt = bad_rcpt;
-    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
     cfg.rcpt = two_rcpts;
     cfg.mail_from = "a>b";
-    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
     cfg.mail_from = "";
     cfg.mech = "NOPE";
-    assert_rc(pst_smtpc_new(&cfg, &c), PST_EINVAL);
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
 }
 
 int
@@ -774,6 +898,7 @@ main(void)
         cmocka_unit_test(test_data_after_starttls_event_taken),
         cmocka_unit_test(test_challenge_after_the_end),
         cmocka_unit_test(test_many_recipients_pipelined),
+        cmocka_unit_test(test_phase_trace),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);
