@@ -18,14 +18,14 @@
 #include <postern/buf.h>
 #include <postern/error.h>
 #include <postern/sasl.h>
+#include <postern/smtp_reply.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define PST_SMTP_CLIENT_MAX_REPLY_LINE 2048 /* octets incl. CRLF (RFC 5321
-                                               says 512; be lenient with
-                                               servers) */
+#define PST_SMTP_CLIENT_MAX_REPLY_LINE PST_SMTP_REPLY_MAX_LINE /* octets
+                                               with CRLF */
 #define PST_SMTP_CLIENT_MAX_REPLY_LINES 200 /* lines in one reply */
 #define PST_SMTP_CLIENT_MAX_OUTPUT (1u << 20) /* pending output, octets */
 

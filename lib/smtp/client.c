@@ -301,20 +301,16 @@ client_dispatch(struct pst_smtp_client *c, enum client_stage st)
 static void
 client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
 {
-    int code, last;
+    struct pst_smtp_reply_line rl;
+    int code;
     enum client_stage st;
 
-    /* STYLE §8: validate before use: code [2-5][0-9][0-9], then "-", " "
-     * or the end; printable text. */
-    if (len < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-        p[2] < '0' || p[2] > '9' ||
-        (len > 3 && p[3] != '-' && p[3] != ' '))
+    /* STYLE §8: validate before use (code [2-5][0-9][0-9], "-", " " or
+     * the end, printable text, length): one validator for every reader
+     * of replies. */
+    if (pst_smtp_reply_parse_line(p, len, &rl) < 0)
         goto bad;
-    for (size_t i = 3; i < len; i++)
-        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
-            goto bad;
-    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-    last = len == 3 || p[3] == ' ';
+    code = rl.code;
     if (c->reply_lines > 0 && code != c->reply_code)
         goto bad; /* RFC 5321 §4.2.1: one code for all lines */
     if (++c->reply_lines > PST_SMTP_CLIENT_MAX_REPLY_LINES)
@@ -325,7 +321,7 @@ client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
         pst__client_fail(c, PST_ENOMEM, 0, STAGE_GREETING, "out of memory");
         return;
     }
-    if (!last)
+    if (rl.more)
         return;
     if (c->expect_len == 0)
         goto bad; /* a reply nobody asked for */
@@ -406,7 +402,8 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++)
         pst_buf_init(&c->events[i].text, 64 * 1024, 0);
     pst_buf_init(&c->ev_text, 64 * 1024, 0);
-    pst_buf_init(&c->line, PST_SMTP_CLIENT_MAX_REPLY_LINE, 0);
+    /* The line with its CR, without its LF. */
+    pst_buf_init(&c->line, PST_SMTP_CLIENT_MAX_REPLY_LINE - 1, 0);
     pst_buf_init(&c->reply,
                  PST_SMTP_CLIENT_MAX_REPLY_LINE *
                      (size_t)PST_SMTP_CLIENT_MAX_REPLY_LINES,
