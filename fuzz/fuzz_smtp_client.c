@@ -17,6 +17,7 @@
  *   2    SIZE=1234 and BODY=8BITMIME
  *   3    the message in two pieces (else one)
  *   4    null sender (MAIL FROM:<>)
+ *   5    partial_rcpt (an event per RCPT reply)
  *
  * Events are answered as a driver does: STARTTLS with
  * pst_smtp_client_tls_started(), DATA with pst_smtp_client_data() and a small
@@ -29,7 +30,8 @@
  * without TLS when TLS is required, every output line ends in CRLF, and
  * the session takes the answers to its own events (a STARTTLS or DATA
  * event followed by a failure of the session may be refused with
- * PST_ESTATE).
+ * PST_ESTATE), RCPT events come only with partial_rcpt, in order, each
+ * naming its recipient.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,8 @@ struct driver {
     struct pst_smtp_client *c;
     uint8_t opt0, opt1;
     int closed;
+    size_t nrcpt;            /* of the message */
+    size_t rcpt_events;      /* RCPT events of the message so far */
     uint8_t prev;            /* the last byte of output */
     uint8_t head[16];        /* start of the current output line */
     size_t head_len;
@@ -179,6 +183,14 @@ handle(struct driver *d, const struct pst_smtp_client_event *ev)
             abort();
         break;
     }
+    case PST_SMTP_CLIENT_EV_RCPT:
+        touch += strlen(ev->enhanced);
+        if (!(d->opt1 & 0x20u) || ev->rcpt_index != d->rcpt_events ||
+            ev->rcpt_index >= d->nrcpt || ev->rcpt == NULL ||
+            strcmp(ev->rcpt, rcpts[ev->rcpt_index]) != 0)
+            abort();
+        d->rcpt_events++;
+        break;
     case PST_SMTP_CLIENT_EV_FAIL:
         if (ev->error >= 0)
             abort();
@@ -293,7 +305,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .nrcpt = (d.opt0 & 0x80u) ? 2 : 1,
         .size = (d.opt1 & 0x04u) ? 1234 : 0,
         .body_8bit = (d.opt1 & 0x04u) != 0,
+        .partial_rcpt = (d.opt1 & 0x20u) != 0,
     };
+    d.nrcpt = cfg.nrcpt;
     if (pst_smtp_client_new(&cfg, &d.c) != 0)
         abort();
     drain(&d);

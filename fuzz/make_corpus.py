@@ -471,7 +471,7 @@ FORCE = {"SCRAM-SHA-256": 1 << 3, "SCRAM-SHA-1": 2 << 3,
          "DIGEST-MD5": 3 << 3, "CRAM-MD5": 4 << 3, "PLAIN": 5 << 3,
          "LOGIN": 6 << 3, None: 0, "none": 7 << 3}
 CF_ALL, CF_BYTE, CF_SEVEN, CF_LINE = range(4)
-SIZE_8BIT, TWO_PIECES, NULL_SENDER = 0x04, 0x08, 0x10
+SIZE_8BIT, TWO_PIECES, NULL_SENDER, PARTIAL_RCPT = 0x04, 0x08, 0x10, 0x20
 
 GREETING = "220 mail.example.test ESMTP ready"
 
@@ -507,6 +507,16 @@ def smtp_client():
         CF_ALL | SIZE_8BIT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
         "250 2.1.5 Ok", "550 5.1.1 <carol@example.test>: unknown",
         "354 go ahead", "250 2.0.0 queued", "221 2.0.0 Bye"))
+    seed(t, "partial-rcpt", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"] | TWO_RCPTS,
+        CF_SEVEN | PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "550 5.1.1 <bob@example.test>: unknown", "250 2.1.5 Ok",
+        "354 go ahead", "250 2.0.0 queued", "221 2.0.0 Bye"))
+    seed(t, "partial-rcpt-none", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"] | TWO_RCPTS,
+        CF_ALL | PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "450-4.2.1 busy", "450 4.2.1 try later",
+        "550 5.1.1 <carol@example.test>: unknown", "221 2.0.0 Bye"))
     seed(t, "login-two-step", script(
         STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_SEVEN | TWO_PIECES,
         GREETING, *EHLO_FULL, "334 UGFzc3dvcmQ6", ok, *AFTER_AUTH))

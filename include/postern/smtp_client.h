@@ -65,6 +65,11 @@ struct pst_smtp_client_config {
     size_t nrcpt;
     uint64_t size;               /* SIZE= estimate (RFC 1870), 0: none */
     int body_8bit;               /* declare BODY=8BITMIME when offered */
+    int partial_rcpt;            /* report each RCPT's reply (an
+                                    PST_SMTP_CLIENT_EV_RCPT event) and
+                                    send the message when at least one
+                                    recipient was accepted (RFC 5321
+                                    §3.3); 0: any refusal fails it */
     /* Called for every line sent or received, AUTH payloads replaced by
      * "<redacted>" and message content summarised, and with trace_phases
      * for every phase change; line ([in] borrowed for the call) is not
@@ -87,6 +92,9 @@ enum pst_smtp_client_event_type {
     PST_SMTP_CLIENT_EV_FAIL,  /* failure: ev.error and ev.reply */
     PST_SMTP_CLIENT_EV_CLOSE, /* the session is over: close the socket
                                  once the output is sent */
+    PST_SMTP_CLIENT_EV_RCPT,  /* partial_rcpt: the reply to one RCPT
+                                 (ev.rcpt_index, ev.rcpt, ev.code,
+                                 ev.enhanced, ev.reply) */
 };
 
 struct pst_smtp_client_event {
@@ -100,9 +108,15 @@ struct pst_smtp_client_event {
     int code;           /* reply code of ev.reply, or 0 */
     const char *reply;  /* [out] borrowed until the next call: the reply
                            lines joined with "\n", or an explanation */
+    const char *enhanced; /* [out] borrowed, as reply: the enhanced status
+                           code of the reply's first line ("5.1.1", RFC
+                           3463), "" if none */
     const char *stage;  /* "greeting", "EHLO", "STARTTLS", "AUTH", "MAIL",
                            "RCPT", "DATA", "message", "QUIT" */
     const char *mech;   /* AUTH: mechanism name */
+    /* RCPT: */
+    size_t rcpt_index;  /* the recipient's index in the message's list */
+    const char *rcpt;   /* [out] borrowed, as reply: its address */
 };
 
 struct pst_smtp_client;

@@ -81,11 +81,22 @@ pst__client_event(struct pst_smtp_client *c,
     e->ev.code = code;
     e->ev.stage = client_stage_names[stage];
     e->ev.mech = c->mech != NULL ? pst_sasl_mech_name(c->mech) : NULL;
+    snprintf(e->enhanced, sizeof(e->enhanced), "%s",
+             code != 0 ? c->reply_enh : "");
+    pst_buf_reset(&e->addr);
     pst_buf_reset(&e->text);
     if (pst_buf_append_str(&e->text, text != NULL ? text : "") < 0)
         return PST_ENOMEM;
     c->ev_len++;
     return 0;
+}
+
+struct client_event *
+pst__client_last_event(struct pst_smtp_client *c)
+{
+    if (c->ev_len == 0)
+        return NULL;
+    return &c->events[(c->ev_head + c->ev_len - 1) % CLIENT_MAX_EVENTS];
 }
 
 /* Take back the STARTTLS event if it is the last one queued and was not
@@ -316,6 +327,8 @@ client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
     if (++c->reply_lines > PST_SMTP_CLIENT_MAX_REPLY_LINES)
         goto bad;
     c->reply_code = code;
+    if (c->reply_lines == 1)
+        snprintf(c->reply_enh, sizeof(c->reply_enh), "%s", rl.enhanced);
     if ((c->reply.len > 0 && pst_buf_append_byte(&c->reply, '\n') < 0) ||
         pst_buf_append(&c->reply, p, len) < 0) {
         pst__client_fail(c, PST_ENOMEM, 0, STAGE_GREETING, "out of memory");
@@ -336,10 +349,12 @@ client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
     client_dispatch(c, st);
     pst_buf_reset(&c->reply);
     c->reply_lines = 0;
+    c->reply_enh[0] = '\0';
     return;
 bad:
     pst_buf_reset(&c->reply);
     c->reply_lines = 0;
+    c->reply_enh[0] = '\0';
     pst__client_fail(c, PST_EPROTO, 0,
                      c->expect_len > 0 ? c->expect[c->expect_head]
                                        : STAGE_GREETING,
@@ -399,9 +414,12 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return PST_ENOMEM;
-    for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++)
+    for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++) {
         pst_buf_init(&c->events[i].text, 64 * 1024, 0);
+        pst_buf_init(&c->events[i].addr, 256, 0);
+    }
     pst_buf_init(&c->ev_text, 64 * 1024, 0);
+    pst_buf_init(&c->ev_addr, 256, 0);
     /* The line with its CR, without its LF. */
     pst_buf_init(&c->line, PST_SMTP_CLIENT_MAX_REPLY_LINE - 1, 0);
     pst_buf_init(&c->reply,
@@ -469,6 +487,7 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     c->probe = cfg->probe;
     c->size = cfg->size;
     c->body_8bit = cfg->body_8bit;
+    c->partial_rcpt = cfg->partial_rcpt;
     c->trace = cfg->trace;
     c->trace_ctx = cfg->trace_ctx;
     c->trace_phases = cfg->trace_phases && cfg->trace != NULL;
@@ -487,8 +506,10 @@ pst_smtp_client_free(struct pst_smtp_client *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++)
+    for (size_t i = 0; i < CLIENT_MAX_EVENTS; i++) {
         pst_buf_clear(&c->events[i].text);
+        pst_buf_clear(&c->events[i].addr);
+    }
     if (c->rcpt != NULL) {
         for (size_t i = 0; i < c->nrcpt; i++)
             free(c->rcpt[i]);
@@ -496,6 +517,7 @@ pst_smtp_client_free(struct pst_smtp_client *c)
     }
     pst_sasl_client_free(c->sc);
     pst_buf_clear(&c->ev_text);
+    pst_buf_clear(&c->ev_addr);
     pst_buf_clear(&c->helo);
     pst_buf_clear(&c->mail_from);
     pst_buf_clear(&c->forced_mech);
@@ -583,8 +605,18 @@ pst_smtp_client_next_event(struct pst_smtp_client *c,
                                                      : (const uint8_t *)"",
                    e->text.len);
     pst_buf_append(&c->ev_text, "", 0);
+    pst_buf_reset(&c->ev_addr);
+    pst_buf_append(&c->ev_addr, e->addr.data != NULL ? e->addr.data
+                                                     : (const uint8_t *)"",
+                   e->addr.len);
+    pst_buf_append(&c->ev_addr, "", 0);
+    memcpy(c->ev_enh, e->enhanced, sizeof(c->ev_enh));
     *ev = e->ev;
     ev->reply = (const char *)c->ev_text.data;
+    ev->enhanced = c->ev_enh;
+    ev->rcpt = e->ev.type == PST_SMTP_CLIENT_EV_RCPT
+                   ? (const char *)c->ev_addr.data
+                   : NULL;
     return 1;
 }
 

@@ -21,7 +21,9 @@
 #define CLIENT_MAX_EXPECT 256 /* replies awaited at once (pipelined RCPTs) */
 #define CLIENT_RCPT_WINDOW (CLIENT_MAX_EXPECT - 8) /* RCPTs awaiting replies */
 #define CLIENT_MAX_RCPT 100000 /* recipients of one message */
-#define CLIENT_MAX_EVENTS 8
+#define CLIENT_MAX_EVENTS (CLIENT_MAX_EXPECT + 16) /* one a reply, and a
+                                       few more: the caller drains them
+                                       after every feed */
 #define CLIENT_CMD_LINE   512 /* RFC 5321 §4.5.3.1.4, incl. CRLF */
 
 #define CLIENT_STAGE_MAP(X)                                                   \
@@ -61,7 +63,9 @@ enum client_phase {
 
 struct client_event {
     struct pst_smtp_client_event ev;
-    struct pst_buf text;
+    struct pst_buf text;                      /* ev.reply */
+    struct pst_buf addr;                      /* ev.rcpt */
+    char enhanced[PST_SMTP_REPLY_MAX_ENHANCED]; /* ev.enhanced */
 };
 
 struct pst_smtp_client {
@@ -80,6 +84,7 @@ struct pst_smtp_client {
     int probe;
     uint64_t size;
     int body_8bit;
+    int partial_rcpt;
     void (*trace)(void *ctx, int dir, const char *line, size_t len);
     void *trace_ctx;
 
@@ -97,6 +102,7 @@ struct pst_smtp_client {
     size_t rcpt_replied;
     size_t rcpt_ok;
     int rcpt_failed_code;
+    char rcpt_failed_enh[PST_SMTP_REPLY_MAX_ENHANCED];
     struct pst_buf rcpt_failed;  /* first refusal, for the FAIL event */
     struct pst_sasl_client *sc;
     const struct pst_sasl_mech *mech;
@@ -113,6 +119,7 @@ struct pst_smtp_client {
     struct pst_buf line;         /* partial reply line */
     struct pst_buf reply;        /* lines of the current reply */
     int reply_code;
+    char reply_enh[PST_SMTP_REPLY_MAX_ENHANCED]; /* of its first line */
     unsigned reply_lines;
     unsigned ext;
     uint64_t size_limit;
@@ -128,6 +135,8 @@ struct pst_smtp_client {
     struct client_event events[CLIENT_MAX_EVENTS];
     size_t ev_head, ev_len;
     struct pst_buf ev_text;      /* text of the event last returned */
+    struct pst_buf ev_addr;      /* ... its recipient */
+    char ev_enh[PST_SMTP_REPLY_MAX_ENHANCED]; /* ... its enhanced code */
 };
 
 /* --- client.c ------------------------------------------------------------ */
@@ -143,11 +152,15 @@ void pst__client_enter_phase(struct pst_smtp_client *c,
 void pst__client_trace(struct pst_smtp_client *c, int dir, const char *line,
                        size_t len);
 
-/* Queue an event; text ([in], may be NULL) is copied.
+/* Queue an event; text ([in], may be NULL) is copied.  An event with a
+ * code carries the enhanced code of the current reply.
  * Returns: 0, PST_ELIMIT (queue full), PST_ENOMEM. */
 int pst__client_event(struct pst_smtp_client *c,
                       enum pst_smtp_client_event_type type, int error,
                       int code, enum client_stage stage, const char *text);
+
+/* The event queued last, not yet returned, or NULL. */
+struct client_event *pst__client_last_event(struct pst_smtp_client *c);
 
 /* Queue a command line (without CRLF) and the stage of its reply; trace,
  * if not NULL, is what the transcript shows instead of the line.

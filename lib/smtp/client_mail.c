@@ -30,6 +30,68 @@ client_fill_rcpts(struct pst_smtp_client *c)
         client_send_rcpt(c);
 }
 
+/* The reply to the next RCPT awaited. */
+static void
+client_rcpt_reply(struct pst_smtp_client *c)
+{
+    size_t i = c->rcpt_replied++;
+    int code = c->reply_code;
+    const char *text = (const char *)c->reply.data;
+    struct client_event *e;
+
+    /* RFC 5321 §4.2.5: 250 and 251 accept the recipient (251: it will be
+     * forwarded); everything else refuses it. */
+    if (code == 250 || code == 251) {
+        c->rcpt_ok++;
+    } else {
+        if (code == 421) {
+            /* RFC 5321 §3.8: the server is closing. */
+            pst__client_fail_reply(c, STAGE_RCPT);
+            return;
+        }
+        if (c->rcpt_failed.len == 0) {
+            c->rcpt_failed_code = code;
+            snprintf(c->rcpt_failed_enh, sizeof(c->rcpt_failed_enh), "%s",
+                     c->reply_enh);
+            pst_buf_printf(&c->rcpt_failed, "<%s>: %s", c->rcpt[i], text);
+        }
+    }
+    if (c->partial_rcpt) {
+        if (pst__client_event(c, PST_SMTP_CLIENT_EV_RCPT, 0, code,
+                              STAGE_RCPT, text) < 0 ||
+            (e = pst__client_last_event(c)) == NULL ||
+            pst_buf_append_str(&e->addr, c->rcpt[i]) < 0) {
+            pst__client_fail(c, PST_ENOMEM, 0, STAGE_RCPT, "out of memory");
+            return;
+        }
+        e->ev.rcpt_index = i;
+    }
+    if (c->rcpt_replied < c->nrcpt) {
+        if (!(c->ext & PST_SMTP_CLIENT_EXT_PIPELINING))
+            client_send_rcpt(c);
+        else
+            client_fill_rcpts(c);
+        return;
+    }
+    /* Every reply is in.  RFC 5321 §3.3: the message goes to the
+     * recipients accepted; with none, DATA would get 554 (or 503).
+     * Without partial_rcpt, one refusal fails the whole message, as a
+     * submission client (postern send) wants. */
+    if (c->rcpt_ok == 0 || (!c->partial_rcpt && c->rcpt_ok < c->nrcpt)) {
+        int err = c->rcpt_failed_code >= 500 ? PST_EREJECT : PST_ETEMP;
+
+        pst__client_fail(c, err, c->rcpt_failed_code, STAGE_RCPT,
+                         (const char *)c->rcpt_failed.data);
+        if ((e = pst__client_last_event(c)) != NULL &&
+            e->ev.type == PST_SMTP_CLIENT_EV_FAIL)
+            snprintf(e->enhanced, sizeof(e->enhanced), "%s",
+                     c->rcpt_failed_enh);
+        return;
+    }
+    if (pst__client_send(c, STAGE_DATA, NULL, "DATA") < 0)
+        pst__client_fail(c, PST_ENOMEM, 0, STAGE_RCPT, "out of memory");
+}
+
 void
 pst__client_start_mail(struct pst_smtp_client *c)
 {
@@ -143,29 +205,7 @@ pst__client_mail_reply(struct pst_smtp_client *c, enum client_stage st)
             client_send_rcpt(c);
         return;
     case STAGE_RCPT:
-        c->rcpt_replied++;
-        if (code == 250 || code == 251) {
-            c->rcpt_ok++;
-        } else if (c->rcpt_failed.len == 0) {
-            c->rcpt_failed_code = code;
-            pst_buf_printf(&c->rcpt_failed, "<%s>: %s",
-                           c->rcpt[c->rcpt_replied - 1], text);
-        }
-        if (c->rcpt_replied < c->nrcpt) {
-            if (!(c->ext & PST_SMTP_CLIENT_EXT_PIPELINING))
-                client_send_rcpt(c);
-            else
-                client_fill_rcpts(c);
-            return;
-        }
-        if (c->rcpt_ok < c->nrcpt) {
-            pst__client_fail(
-                c, c->rcpt_failed_code >= 500 ? PST_EREJECT : PST_ETEMP,
-                c->rcpt_failed_code, st, (const char *)c->rcpt_failed.data);
-            return;
-        }
-        if (pst__client_send(c, STAGE_DATA, NULL, "DATA") < 0)
-            pst__client_fail(c, PST_ENOMEM, 0, st, "out of memory");
+        client_rcpt_reply(c);
         return;
     case STAGE_DATA:
         if (code != 354) {

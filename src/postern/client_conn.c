@@ -753,6 +753,8 @@ client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
             case PST_SMTP_CLIENT_EV_CLOSE:
                 closed = 1;
                 break;
+            default: /* events of options postern does not set */
+                break;
             }
         }
         if (conn_flush(&k) < 0)

@@ -21,7 +21,9 @@ struct script_cfg {
     int probe;
     const char *password;
     size_t nrcpt;
+    const char *const *rcpts;   /* NULL: two_rcpts */
     int trace_phases;
+    int partial_rcpt;
 };
 
 enum split_mode { SPLIT_WHOLE, SPLIT_BYTE, SPLIT_RANDOM };
@@ -68,6 +70,8 @@ event_name(enum pst_smtp_client_event_type t)
         return "FAIL";
     case PST_SMTP_CLIENT_EV_CLOSE:
         return "CLOSE";
+    case PST_SMTP_CLIENT_EV_RCPT:
+        return "RCPT";
     }
     return "?";
 }
@@ -124,6 +128,44 @@ feed_split(struct pst_smtp_client *c, const char *b, size_t len,
     }
 }
 
+/*
+ * Check the "key=value" words after type, error and code on an E: line:
+ * idx= (RCPT index), rcpt= (its address), enh= (the enhanced code, empty
+ * for none), stage=.
+ */
+static void
+check_event_fields(const struct pst_smtp_client_event *ev, const char *l,
+                   int step)
+{
+    char word[256];
+    int n, skip = 3;
+
+    while (sscanf(l, " %255s%n", word, &n) == 1) {
+        char got[256] = "", *eq = strchr(word, '=');
+
+        l += n;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        assert_non_null(eq);
+        *eq = '\0';
+        if (strcmp(word, "idx") == 0)
+            snprintf(got, sizeof(got), "%zu", ev->rcpt_index);
+        else if (strcmp(word, "rcpt") == 0)
+            snprintf(got, sizeof(got), "%s",
+                     ev->rcpt != NULL ? ev->rcpt : "(null)");
+        else if (strcmp(word, "enh") == 0)
+            snprintf(got, sizeof(got), "%s", ev->enhanced);
+        else if (strcmp(word, "stage") == 0)
+            snprintf(got, sizeof(got), "%s", ev->stage);
+        else
+            fail_msg("step %d: unknown field %s", step, word);
+        if (strcmp(got, eq + 1) != 0)
+            fail_msg("step %d: got %s=%s, want %s", step, word, got, eq + 1);
+    }
+}
+
 static void
 run_script(const struct script_cfg *sc, const char *const *script,
            enum split_mode mode, uint32_t seed, char *last_reply,
@@ -143,8 +185,9 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .sasl = sc->no_auth ? NULL : &sasl,
         .probe = sc->probe,
         .mail_from = "tim@example.test",
-        .rcpt = two_rcpts,
+        .rcpt = sc->rcpts != NULL ? sc->rcpts : two_rcpts,
         .nrcpt = sc->nrcpt ? sc->nrcpt : 1,
+        .partial_rcpt = sc->partial_rcpt,
         .size = 0,
         .trace = trace_cb,
         .trace_phases = sc->trace_phases,
@@ -198,6 +241,7 @@ run_script(const struct script_cfg *sc, const char *const *script,
                         ev.code, code);
                 fail();
             }
+            check_event_fields(&ev, l + 2, i);
             snprintf(last, sizeof(last), "%s", ev.reply);
             if (last_reply != NULL)
                 snprintf(last_reply, last_reply_size, "%s", ev.reply);
@@ -310,7 +354,8 @@ test_recipient_refused_no_data(void **state)
         "C+RCPT TO:<a@example.test>\r\n",
         "C+RCPT TO:<b@example.test>\r\n",
         "S:250 Ok\r\n250 Ok\r\n550 5.1.1 No such user\r\n",
-        "E:FAIL EREJECT 550",
+        "E:FAIL EREJECT 550 enh=5.1.1 stage=RCPT",
+        "R:<b@example.test>: 550 5.1.1 No such user",
         "C:QUIT\r\n",
         "S:221 Bye\r\n",
         "E:CLOSE",
@@ -323,6 +368,142 @@ test_recipient_refused_no_data(void **state)
     run_all(&sc, script);
     run_script(&sc, script, SPLIT_WHOLE, 0, reply, sizeof(reply));
     assert_string_equal(reply, "");  /* CLOSE is the last event */
+}
+
+static const char *const three_rcpts[] = {"a@example.test", "b@example.test",
+                                          "c@example.test"};
+
+static void
+test_partial_rcpt(void **state)
+{
+    /* RFC 5321 §3.3: the message goes to the recipients accepted; each
+     * RCPT's reply is an event (a relay bounces or retries each one). */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-ENHANCEDSTATUSCODES\r\n"
+        "250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "C+RCPT TO:<c@example.test>\r\n",
+        "S:250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+        "550-5.1.1 No such user\r\n550 5.1.1 here\r\n",
+        "E:RCPT - 250 idx=0 rcpt=a@example.test enh=2.1.5 stage=RCPT",
+        "R:250 2.1.5 Ok",
+        "E:RCPT - 550 idx=1 rcpt=b@example.test enh=5.1.1",
+        "R:550-5.1.1 No such user\n550 5.1.1 here",
+        "S:451 4.3.0 Try later\r\n",
+        "E:RCPT - 451 idx=2 rcpt=c@example.test enh=4.3.0",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA - 354 enh=",
+        "D:x\n",
+        "C:x\r\n.\r\n",
+        "S:250 2.0.0 Ok: queued as X\r\n",
+        "E:DONE OK 250 enh=2.0.0 stage=message",
+        "C:QUIT\r\n",
+        "S:221 2.0.0 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    /* Without PIPELINING, one RCPT at a time; a 251 accepts too. */
+    static const char *const one_by_one[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:553 5.1.3 Bad address\r\n",
+        "E:RCPT - 553 idx=0 rcpt=a@example.test enh=5.1.3",
+        "C:RCPT TO:<b@example.test>\r\n",
+        "S:251 User not local; will forward\r\n",
+        "E:RCPT - 251 idx=1 rcpt=b@example.test enh=",
+        "C:RCPT TO:<c@example.test>\r\n",
+        "S:550 5.7.1 Relaying denied\r\n",
+        "E:RCPT - 550 idx=2 rcpt=c@example.test enh=5.7.1",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE OK 250",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .nrcpt = 3, .rcpts = three_rcpts,
+                            .partial_rcpt = 1};
+
+    (void)state;
+    run_all(&sc, script);
+    run_all(&sc, one_by_one);
+}
+
+static void
+test_partial_rcpt_none_accepted(void **state)
+{
+    /* No recipient accepted: no DATA (it would get 554, RFC 5321 §3.3);
+     * the message fails with the first refusal. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "S:250 Ok\r\n452 4.5.3 Too many recipients\r\n"
+        "550 5.1.1 No such user\r\n",
+        "E:RCPT - 452 idx=0 enh=4.5.3",
+        "E:RCPT - 550 idx=1 enh=5.1.1",
+        "E:FAIL ETEMP 452 enh=4.5.3 stage=RCPT",
+        "R:<a@example.test>: 452 4.5.3 Too many recipients",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .nrcpt = 2, .partial_rcpt = 1};
+
+    (void)state;
+    run_all(&sc, script);
+}
+
+static void
+test_rcpt_421_closes(void **state)
+{
+    /* RFC 5321 §3.8: a 421 to one RCPT of a pipelined group ends the
+     * session at once; the replies still due are not waited for. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "C+RCPT TO:<c@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n421 4.3.2 Shutting down\r\n",
+        "E:RCPT - 250 idx=0",
+        "E:FAIL ETEMP 421 enh=4.3.2 stage=RCPT",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .nrcpt = 3, .rcpts = three_rcpts,
+                            .partial_rcpt = 1};
+
+    (void)state;
+    run_all(&sc, script);
+    sc.partial_rcpt = 0;
+    run_all(&sc, (const char *const[]){
+        script[0], script[1], script[2], script[3], script[4], script[5],
+        script[6], script[7], script[8], script[10], script[11], NULL});
 }
 
 static void
@@ -885,6 +1066,9 @@ main(void)
         cmocka_unit_test(test_plain_message_no_pipelining),
         cmocka_unit_test(test_pipelined_two_recipients),
         cmocka_unit_test(test_recipient_refused_no_data),
+        cmocka_unit_test(test_partial_rcpt),
+        cmocka_unit_test(test_partial_rcpt_none_accepted),
+        cmocka_unit_test(test_rcpt_421_closes),
         cmocka_unit_test(test_starttls_then_auth_plain),
         cmocka_unit_test(test_starttls_required_not_offered),
         cmocka_unit_test(test_no_password_in_clear),
