@@ -18,6 +18,8 @@
  *   3    the message in two pieces (else one)
  *   4    null sender (MAIL FROM:<>)
  *   5    partial_rcpt (an event per RCPT reply)
+ *   6    reuse: on READY, the next message (two recipients, 8BITMIME),
+ *        twice, then quit
  *
  * Events are answered as a driver does: STARTTLS with
  * pst_smtp_client_tls_started(), DATA with pst_smtp_client_data() and a small
@@ -30,8 +32,9 @@
  * without TLS when TLS is required, every output line ends in CRLF, and
  * the session takes the answers to its own events (a STARTTLS or DATA
  * event followed by a failure of the session may be refused with
- * PST_ESTATE), RCPT events come only with partial_rcpt, in order, each
- * naming its recipient.
+ * PST_ESTATE; so may READY's next message), RCPT events come only with
+ * partial_rcpt, in order, each naming its recipient, READY only with
+ * reuse, and the session takes the next message or QUIT after it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,7 @@ struct driver {
     int closed;
     size_t nrcpt;            /* of the message */
     size_t rcpt_events;      /* RCPT events of the message so far */
+    int messages;            /* given after the first */
     uint8_t prev;            /* the last byte of output */
     uint8_t head[16];        /* start of the current output line */
     size_t head_len;
@@ -191,6 +195,27 @@ handle(struct driver *d, const struct pst_smtp_client_event *ev)
             abort();
         d->rcpt_events++;
         break;
+    case PST_SMTP_CLIENT_EV_READY: {
+        int rc;
+
+        if (!(d->opt1 & 0x40u))
+            abort();
+        d->rcpt_events = 0;
+        if (d->messages < 2) {
+            d->messages++;
+            d->nrcpt = 2;
+            rc = pst_smtp_client_next_message(d->c, "tim@example.test",
+                                              rcpts, 2, 0,
+                                              PST_SMTP_CLIENT_MAIL_8BITMIME);
+        } else {
+            rc = pst_smtp_client_quit(d->c);
+        }
+        /* ESTATE: the server spoke between messages in the same feed
+         * (e.g. 421): FAIL and CLOSE follow. */
+        if (rc != 0 && rc != PST_ESTATE)
+            abort();
+        break;
+    }
     case PST_SMTP_CLIENT_EV_FAIL:
         if (ev->error >= 0)
             abort();
@@ -306,6 +331,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .size = (d.opt1 & 0x04u) ? 1234 : 0,
         .body_8bit = (d.opt1 & 0x04u) != 0,
         .partial_rcpt = (d.opt1 & 0x20u) != 0,
+        .reuse = (d.opt1 & 0x40u) != 0,
     };
     d.nrcpt = cfg.nrcpt;
     if (pst_smtp_client_new(&cfg, &d.c) != 0)

@@ -472,6 +472,7 @@ FORCE = {"SCRAM-SHA-256": 1 << 3, "SCRAM-SHA-1": 2 << 3,
          "LOGIN": 6 << 3, None: 0, "none": 7 << 3}
 CF_ALL, CF_BYTE, CF_SEVEN, CF_LINE = range(4)
 SIZE_8BIT, TWO_PIECES, NULL_SENDER, PARTIAL_RCPT = 0x04, 0x08, 0x10, 0x20
+REUSE = 0x40
 
 GREETING = "220 mail.example.test ESMTP ready"
 
@@ -517,6 +518,24 @@ def smtp_client():
         CF_ALL | PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
         "450-4.2.1 busy", "450 4.2.1 try later",
         "550 5.1.1 <carol@example.test>: unknown", "221 2.0.0 Bye"))
+    # Connection reuse: three messages; the second fails at MAIL (its
+    # pipelined RCPTs still answered), so RSET goes before the third.
+    seed(t, "reuse-three", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_LINE | REUSE,
+        GREETING, *EHLO_FULL, ok, *AFTER_AUTH[:4],
+        "550 5.7.1 sender refused", "503 5.5.1 need MAIL",
+        "503 5.5.1 need MAIL", "250 2.0.0 Ok", "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go", "250 2.0.0 queued",
+        "221 2.0.0 Bye"))
+    seed(t, "reuse-partial-idle-421", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_ALL | REUSE |
+        PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "550 5.1.1 unknown", "421 4.4.2 timeout"))
+    seed(t, "reuse-data-refused", script(
+        STLS_AUTO | FORCE["none"], CF_SEVEN | REUSE,
+        GREETING, *ehlo("SIZE 1000"), "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "554 5.5.1 no", "250 2.0.0 Ok", "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "250 2.1.5 Ok", "354 go", "452 4.3.1 full", "500 5.5.1 no RSET"))
     seed(t, "login-two-step", script(
         STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_SEVEN | TWO_PIECES,
         GREETING, *EHLO_FULL, "334 UGFzc3dvcmQ6", ok, *AFTER_AUTH))

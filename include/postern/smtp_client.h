@@ -1,13 +1,18 @@
 /*
  * postern - the SMTP client session (sans-IO).
  *
- * One session submits one message (or, in probe mode, only looks): it
- * reads the greeting, says EHLO, starts TLS when asked, authenticates with
- * the strongest mechanism both sides allow, and sends MAIL, RCPT, DATA and
- * QUIT.  The caller moves bytes: pst_smtp_client_feed() with what the
- * server sent, pst_smtp_client_output() and pst_smtp_client_consume() for
- * what to send, and pst_smtp_client_next_event() for what to do (start
- * TLS, send the message, report the result, close).
+ * A session submits one message (or, in probe mode, only looks): it reads
+ * the greeting, says EHLO, starts TLS when asked, authenticates with the
+ * strongest mechanism both sides allow, and sends MAIL, RCPT, DATA and
+ * QUIT.  With reuse, it submits several, one after the other, on the same
+ * connection (as Postfix's smtp client reuses its connections).  The
+ * caller moves bytes: pst_smtp_client_feed() with what the server sent,
+ * pst_smtp_client_output() and pst_smtp_client_consume() for what to send,
+ * and pst_smtp_client_next_event() after every feed for what to do (start
+ * TLS, send the message, report the result, give the next message,
+ * close).  The session reads no clock: the caller times out a server that
+ * says nothing, and treats a connection closed before
+ * PST_SMTP_CLIENT_EV_CLOSE as a failure of the session.
  */
 #ifndef POSTERN_SMTP_CLIENT_H
 #define POSTERN_SMTP_CLIENT_H
@@ -44,6 +49,10 @@ enum pst_smtp_client_starttls {
 #define PST_SMTP_CLIENT_EXT_ENHANCED   0x20u /* ENHANCEDSTATUSCODES */
 #define PST_SMTP_CLIENT_EXT_SMTPUTF8   0x40u
 
+/* Envelope flags (mail_flags, pst_smtp_client_next_message()). */
+#define PST_SMTP_CLIENT_MAIL_8BITMIME 0x01u /* BODY=8BITMIME when the server
+                                               offers 8BITMIME (RFC 6152) */
+
 /* Trace directions (the dir argument of the trace callback). */
 #define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
 #define PST_SMTP_CLIENT_TRACE_OUT   1 /* client -> server */
@@ -64,12 +73,24 @@ struct pst_smtp_client_config {
     const char *const *rcpt;     /* [in] forward-paths without <> */
     size_t nrcpt;
     uint64_t size;               /* SIZE= estimate (RFC 1870), 0: none */
-    int body_8bit;               /* declare BODY=8BITMIME when offered */
+    int body_8bit;               /* declare BODY=8BITMIME when offered
+                                    (as PST_SMTP_CLIENT_MAIL_8BITMIME) */
+    unsigned mail_flags;         /* PST_SMTP_CLIENT_MAIL_* of the first
+                                    message */
     int partial_rcpt;            /* report each RCPT's reply (an
                                     PST_SMTP_CLIENT_EV_RCPT event) and
                                     send the message when at least one
                                     recipient was accepted (RFC 5321
                                     §3.3); 0: any refusal fails it */
+    int reuse;                   /* several messages: after each one
+                                    (PST_SMTP_CLIENT_EV_DONE or a FAIL of
+                                    the message), a
+                                    PST_SMTP_CLIENT_EV_READY asks for
+                                    pst_smtp_client_next_message() or
+                                    pst_smtp_client_quit(); mail_from NULL
+                                    and nrcpt 0: no first message, READY
+                                    once the session is set up.  0: QUIT
+                                    after the message */
     /* Called for every line sent or received, AUTH payloads replaced by
      * "<redacted>" and message content summarised, and with trace_phases
      * for every phase change; line ([in] borrowed for the call) is not
@@ -95,11 +116,17 @@ enum pst_smtp_client_event_type {
     PST_SMTP_CLIENT_EV_RCPT,  /* partial_rcpt: the reply to one RCPT
                                  (ev.rcpt_index, ev.rcpt, ev.code,
                                  ev.enhanced, ev.reply) */
+    PST_SMTP_CLIENT_EV_READY, /* reuse: the message is over and every
+                                 reply to it is in; call
+                                 pst_smtp_client_next_message() or
+                                 pst_smtp_client_quit() */
 };
 
 struct pst_smtp_client_event {
     enum pst_smtp_client_event_type type;
-    int error;          /* FAIL: PST_ETEMP (4xx), PST_EREJECT (5xx),
+    int error;          /* FAIL (of the session, or with reuse of the
+                           message when READY follows rather than
+                           CLOSE): PST_ETEMP (4xx), PST_EREJECT (5xx),
                            PST_EAUTH (authentication refused),
                            PST_ENOTSUP (mechanism or STARTTLS unavailable),
                            PST_EWEAK (would send a password in clear),
@@ -111,8 +138,9 @@ struct pst_smtp_client_event {
     const char *enhanced; /* [out] borrowed, as reply: the enhanced status
                            code of the reply's first line ("5.1.1", RFC
                            3463), "" if none */
-    const char *stage;  /* "greeting", "EHLO", "STARTTLS", "AUTH", "MAIL",
-                           "RCPT", "DATA", "message", "QUIT" */
+    const char *stage;  /* "greeting", "EHLO", "HELO", "STARTTLS", "AUTH",
+                           "MAIL", "RCPT", "DATA", "message", "RSET",
+                           "QUIT", "idle" (a reply nothing asked for) */
     const char *mech;   /* AUTH: mechanism name */
     /* RCPT: */
     size_t rcpt_index;  /* the recipient's index in the message's list */
@@ -125,8 +153,9 @@ struct pst_smtp_client;
  * Start a session.  cfg ([in]) is copied, with the strings and the SASL
  * settings (password included, wiped on free).
  * *out ([out] owned) is freed with pst_smtp_client_free().
- * Returns: 0, PST_EINVAL (missing helo, sender or recipients, unknown
- * forced mechanism), PST_ENOMEM.
+ * Returns: 0, PST_EINVAL (missing helo, sender or recipients, an address
+ * with a space, control, "<" or ">" or over 256 octets, unknown forced
+ * mechanism), PST_ENOMEM.
  */
 PST_EXTERN int pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                                    struct pst_smtp_client **out);
@@ -177,6 +206,31 @@ PST_EXTERN int pst_smtp_client_tls_started(struct pst_smtp_client *c);
  */
 PST_EXTERN int pst_smtp_client_data(struct pst_smtp_client *c,
                                     const uint8_t *in, size_t len, int last);
+
+/*
+ * After PST_SMTP_CLIENT_EV_READY: submit the next message on the same
+ * connection.  mail_from ([in], "" for the null reverse-path) and rcpt
+ * ([in], nrcpt forward-paths, without <>) are copied; size is the SIZE=
+ * estimate (RFC 1870; 0: none), flags PST_SMTP_CLIENT_MAIL_*.  After a
+ * transaction that failed, RSET goes first (RFC 5321 §4.1.1.5).  The
+ * message's events follow, as for the first one.
+ * Returns: 0, PST_ESTATE (not waiting for a message; also when the
+ * session failed after it queued READY: its FAIL and CLOSE follow),
+ * PST_EINVAL (no sender or recipient, or an address the config would
+ * refuse), PST_ENOMEM.
+ */
+PST_EXTERN int pst_smtp_client_next_message(struct pst_smtp_client *c,
+                                            const char *mail_from,
+                                            const char *const *rcpt,
+                                            size_t nrcpt, uint64_t size,
+                                            unsigned flags);
+
+/*
+ * After PST_SMTP_CLIENT_EV_READY: end the session (QUIT; then
+ * PST_SMTP_CLIENT_EV_CLOSE).
+ * Returns: 0, PST_ESTATE (not waiting for a message, as above).
+ */
+PST_EXTERN int pst_smtp_client_quit(struct pst_smtp_client *c);
 
 /* PST_SMTP_CLIENT_EXT_* announced in the last EHLO reply. */
 PST_EXTERN unsigned pst_smtp_client_ext(const struct pst_smtp_client *c);

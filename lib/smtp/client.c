@@ -216,7 +216,7 @@ client_after_ehlo(struct pst_smtp_client *c)
         pst__client_quit(c);
         return;
     }
-    pst__client_start_mail(c);
+    pst__client_begin(c);
 }
 
 /* A complete reply arrived for stage st. */
@@ -299,12 +299,15 @@ client_dispatch(struct pst_smtp_client *c, enum client_stage st)
     case STAGE_RCPT:
     case STAGE_DATA:
     case STAGE_DOT:
+    case STAGE_RSET:
         pst__client_mail_reply(c, st);
         return;
     case STAGE_QUIT:
         pst__client_enter_phase(c, PHASE_CLOSED);
         pst__client_event(c, PST_SMTP_CLIENT_EV_CLOSE, 0, code, st, NULL);
         return;
+    case STAGE_IDLE:
+        return; /* never awaited */
     }
 }
 
@@ -336,8 +339,19 @@ client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
     }
     if (rl.more)
         return;
-    if (c->expect_len == 0)
-        goto bad; /* a reply nobody asked for */
+    if (c->expect_len == 0) {
+        /* RFC 5321 §3.8: a server may close with 421 at any time, e.g.
+         * between two messages; any other reply nobody asked for means
+         * we no longer know which reply answers what. */
+        if (code == 421) {
+            pst__client_fail_reply(c, STAGE_IDLE);
+            pst_buf_reset(&c->reply);
+            c->reply_lines = 0;
+            c->reply_enh[0] = '\0';
+            return;
+        }
+        goto bad;
+    }
     st = c->expect[c->expect_head];
     c->expect_head = (c->expect_head + 1) % CLIENT_MAX_EXPECT;
     c->expect_len--;
@@ -347,6 +361,7 @@ client_reply_line(struct pst_smtp_client *c, const uint8_t *p, size_t len)
                           : (const char *)c->reply.data,
                       st == STAGE_AUTH && code == 334 ? 14 : c->reply.len);
     client_dispatch(c, st);
+    pst__client_check_ready(c);
     pst_buf_reset(&c->reply);
     c->reply_lines = 0;
     c->reply_enh[0] = '\0';
@@ -372,19 +387,6 @@ copy_str(struct pst_buf *b, size_t max, int secret, const char *s)
     return pst_buf_append(b, "", 0);
 }
 
-/* A path we put between <>: no controls, no <>, no spaces. */
-static int
-path_ok(const char *s)
-{
-    if (strlen(s) > 256) /* RFC 5321 §4.5.3.1.3 */
-        return 0;
-    for (; *s != '\0'; s++)
-        if ((unsigned char)*s <= ' ' || *s == '<' || *s == '>' ||
-            *s == 0x7f)
-            return 0;
-    return 1;
-}
-
 int
 pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                     struct pst_smtp_client **out)
@@ -394,17 +396,8 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
 
     *out = NULL;
     if (cfg == NULL || cfg->helo == NULL || cfg->helo[0] == '\0' ||
-        !path_ok(cfg->helo))
+        !pst__client_path_ok(cfg->helo))
         return PST_EINVAL;
-    if (!cfg->probe) {
-        if (cfg->mail_from == NULL || !path_ok(cfg->mail_from) ||
-            cfg->nrcpt == 0 || cfg->nrcpt > CLIENT_MAX_RCPT)
-            return PST_EINVAL;
-        for (size_t i = 0; i < cfg->nrcpt; i++)
-            if (cfg->rcpt[i] == NULL || cfg->rcpt[i][0] == '\0' ||
-                !path_ok(cfg->rcpt[i]))
-                return PST_EINVAL;
-    }
     if (cfg->mech != NULL &&
         pst_sasl_mech_find(cfg->mech, strlen(cfg->mech)) == NULL)
         return PST_EINVAL;
@@ -431,11 +424,11 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     pst_buf_init(&c->b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 1, 1);
     pst_buf_init(&c->pending_ir, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&c->rcpt_failed, 4096, 0);
+    pst_buf_init(&c->mail_from, 256, 0);
     pst_buf_init(&c->mechs, 4096, 0);
     pst_buf_init(&c->greeting, 4096, 0);
     pst_buf_init(&c->ehlo, 64 * 1024, 0);
     if (copy_str(&c->helo, 255, 0, cfg->helo) < 0 ||
-        copy_str(&c->mail_from, 256, 0, cfg->mail_from) < 0 ||
         copy_str(&c->forced_mech, 64, 0, cfg->mech) < 0 ||
         copy_str(&c->sasl_service, 64, 0, NULL) < 0 ||
         copy_str(&c->sasl_host, 255, 0, NULL) < 0 ||
@@ -443,17 +436,15 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
         copy_str(&c->sasl_authzid, PST_SASL_MAX_NAME, 0, NULL) < 0 ||
         copy_str(&c->sasl_password, PST_SASL_MAX_PASSWORD, 1, NULL) < 0)
         goto fail;
-    if (!cfg->probe) {
-        c->rcpt = calloc(cfg->nrcpt, sizeof(char *));
-        if (c->rcpt == NULL)
-            goto fail;
-        c->nrcpt = cfg->nrcpt;
-        for (size_t i = 0; i < cfg->nrcpt; i++) {
-            c->rcpt[i] = strdup(cfg->rcpt[i]);
-            if (c->rcpt[i] == NULL)
-                goto fail;
-        }
-    }
+    /* The first message; with reuse there may be none yet. */
+    if (!cfg->probe &&
+        !(cfg->reuse && cfg->mail_from == NULL && cfg->nrcpt == 0) &&
+        (rc = pst__client_set_envelope(
+             c, cfg->mail_from, cfg->rcpt, cfg->nrcpt, cfg->size,
+             cfg->mail_flags |
+                 (cfg->body_8bit ? PST_SMTP_CLIENT_MAIL_8BITMIME : 0))) < 0)
+        goto fail;
+    rc = PST_ENOMEM;
     if (cfg->sasl != NULL) {
         const struct pst_sasl_client_config *s = cfg->sasl;
 
@@ -485,9 +476,8 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     c->tls = cfg->implicit_tls ? 1 : 0;
     c->allow_plaintext_auth = cfg->allow_plaintext_auth;
     c->probe = cfg->probe;
-    c->size = cfg->size;
-    c->body_8bit = cfg->body_8bit;
     c->partial_rcpt = cfg->partial_rcpt;
+    c->reuse = cfg->reuse && !cfg->probe;
     c->trace = cfg->trace;
     c->trace_ctx = cfg->trace_ctx;
     c->trace_phases = cfg->trace_phases && cfg->trace != NULL;
@@ -510,16 +500,11 @@ pst_smtp_client_free(struct pst_smtp_client *c)
         pst_buf_clear(&c->events[i].text);
         pst_buf_clear(&c->events[i].addr);
     }
-    if (c->rcpt != NULL) {
-        for (size_t i = 0; i < c->nrcpt; i++)
-            free(c->rcpt[i]);
-        free(c->rcpt);
-    }
+    pst__client_clear_envelope(c);
     pst_sasl_client_free(c->sc);
     pst_buf_clear(&c->ev_text);
     pst_buf_clear(&c->ev_addr);
     pst_buf_clear(&c->helo);
-    pst_buf_clear(&c->mail_from);
     pst_buf_clear(&c->forced_mech);
     pst_buf_clear(&c->sasl_authcid);
     pst_buf_clear(&c->sasl_authzid);
@@ -532,7 +517,6 @@ pst_smtp_client_free(struct pst_smtp_client *c)
     pst_buf_clear(&c->scratch);
     pst_buf_clear(&c->b64);
     pst_buf_clear(&c->pending_ir);
-    pst_buf_clear(&c->rcpt_failed);
     pst_buf_clear(&c->mechs);
     pst_buf_clear(&c->greeting);
     pst_buf_clear(&c->ehlo);

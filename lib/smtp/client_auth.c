@@ -232,7 +232,7 @@ pst__client_auth_reply(struct pst_smtp_client *c)
             pst__client_quit(c);
             return;
         }
-        pst__client_start_mail(c);
+        pst__client_begin(c);
         return;
     }
     if (c->reply_code == 504) {

@@ -26,7 +26,8 @@
                                        after every feed */
 #define CLIENT_CMD_LINE   512 /* RFC 5321 §4.5.3.1.4, incl. CRLF */
 
-#define CLIENT_STAGE_MAP(X)                                                   \
+/* What a reply answers: X(name, text), the text is ev.stage. */
+#define CLIENT_STAGE_MAP(X)                                                  \
     X(GREETING, "greeting")                                                  \
     X(EHLO, "EHLO")                                                          \
     X(HELO, "HELO")                                                          \
@@ -36,7 +37,9 @@
     X(RCPT, "RCPT")                                                          \
     X(DATA, "DATA")                                                          \
     X(DOT, "message")                                                        \
-    X(QUIT, "QUIT")
+    X(RSET, "RSET")                                                          \
+    X(QUIT, "QUIT")                                                          \
+    X(IDLE, "idle")         /* nothing asked: a reply between messages */
 
 enum client_stage {
 #define CLIENT_STAGE_ENUM_(name, text) STAGE_##name,
@@ -52,6 +55,8 @@ enum client_stage {
                                handshake */                                  \
     X(SENDING, "sending")   /* 354 received: message bytes from the         \
                                caller */                                     \
+    X(IDLE, "idle")         /* reuse: a message is over; waiting for      \
+                               next_message() or quit() */                   \
     X(ENDING, "ending")     /* failed or done: only QUIT's reply matters */  \
     X(CLOSED, "closed")     /* nothing more */
 
@@ -71,9 +76,6 @@ struct client_event {
 struct pst_smtp_client {
     /* Configuration (copied): */
     struct pst_buf helo;
-    struct pst_buf mail_from;
-    char **rcpt;
-    size_t nrcpt;
     struct pst_buf forced_mech;
     struct pst_sasl_client_config sasl;
     struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
@@ -82,13 +84,18 @@ struct pst_smtp_client {
     enum pst_smtp_client_starttls starttls;
     int allow_plaintext_auth;
     int probe;
-    uint64_t size;
-    int body_8bit;
     int partial_rcpt;
+    int reuse;
     void (*trace)(void *ctx, int dir, const char *line, size_t len);
     void *trace_ctx;
-
     int trace_phases;
+
+    /* The message (copied from the config or next_message()): */
+    struct pst_buf mail_from;
+    char **rcpt;
+    size_t nrcpt;                /* 0: none (reuse, no first message) */
+    uint64_t size;
+    unsigned mail_flags;         /* PST_SMTP_CLIENT_MAIL_* */
 
     /* State: */
     enum client_phase phase;
@@ -98,6 +105,11 @@ struct pst_smtp_client {
     int starttls_refused;     /* AUTO mode: the server said no */
     enum client_stage expect[CLIENT_MAX_EXPECT];
     size_t expect_head, expect_len;
+    /* The message: */
+    int mail_sent;            /* MAIL went out: a failure needs RSET */
+    int msg_over;             /* DONE or its FAIL is queued */
+    int need_rset;            /* the last transaction failed (RFC 5321
+                                 §4.1.1.5: RSET before the next one) */
     size_t rcpt_next;         /* next RCPT to send */
     size_t rcpt_replied;
     size_t rcpt_ok;
@@ -199,10 +211,32 @@ void pst__client_auth_reply(struct pst_smtp_client *c);
 
 /* --- client_mail.c ------------------------------------------------------- */
 
-/* Send MAIL FROM (and, with PIPELINING, the first RCPTs). */
-void pst__client_start_mail(struct pst_smtp_client *c);
+/* 1 if s is a path we may put between <> (no space, control, "<" or ">",
+ * at most 256 octets), else 0. */
+int pst__client_path_ok(const char *s);
 
-/* A reply to MAIL, RCPT, DATA or the final dot (stage st) is in
+/* Check and copy a message's envelope, and forget the last message.
+ * Returns: 0, PST_EINVAL, PST_ENOMEM. */
+int pst__client_set_envelope(struct pst_smtp_client *c,
+                             const char *mail_from, const char *const *rcpt,
+                             size_t nrcpt, uint64_t size, unsigned flags);
+
+/* Free the envelope's memory (pst_smtp_client_free()). */
+void pst__client_clear_envelope(struct pst_smtp_client *c);
+
+/* The session is set up (EHLO, TLS, AUTH): send the first message, or
+ * with reuse and none, wait for the caller. */
+void pst__client_begin(struct pst_smtp_client *c);
+
+/* The message failed, not the session (see client_mail.c). */
+void pst__client_msg_fail(struct pst_smtp_client *c, int error, int code,
+                          enum client_stage stage, const char *text);
+
+/* With reuse: PST_SMTP_CLIENT_EV_READY once the message is over and no
+ * reply is awaited.  Called after every reply. */
+void pst__client_check_ready(struct pst_smtp_client *c);
+
+/* A reply to MAIL, RCPT, DATA, the final dot or RSET (stage st) is in
  * c->reply. */
 void pst__client_mail_reply(struct pst_smtp_client *c, enum client_stage st);
 

@@ -4,7 +4,8 @@
  * ("C+" lines continue a pipelined write), "E:" lines are the next event
  * ("E:FAIL EAUTH 535" checks type, error and code), "R:" text the last
  * event's reply must contain, "T" acknowledges STARTTLS, "D:" feeds
- * message bytes (last chunk).
+ * message bytes (last chunk), "N:from|rcpt,rcpt|size|flags" gives the
+ * next message, "Q" quits (both after READY).
  * Each script runs with the server's bytes fed whole, one at a time, and
  * at random split points (fixed seeds).
  */
@@ -24,6 +25,9 @@ struct script_cfg {
     const char *const *rcpts;   /* NULL: two_rcpts */
     int trace_phases;
     int partial_rcpt;
+    int reuse;
+    int no_first;               /* reuse without a first message */
+    unsigned mail_flags;
 };
 
 enum split_mode { SPLIT_WHOLE, SPLIT_BYTE, SPLIT_RANDOM };
@@ -72,6 +76,8 @@ event_name(enum pst_smtp_client_event_type t)
         return "CLOSE";
     case PST_SMTP_CLIENT_EV_RCPT:
         return "RCPT";
+    case PST_SMTP_CLIENT_EV_READY:
+        return "READY";
     }
     return "?";
 }
@@ -166,6 +172,32 @@ check_event_fields(const struct pst_smtp_client_event *ev, const char *l,
     }
 }
 
+/* "from|rcpt,rcpt|size|flags": pst_smtp_client_next_message(). */
+static void
+next_message(struct pst_smtp_client *c, const char *spec)
+{
+    char buf[1024], *f[4], *rcpt[16], *save = NULL;
+    size_t n = 0, nrcpt = 0;
+
+    snprintf(buf, sizeof(buf), "%s", spec);
+    f[0] = buf;
+    for (n = 1; n < 4; n++) {
+        char *bar = strchr(f[n - 1], '|');
+
+        assert_non_null(bar);
+        *bar = '\0';
+        f[n] = bar + 1;
+    }
+    for (char *r = strtok_r(f[1], ",", &save); r != NULL && nrcpt < 16;
+         r = strtok_r(NULL, ",", &save))
+        rcpt[nrcpt++] = r;
+    assert_rc(pst_smtp_client_next_message(
+                  c, f[0], (const char *const *)rcpt, nrcpt,
+                  strtoull(f[2], NULL, 10),
+                  (unsigned)strtoul(f[3], NULL, 0)),
+              0);
+}
+
 static void
 run_script(const struct script_cfg *sc, const char *const *script,
            enum split_mode mode, uint32_t seed, char *last_reply,
@@ -184,10 +216,12 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .mech = sc->mech,
         .sasl = sc->no_auth ? NULL : &sasl,
         .probe = sc->probe,
-        .mail_from = "tim@example.test",
+        .mail_from = sc->no_first ? NULL : "tim@example.test",
         .rcpt = sc->rcpts != NULL ? sc->rcpts : two_rcpts,
-        .nrcpt = sc->nrcpt ? sc->nrcpt : 1,
+        .nrcpt = sc->no_first ? 0 : sc->nrcpt ? sc->nrcpt : 1,
         .partial_rcpt = sc->partial_rcpt,
+        .reuse = sc->reuse,
+        .mail_flags = sc->mail_flags,
         .size = 0,
         .trace = trace_cb,
         .trace_phases = sc->trace_phases,
@@ -252,6 +286,10 @@ run_script(const struct script_cfg *sc, const char *const *script,
                         "it\n", i, last, l + 2);
                 fail();
             }
+        } else if (strncmp(l, "N:", 2) == 0) {
+            next_message(c, l + 2);
+        } else if (strcmp(l, "Q") == 0) {
+            assert_rc(pst_smtp_client_quit(c), 0);
         } else if (strcmp(l, "T") == 0) {
             assert_rc(pst_smtp_client_tls_started(c), 0);
         } else if (strncmp(l, "D:", 2) == 0) {
@@ -504,6 +542,271 @@ test_rcpt_421_closes(void **state)
     run_all(&sc, (const char *const[]){
         script[0], script[1], script[2], script[3], script[4], script[5],
         script[6], script[7], script[8], script[10], script[11], NULL});
+}
+
+static void
+test_reuse_two_messages(void **state)
+{
+    /* Connection reuse: after DONE the session waits (READY) and the
+     * next envelope goes on the same connection, without RSET after a
+     * transaction that succeeded. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:one",
+        "C:one\r\n.\r\n",
+        "S:250 2.0.0 Ok: queued as 1\r\n",
+        "E:DONE OK 250 enh=2.0.0",
+        "E:READY",
+        "N:|b@example.test,c@example.test|0|1",
+        "C:MAIL FROM:<> BODY=8BITMIME\r\n",
+        "C+RCPT TO:<b@example.test>\r\n",
+        "C+RCPT TO:<c@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:two\n",
+        "C:two\r\n.\r\n",
+        "S:250 2.0.0 Ok: queued as 2\r\n",
+        "E:DONE OK 250",
+        "E:READY",
+        "Q",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .reuse = 1};
+
+    (void)state;
+    run_all(&sc, script);
+}
+
+static void
+test_reuse_after_failures(void **state)
+{
+    /* Each way a message can fail leaves the connection usable: MAIL
+     * refused (the pipelined RCPT's reply still awaited), every RCPT
+     * refused, DATA refused, the final dot refused; RSET goes before the
+     * next transaction (RFC 5321 §4.1.1.5), not before QUIT. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:550 5.7.1 Sender refused\r\n",
+        "E:FAIL EREJECT 550 enh=5.7.1 stage=MAIL",
+        "S:503 5.5.1 Error: need MAIL command\r\n",
+        "E:READY",
+        "N:tim@example.test|a@example.test|0|0",
+        "C:RSET\r\n",
+        "S:250 2.0.0 Ok\r\n",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n450 4.2.0 Mailbox busy\r\n",
+        "E:FAIL ETEMP 450 enh=4.2.0 stage=RCPT",
+        "E:READY",
+        "N:tim@example.test|a@example.test|0|0",
+        "C:RSET\r\n",
+        "S:250 Ok\r\n",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:554 5.5.1 No valid recipients\r\n",
+        "E:FAIL EREJECT 554 stage=DATA",
+        "E:READY",
+        "N:tim@example.test|a@example.test|0|0",
+        "C:RSET\r\n",
+        "S:250 Ok\r\n",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "C+RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:452 4.3.1 Insufficient system storage\r\n",
+        "E:FAIL ETEMP 452 enh=4.3.1 stage=message",
+        "E:READY",
+        "Q",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .reuse = 1};
+
+    (void)state;
+    run_all(&sc, script);
+}
+
+static void
+test_reuse_connection_ends(void **state)
+{
+    /* RFC 5321 §3.8: a 421 ends the session with FAIL and CLOSE, no
+     * READY, whether it answers a command or comes between messages; a
+     * server that refuses RSET is not given another transaction. */
+    static const char *const mail_421[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:421 4.7.0 Too many errors\r\n",
+        "E:FAIL ETEMP 421 enh=4.7.0 stage=MAIL",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const idle_421[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "E:READY",
+        "S:421 4.4.2 mail.example.test Error: timeout exceeded\r\n",
+        "E:FAIL ETEMP 421 enh=4.4.2 stage=idle",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const idle_noise[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "E:READY",
+        "S:250 who asked\r\n",
+        "E:FAIL EPROTO 0",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const rset_refused[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:451 4.3.0 Try later\r\n",
+        "E:FAIL ETEMP 451 stage=MAIL",
+        "E:READY",
+        "N:tim@example.test|a@example.test|0|0",
+        "C:RSET\r\n",
+        "S:500 5.5.1 What?\r\n",
+        "E:FAIL EREJECT 500 stage=RSET",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .reuse = 1};
+
+    (void)state;
+    run_all(&sc, mail_421);
+    run_all(&sc, rset_refused);
+    sc.no_first = 1;
+    run_all(&sc, idle_421);
+    run_all(&sc, idle_noise);
+}
+
+static void
+test_reuse_no_first_message(void **state)
+{
+    /* reuse, no envelope in the config: READY once authenticated. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN\r\n",
+        "E:EHLO",
+        "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+        "S:235 2.7.0 Authentication successful\r\n",
+        "E:AUTH OK 235",
+        "E:READY",
+        "N:tim@example.test|a@example.test|1000|0",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "E:READY",
+        "Q",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.implicit_tls = 1, .reuse = 1, .no_first = 1};
+
+    (void)state;
+    run_all(&sc, script);
+}
+
+static void
+test_reuse_api(void **state)
+{
+    static const char *const rcpt[] = {"a@example.test"};
+    static const char *const bad_rcpt[] = {"a b@example.test"};
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test", .reuse = 1,
+        .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER,
+    };
+    struct pst_smtp_client *c;
+    struct pst_smtp_client_event ev;
+
+    (void)state;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    /* Not waiting yet. */
+    assert_rc(pst_smtp_client_next_message(c, "a@b", rcpt, 1, 0, 0),
+              PST_ESTATE);
+    assert_rc(pst_smtp_client_quit(c), PST_ESTATE);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    expect_output(c, "EHLO client.example.test\r\n", 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_EHLO);
+    assert_int_equal(pst_smtp_client_next_event(c, &ev), 1);
+    assert_int_equal(ev.type, PST_SMTP_CLIENT_EV_READY);
+    /* Bad envelopes leave it waiting. */
+    assert_rc(pst_smtp_client_next_message(c, NULL, rcpt, 1, 0, 0),
+              PST_EINVAL);
+    assert_rc(pst_smtp_client_next_message(c, "a>b", rcpt, 1, 0, 0),
+              PST_EINVAL);
+    assert_rc(pst_smtp_client_next_message(c, "", rcpt, 0, 0, 0),
+              PST_EINVAL);
+    assert_rc(pst_smtp_client_next_message(c, "", bad_rcpt, 1, 0, 0),
+              PST_EINVAL);
+    expect_output(c, "", 1);
+    assert_rc(pst_smtp_client_next_message(c, "", rcpt, 1, 0, 0), 0);
+    expect_output(c, "MAIL FROM:<>\r\n", 2);
+    assert_rc(pst_smtp_client_next_message(c, "", rcpt, 1, 0, 0),
+              PST_ESTATE);
+    assert_rc(pst_smtp_client_quit(c), PST_ESTATE);
+    pst_smtp_client_free(c);
+    /* Without reuse, neither is ever possible. */
+    cfg.reuse = 0;
+    cfg.probe = 1;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_quit(c), PST_ESTATE);
+    pst_smtp_client_free(c);
 }
 
 static void
@@ -1069,6 +1372,11 @@ main(void)
         cmocka_unit_test(test_partial_rcpt),
         cmocka_unit_test(test_partial_rcpt_none_accepted),
         cmocka_unit_test(test_rcpt_421_closes),
+        cmocka_unit_test(test_reuse_two_messages),
+        cmocka_unit_test(test_reuse_after_failures),
+        cmocka_unit_test(test_reuse_connection_ends),
+        cmocka_unit_test(test_reuse_no_first_message),
+        cmocka_unit_test(test_reuse_api),
         cmocka_unit_test(test_starttls_then_auth_plain),
         cmocka_unit_test(test_starttls_required_not_offered),
         cmocka_unit_test(test_no_password_in_clear),
