@@ -33,6 +33,11 @@ extern "C" {
                                                with CRLF */
 #define PST_SMTP_CLIENT_MAX_REPLY_LINES 200 /* lines in one reply */
 #define PST_SMTP_CLIENT_MAX_OUTPUT (1u << 20) /* pending output, octets */
+#define PST_SMTP_CLIENT_MAX_AUTH_LINE 12288 /* a SASL response line, CRLF
+                                               excluded (RFC 4954 §4); an
+                                               initial response goes on
+                                               the AUTH line only when the
+                                               line fits in 512 octets */
 
 enum pst_smtp_client_starttls {
     PST_SMTP_CLIENT_STARTTLS_AUTO = 0, /* use it when the server offers it */

@@ -21,6 +21,15 @@ client_send_b64(struct pst_smtp_client *c, const uint8_t *msg, size_t len)
     if ((rc = pst_base64_encode(msg, len, &c->b64)) < 0 ||
         (rc = pst_buf_append(&c->b64, "", 0)) < 0)
         return rc;
+    /* RFC 4954 §4: "12288 octets is considered to be a sufficient line
+     * length limit"; a server's buffer may be no larger, and one that
+     * overflows fails the exchange with 500 5.5.6.  Say so here. */
+    if (c->b64.len > PST_SMTP_CLIENT_MAX_AUTH_LINE) {
+        pst__client_fail(c, PST_ELIMIT, 0, STAGE_AUTH,
+                         "the SASL response is longer than 12288 octets, "
+                         "the line length servers accept (RFC 4954 §4)");
+        return PST_ELIMIT;
+    }
     return pst__client_send(c, STAGE_AUTH, "<redacted>", "%s",
                             (const char *)c->b64.data);
 }
@@ -63,6 +72,7 @@ pst__client_start_auth(struct pst_smtp_client *c)
     const struct pst_sasl_mech *m = pst_smtp_client_choose_mech(c);
     struct pst_buf msg;
     char why[512];
+    size_t line_len;
     int rc;
 
     if (m == NULL) {
@@ -133,10 +143,14 @@ pst__client_start_auth(struct pst_smtp_client *c)
         return;
     }
     snprintf(why, sizeof(why), "AUTH %s <redacted>", pst_sasl_mech_name(m));
-    /* RFC 4954 §4: an initial response that would make the command line
-     * longer than 512 octets is sent after an empty 334 instead; an empty
+    /* RFC 4954 §4: "If use of the initial response argument would cause
+     * the AUTH command to exceed this length [RFC 5321 §4.5.3.1.4: 512
+     * octets with the CRLF], the client MUST NOT use the initial
+     * response parameter": it goes after an empty 334 instead.  An empty
      * one is sent as "=". */
-    if (strlen(pst_sasl_mech_name(m)) + c->b64.len + 8 > CLIENT_CMD_LINE) {
+    line_len = strlen("AUTH ") + strlen(pst_sasl_mech_name(m)) + 1 +
+               (c->b64.len > 0 ? c->b64.len : 1) + 2;
+    if (line_len > CLIENT_CMD_LINE) {
         pst_buf_reset(&c->pending_ir);
         if ((rc = pst_buf_append(&c->pending_ir, msg.data, msg.len)) < 0) {
             pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));

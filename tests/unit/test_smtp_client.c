@@ -1049,6 +1049,129 @@ test_long_initial_response_deferred(void **state)
     pst_smtp_client_free(c);
 }
 
+/* "AHRpbQBw" + n x "cHBw" + tail: base64 of "\0tim\0p" and then 3n more
+ * "p" (and the tail's), written out by hand rather than by our encoder. */
+static char *
+plain_b64(size_t n, const char *tail)
+{
+    size_t len = 8 + 4 * n + strlen(tail);
+    char *b = malloc(len + 1), *p = b;
+
+    assert_non_null(b);
+    memcpy(p, "AHRpbQBw", 8);
+    p += 8;
+    for (size_t i = 0; i < n; i++, p += 4)
+        memcpy(p, "cHBw", 4);
+    memcpy(p, tail, strlen(tail) + 1);
+    return b;
+}
+
+static void
+test_initial_response_line_limit(void **state)
+{
+    /* RFC 4954 §4: the initial response goes on the AUTH line only when
+     * the line, CRLF included, fits in 512 octets (RFC 5321
+     * §4.5.3.1.4).  PLAIN of "tim" and 367 octets of password: 496
+     * octets of base64, a 509-octet line; one octet more of password:
+     * 500 octets, 513 with "AUTH PLAIN " and CRLF. */
+    char pw[400], *fits = plain_b64(122, ""), *over = plain_b64(122, "cA==");
+    char line1[600], line2[600];
+    const char *inline_ir[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN\r\n",
+        "E:EHLO",
+        line1,
+        "S:235 2.7.0 Ok\r\n",
+        "E:AUTH OK 235",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    const char *deferred[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN\r\n",
+        "E:EHLO",
+        "C:AUTH PLAIN\r\n",
+        "S:334 \r\n",
+        line2,
+        "S:235 2.7.0 Ok\r\n",
+        "E:AUTH OK 235",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.implicit_tls = 1, .probe = 1, .password = pw};
+
+    (void)state;
+    assert_int_equal(strlen(fits), 496);
+    assert_int_equal(strlen(over), 500);
+    snprintf(line1, sizeof(line1), "C:AUTH PLAIN %s\r\n", fits);
+    assert_int_equal(strlen(line1 + 2), 509);
+    snprintf(line2, sizeof(line2), "C:%s\r\n", over);
+    memset(pw, 'p', 367);
+    pw[367] = '\0';
+    run_all(&sc, inline_ir);
+    memset(pw, 'p', 368);
+    pw[368] = '\0';
+    run_all(&sc, deferred);
+    free(fits);
+    free(over);
+}
+
+static void
+test_long_response_line(void **state)
+{
+    /* A 1,200-octet response line (PLAIN with an 895-octet password),
+     * after "334 ": the client's response lines may be up to 12,288
+     * octets (RFC 4954 §4). */
+    char pw[896], *b64 = plain_b64(298, ""), line[1300];
+    const char *script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH PLAIN LOGIN\r\n",
+        "E:EHLO",
+        "C:AUTH PLAIN\r\n",
+        "S:334 \r\n",
+        line,
+        "S:235 2.7.0 Authentication successful\r\n",
+        "E:AUTH OK 235",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.implicit_tls = 1, .password = pw};
+
+    (void)state;
+    memset(pw, 'p', 895);
+    pw[895] = '\0';
+    assert_int_equal(strlen(b64), 1200);
+    snprintf(line, sizeof(line), "C:%s\r\n", b64);
+    run_all(&sc, script);
+    /* The transcript shows neither the response nor the password. */
+    assert_non_null(strstr(trace.buf, "C: AUTH PLAIN\nS: 334 <redacted>\n"
+                                      "C: <redacted>\n"));
+    assert_null(strstr(trace.buf, "cHBw"));
+    free(b64);
+}
+
 static void
 test_probe_capabilities(void **state)
 {
@@ -1385,6 +1508,8 @@ main(void)
         cmocka_unit_test(test_bad_challenge_cancels),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_long_initial_response_deferred),
+        cmocka_unit_test(test_initial_response_line_limit),
+        cmocka_unit_test(test_long_response_line),
         cmocka_unit_test(test_probe_capabilities),
         cmocka_unit_test(test_data_during_tls_wait_refused),
         cmocka_unit_test(test_data_after_starttls_event_taken),
