@@ -20,6 +20,9 @@
  *   5    partial_rcpt (an event per RCPT reply)
  *   6    reuse: on READY, the next message (two recipients, 8BITMIME),
  *        twice, then quit
+ *   7    relay settings: mechanisms allowed XOAUTH2 CRAM-MD5 PLAIN LOGIN
+ *        in that order (unless one is forced), a 900-octet password
+ *        (PLAIN's initial response then waits for "334 ")
  *
  * Events are answered as a driver does: STARTTLS with
  * pst_smtp_client_tls_started(), DATA with pst_smtp_client_data() and a small
@@ -34,7 +37,8 @@
  * event followed by a failure of the session may be refused with
  * PST_ESTATE; so may READY's next message), RCPT events come only with
  * partial_rcpt, in order, each naming its recipient, READY only with
- * reuse, and the session takes the next message or QUIT after it.
+ * reuse, and the session takes the next message or QUIT after it; with
+ * a list of mechanisms, AUTH names one of it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +73,7 @@ struct driver {
     size_t rcpt_events;      /* RCPT events of the message so far */
     int messages;            /* given after the first */
     uint8_t prev;            /* the last byte of output */
-    uint8_t head[16];        /* start of the current output line */
+    uint8_t head[32];        /* start of the current output line */
     size_t head_len;
 };
 
@@ -82,10 +86,34 @@ has_prefix_ci(const uint8_t *p, size_t len, const char *prefix)
 }
 
 /* A line's first bytes are known: may the client send it now? */
+static const char *const relay_mechs[] = {"XOAUTH2", "CRAM-MD5", "PLAIN",
+                                          "LOGIN", NULL};
+
+/* With a list of mechanisms and none forced, AUTH names one of them. */
+static void
+check_auth_mech(const struct driver *d)
+{
+    size_t n;
+
+    if (!(d->opt1 & 0x80u) || ((d->opt0 >> 3) & 7u) != 0 ||
+        !has_prefix_ci(d->head, d->head_len, "AUTH "))
+        return;
+    for (n = 5; n < d->head_len && d->head[n] != ' ' && d->head[n] != '\r';
+         n++)
+        ;
+    for (size_t i = 0; relay_mechs[i] != NULL; i++)
+        if (n - 5 == strlen(relay_mechs[i]) &&
+            memcmp(d->head + 5, relay_mechs[i], n - 5) == 0)
+            return;
+    abort();
+}
+
 static void
 check_command(struct driver *d)
 {
     int tls = pst_smtp_client_tls_active(d->c);
+
+    check_auth_mech(d);
 
     if (tls)
         return;
@@ -292,6 +320,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_rand rnd;
     struct pst_sasl_client_config sasl;
     struct pst_smtp_client_config cfg;
+    static uint8_t long_pw[900];
     const struct pst_sasl_mech *forced = NULL;
     const uint8_t *p;
     size_t left;
@@ -334,6 +363,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .reuse = (d.opt1 & 0x40u) != 0,
     };
     d.nrcpt = cfg.nrcpt;
+    if (d.opt1 & 0x80u) {
+        memset(long_pw, 'p', sizeof(long_pw));
+        sasl.password = long_pw;
+        sasl.password_len = sizeof(long_pw);
+        cfg.mechs = relay_mechs;
+    }
     if (pst_smtp_client_new(&cfg, &d.c) != 0)
         abort();
     drain(&d);

@@ -472,7 +472,7 @@ FORCE = {"SCRAM-SHA-256": 1 << 3, "SCRAM-SHA-1": 2 << 3,
          "LOGIN": 6 << 3, None: 0, "none": 7 << 3}
 CF_ALL, CF_BYTE, CF_SEVEN, CF_LINE = range(4)
 SIZE_8BIT, TWO_PIECES, NULL_SENDER, PARTIAL_RCPT = 0x04, 0x08, 0x10, 0x20
-REUSE = 0x40
+REUSE, RELAY = 0x40, 0x80
 
 GREETING = "220 mail.example.test ESMTP ready"
 
@@ -536,6 +536,21 @@ def smtp_client():
         GREETING, *ehlo("SIZE 1000"), "250 2.1.0 Ok", "250 2.1.5 Ok",
         "554 5.5.1 no", "250 2.0.0 Ok", "250 2.1.0 Ok", "250 2.1.5 Ok",
         "250 2.1.5 Ok", "354 go", "452 4.3.1 full", "500 5.5.1 no RSET"))
+    # Relay settings: the list picks CRAM-MD5 over SCRAM; with TLS and
+    # only PLAIN left, the long initial response waits for "334 ".
+    seed(t, "relay-mechs-cram", script(
+        STLS_NEVER, CF_LINE | RELAY, GREETING, *EHLO_FULL,
+        "334 " + b64(CRAM_CHAL), ok, *AFTER_AUTH))
+    seed(t, "relay-plain-deferred-ir", script(
+        STLS_IMPLICIT, CF_LINE | RELAY | REUSE | PARTIAL_RCPT, GREETING,
+        *ehlo("PIPELINING", "AUTH PLAIN XOAUTH2", "8BITMIME", "SMTPUTF8"),
+        "334 ", ok, *AFTER_AUTH[:4], "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "550 5.1.1 unknown", "354 go", "250 2.0.0 Ok", "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go", "250 2.0.0 Ok",
+        "221 Bye"))
+    seed(t, "relay-no-mech", script(
+        STLS_NEVER, CF_ALL | RELAY, GREETING,
+        *ehlo("AUTH SCRAM-SHA-256 OAUTHBEARER"), "221 Bye"))
     seed(t, "login-two-step", script(
         STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_SEVEN | TWO_PIECES,
         GREETING, *EHLO_FULL, "334 UGFzc3dvcmQ6", ok, *AFTER_AUTH))

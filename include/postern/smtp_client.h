@@ -33,6 +33,7 @@ extern "C" {
                                                with CRLF */
 #define PST_SMTP_CLIENT_MAX_REPLY_LINES 200 /* lines in one reply */
 #define PST_SMTP_CLIENT_MAX_OUTPUT (1u << 20) /* pending output, octets */
+#define PST_SMTP_CLIENT_MAX_MECHS 16 /* names in cfg.mechs */
 #define PST_SMTP_CLIENT_MAX_AUTH_LINE 12288 /* a SASL response line, CRLF
                                                excluded (RFC 4954 §4); an
                                                initial response goes on
@@ -70,7 +71,17 @@ struct pst_smtp_client_config {
     int implicit_tls;            /* TLS is up from the start (smtps) */
     int allow_plaintext_auth;    /* PLAIN/LOGIN without TLS */
     const char *mech;            /* [in] force this mechanism; NULL: the
-                                    strongest both sides allow */
+                                    first of mechs, or the strongest both
+                                    sides allow */
+    const char *const *mechs;    /* [in] NULL-terminated, copied: the
+                                    mechanisms allowed, in order of
+                                    preference; the first one the server
+                                    offers (and that may be used: PLAIN
+                                    and LOGIN need TLS or
+                                    allow_plaintext_auth) wins.  Names
+                                    lib/sasl does not implement are
+                                    ignored.  NULL: every mechanism, the
+                                    strongest first */
     const struct pst_sasl_client_config *sasl; /* [in] NULL: no AUTH; the
                                     session copies what it needs */
     int probe;                   /* stop after EHLO (and AUTH): no MAIL */
@@ -160,7 +171,9 @@ struct pst_smtp_client;
  * *out ([out] owned) is freed with pst_smtp_client_free().
  * Returns: 0, PST_EINVAL (missing helo, sender or recipients, an address
  * with a space, control, "<" or ">" or over 256 octets, unknown forced
- * mechanism), PST_ENOMEM.
+ * mechanism, more than PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name
+ * that is empty, over 64 octets or not printable without spaces),
+ * PST_ENOMEM.
  */
 PST_EXTERN int pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                                    struct pst_smtp_client **out);
@@ -264,8 +277,9 @@ PST_EXTERN const char *pst_smtp_client_ehlo_reply(
 PST_EXTERN int pst_smtp_client_tls_active(const struct pst_smtp_client *c);
 
 /*
- * The mechanism the session would pick now from what the server offers,
- * or NULL.  Probe uses it; send uses it through the session.
+ * The mechanism the session would pick now from what the server offers
+ * (cfg.mech, else cfg.mechs, else the strongest), or NULL.  Probe uses it;
+ * send uses it through the session.
  */
 PST_EXTERN const struct pst_sasl_mech *pst_smtp_client_choose_mech(
     const struct pst_smtp_client *c);

@@ -378,6 +378,21 @@ bad:
 
 /* --- Public API --------------------------------------------------------- */
 
+/* A mechanism name as RFC 4422 §3.1 allows: 1 to 20 of [A-Z0-9-_], in any
+ * case; be lenient up to 64 printable octets without spaces. */
+static int
+client_mech_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] > '~')
+            return 0;
+    return 1;
+}
+
 static int
 copy_str(struct pst_buf *b, size_t max, int secret, const char *s)
 {
@@ -401,6 +416,14 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     if (cfg->mech != NULL &&
         pst_sasl_mech_find(cfg->mech, strlen(cfg->mech)) == NULL)
         return PST_EINVAL;
+    if (cfg->mechs != NULL) {
+        size_t n = 0;
+
+        for (; cfg->mechs[n] != NULL; n++)
+            if (n == PST_SMTP_CLIENT_MAX_MECHS ||
+                !client_mech_name_ok(cfg->mechs[n]))
+                return PST_EINVAL;
+    }
     if (cfg->sasl != NULL && (cfg->sasl->authcid == NULL ||
                               cfg->sasl->authcid[0] == '\0'))
         return PST_EINVAL;
@@ -425,6 +448,7 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
     pst_buf_init(&c->pending_ir, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&c->rcpt_failed, 4096, 0);
     pst_buf_init(&c->mail_from, 256, 0);
+    pst_buf_init(&c->pref_names, PST_SMTP_CLIENT_MAX_MECHS * 65, 0);
     pst_buf_init(&c->mechs, 4096, 0);
     pst_buf_init(&c->greeting, 4096, 0);
     pst_buf_init(&c->ehlo, 64 * 1024, 0);
@@ -436,6 +460,24 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
         copy_str(&c->sasl_authzid, PST_SASL_MAX_NAME, 0, NULL) < 0 ||
         copy_str(&c->sasl_password, PST_SASL_MAX_PASSWORD, 1, NULL) < 0)
         goto fail;
+    /* RFC 4954 §3's AUTH keyword lists the server's names; the caller's
+     * list keeps its order, less what lib/sasl does not implement (the
+     * choice is by name: a mechanism added there works here). */
+    if (cfg->mechs != NULL) {
+        c->have_prefs = 1;
+        for (size_t i = 0; cfg->mechs[i] != NULL; i++) {
+            const struct pst_sasl_mech *m =
+                pst_sasl_mech_find(cfg->mechs[i], strlen(cfg->mechs[i]));
+
+            if ((i > 0 && pst_buf_append_byte(&c->pref_names, ' ') < 0) ||
+                pst_buf_append_str(&c->pref_names, cfg->mechs[i]) < 0)
+                goto fail;
+            if (m != NULL)
+                c->prefs[c->nprefs++] = m;
+        }
+        if (pst_buf_append(&c->pref_names, "", 0) < 0)
+            goto fail;
+    }
     /* The first message; with reuse there may be none yet. */
     if (!cfg->probe &&
         !(cfg->reuse && cfg->mail_from == NULL && cfg->nrcpt == 0) &&
@@ -506,6 +548,7 @@ pst_smtp_client_free(struct pst_smtp_client *c)
     pst_buf_clear(&c->ev_addr);
     pst_buf_clear(&c->helo);
     pst_buf_clear(&c->forced_mech);
+    pst_buf_clear(&c->pref_names);
     pst_buf_clear(&c->sasl_authcid);
     pst_buf_clear(&c->sasl_authzid);
     pst_buf_clear(&c->sasl_password);

@@ -59,11 +59,80 @@ pst_smtp_client_choose_mech(const struct pst_smtp_client *c)
             return NULL;
         return m;
     }
+    /* The caller's order: the first one the server offers and the
+     * session may use (names lib/sasl does not know were dropped by
+     * pst_smtp_client_new()). */
+    if (c->have_prefs) {
+        for (size_t i = 0; i < c->nprefs; i++)
+            if (pst__client_has_mech(c, pst_sasl_mech_name(c->prefs[i])) &&
+                client_mech_usable(c, c->prefs[i]))
+                return c->prefs[i];
+        return NULL;
+    }
+    /* pst_sasl_mech_at() lists the strongest first. */
     for (size_t i = 0; (m = pst_sasl_mech_at(i)) != NULL; i++)
         if (pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
             client_mech_usable(c, m))
             return m;
     return NULL;
+}
+
+/* No mechanism can be used: fail, saying why. */
+static void
+client_auth_unavailable(struct pst_smtp_client *c)
+{
+    const char *offered = c->mechs.len > 0 ? (const char *)c->mechs.data
+                                           : "none";
+    char why[512];
+
+    if (c->forced_mech.len > 0) {
+        const struct pst_sasl_mech *f = pst_sasl_mech_find(
+            (const char *)c->forced_mech.data, c->forced_mech.len);
+
+        if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f))) {
+            snprintf(why, sizeof(why),
+                     "%s would send the password without TLS "
+                     "(allow it with --allow-plaintext-auth)",
+                     pst_sasl_mech_name(f));
+            pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+            return;
+        }
+        snprintf(why, sizeof(why),
+                 "the server does not offer %s (it offers: %s)",
+                 (const char *)c->forced_mech.data, offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->have_prefs) {
+        for (size_t i = 0; i < c->nprefs; i++) {
+            const char *name = pst_sasl_mech_name(c->prefs[i]);
+
+            if (pst__client_has_mech(c, name)) {
+                snprintf(why, sizeof(why),
+                         "%s would send the password without TLS", name);
+                pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+                return;
+            }
+        }
+        snprintf(why, sizeof(why),
+                 "no mechanism allowed (%s) is both offered and "
+                 "implemented (the server offers: %s)",
+                 c->pref_names.len > 0 ? (const char *)c->pref_names.data
+                                       : "none",
+                 offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->mechs.len > 0)
+        snprintf(why, sizeof(why),
+                 "no usable mechanism: the server offers %s%s", offered,
+                 c->tls ? "" : " (PLAIN and LOGIN need TLS or "
+                               "--allow-plaintext-auth)");
+    else
+        snprintf(why, sizeof(why), "the server does not offer AUTH%s",
+                 c->tls ? "" : " before TLS");
+    pst__client_fail(c, c->mechs.len > 0 && !c->tls ? PST_EWEAK : PST_ENOTSUP,
+                     0, STAGE_AUTH, why);
 }
 
 void
@@ -76,36 +145,7 @@ pst__client_start_auth(struct pst_smtp_client *c)
     int rc;
 
     if (m == NULL) {
-        const char *offered = c->mechs.len > 0 ? (const char *)c->mechs.data
-                                               : "none";
-
-        if (c->forced_mech.len > 0) {
-            const struct pst_sasl_mech *f = pst_sasl_mech_find(
-                (const char *)c->forced_mech.data, c->forced_mech.len);
-
-            if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f))) {
-                snprintf(why, sizeof(why),
-                         "%s would send the password without TLS "
-                         "(allow it with --allow-plaintext-auth)",
-                         pst_sasl_mech_name(f));
-                pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
-                return;
-            }
-            snprintf(why, sizeof(why),
-                     "the server does not offer %s (it offers: %s)",
-                     (const char *)c->forced_mech.data, offered);
-        } else if (c->mechs.len > 0) {
-            snprintf(why, sizeof(why),
-                     "no usable mechanism: the server offers %s%s", offered,
-                     c->tls ? "" : " (PLAIN and LOGIN need TLS or "
-                                   "--allow-plaintext-auth)");
-        } else {
-            snprintf(why, sizeof(why), "the server does not offer AUTH%s",
-                     c->tls ? "" : " before TLS");
-        }
-        pst__client_fail(c,
-                         c->mechs.len > 0 && !c->tls ? PST_EWEAK : PST_ENOTSUP,
-                         0, STAGE_AUTH, why);
+        client_auth_unavailable(c);
         return;
     }
     c->mech = m;

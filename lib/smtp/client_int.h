@@ -77,6 +77,10 @@ struct pst_smtp_client {
     /* Configuration (copied): */
     struct pst_buf helo;
     struct pst_buf forced_mech;
+    const struct pst_sasl_mech *prefs[PST_SMTP_CLIENT_MAX_MECHS];
+    size_t nprefs;               /* known to lib/sasl, in the given order */
+    int have_prefs;              /* cfg.mechs was given */
+    struct pst_buf pref_names;   /* every name given, for messages */
     struct pst_sasl_client_config sasl;
     struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
         sasl_host;

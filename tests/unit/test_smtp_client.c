@@ -27,6 +27,7 @@ struct script_cfg {
     int partial_rcpt;
     int reuse;
     int no_first;               /* reuse without a first message */
+    const char *const *mechs;
     unsigned mail_flags;
 };
 
@@ -214,6 +215,7 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .implicit_tls = sc->implicit_tls,
         .allow_plaintext_auth = sc->allow_plain,
         .mech = sc->mech,
+        .mechs = sc->mechs,
         .sasl = sc->no_auth ? NULL : &sasl,
         .probe = sc->probe,
         .mail_from = sc->no_first ? NULL : "tim@example.test",
@@ -1173,6 +1175,161 @@ test_long_response_line(void **state)
 }
 
 static void
+test_mechanism_preference(void **state)
+{
+    /* cfg.mechs: the first of the list the server offers wins, even when
+     * the server offers a stronger one the list leaves out; names lib/sasl
+     * does not know (yet) are skipped. */
+    static const char *const prefs[] = {"XOAUTH2", "OAUTHBEARER",
+                                        "CRAM-MD5", "PLAIN", NULL};
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n"
+        "250 AUTH SCRAM-SHA-256 PLAIN XOAUTH2 CRAM-MD5\r\n",
+        "E:EHLO",
+        "C:AUTH CRAM-MD5\r\n",
+        "S:334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+        "C:dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+        "S:235 2.7.0 Ok\r\n",
+        "E:AUTH OK 235",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    /* Only PLAIN of the list offered, under TLS: PLAIN. */
+    static const char *const plain[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH LOGIN PLAIN\r\n",
+        "E:EHLO",
+        "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+        "S:235 2.7.0 Ok\r\n",
+        "E:AUTH OK 235",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    /* PLAIN offered, but not under TLS: the password stays home. */
+    static const char *const weak[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH LOGIN PLAIN SCRAM-SHA-1\r\n",
+        "E:EHLO",
+        "E:FAIL EWEAK 0 stage=AUTH",
+        "R:PLAIN would send the password without TLS",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    /* Nothing of the list offered. */
+    static const char *const none[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH LOGIN SCRAM-SHA-1\r\n",
+        "E:EHLO",
+        "E:FAIL ENOTSUP 0 stage=AUTH",
+        "R:no mechanism allowed (XOAUTH2 OAUTHBEARER CRAM-MD5 PLAIN) is "
+        "both offered and implemented (the server offers: LOGIN "
+        "SCRAM-SHA-1)",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.probe = 1, .mechs = prefs,
+                            .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER};
+
+    (void)state;
+    run_all(&sc, script);
+    run_all(&sc, weak);
+    run_all(&sc, none);
+    sc.implicit_tls = 1;
+    run_all(&sc, plain);
+    /* A list of names none of which lib/sasl knows leaves nothing. */
+    sc.mechs = (const char *const[]){"XOAUTH2", "GSSAPI", NULL};
+    run_all(&sc, (const char *const[]){
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 AUTH GSSAPI XOAUTH2 PLAIN\r\n",
+        "E:EHLO",
+        "E:FAIL ENOTSUP 0",
+        "R:no mechanism allowed (XOAUTH2 GSSAPI)",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    });
+}
+
+static void
+test_mechanism_preference_api(void **state)
+{
+    /* pst_smtp_client_choose_mech() follows the list; the forced mech
+     * goes before it; bad lists are refused. */
+    static const char *const prefs[] = {"PLAIN", "CRAM-MD5", NULL};
+    static const char ehlo[] =
+        "250-x\r\n250 AUTH SCRAM-SHA-256 CRAM-MD5 PLAIN\r\n";
+    struct pst_sasl_client_config sasl = {
+        .authcid = "tim", .password = (const uint8_t *)"x",
+        .password_len = 1,
+    };
+    struct pst_smtp_client_config cfg = {
+        .helo = "c.example.test", .probe = 1, .sasl = &sasl,
+        .mechs = prefs, .starttls = PST_SMTP_CLIENT_STARTTLS_NEVER,
+    };
+    const char *many[PST_SMTP_CLIENT_MAX_MECHS + 2];
+    struct pst_smtp_client *c;
+    const struct pst_sasl_mech *m;
+
+    (void)state;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)),
+              0);
+    /* No TLS: PLAIN is skipped, CRAM-MD5 chosen, not SCRAM-SHA-256. */
+    m = pst_smtp_client_choose_mech(c);
+    assert_non_null(m);
+    assert_string_equal(pst_sasl_mech_name(m), "CRAM-MD5");
+    pst_smtp_client_free(c);
+    cfg.implicit_tls = 1;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)),
+              0);
+    assert_string_equal(pst_sasl_mech_name(pst_smtp_client_choose_mech(c)),
+                        "PLAIN");
+    pst_smtp_client_free(c);
+    cfg.mech = "SCRAM-SHA-256";
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)ehlo, strlen(ehlo)),
+              0);
+    assert_string_equal(pst_sasl_mech_name(pst_smtp_client_choose_mech(c)),
+                        "SCRAM-SHA-256");
+    pst_smtp_client_free(c);
+    cfg.mech = NULL;
+    /* Too many names, an empty one, one with a space. */
+    for (size_t i = 0; i < PST_SMTP_CLIENT_MAX_MECHS + 1; i++)
+        many[i] = "PLAIN";
+    many[PST_SMTP_CLIENT_MAX_MECHS + 1] = NULL;
+    cfg.mechs = many;
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    many[PST_SMTP_CLIENT_MAX_MECHS] = NULL;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    pst_smtp_client_free(c);
+    cfg.mechs = (const char *const[]){"PLAIN", "", NULL};
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.mechs = (const char *const[]){"CRAM MD5", NULL};
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+}
+
+static void
 test_probe_capabilities(void **state)
 {
     static const char *const script[] = {
@@ -1505,6 +1662,8 @@ main(void)
         cmocka_unit_test(test_no_password_in_clear),
         cmocka_unit_test(test_forced_mech_not_offered),
         cmocka_unit_test(test_strongest_mech_cram_md5),
+        cmocka_unit_test(test_mechanism_preference),
+        cmocka_unit_test(test_mechanism_preference_api),
         cmocka_unit_test(test_bad_challenge_cancels),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_long_initial_response_deferred),
