@@ -22,7 +22,8 @@
  *        twice, then quit
  *   7    relay settings: mechanisms allowed XOAUTH2 CRAM-MD5 PLAIN LOGIN
  *        in that order (unless one is forced), a 900-octet password
- *        (PLAIN's initial response then waits for "334 ")
+ *        (PLAIN's initial response then waits for "334 "), AUTH=<> on
+ *        every message and SMTPUTF8 on the second
  *
  * Events are answered as a driver does: STARTTLS with
  * pst_smtp_client_tls_started(), DATA with pst_smtp_client_data() and a small
@@ -38,7 +39,8 @@
  * PST_ESTATE; so may READY's next message), RCPT events come only with
  * partial_rcpt, in order, each naming its recipient, READY only with
  * reuse, and the session takes the next message or QUIT after it; with
- * a list of mechanisms, AUTH names one of it.
+ * a list of mechanisms, AUTH names one of it; MAIL has SMTPUTF8 and
+ * AUTH=<> only when the server offers SMTPUTF8 and AUTH.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +75,7 @@ struct driver {
     size_t rcpt_events;      /* RCPT events of the message so far */
     int messages;            /* given after the first */
     uint8_t prev;            /* the last byte of output */
-    uint8_t head[32];        /* start of the current output line */
+    uint8_t head[128];       /* start of the current output line */
     size_t head_len;
 };
 
@@ -108,12 +110,30 @@ check_auth_mech(const struct driver *d)
     abort();
 }
 
+/* 1 if the line so far holds word (case-sensitive). */
+static int
+head_has(const struct driver *d, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (size_t i = 0; i + n <= d->head_len; i++)
+        if (memcmp(d->head + i, word, n) == 0)
+            return 1;
+    return 0;
+}
+
 static void
 check_command(struct driver *d)
 {
     int tls = pst_smtp_client_tls_active(d->c);
+    unsigned ext = pst_smtp_client_ext(d->c);
 
     check_auth_mech(d);
+    if (has_prefix_ci(d->head, d->head_len, "MAIL FROM:") &&
+        ((head_has(d, " SMTPUTF8") &&
+          !(ext & PST_SMTP_CLIENT_EXT_SMTPUTF8)) ||
+         (head_has(d, " AUTH=<>") && !(ext & PST_SMTP_CLIENT_EXT_AUTH))))
+        abort();
 
     if (tls)
         return;
@@ -230,11 +250,16 @@ handle(struct driver *d, const struct pst_smtp_client_event *ev)
             abort();
         d->rcpt_events = 0;
         if (d->messages < 2) {
+            unsigned flags = PST_SMTP_CLIENT_MAIL_8BITMIME;
+
+            if (d->opt1 & 0x80u)
+                flags = PST_SMTP_CLIENT_MAIL_AUTH_NULL |
+                        (d->messages == 0 ? PST_SMTP_CLIENT_MAIL_SMTPUTF8
+                                          : PST_SMTP_CLIENT_MAIL_8BITMIME);
             d->messages++;
             d->nrcpt = 2;
             rc = pst_smtp_client_next_message(d->c, "tim@example.test",
-                                              rcpts, 2, 0,
-                                              PST_SMTP_CLIENT_MAIL_8BITMIME);
+                                              rcpts, 2, 0, flags);
         } else {
             rc = pst_smtp_client_quit(d->c);
         }
@@ -368,6 +393,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sasl.password = long_pw;
         sasl.password_len = sizeof(long_pw);
         cfg.mechs = relay_mechs;
+        cfg.mail_flags = PST_SMTP_CLIENT_MAIL_AUTH_NULL;
     }
     if (pst_smtp_client_new(&cfg, &d.c) != 0)
         abort();

@@ -548,6 +548,11 @@ def smtp_client():
         "550 5.1.1 unknown", "354 go", "250 2.0.0 Ok", "250 2.1.0 Ok",
         "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go", "250 2.0.0 Ok",
         "221 Bye"))
+    seed(t, "relay-smtputf8-missing", script(
+        STLS_IMPLICIT | FORCE["PLAIN"], CF_LINE | RELAY | REUSE,
+        GREETING, *ehlo("PIPELINING", "AUTH PLAIN", "8BITMIME"),
+        "334 ", ok, *AFTER_AUTH[:4], "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "250 2.1.5 Ok", "354 go", "250 2.0.0 Ok", "221 Bye"))
     seed(t, "relay-no-mech", script(
         STLS_NEVER, CF_ALL | RELAY, GREETING,
         *ehlo("AUTH SCRAM-SHA-256 OAUTHBEARER"), "221 Bye"))

@@ -58,6 +58,15 @@ enum pst_smtp_client_starttls {
 /* Envelope flags (mail_flags, pst_smtp_client_next_message()). */
 #define PST_SMTP_CLIENT_MAIL_8BITMIME 0x01u /* BODY=8BITMIME when the server
                                                offers 8BITMIME (RFC 6152) */
+#define PST_SMTP_CLIENT_MAIL_SMTPUTF8 0x02u /* SMTPUTF8 (RFC 6531 §3.4): the
+                                               envelope or header has UTF-8;
+                                               a server that does not offer
+                                               it fails the message with
+                                               PST_ENOTSUP, no MAIL sent */
+#define PST_SMTP_CLIENT_MAIL_AUTH_NULL 0x04u /* AUTH=<> when the server
+                                               offers AUTH (RFC 4954 §5: a
+                                               relay that does not vouch
+                                               for the original submitter) */
 
 /* Trace directions (the dir argument of the trace callback). */
 #define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
@@ -144,7 +153,8 @@ struct pst_smtp_client_event {
                            message when READY follows rather than
                            CLOSE): PST_ETEMP (4xx), PST_EREJECT (5xx),
                            PST_EAUTH (authentication refused),
-                           PST_ENOTSUP (mechanism or STARTTLS unavailable),
+                           PST_ENOTSUP (mechanism, STARTTLS or SMTPUTF8
+                           unavailable),
                            PST_EWEAK (would send a password in clear),
                            PST_EFORGED (server proof wrong), PST_EPROTO
                            (malformed reply), PST_ENOMEM */

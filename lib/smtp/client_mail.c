@@ -136,7 +136,8 @@ pst__client_msg_fail(struct pst_smtp_client *c, int error, int code,
     if (c->msg_over || c->failed)
         return;
     c->msg_over = 1;
-    c->need_rset = c->mail_sent;
+    /* A message refused before MAIL leaves an earlier RSET owed. */
+    c->need_rset |= c->mail_sent;
     pst__client_event(c, PST_SMTP_CLIENT_EV_FAIL, error, code, stage, text);
     pst__client_check_ready(c);
 }
@@ -173,6 +174,24 @@ client_fill_rcpts(struct pst_smtp_client *c)
         client_send_rcpt(c);
 }
 
+/*
+ * Whether the server can take the message at all; if not, fail it.
+ * RFC 6531 §3.4: SMTPUTF8 only to a server that offers it; the message
+ * cannot be made 7-bit here (no downgrade).
+ */
+static int
+client_mail_possible(struct pst_smtp_client *c)
+{
+    if ((c->mail_flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8) &&
+        !(c->ext & PST_SMTP_CLIENT_EXT_SMTPUTF8)) {
+        pst__client_msg_fail(c, PST_ENOTSUP, 0, STAGE_MAIL,
+                             "the message needs SMTPUTF8 (RFC 6531), "
+                             "which the server does not offer");
+        return 0;
+    }
+    return 1;
+}
+
 static void
 client_start_mail(struct pst_smtp_client *c)
 {
@@ -180,6 +199,8 @@ client_start_mail(struct pst_smtp_client *c)
     size_t n = 0;
     int rc;
 
+    if (!client_mail_possible(c))
+        return;
     /* RFC 1870 §6: declare the size when the server takes SIZE. */
     if ((c->ext & PST_SMTP_CLIENT_EXT_SIZE) && c->size > 0)
         n += (size_t)snprintf(params + n, sizeof(params) - n,
@@ -189,6 +210,13 @@ client_start_mail(struct pst_smtp_client *c)
         (c->mail_flags & PST_SMTP_CLIENT_MAIL_8BITMIME))
         n += (size_t)snprintf(params + n, sizeof(params) - n,
                               " BODY=8BITMIME");
+    if (c->mail_flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8)
+        n += (size_t)snprintf(params + n, sizeof(params) - n, " SMTPUTF8");
+    /* RFC 4954 §5: "AUTH=<>" says the submitter is not known; an ESMTP
+     * parameter, only for a server that offers AUTH. */
+    if ((c->ext & PST_SMTP_CLIENT_EXT_AUTH) &&
+        (c->mail_flags & PST_SMTP_CLIENT_MAIL_AUTH_NULL))
+        n += (size_t)snprintf(params + n, sizeof(params) - n, " AUTH=<>");
     rc = pst__client_send(c, STAGE_MAIL, NULL, "MAIL FROM:<%s>%s",
                           (const char *)c->mail_from.data, params);
     if (rc < 0) {
@@ -427,6 +455,8 @@ pst_smtp_client_next_message(struct pst_smtp_client *c,
                                        flags)) < 0)
         return rc;
     pst__client_enter_phase(c, PHASE_RUN);
+    if (!client_mail_possible(c))
+        return 0;
     if (c->need_rset) {
         c->need_rset = 0;
         if (pst__client_send(c, STAGE_RSET, NULL, "RSET") < 0)

@@ -812,6 +812,128 @@ test_reuse_api(void **state)
 }
 
 static void
+test_mail_parameters(void **state)
+{
+    /* MAIL FROM's parameters for relaying: SIZE (RFC 1870), BODY=8BITMIME
+     * (RFC 6152), SMTPUTF8 (RFC 6531 §3.4) and AUTH=<> (RFC 4954 §5),
+     * each only to a server that offers its extension; a message that
+     * needs SMTPUTF8 fails without it (no MAIL), and the next one goes
+     * without RSET. */
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
+        "250-SMTPUTF8\r\n250 AUTH PLAIN\r\n",
+        "E:EHLO",
+        "E:READY",
+        "N:tim@example.test|a@example.test|1000|7",
+        "C:MAIL FROM:<tim@example.test> SIZE=1000 BODY=8BITMIME SMTPUTF8 "
+        "AUTH=<>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "E:READY",
+        /* UTF-8 addresses travel as they are under SMTPUTF8. */
+        "N:t\xc3\xafm@example.test|\xc3\xa5@example.test|0|2",
+        "C:MAIL FROM:<t\xc3\xafm@example.test> SMTPUTF8\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<\xc3\xa5@example.test>\r\n",
+        "S:550 5.1.1 No\r\n",
+        "E:FAIL EREJECT 550",
+        "E:READY",
+        "Q",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    static const char *const none_offered[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 SIZE\r\n",
+        "E:EHLO",
+        "E:READY",
+        /* No AUTH, no 8BITMIME: those parameters are left out. */
+        "N:tim@example.test|a@example.test|1000|5",
+        "C:MAIL FROM:<tim@example.test> SIZE=1000\r\n",
+        "S:451 4.3.0 Later\r\n",
+        "E:FAIL ETEMP 451",
+        "E:READY",
+        /* SMTPUTF8 not offered: the message fails at once. */
+        "N:tim@example.test|a@example.test|0|2",
+        "E:FAIL ENOTSUP 0 stage=MAIL",
+        "R:SMTPUTF8",
+        "E:READY",
+        /* RSET still owed for the transaction that failed at MAIL. */
+        "N:tim@example.test|a@example.test|0|0",
+        "C:RSET\r\n",
+        "S:250 Ok\r\n",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "E:READY",
+        "N:tim@example.test|a@example.test|0|2",
+        "E:FAIL ENOTSUP 0 stage=MAIL",
+        "E:READY",
+        /* ... and none after one that never started. */
+        "N:tim@example.test|a@example.test|0|0",
+        "C:MAIL FROM:<tim@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:RCPT TO:<a@example.test>\r\n",
+        "S:250 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 Ok\r\n",
+        "E:DONE",
+        "E:READY",
+        "Q",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    /* Without reuse, the SMTPUTF8 failure ends the session as any other
+     * failure of its one message. */
+    static const char *const single[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250 mail.example.test\r\n",
+        "E:EHLO",
+        "E:FAIL ENOTSUP 0 stage=MAIL",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct script_cfg sc = {.no_auth = 1, .reuse = 1, .no_first = 1};
+
+    (void)state;
+    run_all(&sc, script);
+    run_all(&sc, none_offered);
+    sc = (struct script_cfg){.no_auth = 1,
+                             .mail_flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8};
+    run_all(&sc, single);
+}
+
+static void
 test_starttls_then_auth_plain(void **state)
 {
     static const char *const script[] = {
@@ -1657,6 +1779,7 @@ main(void)
         cmocka_unit_test(test_reuse_connection_ends),
         cmocka_unit_test(test_reuse_no_first_message),
         cmocka_unit_test(test_reuse_api),
+        cmocka_unit_test(test_mail_parameters),
         cmocka_unit_test(test_starttls_then_auth_plain),
         cmocka_unit_test(test_starttls_required_not_offered),
         cmocka_unit_test(test_no_password_in_clear),
