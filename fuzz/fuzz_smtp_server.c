@@ -36,7 +36,9 @@
  * - a Received header is printable text in CRLF-ended lines;
  * - an unknown user never authenticates, and a success reports a user;
  * - the session takes every answer to a question it asked, and after a
- *   full drain it takes more input unless it is closed.
+ *   full drain it takes more input unless it is closed;
+ * - "421 ... too many errors" never follows the reply to a failed AUTH
+ *   before the third failed AUTH (RFC 4954 §9).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,15 @@ struct driver {
     size_t line_len;
     int in_multiline;
     char code[3];
+    unsigned auth_failures;      /* AUTH_RESULT failures with a 5xx */
+    int last_was_auth_failure;   /* the last reply line was one */
+};
+
+/* The replies of a failed AUTH (lib/smtp/reply.c, server_auth.c, and the
+ * driver's own refusal below). */
+static const char *const auth_failure_replies[] = {
+    "535 5.7.8 ", "501 5.5.2 ", "501 5.7.0 ", "500 5.5.6 Authentication",
+    "534 5.7.9 ",
 };
 
 static struct pst_cred *pencil;
@@ -119,6 +130,18 @@ check_reply_line(struct driver *d, const uint8_t *p, size_t len)
         abort();
     memcpy(d->code, p, 3);
     d->in_multiline = len > 5 && p[3] == '-';
+    if (len >= 37 && memcmp(p, "421 4.7.0 ", 10) == 0 &&
+        memcmp(p + len - 17, "too many errors\r\n", 17) == 0 &&
+        d->last_was_auth_failure && d->auth_failures < 3)
+        abort();
+    d->last_was_auth_failure = 0;
+    for (size_t i = 0; i < sizeof(auth_failure_replies) /
+                               sizeof(auth_failure_replies[0]); i++) {
+        size_t n = strlen(auth_failure_replies[i]);
+
+        if (len >= n && memcmp(p, auth_failure_replies[i], n) == 0)
+            d->last_was_auth_failure = 1;
+    }
 }
 
 static void
@@ -235,6 +258,13 @@ handle(struct driver *d, const struct pst_smtp_event *ev)
         if (ev->ok && (d->looked_up == NULL || ev->user == NULL ||
                        pst_smtp_server_user(d->s, NULL) == NULL))
             abort();
+        /* The classes lib/smtp/reply.c answers with a 5xx; ETEMP (and
+         * our own failures) get 454. */
+        if (!ev->ok &&
+            (ev->error == PST_EAUTH || ev->error == PST_EPREP ||
+             ev->error == PST_EPROTO || ev->error == PST_ECANCEL ||
+             ev->error == PST_ELIMIT || ev->error == PST_EWEAK))
+            d->auth_failures++;
         break;
     case PST_SMTP_EV_MAIL:
     case PST_SMTP_EV_RCPT:

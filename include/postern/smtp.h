@@ -52,7 +52,7 @@ extern "C" {
 #define PST_SMTP_MAX_DOMAIN     255   /* EHLO/HELO argument */
 #define PST_SMTP_MAX_INPUT      16384 /* buffered input; feed() stops there */
 #define PST_SMTP_DEFAULT_MAX_RCPT   100 /* RFC 5321 §4.5.3.1.8 minimum */
-#define PST_SMTP_DEFAULT_MAX_ERRORS 10  /* consecutive errors, then 421 */
+#define PST_SMTP_DEFAULT_MAX_ERRORS 10  /* errors in a session, then 421 */
 #define PST_SMTP_MIN_MAX_ERRORS     3   /* RFC 4954 §9: not before 3
                                            failed AUTHs */
 
@@ -138,8 +138,14 @@ struct pst_smtp_server_config {
     int legacy_auth_line;           /* nonzero: also "250-AUTH=..." */
     uint64_t max_message_size;      /* SIZE, octets; 0: no limit */
     unsigned max_recipients;        /* 0: PST_SMTP_DEFAULT_MAX_RCPT */
-    unsigned max_errors;            /* consecutive errors before 421 4.7.0;
-                                       0: PST_SMTP_DEFAULT_MAX_ERRORS */
+    unsigned max_errors;            /* client errors in the session (5xx
+                                       replies: bad commands, failed AUTH,
+                                       refused senders and recipients;
+                                       successes between do not reset
+                                       the count) before 421 4.7.0; a
+                                       failed AUTH closes only from the
+                                       third on (RFC 4954 §9); 0:
+                                       PST_SMTP_DEFAULT_MAX_ERRORS */
     enum pst_smtp_sender_check sender_check;
     /* Passed to every SASL exchange (see struct pst_sasl_server_config): */
     const char *realm;              /* [in] DIGEST-MD5 realm; NULL:

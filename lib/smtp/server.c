@@ -125,9 +125,6 @@ pst__server_put(struct pst_smtp_server *s, const char *line, size_t len)
     }
     s->flush = 0;
     pst__server_trace(s, PST_SMTP_TRACE_SERVER, line, len);
-    /* A success ends a run of errors: the limit is on consecutive ones. */
-    if (line[0] == '2')
-        s->errors = 0;
 }
 
 __attribute__((format(printf, 2, 0))) static void
@@ -153,9 +150,25 @@ pst__server_reply(struct pst_smtp_server *s, const char *fmt, ...)
 }
 
 /*
- * A reply to a client mistake: counted, and after max_errors in a row the
- * session closes with 421 (DESIGN.md: "repeated abuse gets 421").
+ * Count a client error.  Every one in the session counts, whatever came
+ * between (DESIGN.md: "repeated abuse gets 421"; a success does not start
+ * the count again, or BOGUS/NOOP pairs would never end).  At max_errors
+ * the session closes with 421 at the next command boundary, except that
+ * a failed AUTH closes it only from the third on (RFC 4954 §9: no
+ * connection dropped before 3 failed authentications).
  */
+void
+pst__server_count_error(struct pst_smtp_server *s, int auth_failure)
+{
+    s->errors++;
+    if (auth_failure)
+        s->auth_failures++;
+    if (s->errors >= s->max_errors &&
+        (!auth_failure || s->auth_failures >= PST_SMTP_MIN_MAX_ERRORS))
+        s->close_pending = 1;
+}
+
+/* A reply to a client mistake, counted. */
 void
 pst__server_error(struct pst_smtp_server *s, const char *fmt, ...)
 {
@@ -164,8 +177,7 @@ pst__server_error(struct pst_smtp_server *s, const char *fmt, ...)
     va_start(ap, fmt);
     server_vreply(s, fmt, ap);
     va_end(ap);
-    if (++s->errors >= s->max_errors)
-        s->close_pending = 1;
+    pst__server_count_error(s, 0);
 }
 
 /* A reply chosen elsewhere: 5xx counts as an error, 4xx does not. */
@@ -266,7 +278,7 @@ pst__server_close_now(struct pst_smtp_server *s)
     s->flush = 1;
 }
 
-/* Too many errors in a row: 421 4.7.0 and close. */
+/* Too many errors: 421 4.7.0 and close. */
 static void
 server_check_close(struct pst_smtp_server *s)
 {
@@ -572,13 +584,13 @@ pst_smtp_server_answer(struct pst_smtp_server *s,
         }
         /* sender_check = strict refusal: 553 5.7.1 (RFC 3463 X.7.1
          * "delivery not authorized"). */
-        pst__server_reply(s, "%s",
-                          a->reply != NULL ? a->reply
-                          : a->verdict == PST_SMTP_REJECT
-                              ? "553 5.7.1 Error: sender address not "
-                                "owned by the authenticated user"
-                              : "451 4.3.0 Error: sender check failed, "
-                                "try again later");
+        pst__server_reply_line(
+            s, a->reply != NULL ? a->reply
+               : a->verdict == PST_SMTP_REJECT
+                   ? "553 5.7.1 Error: sender address not owned by the "
+                     "authenticated user"
+                   : "451 4.3.0 Error: sender check failed, try again "
+                     "later");
         pst__server_reset_transaction(s);
         pst__server_enter_state(s, PST_SMTP_STATE_IDLE);
         break;
@@ -587,13 +599,14 @@ pst_smtp_server_answer(struct pst_smtp_server *s,
             s->nrcpt++;
             pst__server_reply(s, "250 2.1.5 Ok");
         } else {
-            pst__server_reply(s, "%s",
-                              a->reply != NULL ? a->reply
-                              : a->verdict == PST_SMTP_REJECT
-                                  ? "550 5.1.1 Error: recipient address "
-                                    "rejected"
-                                  : "451 4.3.0 Error: recipient check "
-                                    "failed, try again later");
+            /* A refused recipient is the client's error too (a
+             * dictionary attack); a 4xx is not counted. */
+            pst__server_reply_line(
+                s, a->reply != NULL ? a->reply
+                   : a->verdict == PST_SMTP_REJECT
+                       ? "550 5.1.1 Error: recipient address rejected"
+                       : "451 4.3.0 Error: recipient check failed, try "
+                         "again later");
         }
         pst__server_enter_state(s, PST_SMTP_STATE_MAIL);
         break;

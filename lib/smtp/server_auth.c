@@ -74,8 +74,12 @@ server_auth_fail(struct pst_smtp_server *s, int err, const char *reason,
     snprintf(s->reason, sizeof(s->reason), "%s",
              reason != NULL && reason[0] != '\0' ? reason
                                                  : pst_strerror(err));
-    pst__server_reply_line(s,
-                           reply != NULL ? reply : pst__smtp_auth_reply(err));
+    if (reply == NULL)
+        reply = pst__smtp_auth_reply(err);
+    /* 5xx: a failed authentication (RFC 4954 §9); 454 is ours. */
+    pst__server_reply(s, "%s", reply);
+    if (reply[0] == '5')
+        pst__server_count_error(s, 1);
     ev = pst__server_event(s, PST_SMTP_EV_AUTH_RESULT, 0);
     ev->ok = 0;
     ev->error = err;

@@ -75,7 +75,8 @@ struct pst_smtp_server {
     int authed;
     struct pst_buf user;       /* authenticated identity */
     const char *auth_mech;
-    unsigned errors;           /* consecutive client errors */
+    unsigned errors;           /* client errors in the session */
+    unsigned auth_failures;    /* failed AUTHs (5xx) in the session */
     int close_pending;         /* errors reached the limit: 421 */
     /* The AUTH exchange: */
     struct pst_sasl_server *sasl;
@@ -136,6 +137,9 @@ void pst__server_reply(struct pst_smtp_server *s, const char *fmt, ...)
  */
 void pst__server_error(struct pst_smtp_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Count one client error (auth_failure: a failed AUTH); see server.c. */
+void pst__server_count_error(struct pst_smtp_server *s, int auth_failure);
 
 /* A reply chosen elsewhere: 5xx counts as an error, 4xx does not. */
 void pst__server_reply_line(struct pst_smtp_server *s, const char *line);
