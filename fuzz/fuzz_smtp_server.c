@@ -7,7 +7,9 @@
  * Byte 0 (listener policy):
  *   0-1  TLS: 0 none, 1 STARTTLS, 2 implicit, 3 STARTTLS + require_tls
  *   2-3  AUTH: 0 required, 1 optional, 2 off, 3 required
- *   4-5  auth_before_tls: 0 none, 1 challenge, 2-3 all
+ *   4-5  auth_before_tls: 0 none, 1 challenge, 2 all, 3 all and the
+ *        exceptions of a compatibility profile: helo_auth, bare_lf =
+ *        normalize, long_lines = fold
  *   6    sender_check off (else strict)
  *   7    legacy "250-AUTH=" line
  * Byte 1 (driver):
@@ -31,8 +33,10 @@
  *   lines of a multi-line reply share their code;
  * - trace lines of client commands and the output of pst_smtp_redact()
  *   are printable ASCII; an AUTH continuation is redacted whole;
- * - a DATA event is one line ending in CRLF with no other CR or LF
- *   (no smuggled end of data, CVE-2023-51764);
+ * - a DATA event is one line (with long_lines = fold, a piece of one)
+ *   ending in CRLF with no other CR or LF, at most 1000 octets (no
+ *   smuggled end of data, CVE-2023-51764), with or without the
+ *   exceptions; the session reports only exceptions it was allowed;
  * - a Received header is printable text in CRLF-ended lines;
  * - an unknown user never authenticates, and a success reports a user;
  * - the session takes every answer to a question it asked, and after a
@@ -417,6 +421,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .require_tls = (d.opt0 & 3u) == 3,
         .auth = auth_modes[(d.opt0 >> 2) & 3u],
         .auth_before_tls = abt_modes[(d.opt0 >> 4) & 3u],
+        .helo_auth = ((d.opt0 >> 4) & 3u) == 3,
+        .bare_lf = ((d.opt0 >> 4) & 3u) == 3 ? PST_SMTP_BARE_LF_NORMALIZE
+                                             : PST_SMTP_BARE_LF_REJECT,
+        .long_lines = ((d.opt0 >> 4) & 3u) == 3 ? PST_SMTP_LONG_LINES_FOLD
+                                                : PST_SMTP_LONG_LINES_REJECT,
         .mechs = (d.opt1 & 0x20u) ? mech_subset : NULL,
         .legacy_auth_line = (d.opt0 & 0x80u) != 0,
         .max_message_size = (d.opt1 & 0x10u) ? 2000 : 0,
@@ -482,6 +491,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                                   NULL)));
         (void)touch;
     }
+    if (((d.opt0 >> 4) & 3u) != 3 && pst_smtp_server_compat_used(d.s) != 0)
+        abort();
 out:
     pst_smtp_server_free(d.s);
     fuzz_redact(data + 2, size - 2);

@@ -284,7 +284,7 @@ def digest_values(user, realm, pw, nonce, cnonce, uri, nc="00000001"):
 # fuzz_smtp_server.c option byte 0 (listener) and byte 1 (driver).
 TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT, TLS_REQUIRE = range(4)
 AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_OFF = 0x00, 0x04, 0x08
-ABT_NONE, ABT_CHALLENGE, ABT_ALL = 0x00, 0x10, 0x20
+ABT_NONE, ABT_CHALLENGE, ABT_ALL, ABT_COMPAT = 0x00, 0x10, 0x20, 0x30
 SENDER_OFF, LEGACY_AUTH = 0x40, 0x80
 FEED_ALL, FEED_BYTE, FEED_SEVEN, FEED_LINE = range(4)
 ANS_REJECT3, ANS_TEMP3, ANS_UNKNOWN = 0x04, 0x08, 0x0c
@@ -379,6 +379,18 @@ def smtp_server():
     seed(t, "smuggling-bytewise", session(
         TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_BYTE,
         "EHLO h.example.test", *transaction(message=smuggle), "QUIT"))
+    # The same under a compatibility profile (bare LF normalized, long
+    # lines folded, AUTH after HELO): still nothing ends the data early.
+    seed(t, "compat-smuggling", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF | ABT_COMPAT, FEED_SEVEN,
+        "HELO scanner", "AUTH PLAIN " + PLAIN_USER,
+        *transaction(message=smuggle + "x" * 2500 + "\n.\n" +
+                     "y" * 1200 + "\r\n"), "QUIT"))
+    seed(t, "compat-smuggling-bytewise", session(
+        TLS_NONE | AUTH_REQUIRED | SENDER_OFF | ABT_COMPAT, FEED_BYTE,
+        "HELO scanner", "AUTH LOGIN", "dXNlcg==", "cGVuY2ls",
+        *transaction(message="a\nb\r\n.\n" + "z" * 999 + "\n" + smuggle),
+        "QUIT"))
     seed(t, "auth-errors", session(
         base | SMALL_LIMITS, FEED_LINE, "EHLO h.example.test",
         "AUTH", "AUTH FOO", "AUTH PLAIN =AAA", "AUTH PLAIN AAA=BBB",
@@ -682,12 +694,15 @@ def transcript_options(cfg):
                   "off": AUTH_OFF}[cfg.get("auth", "optional")]
     opt0 |= {"none": ABT_NONE, "challenge": ABT_CHALLENGE,
              "all": ABT_ALL}[cfg.get("before_tls", "all")]
+    # A compatibility profile's exceptions: before_tls all with all three.
+    if any(k in cfg for k in ("helo_auth", "bare_lf", "long_lines")):
+        opt0 |= ABT_COMPAT
     if cfg.get("sender") == "off":
         opt0 |= SENDER_OFF
     if cfg.get("legacy") == "1":
         opt0 |= LEGACY_AUTH
     opt1 = FEED_ALL
-    if any(k in cfg for k in ("errors", "size", "rcpts")):
+    if cfg.get("errors") == "3" or "size" in cfg or "rcpts" in cfg:
         opt1 |= SMALL_LIMITS
     if cfg.get("mechs") in ("CRAM-MD5,PLAIN", "PLAIN,CRAM-MD5"):
         opt1 |= FEW_MECHS

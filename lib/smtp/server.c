@@ -397,7 +397,9 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
         (unsigned)cfg->tls > PST_SMTP_TLS_IMPLICIT ||
         (unsigned)cfg->auth > PST_SMTP_AUTH_OFF ||
         (unsigned)cfg->auth_before_tls > PST_SMTP_BEFORE_TLS_ALL ||
-        (unsigned)cfg->sender_check > PST_SMTP_SENDER_OFF)
+        (unsigned)cfg->sender_check > PST_SMTP_SENDER_OFF ||
+        (unsigned)cfg->bare_lf > PST_SMTP_BARE_LF_NORMALIZE ||
+        (unsigned)cfg->long_lines > PST_SMTP_LONG_LINES_FOLD)
         return PST_EINVAL;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -448,6 +450,7 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
     pst_buf_init(&s->sasl_out, PST_SASL_MAX_MESSAGE, 0);
     pst_buf_init(&s->mail_from, PST_SMTP_MAX_PATH, 0);
     pst_buf_init(&s->rcpt, PST_SMTP_MAX_PATH, 0);
+    pst_buf_init(&s->data_line, PST_SMTP_MAX_TEXT_LINE, 0);
     s->state = s->prev = PST_SMTP_STATE_NEW;
     *out = s;
     return 0;
@@ -469,6 +472,7 @@ pst_smtp_server_free(struct pst_smtp_server *s)
     pst_buf_clear(&s->sasl_out);
     pst_buf_clear(&s->mail_from);
     pst_buf_clear(&s->rcpt);
+    pst_buf_clear(&s->data_line);
     OPENSSL_clear_free(s, sizeof(*s));
 }
 
@@ -761,7 +765,7 @@ pst__smtp_server_buffer_bytes(const struct pst_smtp_server *s)
            server_buf_bytes(&s->helo) + server_buf_bytes(&s->user) +
            server_buf_bytes(&s->attempt) + server_buf_bytes(&s->sasl_in) +
            server_buf_bytes(&s->sasl_out) + server_buf_bytes(&s->mail_from) +
-           server_buf_bytes(&s->rcpt);
+           server_buf_bytes(&s->rcpt) + server_buf_bytes(&s->data_line);
 }
 
 enum pst_smtp_state
@@ -779,6 +783,12 @@ pst_smtp_server_user(const struct pst_smtp_server *s, const char **mech)
     if (mech != NULL)
         *mech = s->authed ? s->auth_mech : NULL;
     return s->authed ? server_str(&s->user) : NULL;
+}
+
+unsigned
+pst_smtp_server_compat_used(const struct pst_smtp_server *s)
+{
+    return s->compat_used;
 }
 
 const char *

@@ -197,8 +197,9 @@ pst__server_check_auth(struct pst_smtp_server *s, const uint8_t *arg,
         pst__server_error(s, "503 5.5.1 Error: authentication not enabled");
         return 0;
     }
-    /* AUTH is an ESMTP extension: EHLO first (RFC 4954 §3). */
-    if (!s->esmtp) {
+    /* AUTH is an ESMTP extension: EHLO first (RFC 4954 §3); helo_auth
+     * lets legacy devices that say HELO authenticate all the same. */
+    if (!s->esmtp && !(s->cfg.helo_auth && s->greeted)) {
         pst__server_error(s, "503 5.5.1 Error: send EHLO first");
         return 0;
     }
@@ -214,6 +215,8 @@ pst__server_check_auth(struct pst_smtp_server *s, const uint8_t *arg,
         pst__server_error(s, "503 5.5.1 Error: MAIL transaction in progress");
         return 0;
     }
+    if (!s->esmtp)
+        s->compat_used |= PST_SMTP_COMPAT_HELO_AUTH;
     return 1;
 }
 

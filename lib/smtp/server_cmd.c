@@ -318,6 +318,8 @@ server_proceed_data(struct pst_smtp_server *s, const uint8_t *arg,
     (void)len;
     s->data_size = 0;
     s->data_error = 0;
+    s->data_prev_bare_lf = 0;
+    s->fold_len = 0;
     pst__server_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     pst__server_event(s, PST_SMTP_EV_DATA_BEGIN, 0);
     pst__server_enter_state(s, PST_SMTP_STATE_DATA);

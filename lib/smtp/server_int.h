@@ -29,14 +29,20 @@
 #define SERVER_MAX_KEYWORDS 10
 
 /* What a line held besides its text. */
-#define LINE_BARE_LF  0x01u  /* an LF without CR before it */
+#define LINE_BARE_LF  0x01u  /* an LF without CR before it (DATA with
+                                bare_lf = normalize: the line's end) */
 #define LINE_BARE_CR  0x02u  /* a CR without LF after it */
 #define LINE_TOO_LONG 0x04u  /* over the limit: the text is gone */
+#define LINE_FOLDED   0x08u  /* DATA, fold: the line goes on after this
+                                piece */
+#define LINE_CONT     0x10u  /* DATA, fold: this piece does not start the
+                                line */
 
 enum server_line_mode {
     LINE_MODE_CMD = 0, /* 512 octets (AUTH: 12288); any LF ends a line */
     LINE_MODE_AUTH,    /* AUTH continuation: 12288; any LF ends a line */
-    LINE_MODE_DATA,    /* 1000 octets; only CRLF ends a line */
+    LINE_MODE_DATA,    /* server_data.c: 1000 octets; only CRLF ends a
+                          line (bare_lf = normalize: any LF) */
 };
 
 struct pst_smtp_server {
@@ -57,6 +63,8 @@ struct pst_smtp_server {
     unsigned line_flags;       /* DATA: bare LF in the partial line */
     int discard;               /* dropping the rest of an overlong line */
     int discard_cr;            /* the last byte dropped was CR */
+    int discard_bare_lf;       /* DATA: the line dropped ended in a bare
+                                  LF */
     /* Sent: */
     struct pst_buf out;
     size_t out_off;            /* bytes of out consumed */
@@ -78,6 +86,7 @@ struct pst_smtp_server {
     unsigned errors;           /* client errors in the session */
     unsigned auth_failures;    /* failed AUTHs (5xx) in the session */
     int close_pending;         /* errors reached the limit: 421 */
+    unsigned compat_used;      /* PST_SMTP_COMPAT_* exceptions used */
     /* The AUTH exchange: */
     struct pst_sasl_server *sasl;
     const struct pst_sasl_mech *sasl_mech;
@@ -94,6 +103,13 @@ struct pst_smtp_server {
     int body_8bit;
     /* DATA: */
     uint64_t data_size;        /* octets after dot-unstuffing */
+    int data_prev_bare_lf;     /* normalize: the last line ended in a bare
+                                  LF (a "." line after it does not end
+                                  the message) */
+    size_t fold_len;           /* fold: octets of the current line passed
+                                  on already; 0 at a line's start */
+    struct pst_buf data_line;  /* a line passed on with a CRLF the input
+                                  does not have (normalized, folded) */
     int data_error;            /* 0, or the PST_E* class of the refusal */
     const char *data_reason;
     const char *data_reply;
@@ -192,9 +208,9 @@ void pst__server_end_sasl(struct pst_smtp_server *s);
 /* --- server_data.c ------------------------------------------------------- */
 
 /*
- * Take the next complete line from the input in the given mode.  Returns 1
- * with a line in *line, *len (line end excluded) and LINE_* in *flags, 0
- * if more input is needed.
+ * Take the next complete command or AUTH line from the input (DATA has its
+ * own reader).  Returns 1 with a line in *line, *len (line end excluded)
+ * and LINE_* in *flags, 0 if more input is needed.
  */
 int pst__server_read_line(struct pst_smtp_server *s,
                           enum server_line_mode mode, const uint8_t **line,
