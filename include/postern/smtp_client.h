@@ -102,7 +102,7 @@ struct pst_smtp_client_config {
                                     (as PST_SMTP_CLIENT_MAIL_8BITMIME) */
     unsigned mail_flags;         /* PST_SMTP_CLIENT_MAIL_* of the first
                                     message */
-    int partial_rcpt;            /* report each RCPT's reply (an
+    int partial_rcpt;            /* report each RCPT's reply (a
                                     PST_SMTP_CLIENT_EV_RCPT event) and
                                     send the message when at least one
                                     recipient was accepted (RFC 5321
