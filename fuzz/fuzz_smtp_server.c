@@ -7,7 +7,9 @@
  * Byte 0 (listener policy):
  *   0-1  TLS: 0 none, 1 STARTTLS, 2 implicit, 3 STARTTLS + require_tls
  *   2-3  AUTH: 0 required, 1 optional, 2 off, 3 required
- *   4-5  auth_before_tls: 0 none, 1 challenge, 2-3 all
+ *   4-5  auth_before_tls: 0 none, 1 challenge, 2 all, 3 all and the
+ *        exceptions of a compatibility profile: helo_auth, bare_lf =
+ *        normalize, long_lines = fold
  *   6    sender_check off (else strict)
  *   7    legacy "250-AUTH=" line
  * Byte 1 (driver):
@@ -31,12 +33,16 @@
  *   lines of a multi-line reply share their code;
  * - trace lines of client commands and the output of pst_smtp_redact()
  *   are printable ASCII; an AUTH continuation is redacted whole;
- * - a DATA event is one line ending in CRLF with no other CR or LF
- *   (no smuggled end of data, CVE-2023-51764);
+ * - a DATA event is one line (with long_lines = fold, a piece of one)
+ *   ending in CRLF with no other CR or LF, at most 1000 octets (no
+ *   smuggled end of data, CVE-2023-51764), with or without the
+ *   exceptions; the session reports only exceptions it was allowed;
  * - a Received header is printable text in CRLF-ended lines;
  * - an unknown user never authenticates, and a success reports a user;
  * - the session takes every answer to a question it asked, and after a
- *   full drain it takes more input unless it is closed.
+ *   full drain it takes more input unless it is closed;
+ * - "421 ... too many errors" never follows the reply to a failed AUTH
+ *   before the third failed AUTH (RFC 4954 §9).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +68,15 @@ struct driver {
     size_t line_len;
     int in_multiline;
     char code[3];
+    unsigned auth_failures;      /* AUTH_RESULT failures with a 5xx */
+    int last_was_auth_failure;   /* the last reply line was one */
+};
+
+/* The replies of a failed AUTH (lib/smtp/reply.c, server_auth.c, and the
+ * driver's own refusal below). */
+static const char *const auth_failure_replies[] = {
+    "535 5.7.8 ", "501 5.5.2 ", "501 5.7.0 ", "500 5.5.6 Authentication",
+    "534 5.7.9 ",
 };
 
 static struct pst_cred *pencil;
@@ -119,6 +134,18 @@ check_reply_line(struct driver *d, const uint8_t *p, size_t len)
         abort();
     memcpy(d->code, p, 3);
     d->in_multiline = len > 5 && p[3] == '-';
+    if (len >= 37 && memcmp(p, "421 4.7.0 ", 10) == 0 &&
+        memcmp(p + len - 17, "too many errors\r\n", 17) == 0 &&
+        d->last_was_auth_failure && d->auth_failures < 3)
+        abort();
+    d->last_was_auth_failure = 0;
+    for (size_t i = 0; i < sizeof(auth_failure_replies) /
+                               sizeof(auth_failure_replies[0]); i++) {
+        size_t n = strlen(auth_failure_replies[i]);
+
+        if (len >= n && memcmp(p, auth_failure_replies[i], n) == 0)
+            d->last_was_auth_failure = 1;
+    }
 }
 
 static void
@@ -235,6 +262,13 @@ handle(struct driver *d, const struct pst_smtp_event *ev)
         if (ev->ok && (d->looked_up == NULL || ev->user == NULL ||
                        pst_smtp_server_user(d->s, NULL) == NULL))
             abort();
+        /* The classes lib/smtp/reply.c answers with a 5xx; ETEMP (and
+         * our own failures) get 454. */
+        if (!ev->ok &&
+            (ev->error == PST_EAUTH || ev->error == PST_EPREP ||
+             ev->error == PST_EPROTO || ev->error == PST_ECANCEL ||
+             ev->error == PST_ELIMIT || ev->error == PST_EWEAK))
+            d->auth_failures++;
         break;
     case PST_SMTP_EV_MAIL:
     case PST_SMTP_EV_RCPT:
@@ -387,6 +421,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .require_tls = (d.opt0 & 3u) == 3,
         .auth = auth_modes[(d.opt0 >> 2) & 3u],
         .auth_before_tls = abt_modes[(d.opt0 >> 4) & 3u],
+        .helo_auth = ((d.opt0 >> 4) & 3u) == 3,
+        .bare_lf = ((d.opt0 >> 4) & 3u) == 3 ? PST_SMTP_BARE_LF_NORMALIZE
+                                             : PST_SMTP_BARE_LF_REJECT,
+        .long_lines = ((d.opt0 >> 4) & 3u) == 3 ? PST_SMTP_LONG_LINES_FOLD
+                                                : PST_SMTP_LONG_LINES_REJECT,
         .mechs = (d.opt1 & 0x20u) ? mech_subset : NULL,
         .legacy_auth_line = (d.opt0 & 0x80u) != 0,
         .max_message_size = (d.opt1 & 0x10u) ? 2000 : 0,
@@ -452,6 +491,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                                   NULL)));
         (void)touch;
     }
+    if (((d.opt0 >> 4) & 3u) != 3 && pst_smtp_server_compat_used(d.s) != 0)
+        abort();
 out:
     pst_smtp_server_free(d.s);
     fuzz_redact(data + 2, size - 2);

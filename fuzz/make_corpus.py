@@ -284,7 +284,7 @@ def digest_values(user, realm, pw, nonce, cnonce, uri, nc="00000001"):
 # fuzz_smtp_server.c option byte 0 (listener) and byte 1 (driver).
 TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT, TLS_REQUIRE = range(4)
 AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_OFF = 0x00, 0x04, 0x08
-ABT_NONE, ABT_CHALLENGE, ABT_ALL = 0x00, 0x10, 0x20
+ABT_NONE, ABT_CHALLENGE, ABT_ALL, ABT_COMPAT = 0x00, 0x10, 0x20, 0x30
 SENDER_OFF, LEGACY_AUTH = 0x40, 0x80
 FEED_ALL, FEED_BYTE, FEED_SEVEN, FEED_LINE = range(4)
 ANS_REJECT3, ANS_TEMP3, ANS_UNKNOWN = 0x04, 0x08, 0x0c
@@ -379,6 +379,18 @@ def smtp_server():
     seed(t, "smuggling-bytewise", session(
         TLS_NONE | AUTH_OPTIONAL | SENDER_OFF, FEED_BYTE,
         "EHLO h.example.test", *transaction(message=smuggle), "QUIT"))
+    # The same under a compatibility profile (bare LF normalized, long
+    # lines folded, AUTH after HELO): still nothing ends the data early.
+    seed(t, "compat-smuggling", session(
+        TLS_NONE | AUTH_OPTIONAL | SENDER_OFF | ABT_COMPAT, FEED_SEVEN,
+        "HELO scanner", "AUTH PLAIN " + PLAIN_USER,
+        *transaction(message=smuggle + "x" * 2500 + "\n.\n" +
+                     "y" * 1200 + "\r\n"), "QUIT"))
+    seed(t, "compat-smuggling-bytewise", session(
+        TLS_NONE | AUTH_REQUIRED | SENDER_OFF | ABT_COMPAT, FEED_BYTE,
+        "HELO scanner", "AUTH LOGIN", "dXNlcg==", "cGVuY2ls",
+        *transaction(message="a\nb\r\n.\n" + "z" * 999 + "\n" + smuggle),
+        "QUIT"))
     seed(t, "auth-errors", session(
         base | SMALL_LIMITS, FEED_LINE, "EHLO h.example.test",
         "AUTH", "AUTH FOO", "AUTH PLAIN =AAA", "AUTH PLAIN AAA=BBB",
@@ -471,7 +483,8 @@ FORCE = {"SCRAM-SHA-256": 1 << 3, "SCRAM-SHA-1": 2 << 3,
          "DIGEST-MD5": 3 << 3, "CRAM-MD5": 4 << 3, "PLAIN": 5 << 3,
          "LOGIN": 6 << 3, None: 0, "none": 7 << 3}
 CF_ALL, CF_BYTE, CF_SEVEN, CF_LINE = range(4)
-SIZE_8BIT, TWO_PIECES, NULL_SENDER = 0x04, 0x08, 0x10
+SIZE_8BIT, TWO_PIECES, NULL_SENDER, PARTIAL_RCPT = 0x04, 0x08, 0x10, 0x20
+REUSE, RELAY = 0x40, 0x80
 
 GREETING = "220 mail.example.test ESMTP ready"
 
@@ -507,6 +520,54 @@ def smtp_client():
         CF_ALL | SIZE_8BIT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
         "250 2.1.5 Ok", "550 5.1.1 <carol@example.test>: unknown",
         "354 go ahead", "250 2.0.0 queued", "221 2.0.0 Bye"))
+    seed(t, "partial-rcpt", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"] | TWO_RCPTS,
+        CF_SEVEN | PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "550 5.1.1 <bob@example.test>: unknown", "250 2.1.5 Ok",
+        "354 go ahead", "250 2.0.0 queued", "221 2.0.0 Bye"))
+    seed(t, "partial-rcpt-none", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"] | TWO_RCPTS,
+        CF_ALL | PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "450-4.2.1 busy", "450 4.2.1 try later",
+        "550 5.1.1 <carol@example.test>: unknown", "221 2.0.0 Bye"))
+    # Connection reuse: three messages; the second fails at MAIL (its
+    # pipelined RCPTs still answered), so RSET goes before the third.
+    seed(t, "reuse-three", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_LINE | REUSE,
+        GREETING, *EHLO_FULL, ok, *AFTER_AUTH[:4],
+        "550 5.7.1 sender refused", "503 5.5.1 need MAIL",
+        "503 5.5.1 need MAIL", "250 2.0.0 Ok", "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go", "250 2.0.0 queued",
+        "221 2.0.0 Bye"))
+    seed(t, "reuse-partial-idle-421", script(
+        STLS_AUTO | ALLOW_PLAIN | FORCE["PLAIN"], CF_ALL | REUSE |
+        PARTIAL_RCPT, GREETING, *EHLO_FULL, ok, "250 2.1.0 Ok",
+        "550 5.1.1 unknown", "421 4.4.2 timeout"))
+    seed(t, "reuse-data-refused", script(
+        STLS_AUTO | FORCE["none"], CF_SEVEN | REUSE,
+        GREETING, *ehlo("SIZE 1000"), "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "554 5.5.1 no", "250 2.0.0 Ok", "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "250 2.1.5 Ok", "354 go", "452 4.3.1 full", "500 5.5.1 no RSET"))
+    # Relay settings: the list picks CRAM-MD5 over SCRAM; with TLS and
+    # only PLAIN left, the long initial response waits for "334 ".
+    seed(t, "relay-mechs-cram", script(
+        STLS_NEVER, CF_LINE | RELAY, GREETING, *EHLO_FULL,
+        "334 " + b64(CRAM_CHAL), ok, *AFTER_AUTH))
+    seed(t, "relay-plain-deferred-ir", script(
+        STLS_IMPLICIT, CF_LINE | RELAY | REUSE | PARTIAL_RCPT, GREETING,
+        *ehlo("PIPELINING", "AUTH PLAIN XOAUTH2", "8BITMIME", "SMTPUTF8"),
+        "334 ", ok, *AFTER_AUTH[:4], "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "550 5.1.1 unknown", "354 go", "250 2.0.0 Ok", "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go", "250 2.0.0 Ok",
+        "221 Bye"))
+    seed(t, "relay-smtputf8-missing", script(
+        STLS_IMPLICIT | FORCE["PLAIN"], CF_LINE | RELAY | REUSE,
+        GREETING, *ehlo("PIPELINING", "AUTH PLAIN", "8BITMIME"),
+        "334 ", ok, *AFTER_AUTH[:4], "250 2.1.0 Ok", "250 2.1.5 Ok",
+        "250 2.1.5 Ok", "354 go", "250 2.0.0 Ok", "221 Bye"))
+    seed(t, "relay-no-mech", script(
+        STLS_NEVER, CF_ALL | RELAY, GREETING,
+        *ehlo("AUTH SCRAM-SHA-256 OAUTHBEARER"), "221 Bye"))
     seed(t, "login-two-step", script(
         STLS_AUTO | ALLOW_PLAIN | FORCE["LOGIN"], CF_SEVEN | TWO_PIECES,
         GREETING, *EHLO_FULL, "334 UGFzc3dvcmQ6", ok, *AFTER_AUTH))
@@ -633,12 +694,15 @@ def transcript_options(cfg):
                   "off": AUTH_OFF}[cfg.get("auth", "optional")]
     opt0 |= {"none": ABT_NONE, "challenge": ABT_CHALLENGE,
              "all": ABT_ALL}[cfg.get("before_tls", "all")]
+    # A compatibility profile's exceptions: before_tls all with all three.
+    if any(k in cfg for k in ("helo_auth", "bare_lf", "long_lines")):
+        opt0 |= ABT_COMPAT
     if cfg.get("sender") == "off":
         opt0 |= SENDER_OFF
     if cfg.get("legacy") == "1":
         opt0 |= LEGACY_AUTH
     opt1 = FEED_ALL
-    if any(k in cfg for k in ("errors", "size", "rcpts")):
+    if cfg.get("errors") == "3" or "size" in cfg or "rcpts" in cfg:
         opt1 |= SMALL_LIMITS
     if cfg.get("mechs") in ("CRAM-MD5,PLAIN", "PLAIN,CRAM-MD5"):
         opt1 |= FEW_MECHS

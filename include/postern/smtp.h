@@ -52,9 +52,13 @@ extern "C" {
 #define PST_SMTP_MAX_DOMAIN     255   /* EHLO/HELO argument */
 #define PST_SMTP_MAX_INPUT      16384 /* buffered input; feed() stops there */
 #define PST_SMTP_DEFAULT_MAX_RCPT   100 /* RFC 5321 §4.5.3.1.8 minimum */
-#define PST_SMTP_DEFAULT_MAX_ERRORS 10  /* consecutive errors, then 421 */
+#define PST_SMTP_DEFAULT_MAX_ERRORS 10  /* errors in a session, then 421 */
 #define PST_SMTP_MIN_MAX_ERRORS     3   /* RFC 4954 §9: not before 3
                                            failed AUTHs */
+#define PST_SMTP_FOLD_AT        998   /* long_lines = fold: octets of each
+                                         piece (RFC 5322 §2.1.1) */
+#define PST_SMTP_MAX_FOLD_LINE  65536 /* long_lines = fold: a longer line
+                                         is refused all the same */
 
 /* Session states: X(name, text). */
 #define PST_SMTP_STATE_MAP(X)                                                \
@@ -113,6 +117,41 @@ enum pst_smtp_sender_check {
     PST_SMTP_SENDER_OFF,        /* any sender; MAIL is informational */
 };
 
+/*
+ * Exceptions for legacy clients (DESIGN.md "Per-client compatibility
+ * profiles"); the daemon sets them per client, everything else stays
+ * strict.
+ */
+enum pst_smtp_bare_lf {
+    PST_SMTP_BARE_LF_REJECT = 0, /* a bare LF in DATA: 550 5.6.0 */
+    PST_SMTP_BARE_LF_NORMALIZE,  /* a bare LF in DATA ends the line, which
+                                    is passed on with CRLF; every other
+                                    octet kept (a bare CR is still
+                                    refused).  Only the exact CR LF "."
+                                    CR LF on the wire ends the message: a
+                                    "." line with a bare LF before or
+                                    after it is dropped, neither content
+                                    nor the end (as Postfix's
+                                    smtpd_forbid_bare_newline =
+                                    normalize) */
+};
+
+enum pst_smtp_long_lines {
+    PST_SMTP_LONG_LINES_REJECT = 0, /* a DATA line over 1000 octets with
+                                       CRLF: 500 5.5.6 */
+    PST_SMTP_LONG_LINES_FOLD,       /* such a line is passed on in pieces
+                                       of PST_SMTP_FOLD_AT octets, each
+                                       with CRLF, no octet removed or
+                                       changed; over PST_SMTP_MAX_FOLD_LINE
+                                       octets it is refused */
+};
+
+/* The exceptions a session used (pst_smtp_server_compat_used()). */
+#define PST_SMTP_COMPAT_HELO_AUTH  0x01u /* AUTH after HELO */
+#define PST_SMTP_COMPAT_BARE_LF    0x02u /* a bare LF normalized, or a "."
+                                            line dropped */
+#define PST_SMTP_COMPAT_LONG_LINES 0x04u /* a line folded */
+
 /* A trace line for logs and debugging (see the trace callback). */
 enum pst_smtp_trace {
     PST_SMTP_TRACE_CLIENT = 0, /* a command line, redacted as
@@ -138,9 +177,21 @@ struct pst_smtp_server_config {
     int legacy_auth_line;           /* nonzero: also "250-AUTH=..." */
     uint64_t max_message_size;      /* SIZE, octets; 0: no limit */
     unsigned max_recipients;        /* 0: PST_SMTP_DEFAULT_MAX_RCPT */
-    unsigned max_errors;            /* consecutive errors before 421 4.7.0;
-                                       0: PST_SMTP_DEFAULT_MAX_ERRORS */
+    unsigned max_errors;            /* client errors in the session (5xx
+                                       replies: bad commands, failed AUTH,
+                                       refused senders and recipients;
+                                       successes between do not reset
+                                       the count) before 421 4.7.0; a
+                                       failed AUTH closes only from the
+                                       third on (RFC 4954 §9); 0:
+                                       PST_SMTP_DEFAULT_MAX_ERRORS */
     enum pst_smtp_sender_check sender_check;
+    /* Exceptions for legacy clients (default: none): */
+    int helo_auth;                  /* nonzero: AUTH after HELO too
+                                       (else 503 5.5.1: RFC 4954 §3 makes
+                                       AUTH an EHLO extension) */
+    enum pst_smtp_bare_lf bare_lf;
+    enum pst_smtp_long_lines long_lines;
     /* Passed to every SASL exchange (see struct pst_sasl_server_config): */
     const char *realm;              /* [in] DIGEST-MD5 realm; NULL:
                                        hostname */
@@ -173,8 +224,9 @@ struct pst_smtp_server; /* one client connection: opaque */
                       the address by name) */                               \
     X(RCPT)        /* ask: may address receive this message? */              \
     X(DATA_BEGIN)  /* tell: 354 sent; content follows */                     \
-    X(DATA)        /* tell: one line of content, dot-unstuffed, CRLF        \
-                      included (data, len) */                                \
+    X(DATA)        /* tell: one line of content (long_lines = fold: a       \
+                      piece of one), dot-unstuffed, CRLF included (data,    \
+                      len) */                                                \
     X(DATA_END)    /* ask: store the message durably (size) */               \
     X(DATA_ABORT)  /* tell: the message was refused by the session (bare    \
                       CR/LF, line too long, too big): discard it; the       \
@@ -258,8 +310,9 @@ struct pst_smtp_answer {
  * to must outlive the session.
  * *out ([out] owned) is freed with pst_smtp_server_free().
  * Returns: 0, PST_EINVAL (no hostname, max_errors below
- * PST_SMTP_MIN_MAX_ERRORS, too many mechanisms, or auth required where no
- * mechanism can ever be offered), PST_ENOMEM.
+ * PST_SMTP_MIN_MAX_ERRORS, too many mechanisms, auth required where no
+ * mechanism can ever be offered, or an enum value out of range),
+ * PST_ENOMEM.
  */
 PST_EXTERN int pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
                                    struct pst_smtp_server **out);
@@ -373,6 +426,15 @@ PST_EXTERN enum pst_smtp_state pst_smtp_server_state(
  */
 PST_EXTERN const char *pst_smtp_server_user(const struct pst_smtp_server *s,
                                             const char **mech);
+
+/*
+ * The exceptions of the config (helo_auth, bare_lf, long_lines) the
+ * session has used so far: PST_SMTP_COMPAT_* bits, 0 if none; for a log
+ * line such as "compat profile=scanners used=helo_auth,bare_lf" when the
+ * session ends.
+ */
+PST_EXTERN unsigned pst_smtp_server_compat_used(
+    const struct pst_smtp_server *s);
 
 /* The EHLO/HELO argument, or NULL before one (borrowed, as above). */
 PST_EXTERN const char *pst_smtp_server_helo(const struct pst_smtp_server *s);

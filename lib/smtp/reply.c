@@ -1,8 +1,11 @@
 /*
  * SMTP reply lines: the replies of SASL failures, checks on reply lines
- * and names the driver hands in, and transcript redaction.
+ * and names the driver hands in, transcript redaction, and the reply-line
+ * validator of clients (pst_smtp_reply_parse_line()).
  */
 #include <string.h>
+
+#include <postern/smtp_reply.h>
 
 #include "smtp_int.h"
 
@@ -121,5 +124,81 @@ pst_smtp_redact(const uint8_t *line, size_t len, int auth_continuation,
         i++;
     if (i < len)
         return pst_buf_append_str(out, " ********");
+    return 0;
+}
+
+/* --- Reply lines a client reads ------------------------------------------ */
+
+/* Skip 1 to 3 digits at p[*i..len) (RFC 2034 §4 subject and detail).
+ * Returns 1 if there was at least one. */
+static int
+reply_enh_digits(const uint8_t *p, size_t len, size_t *i)
+{
+    size_t start = *i;
+
+    while (*i < len && *i - start < 3 && p[*i] >= '0' && p[*i] <= '9')
+        (*i)++;
+    return *i > start;
+}
+
+/*
+ * The end of an enhanced status code at p[i..len), or i if there is none.
+ * RFC 2034 §4: status-code = class "." subject "." detail, class "2",
+ * "4" or "5" and the first digit of the reply code cls, followed by one
+ * or more spaces (§3 (4)) or, leniently, the end of the line.
+ */
+static size_t
+reply_enhanced_end(const uint8_t *p, size_t i, size_t len, uint8_t cls)
+{
+    size_t j = i;
+
+    if (cls == '3' || j + 1 >= len || p[j] != cls || p[j + 1] != '.')
+        return i;
+    j += 2;
+    if (!reply_enh_digits(p, len, &j) || j >= len || p[j] != '.')
+        return i;
+    j++;
+    if (!reply_enh_digits(p, len, &j) || (j < len && p[j] != ' '))
+        return i;
+    return j;
+}
+
+int
+pst_smtp_reply_parse_line(const uint8_t *line, size_t len,
+                          struct pst_smtp_reply_line *out)
+{
+    size_t i, end;
+
+    if (out == NULL || (line == NULL && len > 0))
+        return PST_EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->text = (const uint8_t *)"";
+    if (len > PST_SMTP_REPLY_MAX_LINE - 2)
+        return PST_ELIMIT;
+    /* RFC 5321 §4.2: Reply-code [ SP textstring ] CRLF, or
+     * Reply-code "-" [ textstring ] CRLF for all lines but the last. */
+    if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
+        line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+        (len > 3 && line[3] != '-' && line[3] != ' '))
+        return PST_EPROTO;
+    /* RFC 5321 §4.2 textstring = 1*(%d09 / %d32-126), but servers send
+     * UTF-8 and Latin-1 text too: only controls and DEL are refused (a
+     * CR or NUL inside a line is never text). */
+    for (i = 4; i < len; i++)
+        if ((line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
+            return PST_EPROTO;
+    out->code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                (line[2] - '0');
+    out->more = len > 3 && line[3] == '-';
+    i = len > 3 ? 4 : 3;
+    end = reply_enhanced_end(line, i, len, line[0]);
+    if (end > i) {
+        memcpy(out->enhanced, line + i, end - i);
+        out->enhanced[end - i] = '\0';
+        while (end < len && line[end] == ' ')
+            end++;
+    }
+    out->text = line + end;
+    out->text_len = len - end;
     return 0;
 }

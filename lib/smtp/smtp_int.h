@@ -1,7 +1,8 @@
 /*
  * SMTP internals shared by cmd.c (command argument parsers), reply.c
- * (reply lines, redaction) and server.c (the server session).  The unit
- * tests reach these pst__ functions through the static library.
+ * (reply lines, redaction) and the sessions (server*.c, with
+ * server_int.h; client*.c, with client_int.h).  The unit tests reach these
+ * pst__ functions through the static library.
  */
 #ifndef POSTERN_SMTP_INT_H
 #define POSTERN_SMTP_INT_H
@@ -102,9 +103,9 @@ const char *pst__smtp_auth_reply(int err);
 
 /*
  * Bytes allocated now by the session's buffers (input, output, HELO name,
- * identities, SASL messages, paths), each counted with its NUL; neither
- * the session struct nor the SASL mechanism's state.  For tests that
- * check a session stays small when idle.
+ * identities, SASL messages, paths, a DATA line copy), each counted with
+ * its NUL; neither the session struct nor the SASL mechanism's state.  For
+ * tests that check a session stays small when idle.
  */
 size_t pst__smtp_server_buffer_bytes(const struct pst_smtp_server *s);
 

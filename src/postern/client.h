@@ -1,6 +1,6 @@
 /*
  * postern - the network side of the client commands (send, probe,
- * sendmail): connect, TLS, and drive a pst_smtpc session to its end.
+ * sendmail): connect, TLS, and drive a pst_smtp_client session to its end.
  */
 #ifndef POSTERN_CLIENT_H
 #define POSTERN_CLIENT_H
@@ -75,7 +75,7 @@ int client_url_parse(const char *s, struct server_url *u, char *err,
  * feed the message from msg (may be NULL for a probe), and fill *res.
  * Returns: 0 when the session succeeded, -1 otherwise (see *res).
  */
-int client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
+int client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
                struct msg_source *msg, struct client_result *res);
 
 /* The sysexits.h code for a result (the one place that maps them). */

@@ -30,7 +30,7 @@ struct client_conn {
     struct tls_ctx *ctx;
     struct tls *tls;
     const struct client_opts *o;
-    struct pst_smtpc *c;
+    struct pst_smtp_client *c;
     struct client_result *res;
     int timeout_ms;
     int eof;
@@ -297,7 +297,7 @@ client_flush(struct client_conn *k)
     const uint8_t *p;
     size_t len;
 
-    pst_smtpc_output(k->c, &p, &len);
+    pst_smtp_client_output(k->c, &p, &len);
     if (len == 0)
         return 0;
     if (k->tls != NULL) {
@@ -311,12 +311,12 @@ client_flush(struct client_conn *k)
             client_net_fail(k, msg);
             return -1;
         }
-        pst_smtpc_consume(k->c, len);
+        pst_smtp_client_consume(k->c, len);
         return 0;
     }
     if (client_send_raw(k, p, len) < 0)
         return -1;
-    pst_smtpc_consume(k->c, len);
+    pst_smtp_client_consume(k->c, len);
     return 0;
 }
 
@@ -363,7 +363,7 @@ client_tls_recv(void *ctx, const uint8_t *p, size_t n)
 {
     struct client_conn *k = ctx;
 
-    return pst_smtpc_feed(k->c, p, n) < 0 ? -1 : 0;
+    return pst_smtp_client_feed(k->c, p, n) < 0 ? -1 : 0;
 }
 
 /* The handshake is over: note what was negotiated; after STARTTLS the
@@ -383,7 +383,7 @@ client_tls_established(void *ctx)
     tls_peer_verify(k->tls, &why);
     snprintf(k->res->verify, sizeof(k->res->verify), "%s",
              why != NULL ? why : "unknown");
-    if (!k->o->url.implicit_tls && pst_smtpc_tls_started(k->c) < 0)
+    if (!k->o->url.implicit_tls && pst_smtp_client_tls_started(k->c) < 0)
         return -1;
     return 0;
 }
@@ -463,7 +463,7 @@ client_read(struct client_conn *k)
     if (client_recv(k, buf, sizeof(buf), &n) < 0)
         return -1;
     if (k->tls == NULL)
-        return pst_smtpc_feed(k->c, buf, n) < 0 ? -1 : 0;
+        return pst_smtp_client_feed(k->c, buf, n) < 0 ? -1 : 0;
     /* Plaintext goes to the session; what TLS answers (a TLS 1.3 key
      * update) to the server. */
     rc = tls_input(k->tls, buf, n);
@@ -538,8 +538,8 @@ trace_line(void *ctx, int dir, const char *line, size_t len)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
 
-        fprintf(stderr, "%s %.*s\n", dir == PST_SMTPC_TRACE_OUT ? "C:" : "S:",
-                (int)n, p);
+        fprintf(stderr, "%s %.*s\n",
+                dir == PST_SMTP_CLIENT_TRACE_OUT ? "C:" : "S:", (int)n, p);
         p += n + (nl != NULL);
     }
 }
@@ -584,7 +584,7 @@ client_send_message(struct client_conn *k, struct msg_source *msg)
             k->res->error = PST_EIO;
             goto fail;
         }
-        while ((rc = pst_smtpc_data(k->c, buf, n, n == 0)) == PST_ELIMIT)
+        while ((rc = pst_smtp_client_data(k->c, buf, n, n == 0)) == PST_ELIMIT)
             if (client_flush(k) < 0)
                 goto fail;
         if (rc < 0) {
@@ -617,15 +617,15 @@ static void
 client_drain_events(struct client_conn *k)
 {
     struct client_result *res = k->res;
-    struct pst_smtpc_event ev;
+    struct pst_smtp_client_event ev;
 
-    while (pst_smtpc_next_event(k->c, &ev) == 1) {
-        if (ev.type == PST_SMTPC_EV_DONE && !res->ok) {
+    while (pst_smtp_client_next_event(k->c, &ev) == 1) {
+        if (ev.type == PST_SMTP_CLIENT_EV_DONE && !res->ok) {
             res->ok = 1;
             res->net_error = 0;
             res->error = 0;
             snprintf(res->text, sizeof(res->text), "%s", ev.reply);
-        } else if (ev.type == PST_SMTPC_EV_FAIL && !res->ok) {
+        } else if (ev.type == PST_SMTP_CLIENT_EV_FAIL && !res->ok) {
             res->net_error = 0;
             res->error = ev.error;
             res->code = ev.code;
@@ -640,25 +640,25 @@ note_ehlo(struct client_conn *k)
 {
     struct client_result *r = k->res;
 
-    if (pst_smtpc_tls_active(k->c)) {
+    if (pst_smtp_client_tls_active(k->c)) {
         r->had_tls_ehlo = 1;
         snprintf(r->ehlo_tls, sizeof(r->ehlo_tls), "%s",
-                 pst_smtpc_ehlo_reply(k->c));
+                 pst_smtp_client_ehlo_reply(k->c));
         snprintf(r->mechs_tls, sizeof(r->mechs_tls), "%s",
-                 pst_smtpc_mechs(k->c));
+                 pst_smtp_client_mechs(k->c));
     } else {
         r->had_plain_ehlo = 1;
         snprintf(r->ehlo_plain, sizeof(r->ehlo_plain), "%s",
-                 pst_smtpc_ehlo_reply(k->c));
+                 pst_smtp_client_ehlo_reply(k->c));
         snprintf(r->mechs_plain, sizeof(r->mechs_plain), "%s",
-                 pst_smtpc_mechs(k->c));
+                 pst_smtp_client_mechs(k->c));
     }
     snprintf(r->greeting, sizeof(r->greeting), "%s",
-             pst_smtpc_greeting(k->c));
+             pst_smtp_client_greeting(k->c));
 }
 
 int
-client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
+client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
            struct msg_source *msg, struct client_result *res)
 {
     struct client_conn k = {.fd = -1, .o = o, .res = res};
@@ -680,7 +680,7 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
         cfg->trace = trace_line;
         cfg->trace_ctx = NULL;
     }
-    rc = pst_smtpc_new(cfg, &k.c);
+    rc = pst_smtp_client_new(cfg, &k.c);
     if (rc < 0) {
         res->error = rc;
         snprintf(res->text, sizeof(res->text), "%s", pst_strerror(rc));
@@ -689,39 +689,41 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
     if (o->url.implicit_tls && client_tls_start(&k) < 0)
         goto out;
     while (!closed) {
-        struct pst_smtpc_event ev;
+        struct pst_smtp_client_event ev;
 
         if (client_flush(&k) < 0)
             break;
-        while (pst_smtpc_next_event(k.c, &ev) == 1) {
+        while (pst_smtp_client_next_event(k.c, &ev) == 1) {
             switch (ev.type) {
-            case PST_SMTPC_EV_STARTTLS:
+            case PST_SMTP_CLIENT_EV_STARTTLS:
                 if (client_tls_start(&k) < 0)
                     goto out;
                 break;
-            case PST_SMTPC_EV_EHLO:
+            case PST_SMTP_CLIENT_EV_EHLO:
                 note_ehlo(&k);
                 break;
-            case PST_SMTPC_EV_AUTH:
+            case PST_SMTP_CLIENT_EV_AUTH:
                 snprintf(res->mech, sizeof(res->mech), "%s",
                          ev.mech != NULL ? ev.mech : "");
                 break;
-            case PST_SMTPC_EV_DATA:
+            case PST_SMTP_CLIENT_EV_DATA:
                 if (client_send_message(&k, msg) < 0)
                     goto out;
                 break;
-            case PST_SMTPC_EV_DONE:
+            case PST_SMTP_CLIENT_EV_DONE:
                 res->ok = 1;
                 snprintf(res->text, sizeof(res->text), "%s", ev.reply);
                 break;
-            case PST_SMTPC_EV_FAIL:
+            case PST_SMTP_CLIENT_EV_FAIL:
                 res->error = ev.error;
                 res->code = ev.code;
                 snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
                 snprintf(res->text, sizeof(res->text), "%s", ev.reply);
                 break;
-            case PST_SMTPC_EV_CLOSE:
+            case PST_SMTP_CLIENT_EV_CLOSE:
                 closed = 1;
+                break;
+            default: /* RCPT, READY: without partial_rcpt and reuse */
                 break;
             }
         }
@@ -743,7 +745,7 @@ client_run(const struct client_opts *o, struct pst_smtpc_config *cfg,
     if (k.tls != NULL && tls_shutdown(k.tls) == 0)
         tls_flush(k.tls);
 out:
-    pst_smtpc_free(k.c);
+    pst_smtp_client_free(k.c);
     tls_free(k.tls);
     tls_ctx_free(k.ctx);
     if (k.fd >= 0)

@@ -234,7 +234,7 @@ cmd_probe_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct client_opts co = {0};
-    struct pst_smtpc_config cfg = {.probe = 1};
+    struct pst_smtp_client_config cfg = {.probe = 1};
     struct client_result *r;
     struct probe_auth auth[8];
     const char *user = NULL, *pwfile = NULL;
@@ -290,7 +290,7 @@ cmd_probe_main(int argc, char **argv)
                 .authcid = user, .password = (const uint8_t *)pw,
                 .password_len = pwlen, .host = co.url.host,
             };
-            struct pst_smtpc_config acfg = {
+            struct pst_smtp_client_config acfg = {
                 .probe = 1, .sasl = &sasl, .allow_plaintext_auth = plain,
             };
             struct probe_auth *a = &auth[nauth];

@@ -244,18 +244,18 @@ read_stdin(struct mbuf *m, int dot_ends)
     return 0;
 }
 
-static enum pst_smtpc_starttls
+static enum pst_smtp_client_starttls
 starttls_mode(const char *s, int *ok)
 {
     *ok = 1;
     if (s == NULL || strcmp(s, "auto") == 0)
-        return PST_SMTPC_STARTTLS_AUTO;
+        return PST_SMTP_CLIENT_STARTTLS_AUTO;
     if (strcmp(s, "required") == 0)
-        return PST_SMTPC_STARTTLS_REQUIRED;
+        return PST_SMTP_CLIENT_STARTTLS_REQUIRED;
     if (strcmp(s, "never") == 0)
-        return PST_SMTPC_STARTTLS_NEVER;
+        return PST_SMTP_CLIENT_STARTTLS_NEVER;
     *ok = 0;
-    return PST_SMTPC_STARTTLS_AUTO;
+    return PST_SMTP_CLIENT_STARTTLS_AUTO;
 }
 
 /* Submit msg to the envelope recipients; the common end of both modes. */
@@ -265,7 +265,7 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
 {
     struct client_opts co = {0};
     struct pst_sasl_client_config sasl = {0};
-    struct pst_smtpc_config cfg = {0};
+    struct pst_smtp_client_config cfg = {0};
     struct client_result *res;
     struct mem_source src = {.m = msg};
     struct msg_source ms = {.read = mem_read, .ctx = &src,

@@ -5,6 +5,7 @@
  * redaction.
  */
 #include <postern/smtp.h>
+#include <postern/smtp_reply.h>
 
 #include "testutil.h"
 
@@ -407,6 +408,95 @@ test_redact(void **state)
     }
 }
 
+static void
+test_reply_parse_line(void **state)
+{
+    /* Replies as RFC 5321 §4.2, RFC 2034 §4 and RFC 4954 §4-§6 print
+     * them, and lines a client must refuse. */
+    static const struct {
+        const char *line;
+        int rc;
+        int code, more;
+        const char *enhanced, *text;
+    } v[] = {
+        {"220 mail.example.test ESMTP ready", 0, 220, 0, "",
+         "mail.example.test ESMTP ready"},
+        {"250-mail.example.test", 0, 250, 1, "", "mail.example.test"},
+        {"250-8BITMIME", 0, 250, 1, "", "8BITMIME"},
+        {"250 2.1.5 Ok", 0, 250, 0, "2.1.5", "Ok"},
+        {"235 2.7.0 Authentication Succeeded", 0, 235, 0, "2.7.0",
+         "Authentication Succeeded"},
+        {"535 5.7.8 Authentication credentials invalid", 0, 535, 0,
+         "5.7.8", "Authentication credentials invalid"},
+        {"550-5.1.1 first line", 0, 550, 1, "5.1.1", "first line"},
+        {"454 4.7.0   spaces", 0, 454, 0, "4.7.0", "spaces"},
+        {"250 2.1.5", 0, 250, 0, "2.1.5", ""},
+        {"552 5.123.456 x", 0, 552, 0, "5.123.456", "x"},
+        /* Not enhanced codes: text left whole. */
+        {"550 2.1.1 class differs", 0, 550, 0, "", "2.1.1 class differs"},
+        {"250 2.1.5x", 0, 250, 0, "", "2.1.5x"},
+        {"250 2.1234.5 x", 0, 250, 0, "", "2.1234.5 x"},
+        {"250 2..5 x", 0, 250, 0, "", "2..5 x"},
+        {"250 2.1. x", 0, 250, 0, "", "2.1. x"},
+        {"334 3.0.0", 0, 334, 0, "", "3.0.0"},
+        {"354 End data with <CR><LF>.<CR><LF>", 0, 354, 0, "",
+         "End data with <CR><LF>.<CR><LF>"},
+        {"334 ", 0, 334, 0, "", ""},
+        {"421", 0, 421, 0, "", ""},
+        {"250-", 0, 250, 1, "", ""},
+        {"250 tab\there", 0, 250, 0, "", "tab\there"},
+        {"250 caf\xc3\xa9 \xe9t\xe9", 0, 250, 0, "",
+         "caf\xc3\xa9 \xe9t\xe9"},
+        /* Malformed. */
+        {"", PST_EPROTO, 0, 0, "", ""},
+        {"22 short", PST_EPROTO, 0, 0, "", ""},
+        {"620 bad class", PST_EPROTO, 0, 0, "", ""},
+        {"150 bad class", PST_EPROTO, 0, 0, "", ""},
+        {"2x0 digits", PST_EPROTO, 0, 0, "", ""},
+        {"220xno separator", PST_EPROTO, 0, 0, "", ""},
+        {"220\tno separator", PST_EPROTO, 0, 0, "", ""},
+        {"220 nul\x01 here", PST_EPROTO, 0, 0, "", ""},
+        {"220 cr\r here", PST_EPROTO, 0, 0, "", ""},
+        {"220 del\x7f here", PST_EPROTO, 0, 0, "", ""},
+    };
+    struct pst_smtp_reply_line rl;
+    char *big;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int rc = pst_smtp_reply_parse_line(S(v[i].line), &rl);
+
+        if (rc != v[i].rc)
+            fail_msg("\"%s\": got %s, want %s", v[i].line, pst_errname(rc),
+                     pst_errname(v[i].rc));
+        if (rl.code != v[i].code || rl.more != v[i].more)
+            fail_msg("\"%s\": got code %d more %d, want %d %d", v[i].line,
+                     rl.code, rl.more, v[i].code, v[i].more);
+        if (strcmp(rl.enhanced, v[i].enhanced) != 0)
+            fail_msg("\"%s\": got enhanced \"%s\", want \"%s\"",
+                     v[i].line, rl.enhanced, v[i].enhanced);
+        assert_non_null(rl.text);
+        assert_bytes_equal(rl.text, rl.text_len, v[i].text,
+                           strlen(v[i].text));
+    }
+    /* 2046 octets without CRLF pass; one more does not. */
+    big = malloc(PST_SMTP_REPLY_MAX_LINE);
+    assert_non_null(big);
+    memset(big, 'x', PST_SMTP_REPLY_MAX_LINE);
+    memcpy(big, "250 ", 4);
+    assert_rc(pst_smtp_reply_parse_line((const uint8_t *)big,
+                                        PST_SMTP_REPLY_MAX_LINE - 2, &rl),
+              0);
+    assert_int_equal(rl.text_len, PST_SMTP_REPLY_MAX_LINE - 6);
+    assert_rc(pst_smtp_reply_parse_line((const uint8_t *)big,
+                                        PST_SMTP_REPLY_MAX_LINE - 1, &rl),
+              PST_ELIMIT);
+    free(big);
+    assert_rc(pst_smtp_reply_parse_line(NULL, 0, &rl), PST_EPROTO);
+    assert_rc(pst_smtp_reply_parse_line(NULL, 1, &rl), PST_EINVAL);
+    assert_rc(pst_smtp_reply_parse_line(S("250 ok"), NULL), PST_EINVAL);
+}
+
 int
 main(void)
 {
@@ -420,6 +510,7 @@ main(void)
         cmocka_unit_test(test_reply_checks),
         cmocka_unit_test(test_auth_replies),
         cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_reply_parse_line),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,9 @@
  *   D: text                     expected DATA event: one line of content,
  *                               CRLF appended
  *   A: verdict args             the answer to the Q before it
+ *   U: name,name                the exceptions used by the end
+ *                               (pst_smtp_server_compat_used(); "U:"
+ *                               alone: none); checked when given
  * Text may hold the escapes \r \n \t \\ \xHH and \{N,c} (N copies of c).
  *
  * Client bytes written before an A: line are all sent before that answer
@@ -202,6 +205,9 @@ struct transcript {
      * k-th answer. */
     struct pst_buf *segs;
     size_t nsegs;
+    int check_compat;         /* a U: line was given */
+    unsigned compat;          /* ... with these bits */
+    size_t compat_line;
 };
 
 static void
@@ -308,8 +314,55 @@ parse_config_value(const char *key, const char *val, struct transcript *t)
             return -1;
     } else if (strcmp(key, "require_tls") == 0) {
         c->require_tls = (int)strtol(val, NULL, 10);
+    } else if (strcmp(key, "helo_auth") == 0) {
+        c->helo_auth = (int)strtol(val, NULL, 10);
+    } else if (strcmp(key, "bare_lf") == 0) {
+        if (strcmp(val, "reject") == 0)
+            c->bare_lf = PST_SMTP_BARE_LF_REJECT;
+        else if (strcmp(val, "normalize") == 0)
+            c->bare_lf = PST_SMTP_BARE_LF_NORMALIZE;
+        else
+            return -1;
+    } else if (strcmp(key, "long_lines") == 0) {
+        if (strcmp(val, "reject") == 0)
+            c->long_lines = PST_SMTP_LONG_LINES_REJECT;
+        else if (strcmp(val, "fold") == 0)
+            c->long_lines = PST_SMTP_LONG_LINES_FOLD;
+        else
+            return -1;
     } else {
         return -1;
+    }
+    return 0;
+}
+
+/* "helo_auth,bare_lf,long_lines" -> PST_SMTP_COMPAT_* bits. */
+static int
+parse_compat(const char *text, unsigned *out)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {
+        {"helo_auth", PST_SMTP_COMPAT_HELO_AUTH},
+        {"bare_lf", PST_SMTP_COMPAT_BARE_LF},
+        {"long_lines", PST_SMTP_COMPAT_LONG_LINES},
+    };
+
+    *out = 0;
+    while (*text != '\0') {
+        size_t len = strcspn(text, ","), i;
+
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if (len == strlen(names[i].name) &&
+                strncmp(text, names[i].name, len) == 0)
+                break;
+        if (i == sizeof(names) / sizeof(names[0]))
+            return -1;
+        *out |= names[i].bit;
+        text += len;
+        if (*text == ',')
+            text++;
     }
     return 0;
 }
@@ -392,6 +445,11 @@ transcript_load(struct transcript *t, const char *path)
             it->data = 1;
             pst_buf_init(&it->bytes, 1 << 20, 0);
             unescape(rest, &it->bytes);
+        } else if (strncmp(line, "U:", 2) == 0) {
+            t->check_compat = 1;
+            t->compat_line = lineno;
+            if (parse_compat(rest, &t->compat) < 0)
+                fail_msg("%s:%zu: bad exception list", path, lineno);
         } else if (strncmp(line, "A:", 2) == 0) {
             it = transcript_add(t, IT_ANSWER, lineno);
             it->text = strdup(rest);
@@ -668,6 +726,14 @@ run_transcript(struct transcript *t, enum split_mode mode, uint32_t seed)
         snprintf(msg, sizeof(msg), "got %zu events, want more", r.events);
         run_fail(&r, t->items[r.next].line, msg);
     }
+    if (t->check_compat &&
+        pst_smtp_server_compat_used(r.s) != t->compat) {
+        char msg[128];
+
+        snprintf(msg, sizeof(msg), "got exceptions 0x%x, want 0x%x",
+                 pst_smtp_server_compat_used(r.s), t->compat);
+        run_fail(&r, t->compat_line, msg);
+    }
     pst_smtp_server_free(r.s);
     pst_cred_free(r.cred);
     pst_buf_clear(&r.out);
@@ -896,6 +962,20 @@ test_config_invalid(void **state)
     c = base_config();
     c.tls = (enum pst_smtp_tls_mode)7;
     assert_rc(pst_smtp_server_new(&c, &s), PST_EINVAL);
+    /* The exceptions of a compatibility profile. */
+    c = base_config();
+    c.bare_lf = (enum pst_smtp_bare_lf)2;
+    assert_rc(pst_smtp_server_new(&c, &s), PST_EINVAL);
+    c = base_config();
+    c.long_lines = (enum pst_smtp_long_lines)2;
+    assert_rc(pst_smtp_server_new(&c, &s), PST_EINVAL);
+    c.long_lines = PST_SMTP_LONG_LINES_FOLD;
+    c.bare_lf = PST_SMTP_BARE_LF_NORMALIZE;
+    c.helo_auth = 1;
+    assert_rc(pst_smtp_server_new(&c, &s), 0);
+    /* Allowed is not used. */
+    assert_int_equal(pst_smtp_server_compat_used(s), 0);
+    pst_smtp_server_free(s);
     pst_smtp_server_free(NULL);
 }
 
@@ -1597,6 +1677,80 @@ test_memory_idle(void **state)
     pst_cred_free(cred);
 }
 
+/* long_lines = fold: a line of PST_SMTP_MAX_FOLD_LINE octets passes in
+ * pieces, one more octet is refused; a far longer one too, and the session
+ * reads on after it. */
+static void
+test_fold_cap(void **state)
+{
+    static const struct {
+        size_t len;
+        unsigned pieces;
+        int ok;
+    } v[] = {
+        {PST_SMTP_MAX_FOLD_LINE, 66, 1},
+        {PST_SMTP_MAX_FOLD_LINE + 1, 65, 0},
+        {200000, 65, 0},
+    };
+    struct pst_smtp_server_config c = base_config();
+
+    (void)state;
+    c.long_lines = PST_SMTP_LONG_LINES_FOLD;
+    for (size_t t = 0; t < sizeof(v) / sizeof(v[0]); t++) {
+        struct pst_buf wire;
+        struct drv d;
+
+        pst_buf_init(&wire, 1 << 20, 0);
+        for (size_t i = 0; i < v[t].len; i++)
+            pst_buf_append_byte(&wire, (uint8_t)('a' + i % 26));
+        pst_buf_append_str(&wire, "\r\nnext\r\n.\r\n");
+        drv_new(&d, &c);
+        drv_send(&d, "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
+                     "RCPT TO:<x@y.example>\r\n");
+        drv_answer(&d, PST_SMTP_ACCEPT, NULL, NULL);
+        drv_send(&d, "DATA\r\n");
+        for (size_t off = 0; off < wire.len;) {
+            size_t n = wire.len - off < 3001 ? wire.len - off : 3001, used;
+
+            assert_rc(pst_smtp_server_feed(d.s, wire.data + off, n, &used),
+                      0);
+            off += used;
+            drv_drain(&d);
+        }
+        if (v[t].ok) {
+            assert_int_equal(d.waiting, PST_SMTP_EV_DATA_END);
+            /* The pieces and "next". */
+            assert_int_equal(d.counts[PST_SMTP_EV_DATA], v[t].pieces + 1);
+            assert_int_equal(d.size, v[t].len + 2 * v[t].pieces + 6);
+            /* The line comes back whole once the folds are taken out. */
+            for (size_t i = 0, k = 0; i < d.data.len; i++) {
+                if (d.data.data[i] == '\r' || d.data.data[i] == '\n')
+                    continue;
+                if (k < v[t].len)
+                    assert_int_equal(d.data.data[i], 'a' + k % 26);
+                k++;
+            }
+            drv_answer(&d, PST_SMTP_ACCEPT, NULL, "FOLD1");
+        } else {
+            assert_int_equal(d.waiting, -1);
+            assert_int_equal(d.counts[PST_SMTP_EV_DATA], v[t].pieces);
+            assert_int_equal(d.counts[PST_SMTP_EV_DATA_ABORT], 1);
+            assert_non_null(strstr((const char *)d.out.data,
+                                   "500 5.5.6 Error: message line too "
+                                   "long\r\n"));
+        }
+        assert_int_equal(pst_smtp_server_compat_used(d.s),
+                         PST_SMTP_COMPAT_LONG_LINES);
+        drv_send(&d, "NOOP\r\n");
+        assert_non_null(strstr((const char *)d.out.data,
+                               "250 2.0.0 Ok\r\n"));
+        /* The copy of the last piece is given back with the message. */
+        assert_small(&d, "after a folded message");
+        drv_free(&d);
+        pst_buf_clear(&wire);
+    }
+}
+
 /* The input grows with a pending line and shrinks when it is done. */
 static void
 test_memory_long_line(void **state)
@@ -1777,6 +1931,10 @@ test_random_input(void **state)
         struct pst_smtp_event ev;
         int closed = 0;
 
+        /* The exceptions of a compatibility profile, in some sessions. */
+        c.helo_auth = session % 2;
+        c.bare_lf = (enum pst_smtp_bare_lf)(session % 3 == 1);
+        c.long_lines = (enum pst_smtp_long_lines)(session % 5 >= 3);
         assert_rc(pst_smtp_server_new(&c, &s), 0);
         assert_rc(pst_smtp_server_start(s), 0);
         for (int round = 0; round < 200 && !closed; round++) {
@@ -1809,6 +1967,15 @@ test_random_input(void **state)
                 seen[ev.type]++;
                 if (ev.type == PST_SMTP_EV_CLOSE)
                     closed = 1;
+                /* One line, CRLF only at its end, whatever the options
+                 * (no smuggled end of data, CVE-2023-51764). */
+                if (ev.type == PST_SMTP_EV_DATA)
+                    assert_true(ev.len >= 2 &&
+                                ev.len <= PST_SMTP_MAX_TEXT_LINE &&
+                                ev.data[ev.len - 2] == '\r' &&
+                                ev.data[ev.len - 1] == '\n' &&
+                                memchr(ev.data, '\r', ev.len - 2) == NULL &&
+                                memchr(ev.data, '\n', ev.len - 2) == NULL);
                 if (!ev.need_answer)
                     continue;
                 if (ev.type == PST_SMTP_EV_STARTTLS)
@@ -1899,6 +2066,7 @@ main(void)
         cmocka_unit_test(test_memory_long_line),
         cmocka_unit_test(test_memory_data),
         cmocka_unit_test(test_memory_output),
+        cmocka_unit_test(test_fold_cap),
         cmocka_unit_test(test_random_input),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_transcripts_found),

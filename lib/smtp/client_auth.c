@@ -1,0 +1,302 @@
+/*
+ * The client session's AUTH (RFC 4954): choosing the mechanism, the
+ * initial response, the 334 challenges and their answers, cancelling with
+ * "*", and what a 235 must still prove (pst_sasl_client_finish()).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <postern/base64.h>
+#include <postern/smtp_client.h>
+
+#include "client_int.h"
+
+/* Send an AUTH continuation line: base64 of msg, "" for an empty one. */
+static int
+client_send_b64(struct pst_smtp_client *c, const uint8_t *msg, size_t len)
+{
+    int rc;
+
+    pst_buf_reset(&c->b64);
+    if ((rc = pst_base64_encode(msg, len, &c->b64)) < 0 ||
+        (rc = pst_buf_append(&c->b64, "", 0)) < 0)
+        return rc;
+    /* RFC 4954 §4: "12288 octets is considered to be a sufficient line
+     * length limit"; a server's buffer may be no larger, and one that
+     * overflows fails the exchange with 500 5.5.6.  Say so here. */
+    if (c->b64.len > PST_SMTP_CLIENT_MAX_AUTH_LINE) {
+        pst__client_fail(c, PST_ELIMIT, 0, STAGE_AUTH,
+                         "the SASL response is longer than 12288 octets, "
+                         "the line length servers accept (RFC 4954 §4)");
+        return PST_ELIMIT;
+    }
+    return pst__client_send(c, STAGE_AUTH, "<redacted>", "%s",
+                            (const char *)c->b64.data);
+}
+
+/* --- Choosing a mechanism ----------------------------------------------- */
+
+static int
+client_mech_usable(const struct pst_smtp_client *c,
+                   const struct pst_sasl_mech *m)
+{
+    /* Never send a password in clear unless told to (msmtp's
+     * SMTP_EINSECURE). */
+    return !(pst_sasl_mech_flags(m) & PST_MECH_SENDS_PASSWORD) || c->tls ||
+           c->allow_plaintext_auth;
+}
+
+const struct pst_sasl_mech *
+pst_smtp_client_choose_mech(const struct pst_smtp_client *c)
+{
+    const struct pst_sasl_mech *m;
+
+    if (c->forced_mech.len > 0) {
+        m = pst_sasl_mech_find((const char *)c->forced_mech.data,
+                               c->forced_mech.len);
+        if (m == NULL || !pst__client_has_mech(c, pst_sasl_mech_name(m)) ||
+            !client_mech_usable(c, m))
+            return NULL;
+        return m;
+    }
+    /* The caller's order: the first one the server offers and the
+     * session may use (names lib/sasl does not know were dropped by
+     * pst_smtp_client_new()). */
+    if (c->have_prefs) {
+        for (size_t i = 0; i < c->nprefs; i++)
+            if (pst__client_has_mech(c, pst_sasl_mech_name(c->prefs[i])) &&
+                client_mech_usable(c, c->prefs[i]))
+                return c->prefs[i];
+        return NULL;
+    }
+    /* pst_sasl_mech_at() lists the strongest first. */
+    for (size_t i = 0; (m = pst_sasl_mech_at(i)) != NULL; i++)
+        if (pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+            client_mech_usable(c, m))
+            return m;
+    return NULL;
+}
+
+/* No mechanism can be used: fail, saying why. */
+static void
+client_auth_unavailable(struct pst_smtp_client *c)
+{
+    const char *offered = c->mechs.len > 0 ? (const char *)c->mechs.data
+                                           : "none";
+    char why[512];
+
+    if (c->forced_mech.len > 0) {
+        const struct pst_sasl_mech *f = pst_sasl_mech_find(
+            (const char *)c->forced_mech.data, c->forced_mech.len);
+
+        if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f))) {
+            snprintf(why, sizeof(why),
+                     "%s would send the password without TLS "
+                     "(allow it with --allow-plaintext-auth)",
+                     pst_sasl_mech_name(f));
+            pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+            return;
+        }
+        snprintf(why, sizeof(why),
+                 "the server does not offer %s (it offers: %s)",
+                 (const char *)c->forced_mech.data, offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->have_prefs) {
+        for (size_t i = 0; i < c->nprefs; i++) {
+            const char *name = pst_sasl_mech_name(c->prefs[i]);
+
+            if (pst__client_has_mech(c, name)) {
+                snprintf(why, sizeof(why),
+                         "%s would send the password without TLS", name);
+                pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+                return;
+            }
+        }
+        snprintf(why, sizeof(why),
+                 "no mechanism allowed (%s) is both offered and "
+                 "implemented (the server offers: %s)",
+                 c->pref_names.len > 0 ? (const char *)c->pref_names.data
+                                       : "none",
+                 offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->mechs.len > 0)
+        snprintf(why, sizeof(why),
+                 "no usable mechanism: the server offers %s%s", offered,
+                 c->tls ? "" : " (PLAIN and LOGIN need TLS or "
+                               "--allow-plaintext-auth)");
+    else
+        snprintf(why, sizeof(why), "the server does not offer AUTH%s",
+                 c->tls ? "" : " before TLS");
+    pst__client_fail(c, c->mechs.len > 0 && !c->tls ? PST_EWEAK : PST_ENOTSUP,
+                     0, STAGE_AUTH, why);
+}
+
+void
+pst__client_start_auth(struct pst_smtp_client *c)
+{
+    const struct pst_sasl_mech *m = pst_smtp_client_choose_mech(c);
+    struct pst_buf msg;
+    char why[512];
+    size_t line_len;
+    int rc;
+
+    if (m == NULL) {
+        client_auth_unavailable(c);
+        return;
+    }
+    c->mech = m;
+    rc = pst_sasl_client_new(m, &c->sasl, &c->sc);
+    if (rc < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    /* LOGIN goes without an initial response, as msmtp and curl send it:
+     * a server that ignores the IR prompts "Username:" anyway, and our
+     * LOGIN client, answering by position, would send it the password
+     * as the user name (into its logs). */
+    if (!(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST) ||
+        strcmp(pst_sasl_mech_name(m), "LOGIN") == 0) {
+        rc = pst__client_send(c, STAGE_AUTH, NULL, "AUTH %s",
+                              pst_sasl_mech_name(m));
+        /* A server-first mechanism: step(NULL) just records that.  (LOGIN
+         * answers the first prompt with the user name.) */
+        if (rc == 0 && !(pst_sasl_mech_flags(m) & PST_MECH_CLIENT_FIRST))
+            rc = pst_sasl_client_step(c->sc, NULL, 0, &c->scratch);
+        if (rc < 0)
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    rc = pst_sasl_client_step(c->sc, NULL, 0, &c->scratch);
+    if (rc < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    msg = c->scratch;
+    pst_buf_reset(&c->b64);
+    if ((rc = pst_base64_encode(msg.data, msg.len, &c->b64)) < 0 ||
+        (rc = pst_buf_append(&c->b64, "", 0)) < 0) {
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    snprintf(why, sizeof(why), "AUTH %s <redacted>", pst_sasl_mech_name(m));
+    /* RFC 4954 §4: "If use of the initial response argument would cause
+     * the AUTH command to exceed this length [RFC 5321 §4.5.3.1.4: 512
+     * octets with the CRLF], the client MUST NOT use the initial
+     * response parameter": it goes after an empty 334 instead.  An empty
+     * one is sent as "=". */
+    line_len = strlen("AUTH ") + strlen(pst_sasl_mech_name(m)) + 1 +
+               (c->b64.len > 0 ? c->b64.len : 1) + 2;
+    if (line_len > CLIENT_CMD_LINE) {
+        pst_buf_reset(&c->pending_ir);
+        if ((rc = pst_buf_append(&c->pending_ir, msg.data, msg.len)) < 0) {
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        c->have_pending_ir = 1;
+        rc = pst__client_send(c, STAGE_AUTH, NULL, "AUTH %s",
+                              pst_sasl_mech_name(m));
+    } else {
+        rc = pst__client_send(c, STAGE_AUTH, why, "AUTH %s %s",
+                              pst_sasl_mech_name(m),
+                              c->b64.len > 0 ? (const char *)c->b64.data : "=");
+    }
+    if (rc < 0)
+        pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+}
+
+/* The reply to one AUTH step. */
+void
+pst__client_auth_reply(struct pst_smtp_client *c)
+{
+    const char *text = (const char *)c->reply.data;
+    char why[256];
+    int rc;
+
+    if (c->reply_code == 334 && !c->auth_cancelled) {
+        const char *b64 = text + 3;
+
+        b64 += (*b64 == ' ');
+        if (c->have_pending_ir) {
+            c->have_pending_ir = 0;
+            rc = client_send_b64(c, c->pending_ir.data, c->pending_ir.len);
+            pst_buf_clear(&c->pending_ir);
+            if (rc < 0)
+                pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        pst_buf_reset(&c->b64);
+        rc = pst_base64_decode((const uint8_t *)b64, strlen(b64), &c->b64);
+        if (rc == 0)
+            rc = pst_sasl_client_step(
+                c->sc, c->b64.data != NULL ? c->b64.data : (const uint8_t *)"",
+                c->b64.len, &c->scratch);
+        if (rc >= 0) {
+            rc = client_send_b64(c, c->scratch.data, c->scratch.len);
+            if (rc < 0)
+                pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+            return;
+        }
+        /* RFC 4954 §4: a client that cannot use a challenge cancels with
+         * "*"; the server answers 501 and we report our reason.  A
+         * challenge after the mechanism has said all it has to say
+         * (PST_ESTATE from the step) is the server breaking the protocol,
+         * not a bug of ours. */
+        c->auth_cancelled = 1;
+        c->auth_error = rc == PST_ESTATE ? PST_EPROTO : rc;
+        c->auth_extra_challenge = rc == PST_ESTATE;
+        if (pst__client_send(c, STAGE_AUTH, NULL, "*") < 0)
+            pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
+        return;
+    }
+    if (c->auth_cancelled) {
+        snprintf(why, sizeof(why), "%s; cancelled the exchange",
+                 c->auth_error == PST_EFORGED
+                     ? "the server failed to prove it knows the password"
+                 : c->auth_error == PST_EWEAK
+                     ? "the server's SCRAM iteration count is too low"
+                 : c->auth_extra_challenge
+                     ? "the server sent a challenge after the exchange "
+                       "was complete"
+                 : c->auth_error == PST_EPROTO
+                     ? "malformed challenge from the server"
+                     : pst_strerror(c->auth_error));
+        pst__client_fail(c, c->auth_error, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->reply_code == 235) {
+        rc = pst_sasl_client_finish(c->sc);
+        if (rc < 0) {
+            pst__client_fail(c, PST_EFORGED, c->reply_code, STAGE_AUTH,
+                             "the server accepted without proving it knows the "
+                             "password");
+            return;
+        }
+        pst__client_event(c, PST_SMTP_CLIENT_EV_AUTH, 0, c->reply_code,
+                          STAGE_AUTH, text);
+        pst_sasl_client_free(c->sc);
+        c->sc = NULL;
+        if (c->probe) {
+            pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, c->reply_code,
+                              STAGE_AUTH, text);
+            pst__client_enter_phase(c, PHASE_ENDING);
+            pst__client_quit(c);
+            return;
+        }
+        pst__client_begin(c);
+        return;
+    }
+    if (c->reply_code == 504) {
+        pst__client_fail(c, PST_ENOTSUP, c->reply_code, STAGE_AUTH, text);
+        return;
+    }
+    if (c->reply_code >= 500) {
+        pst__client_fail(c, PST_EAUTH, c->reply_code, STAGE_AUTH, text);
+        return;
+    }
+    pst__client_fail_reply(c, STAGE_AUTH);
+}
+
