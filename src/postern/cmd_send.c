@@ -244,18 +244,68 @@ read_stdin(struct mbuf *m, int dot_ends)
     return 0;
 }
 
+/*
+ * --starttls (or the configuration key starttls).  Unset means required:
+ * nothing goes in clear unless asked for (msmtp's "tls_starttls on",
+ * Postfix's smtp_tls_security_level = encrypt), for an attacker on the
+ * path can strip STARTTLS from the EHLO reply or answer it with 454.
+ */
 static enum pst_smtpc_starttls
 starttls_mode(const char *s, int *ok)
 {
     *ok = 1;
-    if (s == NULL || strcmp(s, "auto") == 0)
-        return PST_SMTPC_STARTTLS_AUTO;
-    if (strcmp(s, "required") == 0)
+    if (s == NULL || strcmp(s, "required") == 0)
         return PST_SMTPC_STARTTLS_REQUIRED;
+    if (strcmp(s, "auto") == 0)
+        return PST_SMTPC_STARTTLS_AUTO;
     if (strcmp(s, "never") == 0)
         return PST_SMTPC_STARTTLS_NEVER;
     *ok = 0;
-    return PST_SMTPC_STARTTLS_AUTO;
+    return PST_SMTPC_STARTTLS_REQUIRED;
+}
+
+/*
+ * Whether the session ended because TLS could not be had: STARTTLS not
+ * offered (PST_ENOTSUP, no reply) or refused with a 4xx or 5xx reply (RFC
+ * 3207 §4: 454 "TLS not available due to temporary reason"; an attacker
+ * can send that too).  A 421 is the server closing (75 as anywhere); a
+ * failed handshake or reply injection is reported as such.
+ */
+static int
+starttls_unavailable(const struct client_result *r)
+{
+    if (r->net_error || r->tls_verify_failed ||
+        strcmp(r->stage, "STARTTLS") != 0 || r->code == 421)
+        return 0;
+    return r->error == PST_ENOTSUP ||
+           ((r->error == PST_ETEMP || r->error == PST_EREJECT) &&
+            r->code >= 400);
+}
+
+/* Say why nothing was sent without TLS; exit 69 (permanent: retrying
+ * the same path gives the same answer). */
+static int
+starttls_refuse(const struct send_opts *o, const struct client_result *r)
+{
+    int sendmail = strcmp(o->prog, "sendmail") == 0;
+    const char *opt = sendmail ? "starttls = " : "--starttls=";
+    char why[CLIENT_TEXT_MAX + 64];
+
+    if (r->error == PST_ENOTSUP)
+        snprintf(why, sizeof(why), "the server does not offer STARTTLS");
+    else
+        snprintf(why, sizeof(why), "the server refused STARTTLS: %s",
+                 r->text);
+    if (o->starttls != NULL && strcmp(o->starttls, "auto") == 0)
+        fprintf(stderr, "%s: %s; not authenticating without TLS (%sauto "
+                "goes on in clear only without a user)\n", o->prog, why,
+                opt);
+    else
+        fprintf(stderr, "%s: %s; not %s without TLS (%srequired%s; "
+                "%snever to send in clear)\n", o->prog, why,
+                o->user != NULL ? "authenticating or sending" : "sending",
+                opt, o->starttls == NULL ? ", the default" : "", opt);
+    return EX_UNAVAILABLE;
 }
 
 /* Submit msg to the envelope recipients; the common end of both modes. */
@@ -289,6 +339,14 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
                 "or never\n", o->prog);
         return EX_USAGE;
     }
+    /* auto goes on without TLS only when there is nothing to
+     * authenticate: with a user, AUTH waits for TLS.  (Under AUTO the
+     * session itself would authenticate in clear with a mechanism that
+     * does not send the password; a SCRAM or CRAM-MD5 exchange in clear
+     * still gives a passive attacker something to crack offline and an
+     * active one the session.) */
+    if (cfg.starttls == PST_SMTPC_STARTTLS_AUTO && o->user != NULL)
+        cfg.starttls = PST_SMTPC_STARTTLS_REQUIRED;
     if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
                                NULL) {
         fprintf(stderr, "%s: unknown mechanism '%s'\n", o->prog, o->mech);
@@ -357,6 +415,11 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         free(res);
         return EX_OK;
     }
+    if (!co.url.implicit_tls && starttls_unavailable(res)) {
+        rc = starttls_refuse(o, res);
+        free(res);
+        return rc;
+    }
     client_describe(res, desc, sizeof(desc));
     fprintf(stderr, "%s: %s\n", o->prog, desc);
     rc = client_exit_code(res);
@@ -389,7 +452,9 @@ send_usage(FILE *f)
 "                        sending the password; default: the strongest\n"
 "                        offered of SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
 "                        CRAM-MD5 PLAIN LOGIN\n"
-"  --starttls=MODE       auto (default: when offered), required, never\n"
+"  --starttls=MODE       required (default: no TLS, nothing sent), auto\n"
+"                        (TLS when offered; without it, only without\n"
+"                        --user), never\n"
 "  --cafile FILE         trust these CA certificates\n"
 "  --insecure            do not verify the server's certificate\n"
 "  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"

@@ -184,8 +184,8 @@ def test_plaintext_mech_refused_without_tls(srv, pwfile, rcpt, mech):
     """The plain listener offers every mechanism before TLS; PLAIN and
     LOGIN must not be used there unless asked for."""
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--mech", mech, "--from", USER, "--to", rcpt],
-             pwfile, cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--mech", mech, "--from",
+                            USER, "--to", rcpt], pwfile, cafile=False)
     assert p.returncode == EX_UNAVAILABLE, describe(p)
     assert "--allow-plaintext-auth" in p.stderr.decode()
     no_auth_sent(mark)
@@ -195,9 +195,9 @@ def test_plaintext_mech_refused_without_tls(srv, pwfile, rcpt, mech):
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_plaintext_mech_allowed_when_asked(srv, pwfile, rcpt, mech):
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--mech", mech, "--allow-plaintext-auth",
-                            "--from", USER, "--to", rcpt], pwfile,
-             cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--mech", mech,
+                            "--allow-plaintext-auth", "--from", USER,
+                            "--to", rcpt], pwfile, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     mark.sessions_done()
     assert auth_events(mark) == [("auth_ok", mech)]
@@ -205,13 +205,43 @@ def test_plaintext_mech_allowed_when_asked(srv, pwfile, rcpt, mech):
     assert strip_received(srv.messages(rcpt)[0]) == FIXED_MSG
 
 
-def test_default_without_tls_uses_a_challenge_mech(srv, pwfile, rcpt):
+def test_never_without_tls_uses_a_challenge_mech(srv, pwfile, rcpt):
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--from", USER, "--to", rcpt], pwfile,
-             cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--from", USER, "--to",
+                            rcpt], pwfile, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     mark.sessions_done()
     assert auth_events(mark) == [("auth_ok", "SCRAM-SHA-256")]
+
+
+@pytest.mark.parametrize("mode", [None, "auto"])
+def test_default_and_auto_refuse_auth_without_tls(srv, pwfile, rcpt, mode):
+    """The plain listener offers SCRAM before TLS and no STARTTLS: the
+    default (required) and auto with a user send neither AUTH nor MAIL."""
+    mark = LogMark(srv)
+    extra = ["--starttls=" + mode] if mode else []
+    p = send(srv, "plain", extra + ["--from", USER, "--to", rcpt], pwfile,
+             cafile=False)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    assert p.stderr.decode().startswith(
+        "postern send: the server does not offer STARTTLS; not "), describe(p)
+    no_auth_sent(mark)
+    for sid in mark.sessions_done():
+        assert not [l for l in mark.client_lines(sid)
+                    if l.upper().startswith(("MAIL", "RCPT"))]
+    assert srv.messages(rcpt) == []
+
+
+def test_auto_without_user_sends_in_clear(srv, rcpt):
+    """auto goes on without TLS when there is no user (the plain listener
+    requires AUTH, so posternd refuses MAIL: what matters is that the
+    client went on)."""
+    mark = LogMark(srv)
+    p = send(srv, "plain", ["--starttls=auto", "--from", USER, "--to",
+                            rcpt], cafile=False)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    assert "refused at MAIL: 530 5.7.0" in p.stderr.decode(), describe(p)
+    mark.sessions_done()
 
 
 def test_legacy_listener_before_tls(srv, pwfile, rcpt):
@@ -408,8 +438,8 @@ def test_stdin_large_message(srv, pwfile, rcpt):
     """More than the session's output limit (1 MiB) goes through the
     flush-and-retry path; every line survives."""
     lines, text = big_text()
-    p = send(srv, "plain", ["--from", USER, "--to", rcpt], pwfile,
-             input=text, cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--from", USER, "--to",
+                            rcpt], pwfile, input=text, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     head, body = header_and_body(strip_received(srv.messages(rcpt)[0]))
     assert body == b"\r\n".join(lines) + b"\r\n"

@@ -13,9 +13,9 @@ import pytest
 
 from posternd_util import Posternd, postern_bin, strip_received
 from postern_client_util import (
-    EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_OK, EX_USAGE, PASSWORD, USER,
-    FakeSMTP, LogMark, clean_env, describe, run_postern, secret_forms,
-    settled)
+    EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_OK, EX_UNAVAILABLE, EX_USAGE,
+    PASSWORD, USER, FakeSMTP, LogMark, clean_env, describe, run_postern,
+    secret_forms, settled)
 
 
 @pytest.fixture(scope="module")
@@ -416,6 +416,70 @@ def test_send_config_precedence(srv, tmp_path, home):
     p = run_postern(["send", "--from", USER, "--to", "prec@example.test"],
                     input=b"Subject: p\n\nx\n", env=env)
     assert p.returncode == EX_NOPERM, describe(p)
+
+
+# --- no TLS, nothing sent -------------------------------------------------------
+
+CRAM_CHALLENGE = "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
+
+
+@pytest.mark.parametrize("server", ["omitted", "refused"])
+@pytest.mark.parametrize("starttls,user", [
+    (None, False), (None, True), ("required", True), ("auto", True)],
+    ids=["default", "default-user", "required-user", "auto-user"])
+def test_config_no_tls_nothing_sent(link, tmp_path, home, server, starttls,
+                                    user):
+    """The configuration's starttls is required by default; auto goes on
+    in clear only without a user.  A server without STARTTLS, and one
+    that refuses it (454, as a downgrading attacker would), get no AUTH
+    and no MAIL."""
+    ehlo = ["PIPELINING", "AUTH CRAM-MD5 PLAIN"]
+    replies = {}
+    if server == "refused":
+        ehlo.insert(1, "STARTTLS")
+        replies["STARTTLS"] = "454 4.7.0 TLS not available"
+    with FakeSMTP(ehlo=ehlo, replies=replies,
+                  auth=["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"]) as f:
+        c = tmp_path / "c.conf"
+        text = "server = %s\n" % f.url
+        if starttls:
+            text += "starttls = %s\n" % starttls
+        if user:
+            text += "user = tim\npassword = %s\n" % PASSWORD
+        c.write_text(text)
+        c.chmod(0o600)
+        p = run_postern(["-i", "nt@example.test"], input=b"Subject: x\n\nx\n",
+                        env=clean_env(home, POSTERN_CONFIG=c), argv0=link)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    why = ("the server does not offer STARTTLS" if server == "omitted"
+           else "the server refused STARTTLS: 454 4.7.0 TLS not available")
+    if starttls == "auto":
+        want = ("sendmail: %s; not authenticating without TLS (starttls = "
+                "auto goes on in clear only without a user)\n" % why)
+    else:
+        want = ("sendmail: %s; not %s without TLS (starttls = required%s; "
+                "starttls = never to send in clear)\n" % (
+                    why, "authenticating or sending" if user else "sending",
+                    ", the default" if starttls is None else ""))
+    assert p.stderr.decode() == want, describe(p)
+    assert not [l for l in f.commands if l.upper().startswith(
+        (b"AUTH", b"MAIL", b"RCPT", b"DATA"))], f.commands
+    assert f.messages == [] and f.commands[-1] == b"QUIT"
+    for s in secret_forms() + secret_forms(user="tim"):
+        assert s not in f.all_received()
+
+
+def test_config_auto_without_user_goes_on(link, tmp_path, home):
+    with FakeSMTP(ehlo=["PIPELINING", "STARTTLS"],
+                  replies={"STARTTLS": "454 4.7.0 TLS not available"}) as f:
+        c = tmp_path / "c.conf"
+        c.write_text("server = %s\nstarttls = auto\nfrom = a@example.test\n"
+                     % f.url)
+        p = run_postern(["-i", "nt@example.test"], input=b"Subject: x\n\nx\n",
+                        env=clean_env(home, POSTERN_CONFIG=c), argv0=link)
+    assert p.returncode == EX_OK, describe(p)
+    assert b"MAIL FROM:<a@example.test>" in f.commands
+    assert len(f.messages) == 1
 
 
 def test_debian_cron_command_line_accepted():
