@@ -18,6 +18,9 @@
  *   0-1  To addresses: 0-3
  *   2-3  Cc addresses: 0-3
  *   4    complete: no sender (from NULL, as sendmail mode passes)
+ *   6    compose: the body in memory (struct compose .body, as standard
+ *        input gives it) instead of a file; then only an attachment can
+ *        be missing
  * Compose fields: from, display name, subject, the To then the Cc
  * addresses, the body, then the name and the content of each attachment.
  * Complete fields: from, the message.
@@ -793,7 +796,8 @@ run_compose(struct input *in)
     const char *dir = work_dir();
     char body_path[4200], att_path[MAX_ATTACH][4400], err[256];
     const char *attach[MAX_ATTACH], *to[MAX_ADDRS], *cc[MAX_ADDRS];
-    int missing = (in->opt0 & 0x20u) != 0, rc;
+    int mem = (in->opt1 & 0x40u) != 0, rc;
+    int missing = (in->opt0 & 0x20u) != 0 && (in->natt > 0 || !mem);
     struct mbuf out = {0};
     struct compose c = {
         .from = in->from,
@@ -813,7 +817,10 @@ run_compose(struct input *in)
     for (size_t i = 0; i < in->ncc; i++)
         cc[i] = in->cc[i];
     snprintf(body_path, sizeof(body_path), "%s/body", dir);
-    if (in->opt0 & 0x10u) {
+    if ((in->opt0 & 0x10u) && mem) {
+        c.body = in->body;
+        c.body_len = in->body_len;
+    } else if (in->opt0 & 0x10u) {
         c.body_file = body_path;
         if (!missing || in->natt > 0)
             write_file(body_path, in->body, in->body_len);

@@ -829,6 +829,7 @@ def config_seeds():
 M_SUBJECT, M_NAME, M_BODY, M_MISSING = 0x04, 0x08, 0x10, 0x20
 M_COMPLETE, M_STRIP_BCC = 0x80, 0xC0
 M_NO_FROM = 0x10
+M_MEM_BODY = 0x40
 
 
 def mime(opt0, opt1, *fields):
@@ -837,15 +838,18 @@ def mime(opt0, opt1, *fields):
 
 
 def compose(name="", subject=None, body=None, to=("bob@example.test",),
-            cc=(), attach=(), missing=False, sender="tim@example.test"):
-    """A compose input: attach is a list of (name, content)."""
+            cc=(), attach=(), missing=False, sender="tim@example.test",
+            stdin=False):
+    """A compose input: attach is a list of (name, content); stdin: the
+    body in memory, as standard input gives it."""
     opt0 = len(attach) | (M_SUBJECT if subject is not None else 0) | \
         (M_NAME if name else 0) | (M_BODY if body is not None else 0) | \
         (M_MISSING if missing else 0)
+    opt1 = len(to) | len(cc) << 2 | (M_MEM_BODY if stdin else 0)
     fields = [sender, name, subject or "", *to, *cc, body or b""]
     for n, data in attach:
         fields += [n, data]
-    return mime(opt0, len(to) | len(cc) << 2, *fields)
+    return mime(opt0, opt1, *fields)
 
 
 def mime_seeds():
@@ -871,6 +875,13 @@ def mime_seeds():
     seed(t, "body-8bit", compose(body="Gr\u00fc\u00dfe\n\u20ac\n"))
     seed(t, "body-invalid-utf8", compose(body=b"\xc3\x28 \xfe \xed\xa0\x80\n"))
     seed(t, "body-nul", compose(body=b"a\0b\n"))
+    seed(t, "body-stdin", compose(subject="mail -s", stdin=True,
+                                  body=b"first\n.dot\nFrom here\nlast"))
+    seed(t, "body-stdin-missing-attachment", compose(
+        body="text\n", stdin=True, missing=True,
+        attach=[("here.txt", b"x"), ("nope.pdf", b"")]))
+    seed(t, "body-stdin-not-missing", compose(body="", stdin=True,
+                                              missing=True))
     seed(t, "body-998", compose(body="y" * 998 + "\n" + "z" * 998))
     seed(t, "body-999", compose(body="y" * 999 + "\n"))
     seed(t, "addresses", compose(

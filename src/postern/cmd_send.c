@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -245,6 +246,29 @@ read_stdin(struct mbuf *m, int dot_ends)
 }
 
 /*
+ * Whether standard input (not a terminal) has bytes waiting right now: a
+ * regular file not read to its end, or a pipe or socket with data in it.
+ * A writer that has not written yet is not seen; this is for a warning.
+ */
+static int
+stdin_waiting(void)
+{
+    struct stat st;
+    int n = 0;
+
+    if (isatty(STDIN_FILENO) || fstat(STDIN_FILENO, &st) != 0)
+        return 0;
+    if (S_ISREG(st.st_mode)) {
+        off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
+
+        return pos >= 0 && st.st_size > pos;
+    }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+        return ioctl(STDIN_FILENO, FIONREAD, &n) == 0 && n > 0;
+    return 0;
+}
+
+/*
  * --starttls (or the configuration key starttls).  Unset means required:
  * nothing goes in clear unless asked for (msmtp's "tls_starttls on",
  * Postfix's smtp_tls_security_level = encrypt), for an attacker on the
@@ -438,11 +462,12 @@ send_usage(FILE *f)
 "                    [--starttls=auto|required|never] [--cafile FILE]\n"
 "                    [--insecure] [--allow-plaintext-auth]\n"
 "                    --from ADDR --to ADDR [--to ADDR...] [--cc ADDR...]\n"
-"                    [--bcc ADDR...] [--subject TEXT] [--body FILE]\n"
+"                    [--bcc ADDR...] [--subject TEXT] [--body FILE|-]\n"
 "                    [--attach FILE...] [-v] [< message]\n"
 "\n"
 "Submit one message.  Without --subject, --body or --attach the message\n"
-"is read from stdin (Date and Message-ID are added when missing).\n"
+"is read from stdin (Date and Message-ID are added when missing); with\n"
+"them, stdin is the text unless --body gives it or stdin is a terminal.\n"
 "\n"
 "  --server URL          smtp:// (port 587, STARTTLS) or smtps:// (465)\n"
 "  --user USER           authenticate as USER (SMTP AUTH)\n"
@@ -626,8 +651,31 @@ cmd_send_main(int argc, char **argv)
             .attach = o.attach, .nattach = o.nattach,
             .msgid_domain = domain,
         };
+        int body_stdin = o.body != NULL ? strcmp(o.body, "-") == 0
+                                        : !isatty(STDIN_FILENO);
 
-        if (mime_compose(&cp, &msg, err, sizeof(err)) < 0) {
+        /* mailx's `mail -s S to < body`: without --body the text is
+         * standard input unless that is a terminal; --body - reads it
+         * in any case.  Input is never dropped without a word. */
+        if (body_stdin) {
+            cp.body_file = NULL;
+            if (read_stdin(&raw, 0) < 0) {
+                fprintf(stderr, "postern send: reading the text: %s\n",
+                        strerror(errno));
+                mbuf_free(&raw);
+                conf_free();
+                return EX_IOERR;
+            }
+            cp.body = raw.data;
+            cp.body_len = raw.len;
+        } else if (o.body != NULL && stdin_waiting()) {
+            fprintf(stderr, "postern send: warning: standard input is not "
+                    "read: --body gives the text (--body - reads "
+                    "standard input)\n");
+        }
+        rc = mime_compose(&cp, &msg, err, sizeof(err));
+        mbuf_free(&raw);
+        if (rc < 0) {
             fprintf(stderr, "postern send: %s\n", err);
             mbuf_free(&msg);
             conf_free();

@@ -419,8 +419,12 @@ mime_compose(const struct compose *c, struct mbuf *out, char *err,
     if (add_date(out) < 0 || add_msgid(out, c->msgid_domain) < 0 ||
         mbuf_str(out, "MIME-Version: 1.0\r\n") < 0)
         goto nomem;
-    if (c->body_file != NULL && read_file(c->body_file, &body, err, n) < 0)
-        return -1;
+    if (c->body_file != NULL) {
+        if (read_file(c->body_file, &body, err, n) < 0)
+            return -1;
+    } else if (c->body != NULL && mbuf_add(&body, c->body, c->body_len) < 0) {
+        goto nomem;
+    }
     if (c->nattach == 0) {
         if (add_body_part(out, &body) < 0)
             goto nomem;

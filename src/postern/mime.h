@@ -30,6 +30,9 @@ struct compose {
     size_t ncc;
     const char *subject;         /* UTF-8, may be NULL */
     const char *body_file;       /* text body from a file, NULL: none */
+    const uint8_t *body;         /* else the text in memory (standard
+                                    input), NULL: an empty text */
+    size_t body_len;
     const char *const *attach;   /* files */
     size_t nattach;
     const char *msgid_domain;    /* right side of Message-ID */
