@@ -18,6 +18,7 @@
  *   0-1  To addresses: 0-3
  *   2-3  Cc addresses: 0-3
  *   4    complete: no sender (from NULL, as sendmail mode passes)
+ *   5    compose: ask for the 7-bit form too (out7 of mime_compose)
  *   6    compose: the body in memory (struct compose .body, as standard
  *        input gives it) instead of a file; then only an attachment can
  *        be missing
@@ -51,6 +52,12 @@
  * - the text body: base64 decodes to the file; 7bit (no 8-bit byte) and
  *   8bit parts hold no NUL and have the file's lines, whatever their line
  *   ends (CRLF, CR or LF);
+ * - the 7-bit form (out7), when asked for: given exactly when the text
+ *   went 8bit, it passes every check above, has no 8-bit byte at all, the
+ *   same Date, Message-ID and boundary, and its text is quoted-printable
+ *   (RFC 2045 §6.7: lines of at most 76 characters, =XX in upper case
+ *   only where needed, no SPACE or TAB before a line break, soft breaks
+ *   "=") that decodes to the file's lines; on an error it stays empty;
  * - with attachments: multipart/mixed with a quoted boundary, the text
  *   part then one part per attachment, closed; each attachment has the
  *   Content-Type mime_type_for() gives, name and filename parameters
@@ -576,7 +583,65 @@ canonical(const uint8_t *p, size_t len, struct pst_buf *out)
 
 struct check {
     struct pst_buf v, w, x;
+    int form7;      /* [in] checking the 7-bit form (out7) */
+    int text_8bit;  /* [out] the text part went 8bit */
 };
+
+/*
+ * Quoted-printable text (RFC 2045 §6.7) in checked CRLF lines, decoded
+ * into out with an LF for each hard line break.  Lines of at most 76
+ * characters (rule 5); printable ASCII, SPACE and TAB, and =XX in upper
+ * case (rule 1) only for what may not stand as itself: "=", controls and
+ * 8-bit bytes, and a SPACE or TAB ending a line (rule 3), which may not
+ * stand as itself there; "=" ending a line is a soft break, and the text
+ * does not end with one.
+ */
+static int
+decode_qp(const uint8_t *p, size_t len, struct pst_buf *out)
+{
+    size_t off = 0;
+    int soft = 0;
+
+    while (off < len) {
+        size_t end = (size_t)((const uint8_t *)memchr(p + off, '\n',
+                                                      len - off) - p) + 1;
+        size_t last = end - 3; /* the line's last character, if any */
+
+        if (end - off - 2 > 76)
+            return -1;
+        soft = 0;
+        for (size_t i = off; i + 2 < end; i++) {
+            uint8_t c = p[i];
+            int hi, lo;
+
+            if (c == '=' && i == last) {
+                soft = 1;
+            } else if (c == '=') {
+                if (i + 2 > last || (hi = hex_value(p[i + 1])) < 0 ||
+                    (lo = hex_value(p[i + 2])) < 0)
+                    return -1;
+                c = (uint8_t)(hi * 16 + lo);
+                i += 2;
+                if (!(c == '=' || (c < 32 && c != '\t') || c > 126 ||
+                      ((c == ' ' || c == '\t') && i == last)))
+                    return -1; /* encoded without a need */
+                put(out, &c, 1);
+            } else if (c == ' ' || c == '\t') {
+                if (i == last)
+                    return -1;
+                put(out, &c, 1);
+            } else if (c < 33 || c > 126) {
+                return -1;
+            } else {
+                put(out, &c, 1);
+            }
+        }
+        if (!soft)
+            put(out, "\n", 1);
+        off = end;
+    }
+    return soft ? -1 : 0;
+}
 
 static void
 check_text_part(struct check *k, const uint8_t *h, size_t hlen,
@@ -595,7 +660,22 @@ check_text_part(struct check *k, const uint8_t *h, size_t hlen,
             abort();
         return;
     }
+    if (same_str(&k->w, " quoted-printable")) {
+        /* Only in the 7-bit form, for text that is 8bit otherwise. */
+        if (!k->form7 || !same_str(&k->v, " text/plain; charset=utf-8") ||
+            decode_qp(c, clen, &k->x) != 0)
+            abort();
+        pst_buf_reset(&k->w);
+        canonical(in->body, in->body_len, &k->w);
+        if (!same(&k->x, k->w.data, k->w.len))
+            abort();
+        k->text_8bit = 1;
+        return;
+    }
     seven = same_str(&k->w, " 7bit");
+    if (!seven && k->form7)
+        abort(); /* RFC 6152 §3: never 8bit in the 7-bit form */
+    k->text_8bit = !seven;
     if (!seven && !same_str(&k->w, " 8bit"))
         abort();
     if (!same_str(&k->v, seven ? " text/plain; charset=us-ascii"
@@ -702,14 +782,20 @@ check_addresses(struct check *k, const uint8_t *h, size_t hlen,
         abort();
 }
 
-static void
-check_composed(const uint8_t *p, size_t len, const struct input *in)
+/* Returns whether the text part went 8bit (or, in the 7-bit form, was
+ * 8-bit and went quoted-printable). */
+static int
+check_composed(const uint8_t *p, size_t len, const struct input *in,
+               int form7)
 {
-    struct check k;
+    struct check k = {.form7 = form7};
     size_t body, hlen, fl = strlen(in->from), dl;
     const char *dom = in->domain[0] != '\0' ? in->domain : "localhost";
 
     check_lines(p, len);
+    for (size_t i = 0; form7 && i < len; i++)
+        if (p[i] >= 0x80)
+            abort();
     hlen = check_header(p, len, &body);
     pst_buf_init(&k.v, BUF_MAX, 0);
     pst_buf_init(&k.w, BUF_MAX, 0);
@@ -788,6 +874,33 @@ check_composed(const uint8_t *p, size_t len, const struct input *in)
     pst_buf_clear(&k.v);
     pst_buf_clear(&k.w);
     pst_buf_clear(&k.x);
+    return k.text_8bit;
+}
+
+/* The two forms of one message carry the same Date, Message-ID and, for
+ * a multipart, Content-Type (its boundary). */
+static void
+check_same_fields(const struct mbuf *a, const struct mbuf *b)
+{
+    static const char *const names[] = {"Date", "Message-ID",
+                                        "Content-Type"};
+    struct pst_buf va, vb;
+    size_t body, ha = check_header(a->data, a->len, &body),
+                 hb = check_header(b->data, b->len, &body);
+
+    pst_buf_init(&va, BUF_MAX, 0);
+    pst_buf_init(&vb, BUF_MAX, 0);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int fa = field_value(a->data, ha, names[i], &va);
+        int fb = field_value(b->data, hb, names[i], &vb);
+
+        if (fa != fb || (i < 2 && !same(&va, vb.data, vb.len)) ||
+            (i == 2 && starts_with(va.data, va.len, " multipart/") &&
+             !same(&va, vb.data, vb.len)))
+            abort();
+    }
+    pst_buf_clear(&va);
+    pst_buf_clear(&vb);
 }
 
 static void
@@ -798,7 +911,8 @@ run_compose(struct input *in)
     const char *attach[MAX_ATTACH], *to[MAX_ADDRS], *cc[MAX_ADDRS];
     int mem = (in->opt1 & 0x40u) != 0, rc;
     int missing = (in->opt0 & 0x20u) != 0 && (in->natt > 0 || !mem);
-    struct mbuf out = {0};
+    int want7 = (in->opt1 & 0x20u) != 0;
+    struct mbuf out = {0}, out7 = {0};
     struct compose c = {
         .from = in->from,
         .from_name = (in->opt0 & 0x08u) ? in->name : NULL,
@@ -841,7 +955,7 @@ run_compose(struct input *in)
     }
 
     memset(err, 0x55, sizeof(err));
-    rc = mime_compose(&c, &out, err, sizeof(err));
+    rc = mime_compose(&c, &out, want7 ? &out7 : NULL, err, sizeof(err));
     /* Gone before any abort(), which would leave them behind. */
     unlink(body_path);
     for (size_t i = 0; i < in->natt; i++)
@@ -853,14 +967,25 @@ run_compose(struct input *in)
 #endif
     if (missing) {
         if (rc != -1 || err[0] == '\0' ||
-            memchr(err, '\0', sizeof(err)) == NULL)
+            memchr(err, '\0', sizeof(err)) == NULL || out7.len != 0)
             abort();
     } else if (rc != 0) {
         abort();
-    } else {
-        check_composed(out.data, out.len, in);
+    } else if (check_composed(out.data, out.len, in, 0)) {
+        /* 8bit text: the 7-bit form when asked for, the same message
+         * with the text quoted-printable. */
+        if (want7 != (out7.len > 0))
+            abort();
+        if (want7) {
+            if (!check_composed(out7.data, out7.len, in, 1))
+                abort();
+            check_same_fields(&out, &out7);
+        }
+    } else if (out7.len != 0) {
+        abort(); /* nothing to convert */
     }
     mbuf_free(&out);
+    mbuf_free(&out7);
 }
 
 /* --- Complete ------------------------------------------------------------ */

@@ -829,7 +829,7 @@ def config_seeds():
 M_SUBJECT, M_NAME, M_BODY, M_MISSING = 0x04, 0x08, 0x10, 0x20
 M_COMPLETE, M_STRIP_BCC = 0x80, 0xC0
 M_NO_FROM = 0x10
-M_MEM_BODY = 0x40
+M_FORM7, M_MEM_BODY = 0x20, 0x40
 
 
 def mime(opt0, opt1, *fields):
@@ -839,13 +839,15 @@ def mime(opt0, opt1, *fields):
 
 def compose(name="", subject=None, body=None, to=("bob@example.test",),
             cc=(), attach=(), missing=False, sender="tim@example.test",
-            stdin=False):
+            stdin=False, form7=False):
     """A compose input: attach is a list of (name, content); stdin: the
-    body in memory, as standard input gives it."""
+    body in memory, as standard input gives it; form7: ask for the 7-bit
+    form too."""
     opt0 = len(attach) | (M_SUBJECT if subject is not None else 0) | \
         (M_NAME if name else 0) | (M_BODY if body is not None else 0) | \
         (M_MISSING if missing else 0)
-    opt1 = len(to) | len(cc) << 2 | (M_MEM_BODY if stdin else 0)
+    opt1 = len(to) | len(cc) << 2 | (M_MEM_BODY if stdin else 0) | \
+        (M_FORM7 if form7 else 0)
     fields = [sender, name, subject or "", *to, *cc, body or b""]
     for n, data in attach:
         fields += [n, data]
@@ -880,6 +882,23 @@ def mime_seeds():
     seed(t, "body-stdin-missing-attachment", compose(
         body="text\n", stdin=True, missing=True,
         attach=[("here.txt", b"x"), ("nope.pdf", b"")]))
+    seed(t, "qp-text", compose(
+        subject="qp", form7=True, stdin=True,
+        body=("Gr\u00fc\u00dfe = 100%\nspace at the end \ntab\t\n" +
+              "\u00e4" * 40 + "\n.dot\n" + "x" * 80 + "\nno end").encode()))
+    seed(t, "qp-line-ends", compose(form7=True, body=b"\xe9\r\xe9\r\n"
+                                    b"\xe9\n\r\n \r\t\n=\r"))
+    seed(t, "qp-76", compose(form7=True, body=b"y" * 75 + b"\xff\n" +
+                             b"z" * 73 + b"= \n" + b"w" * 74 + b"\xc3\xa4"))
+    seed(t, "qp-attachments", compose(
+        form7=True, subject="s", body="Gr\u00fc\u00dfe\n",
+        attach=[("a.txt", b"x"), ("b.bin", b"\0\xff")]))
+    seed(t, "qp-not-needed", compose(form7=True, body="ascii =\n"))
+    seed(t, "qp-base64-instead", compose(form7=True,
+                                         body=b"\xe9" * 999 + b"\n"))
+    seed(t, "qp-missing-attachment", compose(
+        form7=True, body="\u00e9\n", missing=True,
+        attach=[("nope.pdf", b"")]))
     seed(t, "body-stdin-not-missing", compose(body="", stdin=True,
                                               missing=True))
     seed(t, "body-998", compose(body="y" * 998 + "\n" + "z" * 998))

@@ -194,15 +194,49 @@ send_default_configs(struct send_opts *o)
 /* --- The message --------------------------------------------------------- */
 
 struct mem_source {
-    const struct mbuf *m;
+    const struct mbuf *m;       /* the message */
+    const struct mbuf *m7;      /* the same, 7-bit; NULL: none */
+    const struct client_result *res; /* what the server offered */
     size_t off;
+    int chosen;
 };
+
+/*
+ * Whether the last EHLO reply the session read (under TLS once TLS is
+ * up) has the keyword kw, as note_ehlo() of client_conn.c keeps it: the
+ * lines of the reply joined with "\n", the first naming the server.  A
+ * reply too long to be kept whole may lose a keyword: the 7-bit form is
+ * then sent, which every server takes.
+ */
+static int
+ehlo_has(const struct client_result *r, const char *kw)
+{
+    const char *p = r->had_tls_ehlo ? r->ehlo_tls : r->ehlo_plain;
+    size_t n = strlen(kw);
+
+    for (p = strchr(p, '\n'); p != NULL; p = strchr(p, '\n')) {
+        p++;
+        if (strlen(p) >= 4 + n && strncasecmp(p + 4, kw, n) == 0 &&
+            strchr(" =\n", p[4 + n]) != NULL)
+            return 1;
+    }
+    return 0;
+}
 
 static int
 mem_read(void *ctx, uint8_t *buf, size_t cap, size_t *n)
 {
     struct mem_source *s = ctx;
-    size_t left = s->m->len - s->off;
+    size_t left;
+
+    /* At DATA the server's extensions are known: 8-bit text goes to a
+     * server without 8BITMIME as quoted-printable (RFC 6152 §3). */
+    if (!s->chosen) {
+        s->chosen = 1;
+        if (s->m7 != NULL && !ehlo_has(s->res, "8BITMIME"))
+            s->m = s->m7;
+    }
+    left = s->m->len - s->off;
 
     *n = left < cap ? left : cap;
     memcpy(buf, s->m->data + s->off, *n);
@@ -332,16 +366,51 @@ starttls_refuse(const struct send_opts *o, const struct client_result *r)
     return EX_UNAVAILABLE;
 }
 
-/* Submit msg to the envelope recipients; the common end of both modes. */
+/* Whether m holds an 8-bit byte (BODY=8BITMIME, RFC 6152). */
+static int
+memchr_8bit(const struct mbuf *m)
+{
+    for (size_t i = 0; i < m->len; i++)
+        if (m->data[i] >= 0x80)
+            return 1;
+    return 0;
+}
+
+/* RFC 1870 §3: the size counts CRLF line ends (not the dot-stuffing or
+ * the final "."), so a bare LF or CR, which the session sends as CRLF,
+ * counts two, and a missing last line end is added. */
+static uint64_t
+wire_size(const struct mbuf *m)
+{
+    uint64_t size = m->len;
+
+    for (size_t i = 0; i < m->len; i++) {
+        uint8_t ch = m->data[i];
+
+        if ((ch == '\n' && (i == 0 || m->data[i - 1] != '\r')) ||
+            (ch == '\r' && (i + 1 == m->len || m->data[i + 1] != '\n')))
+            size++;
+    }
+    if (m->len > 0 && m->data[m->len - 1] != '\n' &&
+        m->data[m->len - 1] != '\r')
+        size += 2;
+    return size;
+}
+
+/*
+ * Submit msg to the envelope recipients; the common end of both modes.
+ * msg7: NULL, or msg with its 8-bit text quoted-printable, sent instead
+ * when the server does not offer 8BITMIME.
+ */
 static int
 send_submit(struct send_opts *o, const struct mbuf *msg,
-            const char *const *rcpt, size_t nrcpt)
+            const struct mbuf *msg7, const char *const *rcpt, size_t nrcpt)
 {
     struct client_opts co = {0};
     struct pst_sasl_client_config sasl = {0};
     struct pst_smtpc_config cfg = {0};
     struct client_result *res;
-    struct mem_source src = {.m = msg};
+    struct mem_source src = {.m = msg, .m7 = msg7};
     struct msg_source ms = {.read = mem_read, .ctx = &src,
                             .total = msg->len};
     char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
@@ -409,27 +478,17 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     cfg.mail_from = o->from;
     cfg.rcpt = rcpt;
     cfg.nrcpt = nrcpt;
-    /* RFC 1870 §3: the size counts CRLF line ends (not the dot-stuffing
-     * or the final "."), so a bare LF or CR, which the session sends as
-     * CRLF, counts two, and a missing last line end is added. */
-    cfg.size = msg->len;
-    for (size_t i = 0; i < msg->len; i++) {
-        uint8_t ch = msg->data[i];
-
-        if (ch >= 0x80)
-            cfg.body_8bit = 1;
-        if ((ch == '\n' && (i == 0 || msg->data[i - 1] != '\r')) ||
-            (ch == '\r' && (i + 1 == msg->len || msg->data[i + 1] != '\n')))
-            cfg.size++;
-    }
-    if (msg->len > 0 && msg->data[msg->len - 1] != '\n' &&
-        msg->data[msg->len - 1] != '\r')
-        cfg.size += 2;
+    /* SIZE goes with MAIL, before the form is chosen: the larger. */
+    cfg.size = wire_size(msg);
+    if (msg7 != NULL && wire_size(msg7) > cfg.size)
+        cfg.size = wire_size(msg7);
+    cfg.body_8bit = memchr_8bit(msg);
     res = calloc(1, sizeof(*res));
     if (res == NULL) {
         OPENSSL_clear_free(pw, pwlen + 1);
         return EX_OSERR;
     }
+    src.res = res;
     rc = client_run(&co, &cfg, &ms, res);
     if (pw != NULL)
         OPENSSL_clear_free(pw, pwlen + 1);
@@ -561,7 +620,7 @@ cmd_send_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct send_opts o = {.prog = "postern send"};
-    struct mbuf msg = {0}, raw = {0};
+    struct mbuf msg = {0}, msg7 = {0}, raw = {0};
     const char *rcpt[3 * SEND_MAX_RCPT];
     size_t nrcpt = 0;
     char err[512], domain[256];
@@ -673,11 +732,12 @@ cmd_send_main(int argc, char **argv)
                     "read: --body gives the text (--body - reads "
                     "standard input)\n");
         }
-        rc = mime_compose(&cp, &msg, err, sizeof(err));
+        rc = mime_compose(&cp, &msg, &msg7, err, sizeof(err));
         mbuf_free(&raw);
         if (rc < 0) {
             fprintf(stderr, "postern send: %s\n", err);
             mbuf_free(&msg);
+            mbuf_free(&msg7);
             conf_free();
             return EX_NOINPUT;
         }
@@ -711,8 +771,9 @@ cmd_send_main(int argc, char **argv)
         rcpt[nrcpt++] = o.cc[i];
     for (size_t i = 0; i < o.nbcc; i++)
         rcpt[nrcpt++] = o.bcc[i];
-    rc = send_submit(&o, &msg, rcpt, nrcpt);
+    rc = send_submit(&o, &msg, msg7.len > 0 ? &msg7 : NULL, rcpt, nrcpt);
     mbuf_free(&msg);
+    mbuf_free(&msg7);
     if (o.password != NULL)
         OPENSSL_clear_free(o.password, strlen(o.password));
     conf_free();
@@ -885,7 +946,7 @@ sendmail_main(int argc, char **argv)
             msg = full;
         }
     }
-    rc = send_submit(&o, &msg, rcpt, nrcpt);
+    rc = send_submit(&o, &msg, NULL, rcpt, nrcpt);
 out:
     for (size_t k = 0; k < nhdr; k++)
         free(hdr_rcpt[k]);

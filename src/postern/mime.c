@@ -370,35 +370,152 @@ text_props(const uint8_t *p, size_t len, int *eight_bit, int *long_lines,
     }
 }
 
+/*
+ * Quoted-printable (RFC 2045 §6.7) of text: its line ends (CRLF, CR or
+ * LF, as add_text() reads them) become hard line breaks, CRLF; "=", the
+ * controls but TAB and the 8-bit bytes are =XX (rules 1, 2); a space or
+ * TAB that ends a line is =20 or =09 (rule 3); no encoded line passes 76
+ * characters, a soft line break "=" CRLF cutting a longer one between two
+ * encoded characters (rule 5).
+ */
 static int
-add_body_part(struct mbuf *out, const struct mbuf *body)
+add_qp_text(struct mbuf *out, const uint8_t *p, size_t len)
+{
+    size_t col = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        uint8_t ch = p[i];
+        char tok[4];
+        size_t t = 1;
+        int at_eol;
+
+        if (ch == '\r' || ch == '\n') {
+            if (ch == '\r' && i + 1 < len && p[i + 1] == '\n')
+                i++;
+            if (mbuf_str(out, "\r\n") < 0)
+                return -1;
+            col = 0;
+            continue;
+        }
+        at_eol = i + 1 == len || p[i + 1] == '\r' || p[i + 1] == '\n';
+        if ((ch >= 33 && ch <= 126 && ch != '=') ||
+            ((ch == ' ' || ch == '\t') && !at_eol)) {
+            tok[0] = (char)ch;
+        } else {
+            snprintf(tok, sizeof(tok), "=%02X", ch);
+            t = 3;
+        }
+        /* Room for the character, and for the "=" of a soft break
+         * unless the line ends after it. */
+        if (col + t > (at_eol ? 76u : 75u)) {
+            if (mbuf_str(out, "=\r\n") < 0)
+                return -1;
+            col = 0;
+        }
+        if (mbuf_add(out, tok, t) < 0)
+            return -1;
+        col += t;
+    }
+    if (len > 0 && p[len - 1] != '\n' && p[len - 1] != '\r')
+        return mbuf_str(out, "\r\n");
+    return 0;
+}
+
+enum text_cte {
+    TEXT_7BIT,   /* ASCII: as it is */
+    TEXT_8BIT,   /* 8-bit bytes: as they are, or quoted-printable */
+    TEXT_BASE64, /* a NUL or a line over 998 octets */
+};
+
+static enum text_cte
+text_cte(const struct mbuf *body)
 {
     int eight, longl, bin;
 
     text_props(body->data, body->len, &eight, &longl, &bin);
-    if (longl || bin) {
+    if (longl || bin)
+        return TEXT_BASE64;
+    return eight ? TEXT_8BIT : TEXT_7BIT;
+}
+
+/* The text part's header fields, empty line and content; qp: 8-bit text
+ * as quoted-printable instead of 8bit. */
+static int
+add_body_part(struct mbuf *out, const struct mbuf *body, int qp)
+{
+    switch (text_cte(body)) {
+    case TEXT_BASE64:
         return mbuf_str(out, "Content-Type: text/plain; charset=utf-8\r\n"
                              "Content-Transfer-Encoding: base64\r\n\r\n") <
                        0 ||
                        add_base64_lines(out, body->data, body->len) < 0
                    ? -1
                    : 0;
+    case TEXT_8BIT:
+        if (qp)
+            return mbuf_str(out, "Content-Type: text/plain; charset=utf-8"
+                                 "\r\nContent-Transfer-Encoding: "
+                                 "quoted-printable\r\n\r\n") < 0 ||
+                           add_qp_text(out, body->data, body->len) < 0
+                       ? -1
+                       : 0;
+        return mbuf_str(out, "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Transfer-Encoding: 8bit\r\n\r\n") <
+                       0 ||
+                       add_text(out, body->data, body->len) < 0
+                   ? -1
+                   : 0;
+    case TEXT_7BIT:
+        break;
     }
-    if (mbuf_printf(out, "Content-Type: text/plain; charset=%s\r\n"
-                         "Content-Transfer-Encoding: %s\r\n\r\n",
-                    eight ? "utf-8" : "us-ascii", eight ? "8bit" : "7bit") <
-        0)
+    return mbuf_str(out, "Content-Type: text/plain; charset=us-ascii\r\n"
+                         "Content-Transfer-Encoding: 7bit\r\n\r\n") < 0 ||
+                   add_text(out, body->data, body->len) < 0
+               ? -1
+               : 0;
+}
+
+/* The attachments and the close delimiter of a multipart body. */
+static int
+add_attachments(const struct compose *c, const char *boundary,
+                struct mbuf *out, char *err, size_t n)
+{
+    for (size_t i = 0; i < c->nattach; i++) {
+        struct mbuf data = {0};
+        const char *base = strrchr(c->attach[i], '/');
+
+        base = base != NULL ? base + 1 : c->attach[i];
+        if (read_file(c->attach[i], &data, err, n) < 0)
+            return -1;
+        if (mbuf_printf(out, "\r\n--%s\r\nContent-Type: %s", boundary,
+                        mime_type_for(base)) < 0 ||
+            add_filename(out, "name", base) < 0 ||
+            mbuf_str(out, "\r\nContent-Transfer-Encoding: base64\r\n"
+                          "Content-Disposition: attachment") < 0 ||
+            add_filename(out, "filename", base) < 0 ||
+            mbuf_str(out, "\r\n\r\n") < 0 ||
+            add_base64_lines(out, data.data, data.len) < 0) {
+            mbuf_free(&data);
+            snprintf(err, n, "out of memory");
+            return -1;
+        }
+        mbuf_free(&data);
+    }
+    if (mbuf_printf(out, "\r\n--%s--\r\n", boundary) < 0) {
+        snprintf(err, n, "out of memory");
         return -1;
-    return add_text(out, body->data, body->len);
+    }
+    return 0;
 }
 
 int
-mime_compose(const struct compose *c, struct mbuf *out, char *err,
-             size_t n)
+mime_compose(const struct compose *c, struct mbuf *out, struct mbuf *out7,
+             char *err, size_t n)
 {
-    struct mbuf body = {0};
+    struct mbuf body = {0}, tail = {0};
     unsigned char r[12];
     char boundary[64];
+    int two;
 
     if (c->from_name != NULL && c->from_name[0] != '\0') {
         if (mbuf_str(out, "From: ") < 0 ||
@@ -425,50 +542,42 @@ mime_compose(const struct compose *c, struct mbuf *out, char *err,
     } else if (c->body != NULL && mbuf_add(&body, c->body, c->body_len) < 0) {
         goto nomem;
     }
-    if (c->nattach == 0) {
-        if (add_body_part(out, &body) < 0)
+    if (c->nattach > 0) {
+        if (RAND_bytes(r, sizeof(r)) != 1)
             goto nomem;
-        mbuf_free(&body);
-        return 0;
+        snprintf(boundary, sizeof(boundary), "=_postern_");
+        for (size_t i = 0; i < sizeof(r); i++)
+            snprintf(boundary + 10 + 2 * i, 3, "%02x", r[i]);
+        if (mbuf_printf(out, "Content-Type: multipart/mixed; "
+                             "boundary=\"%s\"\r\n"
+                             "\r\nThis is a message in MIME format.\r\n"
+                             "\r\n--%s\r\n",
+                        boundary, boundary) < 0)
+            goto nomem;
+        /* Before the text, whose two forms would read them twice. */
+        if (add_attachments(c, boundary, &tail, err, n) < 0) {
+            mbuf_free(&body);
+            mbuf_free(&tail);
+            return -1;
+        }
     }
-    if (RAND_bytes(r, sizeof(r)) != 1)
+    /* RFC 6152 §3: 8-bit text goes to a server without 8BITMIME
+     * converted; the same message with the text quoted-printable, for
+     * the caller to choose once it knows. */
+    two = out7 != NULL && text_cte(&body) == TEXT_8BIT;
+    if (two && (mbuf_add(out7, out->data, out->len) < 0 ||
+                add_body_part(out7, &body, 1) < 0 ||
+                mbuf_add(out7, tail.data, tail.len) < 0))
         goto nomem;
-    snprintf(boundary, sizeof(boundary), "=_postern_");
-    for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(boundary + 10 + 2 * i, 3, "%02x", r[i]);
-    if (mbuf_printf(out, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n"
-                         "\r\nThis is a message in MIME format.\r\n",
-                    boundary) < 0)
-        goto nomem;
-    if (mbuf_printf(out, "\r\n--%s\r\n", boundary) < 0 ||
-        add_body_part(out, &body) < 0)
+    if (add_body_part(out, &body, 0) < 0 ||
+        mbuf_add(out, tail.data, tail.len) < 0)
         goto nomem;
     mbuf_free(&body);
-    for (size_t i = 0; i < c->nattach; i++) {
-        struct mbuf data = {0};
-        const char *base = strrchr(c->attach[i], '/');
-
-        base = base != NULL ? base + 1 : c->attach[i];
-        if (read_file(c->attach[i], &data, err, n) < 0)
-            return -1;
-        if (mbuf_printf(out, "\r\n--%s\r\nContent-Type: %s", boundary,
-                        mime_type_for(base)) < 0 ||
-            add_filename(out, "name", base) < 0 ||
-            mbuf_str(out, "\r\nContent-Transfer-Encoding: base64\r\n"
-                          "Content-Disposition: attachment") < 0 ||
-            add_filename(out, "filename", base) < 0 ||
-            mbuf_str(out, "\r\n\r\n") < 0 ||
-            add_base64_lines(out, data.data, data.len) < 0) {
-            mbuf_free(&data);
-            goto nomem;
-        }
-        mbuf_free(&data);
-    }
-    if (mbuf_printf(out, "\r\n--%s--\r\n", boundary) < 0)
-        goto nomem;
+    mbuf_free(&tail);
     return 0;
 nomem:
     mbuf_free(&body);
+    mbuf_free(&tail);
     snprintf(err, n, "out of memory");
     return -1;
 }

@@ -42,12 +42,17 @@ struct compose {
  * Compose an RFC 5322 / MIME message: From, To, Cc, Subject (RFC 2047
  * encoded when not ASCII or longer than 350 octets, so that no line
  * passes RFC 5322's 998), Date, Message-ID, MIME-Version; a text/plain
- * body; with attachments multipart/mixed, each part base64 in 76-column
- * lines with a Content-Type from its extension and an RFC 2231 file name.
+ * body (7bit, 8bit, or base64 for a NUL or a line over 998 octets); with
+ * attachments multipart/mixed, each part base64 in 76-column lines with a
+ * Content-Type from its extension and an RFC 2231 file name.
+ * out ([out]) gets the message appended.  out7 ([out], may be NULL): when
+ * the text goes 8bit, the same message (same Date, Message-ID, boundary)
+ * with the text quoted-printable (RFC 2045 §6.7) is appended to it, for a
+ * server without 8BITMIME (RFC 6152 §3); otherwise it is left as it is.
  * Returns: 0, or -1 with a message in err (unreadable file, ...).
  */
-int mime_compose(const struct compose *c, struct mbuf *out, char *err,
-                 size_t err_size);
+int mime_compose(const struct compose *c, struct mbuf *out,
+                 struct mbuf *out7, char *err, size_t err_size);
 
 /*
  * Complete a message read from stdin: add Date and Message-ID (and From
