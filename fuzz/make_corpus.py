@@ -947,6 +947,12 @@ def mime_seeds():
         b'To: "Doe, John" <john@example.test>, (a, comment) '
         b"bob@example.test\r\nCc: group: a@b.test, c@d.test;\r\n"
         b"Bcc: <e@f.test>\r\n\r\nx"))
+    seed(t, "stdin-recipients-quoted", mime(
+        M_STRIP_BCC, 0, "tim@example.test",
+        b'To: "john doe"@example.test, "Doe, John" <"j@d"@example.test>\n'
+        b'Cc: (c, d) "x,y"@e.test, g: "a:b"@c.test, "q\\"(x)"@d.test;\n'
+        b'Bcc: <"a>b"@x.test>, broken address@x.test, "unclosed@x\n'
+        b"\nbody\n"))
     seed(t, "stdin-header-only", mime(
         M_COMPLETE, 0, "", b"Subject: no body"))
 

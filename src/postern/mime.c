@@ -694,51 +694,78 @@ is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Append the addr-specs found in one field body to the list. */
+/*
+ * Append the addr-specs found in one field body to the list: a small RFC
+ * 5322 §3.4 reader.  Items are separated by commas outside quoted
+ * strings, comments and angle brackets.  An item's address is its
+ * angle-addr when it has one; otherwise the item is a bare addr-spec,
+ * without a group "name:" prefix or ";" end (words apart are left for the
+ * caller to refuse: "broken address@x" is no "address@x").  Comments go;
+ * quoted strings are kept as they are, for in an addr-spec one is the
+ * local part ("john doe"@example.test, §3.4.1).
+ */
 static int
 collect_addresses(const char *s, char ***addrs, size_t *n)
 {
-    /* A small RFC 5322 §3.4 reader: angle-addr wins; otherwise each comma
-     * separated item's bare address; comments and quoted display names
-     * are skipped. */
     while (*s != '\0') {
         char item[1024];
-        size_t k = 0;
-        int quote = 0, depth = 0;
-        const char *lt, *gt, *a, *e;
+        size_t k = 0, lt = 0, gt = 0, colon = 0;
+        int quote = 0, depth = 0, angle = 0, has_lt = 0, has_gt = 0;
+        int has_colon = 0;
+        const char *a, *e;
 
-        while (*s != '\0' && (quote || depth > 0 || *s != ',') &&
-               k + 1 < sizeof(item)) {
-            if (*s == '"' && depth == 0)
-                quote = !quote;
-            else if (*s == '(' && !quote)
-                depth++;
-            else if (*s == ')' && !quote && depth > 0)
-                depth--;
-            else if (!quote && depth == 0)
-                item[k++] = *s;
-            else if (quote)
-                item[k++] = ' ';
-            s++;
+        for (; *s != '\0' && k + 2 < sizeof(item); s++) {
+            char ch = *s;
+
+            if (quote) {
+                /* qcontent / quoted-pair (§3.2.4): kept whole. */
+                item[k++] = ch;
+                if (ch == '\\' && s[1] != '\0')
+                    item[k++] = *++s;
+                else if (ch == '"')
+                    quote = 0;
+                continue;
+            }
+            if (depth > 0) { /* a comment (§3.2.2), nested */
+                if (ch == '\\' && s[1] != '\0')
+                    s++;
+                else if (ch == '(')
+                    depth++;
+                else if (ch == ')')
+                    depth--;
+                continue;
+            }
+            if (ch == '(') {
+                depth = 1;
+                continue;
+            }
+            if (ch == ',' && !angle)
+                break;
+            if (ch == '"') {
+                quote = 1;
+            } else if (ch == '<' && !has_lt) {
+                has_lt = angle = 1;
+                lt = k;
+            } else if (ch == '>' && angle) {
+                angle = 0;
+                has_gt = 1;
+                gt = k;
+            } else if (ch == ':' && !has_colon && !has_lt) {
+                has_colon = 1;
+                colon = k;
+            }
+            item[k++] = ch;
         }
         item[k] = '\0';
         if (*s == ',')
             s++;
-        lt = strchr(item, '<');
-        gt = lt != NULL ? strchr(lt, '>') : NULL;
-        if (lt != NULL && gt != NULL) {
-            a = lt + 1;
-            e = gt;
+        if (has_lt && has_gt) {
+            a = item + lt + 1;
+            e = item + gt;
         } else {
-            a = item;
-            e = item + strlen(item);
-        }
-        /* A group "name:" prefix (RFC 5322 §3.4) or its ";" end. */
-        if (lt == NULL) {
-            const char *colon = memchr(a, ':', (size_t)(e - a));
-
-            if (colon != NULL)
-                a = colon + 1;
+            /* A group "name:" prefix (§3.4) or its ";" end. */
+            a = has_colon && !has_lt ? item + colon + 1 : item;
+            e = item + k;
             while (e > a && is_space(e[-1]))
                 e--;
             if (e > a && e[-1] == ';')

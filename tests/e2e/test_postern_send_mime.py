@@ -18,7 +18,8 @@ import pytest
 
 from posternd_util import Posternd, strip_received
 from postern_client_util import (
-    EX_OK, USER, FakeSMTP, describe, run_postern, settled)
+    EX_DATAERR, EX_OK, EX_USAGE, USER, FakeSMTP, describe, run_postern,
+    settled)
 
 import aiosmtpd.controller as aiosmtpd_controller
 
@@ -227,3 +228,66 @@ def test_ascii_text_unchanged_without_8bitmime():
         [(_, _, content, _)] = s.handler.envelopes
     assert masked(content) == head(rcpt, "a", "7bit", "us-ascii") + \
         b"plain = ascii \r\n"
+
+
+# --- addresses: quoted local parts, 8-bit ------------------------------------
+
+def test_quoted_local_part_composed():
+    """A quoted local part (RFC 5321 §4.1.2 Quoted-string) goes into the
+    envelope and the header as it is."""
+    to, cc = '"john.doe"@example.test', '"a@b"@example.test'
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        p = run_postern(["send", "--server", f.url, "--starttls=never",
+                         "--from", USER, "--to", to, "--cc", cc,
+                         "--subject", "q"], input=b"x\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert [c for c in f.commands if c.startswith((b"MAIL", b"RCPT"))] == [
+        b"MAIL FROM:<%s>" % USER.encode(),
+        b'RCPT TO:<"john.doe"@example.test>',
+        b'RCPT TO:<"a@b"@example.test>']
+    assert masked(f.messages[0]) == (
+        b"From: <tim@example.test>\r\nTo: <\"john.doe\"@example.test>\r\n"
+        b"Cc: <\"a@b\"@example.test>\r\nSubject: q\r\nDate: D\r\n"
+        b"Message-ID: M\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=us-ascii\r\n"
+        b"Content-Transfer-Encoding: 7bit\r\n\r\nx\r\n")
+
+
+@pytest.mark.parametrize("opt,addr", [
+    ("--to", "jörg@example.test"), ("--cc", "info@bücher.example"),
+    ("--bcc", "日本@example.test"), ("--from", "jörg@example.test")])
+def test_8bit_address_refused(opt, addr):
+    """RFC 6531: an 8-bit address needs SMTPUTF8; postern cannot ask for
+    it yet, so it refuses (65) before connecting, header untouched."""
+    with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8", "8BITMIME"]) as f:
+        a = ["send", "--server", f.url, "--starttls=never", "--from", USER,
+             "--to", "a@example.test", "--subject", "u"]
+        p = run_postern(a + [opt, addr], input=b"x\n")
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert p.stderr.decode() == (
+        "postern send: %s '%s' is not ASCII: an internationalized address "
+        "needs SMTPUTF8 (RFC 6531), which postern cannot ask for yet; "
+        "nothing was sent\n" % (opt, addr)), describe(p)
+    assert f.commands == []
+
+
+@pytest.mark.parametrize("addr", ['"john doe"@example.test',
+                                  '"a<b>"@example.test'])
+def test_quoted_local_part_with_space_refused(addr):
+    with FakeSMTP() as f:
+        p = run_postern(["send", "--server", f.url, "--starttls=never",
+                         "--from", USER, "--to", addr], input=b"x\n")
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert p.stderr.decode() == (
+        "postern send: --to '%s': a quoted local part with a space or an "
+        "angle bracket cannot be sent yet; nothing was sent\n" % addr)
+    assert f.commands == []
+
+
+@pytest.mark.parametrize("addr", ['"unclosed@example.test', '"a"b@x.test',
+                                  '"a"', '"tab\there"@x.test'])
+def test_bad_quoted_local_part_usage(addr):
+    p = run_postern(["send", "--server", "smtp://127.0.0.1:1", "--from",
+                     USER, "--to", addr], input=b"x\n")
+    assert p.returncode == EX_USAGE, describe(p)
+    assert "'%s' is not an address" % addr in p.stderr.decode()

@@ -502,3 +502,80 @@ def test_debian_cron_command_line_accepted():
                env=env, timeout=30)
     assert b"unknown option" not in p.stderr, p.stderr
     assert b"no server" in p.stderr, p.stderr
+
+
+# --- recipients from the header: quoted local parts, 8-bit --------------------
+
+def fake_config(tmp_path, f):
+    c = tmp_path / "fake.conf"
+    c.write_text("server = %s\nstarttls = never\nfrom = tim@example.test\n"
+                 % f.url)
+    return c
+
+
+def test_t_quoted_local_parts(link, tmp_path, home):
+    """-t keeps a quoted local part whole (it was read as "@example.test"),
+    in a bare addr-spec and in an angle-addr, a comma or "@" inside it
+    included; a quoted display name and a comment are no address."""
+    msg = (b'To: "john.doe"@example.test, "Doe, John" <"j@d"@example.test>\n'
+           b'Cc: (Ann) ann@example.test, group: "x,y"@example.test;\n'
+           b"Subject: quoted\n\nx\n")
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        p = run_postern(["-t", "-i"], input=msg, argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_OK, describe(p)
+    assert [c for c in f.commands if c.startswith(b"RCPT")] == [
+        b'RCPT TO:<"john.doe"@example.test>',
+        b'RCPT TO:<"j@d"@example.test>',
+        b"RCPT TO:<ann@example.test>",
+        b'RCPT TO:<"x,y"@example.test>']
+    assert added_then(f.messages[0], "tim@example.test") == \
+        msg.replace(b"\n", b"\r\n")
+
+
+def test_t_quoted_local_part_posternd(srv, link, conf, home):
+    """The same through posternd: delivered to the quoted address, the
+    message byte for byte."""
+    msg = b'To: "qt.one"@example.test\nSubject: q\n\nx\n'
+    p = sendmail(link, conf, home, ["-t", "-i"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    [got] = srv.messages('"qt.one"@example.test')
+    assert added_then(strip_received(got), USER) == \
+        msg.replace(b"\n", b"\r\n")
+    assert srv.messages("qt.one@example.test") == []
+
+
+@pytest.mark.parametrize("field,addr,why", [
+    (b'"john doe"@example.test', '"john doe"@example.test',
+     "a quoted local part with a space or an angle bracket cannot be sent "
+     "yet; nothing was sent"),
+    (b'"Doe, John" john@example.test', '"Doe, John" john@example.test',
+     "is not an address"),
+    ("Jörg <jörg@example.test>".encode(), "jörg@example.test",
+     "is not ASCII: an internationalized address needs SMTPUTF8 (RFC "
+     "6531), which postern cannot ask for yet; nothing was sent"),
+])
+def test_t_unsendable_recipient_refused(link, tmp_path, home, field, addr,
+                                        why):
+    """Not mangled, not dropped: refused (65), nothing sent."""
+    with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8"]) as f:
+        p = run_postern(["-t", "-i"], input=b"To: " + field + b"\n\nx\n",
+                        argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_DATAERR, describe(p)
+    err = p.stderr.decode()
+    assert err.startswith("sendmail: recipient in the header '%s'" % addr), err
+    assert why in err, err
+    assert f.commands == []
+
+
+def test_8bit_argument_refused(link, tmp_path, home):
+    with FakeSMTP() as f:
+        p = run_postern(["-i", "jörg@example.test"], input=b"x\n", argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert "'jörg@example.test' is not ASCII" in p.stderr.decode()
+    assert f.commands == []
