@@ -21,10 +21,13 @@
  *   5    compose: ask for the 7-bit form too (out7 of mime_compose)
  *   6    compose: the body in memory (struct compose .body, as standard
  *        input gives it) instead of a file; then only an attachment can
- *        be missing
+ *        be missing; complete: a display name for the From added
+ *   7    compose: also split senders with mime_split_mailbox(): the
+ *        display name field as it is, "\"" name "\" <" from ">" with
+ *        quoted-pairs, and from alone
  * Compose fields: from, display name, subject, the To then the Cc
  * addresses, the body, then the name and the content of each attachment.
- * Complete fields: from, the message.
+ * Complete fields: from, the message, the display name.
  *
  * As `postern send` gives them: strings end at a NUL (they come from the
  * command line); addresses pass send_check_addr() of src/postern/
@@ -63,8 +66,14 @@
  *   Content-Type mime_type_for() gives, name and filename parameters
  *   (quoted or RFC 2231 §4 UTF-8'') that decode to its name, and base64
  *   lines of at most 76 characters (RFC 2045 §6.8) that decode to it.
+ * Split (mime_split_mailbox):
+ * - any text: 0 with an address and a non-empty name or none, or -1 with
+ *   neither; a text without "<" is all address;
+ * - a quoted name with quoted-pairs and an address come back exactly (an
+ *   empty name as none), and so does an address alone.
  * Complete:
- * - it returns 0 and its output is, exactly: From (when from is given),
+ * - it returns 0 and its output is, exactly: From (when from is given,
+ *   with the display name as atoms, quoted-string or encoded-words),
  *   Date and Message-ID when the header lacks them, the header (without
  *   Bcc fields and their continuations when stripping), a line end when
  *   the header had none at its end, an empty line, the body as it came.
@@ -242,6 +251,7 @@ parse_input(const uint8_t *data, size_t size, struct input *in)
              at != NULL ? at + 1 : "localhost");
     if ((in->opt0 >> 6) >= 2) {
         in->body = next_field(&sp, &in->body_len);
+        in->name = (char *)next_field(&sp, &len);
         return;
     }
     in->name = (char *)next_field(&sp, &len);
@@ -1059,10 +1069,55 @@ added_line(const uint8_t *p, size_t len, size_t off, const char *name)
     return end;
 }
 
+/*
+ * The From field added at the top of p: "From: <from>", or with a name
+ * "From: " phrase " <from>" (the phrase folded when encoded-words), and
+ * CRLF.  Returns its length.
+ */
+static size_t
+added_from(const uint8_t *p, size_t plen, const char *from,
+           const char *name)
+{
+    size_t fl = strlen(from), end = 6, vl;
+    struct pst_buf v, x;
+
+    if (!starts_with(p, plen, "From: "))
+        abort();
+    pst_buf_init(&v, BUF_MAX, 0);
+    pst_buf_init(&x, BUF_MAX, 0);
+    /* To the CRLF not followed by white space, unfolded (§2.2.3). */
+    for (;;) {
+        size_t e = find(p, plen, end, (const uint8_t *)"\r\n", 2);
+
+        if (e == plen)
+            abort();
+        put(&v, p + end, e - end);
+        end = e + 2;
+        if (end == plen || (p[end] != ' ' && p[end] != '\t'))
+            break;
+    }
+    vl = v.len;
+    if (vl < fl + 2 || v.data[vl - fl - 2] != '<' ||
+        memcmp(v.data + vl - fl - 1, from, fl) != 0 ||
+        v.data[vl - 1] != '>')
+        abort();
+    if (name == NULL || name[0] == '\0') {
+        if (vl != fl + 2)
+            abort();
+    } else if (vl < fl + 4 || v.data[vl - fl - 3] != ' ' ||
+               decode_phrase(v.data, vl - fl - 3, &x) != 0 ||
+               !same_str(&x, name)) {
+        abort();
+    }
+    pst_buf_clear(&v);
+    pst_buf_clear(&x);
+    return end;
+}
+
 static void
 check_completed(const uint8_t *in, size_t len, const char *from,
-                const char *domain, int strip, const uint8_t *p,
-                size_t plen)
+                const char *name, const char *domain, int strip,
+                const uint8_t *p, size_t plen)
 {
     struct msg_header m;
     struct pst_buf want;
@@ -1070,15 +1125,8 @@ check_completed(const uint8_t *in, size_t len, const char *from,
     int skipping = 0;
 
     msg_header(in, len, &m);
-    if (from != NULL && !m.from) {
-        size_t fl = strlen(from);
-
-        if (!starts_with(p, plen, "From: <") || plen < fl + 10 ||
-            memcmp(p + 7, from, fl) != 0 ||
-            memcmp(p + 7 + fl, ">\r\n", 3) != 0)
-            abort();
-        off = fl + 10;
-    }
+    if (from != NULL && !m.from)
+        off = added_from(p, plen, from, name);
     if (!m.date && (off = added_line(p, plen, off, "Date: ")) == 0)
         abort();
     if (!m.msgid) {
@@ -1121,19 +1169,20 @@ static void
 run_complete(const struct input *in)
 {
     const char *from = (in->opt1 & 0x10u) ? NULL : in->from;
+    const char *name = (in->opt1 & 0x40u) ? in->name : NULL;
     int strip = (in->opt0 >> 6) == 3;
     struct mbuf out = {0};
     struct msg_header m;
     char err[256], **addrs = NULL;
     size_t n = 0;
 
-    if (mime_complete(in->body, in->body_len, from, in->domain, strip, &out,
-                      err, sizeof(err)) != 0)
+    if (mime_complete(in->body, in->body_len, from, name, in->domain, strip,
+                      &out, err, sizeof(err)) != 0)
         abort();
 #ifdef FUZZ_TRACE
     fwrite(out.data, 1, out.len, stderr);
 #endif
-    check_completed(in->body, in->body_len, from, in->domain, strip,
+    check_completed(in->body, in->body_len, from, name, in->domain, strip,
                     out.data, out.len);
     mbuf_free(&out);
 
@@ -1154,6 +1203,59 @@ run_complete(const struct input *in)
     free(addrs);
 }
 
+/* --- Splitting a sender ("Name <addr>") -------------------------------- */
+
+/* got and want both NULL, or equal strings. */
+static void
+same_or_abort(const char *got, const char *want)
+{
+    if (got == NULL ? want != NULL : want == NULL || strcmp(got, want) != 0)
+        abort();
+}
+
+static void
+run_split(const struct input *in)
+{
+    struct pst_buf q;
+    char *name, *addr;
+
+    /* Any text: a result is consistent; without "<", it is all address. */
+    if (mime_split_mailbox(in->name, &name, &addr) == 0) {
+        if (addr == NULL || (name != NULL && name[0] == '\0'))
+            abort();
+        if (strchr(in->name, '<') == NULL &&
+            (name != NULL || strcmp(addr, in->name) != 0))
+            abort();
+        free(name);
+        free(addr);
+    } else if (name != NULL || addr != NULL) {
+        abort();
+    }
+    /* "\"" name, "\\" and "\"" escaped, "\" <" from ">": both back. */
+    pst_buf_init(&q, BUF_MAX, 0);
+    put(&q, "\"", 1);
+    for (const char *p = in->name; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            put(&q, "\\", 1);
+        put(&q, p, 1);
+    }
+    put(&q, "\" <", 3);
+    put(&q, in->from, strlen(in->from));
+    put(&q, ">", 2); /* with the NUL */
+    if (mime_split_mailbox((const char *)q.data, &name, &addr) != 0)
+        abort();
+    same_or_abort(name, in->name[0] != '\0' ? in->name : NULL);
+    same_or_abort(addr, in->from);
+    free(name);
+    free(addr);
+    pst_buf_clear(&q);
+    /* A bare address (no "<" in it): itself, no name. */
+    if (mime_split_mailbox(in->from, &name, &addr) != 0 || name != NULL ||
+        strcmp(addr, in->from) != 0)
+        abort();
+    free(addr);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -1162,10 +1264,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     parse_input(data, size, &in);
-    if ((in.opt0 >> 6) >= 2)
+    if ((in.opt0 >> 6) >= 2) {
         run_complete(&in);
-    else
+    } else {
+        if (in.opt1 & 0x80u)
+            run_split(&in);
         run_compose(&in);
+    }
     free_input(&in);
     return 0;
 }

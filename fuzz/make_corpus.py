@@ -829,7 +829,8 @@ def config_seeds():
 M_SUBJECT, M_NAME, M_BODY, M_MISSING = 0x04, 0x08, 0x10, 0x20
 M_COMPLETE, M_STRIP_BCC = 0x80, 0xC0
 M_NO_FROM = 0x10
-M_FORM7, M_MEM_BODY = 0x20, 0x40
+M_FORM7, M_MEM_BODY, M_SPLIT = 0x20, 0x40, 0x80
+M_FROM_NAME = 0x40  # complete mode
 
 
 def mime(opt0, opt1, *fields):
@@ -839,15 +840,15 @@ def mime(opt0, opt1, *fields):
 
 def compose(name="", subject=None, body=None, to=("bob@example.test",),
             cc=(), attach=(), missing=False, sender="tim@example.test",
-            stdin=False, form7=False):
+            stdin=False, form7=False, split=False):
     """A compose input: attach is a list of (name, content); stdin: the
     body in memory, as standard input gives it; form7: ask for the 7-bit
-    form too."""
+    form too; split: also split senders ("Name <addr>")."""
     opt0 = len(attach) | (M_SUBJECT if subject is not None else 0) | \
         (M_NAME if name else 0) | (M_BODY if body is not None else 0) | \
         (M_MISSING if missing else 0)
     opt1 = len(to) | len(cc) << 2 | (M_MEM_BODY if stdin else 0) | \
-        (M_FORM7 if form7 else 0)
+        (M_FORM7 if form7 else 0) | (M_SPLIT if split else 0)
     fields = [sender, name, subject or "", *to, *cc, body or b""]
     for n, data in attach:
         fields += [n, data]
@@ -899,6 +900,27 @@ def mime_seeds():
     seed(t, "qp-missing-attachment", compose(
         form7=True, body="\u00e9\n", missing=True,
         attach=[("nope.pdf", b"")]))
+    seed(t, "split-name-addr", compose(name="Tim Example <tim@example.test>",
+                                       split=True, subject="s"))
+    seed(t, "split-quoted", compose(
+        name='"Doe, John \\"JD\\"" <"j d"@example.test>  ', split=True))
+    seed(t, "split-specials", compose(
+        name=' J\u00f6rg "<x>" \\ \t', split=True, subject="x"))
+    seed(t, "split-broken", compose(name='Name <addr', split=True))
+    seed(t, "split-unclosed", compose(name='"Name <a@b>', split=True))
+    seed(t, "split-angle-only", compose(name="<>", split=True,
+                                        sender=""))
+    seed(t, "stdin-from-name", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"Subject: named\n\nbody\n", "J\u00f6rg M\u00fcller"))
+    seed(t, "stdin-from-name-specials", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"To: a@example.test\n\nbody\n", 'Doe, John "JD"'))
+    seed(t, "stdin-from-name-long", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test", b"x\n", "n" * 400))
+    seed(t, "stdin-from-name-kept", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"From: <other@example.test>\n\nbody\n", "Unused"))
     seed(t, "body-stdin-not-missing", compose(body="", stdin=True,
                                               missing=True))
     seed(t, "body-998", compose(body="y" * 998 + "\n" + "z" * 998))

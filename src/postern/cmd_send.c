@@ -75,8 +75,8 @@ conf_free(void)
 /*
  * The client configuration file: "key = value" lines, '#' comments.
  * Keys: server, user, password-file, password, mech, starttls, cafile,
- * insecure, allow-plaintext-auth, from, helo, timeout.  A file holding a
- * password must not be readable by others.
+ * insecure, allow-plaintext-auth, from, from-name, helo, timeout.  A
+ * file holding a password must not be readable by others.
  * Returns: 0 (read or absent), -1 (error printed).
  */
 static int
@@ -146,6 +146,8 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
             o->cafile = conf_keep(v);
         } else if (strcmp(k, "from") == 0 && o->from == NULL) {
             o->from = conf_keep(v);
+        } else if (strcmp(k, "from-name") == 0 && o->from_name == NULL) {
+            o->from_name = conf_keep(v);
         } else if (strcmp(k, "helo") == 0 && o->helo == NULL) {
             o->helo = conf_keep(v);
         } else if (strcmp(k, "insecure") == 0) {
@@ -159,7 +161,8 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
         } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
                    strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
                    strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
-                   strcmp(k, "from") != 0 && strcmp(k, "helo") != 0) {
+                   strcmp(k, "from") != 0 && strcmp(k, "from-name") != 0 &&
+                   strcmp(k, "helo") != 0) {
             fprintf(stderr, "postern: %s:%u: unknown key '%s'\n", path,
                     lineno, k);
             goto bad;
@@ -520,7 +523,8 @@ send_usage(FILE *f)
 "                    [--user USER] [--password-file FILE] [--mech MECH]\n"
 "                    [--starttls=auto|required|never] [--cafile FILE]\n"
 "                    [--insecure] [--allow-plaintext-auth]\n"
-"                    --from ADDR --to ADDR [--to ADDR...] [--cc ADDR...]\n"
+"                    --from ADDR|'NAME <ADDR>' [--from-name NAME]\n"
+"                    --to ADDR [--to ADDR...] [--cc ADDR...]\n"
 "                    [--bcc ADDR...] [--subject TEXT] [--body FILE|-]\n"
 "                    [--attach FILE...] [-v] [< message]\n"
 "\n"
@@ -542,6 +546,9 @@ send_usage(FILE *f)
 "  --cafile FILE         trust these CA certificates\n"
 "  --insecure            do not verify the server's certificate\n"
 "  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"
+"  --from ADDR           the sender; 'Name <ADDR>' also names it in From\n"
+"  --from-name NAME      the display name of From (UTF-8)\n"
+"  --body FILE           the text of a composed message (- : stdin)\n"
 "  --helo NAME           EHLO name (default: this host)\n"
 "  --timeout SECONDS     per network wait (default 60)\n"
 "  -v, --verbose         print the transcript (AUTH data redacted)\n"
@@ -553,7 +560,7 @@ send_usage(FILE *f)
 enum {
     OPT_SERVER = 256, OPT_USER, OPT_PWFILE, OPT_MECH, OPT_STARTTLS,
     OPT_CAFILE, OPT_INSECURE, OPT_PLAIN, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC,
-    OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT,
+    OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT, OPT_FROM_NAME,
 };
 
 /*
@@ -625,6 +632,32 @@ bad:
     return bad_code;
 }
 
+/*
+ * The sender as "Name <addr>" or addr (--from, the key from, sendmail's
+ * -f): the envelope takes addr, the From field also the name unless one
+ * is given apart (--from-name, from-name, -F).
+ * Returns: 0, or an exit code with a message printed.
+ */
+static int
+send_split_from(struct send_opts *o, const char *what)
+{
+    char *name, *addr;
+    int rc = 0;
+
+    if (mime_split_mailbox(o->from, &name, &addr) < 0) {
+        fprintf(stderr, "%s: %s '%s' is neither an address nor "
+                "\"Name <address>\"\n", o->prog, what, o->from);
+        return EX_USAGE;
+    }
+    if ((o->from = conf_keep(addr)) == NULL ||
+        (name != NULL && o->from_name == NULL &&
+         (o->from_name = conf_keep(name)) == NULL))
+        rc = EX_OSERR;
+    free(name);
+    free(addr);
+    return rc;
+}
+
 static int
 add_list(const char **list, size_t *n, const char *v)
 {
@@ -649,6 +682,7 @@ cmd_send_main(int argc, char **argv)
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"from", required_argument, NULL, OPT_FROM},
+        {"from-name", required_argument, NULL, OPT_FROM_NAME},
         {"to", required_argument, NULL, OPT_TO},
         {"cc", required_argument, NULL, OPT_CC},
         {"bcc", required_argument, NULL, OPT_BCC},
@@ -680,6 +714,7 @@ cmd_send_main(int argc, char **argv)
         case OPT_INSECURE: o.insecure = 1; break;
         case OPT_PLAIN: o.allow_plaintext = 1; break;
         case OPT_FROM: o.from = optarg; break;
+        case OPT_FROM_NAME: o.from_name = optarg; break;
         case OPT_TO:
             if (add_list(o.to, &o.nto, optarg) < 0)
                 return EX_USAGE;
@@ -725,7 +760,9 @@ cmd_send_main(int argc, char **argv)
         conf_free();
         return EX_USAGE;
     }
-    rc = send_check_addr(o.prog, "--from", o.from, 1, EX_USAGE);
+    rc = send_split_from(&o, "--from");
+    if (rc == 0)
+        rc = send_check_addr(o.prog, "--from", o.from, 1, EX_USAGE);
     for (size_t i = 0; i < o.nto && rc == 0; i++)
         rc = send_check_addr(o.prog, "--to", o.to[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.ncc && rc == 0; i++)
@@ -747,7 +784,8 @@ cmd_send_main(int argc, char **argv)
     if (o.subject != NULL || o.body != NULL || o.nattach > 0 ||
         isatty(STDIN_FILENO)) {
         struct compose cp = {
-            .from = o.from, .to = o.to, .nto = o.nto, .cc = o.cc,
+            .from = o.from, .from_name = o.from_name, .to = o.to,
+            .nto = o.nto, .cc = o.cc,
             .ncc = o.ncc, .subject = o.subject, .body_file = o.body,
             .attach = o.attach, .nattach = o.nattach,
             .msgid_domain = domain,
@@ -797,8 +835,8 @@ cmd_send_main(int argc, char **argv)
             conf_free();
             return EX_DATAERR;
         }
-        if (mime_complete(raw.data, raw.len, o.from, domain, 0, &msg, err,
-                          sizeof(err)) < 0) {
+        if (mime_complete(raw.data, raw.len, o.from, o.from_name, domain,
+                          0, &msg, err, sizeof(err)) < 0) {
             fprintf(stderr, "postern send: %s\n", err);
             mbuf_free(&raw);
             mbuf_free(&msg);
@@ -834,7 +872,7 @@ int
 sendmail_main(int argc, char **argv)
 {
     struct send_opts o = {.prog = "sendmail"};
-    struct mbuf raw = {0}, msg = {0}, fromline = {0};
+    struct mbuf raw = {0}, msg = {0};
     const char **rcpt = NULL;
     char **hdr_rcpt = NULL, err[512], domain[256], from_buf[512];
     size_t nrcpt = 0, nhdr = 0;
@@ -910,7 +948,10 @@ sendmail_main(int argc, char **argv)
         rc = EX_OSERR;
         goto out;
     }
-    if ((rc = send_check_addr(o.prog, "sender", o.from, 1, EX_USAGE)) != 0)
+    if (o.from_name != NULL && o.from_name[0] == '\0')
+        o.from_name = NULL;
+    if ((rc = send_split_from(&o, "sender")) != 0 ||
+        (rc = send_check_addr(o.prog, "sender", o.from, 1, EX_USAGE)) != 0)
         goto out;
     for (size_t k = 0; k < nhdr; k++) {
         if ((rc = send_check_addr(o.prog, "recipient in the header",
@@ -935,53 +976,13 @@ sendmail_main(int argc, char **argv)
         snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1
                                                           : "localhost");
     }
-    if (o.from_name != NULL && o.from_name[0] == '\0')
-        o.from_name = NULL;
-    /* The From field to add when the message has none: -F's name as a
-     * phrase, and the sender.  (Built apart from from_buf, which may hold
-     * the sender itself.) */
-    if ((o.from_name != NULL &&
-         (mbuf_str(&fromline, "From: ") < 0 ||
-          mime_encode_phrase(&fromline, o.from_name) < 0 ||
-          mbuf_printf(&fromline, " <%s>\r\n", o.from) < 0)) ||
-        (o.from_name == NULL &&
-         mbuf_printf(&fromline, "From: <%s>\r\n", o.from) < 0)) {
-        rc = EX_OSERR;
-        goto out;
-    }
-    if (mime_complete(raw.data, raw.len, NULL, domain, read_t, &msg, err,
-                      sizeof(err)) < 0) {
+    /* A From field is added when the message has none, with -F's name
+     * (or the configured sender's) as a phrase. */
+    if (mime_complete(raw.data, raw.len, o.from, o.from_name, domain,
+                      read_t, &msg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sendmail: %s\n", err);
         rc = EX_DATAERR;
         goto out;
-    }
-    {
-        /* Add From when the message has none (with -F's name). */
-        struct mbuf full = {0};
-        int has_from = 0;
-
-        for (size_t k = 0; k + 5 <= msg.len; ) {
-            const uint8_t *nl;
-
-            if (msg.data[k] == '\r' || msg.data[k] == '\n')
-                break;
-            if (strncasecmp((const char *)msg.data + k, "From:", 5) == 0)
-                has_from = 1;
-            nl = memchr(msg.data + k, '\n', msg.len - k);
-            if (nl == NULL)
-                break;
-            k = (size_t)(nl - msg.data) + 1;
-        }
-        if (!has_from) {
-            if (mbuf_add(&full, fromline.data, fromline.len) < 0 ||
-                mbuf_add(&full, msg.data, msg.len) < 0) {
-                mbuf_free(&full);
-                rc = EX_OSERR;
-                goto out;
-            }
-            mbuf_free(&msg);
-            msg = full;
-        }
     }
     rc = send_submit(&o, &msg, NULL, rcpt, nrcpt);
 out:
@@ -991,7 +992,6 @@ out:
     free(rcpt);
     mbuf_free(&raw);
     mbuf_free(&msg);
-    mbuf_free(&fromline);
     if (o.password != NULL)
         OPENSSL_clear_free(o.password, strlen(o.password));
     conf_free();

@@ -192,6 +192,84 @@ mime_encode_phrase(struct mbuf *out, const char *text)
     return mbuf_str(out, "\"");
 }
 
+int
+mime_from_field(struct mbuf *out, const char *name, const char *addr)
+{
+    if (name == NULL || name[0] == '\0')
+        return mbuf_printf(out, "From: <%s>\r\n", addr);
+    if (mbuf_str(out, "From: ") < 0 || mime_encode_phrase(out, name) < 0 ||
+        mbuf_printf(out, " <%s>\r\n", addr) < 0)
+        return -1;
+    return 0;
+}
+
+int
+mime_split_mailbox(const char *in, char **name, char **addr)
+{
+    size_t len = strlen(in), lt = len, end, keep = 0;
+    int quote = 0;
+    struct mbuf nm = {0};
+
+    *name = *addr = NULL;
+    /* The "<" of an angle-addr: the first outside a quoted string. */
+    for (size_t i = 0; i < len && lt == len; i++) {
+        if (quote && in[i] == '\\' && i + 1 < len)
+            i++;
+        else if (in[i] == '"')
+            quote = !quote;
+        else if (in[i] == '<' && !quote)
+            lt = i;
+    }
+    if (lt == len) { /* an addr-spec alone */
+        *addr = strdup(in);
+        return *addr != NULL ? 0 : -1;
+    }
+    /* RFC 5322 §3.4: name-addr = [display-name] angle-addr; the ">"
+     * ends it (blanks after it aside). */
+    for (end = len; end > lt && (in[end - 1] == ' ' || in[end - 1] == '\t');)
+        end--;
+    if (end - lt < 2 || in[end - 1] != '>')
+        return -1;
+    /* The display name: blanks around it dropped, quoted strings
+     * unquoted (quoted-pairs undone, §3.2.4), the rest as it is. */
+    quote = 0;
+    for (size_t i = 0, e = lt; i < e; i++) {
+        char ch = in[i];
+        int blank = !quote && (ch == ' ' || ch == '\t');
+
+        if (blank && keep == 0)
+            continue;
+        if (ch == '"') {
+            quote = !quote;
+            continue;
+        }
+        if (quote && ch == '\\' && i + 1 < e)
+            ch = in[++i];
+        if (mbuf_add(&nm, &ch, 1) < 0)
+            goto fail;
+        if (!blank)
+            keep = nm.len;
+    }
+    if (quote)
+        goto fail; /* a quoted string not closed */
+    nm.len = keep;
+    *addr = strndup(in + lt + 1, end - lt - 2);
+    if (*addr == NULL)
+        goto fail;
+    if (nm.len > 0) {
+        *name = strndup((const char *)nm.data, nm.len);
+        if (*name == NULL)
+            goto fail;
+    }
+    mbuf_free(&nm);
+    return 0;
+fail:
+    mbuf_free(&nm);
+    free(*addr);
+    *addr = NULL;
+    return -1;
+}
+
 const char *
 mime_type_for(const char *filename)
 {
@@ -517,14 +595,8 @@ mime_compose(const struct compose *c, struct mbuf *out, struct mbuf *out7,
     char boundary[64];
     int two;
 
-    if (c->from_name != NULL && c->from_name[0] != '\0') {
-        if (mbuf_str(out, "From: ") < 0 ||
-            mime_encode_phrase(out, c->from_name) < 0 ||
-            mbuf_printf(out, " <%s>\r\n", c->from) < 0)
-            goto nomem;
-    } else if (mbuf_printf(out, "From: <%s>\r\n", c->from) < 0) {
+    if (mime_from_field(out, c->from_name, c->from) < 0)
         goto nomem;
-    }
     if (add_address_list(out, "To", c->to, c->nto) < 0 ||
         add_address_list(out, "Cc", c->cc, c->ncc) < 0)
         goto nomem;
@@ -649,14 +721,14 @@ has_field(const uint8_t *in, size_t hlen, const char *name)
 
 int
 mime_complete(const uint8_t *in, size_t len, const char *from,
-              const char *msgid_domain, int strip_bcc, struct mbuf *out,
-              char *err, size_t n)
+              const char *from_name, const char *msgid_domain,
+              int strip_bcc, struct mbuf *out, char *err, size_t n)
 {
     size_t body, hlen = header_end(in, len, &body), i = 0;
     int skipping = 0;
 
     if (from != NULL && !has_field(in, hlen, "From") &&
-        mbuf_printf(out, "From: <%s>\r\n", from) < 0)
+        mime_from_field(out, from_name, from) < 0)
         goto nomem;
     if (!has_field(in, hlen, "Date") && add_date(out) < 0)
         goto nomem;

@@ -56,14 +56,16 @@ int mime_compose(const struct compose *c, struct mbuf *out,
 
 /*
  * Complete a message read from stdin: add Date and Message-ID (and From
- * when from is not NULL) when its header lacks them.  With strip_bcc, Bcc
+ * when from is not NULL, with from_name as for mime_from_field()) when
+ * its header lacks them.  With strip_bcc, Bcc
  * header fields are removed (sendmail -t).  in is the message as read.
  * Returns: 0, or -1 with a message in err (no header/body boundary in a
  * message that has header fields is fine: the whole text is header).
  */
 int mime_complete(const uint8_t *in, size_t len, const char *from,
-                  const char *msgid_domain, int strip_bcc, struct mbuf *out,
-                  char *err, size_t err_size);
+                  const char *from_name, const char *msgid_domain,
+                  int strip_bcc, struct mbuf *out, char *err,
+                  size_t err_size);
 
 /*
  * Collect the addresses of the To, Cc and Bcc fields of a message header
@@ -83,6 +85,26 @@ int mime_encode_header_text(struct mbuf *out, const char *text);
  * 2047 encoded-words when it is not ASCII or longer than 350 octets.
  * Appends to out. */
 int mime_encode_phrase(struct mbuf *out, const char *text);
+
+/* "From: NAME <addr>" CRLF, NAME as mime_encode_phrase() writes it, or
+ * "From: <addr>" CRLF when name is NULL or empty.  Appends to out.
+ * Returns: 0, -1 (out of memory). */
+int mime_from_field(struct mbuf *out, const char *name, const char *addr);
+
+/*
+ * Split a sender as a user gives it: "Name <addr>", "\"Doe, John\"
+ * <addr>", "<addr>" or a bare "addr" (RFC 5322 §3.4 name-addr or
+ * addr-spec, without comments).  A text without "<" outside a quoted
+ * string is an addr-spec alone.  The display name is the text before the
+ * "<" without the blanks around it, quoted strings unquoted (quoted-pairs
+ * undone, §3.2.4); addr what is between "<" and the ">" ending the text
+ * (blanks after it aside), unchecked.
+ * *name ([out] owned, free(); NULL when there is none or it is empty) and
+ * *addr ([out] owned, free()).
+ * Returns: 0, or -1 with both NULL: no ">" at the end after a "<", a
+ * quoted string in the name not closed, out of memory.
+ */
+int mime_split_mailbox(const char *in, char **name, char **addr);
 
 /* The Content-Type for a file name, from its extension. */
 const char *mime_type_for(const char *filename);

@@ -291,3 +291,61 @@ def test_bad_quoted_local_part_usage(addr):
                      USER, "--to", addr], input=b"x\n")
     assert p.returncode == EX_USAGE, describe(p)
     assert "'%s' is not an address" % addr in p.stderr.decode()
+
+
+# --- From with a display name -------------------------------------------------
+
+@pytest.mark.parametrize("args,field", [
+    (["--from", "Tim Example <tim@example.test>"],
+     b"From: Tim Example <tim@example.test>"),
+    (["--from", '"Doe, John" <tim@example.test>'],
+     b'From: "Doe, John" <tim@example.test>'),
+    (["--from", "J\u00f6rg M\u00fcller <tim@example.test>"],
+     b"From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <tim@example.test>"),
+    (["--from", "tim@example.test", "--from-name", "Zo\u00eb"],
+     b"From: =?UTF-8?B?Wm/Dqw==?= <tim@example.test>"),
+    (["--from", "Old Name <tim@example.test>", "--from-name", "New"],
+     b"From: New <tim@example.test>"),
+    (["--from", "<tim@example.test>"], b"From: <tim@example.test>"),
+], ids=["atoms", "quoted", "utf8", "from-name", "from-name-wins", "angle"])
+def test_from_display_name(srv, pwfile, args, field):
+    """--from "Name <addr>" and --from-name: the envelope gets the
+    address, the From field the name (RFC 2047 when it is not ASCII)."""
+    rcpt = "fn-%d@example.test" % abs(hash(tuple(args)))
+    p = to_posternd(srv, pwfile, args + ["--to", rcpt, "--subject", "n"],
+                    input=b"x\n")
+    assert p.returncode == EX_OK, describe(p)
+    got = masked(strip_received(srv.messages(rcpt)[0]))
+    assert got == head(rcpt, "n", "7bit", "us-ascii",
+                       from_field=field[6:]) + b"x\r\n", got
+
+
+def test_from_display_name_envelope_and_stdin():
+    """The envelope: the bare address.  A message from standard input
+    without From gets one with the name."""
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        p = run_postern(["send", "--server", f.url, "--starttls=never",
+                         "--from", '"Ops, Team" <ops@example.test>',
+                         "--to", "a@example.test"],
+                        input=b"Subject: s\n\nbody\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert b"MAIL FROM:<ops@example.test>" in f.commands
+    assert masked(f.messages[0]) == (
+        b'From: "Ops, Team" <ops@example.test>\r\nDate: D\r\n'
+        b"Message-ID: M\r\nSubject: s\r\n\r\nbody\r\n")
+
+
+@pytest.mark.parametrize("value,err", [
+    ("Name <tim@example.test", "'Name <tim@example.test' is neither an "
+     "address nor \"Name <address>\""),
+    ("Name <tim@example.test> x", "'Name <tim@example.test> x' is neither"),
+    ('"Name <tim@example.test>', "'\"Name <tim@example.test>' is not an "
+     "address"),
+    ("Name <two words@example.test>", "'two words@example.test' is not an "
+     "address")])
+def test_from_display_name_malformed(value, err):
+    p = run_postern(["send", "--server", "smtp://127.0.0.1:1", "--from",
+                     value, "--to", "a@example.test"], input=b"x\n")
+    assert p.returncode == EX_USAGE, describe(p)
+    assert p.stderr.decode().startswith("postern send: --from " + err), \
+        describe(p)

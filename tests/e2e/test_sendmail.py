@@ -579,3 +579,34 @@ def test_8bit_argument_refused(link, tmp_path, home):
     assert p.returncode == EX_DATAERR, describe(p)
     assert "'jörg@example.test' is not ASCII" in p.stderr.decode()
     assert f.commands == []
+
+
+@pytest.mark.parametrize("conf_extra,args,field", [
+    ("from = Robot Example <robot@example.test>\n", [],
+     b"From: Robot Example <robot@example.test>"),
+    ("from = Robot Example <robot@example.test>\n", ["-F", "Other"],
+     b"From: Other <robot@example.test>"),
+    ("from = robot@example.test\nfrom-name = J\u00f6rg M\u00fcller\n", [],
+     b"From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <robot@example.test>"),
+    ("from = Robot <robot@example.test>\n", ["-f", "bounce@example.test"],
+     b"From: <bounce@example.test>"),
+], ids=["from-name-addr", "F-wins", "from-name-key", "f-wins"])
+def test_config_from_display_name(link, tmp_path, home, conf_extra, args,
+                                  field):
+    """The configuration's from may be "Name <addr>" (and from-name gives
+    a name apart): the envelope gets the address, the added From field
+    the name; -F and -f win over them."""
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        c = tmp_path / "n.conf"
+        c.write_text("server = %s\nstarttls = never\n" % f.url + conf_extra)
+        p = run_postern(args + ["-i", "n@example.test"],
+                        input=b"Subject: n\n\nx\n", argv0=link,
+                        env=clean_env(home, POSTERN_CONFIG=c))
+    assert p.returncode == EX_OK, describe(p)
+    addr = field.split(b"<")[1].rstrip(b">")
+    assert b"MAIL FROM:<%s>" % addr in f.commands, f.commands
+    lines = f.messages[0].split(b"\r\n")
+    assert lines[0] == field, lines
+    assert lines[1].startswith(b"Date: ") and \
+        lines[2].startswith(b"Message-ID: <")
+    assert b"\r\n".join(lines[3:]) == b"Subject: n\r\n\r\nx\r\n"
