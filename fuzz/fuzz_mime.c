@@ -18,9 +18,16 @@
  *   0-1  To addresses: 0-3
  *   2-3  Cc addresses: 0-3
  *   4    complete: no sender (from NULL, as sendmail mode passes)
+ *   5    compose: ask for the 7-bit form too (out7 of mime_compose)
+ *   6    compose: the body in memory (struct compose .body, as standard
+ *        input gives it) instead of a file; then only an attachment can
+ *        be missing; complete: a display name for the From added
+ *   7    compose: also split senders with mime_split_mailbox(): the
+ *        display name field as it is, "\"" name "\" <" from ">" with
+ *        quoted-pairs, and from alone
  * Compose fields: from, display name, subject, the To then the Cc
  * addresses, the body, then the name and the content of each attachment.
- * Complete fields: from, the message.
+ * Complete fields: from, the message, the display name.
  *
  * As `postern send` gives them: strings end at a NUL (they come from the
  * command line); addresses pass send_check_addr() of src/postern/
@@ -48,13 +55,25 @@
  * - the text body: base64 decodes to the file; 7bit (no 8-bit byte) and
  *   8bit parts hold no NUL and have the file's lines, whatever their line
  *   ends (CRLF, CR or LF);
+ * - the 7-bit form (out7), when asked for: given exactly when the text
+ *   went 8bit, it passes every check above, has no 8-bit byte at all, the
+ *   same Date, Message-ID and boundary, and its text is quoted-printable
+ *   (RFC 2045 §6.7: lines of at most 76 characters, =XX in upper case
+ *   only where needed, no SPACE or TAB before a line break, soft breaks
+ *   "=") that decodes to the file's lines; on an error it stays empty;
  * - with attachments: multipart/mixed with a quoted boundary, the text
  *   part then one part per attachment, closed; each attachment has the
  *   Content-Type mime_type_for() gives, name and filename parameters
  *   (quoted or RFC 2231 §4 UTF-8'') that decode to its name, and base64
  *   lines of at most 76 characters (RFC 2045 §6.8) that decode to it.
+ * Split (mime_split_mailbox):
+ * - any text: 0 with an address and a non-empty name or none, or -1 with
+ *   neither; a text without "<" is all address;
+ * - a quoted name with quoted-pairs and an address come back exactly (an
+ *   empty name as none), and so does an address alone.
  * Complete:
- * - it returns 0 and its output is, exactly: From (when from is given),
+ * - it returns 0 and its output is, exactly: From (when from is given,
+ *   with the display name as atoms, quoted-string or encoded-words),
  *   Date and Message-ID when the header lacks them, the header (without
  *   Bcc fields and their continuations when stripping), a line end when
  *   the header had none at its end, an empty line, the body as it came.
@@ -232,6 +251,7 @@ parse_input(const uint8_t *data, size_t size, struct input *in)
              at != NULL ? at + 1 : "localhost");
     if ((in->opt0 >> 6) >= 2) {
         in->body = next_field(&sp, &in->body_len);
+        in->name = (char *)next_field(&sp, &len);
         return;
     }
     in->name = (char *)next_field(&sp, &len);
@@ -573,7 +593,65 @@ canonical(const uint8_t *p, size_t len, struct pst_buf *out)
 
 struct check {
     struct pst_buf v, w, x;
+    int form7;      /* [in] checking the 7-bit form (out7) */
+    int text_8bit;  /* [out] the text part went 8bit */
 };
+
+/*
+ * Quoted-printable text (RFC 2045 §6.7) in checked CRLF lines, decoded
+ * into out with an LF for each hard line break.  Lines of at most 76
+ * characters (rule 5); printable ASCII, SPACE and TAB, and =XX in upper
+ * case (rule 1) only for what may not stand as itself: "=", controls and
+ * 8-bit bytes, and a SPACE or TAB ending a line (rule 3), which may not
+ * stand as itself there; "=" ending a line is a soft break, and the text
+ * does not end with one.
+ */
+static int
+decode_qp(const uint8_t *p, size_t len, struct pst_buf *out)
+{
+    size_t off = 0;
+    int soft = 0;
+
+    while (off < len) {
+        size_t end = (size_t)((const uint8_t *)memchr(p + off, '\n',
+                                                      len - off) - p) + 1;
+        size_t last = end - 3; /* the line's last character, if any */
+
+        if (end - off - 2 > 76)
+            return -1;
+        soft = 0;
+        for (size_t i = off; i + 2 < end; i++) {
+            uint8_t c = p[i];
+            int hi, lo;
+
+            if (c == '=' && i == last) {
+                soft = 1;
+            } else if (c == '=') {
+                if (i + 2 > last || (hi = hex_value(p[i + 1])) < 0 ||
+                    (lo = hex_value(p[i + 2])) < 0)
+                    return -1;
+                c = (uint8_t)(hi * 16 + lo);
+                i += 2;
+                if (!(c == '=' || (c < 32 && c != '\t') || c > 126 ||
+                      ((c == ' ' || c == '\t') && i == last)))
+                    return -1; /* encoded without a need */
+                put(out, &c, 1);
+            } else if (c == ' ' || c == '\t') {
+                if (i == last)
+                    return -1;
+                put(out, &c, 1);
+            } else if (c < 33 || c > 126) {
+                return -1;
+            } else {
+                put(out, &c, 1);
+            }
+        }
+        if (!soft)
+            put(out, "\n", 1);
+        off = end;
+    }
+    return soft ? -1 : 0;
+}
 
 static void
 check_text_part(struct check *k, const uint8_t *h, size_t hlen,
@@ -592,7 +670,22 @@ check_text_part(struct check *k, const uint8_t *h, size_t hlen,
             abort();
         return;
     }
+    if (same_str(&k->w, " quoted-printable")) {
+        /* Only in the 7-bit form, for text that is 8bit otherwise. */
+        if (!k->form7 || !same_str(&k->v, " text/plain; charset=utf-8") ||
+            decode_qp(c, clen, &k->x) != 0)
+            abort();
+        pst_buf_reset(&k->w);
+        canonical(in->body, in->body_len, &k->w);
+        if (!same(&k->x, k->w.data, k->w.len))
+            abort();
+        k->text_8bit = 1;
+        return;
+    }
     seven = same_str(&k->w, " 7bit");
+    if (!seven && k->form7)
+        abort(); /* RFC 6152 §3: never 8bit in the 7-bit form */
+    k->text_8bit = !seven;
     if (!seven && !same_str(&k->w, " 8bit"))
         abort();
     if (!same_str(&k->v, seven ? " text/plain; charset=us-ascii"
@@ -699,14 +792,20 @@ check_addresses(struct check *k, const uint8_t *h, size_t hlen,
         abort();
 }
 
-static void
-check_composed(const uint8_t *p, size_t len, const struct input *in)
+/* Returns whether the text part went 8bit (or, in the 7-bit form, was
+ * 8-bit and went quoted-printable). */
+static int
+check_composed(const uint8_t *p, size_t len, const struct input *in,
+               int form7)
 {
-    struct check k;
+    struct check k = {.form7 = form7};
     size_t body, hlen, fl = strlen(in->from), dl;
     const char *dom = in->domain[0] != '\0' ? in->domain : "localhost";
 
     check_lines(p, len);
+    for (size_t i = 0; form7 && i < len; i++)
+        if (p[i] >= 0x80)
+            abort();
     hlen = check_header(p, len, &body);
     pst_buf_init(&k.v, BUF_MAX, 0);
     pst_buf_init(&k.w, BUF_MAX, 0);
@@ -785,6 +884,33 @@ check_composed(const uint8_t *p, size_t len, const struct input *in)
     pst_buf_clear(&k.v);
     pst_buf_clear(&k.w);
     pst_buf_clear(&k.x);
+    return k.text_8bit;
+}
+
+/* The two forms of one message carry the same Date, Message-ID and, for
+ * a multipart, Content-Type (its boundary). */
+static void
+check_same_fields(const struct mbuf *a, const struct mbuf *b)
+{
+    static const char *const names[] = {"Date", "Message-ID",
+                                        "Content-Type"};
+    struct pst_buf va, vb;
+    size_t body, ha = check_header(a->data, a->len, &body),
+                 hb = check_header(b->data, b->len, &body);
+
+    pst_buf_init(&va, BUF_MAX, 0);
+    pst_buf_init(&vb, BUF_MAX, 0);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int fa = field_value(a->data, ha, names[i], &va);
+        int fb = field_value(b->data, hb, names[i], &vb);
+
+        if (fa != fb || (i < 2 && !same(&va, vb.data, vb.len)) ||
+            (i == 2 && starts_with(va.data, va.len, " multipart/") &&
+             !same(&va, vb.data, vb.len)))
+            abort();
+    }
+    pst_buf_clear(&va);
+    pst_buf_clear(&vb);
 }
 
 static void
@@ -793,8 +919,10 @@ run_compose(struct input *in)
     const char *dir = work_dir();
     char body_path[4200], att_path[MAX_ATTACH][4400], err[256];
     const char *attach[MAX_ATTACH], *to[MAX_ADDRS], *cc[MAX_ADDRS];
-    int missing = (in->opt0 & 0x20u) != 0, rc;
-    struct mbuf out = {0};
+    int mem = (in->opt1 & 0x40u) != 0, rc;
+    int missing = (in->opt0 & 0x20u) != 0 && (in->natt > 0 || !mem);
+    int want7 = (in->opt1 & 0x20u) != 0;
+    struct mbuf out = {0}, out7 = {0};
     struct compose c = {
         .from = in->from,
         .from_name = (in->opt0 & 0x08u) ? in->name : NULL,
@@ -813,7 +941,10 @@ run_compose(struct input *in)
     for (size_t i = 0; i < in->ncc; i++)
         cc[i] = in->cc[i];
     snprintf(body_path, sizeof(body_path), "%s/body", dir);
-    if (in->opt0 & 0x10u) {
+    if ((in->opt0 & 0x10u) && mem) {
+        c.body = in->body;
+        c.body_len = in->body_len;
+    } else if (in->opt0 & 0x10u) {
         c.body_file = body_path;
         if (!missing || in->natt > 0)
             write_file(body_path, in->body, in->body_len);
@@ -834,7 +965,7 @@ run_compose(struct input *in)
     }
 
     memset(err, 0x55, sizeof(err));
-    rc = mime_compose(&c, &out, err, sizeof(err));
+    rc = mime_compose(&c, &out, want7 ? &out7 : NULL, err, sizeof(err));
     /* Gone before any abort(), which would leave them behind. */
     unlink(body_path);
     for (size_t i = 0; i < in->natt; i++)
@@ -846,14 +977,25 @@ run_compose(struct input *in)
 #endif
     if (missing) {
         if (rc != -1 || err[0] == '\0' ||
-            memchr(err, '\0', sizeof(err)) == NULL)
+            memchr(err, '\0', sizeof(err)) == NULL || out7.len != 0)
             abort();
     } else if (rc != 0) {
         abort();
-    } else {
-        check_composed(out.data, out.len, in);
+    } else if (check_composed(out.data, out.len, in, 0)) {
+        /* 8bit text: the 7-bit form when asked for, the same message
+         * with the text quoted-printable. */
+        if (want7 != (out7.len > 0))
+            abort();
+        if (want7) {
+            if (!check_composed(out7.data, out7.len, in, 1))
+                abort();
+            check_same_fields(&out, &out7);
+        }
+    } else if (out7.len != 0) {
+        abort(); /* nothing to convert */
     }
     mbuf_free(&out);
+    mbuf_free(&out7);
 }
 
 /* --- Complete ------------------------------------------------------------ */
@@ -927,10 +1069,55 @@ added_line(const uint8_t *p, size_t len, size_t off, const char *name)
     return end;
 }
 
+/*
+ * The From field added at the top of p: "From: <from>", or with a name
+ * "From: " phrase " <from>" (the phrase folded when encoded-words), and
+ * CRLF.  Returns its length.
+ */
+static size_t
+added_from(const uint8_t *p, size_t plen, const char *from,
+           const char *name)
+{
+    size_t fl = strlen(from), end = 6, vl;
+    struct pst_buf v, x;
+
+    if (!starts_with(p, plen, "From: "))
+        abort();
+    pst_buf_init(&v, BUF_MAX, 0);
+    pst_buf_init(&x, BUF_MAX, 0);
+    /* To the CRLF not followed by white space, unfolded (§2.2.3). */
+    for (;;) {
+        size_t e = find(p, plen, end, (const uint8_t *)"\r\n", 2);
+
+        if (e == plen)
+            abort();
+        put(&v, p + end, e - end);
+        end = e + 2;
+        if (end == plen || (p[end] != ' ' && p[end] != '\t'))
+            break;
+    }
+    vl = v.len;
+    if (vl < fl + 2 || v.data[vl - fl - 2] != '<' ||
+        memcmp(v.data + vl - fl - 1, from, fl) != 0 ||
+        v.data[vl - 1] != '>')
+        abort();
+    if (name == NULL || name[0] == '\0') {
+        if (vl != fl + 2)
+            abort();
+    } else if (vl < fl + 4 || v.data[vl - fl - 3] != ' ' ||
+               decode_phrase(v.data, vl - fl - 3, &x) != 0 ||
+               !same_str(&x, name)) {
+        abort();
+    }
+    pst_buf_clear(&v);
+    pst_buf_clear(&x);
+    return end;
+}
+
 static void
 check_completed(const uint8_t *in, size_t len, const char *from,
-                const char *domain, int strip, const uint8_t *p,
-                size_t plen)
+                const char *name, const char *domain, int strip,
+                const uint8_t *p, size_t plen)
 {
     struct msg_header m;
     struct pst_buf want;
@@ -938,15 +1125,8 @@ check_completed(const uint8_t *in, size_t len, const char *from,
     int skipping = 0;
 
     msg_header(in, len, &m);
-    if (from != NULL && !m.from) {
-        size_t fl = strlen(from);
-
-        if (!starts_with(p, plen, "From: <") || plen < fl + 10 ||
-            memcmp(p + 7, from, fl) != 0 ||
-            memcmp(p + 7 + fl, ">\r\n", 3) != 0)
-            abort();
-        off = fl + 10;
-    }
+    if (from != NULL && !m.from)
+        off = added_from(p, plen, from, name);
     if (!m.date && (off = added_line(p, plen, off, "Date: ")) == 0)
         abort();
     if (!m.msgid) {
@@ -989,19 +1169,20 @@ static void
 run_complete(const struct input *in)
 {
     const char *from = (in->opt1 & 0x10u) ? NULL : in->from;
+    const char *name = (in->opt1 & 0x40u) ? in->name : NULL;
     int strip = (in->opt0 >> 6) == 3;
     struct mbuf out = {0};
     struct msg_header m;
     char err[256], **addrs = NULL;
     size_t n = 0;
 
-    if (mime_complete(in->body, in->body_len, from, in->domain, strip, &out,
-                      err, sizeof(err)) != 0)
+    if (mime_complete(in->body, in->body_len, from, name, in->domain, strip,
+                      &out, err, sizeof(err)) != 0)
         abort();
 #ifdef FUZZ_TRACE
     fwrite(out.data, 1, out.len, stderr);
 #endif
-    check_completed(in->body, in->body_len, from, in->domain, strip,
+    check_completed(in->body, in->body_len, from, name, in->domain, strip,
                     out.data, out.len);
     mbuf_free(&out);
 
@@ -1022,6 +1203,59 @@ run_complete(const struct input *in)
     free(addrs);
 }
 
+/* --- Splitting a sender ("Name <addr>") -------------------------------- */
+
+/* got and want both NULL, or equal strings. */
+static void
+same_or_abort(const char *got, const char *want)
+{
+    if (got == NULL ? want != NULL : want == NULL || strcmp(got, want) != 0)
+        abort();
+}
+
+static void
+run_split(const struct input *in)
+{
+    struct pst_buf q;
+    char *name, *addr;
+
+    /* Any text: a result is consistent; without "<", it is all address. */
+    if (mime_split_mailbox(in->name, &name, &addr) == 0) {
+        if (addr == NULL || (name != NULL && name[0] == '\0'))
+            abort();
+        if (strchr(in->name, '<') == NULL &&
+            (name != NULL || strcmp(addr, in->name) != 0))
+            abort();
+        free(name);
+        free(addr);
+    } else if (name != NULL || addr != NULL) {
+        abort();
+    }
+    /* "\"" name, "\\" and "\"" escaped, "\" <" from ">": both back. */
+    pst_buf_init(&q, BUF_MAX, 0);
+    put(&q, "\"", 1);
+    for (const char *p = in->name; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            put(&q, "\\", 1);
+        put(&q, p, 1);
+    }
+    put(&q, "\" <", 3);
+    put(&q, in->from, strlen(in->from));
+    put(&q, ">", 2); /* with the NUL */
+    if (mime_split_mailbox((const char *)q.data, &name, &addr) != 0)
+        abort();
+    same_or_abort(name, in->name[0] != '\0' ? in->name : NULL);
+    same_or_abort(addr, in->from);
+    free(name);
+    free(addr);
+    pst_buf_clear(&q);
+    /* A bare address (no "<" in it): itself, no name. */
+    if (mime_split_mailbox(in->from, &name, &addr) != 0 || name != NULL ||
+        strcmp(addr, in->from) != 0)
+        abort();
+    free(addr);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -1030,10 +1264,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     parse_input(data, size, &in);
-    if ((in.opt0 >> 6) >= 2)
+    if ((in.opt0 >> 6) >= 2) {
         run_complete(&in);
-    else
+    } else {
+        if (in.opt1 & 0x80u)
+            run_split(&in);
         run_compose(&in);
+    }
     free_input(&in);
     return 0;
 }

@@ -893,6 +893,8 @@ def config_seeds():
 M_SUBJECT, M_NAME, M_BODY, M_MISSING = 0x04, 0x08, 0x10, 0x20
 M_COMPLETE, M_STRIP_BCC = 0x80, 0xC0
 M_NO_FROM = 0x10
+M_FORM7, M_MEM_BODY, M_SPLIT = 0x20, 0x40, 0x80
+M_FROM_NAME = 0x40  # complete mode
 
 
 def mime(opt0, opt1, *fields):
@@ -901,15 +903,20 @@ def mime(opt0, opt1, *fields):
 
 
 def compose(name="", subject=None, body=None, to=("bob@example.test",),
-            cc=(), attach=(), missing=False, sender="tim@example.test"):
-    """A compose input: attach is a list of (name, content)."""
+            cc=(), attach=(), missing=False, sender="tim@example.test",
+            stdin=False, form7=False, split=False):
+    """A compose input: attach is a list of (name, content); stdin: the
+    body in memory, as standard input gives it; form7: ask for the 7-bit
+    form too; split: also split senders ("Name <addr>")."""
     opt0 = len(attach) | (M_SUBJECT if subject is not None else 0) | \
         (M_NAME if name else 0) | (M_BODY if body is not None else 0) | \
         (M_MISSING if missing else 0)
+    opt1 = len(to) | len(cc) << 2 | (M_MEM_BODY if stdin else 0) | \
+        (M_FORM7 if form7 else 0) | (M_SPLIT if split else 0)
     fields = [sender, name, subject or "", *to, *cc, body or b""]
     for n, data in attach:
         fields += [n, data]
-    return mime(opt0, len(to) | len(cc) << 2, *fields)
+    return mime(opt0, opt1, *fields)
 
 
 def mime_seeds():
@@ -935,6 +942,51 @@ def mime_seeds():
     seed(t, "body-8bit", compose(body="Gr\u00fc\u00dfe\n\u20ac\n"))
     seed(t, "body-invalid-utf8", compose(body=b"\xc3\x28 \xfe \xed\xa0\x80\n"))
     seed(t, "body-nul", compose(body=b"a\0b\n"))
+    seed(t, "body-stdin", compose(subject="mail -s", stdin=True,
+                                  body=b"first\n.dot\nFrom here\nlast"))
+    seed(t, "body-stdin-missing-attachment", compose(
+        body="text\n", stdin=True, missing=True,
+        attach=[("here.txt", b"x"), ("nope.pdf", b"")]))
+    seed(t, "qp-text", compose(
+        subject="qp", form7=True, stdin=True,
+        body=("Gr\u00fc\u00dfe = 100%\nspace at the end \ntab\t\n" +
+              "\u00e4" * 40 + "\n.dot\n" + "x" * 80 + "\nno end").encode()))
+    seed(t, "qp-line-ends", compose(form7=True, body=b"\xe9\r\xe9\r\n"
+                                    b"\xe9\n\r\n \r\t\n=\r"))
+    seed(t, "qp-76", compose(form7=True, body=b"y" * 75 + b"\xff\n" +
+                             b"z" * 73 + b"= \n" + b"w" * 74 + b"\xc3\xa4"))
+    seed(t, "qp-attachments", compose(
+        form7=True, subject="s", body="Gr\u00fc\u00dfe\n",
+        attach=[("a.txt", b"x"), ("b.bin", b"\0\xff")]))
+    seed(t, "qp-not-needed", compose(form7=True, body="ascii =\n"))
+    seed(t, "qp-base64-instead", compose(form7=True,
+                                         body=b"\xe9" * 999 + b"\n"))
+    seed(t, "qp-missing-attachment", compose(
+        form7=True, body="\u00e9\n", missing=True,
+        attach=[("nope.pdf", b"")]))
+    seed(t, "split-name-addr", compose(name="Tim Example <tim@example.test>",
+                                       split=True, subject="s"))
+    seed(t, "split-quoted", compose(
+        name='"Doe, John \\"JD\\"" <"j d"@example.test>  ', split=True))
+    seed(t, "split-specials", compose(
+        name=' J\u00f6rg "<x>" \\ \t', split=True, subject="x"))
+    seed(t, "split-broken", compose(name='Name <addr', split=True))
+    seed(t, "split-unclosed", compose(name='"Name <a@b>', split=True))
+    seed(t, "split-angle-only", compose(name="<>", split=True,
+                                        sender=""))
+    seed(t, "stdin-from-name", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"Subject: named\n\nbody\n", "J\u00f6rg M\u00fcller"))
+    seed(t, "stdin-from-name-specials", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"To: a@example.test\n\nbody\n", 'Doe, John "JD"'))
+    seed(t, "stdin-from-name-long", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test", b"x\n", "n" * 400))
+    seed(t, "stdin-from-name-kept", mime(
+        M_COMPLETE, M_FROM_NAME, "tim@example.test",
+        b"From: <other@example.test>\n\nbody\n", "Unused"))
+    seed(t, "body-stdin-not-missing", compose(body="", stdin=True,
+                                              missing=True))
     seed(t, "body-998", compose(body="y" * 998 + "\n" + "z" * 998))
     seed(t, "body-999", compose(body="y" * 999 + "\n"))
     seed(t, "addresses", compose(
@@ -981,6 +1033,12 @@ def mime_seeds():
         b'To: "Doe, John" <john@example.test>, (a, comment) '
         b"bob@example.test\r\nCc: group: a@b.test, c@d.test;\r\n"
         b"Bcc: <e@f.test>\r\n\r\nx"))
+    seed(t, "stdin-recipients-quoted", mime(
+        M_STRIP_BCC, 0, "tim@example.test",
+        b'To: "john doe"@example.test, "Doe, John" <"j@d"@example.test>\n'
+        b'Cc: (c, d) "x,y"@e.test, g: "a:b"@c.test, "q\\"(x)"@d.test;\n'
+        b'Bcc: <"a>b"@x.test>, broken address@x.test, "unclosed@x\n'
+        b"\nbody\n"))
     seed(t, "stdin-header-only", mime(
         M_COMPLETE, 0, "", b"Subject: no body"))
 

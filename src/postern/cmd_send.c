@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -74,8 +75,8 @@ conf_free(void)
 /*
  * The client configuration file: "key = value" lines, '#' comments.
  * Keys: server, user, password-file, password, mech, starttls, cafile,
- * insecure, allow-plaintext-auth, from, helo, timeout.  A file holding a
- * password must not be readable by others.
+ * insecure, allow-plaintext-auth, from, from-name, helo, timeout.  A
+ * file holding a password must not be readable by others.
  * Returns: 0 (read or absent), -1 (error printed).
  */
 static int
@@ -145,6 +146,8 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
             o->cafile = conf_keep(v);
         } else if (strcmp(k, "from") == 0 && o->from == NULL) {
             o->from = conf_keep(v);
+        } else if (strcmp(k, "from-name") == 0 && o->from_name == NULL) {
+            o->from_name = conf_keep(v);
         } else if (strcmp(k, "helo") == 0 && o->helo == NULL) {
             o->helo = conf_keep(v);
         } else if (strcmp(k, "insecure") == 0) {
@@ -158,7 +161,8 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
         } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
                    strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
                    strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
-                   strcmp(k, "from") != 0 && strcmp(k, "helo") != 0) {
+                   strcmp(k, "from") != 0 && strcmp(k, "from-name") != 0 &&
+                   strcmp(k, "helo") != 0) {
             fprintf(stderr, "postern: %s:%u: unknown key '%s'\n", path,
                     lineno, k);
             goto bad;
@@ -193,15 +197,49 @@ send_default_configs(struct send_opts *o)
 /* --- The message --------------------------------------------------------- */
 
 struct mem_source {
-    const struct mbuf *m;
+    const struct mbuf *m;       /* the message */
+    const struct mbuf *m7;      /* the same, 7-bit; NULL: none */
+    const struct client_result *res; /* what the server offered */
     size_t off;
+    int chosen;
 };
+
+/*
+ * Whether the last EHLO reply the session read (under TLS once TLS is
+ * up) has the keyword kw, as note_ehlo() of client_conn.c keeps it: the
+ * lines of the reply joined with "\n", the first naming the server.  A
+ * reply too long to be kept whole may lose a keyword: the 7-bit form is
+ * then sent, which every server takes.
+ */
+static int
+ehlo_has(const struct client_result *r, const char *kw)
+{
+    const char *p = r->had_tls_ehlo ? r->ehlo_tls : r->ehlo_plain;
+    size_t n = strlen(kw);
+
+    for (p = strchr(p, '\n'); p != NULL; p = strchr(p, '\n')) {
+        p++;
+        if (strlen(p) >= 4 + n && strncasecmp(p + 4, kw, n) == 0 &&
+            strchr(" =\n", p[4 + n]) != NULL)
+            return 1;
+    }
+    return 0;
+}
 
 static int
 mem_read(void *ctx, uint8_t *buf, size_t cap, size_t *n)
 {
     struct mem_source *s = ctx;
-    size_t left = s->m->len - s->off;
+    size_t left;
+
+    /* At DATA the server's extensions are known: 8-bit text goes to a
+     * server without 8BITMIME as quoted-printable (RFC 6152 §3). */
+    if (!s->chosen) {
+        s->chosen = 1;
+        if (s->m7 != NULL && !ehlo_has(s->res, "8BITMIME"))
+            s->m = s->m7;
+    }
+    left = s->m->len - s->off;
 
     *n = left < cap ? left : cap;
     memcpy(buf, s->m->data + s->off, *n);
@@ -244,30 +282,138 @@ read_stdin(struct mbuf *m, int dot_ends)
     return 0;
 }
 
+/*
+ * Whether standard input (not a terminal) has bytes waiting right now: a
+ * regular file not read to its end, or a pipe or socket with data in it.
+ * A writer that has not written yet is not seen; this is for a warning.
+ */
+static int
+stdin_waiting(void)
+{
+    struct stat st;
+    int n = 0;
+
+    if (isatty(STDIN_FILENO) || fstat(STDIN_FILENO, &st) != 0)
+        return 0;
+    if (S_ISREG(st.st_mode)) {
+        off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
+
+        return pos >= 0 && st.st_size > pos;
+    }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+        return ioctl(STDIN_FILENO, FIONREAD, &n) == 0 && n > 0;
+    return 0;
+}
+
+/*
+ * --starttls (or the configuration key starttls).  Unset means required:
+ * nothing goes in clear unless asked for (msmtp's "tls_starttls on",
+ * Postfix's smtp_tls_security_level = encrypt), for an attacker on the
+ * path can strip STARTTLS from the EHLO reply or answer it with 454.
+ */
 static enum pst_smtp_client_starttls
 starttls_mode(const char *s, int *ok)
 {
     *ok = 1;
-    if (s == NULL || strcmp(s, "auto") == 0)
-        return PST_SMTP_CLIENT_STARTTLS_AUTO;
-    if (strcmp(s, "required") == 0)
+    if (s == NULL || strcmp(s, "required") == 0)
         return PST_SMTP_CLIENT_STARTTLS_REQUIRED;
+    if (strcmp(s, "auto") == 0)
+        return PST_SMTP_CLIENT_STARTTLS_AUTO;
     if (strcmp(s, "never") == 0)
         return PST_SMTP_CLIENT_STARTTLS_NEVER;
     *ok = 0;
-    return PST_SMTP_CLIENT_STARTTLS_AUTO;
+    return PST_SMTP_CLIENT_STARTTLS_REQUIRED;
 }
 
-/* Submit msg to the envelope recipients; the common end of both modes. */
+/*
+ * Whether the session ended because TLS could not be had: STARTTLS not
+ * offered (PST_ENOTSUP, no reply) or refused with a 4xx or 5xx reply (RFC
+ * 3207 §4: 454 "TLS not available due to temporary reason"; an attacker
+ * can send that too).  A 421 is the server closing (75 as anywhere); a
+ * failed handshake or reply injection is reported as such.
+ */
+static int
+starttls_unavailable(const struct client_result *r)
+{
+    if (r->net_error || r->tls_verify_failed ||
+        strcmp(r->stage, "STARTTLS") != 0 || r->code == 421)
+        return 0;
+    return r->error == PST_ENOTSUP ||
+           ((r->error == PST_ETEMP || r->error == PST_EREJECT) &&
+            r->code >= 400);
+}
+
+/* Say why nothing was sent without TLS; exit 69 (permanent: retrying
+ * the same path gives the same answer). */
+static int
+starttls_refuse(const struct send_opts *o, const struct client_result *r)
+{
+    int sendmail = strcmp(o->prog, "sendmail") == 0;
+    const char *opt = sendmail ? "starttls = " : "--starttls=";
+    char why[CLIENT_TEXT_MAX + 64];
+
+    if (r->error == PST_ENOTSUP)
+        snprintf(why, sizeof(why), "the server does not offer STARTTLS");
+    else
+        snprintf(why, sizeof(why), "the server refused STARTTLS: %s",
+                 r->text);
+    if (o->starttls != NULL && strcmp(o->starttls, "auto") == 0)
+        fprintf(stderr, "%s: %s; not authenticating without TLS (%sauto "
+                "goes on in clear only without a user)\n", o->prog, why,
+                opt);
+    else
+        fprintf(stderr, "%s: %s; not %s without TLS (%srequired%s; "
+                "%snever to send in clear)\n", o->prog, why,
+                o->user != NULL ? "authenticating or sending" : "sending",
+                opt, o->starttls == NULL ? ", the default" : "", opt);
+    return EX_UNAVAILABLE;
+}
+
+/* Whether m holds an 8-bit byte (BODY=8BITMIME, RFC 6152). */
+static int
+memchr_8bit(const struct mbuf *m)
+{
+    for (size_t i = 0; i < m->len; i++)
+        if (m->data[i] >= 0x80)
+            return 1;
+    return 0;
+}
+
+/* RFC 1870 §3: the size counts CRLF line ends (not the dot-stuffing or
+ * the final "."), so a bare LF or CR, which the session sends as CRLF,
+ * counts two, and a missing last line end is added. */
+static uint64_t
+wire_size(const struct mbuf *m)
+{
+    uint64_t size = m->len;
+
+    for (size_t i = 0; i < m->len; i++) {
+        uint8_t ch = m->data[i];
+
+        if ((ch == '\n' && (i == 0 || m->data[i - 1] != '\r')) ||
+            (ch == '\r' && (i + 1 == m->len || m->data[i + 1] != '\n')))
+            size++;
+    }
+    if (m->len > 0 && m->data[m->len - 1] != '\n' &&
+        m->data[m->len - 1] != '\r')
+        size += 2;
+    return size;
+}
+
+/*
+ * Submit msg to the envelope recipients; the common end of both modes.
+ * msg7: NULL, or msg with its 8-bit text quoted-printable, sent instead
+ * when the server does not offer 8BITMIME.
+ */
 static int
 send_submit(struct send_opts *o, const struct mbuf *msg,
-            const char *const *rcpt, size_t nrcpt)
+            const struct mbuf *msg7, const char *const *rcpt, size_t nrcpt)
 {
     struct client_opts co = {0};
     struct pst_sasl_client_config sasl = {0};
     struct pst_smtp_client_config cfg = {0};
     struct client_result *res;
-    struct mem_source src = {.m = msg};
+    struct mem_source src = {.m = msg, .m7 = msg7};
     struct msg_source ms = {.read = mem_read, .ctx = &src,
                             .total = msg->len};
     char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
@@ -289,6 +435,14 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
                 "or never\n", o->prog);
         return EX_USAGE;
     }
+    /* auto goes on without TLS only when there is nothing to
+     * authenticate: with a user, AUTH waits for TLS.  (Under AUTO the
+     * session itself would authenticate in clear with a mechanism that
+     * does not send the password; a SCRAM or CRAM-MD5 exchange in clear
+     * still gives a passive attacker something to crack offline and an
+     * active one the session.) */
+    if (cfg.starttls == PST_SMTP_CLIENT_STARTTLS_AUTO && o->user != NULL)
+        cfg.starttls = PST_SMTP_CLIENT_STARTTLS_REQUIRED;
     if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
                                NULL) {
         fprintf(stderr, "%s: unknown mechanism '%s'\n", o->prog, o->mech);
@@ -327,27 +481,17 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     cfg.mail_from = o->from;
     cfg.rcpt = rcpt;
     cfg.nrcpt = nrcpt;
-    /* RFC 1870 §3: the size counts CRLF line ends (not the dot-stuffing
-     * or the final "."), so a bare LF or CR, which the session sends as
-     * CRLF, counts two, and a missing last line end is added. */
-    cfg.size = msg->len;
-    for (size_t i = 0; i < msg->len; i++) {
-        uint8_t ch = msg->data[i];
-
-        if (ch >= 0x80)
-            cfg.body_8bit = 1;
-        if ((ch == '\n' && (i == 0 || msg->data[i - 1] != '\r')) ||
-            (ch == '\r' && (i + 1 == msg->len || msg->data[i + 1] != '\n')))
-            cfg.size++;
-    }
-    if (msg->len > 0 && msg->data[msg->len - 1] != '\n' &&
-        msg->data[msg->len - 1] != '\r')
-        cfg.size += 2;
+    /* SIZE goes with MAIL, before the form is chosen: the larger. */
+    cfg.size = wire_size(msg);
+    if (msg7 != NULL && wire_size(msg7) > cfg.size)
+        cfg.size = wire_size(msg7);
+    cfg.body_8bit = memchr_8bit(msg);
     res = calloc(1, sizeof(*res));
     if (res == NULL) {
         OPENSSL_clear_free(pw, pwlen + 1);
         return EX_OSERR;
     }
+    src.res = res;
     rc = client_run(&co, &cfg, &ms, res);
     if (pw != NULL)
         OPENSSL_clear_free(pw, pwlen + 1);
@@ -356,6 +500,11 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
             fprintf(stderr, "%s: sent: %s\n", o->prog, res->text);
         free(res);
         return EX_OK;
+    }
+    if (!co.url.implicit_tls && starttls_unavailable(res)) {
+        rc = starttls_refuse(o, res);
+        free(res);
+        return rc;
     }
     client_describe(res, desc, sizeof(desc));
     fprintf(stderr, "%s: %s\n", o->prog, desc);
@@ -374,12 +523,14 @@ send_usage(FILE *f)
 "                    [--user USER] [--password-file FILE] [--mech MECH]\n"
 "                    [--starttls=auto|required|never] [--cafile FILE]\n"
 "                    [--insecure] [--allow-plaintext-auth]\n"
-"                    --from ADDR --to ADDR [--to ADDR...] [--cc ADDR...]\n"
-"                    [--bcc ADDR...] [--subject TEXT] [--body FILE]\n"
+"                    --from ADDR|'NAME <ADDR>' [--from-name NAME]\n"
+"                    --to ADDR [--to ADDR...] [--cc ADDR...]\n"
+"                    [--bcc ADDR...] [--subject TEXT] [--body FILE|-]\n"
 "                    [--attach FILE...] [-v] [< message]\n"
 "\n"
 "Submit one message.  Without --subject, --body or --attach the message\n"
-"is read from stdin (Date and Message-ID are added when missing).\n"
+"is read from stdin (Date and Message-ID are added when missing); with\n"
+"them, stdin is the text unless --body gives it or stdin is a terminal.\n"
 "\n"
 "  --server URL          smtp:// (port 587, STARTTLS) or smtps:// (465)\n"
 "  --user USER           authenticate as USER (SMTP AUTH)\n"
@@ -389,10 +540,15 @@ send_usage(FILE *f)
 "                        sending the password; default: the strongest\n"
 "                        offered of SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
 "                        CRAM-MD5 PLAIN LOGIN\n"
-"  --starttls=MODE       auto (default: when offered), required, never\n"
+"  --starttls=MODE       required (default: no TLS, nothing sent), auto\n"
+"                        (TLS when offered; without it, only without\n"
+"                        --user), never\n"
 "  --cafile FILE         trust these CA certificates\n"
 "  --insecure            do not verify the server's certificate\n"
 "  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"
+"  --from ADDR           the sender; 'Name <ADDR>' also names it in From\n"
+"  --from-name NAME      the display name of From (UTF-8)\n"
+"  --body FILE           the text of a composed message (- : stdin)\n"
 "  --helo NAME           EHLO name (default: this host)\n"
 "  --timeout SECONDS     per network wait (default 60)\n"
 "  -v, --verbose         print the transcript (AUTH data redacted)\n"
@@ -404,34 +560,102 @@ send_usage(FILE *f)
 enum {
     OPT_SERVER = 256, OPT_USER, OPT_PWFILE, OPT_MECH, OPT_STARTTLS,
     OPT_CAFILE, OPT_INSECURE, OPT_PLAIN, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC,
-    OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT,
+    OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT, OPT_FROM_NAME,
 };
 
 /*
  * An address as the envelope takes it (RFC 5321 §4.1.2 Path, without the
- * <>): no spaces, controls or angle brackets, at most 256 octets
- * (§4.5.3.1.3).  "Alice <a@example.test>" is refused here with a usage
- * message rather than by the session as an internal error.
- * Returns: 0, or -1 with a message printed.
+ * <>), at most 256 octets (§4.5.3.1.3): a local part that is a
+ * Quoted-string ("john.doe"@example.test: qtextSMTP and quoted-pairSMTP)
+ * or has no spaces, controls or angle brackets, then the same for the
+ * rest.  "Alice <a@example.test>" is refused here with a usage message
+ * rather than by the session as an internal error.
+ * Returns: 0, or with a message printed: bad_code (64 for the command
+ * line, 65 for a message header) when it is no address, 65 when it is one
+ * that cannot be sent (8-bit, or a quoted local part the session refuses).
  */
 static int
 send_check_addr(const char *prog, const char *what, const char *a,
-                int may_be_empty)
+                int may_be_empty, int bad_code)
 {
+    const unsigned char *p = (const unsigned char *)a;
     size_t n = strlen(a);
+    int session_refuses = 0;
 
     if (n == 0 && may_be_empty)
         return 0;
-    if (n == 0 || n > 256 || strpbrk(a, " \t<>\r\n") != NULL)
+    if (n == 0 || n > 256)
         goto bad;
-    for (const char *p = a; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+    for (size_t i = 0; i < n; i++)
+        if (p[i] >= 0x80) {
+            /* RFC 6531 §3.2: 8-bit in the envelope, and in the header
+             * fields that carry it, only with SMTPUTF8. */
+            fprintf(stderr, "%s: %s '%s' is not ASCII: an "
+                    "internationalized address needs SMTPUTF8 (RFC 6531), "
+                    "which postern cannot ask for yet; nothing was sent\n",
+                    prog, what, a);
+            return EX_DATAERR;
+        }
+    if (p[0] == '"') {
+        size_t i = 1;
+
+        for (; i < n && p[i] != '"'; i++) {
+            if (p[i] == '\\' && i + 1 < n && p[i + 1] >= 32 &&
+                p[i + 1] <= 126)
+                i++; /* quoted-pairSMTP = %d92 %d32-126 */
+            else if (p[i] < 32 || p[i] > 126 || p[i] == '\\')
+                goto bad; /* qtextSMTP = %d32-33 / %d35-91 / %d93-126 */
+            if (p[i] == ' ' || p[i] == '<' || p[i] == '>')
+                session_refuses = 1;
+        }
+        if (i >= n || i + 1 >= n || p[i + 1] != '@')
             goto bad;
+        p += i + 1;
+    }
+    if (*p == '\0' || strpbrk((const char *)p, " \t<>\r\n") != NULL)
+        goto bad;
+    for (; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            goto bad;
+    if (session_refuses) {
+        /* RFC 5321 allows them; libpostern's client session takes no
+         * path with a space or an angle bracket yet. */
+        fprintf(stderr, "%s: %s '%s': a quoted local part with a space or "
+                "an angle bracket cannot be sent yet; nothing was sent\n",
+                prog, what, a);
+        return EX_DATAERR;
+    }
     return 0;
 bad:
     fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
             "address, like user@example.test)\n", prog, what, a);
-    return -1;
+    return bad_code;
+}
+
+/*
+ * The sender as "Name <addr>" or addr (--from, the key from, sendmail's
+ * -f): the envelope takes addr, the From field also the name unless one
+ * is given apart (--from-name, from-name, -F).
+ * Returns: 0, or an exit code with a message printed.
+ */
+static int
+send_split_from(struct send_opts *o, const char *what)
+{
+    char *name, *addr;
+    int rc = 0;
+
+    if (mime_split_mailbox(o->from, &name, &addr) < 0) {
+        fprintf(stderr, "%s: %s '%s' is neither an address nor "
+                "\"Name <address>\"\n", o->prog, what, o->from);
+        return EX_USAGE;
+    }
+    if ((o->from = conf_keep(addr)) == NULL ||
+        (name != NULL && o->from_name == NULL &&
+         (o->from_name = conf_keep(name)) == NULL))
+        rc = EX_OSERR;
+    free(name);
+    free(addr);
+    return rc;
 }
 
 static int
@@ -458,6 +682,7 @@ cmd_send_main(int argc, char **argv)
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"from", required_argument, NULL, OPT_FROM},
+        {"from-name", required_argument, NULL, OPT_FROM_NAME},
         {"to", required_argument, NULL, OPT_TO},
         {"cc", required_argument, NULL, OPT_CC},
         {"bcc", required_argument, NULL, OPT_BCC},
@@ -471,7 +696,7 @@ cmd_send_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct send_opts o = {.prog = "postern send"};
-    struct mbuf msg = {0}, raw = {0};
+    struct mbuf msg = {0}, msg7 = {0}, raw = {0};
     const char *rcpt[3 * SEND_MAX_RCPT];
     size_t nrcpt = 0;
     char err[512], domain[256];
@@ -489,6 +714,7 @@ cmd_send_main(int argc, char **argv)
         case OPT_INSECURE: o.insecure = 1; break;
         case OPT_PLAIN: o.allow_plaintext = 1; break;
         case OPT_FROM: o.from = optarg; break;
+        case OPT_FROM_NAME: o.from_name = optarg; break;
         case OPT_TO:
             if (add_list(o.to, &o.nto, optarg) < 0)
                 return EX_USAGE;
@@ -534,18 +760,20 @@ cmd_send_main(int argc, char **argv)
         conf_free();
         return EX_USAGE;
     }
-    rc = send_check_addr(o.prog, "--from", o.from, 1);
+    rc = send_split_from(&o, "--from");
+    if (rc == 0)
+        rc = send_check_addr(o.prog, "--from", o.from, 1, EX_USAGE);
     for (size_t i = 0; i < o.nto && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--to", o.to[i], 0);
+        rc = send_check_addr(o.prog, "--to", o.to[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.ncc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--cc", o.cc[i], 0);
+        rc = send_check_addr(o.prog, "--cc", o.cc[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.nbcc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--bcc", o.bcc[i], 0);
-    if (rc < 0) {
+        rc = send_check_addr(o.prog, "--bcc", o.bcc[i], 0, EX_USAGE);
+    if (rc != 0) {
         if (o.password != NULL)
             OPENSSL_clear_free(o.password, strlen(o.password));
         conf_free();
-        return EX_USAGE;
+        return rc;
     }
     {
         const char *at = strrchr(o.from, '@');
@@ -556,15 +784,40 @@ cmd_send_main(int argc, char **argv)
     if (o.subject != NULL || o.body != NULL || o.nattach > 0 ||
         isatty(STDIN_FILENO)) {
         struct compose cp = {
-            .from = o.from, .to = o.to, .nto = o.nto, .cc = o.cc,
+            .from = o.from, .from_name = o.from_name, .to = o.to,
+            .nto = o.nto, .cc = o.cc,
             .ncc = o.ncc, .subject = o.subject, .body_file = o.body,
             .attach = o.attach, .nattach = o.nattach,
             .msgid_domain = domain,
         };
+        int body_stdin = o.body != NULL ? strcmp(o.body, "-") == 0
+                                        : !isatty(STDIN_FILENO);
 
-        if (mime_compose(&cp, &msg, err, sizeof(err)) < 0) {
+        /* mailx's `mail -s S to < body`: without --body the text is
+         * standard input unless that is a terminal; --body - reads it
+         * in any case.  Input is never dropped without a word. */
+        if (body_stdin) {
+            cp.body_file = NULL;
+            if (read_stdin(&raw, 0) < 0) {
+                fprintf(stderr, "postern send: reading the text: %s\n",
+                        strerror(errno));
+                mbuf_free(&raw);
+                conf_free();
+                return EX_IOERR;
+            }
+            cp.body = raw.data;
+            cp.body_len = raw.len;
+        } else if (o.body != NULL && stdin_waiting()) {
+            fprintf(stderr, "postern send: warning: standard input is not "
+                    "read: --body gives the text (--body - reads "
+                    "standard input)\n");
+        }
+        rc = mime_compose(&cp, &msg, &msg7, err, sizeof(err));
+        mbuf_free(&raw);
+        if (rc < 0) {
             fprintf(stderr, "postern send: %s\n", err);
             mbuf_free(&msg);
+            mbuf_free(&msg7);
             conf_free();
             return EX_NOINPUT;
         }
@@ -582,8 +835,8 @@ cmd_send_main(int argc, char **argv)
             conf_free();
             return EX_DATAERR;
         }
-        if (mime_complete(raw.data, raw.len, o.from, domain, 0, &msg, err,
-                          sizeof(err)) < 0) {
+        if (mime_complete(raw.data, raw.len, o.from, o.from_name, domain,
+                          0, &msg, err, sizeof(err)) < 0) {
             fprintf(stderr, "postern send: %s\n", err);
             mbuf_free(&raw);
             mbuf_free(&msg);
@@ -598,8 +851,9 @@ cmd_send_main(int argc, char **argv)
         rcpt[nrcpt++] = o.cc[i];
     for (size_t i = 0; i < o.nbcc; i++)
         rcpt[nrcpt++] = o.bcc[i];
-    rc = send_submit(&o, &msg, rcpt, nrcpt);
+    rc = send_submit(&o, &msg, msg7.len > 0 ? &msg7 : NULL, rcpt, nrcpt);
     mbuf_free(&msg);
+    mbuf_free(&msg7);
     if (o.password != NULL)
         OPENSSL_clear_free(o.password, strlen(o.password));
     conf_free();
@@ -618,7 +872,7 @@ int
 sendmail_main(int argc, char **argv)
 {
     struct send_opts o = {.prog = "sendmail"};
-    struct mbuf raw = {0}, msg = {0}, fromline = {0};
+    struct mbuf raw = {0}, msg = {0};
     const char **rcpt = NULL;
     char **hdr_rcpt = NULL, err[512], domain[256], from_buf[512];
     size_t nrcpt = 0, nhdr = 0;
@@ -694,23 +948,21 @@ sendmail_main(int argc, char **argv)
         rc = EX_OSERR;
         goto out;
     }
-    if (send_check_addr(o.prog, "sender", o.from, 1) < 0) {
-        rc = EX_USAGE;
+    if (o.from_name != NULL && o.from_name[0] == '\0')
+        o.from_name = NULL;
+    if ((rc = send_split_from(&o, "sender")) != 0 ||
+        (rc = send_check_addr(o.prog, "sender", o.from, 1, EX_USAGE)) != 0)
         goto out;
-    }
     for (size_t k = 0; k < nhdr; k++) {
-        if (send_check_addr(o.prog, "recipient in the header",
-                            hdr_rcpt[k], 0) < 0) {
-            rc = EX_DATAERR;
+        if ((rc = send_check_addr(o.prog, "recipient in the header",
+                                  hdr_rcpt[k], 0, EX_DATAERR)) != 0)
             goto out;
-        }
         rcpt[nrcpt++] = hdr_rcpt[k];
     }
     for (; i < argc; i++) {
-        if (send_check_addr(o.prog, "recipient", argv[i], 0) < 0) {
-            rc = EX_USAGE;
+        if ((rc = send_check_addr(o.prog, "recipient", argv[i], 0,
+                                  EX_USAGE)) != 0)
             goto out;
-        }
         rcpt[nrcpt++] = argv[i];
     }
     if (nrcpt == 0) {
@@ -724,55 +976,15 @@ sendmail_main(int argc, char **argv)
         snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1
                                                           : "localhost");
     }
-    if (o.from_name != NULL && o.from_name[0] == '\0')
-        o.from_name = NULL;
-    /* The From field to add when the message has none: -F's name as a
-     * phrase, and the sender.  (Built apart from from_buf, which may hold
-     * the sender itself.) */
-    if ((o.from_name != NULL &&
-         (mbuf_str(&fromline, "From: ") < 0 ||
-          mime_encode_phrase(&fromline, o.from_name) < 0 ||
-          mbuf_printf(&fromline, " <%s>\r\n", o.from) < 0)) ||
-        (o.from_name == NULL &&
-         mbuf_printf(&fromline, "From: <%s>\r\n", o.from) < 0)) {
-        rc = EX_OSERR;
-        goto out;
-    }
-    if (mime_complete(raw.data, raw.len, NULL, domain, read_t, &msg, err,
-                      sizeof(err)) < 0) {
+    /* A From field is added when the message has none, with -F's name
+     * (or the configured sender's) as a phrase. */
+    if (mime_complete(raw.data, raw.len, o.from, o.from_name, domain,
+                      read_t, &msg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sendmail: %s\n", err);
         rc = EX_DATAERR;
         goto out;
     }
-    {
-        /* Add From when the message has none (with -F's name). */
-        struct mbuf full = {0};
-        int has_from = 0;
-
-        for (size_t k = 0; k + 5 <= msg.len; ) {
-            const uint8_t *nl;
-
-            if (msg.data[k] == '\r' || msg.data[k] == '\n')
-                break;
-            if (strncasecmp((const char *)msg.data + k, "From:", 5) == 0)
-                has_from = 1;
-            nl = memchr(msg.data + k, '\n', msg.len - k);
-            if (nl == NULL)
-                break;
-            k = (size_t)(nl - msg.data) + 1;
-        }
-        if (!has_from) {
-            if (mbuf_add(&full, fromline.data, fromline.len) < 0 ||
-                mbuf_add(&full, msg.data, msg.len) < 0) {
-                mbuf_free(&full);
-                rc = EX_OSERR;
-                goto out;
-            }
-            mbuf_free(&msg);
-            msg = full;
-        }
-    }
-    rc = send_submit(&o, &msg, rcpt, nrcpt);
+    rc = send_submit(&o, &msg, NULL, rcpt, nrcpt);
 out:
     for (size_t k = 0; k < nhdr; k++)
         free(hdr_rcpt[k]);
@@ -780,7 +992,6 @@ out:
     free(rcpt);
     mbuf_free(&raw);
     mbuf_free(&msg);
-    mbuf_free(&fromline);
     if (o.password != NULL)
         OPENSSL_clear_free(o.password, strlen(o.password));
     conf_free();

@@ -192,6 +192,84 @@ mime_encode_phrase(struct mbuf *out, const char *text)
     return mbuf_str(out, "\"");
 }
 
+int
+mime_from_field(struct mbuf *out, const char *name, const char *addr)
+{
+    if (name == NULL || name[0] == '\0')
+        return mbuf_printf(out, "From: <%s>\r\n", addr);
+    if (mbuf_str(out, "From: ") < 0 || mime_encode_phrase(out, name) < 0 ||
+        mbuf_printf(out, " <%s>\r\n", addr) < 0)
+        return -1;
+    return 0;
+}
+
+int
+mime_split_mailbox(const char *in, char **name, char **addr)
+{
+    size_t len = strlen(in), lt = len, end, keep = 0;
+    int quote = 0;
+    struct mbuf nm = {0};
+
+    *name = *addr = NULL;
+    /* The "<" of an angle-addr: the first outside a quoted string. */
+    for (size_t i = 0; i < len && lt == len; i++) {
+        if (quote && in[i] == '\\' && i + 1 < len)
+            i++;
+        else if (in[i] == '"')
+            quote = !quote;
+        else if (in[i] == '<' && !quote)
+            lt = i;
+    }
+    if (lt == len) { /* an addr-spec alone */
+        *addr = strdup(in);
+        return *addr != NULL ? 0 : -1;
+    }
+    /* RFC 5322 §3.4: name-addr = [display-name] angle-addr; the ">"
+     * ends it (blanks after it aside). */
+    for (end = len; end > lt && (in[end - 1] == ' ' || in[end - 1] == '\t');)
+        end--;
+    if (end - lt < 2 || in[end - 1] != '>')
+        return -1;
+    /* The display name: blanks around it dropped, quoted strings
+     * unquoted (quoted-pairs undone, §3.2.4), the rest as it is. */
+    quote = 0;
+    for (size_t i = 0, e = lt; i < e; i++) {
+        char ch = in[i];
+        int blank = !quote && (ch == ' ' || ch == '\t');
+
+        if (blank && keep == 0)
+            continue;
+        if (ch == '"') {
+            quote = !quote;
+            continue;
+        }
+        if (quote && ch == '\\' && i + 1 < e)
+            ch = in[++i];
+        if (mbuf_add(&nm, &ch, 1) < 0)
+            goto fail;
+        if (!blank)
+            keep = nm.len;
+    }
+    if (quote)
+        goto fail; /* a quoted string not closed */
+    nm.len = keep;
+    *addr = strndup(in + lt + 1, end - lt - 2);
+    if (*addr == NULL)
+        goto fail;
+    if (nm.len > 0) {
+        *name = strndup((const char *)nm.data, nm.len);
+        if (*name == NULL)
+            goto fail;
+    }
+    mbuf_free(&nm);
+    return 0;
+fail:
+    mbuf_free(&nm);
+    free(*addr);
+    *addr = NULL;
+    return -1;
+}
+
 const char *
 mime_type_for(const char *filename)
 {
@@ -370,76 +448,116 @@ text_props(const uint8_t *p, size_t len, int *eight_bit, int *long_lines,
     }
 }
 
+/*
+ * Quoted-printable (RFC 2045 §6.7) of text: its line ends (CRLF, CR or
+ * LF, as add_text() reads them) become hard line breaks, CRLF; "=", the
+ * controls but TAB and the 8-bit bytes are =XX (rules 1, 2); a space or
+ * TAB that ends a line is =20 or =09 (rule 3); no encoded line passes 76
+ * characters, a soft line break "=" CRLF cutting a longer one between two
+ * encoded characters (rule 5).
+ */
 static int
-add_body_part(struct mbuf *out, const struct mbuf *body)
+add_qp_text(struct mbuf *out, const uint8_t *p, size_t len)
+{
+    size_t col = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        uint8_t ch = p[i];
+        char tok[4];
+        size_t t = 1;
+        int at_eol;
+
+        if (ch == '\r' || ch == '\n') {
+            if (ch == '\r' && i + 1 < len && p[i + 1] == '\n')
+                i++;
+            if (mbuf_str(out, "\r\n") < 0)
+                return -1;
+            col = 0;
+            continue;
+        }
+        at_eol = i + 1 == len || p[i + 1] == '\r' || p[i + 1] == '\n';
+        if ((ch >= 33 && ch <= 126 && ch != '=') ||
+            ((ch == ' ' || ch == '\t') && !at_eol)) {
+            tok[0] = (char)ch;
+        } else {
+            snprintf(tok, sizeof(tok), "=%02X", ch);
+            t = 3;
+        }
+        /* Room for the character, and for the "=" of a soft break
+         * unless the line ends after it. */
+        if (col + t > (at_eol ? 76u : 75u)) {
+            if (mbuf_str(out, "=\r\n") < 0)
+                return -1;
+            col = 0;
+        }
+        if (mbuf_add(out, tok, t) < 0)
+            return -1;
+        col += t;
+    }
+    if (len > 0 && p[len - 1] != '\n' && p[len - 1] != '\r')
+        return mbuf_str(out, "\r\n");
+    return 0;
+}
+
+enum text_cte {
+    TEXT_7BIT,   /* ASCII: as it is */
+    TEXT_8BIT,   /* 8-bit bytes: as they are, or quoted-printable */
+    TEXT_BASE64, /* a NUL or a line over 998 octets */
+};
+
+static enum text_cte
+text_cte(const struct mbuf *body)
 {
     int eight, longl, bin;
 
     text_props(body->data, body->len, &eight, &longl, &bin);
-    if (longl || bin) {
+    if (longl || bin)
+        return TEXT_BASE64;
+    return eight ? TEXT_8BIT : TEXT_7BIT;
+}
+
+/* The text part's header fields, empty line and content; qp: 8-bit text
+ * as quoted-printable instead of 8bit. */
+static int
+add_body_part(struct mbuf *out, const struct mbuf *body, int qp)
+{
+    switch (text_cte(body)) {
+    case TEXT_BASE64:
         return mbuf_str(out, "Content-Type: text/plain; charset=utf-8\r\n"
                              "Content-Transfer-Encoding: base64\r\n\r\n") <
                        0 ||
                        add_base64_lines(out, body->data, body->len) < 0
                    ? -1
                    : 0;
+    case TEXT_8BIT:
+        if (qp)
+            return mbuf_str(out, "Content-Type: text/plain; charset=utf-8"
+                                 "\r\nContent-Transfer-Encoding: "
+                                 "quoted-printable\r\n\r\n") < 0 ||
+                           add_qp_text(out, body->data, body->len) < 0
+                       ? -1
+                       : 0;
+        return mbuf_str(out, "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Transfer-Encoding: 8bit\r\n\r\n") <
+                       0 ||
+                       add_text(out, body->data, body->len) < 0
+                   ? -1
+                   : 0;
+    case TEXT_7BIT:
+        break;
     }
-    if (mbuf_printf(out, "Content-Type: text/plain; charset=%s\r\n"
-                         "Content-Transfer-Encoding: %s\r\n\r\n",
-                    eight ? "utf-8" : "us-ascii", eight ? "8bit" : "7bit") <
-        0)
-        return -1;
-    return add_text(out, body->data, body->len);
+    return mbuf_str(out, "Content-Type: text/plain; charset=us-ascii\r\n"
+                         "Content-Transfer-Encoding: 7bit\r\n\r\n") < 0 ||
+                   add_text(out, body->data, body->len) < 0
+               ? -1
+               : 0;
 }
 
-int
-mime_compose(const struct compose *c, struct mbuf *out, char *err,
-             size_t n)
+/* The attachments and the close delimiter of a multipart body. */
+static int
+add_attachments(const struct compose *c, const char *boundary,
+                struct mbuf *out, char *err, size_t n)
 {
-    struct mbuf body = {0};
-    unsigned char r[12];
-    char boundary[64];
-
-    if (c->from_name != NULL && c->from_name[0] != '\0') {
-        if (mbuf_str(out, "From: ") < 0 ||
-            mime_encode_phrase(out, c->from_name) < 0 ||
-            mbuf_printf(out, " <%s>\r\n", c->from) < 0)
-            goto nomem;
-    } else if (mbuf_printf(out, "From: <%s>\r\n", c->from) < 0) {
-        goto nomem;
-    }
-    if (add_address_list(out, "To", c->to, c->nto) < 0 ||
-        add_address_list(out, "Cc", c->cc, c->ncc) < 0)
-        goto nomem;
-    if (c->subject != NULL &&
-        (mbuf_str(out, "Subject: ") < 0 ||
-         mime_encode_header_text(out, c->subject) < 0 ||
-         mbuf_str(out, "\r\n") < 0))
-        goto nomem;
-    if (add_date(out) < 0 || add_msgid(out, c->msgid_domain) < 0 ||
-        mbuf_str(out, "MIME-Version: 1.0\r\n") < 0)
-        goto nomem;
-    if (c->body_file != NULL && read_file(c->body_file, &body, err, n) < 0)
-        return -1;
-    if (c->nattach == 0) {
-        if (add_body_part(out, &body) < 0)
-            goto nomem;
-        mbuf_free(&body);
-        return 0;
-    }
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        goto nomem;
-    snprintf(boundary, sizeof(boundary), "=_postern_");
-    for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(boundary + 10 + 2 * i, 3, "%02x", r[i]);
-    if (mbuf_printf(out, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n"
-                         "\r\nThis is a message in MIME format.\r\n",
-                    boundary) < 0)
-        goto nomem;
-    if (mbuf_printf(out, "\r\n--%s\r\n", boundary) < 0 ||
-        add_body_part(out, &body) < 0)
-        goto nomem;
-    mbuf_free(&body);
     for (size_t i = 0; i < c->nattach; i++) {
         struct mbuf data = {0};
         const char *base = strrchr(c->attach[i], '/');
@@ -456,15 +574,82 @@ mime_compose(const struct compose *c, struct mbuf *out, char *err,
             mbuf_str(out, "\r\n\r\n") < 0 ||
             add_base64_lines(out, data.data, data.len) < 0) {
             mbuf_free(&data);
-            goto nomem;
+            snprintf(err, n, "out of memory");
+            return -1;
         }
         mbuf_free(&data);
     }
-    if (mbuf_printf(out, "\r\n--%s--\r\n", boundary) < 0)
+    if (mbuf_printf(out, "\r\n--%s--\r\n", boundary) < 0) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int
+mime_compose(const struct compose *c, struct mbuf *out, struct mbuf *out7,
+             char *err, size_t n)
+{
+    struct mbuf body = {0}, tail = {0};
+    unsigned char r[12];
+    char boundary[64];
+    int two;
+
+    if (mime_from_field(out, c->from_name, c->from) < 0)
         goto nomem;
+    if (add_address_list(out, "To", c->to, c->nto) < 0 ||
+        add_address_list(out, "Cc", c->cc, c->ncc) < 0)
+        goto nomem;
+    if (c->subject != NULL &&
+        (mbuf_str(out, "Subject: ") < 0 ||
+         mime_encode_header_text(out, c->subject) < 0 ||
+         mbuf_str(out, "\r\n") < 0))
+        goto nomem;
+    if (add_date(out) < 0 || add_msgid(out, c->msgid_domain) < 0 ||
+        mbuf_str(out, "MIME-Version: 1.0\r\n") < 0)
+        goto nomem;
+    if (c->body_file != NULL) {
+        if (read_file(c->body_file, &body, err, n) < 0)
+            return -1;
+    } else if (c->body != NULL && mbuf_add(&body, c->body, c->body_len) < 0) {
+        goto nomem;
+    }
+    if (c->nattach > 0) {
+        if (RAND_bytes(r, sizeof(r)) != 1)
+            goto nomem;
+        snprintf(boundary, sizeof(boundary), "=_postern_");
+        for (size_t i = 0; i < sizeof(r); i++)
+            snprintf(boundary + 10 + 2 * i, 3, "%02x", r[i]);
+        if (mbuf_printf(out, "Content-Type: multipart/mixed; "
+                             "boundary=\"%s\"\r\n"
+                             "\r\nThis is a message in MIME format.\r\n"
+                             "\r\n--%s\r\n",
+                        boundary, boundary) < 0)
+            goto nomem;
+        /* Before the text, whose two forms would read them twice. */
+        if (add_attachments(c, boundary, &tail, err, n) < 0) {
+            mbuf_free(&body);
+            mbuf_free(&tail);
+            return -1;
+        }
+    }
+    /* RFC 6152 §3: 8-bit text goes to a server without 8BITMIME
+     * converted; the same message with the text quoted-printable, for
+     * the caller to choose once it knows. */
+    two = out7 != NULL && text_cte(&body) == TEXT_8BIT;
+    if (two && (mbuf_add(out7, out->data, out->len) < 0 ||
+                add_body_part(out7, &body, 1) < 0 ||
+                mbuf_add(out7, tail.data, tail.len) < 0))
+        goto nomem;
+    if (add_body_part(out, &body, 0) < 0 ||
+        mbuf_add(out, tail.data, tail.len) < 0)
+        goto nomem;
+    mbuf_free(&body);
+    mbuf_free(&tail);
     return 0;
 nomem:
     mbuf_free(&body);
+    mbuf_free(&tail);
     snprintf(err, n, "out of memory");
     return -1;
 }
@@ -536,14 +721,14 @@ has_field(const uint8_t *in, size_t hlen, const char *name)
 
 int
 mime_complete(const uint8_t *in, size_t len, const char *from,
-              const char *msgid_domain, int strip_bcc, struct mbuf *out,
-              char *err, size_t n)
+              const char *from_name, const char *msgid_domain,
+              int strip_bcc, struct mbuf *out, char *err, size_t n)
 {
     size_t body, hlen = header_end(in, len, &body), i = 0;
     int skipping = 0;
 
     if (from != NULL && !has_field(in, hlen, "From") &&
-        mbuf_printf(out, "From: <%s>\r\n", from) < 0)
+        mime_from_field(out, from_name, from) < 0)
         goto nomem;
     if (!has_field(in, hlen, "Date") && add_date(out) < 0)
         goto nomem;
@@ -581,51 +766,78 @@ is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Append the addr-specs found in one field body to the list. */
+/*
+ * Append the addr-specs found in one field body to the list: a small RFC
+ * 5322 §3.4 reader.  Items are separated by commas outside quoted
+ * strings, comments and angle brackets.  An item's address is its
+ * angle-addr when it has one; otherwise the item is a bare addr-spec,
+ * without a group "name:" prefix or ";" end (words apart are left for the
+ * caller to refuse: "broken address@x" is no "address@x").  Comments go;
+ * quoted strings are kept as they are, for in an addr-spec one is the
+ * local part ("john doe"@example.test, §3.4.1).
+ */
 static int
 collect_addresses(const char *s, char ***addrs, size_t *n)
 {
-    /* A small RFC 5322 §3.4 reader: angle-addr wins; otherwise each comma
-     * separated item's bare address; comments and quoted display names
-     * are skipped. */
     while (*s != '\0') {
         char item[1024];
-        size_t k = 0;
-        int quote = 0, depth = 0;
-        const char *lt, *gt, *a, *e;
+        size_t k = 0, lt = 0, gt = 0, colon = 0;
+        int quote = 0, depth = 0, angle = 0, has_lt = 0, has_gt = 0;
+        int has_colon = 0;
+        const char *a, *e;
 
-        while (*s != '\0' && (quote || depth > 0 || *s != ',') &&
-               k + 1 < sizeof(item)) {
-            if (*s == '"' && depth == 0)
-                quote = !quote;
-            else if (*s == '(' && !quote)
-                depth++;
-            else if (*s == ')' && !quote && depth > 0)
-                depth--;
-            else if (!quote && depth == 0)
-                item[k++] = *s;
-            else if (quote)
-                item[k++] = ' ';
-            s++;
+        for (; *s != '\0' && k + 2 < sizeof(item); s++) {
+            char ch = *s;
+
+            if (quote) {
+                /* qcontent / quoted-pair (§3.2.4): kept whole. */
+                item[k++] = ch;
+                if (ch == '\\' && s[1] != '\0')
+                    item[k++] = *++s;
+                else if (ch == '"')
+                    quote = 0;
+                continue;
+            }
+            if (depth > 0) { /* a comment (§3.2.2), nested */
+                if (ch == '\\' && s[1] != '\0')
+                    s++;
+                else if (ch == '(')
+                    depth++;
+                else if (ch == ')')
+                    depth--;
+                continue;
+            }
+            if (ch == '(') {
+                depth = 1;
+                continue;
+            }
+            if (ch == ',' && !angle)
+                break;
+            if (ch == '"') {
+                quote = 1;
+            } else if (ch == '<' && !has_lt) {
+                has_lt = angle = 1;
+                lt = k;
+            } else if (ch == '>' && angle) {
+                angle = 0;
+                has_gt = 1;
+                gt = k;
+            } else if (ch == ':' && !has_colon && !has_lt) {
+                has_colon = 1;
+                colon = k;
+            }
+            item[k++] = ch;
         }
         item[k] = '\0';
         if (*s == ',')
             s++;
-        lt = strchr(item, '<');
-        gt = lt != NULL ? strchr(lt, '>') : NULL;
-        if (lt != NULL && gt != NULL) {
-            a = lt + 1;
-            e = gt;
+        if (has_lt && has_gt) {
+            a = item + lt + 1;
+            e = item + gt;
         } else {
-            a = item;
-            e = item + strlen(item);
-        }
-        /* A group "name:" prefix (RFC 5322 §3.4) or its ";" end. */
-        if (lt == NULL) {
-            const char *colon = memchr(a, ':', (size_t)(e - a));
-
-            if (colon != NULL)
-                a = colon + 1;
+            /* A group "name:" prefix (§3.4) or its ";" end. */
+            a = has_colon && !has_lt ? item + colon + 1 : item;
+            e = item + k;
             while (e > a && is_space(e[-1]))
                 e--;
             if (e > a && e[-1] == ';')

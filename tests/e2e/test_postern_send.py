@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from posternd_util import ROOT, Posternd, strip_received
+from posternd_util import ROOT, Posternd, postern_bin, strip_received
 from postern_client_util import (
     ALL_MECHS, EX_NOPERM, EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_UNAVAILABLE,
     EX_USAGE, FIXED_MSG, PASSWORD, USER, LogMark, clean_env, describe,
@@ -184,8 +184,8 @@ def test_plaintext_mech_refused_without_tls(srv, pwfile, rcpt, mech):
     """The plain listener offers every mechanism before TLS; PLAIN and
     LOGIN must not be used there unless asked for."""
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--mech", mech, "--from", USER, "--to", rcpt],
-             pwfile, cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--mech", mech, "--from",
+                            USER, "--to", rcpt], pwfile, cafile=False)
     assert p.returncode == EX_UNAVAILABLE, describe(p)
     assert "--allow-plaintext-auth" in p.stderr.decode()
     no_auth_sent(mark)
@@ -195,9 +195,9 @@ def test_plaintext_mech_refused_without_tls(srv, pwfile, rcpt, mech):
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_plaintext_mech_allowed_when_asked(srv, pwfile, rcpt, mech):
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--mech", mech, "--allow-plaintext-auth",
-                            "--from", USER, "--to", rcpt], pwfile,
-             cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--mech", mech,
+                            "--allow-plaintext-auth", "--from", USER,
+                            "--to", rcpt], pwfile, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     mark.sessions_done()
     assert auth_events(mark) == [("auth_ok", mech)]
@@ -205,13 +205,43 @@ def test_plaintext_mech_allowed_when_asked(srv, pwfile, rcpt, mech):
     assert strip_received(srv.messages(rcpt)[0]) == FIXED_MSG
 
 
-def test_default_without_tls_uses_a_challenge_mech(srv, pwfile, rcpt):
+def test_never_without_tls_uses_a_challenge_mech(srv, pwfile, rcpt):
     mark = LogMark(srv)
-    p = send(srv, "plain", ["--from", USER, "--to", rcpt], pwfile,
-             cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--from", USER, "--to",
+                            rcpt], pwfile, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     mark.sessions_done()
     assert auth_events(mark) == [("auth_ok", "SCRAM-SHA-256")]
+
+
+@pytest.mark.parametrize("mode", [None, "auto"])
+def test_default_and_auto_refuse_auth_without_tls(srv, pwfile, rcpt, mode):
+    """The plain listener offers SCRAM before TLS and no STARTTLS: the
+    default (required) and auto with a user send neither AUTH nor MAIL."""
+    mark = LogMark(srv)
+    extra = ["--starttls=" + mode] if mode else []
+    p = send(srv, "plain", extra + ["--from", USER, "--to", rcpt], pwfile,
+             cafile=False)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    assert p.stderr.decode().startswith(
+        "postern send: the server does not offer STARTTLS; not "), describe(p)
+    no_auth_sent(mark)
+    for sid in mark.sessions_done():
+        assert not [l for l in mark.client_lines(sid)
+                    if l.upper().startswith(("MAIL", "RCPT"))]
+    assert srv.messages(rcpt) == []
+
+
+def test_auto_without_user_sends_in_clear(srv, rcpt):
+    """auto goes on without TLS when there is no user (the plain listener
+    requires AUTH, so posternd refuses MAIL: what matters is that the
+    client went on)."""
+    mark = LogMark(srv)
+    p = send(srv, "plain", ["--starttls=auto", "--from", USER, "--to",
+                            rcpt], cafile=False)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    assert "refused at MAIL: 530 5.7.0" in p.stderr.decode(), describe(p)
+    mark.sessions_done()
 
 
 def test_legacy_listener_before_tls(srv, pwfile, rcpt):
@@ -408,8 +438,8 @@ def test_stdin_large_message(srv, pwfile, rcpt):
     """More than the session's output limit (1 MiB) goes through the
     flush-and-retry path; every line survives."""
     lines, text = big_text()
-    p = send(srv, "plain", ["--from", USER, "--to", rcpt], pwfile,
-             input=text, cafile=False)
+    p = send(srv, "plain", ["--starttls=never", "--from", USER, "--to",
+                            rcpt], pwfile, input=text, cafile=False)
     assert p.returncode == EX_OK, describe(p)
     head, body = header_and_body(strip_received(srv.messages(rcpt)[0]))
     assert body == b"\r\n".join(lines) + b"\r\n"
@@ -536,6 +566,76 @@ def test_composed_body_cr_line_ends(srv, pwfile, rcpt, tmp_path):
     head, body = header_and_body(strip_received(srv.messages(rcpt)[0]))
     assert b"Content-Transfer-Encoding: 7bit" in head
     assert body == b"one\r\ntwo\r\nthree\r\nfour\r\n"
+
+
+def fixed_date_and_id(msg):
+    """msg with the values of its Date and Message-ID fields (composed:
+    the time and random bytes) replaced by fixed ones, checked first."""
+    date = rb"Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z][a-z] " \
+        rb"\d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
+    mid = rb"Message-ID: <[0-9a-f]+\.[0-9a-f]{24}@example\.test>\r\n"
+    assert len(re.findall(date, msg)) == 1, msg
+    assert len(re.findall(mid, msg)) == 1, msg
+    msg = re.sub(date, b"Date: D\r\n", msg)
+    return re.sub(mid, b"Message-ID: M\r\n", msg)
+
+
+def composed(rcpt, subject, ctype="text/plain; charset=us-ascii",
+             cte="7bit", body=b"", from_field=None):
+    return (b"From: %s\r\nTo: <%s>\r\nSubject: %s\r\nDate: D\r\n"
+            b"Message-ID: M\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: %s\r\nContent-Transfer-Encoding: %s\r\n\r\n"
+            % (from_field or b"<%s>" % USER.encode(), rcpt.encode(),
+               subject.encode(), ctype.encode(), cte.encode()) + body)
+
+
+def test_composed_body_from_stdin(srv, pwfile, rcpt):
+    """mail -s S to < body: with --subject and no --body, standard input
+    (not a terminal) is the text, not dropped."""
+    p = send(srv, "starttls", ["--from", USER, "--to", rcpt, "--subject",
+                               "from stdin"], pwfile,
+             input=b"first line\n.dot line\nFrom here\nlast")
+    assert p.returncode == EX_OK, describe(p)
+    assert p.stderr == b""
+    got = fixed_date_and_id(strip_received(srv.messages(rcpt)[0]))
+    assert got == composed(rcpt, "from stdin", body=b"first line\r\n"
+                           b".dot line\r\nFrom here\r\nlast\r\n"), got
+
+
+def test_composed_body_dash_and_attachment(srv, pwfile, rcpt, tmp_path):
+    """--body - reads standard input; with --attach and no --body the
+    text part is standard input too."""
+    (tmp_path / "a.txt").write_bytes(b"attached\n")
+    for args in (["--body", "-", "--attach", tmp_path / "a.txt"],
+                 ["--attach", tmp_path / "a.txt"]):
+        p = send(srv, "starttls", ["--from", USER, "--to", rcpt] + args,
+                 pwfile, input=b"the text\n")
+        assert p.returncode == EX_OK, describe(p)
+    for raw in srv.messages(rcpt):
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        text, att = list(m.iter_parts())
+        assert text.get_content() == "the text\r\n"
+        assert att.get_payload(decode=True) == b"attached\n"
+
+
+def test_composed_body_file_warns_about_stdin(srv, pwfile, rcpt, tmp_path):
+    """--body FILE with data waiting on standard input: the file is the
+    text, and a warning says standard input was not read."""
+    (tmp_path / "b.txt").write_bytes(b"from the file\n")
+    (tmp_path / "in.txt").write_bytes(b"waiting on stdin\n")
+    a = ["send", "--server", url(srv, "starttls"), "--cafile", srv.cert,
+         "--user", USER, "--password-file", pwfile, "--from", USER, "--to",
+         rcpt, "--subject", "file", "--body", tmp_path / "b.txt"]
+    with open(tmp_path / "in.txt", "rb") as stdin:
+        p = subprocess.run([str(postern_bin())] + [str(x) for x in a],
+                           stdin=stdin, capture_output=True, timeout=60,
+                           env=clean_env(tmp_path), start_new_session=True)
+    assert p.returncode == EX_OK, describe(p)
+    assert p.stderr == (b"postern send: warning: standard input is not "
+                        b"read: --body gives the text (--body - reads "
+                        b"standard input)\n"), describe(p)
+    got = fixed_date_and_id(strip_received(srv.messages(rcpt)[0]))
+    assert got == composed(rcpt, "file", body=b"from the file\r\n"), got
 
 
 def test_composed_missing_attachment(srv, pwfile, rcpt, tmp_path):

@@ -395,22 +395,91 @@ def test_without_user_no_auth(pwfile):
 
 # --- STARTTLS refused, and a reply that arrives with the close ---------------
 
-def test_starttls_refused_auto_goes_on(pwfile):
-    with FakeSMTP(ehlo=["STARTTLS", "AUTH CRAM-MD5"],
-                  replies={"STARTTLS": "454 4.7.0 TLS not available"},
-                  auth=["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"]) as f:
-        p = send(f, pwfile, user="tim", plain=False)
+# The EHLO of a server without STARTTLS, and of one that offers it and
+# then refuses it as a downgrading attacker on the path would (RFC 3207
+# §4: 454 4.7.0), both offering AUTH in clear.
+NO_TLS = dict(ehlo=["PIPELINING", "AUTH CRAM-MD5 PLAIN"])
+TLS_REFUSED = dict(ehlo=["PIPELINING", "STARTTLS", "AUTH CRAM-MD5 PLAIN"],
+                   replies={"STARTTLS": "454 4.7.0 TLS not available"})
+
+
+def no_auth_no_mail(f):
+    assert auth_lines(f) == [], f.commands
+    assert not [c for c in f.commands if c.upper().startswith(
+        (b"MAIL", b"RCPT", b"DATA"))], f.commands
+    assert f.messages == []
+    assert f.commands[-1] == b"QUIT", f.commands
+    assert_no_secret(f)
+
+
+@pytest.mark.parametrize("server", ["omitted", "refused"])
+@pytest.mark.parametrize("mode,user", [
+    (None, USER), (None, None), ("required", USER), ("required", None),
+    ("auto", USER)], ids=["default-user", "default", "required-user",
+                          "required", "auto-user"])
+def test_no_tls_nothing_sent(pwfile, server, mode, user):
+    """smtp:// without TLS: no AUTH, no MAIL, exit 69 and why.  The
+    default is --starttls=required; auto goes on in clear only without a
+    user."""
+    kw = NO_TLS if server == "omitted" else TLS_REFUSED
+    extra = ["--starttls=" + mode] if mode else []
+    with FakeSMTP(auth=["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"],
+                  **kw) as f:
+        p = send(f, pwfile, user=user, plain=False, extra=extra)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    err = p.stderr.decode()
+    why = ("the server does not offer STARTTLS" if server == "omitted"
+           else "the server refused STARTTLS: 454 4.7.0 TLS not available")
+    if mode == "auto":
+        want = ("postern send: %s; not authenticating without TLS "
+                "(--starttls=auto goes on in clear only without a user)\n"
+                % why)
+    else:
+        want = ("postern send: %s; not %s without TLS (--starttls=required"
+                "%s; --starttls=never to send in clear)\n" % (
+                    why, "authenticating or sending" if user else "sending",
+                    ", the default" if mode is None else ""))
+    assert err == want, describe(p)
+    if server == "refused":
+        assert b"STARTTLS" in f.commands
+    else:
+        assert b"STARTTLS" not in f.commands
+    no_auth_no_mail(f)
+
+
+@pytest.mark.parametrize("server", ["omitted", "refused"])
+def test_no_tls_auto_without_user_goes_on(pwfile, server):
+    kw = NO_TLS if server == "omitted" else TLS_REFUSED
+    with FakeSMTP(**kw) as f:
+        p = send(f, pwfile, user=None, plain=False,
+                 extra=["--starttls=auto"])
     assert p.returncode == EX_OK, describe(p)
-    assert b"STARTTLS" in f.commands
+    assert p.stderr == b"", describe(p)
+    assert (b"STARTTLS" in f.commands) == (server == "refused")
+    assert auth_lines(f) == []
+    assert f.messages == [FIXED_MSG]
 
 
-def test_starttls_refused_required(pwfile):
-    with FakeSMTP(ehlo=["STARTTLS", "AUTH CRAM-MD5"],
-                  replies={"STARTTLS": "454 4.7.0 TLS not available"}) as f:
+def test_no_tls_never_authenticates_in_clear(pwfile):
+    """--starttls=never is the explicit way: a mechanism that does not
+    send the password, in clear, and the message."""
+    with FakeSMTP(auth=["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"],
+                  **TLS_REFUSED) as f:
         p = send(f, pwfile, user="tim", plain=False,
-                 extra=["--starttls=required"])
+                 extra=["--starttls=never"])
+    assert p.returncode == EX_OK, describe(p)
+    assert b"STARTTLS" not in f.commands
+    assert auth_lines(f) == [b"AUTH CRAM-MD5"]
+    assert f.messages == [FIXED_MSG]
+
+
+def test_starttls_421_is_temporary(pwfile):
+    """421 to STARTTLS is the server closing, not a refusal of TLS."""
+    with FakeSMTP(ehlo=["STARTTLS", "AUTH CRAM-MD5"],
+                  replies={"STARTTLS": Close("421 4.3.2 Shutting down")}) as f:
+        p = send(f, pwfile, user="tim", plain=False)
     assert p.returncode == EX_TEMPFAIL, describe(p)
-    assert "454 4.7.0 TLS not available" in p.stderr.decode()
+    assert "421 4.3.2 Shutting down" in p.stderr.decode()
     assert auth_lines(f) == []
 
 
@@ -487,7 +556,7 @@ def test_many_recipients(pwfile):
     assert f.messages == [FIXED_MSG]
 
 
-@pytest.mark.parametrize("opt", ["--to", "--cc", "--bcc", "--from"])
+@pytest.mark.parametrize("opt", ["--to", "--cc", "--bcc"])
 def test_address_with_display_name_is_usage_error(pwfile, opt):
     with FakeSMTP() as f:
         a = ["send", "--server", f.url, "--starttls=never", "--from",

@@ -13,9 +13,9 @@ import pytest
 
 from posternd_util import Posternd, postern_bin, strip_received
 from postern_client_util import (
-    EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_OK, EX_USAGE, PASSWORD, USER,
-    FakeSMTP, LogMark, clean_env, describe, run_postern, secret_forms,
-    settled)
+    EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_OK, EX_UNAVAILABLE, EX_USAGE,
+    PASSWORD, USER, FakeSMTP, LogMark, clean_env, describe, run_postern,
+    secret_forms, settled)
 
 
 @pytest.fixture(scope="module")
@@ -418,6 +418,70 @@ def test_send_config_precedence(srv, tmp_path, home):
     assert p.returncode == EX_NOPERM, describe(p)
 
 
+# --- no TLS, nothing sent -------------------------------------------------------
+
+CRAM_CHALLENGE = "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
+
+
+@pytest.mark.parametrize("server", ["omitted", "refused"])
+@pytest.mark.parametrize("starttls,user", [
+    (None, False), (None, True), ("required", True), ("auto", True)],
+    ids=["default", "default-user", "required-user", "auto-user"])
+def test_config_no_tls_nothing_sent(link, tmp_path, home, server, starttls,
+                                    user):
+    """The configuration's starttls is required by default; auto goes on
+    in clear only without a user.  A server without STARTTLS, and one
+    that refuses it (454, as a downgrading attacker would), get no AUTH
+    and no MAIL."""
+    ehlo = ["PIPELINING", "AUTH CRAM-MD5 PLAIN"]
+    replies = {}
+    if server == "refused":
+        ehlo.insert(1, "STARTTLS")
+        replies["STARTTLS"] = "454 4.7.0 TLS not available"
+    with FakeSMTP(ehlo=ehlo, replies=replies,
+                  auth=["334 " + CRAM_CHALLENGE, "235 2.7.0 ok"]) as f:
+        c = tmp_path / "c.conf"
+        text = "server = %s\n" % f.url
+        if starttls:
+            text += "starttls = %s\n" % starttls
+        if user:
+            text += "user = tim\npassword = %s\n" % PASSWORD
+        c.write_text(text)
+        c.chmod(0o600)
+        p = run_postern(["-i", "nt@example.test"], input=b"Subject: x\n\nx\n",
+                        env=clean_env(home, POSTERN_CONFIG=c), argv0=link)
+    assert p.returncode == EX_UNAVAILABLE, describe(p)
+    why = ("the server does not offer STARTTLS" if server == "omitted"
+           else "the server refused STARTTLS: 454 4.7.0 TLS not available")
+    if starttls == "auto":
+        want = ("sendmail: %s; not authenticating without TLS (starttls = "
+                "auto goes on in clear only without a user)\n" % why)
+    else:
+        want = ("sendmail: %s; not %s without TLS (starttls = required%s; "
+                "starttls = never to send in clear)\n" % (
+                    why, "authenticating or sending" if user else "sending",
+                    ", the default" if starttls is None else ""))
+    assert p.stderr.decode() == want, describe(p)
+    assert not [l for l in f.commands if l.upper().startswith(
+        (b"AUTH", b"MAIL", b"RCPT", b"DATA"))], f.commands
+    assert f.messages == [] and f.commands[-1] == b"QUIT"
+    for s in secret_forms() + secret_forms(user="tim"):
+        assert s not in f.all_received()
+
+
+def test_config_auto_without_user_goes_on(link, tmp_path, home):
+    with FakeSMTP(ehlo=["PIPELINING", "STARTTLS"],
+                  replies={"STARTTLS": "454 4.7.0 TLS not available"}) as f:
+        c = tmp_path / "c.conf"
+        c.write_text("server = %s\nstarttls = auto\nfrom = a@example.test\n"
+                     % f.url)
+        p = run_postern(["-i", "nt@example.test"], input=b"Subject: x\n\nx\n",
+                        env=clean_env(home, POSTERN_CONFIG=c), argv0=link)
+    assert p.returncode == EX_OK, describe(p)
+    assert b"MAIL FROM:<a@example.test>" in f.commands
+    assert len(f.messages) == 1
+
+
 def test_debian_cron_command_line_accepted():
     """Debian's cron runs `sendmail -FCronDaemon -i -B8BITMIME -oem USER`:
     every option must be understood or ignored, not refused."""
@@ -438,3 +502,111 @@ def test_debian_cron_command_line_accepted():
                env=env, timeout=30)
     assert b"unknown option" not in p.stderr, p.stderr
     assert b"no server" in p.stderr, p.stderr
+
+
+# --- recipients from the header: quoted local parts, 8-bit --------------------
+
+def fake_config(tmp_path, f):
+    c = tmp_path / "fake.conf"
+    c.write_text("server = %s\nstarttls = never\nfrom = tim@example.test\n"
+                 % f.url)
+    return c
+
+
+def test_t_quoted_local_parts(link, tmp_path, home):
+    """-t keeps a quoted local part whole (it was read as "@example.test"),
+    in a bare addr-spec and in an angle-addr, a comma or "@" inside it
+    included; a quoted display name and a comment are no address."""
+    msg = (b'To: "john.doe"@example.test, "Doe, John" <"j@d"@example.test>\n'
+           b'Cc: (Ann) ann@example.test, group: "x,y"@example.test;\n'
+           b"Subject: quoted\n\nx\n")
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        p = run_postern(["-t", "-i"], input=msg, argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_OK, describe(p)
+    assert [c for c in f.commands if c.startswith(b"RCPT")] == [
+        b'RCPT TO:<"john.doe"@example.test>',
+        b'RCPT TO:<"j@d"@example.test>',
+        b"RCPT TO:<ann@example.test>",
+        b'RCPT TO:<"x,y"@example.test>']
+    assert added_then(f.messages[0], "tim@example.test") == \
+        msg.replace(b"\n", b"\r\n")
+
+
+def test_t_quoted_local_part_posternd(srv, link, conf, home):
+    """The same through posternd: delivered to the quoted address, the
+    message byte for byte."""
+    msg = b'To: "qt.one"@example.test\nSubject: q\n\nx\n'
+    p = sendmail(link, conf, home, ["-t", "-i"], msg)
+    assert p.returncode == EX_OK, describe(p)
+    [got] = srv.messages('"qt.one"@example.test')
+    assert added_then(strip_received(got), USER) == \
+        msg.replace(b"\n", b"\r\n")
+    assert srv.messages("qt.one@example.test") == []
+
+
+@pytest.mark.parametrize("field,addr,why", [
+    (b'"john doe"@example.test', '"john doe"@example.test',
+     "a quoted local part with a space or an angle bracket cannot be sent "
+     "yet; nothing was sent"),
+    (b'"Doe, John" john@example.test', '"Doe, John" john@example.test',
+     "is not an address"),
+    ("Jörg <jörg@example.test>".encode(), "jörg@example.test",
+     "is not ASCII: an internationalized address needs SMTPUTF8 (RFC "
+     "6531), which postern cannot ask for yet; nothing was sent"),
+])
+def test_t_unsendable_recipient_refused(link, tmp_path, home, field, addr,
+                                        why):
+    """Not mangled, not dropped: refused (65), nothing sent."""
+    with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8"]) as f:
+        p = run_postern(["-t", "-i"], input=b"To: " + field + b"\n\nx\n",
+                        argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_DATAERR, describe(p)
+    err = p.stderr.decode()
+    assert err.startswith("sendmail: recipient in the header '%s'" % addr), err
+    assert why in err, err
+    assert f.commands == []
+
+
+def test_8bit_argument_refused(link, tmp_path, home):
+    with FakeSMTP() as f:
+        p = run_postern(["-i", "jörg@example.test"], input=b"x\n", argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert "'jörg@example.test' is not ASCII" in p.stderr.decode()
+    assert f.commands == []
+
+
+@pytest.mark.parametrize("conf_extra,args,field", [
+    ("from = Robot Example <robot@example.test>\n", [],
+     b"From: Robot Example <robot@example.test>"),
+    ("from = Robot Example <robot@example.test>\n", ["-F", "Other"],
+     b"From: Other <robot@example.test>"),
+    ("from = robot@example.test\nfrom-name = J\u00f6rg M\u00fcller\n", [],
+     b"From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <robot@example.test>"),
+    ("from = Robot <robot@example.test>\n", ["-f", "bounce@example.test"],
+     b"From: <bounce@example.test>"),
+], ids=["from-name-addr", "F-wins", "from-name-key", "f-wins"])
+def test_config_from_display_name(link, tmp_path, home, conf_extra, args,
+                                  field):
+    """The configuration's from may be "Name <addr>" (and from-name gives
+    a name apart): the envelope gets the address, the added From field
+    the name; -F and -f win over them."""
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        c = tmp_path / "n.conf"
+        c.write_text("server = %s\nstarttls = never\n" % f.url + conf_extra)
+        p = run_postern(args + ["-i", "n@example.test"],
+                        input=b"Subject: n\n\nx\n", argv0=link,
+                        env=clean_env(home, POSTERN_CONFIG=c))
+    assert p.returncode == EX_OK, describe(p)
+    addr = field.split(b"<")[1].rstrip(b">")
+    assert b"MAIL FROM:<%s>" % addr in f.commands, f.commands
+    lines = f.messages[0].split(b"\r\n")
+    assert lines[0] == field, lines
+    assert lines[1].startswith(b"Date: ") and \
+        lines[2].startswith(b"Message-ID: <")
+    assert b"\r\n".join(lines[3:]) == b"Subject: n\r\n\r\nx\r\n"
