@@ -22,6 +22,8 @@ usage(FILE *f)
             "  pw      make a password verifier ({SCHEME}value)\n"
             "  user    edit a passwd-file (add, passwd, del, list)\n"
             "  bench   load generator\n"
+            "  queue   what posternd's relay queue holds (list, show, flush,\n"
+            "          delete)\n"
             "\n"
             "  -h, --help      this help\n"
             "  -V, --version   print the version\n");
@@ -36,6 +38,7 @@ static const struct {
     {"pw", cmd_pw_main},
     {"user", cmd_user_main},
     {"bench", cmd_bench_main},
+    {"queue", cmd_queue_main},
 };
 
 int

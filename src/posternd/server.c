@@ -17,14 +17,39 @@
 #include <uv.h>
 
 #include "deliver_maildir.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "relay.h"
 #include "server.h"
 
 #define SERVER_MAX_WORKERS 1024
 /* How often the spool is searched for files a dead process left (named
  * spool files only: maildir_spool_clean()). */
 #define SPOOL_CLEAN_INTERVAL_MS (5 * 60 * 1000)
+
+#define SERVER_STOP_POLL_MS 50
+
+/* Stopping: the relay's connections finish the message they send (and
+ * its record) within the grace period, then are cut. */
+static void
+on_stop_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    uint64_t waited = uv_now(srv->loop) - srv->stop_started;
+
+    if (srv->relay != NULL && !relay_mgr_idle(srv->relay)) {
+        if (waited < (uint64_t)srv->sc->cfg->grace_period * 1000)
+            return;
+        relay_mgr_abort(srv->relay);
+        if (!relay_mgr_idle(srv->relay) &&
+            waited < (uint64_t)srv->sc->cfg->grace_period * 1000 + 5000)
+            return; /* the aborted ones' last records */
+    }
+    uv_timer_stop(t);
+    /* server_run() joins the workers. */
+    uv_stop(srv->loop);
+}
 
 static void
 server_stop(struct server *srv, const char *why)
@@ -41,8 +66,12 @@ server_stop(struct server *srv, const char *why)
             close(srv->lfd[i]);
             srv->lfd[i] = -1;
         }
-    /* server_run() joins the workers. */
-    uv_stop(srv->loop);
+    control_stop(srv->control);
+    srv->control = NULL;
+    if (srv->relay != NULL)
+        relay_mgr_stop(srv->relay);
+    srv->stop_started = uv_now(srv->loop);
+    uv_timer_start(&srv->stop_timer, on_stop_timer, 0, SERVER_STOP_POLL_MS);
 }
 
 /* Create, retune or switch off the throttle to match the configuration
@@ -109,6 +138,10 @@ on_signal(uv_signal_t *h, int signum)
         snapshot_unref(sc);
         return;
     }
+    /* The relay manager moves to the new configuration before the old
+     * one can go. */
+    if (srv->relay != NULL)
+        relay_mgr_reload(srv->relay, sc->cfg);
     snapshot_unref(srv->sc);
     srv->sc = sc;
     log_set_level(sc->cfg->log_level);
@@ -311,14 +344,25 @@ server_run(const char *path)
     srv.spool_timer.data = &srv;
     uv_timer_start(&srv.spool_timer, on_spool_timer,
                    SPOOL_CLEAN_INTERVAL_MS, SPOOL_CLEAN_INTERVAL_MS);
+    uv_timer_init(srv.loop, &srv.stop_timer);
+    srv.stop_timer.data = &srv;
     if (server_throttle_apply(&srv) < 0)
         srv.exit_code = EX_SOFTWARE;
     else if (server_bind(&srv) < 0)
         srv.exit_code = EX_UNAVAILABLE;
-    else if (server_start_workers(&srv) < 0)
+    else if (relay_mgr_new(srv.loop, srv.sc->cfg, &srv.relay, err,
+                           sizeof(err)) < 0) {
+        fprintf(stderr, "posternd: %s\n", err);
+        srv.exit_code = EX_CANTCREAT;
+    } else if (control_start(srv.loop, srv.sc->cfg->spool, srv.relay,
+                             &srv.control, err, sizeof(err)) < 0) {
+        fprintf(stderr, "posternd: %s\n", err);
+        srv.exit_code = EX_UNAVAILABLE;
+    } else if (server_start_workers(&srv) < 0)
         srv.exit_code = EX_OSERR;
     else
         uv_run(srv.loop, UV_RUN_DEFAULT);
+    control_stop(srv.control);
     /* Stopping (or a failed start): the workers finish their sessions
      * within the grace period. */
     if (!srv.stopping)
@@ -332,6 +376,7 @@ server_run(const char *path)
         if (srv.lfd[i] >= 0)
             close(srv.lfd[i]);
     free(srv.lfd);
+    relay_mgr_free(srv.relay);
     loop_close_all(srv.loop);
     uv_loop_close(srv.loop);
     throttle_free(srv.throttle_obj);

@@ -51,7 +51,7 @@ class Posternd:
     """
 
     def __init__(self, tmp, users=None, extra_global="", listeners=None,
-                 hostname="mail.example.test", env=None):
+                 hostname="mail.example.test", env=None, extra_sections=""):
         self.dir = str(tmp)
         # Extra environment for posternd (e.g. POSTERN_MAILDIR_NO_TMPFILE).
         self.env = dict(env or {})
@@ -69,6 +69,8 @@ class Posternd:
         self.cert = os.path.join(self.dir, "cert.pem")
         self.key = os.path.join(self.dir, "key.pem")
         self.extra_global = extra_global
+        # Sections after the listeners ("[relay NAME]" ...).
+        self.extra_sections = extra_sections
         self.listener_spec = listeners or {
             "plain": "tls = none\nauth = required\nauth_before_tls = all\n",
             "starttls": "tls = starttls\nauth = required\nauth_before_tls = none\n",
@@ -134,6 +136,7 @@ class Posternd:
                     self.ports[name] = port
             text += (f"[listener {name}]\naddress = 127.0.0.1:{self.ports[name]}\n"
                      f"{spec}\n")
+        text += self.extra_sections
         with open(self.conf, "w") as f:
             f.write(text)
 
