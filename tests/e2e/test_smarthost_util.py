@@ -3,6 +3,10 @@
 
 - oauth_server.TokenServer: the grants, rotation, invalid_grant, the
   device flow, PKCE with a loopback redirect, introspection, faults.
+- smarthost_util.PostfixSmarthost: STARTTLS/implicit TLS, AUTH PLAIN,
+  LOGIN, CRAM-MD5 (Dovecot passwd-file), XOAUTH2/OAUTHBEARER (Dovecot's
+  oauth2 passdb asking the token server), recipients, controls.
+- smarthost_util.AiosmtpdSmarthost.
 """
 import base64
 import http.server
@@ -21,13 +25,16 @@ import urllib.request
 
 import pytest
 
-from net_util import b64
 from oauth_server import (APP_CLIENT, GOOGLE_SCOPE, M365_APP_SCOPE,
                           M365_SCOPE, PUBLIC_CLIENT, pkce_s256)
+from smarthost_util import (PASSWORD, USER, AiosmtpdSmarthost,
+                            PostfixSmarthost, b64,
+                            oauthbearer, strip_trace, xoauth2)
 
 # The fixtures (pytest finds them in this module's namespace).
 from net_util import test_cert  # noqa: F401,E402
 from oauth_server import token_server  # noqa: F401,E402
+from smarthost_util import aiosmtpd_smarthost, postfix_smarthost  # noqa
 
 MSG = (b"From: <relay@example.test>\r\nTo: <rcpt@example.test>\r\n"
        b"Subject: smarthost self-test\r\nMessage-ID: <st.1@example.test>\r\n"
@@ -396,3 +403,225 @@ def test_introspection_and_secrets(token_server):
     text = "log line: token=%s secret=%s" % (at2, ts.app_secret)
     assert sorted(ts.leaks(text)) == sorted([at2, ts.app_secret])
     assert ts.leaks("nothing here") == []
+
+
+# --- Postfix + Dovecot -------------------------------------------------------
+
+def test_postfix_starttls_plain_delivers_bytes(postfix_smarthost, test_cert):
+    ph = postfix_smarthost
+    r = Raw(ph.ports["starttls"])
+    assert r.greeting == "220 smarthost.example.test ESMTP Postfix"
+    ehlo = r.cmd("EHLO client.example.test")
+    assert "STARTTLS" in ehlo and "AUTH" not in ehlo  # smtpd_tls_auth_only
+    assert r.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))) \
+        .startswith("503 5.5.1")
+    r.starttls(test_cert.client_context())
+    assert "250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER" in r.cmd("EHLO c.test")
+    assert r.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))) == \
+        "235 2.7.0 Authentication successful"
+    assert r.cmd("MAIL FROM:<relay@example.test>").startswith("250 2.1.0")
+    assert r.cmd("RCPT TO:<rcpt@example.test>").startswith("250 2.1.5")
+    assert r.cmd("DATA").startswith("354 ")
+    r.sock.sendall(MSG.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    assert r.reply().startswith("250 2.0.0 Ok: queued as ")
+    r.cmd("QUIT")
+    r.close()
+    (m,) = ph.wait_messages(1, "rcpt@example.test")
+    assert m.raw.startswith(b"Return-Path: <relay@example.test>\n"
+                            b"X-Original-To: rcpt@example.test\n"
+                            b"Delivered-To: rcpt@example.test\n"
+                            b"Received: from ")
+    assert b"with ESMTPSA id" in m.raw
+    assert strip_trace(m.raw) == MSG
+    assert "sasl_method=PLAIN, sasl_username=relay@example.test" in \
+        ph.maillog()
+
+
+def test_postfix_implicit_tls_login_and_cram(tmp_path, test_cert):
+    users = {USER: PASSWORD, "cram@example.test": ("cram-pw", "CRAM-MD5")}
+    with PostfixSmarthost(test_cert, users=users, logdir=tmp_path,
+                          mechanisms="plain login cram-md5") as ph:
+        with smtplib.SMTP_SSL("127.0.0.1", ph.ports["implicit"], timeout=20,
+                              context=test_cert.client_context()) as m:
+            m.ehlo()
+            assert m.esmtp_features["auth"].split() == ["PLAIN", "LOGIN",
+                                                         "CRAM-MD5"]
+            m.user, m.password = USER, PASSWORD
+            assert m.auth("LOGIN", m.auth_login) == (
+                235, b"2.7.0 Authentication successful")
+            m.sendmail(USER, ["rcpt@example.org"], MSG)
+        with smtp_tls(ph.ports["starttls"], test_cert) as m:
+            m.user, m.password = "cram@example.test", "cram-pw"
+            assert m.auth("CRAM-MD5", m.auth_cram_md5)[0] == 235
+            m.sendmail("cram@example.test", ["rcpt@example.test"], MSG)
+        with smtp_tls(ph.ports["starttls"], test_cert) as m:
+            m.user, m.password = "cram@example.test", "not-cram-pw"
+            with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+                m.auth("CRAM-MD5", m.auth_cram_md5)
+            assert e.value.smtp_code == 535
+        assert [strip_trace(x.raw) for x in ph.wait_messages(2)] == [MSG] * 2
+
+
+def test_postfix_xoauth2_with_token_from_token_server(postfix_smarthost,
+                                                      token_server,
+                                                      test_cert):
+    ph, ts = postfix_smarthost, token_server
+    rt = ts.issue_refresh_token(USER)
+    code, body = post(ts, ts.token_url(), {
+        "grant_type": "refresh_token", "client_id": PUBLIC_CLIENT,
+        "refresh_token": rt, "scope": M365_SCOPE})
+    assert code == 200
+    tok = body["access_token"]
+    before = ts.count("introspect")
+    with smtp_tls(ph.ports["starttls"], test_cert) as m:
+        assert m.docmd("AUTH", "XOAUTH2 " + b64(xoauth2(USER, tok))) == (
+            235, b"2.7.0 Authentication successful")
+        m.sendmail(USER, ["rcpt@example.test"], MSG)
+    with smtp_tls(ph.ports["starttls"], test_cert) as m:
+        # Two-step form: AUTH OAUTHBEARER, 334, then the response.
+        assert m.docmd("AUTH", "OAUTHBEARER")[0] == 334
+        assert m.docmd(b64(oauthbearer(USER, tok, port=ph.ports[
+            "starttls"]))) == (235, b"2.7.0 Authentication successful")
+    # Dovecot asked the token server each time (RFC 7662 POST).
+    assert ts.count("introspect") == before + 2
+    intro = [r for r in ts.requests if r.endpoint == "introspect"]
+    assert intro[-1].method == "POST" and intro[-1].form["token"] == tok
+    assert strip_trace(ph.wait_messages(1)[0].raw) == MSG
+    assert "sasl_method=XOAUTH2, sasl_username=relay@example.test" in \
+        ph.maillog()
+
+
+def _bearer_fails(port, cert, mech, user, tok):
+    """Dovecot answers a bad token as Google does: 334 + JSON, then 535
+    after the client's empty line (XOAUTH2) or %x01 (OAUTHBEARER)."""
+    ir = xoauth2(user, tok) if mech == "XOAUTH2" else oauthbearer(user, tok)
+    with smtp_tls(port, cert) as m:
+        code, chal = m.docmd("AUTH", "%s %s" % (mech, b64(ir)))
+        assert code == 334, chal
+        status = json.loads(base64.b64decode(chal))["status"]
+        code, text = m.docmd("" if mech == "XOAUTH2" else "AQ==")
+        assert code == 535 and text.startswith(
+            b"5.7.8 Error: authentication failed"), text
+        return status
+
+
+def test_postfix_expired_revoked_and_foreign_tokens(postfix_smarthost,
+                                                    token_server, test_cert):
+    ph, ts = postfix_smarthost, token_server
+    port = ph.ports["starttls"]
+    expired = ts.issue_access_token(USER, lifetime=0)
+    revoked = ts.issue_access_token(USER)
+    ts.revoke(revoked)
+    other = ts.issue_access_token("other@example.test")
+    assert _bearer_fails(port, test_cert, "XOAUTH2", USER, expired) == "401"
+    assert _bearer_fails(port, test_cert, "XOAUTH2", USER, revoked) == "401"
+    assert _bearer_fails(port, test_cert, "OAUTHBEARER", USER,
+                         revoked) == "invalid_token"
+    assert _bearer_fails(port, test_cert, "XOAUTH2", USER, other) == "401"
+    log = ph.dovecot_log()
+    assert log.count("Introspection failed: Provided token is not valid") \
+        == 3
+    assert "Username 'relay@example.test' did not match " \
+           "'other@example.test'" in log
+
+
+def test_postfix_recipients_and_controls(tmp_path, test_cert):
+    with PostfixSmarthost(test_cert, logdir=tmp_path, reject={
+            "full@example.test": "452 4.2.2 Mailbox full"},
+            mailboxes=[USER, "rcpt@example.test", "full@example.test"]) as ph:
+        with smtp_tls(ph.ports["starttls"], test_cert) as m:
+            m.login(USER, PASSWORD)
+            m.mail(USER)
+            assert m.rcpt("full@example.test") == (
+                452, b"4.2.2 <full@example.test>: Recipient address "
+                     b"rejected: Mailbox full")
+            assert m.rcpt("nobody@example.test") == (
+                550, b"5.1.1 <nobody@example.test>: Recipient address "
+                     b"rejected: User unknown in virtual mailbox table")
+            # Other domains resolve to the error(8) transport: smtpd
+            # refuses them at once.
+            assert m.rcpt("x@elsewhere.test") == (
+                550, b"5.7.1 <x@elsewhere.test>: Recipient address "
+                     b"rejected: this test smarthost sends nothing out")
+            assert m.rcpt("rcpt@example.test") == (250, b"2.1.5 Ok")
+        ph.set_reply("rcpt@example.test", "550 5.2.1 Mailbox disabled")
+        ph.slow("rcpt", 1)
+        with smtp_tls(ph.ports["starttls"], test_cert) as m:
+            m.login(USER, PASSWORD)
+            m.mail(USER)
+            t = time.monotonic()
+            assert m.rcpt("rcpt@example.test") == (
+                550, b"5.2.1 <rcpt@example.test>: Recipient address "
+                     b"rejected: Mailbox disabled")
+            assert time.monotonic() - t >= 0.9
+        ph.set_reply("rcpt@example.test", None)
+        ph.slow("rcpt", 0)
+
+        # Upstream down, then up again.
+        ph.stop()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", ph.ports["starttls"]), 5)
+        ph.start()
+        with smtp_tls(ph.ports["starttls"], test_cert) as m:
+            m.login(USER, PASSWORD)
+            assert m.sendmail(USER, ["rcpt@example.test"], MSG) == {}
+        assert len(ph.wait_messages(1, "rcpt@example.test")) == 1
+        assert ph.queue_count() == 0
+    # Closed: the logs are in tmp_path, the directory is gone.
+    assert not os.path.exists(ph.dir)
+    assert (tmp_path / "smarthost-maillog").read_text().count(
+        "daemon started") == 2
+
+
+def test_postfix_auth_down(postfix_smarthost, test_cert):
+    ph = postfix_smarthost
+    m = smtp_tls(ph.ports["starttls"], test_cert)
+    ph.stop_auth()
+    assert m.docmd("AUTH", "PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))) \
+        == (454, b"4.7.0 Temporary authentication failure: (reason "
+                 b"unavailable)")
+    m.close()
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp_tls(ph.ports["starttls"], test_cert)
+    assert "fatal: no SASL authentication mechanisms" in ph.maillog()
+    ph.start_auth()
+    with smtp_tls(ph.ports["starttls"], test_cert) as m:
+        assert m.login(USER, PASSWORD)[0] == 235
+
+
+# --- aiosmtpd ----------------------------------------------------------------
+
+def test_aiosmtpd_smarthost(aiosmtpd_smarthost, test_cert):
+    a = aiosmtpd_smarthost
+    a.reject["busy@example.test"] = "452 4.2.2 Mailbox full"
+    with smtplib.SMTP("127.0.0.1", a.port, timeout=10) as m:
+        m.ehlo()
+        assert "auth" not in m.esmtp_features
+        assert m.docmd("AUTH", "PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))
+                       ) == (530, b"Must issue a STARTTLS command first")
+        m.starttls(context=test_cert.client_context())
+        m.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            m.login(USER, "wrong")
+        assert (e.value.smtp_code, e.value.smtp_error) == (
+            535, b"5.7.8 Authentication credentials invalid")
+        m.login(USER, PASSWORD)
+        m.mail(USER)
+        assert m.rcpt("busy@example.test") == (452, b"4.2.2 Mailbox full")
+        assert m.rcpt("rcpt@example.test")[0] == 250
+        m.data(MSG)
+    (msg,) = a.wait_messages(1)
+    assert (msg.mail_from, msg.rcpt_tos, msg.raw, msg.login) == (
+        USER, ["rcpt@example.test"], MSG, USER)
+    assert os.listdir(a.maildir + "/new") != []
+
+
+def test_aiosmtpd_implicit_tls(tmp_path, test_cert):
+    with AiosmtpdSmarthost(test_cert, tmp_path / "Maildir",
+                           implicit=True) as a:
+        with smtplib.SMTP_SSL("127.0.0.1", a.port, timeout=10,
+                              context=test_cert.client_context()) as m:
+            m.login(USER, PASSWORD)
+            m.sendmail(USER, ["rcpt@example.test"], MSG)
+        assert a.wait_messages(1)[0].raw == MSG
+        assert a.auth_calls == [("PLAIN", USER.encode(), True)]
