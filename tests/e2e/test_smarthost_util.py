@@ -7,6 +7,7 @@
   LOGIN, CRAM-MD5 (Dovecot passwd-file), XOAUTH2/OAUTHBEARER (Dovecot's
   oauth2 passdb asking the token server), recipients, controls.
 - smarthost_util.AiosmtpdSmarthost.
+- provider_smtp.ProviderSmtp: Microsoft 365 and Gmail replies.
 """
 import base64
 import http.server
@@ -27,6 +28,7 @@ import pytest
 
 from oauth_server import (APP_CLIENT, GOOGLE_SCOPE, M365_APP_SCOPE,
                           M365_SCOPE, PUBLIC_CLIENT, pkce_s256)
+from provider_smtp import M365_MBX
 from smarthost_util import (PASSWORD, USER, AiosmtpdSmarthost,
                             PostfixSmarthost, b64,
                             oauthbearer, strip_trace, xoauth2)
@@ -34,11 +36,23 @@ from smarthost_util import (PASSWORD, USER, AiosmtpdSmarthost,
 # The fixtures (pytest finds them in this module's namespace).
 from net_util import test_cert  # noqa: F401,E402
 from oauth_server import token_server  # noqa: F401,E402
+from provider_smtp import gmail_server, m365_server  # noqa: F401,E402
 from smarthost_util import aiosmtpd_smarthost, postfix_smarthost  # noqa
 
 MSG = (b"From: <relay@example.test>\r\nTo: <rcpt@example.test>\r\n"
        b"Subject: smarthost self-test\r\nMessage-ID: <st.1@example.test>\r\n"
        b"\r\nline one\r\n.leading dot\r\n\r\nlast line\r\n")
+# INTEROP.md's JSON, base64 by coreutils' base64 (not by the code under
+# test).
+GOOGLE_401 = ("eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJ"
+              "odHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==")
+GOOGLE_INVALID = ("eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJl"
+                  "ciIsInNjb3BlIjoiaHR0cHM6Ly9tYWlsLmdvb2dsZS5jb20vIn0=")
+GMAIL_535 = re.compile(r"535-5\.7\.8 Username and Password not accepted\. "
+                       r"For more information, go to\r\n535 5\.7\.8  "
+                       r"https://support\.google\.com/mail/\?p=BadCredentials"
+                       r" [0-9a-f]{12} - gsmtp$")
+M365_535 = "535 5.7.3 Authentication unsuccessful [%s]" % M365_MBX
 
 
 # --- clients -----------------------------------------------------------------
@@ -625,3 +639,166 @@ def test_aiosmtpd_implicit_tls(tmp_path, test_cert):
             m.sendmail(USER, ["rcpt@example.test"], MSG)
         assert a.wait_messages(1)[0].raw == MSG
         assert a.auth_calls == [("PLAIN", USER.encode(), True)]
+
+
+# --- Microsoft 365 and Gmail -------------------------------------------------
+
+def test_m365_replies(m365_server, token_server, test_cert):
+    ms, ts = m365_server, token_server
+    ctx = test_cert.client_context()
+    good = ts.issue_access_token(USER)
+    r = Raw(ms.port)
+    assert r.greeting.startswith("220 PH7PR17CA0001.outlook.office365.com "
+                                 "Microsoft ESMTP MAIL Service ready at ")
+    ehlo = r.cmd("EHLO client.example.test")
+    assert "250-STARTTLS" in ehlo and "AUTH" not in ehlo
+    assert r.cmd("AUTH XOAUTH2 " + b64(xoauth2(USER, good))) == \
+        "504 5.7.4 Unrecognized authentication type [%s]" % M365_MBX
+    assert r.cmd("MAIL FROM:<%s>" % USER) == \
+        "451 5.7.3 STARTTLS is required to send mail [%s]" % M365_MBX
+    r.starttls(ctx)
+    ehlo = r.cmd("EHLO client.example.test")
+    assert ehlo.split("\r\n")[1:] == [
+        "250-SIZE 157286400", "250-PIPELINING", "250-DSN",
+        "250-ENHANCEDSTATUSCODES", "250-AUTH LOGIN XOAUTH2", "250-8BITMIME",
+        "250-BINARYMIME", "250-CHUNKING", "250 SMTPUTF8"]
+    assert r.cmd("MAIL FROM:<%s>" % USER).startswith("530 5.7.57 ")
+    # A bad token: 535 5.7.3 at once, inline or after 334.
+    assert r.cmd("AUTH XOAUTH2 " + b64(xoauth2(USER, "nope"))) == M365_535
+    assert r.cmd("AUTH XOAUTH2") == "334 "
+    assert r.cmd(b64(xoauth2("other@example.test", good))) == M365_535
+    assert r.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+    assert r.cmd(b64(USER)) == "334 UGFzc3dvcmQ6"
+    assert r.cmd(b64(PASSWORD)) == ("535 5.7.139 Authentication "
+                                    "unsuccessful, basic authentication is "
+                                    "disabled. [%s]" % M365_MBX)
+    assert r.cmd("AUTH XOAUTH2") == "334 "
+    assert r.cmd(b64(xoauth2(USER, good))) == \
+        "235 2.7.0 Authentication successful"
+    assert r.cmd("MAIL FROM:<someone@example.test>") == (
+        "550 5.7.60 SMTP; Client does not have permissions to send as "
+        "this sender [%s]" % M365_MBX)
+    assert r.cmd("MAIL FROM:<%s> SIZE=%d" % (USER, len(MSG))) == \
+        "250 2.1.0 Sender OK"
+    assert r.cmd("RCPT TO:<rcpt@example.test>") == "250 2.1.5 Recipient OK"
+    assert r.cmd("DATA") == "354 Start mail input; end with <CRLF>.<CRLF>"
+    r.sock.sendall(MSG.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    assert re.fullmatch(r"250 2\.0\.0 OK <[0-9a-f]+@%s> \[Hostname=%s\]"
+                        % (re.escape(M365_MBX), re.escape(M365_MBX)),
+                        r.reply())
+    assert r.cmd("QUIT") == "221 2.0.0 Service closing transmission channel"
+    r.close()
+    assert ms.messages[0][:4] == (USER, ["rcpt@example.test"], MSG, USER)
+    assert ("AUTH XOAUTH2 " + b64(xoauth2(USER, "nope"))) in \
+        [line for _, line in ms.commands]
+
+
+def test_m365_switches(m365_server, token_server, test_cert):
+    ms, ts = m365_server, token_server
+    ctx = test_cert.client_context()
+
+    def session(tok, user=USER):
+        r = Raw(ms.port)
+        r.cmd("EHLO c")
+        r.starttls(ctx)
+        r.cmd("EHLO c")
+        return r, r.cmd("AUTH XOAUTH2 " + b64(xoauth2(user, tok)))
+
+    good = ts.issue_access_token(USER)
+    ms.smtp_auth_disabled = True
+    r, rep = session(good)
+    assert rep == ("535 5.7.139 Authentication unsuccessful, "
+                   "SmtpClientAuthentication is disabled for the Tenant. "
+                   "Visit https://aka.ms/smtp_auth_disabled for more "
+                   "information. [%s]" % M365_MBX)
+    r.close()
+    ms.smtp_auth_disabled = False
+    ms.expire_soon = 600
+    r, rep = session(good)
+    assert rep == "235 2.7.0 Authentication successful"
+    r.close()
+    soon = ts.issue_access_token(USER, lifetime=300)
+    r, rep = session(soon)
+    assert rep == ("501 5.5.127 Invalid XOAUTH2 auth data - Token will "
+                   "expire soon [%s]" % M365_MBX)
+    r.close()
+    ms.expire_soon = None
+
+    # Four sessions of one mailbox at once: the fourth is refused at the
+    # final dot; after one leaves, a new one may send again.
+    opened = [session(good)[0] for _ in range(4)]
+    replies = []
+    for r in opened:
+        r.cmd("MAIL FROM:<%s>" % USER)
+        r.cmd("RCPT TO:<rcpt@example.test>")
+        r.cmd("DATA")
+        r.sock.sendall(MSG + b".\r\n")
+        replies.append(r.reply())
+    assert [x.split(" ")[0] for x in replies] == ["250", "250", "250", "432"]
+    assert replies[3] == ("432 4.3.2 STOREDRV.ClientSubmit; sender thread "
+                          "limit exceeded [Hostname=%s]" % M365_MBX)
+    for r in opened:
+        r.close()
+    assert ms.open_sessions() in range(0, 5)
+    assert len(ms.messages) == 3
+
+
+def test_gmail_replies(gmail_server, token_server, test_cert):
+    gs, ts = gmail_server, token_server
+    ctx = test_cert.client_context()
+    good = ts.issue_access_token(USER, scope=GOOGLE_SCOPE)
+    m365_token = ts.issue_access_token(USER)
+    r = Raw(gs.port)
+    assert re.fullmatch(r"220 smtp\.gmail\.com ESMTP [0-9a-f]{12} - gsmtp",
+                        r.greeting)
+    assert r.cmd("EHLO c").startswith("250-smtp.gmail.com at your service, "
+                                      "[127.0.0.1]\r\n")
+    assert r.cmd("AUTH PLAIN =").startswith(
+        "530 5.7.0 Must issue a STARTTLS command first.")
+    r.starttls(ctx)
+    assert "\r\n250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER " \
+           "XOAUTH\r\n" in r.cmd("EHLO c")
+    # XOAUTH2, bad token (one for another scope): 334 + JSON, then 535.
+    assert r.cmd("AUTH XOAUTH2 " + b64(xoauth2(USER, m365_token))) == \
+        "334 " + GOOGLE_401
+    assert GMAIL_535.match(r.cmd(""))
+    assert r.cmd("AUTH XOAUTH2 " + b64(xoauth2("other@example.test",
+                                                good))) == "334 " + GOOGLE_401
+    assert GMAIL_535.match(r.cmd(""))
+    # OAUTHBEARER (RFC 7628 §3.2.3): %x01 ends it with 535, * with 501.
+    assert r.cmd("AUTH OAUTHBEARER " + b64(oauthbearer(USER, "bad"))) == \
+        "334 " + GOOGLE_INVALID
+    assert GMAIL_535.match(r.cmd("AQ=="))
+    assert r.cmd("AUTH OAUTHBEARER " + b64(oauthbearer(USER, "bad"))) == \
+        "334 " + GOOGLE_INVALID
+    assert r.cmd("*").startswith("501 5.7.0 ")
+    # 512 octets: a long token inline is a syntax error; after 334 it fits.
+    ts.token_bytes = 900
+    long_tok = ts.issue_access_token(USER, scope=GOOGLE_SCOPE)
+    line = "AUTH XOAUTH2 " + b64(xoauth2(USER, long_tok))
+    assert len(line) + 2 > 512
+    assert r.cmd(line).startswith("555 5.5.2 Syntax error")
+    assert r.cmd("AUTH XOAUTH2") == "334 "
+    assert r.cmd(b64(xoauth2(USER, long_tok))) == "235 2.7.0 Accepted"
+    assert r.cmd("MAIL FROM:<%s>" % USER).startswith("250 2.1.0 OK ")
+    assert r.cmd("RCPT TO:<rcpt@example.test>").startswith("250 2.1.5 OK ")
+    # CHUNKING (RFC 3030 §2): the chunk follows the BDAT line at once.
+    r.sock.sendall(b"BDAT 20\r\n" + MSG[:20])
+    assert r.reply().startswith("250 2.0.0 20 octets received ")
+    r.sock.sendall(b"BDAT %d LAST\r\n" % (len(MSG) - 20) + MSG[20:])
+    assert re.fullmatch(r"250 2\.0\.0 OK  \d+ [0-9a-f]{12} - gsmtp",
+                        r.reply())
+    r.close()
+    (msg,) = gs.wait_messages(1)
+    assert msg.data == MSG and msg.user == USER
+
+    # A good token inline, with smtplib; OAUTHBEARER without a= (RFC 7628
+    # §3.1: the token's user).
+    with smtp_tls(gs.port, test_cert) as m:
+        assert m.auth("XOAUTH2", lambda c=None: xoauth2(USER, good)) == (
+            235, b"2.7.0 Accepted")
+    with smtp_tls(gs.port, test_cert) as m:
+        assert m.docmd("AUTH", "OAUTHBEARER " + b64(
+            "n,,\x01auth=Bearer %s\x01\x01" % good)) == (235,
+                                                        b"2.7.0 Accepted")
+    assert [s.user for s in gs.sessions if s.user] == [USER] * 3
