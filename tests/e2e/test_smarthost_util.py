@@ -26,6 +26,7 @@ import urllib.request
 
 import pytest
 
+from net_util import wait_until
 from oauth_server import (APP_CLIENT, GOOGLE_SCOPE, M365_APP_SCOPE,
                           M365_SCOPE, PUBLIC_CLIENT, pkce_s256)
 from provider_smtp import M365_MBX
@@ -739,7 +740,11 @@ def test_m365_switches(m365_server, token_server, test_cert):
                           "limit exceeded [Hostname=%s]" % M365_MBX)
     for r in opened:
         r.close()
-    assert ms.open_sessions() in range(0, 5)
+    assert wait_until(lambda: ms.open_sessions() == 0, 5)
+    r, rep = session(good)
+    assert rep == "235 2.7.0 Authentication successful"
+    assert not ms.sessions[-1].over_limit
+    r.close()
     assert len(ms.messages) == 3
 
 
