@@ -264,7 +264,7 @@ rt_sync(struct relay_mgr *m)
             }
             m->rt = v;
             m->rt[m->nrt++] = rt;
-            rt->tokens = rc->max_messages_per_minute;
+            rt->tokens = 1.0;
             rt->refill_ms = uv_now(m->loop);
         }
         rt_configure(rt, rc);
@@ -275,8 +275,8 @@ rt_sync(struct relay_mgr *m)
 
 /*
  * max_messages_per_minute as a token bucket (0: no limit): rate tokens
- * a minute, at most rate at once.  Returns 1 when a token is there (taken
- * if take), or 0 with *wait_ms until the next one.
+ * a minute, at most a second's worth at once.  Returns 1 when a token is
+ * there (taken if take), or 0 with *wait_ms until the next one.
  */
 static int
 rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
@@ -288,8 +288,10 @@ rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
     if (rate == 0)
         return 1;
     rt->tokens += (double)(now - rt->refill_ms) * rate / 60000.0;
-    if (rt->tokens > rate)
-        rt->tokens = rate;
+    /* A burst of at most a second's worth (at least one): the rate is
+     * kept smoothly, not as bursts of a whole minute's messages. */
+    if (rt->tokens > (rate >= 60 ? rate / 60.0 : 1.0))
+        rt->tokens = rate >= 60 ? rate / 60.0 : 1.0;
     rt->refill_ms = now;
     if (rt->tokens >= 1.0) {
         if (take)
