@@ -41,101 +41,22 @@
 #include "header.h"
 #include "log.h"
 #include "queue_file.h"
-#include "relay.h"
-#include "relay_conn.h"
+#include "relay_int.h"
 #include "tls.h"
 
 #define RELAY_ORPHAN_AGE 60         /* seconds: a commit is long over */
-#define RELAY_HEADERS_MAX (256u << 10) /* octets returned in a bounce */
-#define RELAY_SECRET_MAX 16384      /* octets of a password file */
 
-struct relay_rt;
 
-struct relay_msg {
-    struct queue_env *env;          /* owned */
-    struct relay_rt *rt;            /* NULL: its relay is not configured */
-    int active;                     /* a connection sends it */
-    int busy;                       /* a pool job works on its files */
-    int deleted;                    /* `postern queue delete`: remove */
-    int64_t due;                    /* Unix seconds; not before */
-    struct relay_msg *prev, *next;
-};
-
-struct relay_rt {
-    char *name;                     /* owned */
-    const struct config_relay *cfg; /* in the current configuration */
-    struct tls_ctx *tls;            /* client context for it */
-    uint8_t *secret;                /* password (auth = password), wiped */
-    size_t secret_len;
-    unsigned conns;                 /* open now */
-    unsigned limit;                 /* connections allowed now */
-    double tokens;                  /* max_messages_per_minute bucket */
-    uint64_t refill_ms;             /* uv_now() of the last refill */
-    unsigned failures;              /* unusable connections in a row */
-    int64_t retry_at;               /* relay-wide: not before */
-    char last_error[512];
-    int found;                      /* in the configuration (reload) */
-};
-
-/* A pool job on one message's files. */
-enum relay_work_kind {
-    WORK_LOAD = 0,                  /* read the envelope of a new id */
-    WORK_RECORD,                    /* append records, fdatasync */
-    WORK_BOUNCE,                    /* queue the bounce, record it */
-    WORK_REMOVE,                    /* remove the files */
-};
-
-struct relay_work {
-    uv_work_t req;
-    struct relay_mgr *m;
-    enum relay_work_kind kind;
-    struct relay_msg *msg;          /* NULL for WORK_LOAD */
-    char id[QUEUE_ID_MAX + 1];
-    struct pst_buf lines;           /* WORK_RECORD */
-    struct queue_env *loaded;       /* WORK_LOAD */
-    int rc;
-    char err[512];
-    /* Copied settings the job needs (the configuration may be reloaded
-     * while it runs): */
-    char *queue, *spool, *hostname, *mailbox, *mail_root, *remote;
-    int sender_local;
-    void (*done)(void *ctx, int rc); /* a control command waiting */
-    void *done_ctx;
-    struct pst_buf *out;
-};
-
-struct relay_mgr {
-    uv_loop_t *loop;
-    const struct config *cfg;
-    uv_timer_t timer;
-    uv_async_t wake;
-    uv_mutex_t mu;                  /* inbox */
-    char **inbox;
-    size_t ninbox;
-    struct relay_rt **rt;
-    size_t nrt;
-    struct relay_msg *msgs;
-    size_t nmsgs;
-    unsigned works;                 /* pool jobs running */
-    unsigned nconns;
-    struct conn_ctx *conns;         /* open connections */
-    int stopping;
-    int closing;                    /* relay_mgr_free(): handles closing */
-};
-
-static void relay_run(struct relay_mgr *m);
-static void msg_settle(struct relay_mgr *m, struct relay_msg *msg);
-
-static int64_t
-now_s(void)
+int64_t
+relay_now(void)
 {
     return (int64_t)time(NULL);
 }
 
 /* --- Relays -------------------------------------------------------------- */
 
-static struct relay_rt *
-rt_find(const struct relay_mgr *m, const char *name)
+struct relay_rt *
+relay_rt_find(const struct relay_mgr *m, const char *name)
 {
     for (size_t i = 0; i < m->nrt; i++)
         if (m->rt[i]->found && strcmp(m->rt[i]->name, name) == 0)
@@ -144,8 +65,8 @@ rt_find(const struct relay_mgr *m, const char *name)
 }
 
 /* The secret of a password file: its first line. */
-static int
-read_secret(const char *path, uint8_t **out, size_t *len, char *err,
+int
+relay_read_secret(const char *path, uint8_t **out, size_t *len, char *err,
             size_t n)
 {
     uint8_t buf[RELAY_SECRET_MAX];
@@ -208,7 +129,8 @@ rt_configure(struct relay_rt *rt, const struct config_relay *rc)
         uint8_t *s;
         size_t len;
 
-        if (read_secret(rc->password_file, &s, &len, err, sizeof(err)) < 0) {
+        if (relay_read_secret(rc->password_file, &s, &len, err,
+                              sizeof(err)) < 0) {
             log_event(LOG_LEVEL_WARN, "relay_password_failed", "relay",
                       rt->name, "error", err, "action",
                       rt->secret != NULL ? "keeping the previous one"
@@ -270,7 +192,7 @@ rt_sync(struct relay_mgr *m)
         rt_configure(rt, rc);
     }
     for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
-        msg->rt = rt_find(m, msg->env->relay);
+        msg->rt = relay_rt_find(m, msg->env->relay);
 }
 
 /*
@@ -303,8 +225,8 @@ rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
 }
 
 /* retry_min doubling per attempt, up to retry_max (seconds). */
-static int64_t
-backoff(const struct config *cfg, unsigned attempts)
+int64_t
+relay_backoff(const struct config *cfg, unsigned attempts)
 {
     int64_t d = cfg->retry_min;
 
@@ -327,7 +249,7 @@ msg_add(struct relay_mgr *m, struct queue_env *env)
         return;
     }
     msg->env = env;
-    msg->rt = rt_find(m, env->relay);
+    msg->rt = relay_rt_find(m, env->relay);
     msg->due = env->next_attempt;
     msg->next = m->msgs;
     if (m->msgs != NULL)
@@ -354,8 +276,8 @@ msg_free(struct relay_mgr *m, struct relay_msg *msg)
     free(msg);
 }
 
-static struct relay_msg *
-msg_find(const struct relay_mgr *m, const char *id)
+struct relay_msg *
+relay_msg_find(const struct relay_mgr *m, const char *id)
 {
     for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
         if (strcmp(msg->env->id, id) == 0)
@@ -382,8 +304,8 @@ work_free(struct relay_work *w)
 static void work_run(uv_work_t *req);
 static void work_done(uv_work_t *req, int status);
 
-static struct relay_work *
-work_new(struct relay_mgr *m, enum relay_work_kind kind,
+struct relay_work *
+relay_work_new(struct relay_mgr *m, enum relay_work_kind kind,
          struct relay_msg *msg)
 {
     struct relay_work *w = calloc(1, sizeof(*w));
@@ -404,8 +326,8 @@ work_new(struct relay_mgr *m, enum relay_work_kind kind,
     return w;
 }
 
-static int
-work_queue(struct relay_work *w)
+int
+relay_work_queue(struct relay_work *w)
 {
     w->req.data = w;
     if (uv_queue_work(w->m->loop, &w->req, work_run, work_done) < 0) {
@@ -416,156 +338,6 @@ work_queue(struct relay_work *w)
     if (w->msg != NULL)
         w->msg->busy = 1;
     return 0;
-}
-
-/* The sender's domain is local: the bounce is delivered here. */
-static int
-addr_domain_local(const struct config *cfg, const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-
-    if (at == NULL)
-        return cfg->local_domains.n == 0 && cfg->n_relays == 0;
-    for (size_t i = 0; i < cfg->local_domains.n; i++)
-        if (strcasecmp(at + 1, cfg->local_domains.v[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* Read the header section of the message file (from offset). */
-static int
-read_headers(const char *queue, const struct queue_env *e,
-             struct pst_buf *out)
-{
-    uint8_t buf[8192];
-    int fd = queue_file_open_message(queue, e->id);
-    off_t off = (off_t)e->offset;
-    unsigned fields;
-
-    if (fd < 0)
-        return -1;
-    for (;;) {
-        ssize_t n = pread(fd, buf, sizeof(buf), off);
-        size_t end;
-
-        if (n <= 0 || pst_buf_append(out, buf, (size_t)n) < 0)
-            break;
-        off += n;
-        end = header_scan(out->data, out->len, &fields);
-        if (end < out->len) {
-            out->len = end;
-            break;
-        }
-    }
-    close(fd);
-    return 0;
-}
-
-/*
- * Queue (or deliver) the bounce of msg's failed recipients: an RFC 3464
- * report from <> to the sender, delivered here when the sender's domain
- * is local, else queued for the message's own relay.  Blocking.
- */
-static int
-bounce_queue(struct relay_work *w, const struct queue_env *e)
-{
-    struct bounce_rcpt *br;
-    struct bounce_info bi = {0};
-    struct pst_buf hdr, out;
-    char arrival[64], date[64], mid[128], boundary[96], qid[QUEUE_ID_MAX + 1];
-    char (*last)[64];
-    struct maildir_msg *mm;
-    size_t n = 0;
-    uint8_t rnd[8];
-    int rc;
-
-    br = calloc(e->nrcpt, sizeof(*br));
-    last = calloc(e->nrcpt, sizeof(*last));
-    if (br == NULL || last == NULL) {
-        free(br);
-        free(last);
-        return PST_ENOMEM;
-    }
-    for (size_t i = 0; i < e->nrcpt; i++) {
-        const struct queue_rcpt *r = &e->rcpt[i];
-
-        if (r->state != QUEUE_RCPT_FAILED)
-            continue;
-        br[n].addr = r->addr;
-        br[n].code = r->code;
-        br[n].reply = r->reply;
-        if (r->when > 0) {
-            date_rfc5322((time_t)r->when, last[n], sizeof(last[n]));
-            br[n].last_attempt = last[n];
-        }
-        n++;
-    }
-    pst_random_default(NULL, rnd, sizeof(rnd));
-    date_rfc5322((time_t)e->arrival, arrival, sizeof(arrival));
-    date_rfc5322(time(NULL), date, sizeof(date));
-    snprintf(boundary, sizeof(boundary), "%s/%02x%02x%02x%02x/%s", e->id,
-             rnd[0], rnd[1], rnd[2], rnd[3], "bounce");
-    pst_buf_init(&hdr, RELAY_HEADERS_MAX, 0);
-    pst_buf_init(&out, RELAY_HEADERS_MAX + (1u << 20), 0);
-    read_headers(w->queue, e, &hdr);
-    rc = maildir_begin(w->spool, w->hostname, &mm);
-    if (rc == 0) {
-        snprintf(qid, sizeof(qid), "%s", maildir_qid(mm));
-        snprintf(mid, sizeof(mid), "<%s.bounce@%s>", qid, w->hostname);
-        bi = (struct bounce_info){
-            .hostname = w->hostname, .queue_id = e->id,
-            .sender = e->sender, .arrival_date = arrival, .date = date,
-            .message_id = mid, .boundary = boundary,
-            .remote_mta = w->remote, .rcpt = br, .nrcpt = n,
-            .headers = hdr.data, .headers_len = hdr.len,
-        };
-        /* RFC 5321 §4.4: the delivering server records the envelope
-         * sender: <> for a bounce. */
-        if (w->sender_local)
-            rc = pst_buf_append_str(&out, "Return-Path: <>\r\n");
-        if (rc == 0)
-            rc = bounce_compose(&bi, &out);
-        if (rc == 0)
-            rc = maildir_append(mm, out.data, out.len);
-        if (rc == 0 && w->sender_local) {
-            struct pst_buf path;
-
-            pst_buf_init(&path, PATH_MAX, 0);
-            rc = config_mailbox_expand(w->mailbox, e->sender,
-                                       strlen(e->sender), &path);
-            if (rc == 0) {
-                const char *paths[1] = {(const char *)path.data};
-
-                rc = maildir_deliver(mm, w->mail_root, paths, 1, NULL);
-            }
-            pst_buf_clear(&path);
-        } else if (rc == 0) {
-            struct queue_rcpt to = {.addr = e->sender};
-            struct queue_env be = {
-                .arrival = (int64_t)time(NULL), .sender = "",
-                .relay = e->relay, .user = "", .offset = 0,
-                .rcpt = &to, .nrcpt = 1,
-            };
-            struct maildir_queue q = {.dir = w->queue, .env = &be};
-
-            rc = maildir_deliver(mm, NULL, NULL, 0, &q);
-        }
-        if (rc != 0)
-            snprintf(w->err, sizeof(w->err), "%s", maildir_error(mm));
-        if (rc == 0 && !w->sender_local)
-            snprintf(w->id, sizeof(w->id), "%s", qid); /* to load */
-        maildir_free(mm);
-    } else {
-        snprintf(w->err, sizeof(w->err), "spool: %s", strerror(errno));
-    }
-    pst_buf_clear(&hdr);
-    pst_buf_clear(&out);
-    free(br);
-    free(last);
-    if (rc == 0)
-        rc = queue_file_append(w->queue, e->id, QUEUE_REC_BOUNCED, 0,
-                               (int64_t)time(NULL), 0, 0, NULL);
-    return rc;
 }
 
 static void
@@ -606,7 +378,7 @@ work_run(uv_work_t *req)
         }
         break;
     case WORK_BOUNCE:
-        w->rc = bounce_queue(w, w->msg->env);
+        w->rc = relay_bounce_queue(w, w->msg->env);
         break;
     case WORK_REMOVE:
         w->rc = queue_file_remove(w->queue, w->id);
@@ -646,7 +418,8 @@ work_done(uv_work_t *req, int status)
              * message goes again later (a duplicate at worst). */
             log_event(LOG_LEVEL_WARN, "queue_record_failed", "qid", w->id,
                       "error", w->err, NULL);
-            msg->due = now_s() + backoff(m->cfg, msg->env->attempts + 1);
+            msg->due = relay_now() +
+                       relay_backoff(m->cfg, msg->env->attempts + 1);
         } else {
             if (w->loaded != NULL) {
                 queue_env_free(msg->env);
@@ -655,13 +428,13 @@ work_done(uv_work_t *req, int status)
             }
             msg->due = msg->env->next_attempt;
         }
-        msg_settle(m, msg);
+        relay_msg_settle(m, msg);
         break;
     case WORK_BOUNCE:
         if (w->rc != 0) {
             log_event(LOG_LEVEL_WARN, "bounce_failed", "qid", msg->env->id,
                       "error", w->err, NULL);
-            msg->due = now_s() + backoff(m->cfg, 1);
+            msg->due = relay_now() + relay_backoff(m->cfg, 1);
         } else {
             msg->env->bounced = 1;
             log_event(LOG_LEVEL_INFO, "bounced", "qid", msg->env->id,
@@ -670,7 +443,7 @@ work_done(uv_work_t *req, int status)
             if (!w->sender_local)
                 relay_mgr_post(m, w->id);
         }
-        msg_settle(m, msg);
+        relay_msg_settle(m, msg);
         break;
     case WORK_REMOVE:
         if (w->rc != 0) {
@@ -691,8 +464,8 @@ work_done(uv_work_t *req, int status)
 }
 
 /* What to do with a message after its records: bounce, remove, wait. */
-static void
-msg_settle(struct relay_mgr *m, struct relay_msg *msg)
+void
+relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg)
 {
     const struct queue_env *e = msg->env;
     struct relay_work *w;
@@ -707,8 +480,8 @@ msg_settle(struct relay_mgr *m, struct relay_msg *msg)
             /* RFC 5321 §4.5.5: never a bounce of a bounce. */
             log_event(LOG_LEVEL_INFO, "bounce_dropped", "qid", e->id,
                       "why", "the sender is <>", NULL);
-        w = work_new(m, WORK_REMOVE, msg);
-        if (w == NULL || work_queue(w) < 0)
+        w = relay_work_new(m, WORK_REMOVE, msg);
+        if (w == NULL || relay_work_queue(w) < 0)
             log_event(LOG_LEVEL_WARN, "queue_remove_failed", "qid", e->id,
                       "error", "cannot start", NULL);
         return;
@@ -716,7 +489,7 @@ msg_settle(struct relay_mgr *m, struct relay_msg *msg)
     if (!e->bounced && e->sender[0] != '\0' &&
         queue_env_count(e, QUEUE_RCPT_FAILED) > 0 &&
         queue_env_finished(e)) {
-        w = work_new(m, WORK_BOUNCE, msg);
+        w = relay_work_new(m, WORK_BOUNCE, msg);
         if (w == NULL)
             return;
         w->spool = strdup(m->cfg->spool);
@@ -726,8 +499,8 @@ msg_settle(struct relay_mgr *m, struct relay_msg *msg)
         w->mail_root = config_mailbox_root(m->cfg->mailbox);
         w->remote = msg->rt != NULL ? strdup(msg->rt->cfg->host.host) : NULL;
         w->sender_local = m->cfg->mailbox != NULL &&
-                          addr_domain_local(m->cfg, e->sender);
-        if (w->spool == NULL || w->hostname == NULL || work_queue(w) < 0)
+                          relay_domain_local(m->cfg, e->sender);
+        if (w->spool == NULL || w->hostname == NULL || relay_work_queue(w) < 0)
             log_event(LOG_LEVEL_WARN, "bounce_failed", "qid", e->id,
                       "error", "cannot start", NULL);
     }
@@ -740,15 +513,15 @@ msg_record(struct relay_mgr *m, struct relay_msg *msg, struct pst_buf *lines)
     struct relay_work *w;
 
     if (lines->len == 0) {
-        msg_settle(m, msg);
+        relay_msg_settle(m, msg);
         return;
     }
-    w = work_new(m, WORK_RECORD, msg);
+    w = relay_work_new(m, WORK_RECORD, msg);
     if (w == NULL || pst_buf_append(&w->lines, lines->data, lines->len) < 0 ||
-        work_queue(w) < 0) {
+        relay_work_queue(w) < 0) {
         log_event(LOG_LEVEL_WARN, "queue_record_failed", "qid",
                   msg->env->id, "error", "cannot start", NULL);
-        msg->due = now_s() + backoff(m->cfg, msg->env->attempts + 1);
+        msg->due = relay_now() + relay_backoff(m->cfg, msg->env->attempts + 1);
     }
 }
 
@@ -777,14 +550,6 @@ msg_expire(struct relay_mgr *m, struct relay_msg *msg, int64_t now)
 
 /* --- Connections ---------------------------------------------------------
  */
-
-struct conn_ctx {
-    struct relay_mgr *m;
-    struct relay_rt *rt;
-    char *name;                     /* the relay's, for a removed one */
-    struct relay_conn *conn;
-    struct conn_ctx *prev, *next;   /* the manager's open connections */
-};
 
 static struct relay_job *
 job_new(struct relay_mgr *m, struct relay_msg *msg)
@@ -849,7 +614,7 @@ conn_next_job(void *ctx, struct relay_conn *c)
     struct conn_ctx *cc = ctx;
     struct relay_mgr *m = cc->m;
     struct relay_msg *best = NULL;
-    int64_t now = now_s();
+    int64_t now = relay_now();
     uint64_t wait;
     struct relay_job *j;
 
@@ -883,7 +648,7 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
     struct relay_mgr *m = cc->m;
     struct relay_msg *msg = j->msg;
     struct pst_buf lines;
-    int64_t now = now_s();
+    int64_t now = relay_now();
     size_t pending = 0;
     const char *why = NULL;
     unsigned why_code = 0;
@@ -919,7 +684,7 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
         }
     }
     if (pending > 0) {
-        int64_t next = now + backoff(m->cfg, msg->env->attempts + 1);
+        int64_t next = now + relay_backoff(m->cfg, msg->env->attempts + 1);
 
         if (why == NULL) {
             why = j->msg_reply != NULL ? j->msg_reply
@@ -959,13 +724,13 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
         rt->conns--;
         if (end == RELAY_END_UNUSABLE) {
             rt->failures++;
-            rt->retry_at = now_s() + backoff(m->cfg, rt->failures);
+            rt->retry_at = relay_now() + relay_backoff(m->cfg, rt->failures);
             snprintf(rt->last_error, sizeof(rt->last_error), "%s",
                      reply != NULL ? reply : "connection failed");
             /* Microsoft 365: more than 3 connections for one mailbox. */
             if (code == 432 && rt->limit > 1) {
                 rt->limit--;
-                rt->retry_at = now_s() + m->cfg->retry_min;
+                rt->retry_at = relay_now() + m->cfg->retry_min;
             }
             snprintf(ccode, sizeof(ccode), "%u", code);
             log_event(LOG_LEVEL_WARN, "relay_unusable", "relay", rt->name,
@@ -1049,10 +814,10 @@ on_timer(uv_timer_t *t)
  * messages (within their limits), and set the timer for the next thing
  * that will be due.
  */
-static void
+void
 relay_run(struct relay_mgr *m)
 {
-    int64_t now = now_s(), wake = INT64_MAX;
+    int64_t now = relay_now(), wake = INT64_MAX;
 
     if (m->cfg == NULL || m->cfg->queue == NULL)
         return;
@@ -1061,7 +826,7 @@ relay_run(struct relay_mgr *m)
         if (msg->active || msg->busy)
             continue;
         if (msg->deleted || queue_env_finished(msg->env)) {
-            msg_settle(m, msg);
+            relay_msg_settle(m, msg);
             continue;
         }
         if (now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime) {
@@ -1133,11 +898,11 @@ on_wake(uv_async_t *h)
     m->ninbox = 0;
     uv_mutex_unlock(&m->mu);
     for (size_t i = 0; i < n; i++) {
-        struct relay_work *w = work_new(m, WORK_LOAD, NULL);
+        struct relay_work *w = relay_work_new(m, WORK_LOAD, NULL);
 
         if (w != NULL) {
             snprintf(w->id, sizeof(w->id), "%s", ids[i]);
-            if (work_queue(w) < 0)
+            if (relay_work_queue(w) < 0)
                 log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid",
                           ids[i], "error", "cannot start", NULL);
         }
@@ -1290,149 +1055,3 @@ relay_mgr_free(struct relay_mgr *m)
     uv_close((uv_handle_t *)&m->wake, on_handle_closed);
 }
 
-/* --- Control commands ------------------------------------------------- */
-
-static const char *
-msg_state(const struct relay_msg *msg, int64_t now)
-{
-    if (msg->active)
-        return "active";
-    if (msg->deleted)
-        return "deleting";
-    if (msg->rt == NULL)
-        return "no-relay";
-    if (msg->due > now || msg->rt->retry_at > now || msg->env->attempts > 0)
-        return "deferred";
-    return "queued";
-}
-
-/* One word for the protocol: xtext-like, no space or control octet. */
-static void
-put_word(struct pst_buf *out, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p <= ' ' || *p > '~' || *p == '%')
-            pst_buf_printf(out, "%%%02X", *p);
-        else
-            pst_buf_append_byte(out, *p);
-    }
-}
-
-static int
-cmd_list(struct relay_mgr *m, struct pst_buf *out)
-{
-    int64_t now = now_s();
-
-    /* "ID STATE REASON": the CLI reads the rest from the files. */
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next) {
-        const char *why = msg->env->last_reply;
-
-        if ((why == NULL || msg->env->attempts == 0) && msg->rt != NULL &&
-            msg->rt->retry_at > now && msg->rt->last_error[0] != '\0')
-            why = msg->rt->last_error;
-        pst_buf_printf(out, "%s %s ", msg->env->id, msg_state(msg, now));
-        put_word(out, why != NULL ? why : "-");
-        pst_buf_append_byte(out, '\n');
-    }
-    return 0;
-}
-
-static int
-cmd_flush(struct relay_mgr *m, struct pst_buf *out)
-{
-    size_t n = 0;
-
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
-        if (!msg->active && !msg->deleted) {
-            msg->due = 0;
-            n++;
-        }
-    for (size_t i = 0; i < m->nrt; i++) {
-        m->rt[i]->retry_at = 0;
-        m->rt[i]->failures = 0;
-    }
-    log_event(LOG_LEVEL_INFO, "queue_flush", NULL);
-    pst_buf_printf(out, "flushed %zu\n", n);
-    relay_run(m);
-    return 0;
-}
-
-static int
-cmd_delete(struct relay_mgr *m, const char *id, struct pst_buf *out,
-           void (*done)(void *ctx, int rc), void *ctx)
-{
-    struct relay_msg *msg = msg_find(m, id);
-    struct relay_work *w;
-
-    if (msg == NULL) {
-        pst_buf_printf(out, "error no such message in the queue\n");
-        return PST_EINVAL;
-    }
-    msg->deleted = 1;
-    if (msg->active || msg->busy) {
-        /* Removed once the attempt or job in progress is over. */
-        pst_buf_printf(out, "deleting after the attempt in progress\n");
-        return 0;
-    }
-    w = work_new(m, WORK_REMOVE, msg);
-    if (w == NULL) {
-        pst_buf_printf(out, "error out of memory\n");
-        return PST_ENOMEM;
-    }
-    w->done = done;
-    w->done_ctx = ctx;
-    if (work_queue(w) < 0) {
-        pst_buf_printf(out, "error cannot start\n");
-        return PST_ENOMEM;
-    }
-    pst_buf_printf(out, "deleted\n");
-    return 1;
-}
-
-static int
-cmd_relay(struct relay_mgr *m, const char *name, struct pst_buf *out)
-{
-    struct relay_rt *rt = rt_find(m, name);
-    size_t queued = 0;
-
-    if (rt == NULL) {
-        pst_buf_printf(out, "error no relay %s\n", name);
-        return PST_EINVAL;
-    }
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
-        queued += msg->rt == rt;
-    pst_buf_printf(out, "connections %u\nlimit %u\nqueued %zu\n"
-                   "failures %u\nretry_at %" PRId64 "\n",
-                   rt->conns, rt->limit, queued, rt->failures,
-                   rt->retry_at);
-    pst_buf_append_str(out, "last_error ");
-    put_word(out, rt->last_error[0] != '\0' ? rt->last_error : "-");
-    pst_buf_append_byte(out, '\n');
-    return 0;
-}
-
-int
-relay_mgr_command(struct relay_mgr *m, const char *cmd, struct pst_buf *out,
-                  void (*done)(void *ctx, int rc), void *ctx)
-{
-    const char *arg = strchr(cmd, ' ');
-    size_t vlen = arg != NULL ? (size_t)(arg - cmd) : strlen(cmd);
-
-    if (arg != NULL)
-        arg++;
-    if (m->cfg == NULL || m->cfg->queue == NULL) {
-        pst_buf_printf(out, "error no relay is configured\n");
-        return PST_EINVAL;
-    }
-    if (vlen == 4 && strncmp(cmd, "list", 4) == 0 && arg == NULL)
-        return cmd_list(m, out);
-    if (vlen == 5 && strncmp(cmd, "flush", 5) == 0 && arg == NULL)
-        return cmd_flush(m, out);
-    if (vlen == 6 && strncmp(cmd, "delete", 6) == 0 && arg != NULL &&
-        queue_id_valid(arg))
-        return cmd_delete(m, arg, out, done, ctx);
-    if (vlen == 5 && strncmp(cmd, "relay", 5) == 0 && arg != NULL)
-        return cmd_relay(m, arg, out);
-    pst_buf_printf(out, "error unknown command\n");
-    return PST_EINVAL;
-}
