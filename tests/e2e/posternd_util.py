@@ -366,9 +366,17 @@ def make_message(subject="test", body="Hello.\r\n", sender="tim@example.test",
     return msg
 
 
+def strip_return_path(msg):
+    """The message without the Return-Path line local delivery puts first
+    (RFC 5321 §4.4: the envelope sender)."""
+    assert re.match(rb"Return-Path: <[^<>\r\n]*>\r\n", msg), msg[:200]
+    return msg[msg.index(b"\r\n") + 2:]
+
+
 def strip_received(msg):
-    """The message without the Received header posternd added (the first
-    header field, with its continuation lines)."""
+    """The message without the Return-Path and Received header fields
+    posternd added (the first two, with their continuation lines)."""
+    msg = strip_return_path(msg)
     assert msg.startswith(b"Received: "), msg[:200]
     lines = msg.split(b"\r\n")
     i = 1
