@@ -184,6 +184,46 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_server_mech(
 
 /* --- Client half --------------------------------------------------------- */
 
+/*
+ * A SCRAM client's cache of derived keys (RFC 5802 §5.1: "the client can
+ * cache ClientKey/ServerKey (or SaltedPassword) for a given salt and
+ * iteration count").  A client given one in its config looks up the keys
+ * for (mechanism hash, salt, iteration count, SASLprep'd password) there
+ * before running PBKDF2, and stores them after: a load generator logging
+ * in thousands of times with one password derives them once.  The
+ * entries hold ClientKey and ServerKey, which let anyone log in as the
+ * user, and a SHA-256 of the password; they are wiped on eviction and by
+ * pst_sasl_scram_cache_free().
+ *
+ * Thread safety: none.  A cache may be shared by any number of exchanges
+ * that run on one thread; exchanges on several threads either use one
+ * cache per thread or hold a lock of the caller's around every
+ * pst_sasl_client_step() of an exchange using the shared cache (the step
+ * that answers server-first-message reads and writes it).
+ */
+struct pst_scram_cache;
+
+/*
+ * Make an empty cache of at most entries entries (0: 8; least recently
+ * used evicted first).  *out ([out] owned) is freed with
+ * pst_sasl_scram_cache_free(); it must outlive every exchange using it.
+ * Returns: 0, PST_EINVAL (more than 4096 entries), PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_scram_cache_new(size_t entries,
+                                        struct pst_scram_cache **out);
+
+/* Wipe and free c; NULL is a no-op. */
+PST_EXTERN void pst_sasl_scram_cache_free(struct pst_scram_cache *c);
+
+/*
+ * Counters of c (NULL: zeros): *hits ([out], may be NULL) exchanges that
+ * took their keys from the cache; *misses ([out], may be NULL) exchanges
+ * that ran PBKDF2 (each then stored its keys, unless the salt was longer
+ * than the 128 octets an entry holds).
+ */
+PST_EXTERN void pst_sasl_scram_cache_stats(const struct pst_scram_cache *c,
+                                           uint64_t *hits, uint64_t *misses);
+
 struct pst_sasl_client_config {
     const char    *authcid;      /* [in] user name (UTF-8) */
     const char    *authzid;      /* [in] NULL or "": act as authcid */
@@ -195,6 +235,9 @@ struct pst_sasl_client_config {
     pst_random_fn  random;       /* NULL: RAND_bytes */
     void          *random_ctx;
     unsigned       scram_min_iterations; /* 0: PST_SCRAM_MIN_ITERATIONS */
+    struct pst_scram_cache *scram_cache; /* [in] borrowed, may be NULL:
+                                    SCRAM keys cache, see above; must
+                                    outlive the exchange */
     /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
        NULL/0 for now. */
     const char    *cb_type;      /* [in] reserved */

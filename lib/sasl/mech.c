@@ -306,6 +306,7 @@ pst_sasl_client_new(const struct pst_sasl_mech *m,
     c->scram_min_iterations = cfg->scram_min_iterations != 0
                                   ? cfg->scram_min_iterations
                                   : PST_SCRAM_MIN_ITERATIONS;
+    c->scram_cache = cfg->scram_cache;
     if ((rc = pst_buf_append_str(&c->authcid, cfg->authcid)) < 0 ||
         (cfg->authzid != NULL &&
          (rc = pst_buf_append_str(&c->authzid, cfg->authzid)) < 0) ||

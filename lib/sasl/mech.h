@@ -75,6 +75,7 @@ struct pst_sasl_client {
     pst_random_fn random;
     void *random_ctx;
     unsigned scram_min_iterations;
+    struct pst_scram_cache *scram_cache; /* borrowed */
     void *state;
 };
 

@@ -230,9 +230,12 @@ scram_client_final(struct pst_sasl_client *c, const uint8_t *in, size_t len,
                                  out->data, without_proof)) < 0)
         goto out;
 
-    if ((rc = pst__scram_derive(h, st->password.data, st->password.len,
-                                salt.data, salt.len, sf.iterations, NULL,
-                                client_key, stored_key, server_key)) < 0 ||
+    /* RFC 5802 §5.1: the keys may come from the cache for this salt and
+     * iteration count. */
+    if ((rc = pst__scram_cache_derive(c->scram_cache, h, st->password.data,
+                                      st->password.len, salt.data, salt.len,
+                                      sf.iterations, client_key, stored_key,
+                                      server_key)) < 0 ||
         (rc = pst__scram_hmac(h, stored_key, st->key_len, am.data, am.len,
                               sig)) < 0 ||
         (rc = pst__scram_hmac(h, server_key, st->key_len, am.data, am.len,
