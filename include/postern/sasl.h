@@ -29,7 +29,9 @@ enum pst_sasl_status {
     PST_SASL_NEED_CRED   = 2, /* server: look up pst_sasl_server_authcid(),
                                  call pst_sasl_server_set_cred(), step again */
     PST_SASL_NEED_VERIFY = 3, /* server: check pst_sasl_server_password()
-                                 against the credentials, report with
+                                 against the credentials (a bearer
+                                 mechanism's token with a token
+                                 verifier), report with
                                  pst_sasl_server_verified(), step again */
 };
 
@@ -41,11 +43,33 @@ enum pst_sasl_status {
 #define PST_MECH_SERVER_PROOF   0x04u /* the server proves it knows the
                                          secret (SCRAM, DIGEST-MD5) */
 #define PST_MECH_HISTORIC       0x08u /* obsolete (DIGEST-MD5, RFC 6331) */
+#define PST_MECH_BEARER         0x10u /* an OAuth 2.0 bearer token, not a
+                                         password (XOAUTH2, OAUTHBEARER):
+                                         the server half's NEED_VERIFY
+                                         hands over the token, which only
+                                         a token verifier may check, never
+                                         pst_cred_verify() */
+#define PST_MECH_EXTERNAL       0x20u /* the identity comes from outside
+                                         SASL: the TLS client certificate
+                                         (EXTERNAL, RFC 4422 App. A) */
+#define PST_MECH_CHANNEL_BINDING 0x40u /* needs channel-binding data from
+                                         TLS (SCRAM-*-PLUS, RFC 5802 §6) */
+/*
+ * The flags of mechanisms that are opt-in: a server offers them only when
+ * configured to, and a client never picks one to log in with a password;
+ * pst_sasl_mech_at() leaves them out.
+ */
+#define PST_MECH_OPT_IN \
+    (PST_MECH_BEARER | PST_MECH_EXTERNAL | PST_MECH_CHANNEL_BINDING)
 
 /* Limits.  RFC 4954 §4: 12288 octets is a sufficient exchange buffer. */
 #define PST_SASL_MAX_MESSAGE   12288 /* one decoded message, either way */
 #define PST_SASL_MAX_NAME      255   /* authcid / authzid, octets */
 #define PST_SASL_MAX_PASSWORD  1024  /* octets */
+#define PST_SASL_MAX_TOKEN     8192  /* OAuth bearer token, octets (Google
+                                        service-account tokens are ~1 KB;
+                                        the whole message stays within
+                                        PST_SASL_MAX_MESSAGE) */
 #define PST_SCRAM_MIN_ITERATIONS 4096 /* RFC 7677 §4 / RFC 5802 §9 */
 #define PST_SCRAM_MAX_ITERATIONS 10000000 /* client: refuse more (DoS) */
 
@@ -66,10 +90,19 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_find(const char *name,
                                                           size_t len);
 
 /*
- * The i-th implemented mechanism, strongest first, or NULL past the end:
- * SCRAM-SHA-256, SCRAM-SHA-1, DIGEST-MD5, CRAM-MD5, PLAIN, LOGIN.
+ * The i-th of the password mechanisms a server offers and a client may
+ * choose by default, strongest first, or NULL past the end: SCRAM-SHA-256,
+ * SCRAM-SHA-1, DIGEST-MD5, CRAM-MD5, PLAIN, LOGIN.  Opt-in mechanisms
+ * (PST_MECH_OPT_IN) are not among them.
  */
 PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_at(size_t i);
+
+/*
+ * The i-th of every implemented mechanism, or NULL past the end: those of
+ * pst_sasl_mech_at() with the opt-in ones among them, strongest first
+ * within each kind (SCRAM-SHA-256, ..., LOGIN, OAUTHBEARER, XOAUTH2).
+ */
+PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_all_at(size_t i);
 
 /* --- Server half --------------------------------------------------------- */
 
@@ -92,6 +125,14 @@ struct pst_sasl_server_config {
                                    is HMAC(secret, user name), stable like
                                    a stored salt; NULL: random per exchange */
     size_t      scram_secret_len;
+    /* OAUTHBEARER and XOAUTH2 (RFC 7628 §3.2.2), for the JSON error
+     * challenge that answers a refused token: */
+    const char *oauth_scope;    /* [in] "scope" to name; NULL: none */
+    const char *oauth_openid_configuration; /* [in] OAUTHBEARER's
+                                   "openid-configuration" URL; NULL: none */
+    unsigned    oauth_port;     /* the port the client connected to: an
+                                   OAUTHBEARER port= must equal it (RFC
+                                   7628 §3.2); 0: not checked */
     /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
        NULL/0 for now. */
     const char    *cb_type;     /* [in] reserved */
@@ -149,6 +190,13 @@ PST_EXTERN int pst_sasl_server_set_cred(struct pst_sasl_server *s,
 /*
  * After PST_SASL_NEED_VERIFY: the password the client sent ([out] borrowed
  * until the next call on s; secret), to be checked with pst_cred_verify().
+ * For a PST_MECH_BEARER mechanism it is the OAuth 2.0 access token (an
+ * RFC 6750 b64token, up to PST_SASL_MAX_TOKEN octets), to be checked by a
+ * token verifier (introspection, a JWT signature) that it is valid and
+ * was issued for pst_sasl_server_authcid(); there is no NEED_CRED before
+ * it.  When it is refused, the exchange sends the JSON error challenge
+ * (RFC 7628 §3.2.2) and fails with PST_EAUTH after the client's dummy
+ * response.
  * Returns: the password, or NULL if none is pending (len set to 0).
  */
 PST_EXTERN const uint8_t *pst_sasl_server_password(
@@ -238,6 +286,15 @@ struct pst_sasl_client_config {
     struct pst_scram_cache *scram_cache; /* [in] borrowed, may be NULL:
                                     SCRAM keys cache, see above; must
                                     outlive the exchange */
+    /* XOAUTH2 and OAUTHBEARER (PST_MECH_BEARER) log in with a token
+     * instead of the password: */
+    const uint8_t *token;        /* [in] OAuth 2.0 access token, an RFC
+                                    6750 §2.1 b64token; secret; copied
+                                    and wiped on free */
+    size_t         token_len;    /* at most PST_SASL_MAX_TOKEN */
+    const char    *oauth_host;   /* [in] OAUTHBEARER host=, the server
+                                    name connected to; NULL: not sent */
+    unsigned       oauth_port;   /* OAUTHBEARER port=; 0: not sent */
     /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
        NULL/0 for now. */
     const char    *cb_type;      /* [in] reserved */
@@ -246,9 +303,15 @@ struct pst_sasl_client_config {
 };
 
 /*
- * Start a client exchange of mechanism m.  cfg is copied (the password too).
+ * Start a client exchange of mechanism m.  cfg is copied (the password and
+ * token too).  XOAUTH2 sends the authcid as user= and the token; OAUTHBEARER
+ * sends the authzid, or the authcid when there is none, as a= (the user
+ * the token is for, as Gmail and Microsoft 365 expect), then host=, port=
+ * when set, and the token.
  * *out ([out] owned) is freed with pst_sasl_client_free().
- * Returns: 0, PST_EINVAL (missing authcid or password), PST_ELIMIT,
+ * Returns: 0, PST_EINVAL (missing authcid; a bearer mechanism without a
+ * token, or with a token that is not a b64token, or an oauth_host with
+ * bytes outside VCHAR), PST_ELIMIT (a name, password or token too long),
  * PST_ENOMEM.  (SCRAM applies SASLprep in its first step, which reports
  * PST_EPREP.)
  */
@@ -286,10 +349,28 @@ PST_EXTERN int pst_sasl_client_step(struct pst_sasl_client *c,
 /*
  * Whether the exchange may end in success now.  Call it when the server
  * says the client is authenticated: a mechanism whose server must prove
- * itself refuses success without that proof.
- * Returns: 0 (fine), PST_EFORGED (success without the server's proof).
+ * itself refuses success without that proof, and a bearer mechanism
+ * refuses it after the server sent its error challenge.
+ * Returns: 0 (fine), PST_EFORGED (success without the server's proof),
+ * PST_EREJECT (XOAUTH2, OAUTHBEARER: the server already refused the
+ * token), PST_ESTATE (the exchange failed).
  */
 PST_EXTERN int pst_sasl_client_finish(const struct pst_sasl_client *c);
+
+/*
+ * XOAUTH2 and OAUTHBEARER: the server's error challenge, a JSON object
+ * such as {"status":"invalid_token","scope":"..."} (RFC 7628 §3.2.2;
+ * Google: {"status":"401","schemes":"bearer","scope":"..."}).  A client
+ * step that receives it answers with the dummy response the mechanism
+ * asks for (XOAUTH2: empty; OAUTHBEARER: 0x01, RFC 7628 §3.2.3) and
+ * PST_SASL_CONTINUE; the server then fails the exchange (535), and the
+ * JSON says why, for the log.  Raw bytes from the server: make them
+ * printable before logging.
+ * Returns: the JSON ([out] borrowed until c is freed; *len its length),
+ * or NULL when the server sent none (*len set to 0).
+ */
+PST_EXTERN const uint8_t *pst_sasl_client_error_json(
+    const struct pst_sasl_client *c, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,10 @@ struct pst_sasl_server_ops {
 
 struct pst_sasl_client_ops {
     size_t state_size;
+    /* Optional: check and copy the mechanism's own config fields (after
+     * the state is allocated).  Returns 0 or PST_E*. */
+    int  (*init)(struct pst_sasl_client *c,
+                 const struct pst_sasl_client_config *cfg);
     int  (*step)(struct pst_sasl_client *c, const uint8_t *in, size_t len,
                  struct pst_buf *out);
     int  (*finish)(const struct pst_sasl_client *c); /* optional */
@@ -76,6 +80,10 @@ struct pst_sasl_client {
     void *random_ctx;
     unsigned scram_min_iterations;
     struct pst_scram_cache *scram_cache; /* borrowed */
+    struct pst_buf token;      /* secret; bearer mechanisms */
+    /* Received: */
+    struct pst_buf error_json; /* a bearer mechanism's error challenge */
+    int has_error_json;
     void *state;
 };
 
@@ -99,6 +107,18 @@ int pst__sasl_set_authzid(struct pst_sasl_server *s, const uint8_t *p,
 int pst__sasl_set_password(struct pst_sasl_server *s, const uint8_t *p,
                            size_t len);
 
+/* Store a bearer token for NEED_VERIFY (secret, PST_SASL_MAX_TOKEN). */
+int pst__sasl_set_token(struct pst_sasl_server *s, const uint8_t *p,
+                        size_t len);
+/* Keep a bearer mechanism's error challenge for
+ * pst_sasl_client_error_json().  Returns: 0, PST_ELIMIT, PST_ENOMEM. */
+int pst__sasl_client_set_error_json(struct pst_sasl_client *c,
+                                    const uint8_t *p, size_t len);
+/* Whether host[0..len) names this server: its hostname or one of
+ * uri_hosts, ASCII case-insensitively.  Not secret. */
+int pst__sasl_server_is_host(const struct pst_sasl_server *s,
+                             const uint8_t *host, size_t len);
+
 /* Server-side service name ("smtp" by default). */
 const char *pst__sasl_service(const struct pst_sasl_server *s);
 
@@ -108,6 +128,8 @@ extern const struct pst_sasl_mech pst__mech_cram_md5;
 extern const struct pst_sasl_mech pst__mech_digest_md5;
 extern const struct pst_sasl_mech pst__mech_scram_sha1;
 extern const struct pst_sasl_mech pst__mech_scram_sha256;
+extern const struct pst_sasl_mech pst__mech_xoauth2;
+extern const struct pst_sasl_mech pst__mech_oauthbearer;
 
 /* cram_md5.c */
 /*
