@@ -3,15 +3,18 @@
  * (include/postern/sasl.h); the input plays a hostile server.
  *
  * Input: a mechanism byte, an option byte, then the server's challenges
- * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 8): PLAIN,
+ * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 10): PLAIN,
  * LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-256, OAUTHBEARER,
- * XOAUTH2.  Option bits:
+ * XOAUTH2, SCRAM-SHA-256-PLUS (tls-exporter), SCRAM-SHA-1-PLUS
+ * (tls-unique).  Option bits:
  *   0-2  unused
  *   3    ask for an authorization identity ("admin")
  *   4    no initial response: the first challenge is the first step
  *        (else step(NULL) first, as a client sending an IR does)
  *   5    SCRAM: accept any iteration count from 1 (else the default
  *        minimum, 4096)
+ *   6    plain SCRAM: the client has binding data (so it sends "y");
+ *        the -PLUS mechanisms always have it
  *
  * The client uses the user, password and nonce of its mechanism's RFC
  * example, so the RFC server messages in the corpus complete the
@@ -48,6 +51,16 @@ struct mech_setup {
     const char *nonce;      /* client nonce hook (DIGEST cnonce, SCRAM) */
     const char *token;      /* bearer mechanisms */
     unsigned port;          /* OAUTHBEARER port= */
+    const char *cb_type;    /* -PLUS */
+};
+
+static const uint8_t cb_exporter[32] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
+    0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15,
+    0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+};
+static const uint8_t cb_unique[12] = {
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
 };
 
 static const struct mech_setup setups[] = {
@@ -69,6 +82,11 @@ static const struct mech_setup setups[] = {
      .token = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="},
     {.name = "XOAUTH2", .user = "someuser@example.com",
      .token = "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"},
+    /* tests/unit/test_scram_plus.c's vectors */
+    {.name = "SCRAM-SHA-256-PLUS", .user = "user", .password = "pencil",
+     .nonce = "rOprNGfwEbeRWgbNEkqO", .cb_type = "tls-exporter"},
+    {.name = "SCRAM-SHA-1-PLUS", .user = "user", .password = "pencil",
+     .nonce = "fyko+d2lbbFgONRv9qkxdawL", .cb_type = "tls-unique"},
 };
 #define NSETUPS (sizeof(setups) / sizeof(setups[0]))
 
@@ -122,12 +140,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .token_len = m->token != NULL ? strlen(m->token) : 0,
         .oauth_host = m->host,
         .oauth_port = m->port,
+        .cb_type = m->cb_type,
         .service = m->service,
         .host = m->host != NULL ? m->host : "mail.example.test",
         .random = fuzz_random,
         .random_ctx = &rnd,
         .scram_min_iterations = (opt & 0x20u) ? 1 : 0,
     };
+    if (m->cb_type != NULL || (opt & 0x40u)) {
+        int unique = m->cb_type != NULL &&
+                     strcmp(m->cb_type, "tls-unique") == 0;
+
+        cfg.cb_data = unique ? cb_unique : cb_exporter;
+        cfg.cb_len = unique ? sizeof(cb_unique) : sizeof(cb_exporter);
+    }
     if (pst_sasl_client_new(mech, &cfg, &c) != 0)
         abort();
     if (m->nonce != NULL) {

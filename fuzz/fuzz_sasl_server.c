@@ -3,10 +3,13 @@
  * (include/postern/sasl.h).
  *
  * Input: a mechanism byte, an option byte, then the client's messages
- * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 8): PLAIN,
+ * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 10): PLAIN,
  * LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-256, OAUTHBEARER,
- * XOAUTH2.  Option bits:
- *   0-2  unused
+ * XOAUTH2, SCRAM-SHA-256-PLUS (tls-exporter, data 00..1f), SCRAM-SHA-1-PLUS
+ * (tls-unique, data a0..ab).  Option bits:
+ *   0    the server has binding data (the -PLUS mechanisms always) and
+ *        advertised -PLUS: a plain SCRAM "y" is a downgrade
+ *   1-2  unused
  *   3-4  credentials given at NEED_CRED: 0 the mechanism's RFC user,
  *        1 none (unknown user), 2 "{PLAIN}pencil", 3 stored verifiers
  *        only ({CRAM-MD5} {DIGEST-MD5} {SCRAM-SHA-1} {SCRAM-SHA-256});
@@ -55,6 +58,18 @@ struct mech_setup {
     unsigned oauth_port;
     const char *oauth_scope;
     const char *oauth_openid;
+    const char *cb_type;         /* -PLUS: the binding type */
+    const uint8_t *cb;
+    size_t cb_len;
+};
+
+static const uint8_t cb_exporter[32] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
+    0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15,
+    0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+};
+static const uint8_t cb_unique[12] = {
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
 };
 
 /* RFC 2195 §2: "<1896.697170952@postoffice.reston.mci.net>". */
@@ -96,6 +111,19 @@ static const struct mech_setup setups[] = {
      .cred = "{PLAIN}unused",
      .token = "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg",
      .oauth_scope = "https://mail.google.com/"},
+    /* tests/unit/test_scram_plus.c's vectors */
+    {.name = "SCRAM-SHA-256-PLUS", .hostname = "mail.example.test",
+     .nonce = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+     .cred = "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+             "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+             "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+     .cb_type = "tls-exporter", .cb = cb_exporter,
+     .cb_len = sizeof(cb_exporter)},
+    {.name = "SCRAM-SHA-1-PLUS", .hostname = "mail.example.test",
+     .nonce = "3rfcNHYJY1ZVvWVs7j",
+     .cred = "{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,"
+             "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE=",
+     .cb_type = "tls-unique", .cb = cb_unique, .cb_len = sizeof(cb_unique)},
 };
 #define NSETUPS (sizeof(setups) / sizeof(setups[0]))
 
@@ -206,6 +234,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_scope = m->oauth_scope,
         .oauth_openid_configuration = m->oauth_openid,
     };
+    if (m->cb != NULL || (opt & 0x01u)) {
+        cfg.cb_type = m->cb != NULL ? m->cb_type : "tls-exporter";
+        cfg.cb_data = m->cb != NULL ? m->cb : cb_exporter;
+        cfg.cb_len = m->cb != NULL ? m->cb_len : sizeof(cb_exporter);
+        cfg.cb_plus_offered = 1;
+    }
     if (pst_sasl_server_new(mech, &cfg, &s) != 0)
         abort();
     if (m->nonce != NULL) {

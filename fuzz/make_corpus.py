@@ -79,12 +79,14 @@ SCRAM256 = [  # RFC 7677 §3
 
 # Mechanism numbers of fuzz_sasl_server.c / fuzz_sasl_client.c (their
 # first byte; the second holds the option bits).
-PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256, OAUTHBEARER, XOAUTH2 = range(8)
+(PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256, OAUTHBEARER, XOAUTH2,
+ SHA256_PLUS, SHA1_PLUS) = range(10)
 # sasl_server option bits.
+S_PLUS_OFFERED = 0x01
 S_CRED_RFC, S_CRED_NONE, S_CRED_PENCIL, S_CRED_STORED = (0, 8, 16, 24)
 S_IR, S_PROBE, S_SECRET = 0x20, 0x40, 0x80
 # sasl_client option bits.
-C_AUTHZID, C_NO_IR, C_ANY_ITER = 0x08, 0x10, 0x20
+C_AUTHZID, C_NO_IR, C_ANY_ITER, C_CB = 0x08, 0x10, 0x20, 0x40
 
 
 def smsgs(mech, opt, *parts):
@@ -107,6 +109,32 @@ XO_IR = ("user=someuser@example.com\x01auth=Bearer " + XO_TOKEN +
          "\x01\x01")
 XO_ERR = ('{"status":"401","schemes":"bearer mac",'
           '"scope":"https://mail.google.com/"}\n')
+
+
+# tests/unit/test_scram_plus.c (computed outside postern).
+PLUS256 = [
+    "p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    SCRAM256[1],
+    "c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,"
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=QC6CS20quADQRb3mT99YUH+n3VJxUvzuK0K0E1Vrs2M=",
+    "v=2GiAgapEppLVlUXbxUDksL3VgYHzuqiK5tR4mhJGgvs=",
+]
+PLUS1 = [
+    "p=tls-unique,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+    SCRAM1[1],
+    "c=cD10bHMtdW5pcXVlLCygoaKjpKWmp6ipqqs=,"
+    "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+    "p=Dnxqb/XkEZw7Mr9zpPANRKxQJ5E=",
+    "v=Fd8XThniH1Drtsd3mQW3glgmVd8=",
+]
+Y256 = [
+    "y,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    SCRAM256[1],
+    "c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=FoqiHTtQEDE8lz1CdaEe3tK4mS+iMDTl77SPyDS53DY=",
+    "v=dI4KpiQJwBr1+V+K6U1dA6l6I4I9DUNXWND4pcpRU3U=",
+]
 
 
 def sasl_server():
@@ -180,6 +208,20 @@ def sasl_server():
     seed(t, "xoauth2-two-step", smsgs(XOAUTH2, S_PROBE, XO_IR))
     seed(t, "xoauth2-refused", smsgs(XOAUTH2, S_IR | S_CRED_NONE, XO_IR,
                                      ""))
+    seed(t, "scram-sha256-plus", smsgs(SHA256_PLUS, S_IR, PLUS256[0],
+                                       PLUS256[2], ""))
+    seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, S_PROBE, PLUS1[0],
+                                     PLUS1[2], ""))
+    seed(t, "scram-sha1-plus-mitm",
+         smsgs(SHA1_PLUS, S_IR, PLUS1[0],
+               PLUS1[2].replace("LCyg", "LCyh")))
+    seed(t, "scram-sha256-plus-n", smsgs(SHA256_PLUS, S_IR, SCRAM256[0]))
+    seed(t, "scram-sha256-plus-wrong-type",
+         smsgs(SHA256_PLUS, S_IR, PLUS256[0].replace("exporter", "unique")))
+    seed(t, "scram-sha256-y", smsgs(SHA256, S_IR, Y256[0], Y256[2], ""))
+    seed(t, "scram-sha256-y-downgrade", smsgs(SHA256, S_IR | S_PLUS_OFFERED,
+                                              Y256[0]))
+    seed(t, "scram-sha256-p-not-plus", smsgs(SHA256, S_IR, PLUS256[0]))
     seed(t, "xoauth2-basic", smsgs(XOAUTH2, S_IR,
                                    "user=u\x01auth=Basic dTpw\x01\x01",
                                    ""))
@@ -217,6 +259,10 @@ def sasl_client():
                                           "xOprNGfwEbeRWgbNEkqO")))
     seed(t, "scram-sha256-bad-verifier",
          smsgs(SHA256, 0, SCRAM256[1], SCRAM1[3]))
+    seed(t, "scram-sha256-plus", smsgs(SHA256_PLUS, 0, PLUS256[1],
+                                       PLUS256[3]))
+    seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, 0, PLUS1[1], PLUS1[3]))
+    seed(t, "scram-sha256-y", smsgs(SHA256, C_CB, Y256[1], Y256[3]))
     seed(t, "oauthbearer-ok", smsgs(OAUTHBEARER, 0))
     seed(t, "oauthbearer-refused", smsgs(OAUTHBEARER, 0, OB_ERR, ""))
     seed(t, "oauthbearer-rfc7628-smtp-error",

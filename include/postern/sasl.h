@@ -70,6 +70,10 @@ enum pst_sasl_status {
                                         service-account tokens are ~1 KB;
                                         the whole message stays within
                                         PST_SASL_MAX_MESSAGE) */
+#define PST_SASL_MAX_CB_NAME   64    /* channel-binding type name */
+#define PST_SASL_MAX_CB_DATA   512   /* channel-binding data, octets (RFC
+                                        9266 tls-exporter: 32; RFC 5929
+                                        tls-unique: a Finished message) */
 #define PST_SCRAM_MIN_ITERATIONS 4096 /* RFC 7677 §4 / RFC 5802 §9 */
 #define PST_SCRAM_MAX_ITERATIONS 10000000 /* client: refuse more (DoS) */
 
@@ -100,7 +104,8 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_at(size_t i);
 /*
  * The i-th of every implemented mechanism, or NULL past the end: those of
  * pst_sasl_mech_at() with the opt-in ones among them, strongest first
- * within each kind (SCRAM-SHA-256, ..., LOGIN, OAUTHBEARER, XOAUTH2).
+ * within each kind (SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, SCRAM-SHA-256,
+ * ..., LOGIN, OAUTHBEARER, XOAUTH2).
  */
 PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_all_at(size_t i);
 
@@ -133,18 +138,30 @@ struct pst_sasl_server_config {
     unsigned    oauth_port;     /* the port the client connected to: an
                                    OAUTHBEARER port= must equal it (RFC
                                    7628 §3.2); 0: not checked */
-    /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
-       NULL/0 for now. */
-    const char    *cb_type;     /* [in] reserved */
-    const uint8_t *cb_data;     /* [in] reserved */
-    size_t         cb_len;      /* reserved */
+    /* Channel binding of this TLS connection (RFC 5802 §6), for the
+     * SCRAM mechanisms.  A -PLUS exchange needs all three, else
+     * pst_sasl_server_new() says PST_EINVAL; the client's c= must then
+     * carry exactly this data. */
+    const char    *cb_type;     /* [in] "tls-exporter" (RFC 9266, TLS
+                                   1.3) or "tls-unique" (RFC 5929);
+                                   NULL: no binding */
+    const uint8_t *cb_data;     /* [in] the binding data (borrowed, like
+                                   the strings above) */
+    size_t         cb_len;      /* 1..PST_SASL_MAX_CB_DATA */
+    int            cb_plus_offered; /* non-zero: a SCRAM -PLUS mechanism
+                                   was advertised in this state, so a
+                                   plain SCRAM exchange whose client says
+                                   "y" (it could bind, and thinks we
+                                   cannot) is a downgrade: PST_EAUTH */
 };
 
 /*
  * Start a server exchange of mechanism m.  cfg ([in]) is copied; the strings
- * it points to must outlive the exchange.
+ * and the channel-binding data it points to must outlive the exchange.
  * *out ([out] owned) is freed with pst_sasl_server_free().
- * Returns: 0, PST_EINVAL, PST_ENOMEM.
+ * Returns: 0, PST_EINVAL (no hostname; a -PLUS mechanism without cb_type
+ * and cb_data, or with a cb_type that is not an RFC 5802 cb-name),
+ * PST_ELIMIT (cb_len above PST_SASL_MAX_CB_DATA), PST_ENOMEM.
  */
 PST_EXTERN int pst_sasl_server_new(const struct pst_sasl_mech *m,
                                    const struct pst_sasl_server_config *cfg,
@@ -295,11 +312,20 @@ struct pst_sasl_client_config {
     const char    *oauth_host;   /* [in] OAUTHBEARER host=, the server
                                     name connected to; NULL: not sent */
     unsigned       oauth_port;   /* OAUTHBEARER port=; 0: not sent */
-    /* Channel binding (RFC 5929), reserved for SCRAM-*-PLUS: must be
-       NULL/0 for now. */
-    const char    *cb_type;      /* [in] reserved */
-    const uint8_t *cb_data;      /* [in] reserved */
-    size_t         cb_len;       /* reserved */
+    /* Channel binding of this TLS connection (RFC 5802 §6), for the
+     * SCRAM mechanisms.  -PLUS needs cb_type and cb_data (sent as
+     * "p=<cb_type>", cb_data folded into c=); a plain SCRAM mechanism
+     * sends "y" when cb_data is given (the client could bind) and the
+     * server advertised no -PLUS, "n" when no cb_data is given. */
+    const char    *cb_type;      /* [in] "tls-exporter" (RFC 9266) or
+                                    "tls-unique" (RFC 5929); -PLUS only */
+    const uint8_t *cb_data;      /* [in] binding data, copied */
+    size_t         cb_len;       /* 1..PST_SASL_MAX_CB_DATA */
+    int            cb_plus_offered; /* non-zero: the server advertised a
+                                    SCRAM -PLUS mechanism.  With cb_data
+                                    a plain SCRAM mechanism is then
+                                    refused (PST_EINVAL): RFC 5802 §6
+                                    says such a client "MUST use" -PLUS */
 };
 
 /*
@@ -311,9 +337,10 @@ struct pst_sasl_client_config {
  * *out ([out] owned) is freed with pst_sasl_client_free().
  * Returns: 0, PST_EINVAL (missing authcid; a bearer mechanism without a
  * token, or with a token that is not a b64token, or an oauth_host with
- * bytes outside VCHAR), PST_ELIMIT (a name, password or token too long),
- * PST_ENOMEM.  (SCRAM applies SASLprep in its first step, which reports
- * PST_EPREP.)
+ * bytes outside VCHAR; a -PLUS mechanism without cb_type and cb_data; a
+ * plain SCRAM mechanism with cb_data when cb_plus_offered), PST_ELIMIT (a
+ * name, password, token or channel-binding data too long), PST_ENOMEM.
+ * (SCRAM applies SASLprep in its first step, which reports PST_EPREP.)
  */
 PST_EXTERN int pst_sasl_client_new(const struct pst_sasl_mech *m,
                                    const struct pst_sasl_client_config *cfg,

@@ -11,6 +11,8 @@
 
 /* Strongest first: the order a client prefers. */
 static const struct pst_sasl_mech *const mech_table[] = {
+    &pst__mech_scram_sha256_plus,
+    &pst__mech_scram_sha1_plus,
     &pst__mech_scram_sha256,
     &pst__mech_scram_sha1,
     &pst__mech_digest_md5,
@@ -79,6 +81,7 @@ pst_sasl_server_new(const struct pst_sasl_mech *m,
                     struct pst_sasl_server **out)
 {
     struct pst_sasl_server *s;
+    int rc;
 
     *out = NULL;
     if (m == NULL || cfg == NULL || cfg->hostname == NULL ||
@@ -100,6 +103,10 @@ pst_sasl_server_new(const struct pst_sasl_mech *m,
             free(s);
             return PST_ENOMEM;
         }
+    }
+    if (m->server->init != NULL && (rc = m->server->init(s)) < 0) {
+        pst_sasl_server_free(s);
+        return rc;
     }
     *out = s;
     return 0;

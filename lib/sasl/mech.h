@@ -14,6 +14,9 @@
 
 struct pst_sasl_server_ops {
     size_t state_size;  /* bytes of private state, zeroed; wiped on free */
+    /* Optional: check the mechanism's own config fields at new().
+     * Returns 0 or PST_E*. */
+    int  (*init)(struct pst_sasl_server *s);
     /* Called with in == NULL when there was no initial response, and with
      * in == NULL to resume after NEED_CRED / NEED_VERIFY. */
     int  (*step)(struct pst_sasl_server *s, const uint8_t *in, size_t len,
@@ -128,6 +131,8 @@ extern const struct pst_sasl_mech pst__mech_cram_md5;
 extern const struct pst_sasl_mech pst__mech_digest_md5;
 extern const struct pst_sasl_mech pst__mech_scram_sha1;
 extern const struct pst_sasl_mech pst__mech_scram_sha256;
+extern const struct pst_sasl_mech pst__mech_scram_sha1_plus;
+extern const struct pst_sasl_mech pst__mech_scram_sha256_plus;
 extern const struct pst_sasl_mech pst__mech_xoauth2;
 extern const struct pst_sasl_mech pst__mech_oauthbearer;
 

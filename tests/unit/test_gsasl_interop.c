@@ -74,6 +74,14 @@ struct row {
     int uri_hosts;              /* our server also accepts uri_hosts[] */
     enum row_cred cred;
     const char *salt;           /* CRED_GSASL_SCRAM: base64 salt */
+    /* Channel binding (RFC 5802 §6): the type both sides bind with; the
+     * client has the data unless no_client_cb, the server has it (and
+     * has offered -PLUS) unless no_server_cb; mitm gives the server the
+     * data of another TLS connection. */
+    const char *cb_type;        /* NULL: neither side binds */
+    int no_client_cb;
+    int no_server_cb;
+    int mitm;
     int want;                   /* the server's last word: 0 for success
                                    (GSASL_OK, PST_SASL_DONE) or the error
                                    code it must fail with */
@@ -241,7 +249,72 @@ static const struct row rows[] = {
      .extra = "keys stored by gsasl", .user = "user", .password = "pencil",
      .cred = CRED_GSASL_SCRAM, .salt = "W22ZaJ0SNY7soEsUEjb6gQ==",
      .want = PST_EAUTH},
+
+    /* SCRAM -PLUS (RFC 5802 §6) with RFC 9266 tls-exporter and RFC 5929
+     * tls-unique data, both ways: gsasl takes it from GSASL_CB_TLS_EXPORTER
+     * or GSASL_CB_TLS_UNIQUE. */
+#define PLUS_ROWS(m, t)                                                      \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .extra = t,                \
+     .want = GSASL_OK},                                                      \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .extra = t, .wrong = 1,    \
+     .want = GSASL_AUTHENTICATION_ERROR},                                    \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .extra = t,              \
+     .want = PST_SASL_DONE},                                                 \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .extra = t, .wrong = 1,  \
+     .want = PST_EAUTH},                                                     \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .mitm = 1,                 \
+     .extra = t ", other connection's data",                                \
+     .want = GSASL_AUTHENTICATION_ERROR},                                    \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .mitm = 1,               \
+     .extra = t ", other connection's data", .want = PST_EAUTH}
+    PLUS_ROWS("SCRAM-SHA-256-PLUS", "tls-exporter"),
+    PLUS_ROWS("SCRAM-SHA-256-PLUS", "tls-unique"),
+    PLUS_ROWS("SCRAM-SHA-1-PLUS", "tls-exporter"),
+    PLUS_ROWS("SCRAM-SHA-1-PLUS", "tls-unique"),
+#undef PLUS_ROWS
+    /* A client that could bind, using plain SCRAM, says "y": fine with a
+     * server that has no binding (offered no -PLUS), refused by one that
+     * has (the downgrade check).  Our client against gsasl's server only:
+     * gsasl 2.2.0's client, given binding data for a plain SCRAM
+     * mechanism, fails its first step with GSASL_AUTHENTICATION_ERROR
+     * instead of sending "y" (tried with both properties). */
+    {.mech = "SCRAM-SHA-256", .dir = OUR_CLIENT, .cb_type = "tls-exporter",
+     .no_server_cb = 1, .extra = "y, server without -PLUS", .want = GSASL_OK},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .no_server_cb = 1, .extra = "y, server without -PLUS", .want = GSASL_OK},
+    {.mech = "SCRAM-SHA-256", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .extra = "y, server with -PLUS: downgrade",
+     .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-exporter",
+     .extra = "y, server with -PLUS: downgrade",
+     .want = GSASL_AUTHENTICATION_ERROR},
+    /* A client without binding says "n": fine even where -PLUS was
+     * offered. */
+    {.mech = "SCRAM-SHA-256", .dir = GSASL_CLIENT,
+     .cb_type = "tls-exporter", .no_client_cb = 1,
+     .extra = "n, server with -PLUS", .want = PST_SASL_DONE},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .no_client_cb = 1, .extra = "n, server with -PLUS", .want = GSASL_OK},
 };
+
+/* The binding data of "this" TLS connection and of another one. */
+static const uint8_t cb_data[32] = {
+    0x3f, 0x9a, 0x11, 0xc0, 0x7e, 0x52, 0x08, 0xd4, 0xa1, 0x6b, 0xee,
+    0x29, 0x90, 0x4c, 0x03, 0xb7, 0x5d, 0xf2, 0x18, 0x86, 0xc9, 0x34,
+    0x6e, 0x01, 0xfa, 0x47, 0xbd, 0x22, 0x95, 0x70, 0x0c, 0xe3,
+};
+static const uint8_t cb_other[32] = {
+    0x3e, 0x9a, 0x11, 0xc0, 0x7e, 0x52, 0x08, 0xd4, 0xa1, 0x6b, 0xee,
+    0x29, 0x90, 0x4c, 0x03, 0xb7, 0x5d, 0xf2, 0x18, 0x86, 0xc9, 0x34,
+    0x6e, 0x01, 0xfa, 0x47, 0xbd, 0x22, 0x95, 0x70, 0x0c, 0xe3,
+};
+
+/* tls-unique is a Finished message's verify_data: 12 bytes in TLS 1.2. */
+static size_t
+row_cb_len(const struct row *row)
+{
+    return strcmp(row->cb_type, "tls-unique") == 0 ? 12 : 32;
+}
 
 /* One message of the exchange, kept for the dump on failure. */
 struct msg {
@@ -440,9 +513,24 @@ bytes(const struct pst_buf *b)
 
 /* --- GNU SASL's callback ------------------------------------------------- */
 
+/* Set a channel-binding property: gsasl takes it in base64. */
+static int
+interop_set_cb(Gsasl_session *sess, Gsasl_property prop, const uint8_t *p,
+               size_t len)
+{
+    char *b64 = NULL;
+    int rc = gsasl_base64_to((const char *)p, len, &b64, NULL);
+
+    if (rc == GSASL_OK)
+        rc = gsasl_property_set(sess, prop, b64);
+    gsasl_free(b64);
+    return rc;
+}
+
 /* Properties for whichever half gsasl plays in this row.  Channel-binding
- * data (GSASL_CB_TLS_UNIQUE, GSASL_CB_TLS_EXPORTER) is never supplied: with
- * it, gsasl's SCRAM client would send "y" and expect -PLUS. */
+ * data (GSASL_CB_TLS_UNIQUE, GSASL_CB_TLS_EXPORTER) only for the rows that
+ * bind: with it, gsasl's SCRAM client sends "p=" for -PLUS and "y" for the
+ * plain mechanisms. */
 static int
 interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
 {
@@ -471,8 +559,15 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
         case GSASL_HOSTNAME:
             v = row->client_host != NULL ? row->client_host : HOSTNAME;
             break;
+        case GSASL_CB_TLS_EXPORTER:
+        case GSASL_CB_TLS_UNIQUE:
+            if (row->cb_type == NULL || row->no_client_cb ||
+                (prop == GSASL_CB_TLS_EXPORTER) !=
+                    (strcmp(row->cb_type, "tls-exporter") == 0))
+                break;
+            return interop_set_cb(sess, prop, cb_data, row_cb_len(row));
         default:
-            break; /* realm from the challenge, qop "auth", no CB */
+            break; /* realm from the challenge, qop "auth" */
         }
     } else {
         const char *authid = gsasl_property_fast(sess, GSASL_AUTHID);
@@ -505,6 +600,15 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
         case GSASL_HOSTNAME:
             v = HOSTNAME;
             break;
+        case GSASL_CB_TLS_EXPORTER:
+        case GSASL_CB_TLS_UNIQUE:
+            if (row->cb_type == NULL || row->no_server_cb ||
+                (prop == GSASL_CB_TLS_EXPORTER) !=
+                    (strcmp(row->cb_type, "tls-exporter") == 0))
+                break;
+            return interop_set_cb(sess, prop,
+                                  row->mitm ? cb_other : cb_data,
+                                  row_cb_len(row));
         default:
             break; /* default qops, SCRAM salt and iterations */
         }
@@ -567,6 +671,12 @@ run_start(struct run *r)
             .host = HOSTNAME,
         };
 
+        if (row->cb_type != NULL && !row->no_client_cb) {
+            ccfg.cb_type = row->cb_type;
+            ccfg.cb_data = cb_data;
+            ccfg.cb_len = row_cb_len(row);
+        }
+
         rc = pst_sasl_client_new(r->mech, &ccfg, &r->pc);
         if (rc != 0)
             RUN_FAIL(r, "pst_sasl_client_new: got %s, want 0",
@@ -581,6 +691,13 @@ run_start(struct run *r)
             .uri_hosts = row->uri_hosts ? uri_hosts : NULL,
             .timestamp = 1700000000,
         };
+
+        if (row->cb_type != NULL && !row->no_server_cb) {
+            scfg.cb_type = row->cb_type;
+            scfg.cb_data = row->mitm ? cb_other : cb_data;
+            scfg.cb_len = row_cb_len(row);
+            scfg.cb_plus_offered = 1;
+        }
 
         if (row->cred == CRED_GSASL_SCRAM)
             gsasl_scram_cred(row->mech, row_password(row), row->salt,
