@@ -3,10 +3,10 @@
  * (include/postern/sasl.h); the input plays a hostile server.
  *
  * Input: a mechanism byte, an option byte, then the server's challenges
- * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 10): PLAIN,
+ * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 11): PLAIN,
  * LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-256, OAUTHBEARER,
  * XOAUTH2, SCRAM-SHA-256-PLUS (tls-exporter), SCRAM-SHA-1-PLUS
- * (tls-unique).  Option bits:
+ * (tls-unique), EXTERNAL.  Option bits:
  *   0-2  unused
  *   3    ask for an authorization identity ("admin")
  *   4    no initial response: the first challenge is the first step
@@ -87,6 +87,7 @@ static const struct mech_setup setups[] = {
      .nonce = "rOprNGfwEbeRWgbNEkqO", .cb_type = "tls-exporter"},
     {.name = "SCRAM-SHA-1-PLUS", .user = "user", .password = "pencil",
      .nonce = "fyko+d2lbbFgONRv9qkxdawL", .cb_type = "tls-unique"},
+    {.name = "EXTERNAL", .user = "tim"},
 };
 #define NSETUPS (sizeof(setups) / sizeof(setups[0]))
 

@@ -3,13 +3,15 @@
  * (include/postern/sasl.h).
  *
  * Input: a mechanism byte, an option byte, then the client's messages
- * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 10): PLAIN,
+ * separated by FUZZ_SEP (0xff).  The mechanism byte (value % 11): PLAIN,
  * LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-256, OAUTHBEARER,
  * XOAUTH2, SCRAM-SHA-256-PLUS (tls-exporter, data 00..1f), SCRAM-SHA-1-PLUS
- * (tls-unique, data a0..ab).  Option bits:
+ * (tls-unique, data a0..ab), EXTERNAL (the certificate maps to "tim").
+ * Option bits:
  *   0    the server has binding data (the -PLUS mechanisms always) and
  *        advertised -PLUS: a plain SCRAM "y" is a downgrade
- *   1-2  unused
+ *   1    EXTERNAL: no client certificate (no external_id)
+ *   2    unused
  *   3-4  credentials given at NEED_CRED: 0 the mechanism's RFC user,
  *        1 none (unknown user), 2 "{PLAIN}pencil", 3 stored verifiers
  *        only ({CRAM-MD5} {DIGEST-MD5} {SCRAM-SHA-1} {SCRAM-SHA-256});
@@ -31,7 +33,8 @@
  * bearer mechanism: after the token was accepted) and, for PLAIN, LOGIN
  * and the bearer mechanisms, follows a password or token the driver
  * accepted; a refused token never authenticates; no step succeeds after
- * the end; an answer asked for is accepted, one not asked for is refused.
+ * the end; an answer asked for is accepted, one not asked for is refused;
+ * EXTERNAL succeeds only as the certificate's user, without an authzid.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +127,9 @@ static const struct mech_setup setups[] = {
      .cred = "{SCRAM-SHA-1}4096,QSXCR+Q6sek8bf92,"
              "6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE=",
      .cb_type = "tls-unique", .cb = cb_unique, .cb_len = sizeof(cb_unique)},
+    /* RFC 4954 §4.1's "AUTH EXTERNAL =" */
+    {.name = "EXTERNAL", .hostname = "mail.example.test",
+     .cred = "{PLAIN}tanstaaftanstaaf"},
 };
 #define NSETUPS (sizeof(setups) / sizeof(setups[0]))
 
@@ -233,6 +239,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_port = m->oauth_port,
         .oauth_scope = m->oauth_scope,
         .oauth_openid_configuration = m->oauth_openid,
+        .external_id = (opt & 0x02u) ? NULL : "tim",
     };
     if (m->cb != NULL || (opt & 0x01u)) {
         cfg.cb_type = m->cb != NULL ? m->cb_type : "tls-exporter";
@@ -316,6 +323,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if ((pst_sasl_mech_flags(mech) & PST_MECH_SENDS_PASSWORD) &&
             !verified_ok)
+            abort();
+        if ((pst_sasl_mech_flags(mech) & PST_MECH_EXTERNAL) &&
+            (cfg.external_id == NULL ||
+             strcmp(pst_sasl_server_authcid(s), cfg.external_id) != 0 ||
+             pst_sasl_server_authzid(s) != NULL))
             abort();
     }
     if (rc == PST_SASL_DONE || rc < 0) {

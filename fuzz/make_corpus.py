@@ -80,9 +80,9 @@ SCRAM256 = [  # RFC 7677 §3
 # Mechanism numbers of fuzz_sasl_server.c / fuzz_sasl_client.c (their
 # first byte; the second holds the option bits).
 (PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256, OAUTHBEARER, XOAUTH2,
- SHA256_PLUS, SHA1_PLUS) = range(10)
+ SHA256_PLUS, SHA1_PLUS, EXTERNAL) = range(11)
 # sasl_server option bits.
-S_PLUS_OFFERED = 0x01
+S_PLUS_OFFERED, S_NO_CERT = 0x01, 0x02
 S_CRED_RFC, S_CRED_NONE, S_CRED_PENCIL, S_CRED_STORED = (0, 8, 16, 24)
 S_IR, S_PROBE, S_SECRET = 0x20, 0x40, 0x80
 # sasl_client option bits.
@@ -222,6 +222,12 @@ def sasl_server():
     seed(t, "scram-sha256-y-downgrade", smsgs(SHA256, S_IR | S_PLUS_OFFERED,
                                               Y256[0]))
     seed(t, "scram-sha256-p-not-plus", smsgs(SHA256, S_IR, PLUS256[0]))
+    seed(t, "external-empty", smsgs(EXTERNAL, S_IR, ""))
+    seed(t, "external-two-step", smsgs(EXTERNAL, S_PROBE, ""))
+    seed(t, "external-authzid", smsgs(EXTERNAL, S_IR, "tim"))
+    seed(t, "external-other-authzid", smsgs(EXTERNAL, S_IR, "Ursel"))
+    seed(t, "external-no-cert", smsgs(EXTERNAL, S_IR | S_NO_CERT, ""))
+    seed(t, "external-unknown", smsgs(EXTERNAL, S_IR | S_CRED_NONE, ""))
     seed(t, "xoauth2-basic", smsgs(XOAUTH2, S_IR,
                                    "user=u\x01auth=Basic dTpw\x01\x01",
                                    ""))
@@ -263,6 +269,9 @@ def sasl_client():
                                        PLUS256[3]))
     seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, 0, PLUS1[1], PLUS1[3]))
     seed(t, "scram-sha256-y", smsgs(SHA256, C_CB, Y256[1], Y256[3]))
+    seed(t, "external", smsgs(EXTERNAL, 0))
+    seed(t, "external-authzid-two-step", smsgs(EXTERNAL, C_AUTHZID | C_NO_IR,
+                                               "", ""))
     seed(t, "oauthbearer-ok", smsgs(OAUTHBEARER, 0))
     seed(t, "oauthbearer-refused", smsgs(OAUTHBEARER, 0, OB_ERR, ""))
     seed(t, "oauthbearer-rfc7628-smtp-error",

@@ -105,7 +105,7 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_at(size_t i);
  * The i-th of every implemented mechanism, or NULL past the end: those of
  * pst_sasl_mech_at() with the opt-in ones among them, strongest first
  * within each kind (SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, SCRAM-SHA-256,
- * ..., LOGIN, OAUTHBEARER, XOAUTH2).
+ * ..., LOGIN, EXTERNAL, OAUTHBEARER, XOAUTH2).
  */
 PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_all_at(size_t i);
 
@@ -114,6 +114,16 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_mech_all_at(size_t i);
 struct pst_sasl_server_config {
     const char *hostname;       /* [in] FQDN: CRAM-MD5 challenge, default
                                    DIGEST-MD5 realm and digest-uri host */
+    const char *external_id;    /* [in] EXTERNAL (RFC 4422 App. A): the
+                                   user the TLS client certificate maps
+                                   to, resolved by the driver before the
+                                   exchange; NULL: no (usable)
+                                   certificate, and EXTERNAL fails with
+                                   PST_EAUTH.  The client's authzid must
+                                   be empty or equal to it; the exchange
+                                   then asks for this user's credentials
+                                   (NEED_CRED) and succeeds when they
+                                   exist */
     const char *realm;          /* [in] DIGEST-MD5 realm; NULL: hostname */
     const char *const *uri_hosts; /* [in] NULL-terminated extra host names
                                    accepted in DIGEST-MD5 digest-uri (the
@@ -185,10 +195,13 @@ PST_EXTERN void pst_sasl_server_free(struct pst_sasl_server *s);
  * log only.
  * Returns: PST_SASL_DONE, PST_SASL_CONTINUE, PST_SASL_NEED_CRED,
  * PST_SASL_NEED_VERIFY, PST_EPROTO (malformed message), PST_EAUTH (wrong
- * password, unknown user, or no usable verifier), PST_EPREP (a name that
- * fails SASLprep), PST_ELIMIT (message or field too long), PST_ESTATE (step
- * after the end, or while an answer is awaited), PST_ENOMEM, PST_ETEMP
- * (random source failed).
+ * password, unknown user, or no usable verifier; a refused bearer token
+ * after its error challenge; SCRAM: channel-binding mismatch, unsupported
+ * binding type or downgrade; EXTERNAL: no certificate identity, or an
+ * authzid other than it), PST_EPREP (a name that fails SASLprep),
+ * PST_ELIMIT (message or field too long), PST_ESTATE (step after the end,
+ * or while an answer is awaited), PST_ENOMEM, PST_ETEMP (random source
+ * failed).
  */
 PST_EXTERN int pst_sasl_server_step(struct pst_sasl_server *s,
                                     const uint8_t *in, size_t in_len,
@@ -290,8 +303,12 @@ PST_EXTERN void pst_sasl_scram_cache_stats(const struct pst_scram_cache *c,
                                            uint64_t *hits, uint64_t *misses);
 
 struct pst_sasl_client_config {
-    const char    *authcid;      /* [in] user name (UTF-8) */
-    const char    *authzid;      /* [in] NULL or "": act as authcid */
+    const char    *authcid;      /* [in] user name (UTF-8); EXTERNAL: may
+                                    be NULL (the certificate names the
+                                    user) */
+    const char    *authzid;      /* [in] NULL or "": act as authcid;
+                                    EXTERNAL sends it as its only
+                                    message */
     const uint8_t *password;     /* [in] secret; copied and wiped on free */
     size_t         password_len;
     const char    *service;      /* [in] "smtp" if NULL */

@@ -20,6 +20,7 @@ static const struct pst_sasl_mech *const mech_table[] = {
     &pst__mech_plain,
     &pst__mech_login,
     /* Opt-in (PST_MECH_OPT_IN): */
+    &pst__mech_external,
     &pst__mech_oauthbearer,
     &pst__mech_xoauth2,
 };

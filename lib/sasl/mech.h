@@ -133,6 +133,7 @@ extern const struct pst_sasl_mech pst__mech_scram_sha1;
 extern const struct pst_sasl_mech pst__mech_scram_sha256;
 extern const struct pst_sasl_mech pst__mech_scram_sha1_plus;
 extern const struct pst_sasl_mech pst__mech_scram_sha256_plus;
+extern const struct pst_sasl_mech pst__mech_external;
 extern const struct pst_sasl_mech pst__mech_xoauth2;
 extern const struct pst_sasl_mech pst__mech_oauthbearer;
 

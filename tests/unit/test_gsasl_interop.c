@@ -82,6 +82,8 @@ struct row {
     int no_client_cb;
     int no_server_cb;
     int mitm;
+    int no_cert;                /* EXTERNAL: the server maps no client
+                                   certificate to a user */
     int want;                   /* the server's last word: 0 for success
                                    (GSASL_OK, PST_SASL_DONE) or the error
                                    code it must fail with */
@@ -295,6 +297,28 @@ static const struct row rows[] = {
      .extra = "n, server with -PLUS", .want = PST_SASL_DONE},
     {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-unique",
      .no_client_cb = 1, .extra = "n, server with -PLUS", .want = GSASL_OK},
+
+    /* EXTERNAL (RFC 4422 App. A): the TLS client certificate maps to
+     * USER (our server: external_id; gsasl's: GSASL_VALIDATE_EXTERNAL
+     * accepts an empty authzid or USER). */
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .no_ir = 1, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "authzid equal to user",
+     .authzid = USER, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "another authzid",
+     .authzid = "Ursel", .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "no certificate",
+     .no_cert = 1, .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .no_ir = 1,
+     .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT,
+     .extra = "authzid equal to user", .authzid = USER,
+     .authzid_is_none = 1, .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .extra = "another authzid",
+     .authzid = "Ursel", .want = PST_EAUTH},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .extra = "no certificate",
+     .no_cert = 1, .want = PST_EAUTH},
 };
 
 /* The binding data of "this" TLS connection and of another one. */
@@ -591,6 +615,16 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
                 strcmp(pw, row_password(row)) == 0)
                 return GSASL_OK;
             return GSASL_AUTHENTICATION_ERROR;
+        case GSASL_VALIDATE_EXTERNAL: {
+            /* The certificate names USER (none: no_cert). */
+            const char *z = gsasl_property_fast(sess, GSASL_AUTHZID);
+
+            if (row->no_cert)
+                return GSASL_AUTHENTICATION_ERROR;
+            return z == NULL || z[0] == '\0' || strcmp(z, USER) == 0
+                       ? GSASL_OK
+                       : GSASL_AUTHENTICATION_ERROR;
+        }
         case GSASL_REALM:
             v = HOSTNAME;
             break;
@@ -698,6 +732,8 @@ run_start(struct run *r)
             scfg.cb_len = row_cb_len(row);
             scfg.cb_plus_offered = 1;
         }
+        if (!row->no_cert)
+            scfg.external_id = row_user(row);
 
         if (row->cred == CRED_GSASL_SCRAM)
             gsasl_scram_cred(row->mech, row_password(row), row->salt,
@@ -920,6 +956,11 @@ check_identities(const struct run *r)
     } else {
         cid = gsasl_property_fast(r->gs, GSASL_AUTHID);
         zid = gsasl_property_fast(r->gs, GSASL_AUTHZID);
+        /* EXTERNAL names no user: the certificate does. */
+        if (strcmp(row->mech, "EXTERNAL") == 0)
+            cid = row_user(row);
+        if (zid != NULL && zid[0] == '\0')
+            zid = NULL;
         /* gsasl's PLAIN server (lib/plain/server.c) stores "if absent,
          * use SASLprep(authcid)" as the authzid: no proxying either way. */
         if (want_z == NULL && zid != NULL && cid != NULL &&
