@@ -15,6 +15,9 @@
  *        minimum, 4096)
  *   6    plain SCRAM: the client has binding data (so it sends "y");
  *        the -PLUS mechanisms always have it
+ *   7    DIGEST-MD5: accept qop auth-int; after a success with it, the
+ *        rest of the messages are the server's protected stream, fed to
+ *        the layer's unwrap (fuzz_layer())
  *
  * The client uses the user, password and nonce of its mechanism's RFC
  * example, so the RFC server messages in the corpus complete the
@@ -142,6 +145,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_host = m->host,
         .oauth_port = m->port,
         .cb_type = m->cb_type,
+        .digest_qops = (opt & 0x80u) ? PST_SASL_QOP_AUTH |
+                                           PST_SASL_QOP_AUTH_INT
+                                     : 0,
         .service = m->service,
         .host = m->host != NULL ? m->host : "mail.example.test",
         .random = fuzz_random,
@@ -217,6 +223,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Nor after a refused token. */
     if (refused && pst_sasl_client_finish(c) == 0)
         abort();
+    if (done) {
+        struct pst_sasl_layer *l = NULL;
+
+        if (pst_sasl_client_layer(c, &l) != 0)
+            abort();
+        if (l != NULL)
+            fuzz_layer(l, &sp);
+        pst_sasl_layer_free(l);
+    }
     if (stepped && (done || rc < 0)) {
         pst_buf_reset(&out);
         if (pst_sasl_client_step(c, (const uint8_t *)"", 0, &out) >= 0)

@@ -11,7 +11,9 @@
  *   0    the server has binding data (the -PLUS mechanisms always) and
  *        advertised -PLUS: a plain SCRAM "y" is a downgrade
  *   1    EXTERNAL: no client certificate (no external_id)
- *   2    unused
+ *   2    DIGEST-MD5: offer qop auth and auth-int; after a success with
+ *        auth-int, the rest of the messages are the client's protected
+ *        stream, fed to the layer's unwrap (fuzz_layer())
  *   3-4  credentials given at NEED_CRED: 0 the mechanism's RFC user,
  *        1 none (unknown user), 2 "{PLAIN}pencil", 3 stored verifiers
  *        only ({CRAM-MD5} {DIGEST-MD5} {SCRAM-SHA-1} {SCRAM-SHA-256});
@@ -240,6 +242,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_scope = m->oauth_scope,
         .oauth_openid_configuration = m->oauth_openid,
         .external_id = (opt & 0x02u) ? NULL : "tim",
+        .digest_qops = (opt & 0x04u) ? PST_SASL_QOP_AUTH |
+                                           PST_SASL_QOP_AUTH_INT
+                                     : 0,
     };
     if (m->cb != NULL || (opt & 0x01u)) {
         cfg.cb_type = m->cb != NULL ? m->cb_type : "tls-exporter";
@@ -329,6 +334,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              strcmp(pst_sasl_server_authcid(s), cfg.external_id) != 0 ||
              pst_sasl_server_authzid(s) != NULL))
             abort();
+    }
+    if (rc == PST_SASL_DONE) {
+        struct pst_sasl_layer *l = NULL;
+
+        if (pst_sasl_server_layer(s, &l) != 0)
+            abort();
+        if (l != NULL)
+            fuzz_layer(l, &sp);
+        pst_sasl_layer_free(l);
     }
     if (rc == PST_SASL_DONE || rc < 0) {
         /* The exchange is over: nothing more may succeed. */

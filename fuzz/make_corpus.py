@@ -82,11 +82,12 @@ SCRAM256 = [  # RFC 7677 §3
 (PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256, OAUTHBEARER, XOAUTH2,
  SHA256_PLUS, SHA1_PLUS, EXTERNAL) = range(11)
 # sasl_server option bits.
-S_PLUS_OFFERED, S_NO_CERT = 0x01, 0x02
+S_PLUS_OFFERED, S_NO_CERT, S_QOP_INT = 0x01, 0x02, 0x04
 S_CRED_RFC, S_CRED_NONE, S_CRED_PENCIL, S_CRED_STORED = (0, 8, 16, 24)
 S_IR, S_PROBE, S_SECRET = 0x20, 0x40, 0x80
 # sasl_client option bits.
-C_AUTHZID, C_NO_IR, C_ANY_ITER, C_CB = 0x08, 0x10, 0x20, 0x40
+C_AUTHZID, C_NO_IR, C_ANY_ITER, C_CB, C_QOP_INT = (0x08, 0x10, 0x20, 0x40,
+                                                    0x80)
 
 
 def smsgs(mech, opt, *parts):
@@ -135,6 +136,33 @@ Y256 = [
     "p=FoqiHTtQEDE8lz1CdaEe3tK4mS+iMDTl77SPyDS53DY=",
     "v=dI4KpiQJwBr1+V+K6U1dA6l6I4I9DUNXWND4pcpRU3U=",
 ]
+
+
+# RFC 2831 §4's IMAP example with qop=auth-int, and protected buffers
+# (tests/unit/test_digest_layer.c, computed outside postern).
+INT_CHAL = ('realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",'
+            'qop="auth,auth-int",charset=utf-8,algorithm=md5-sess')
+INT_RESP = ('charset=utf-8,username="chris",realm="elwood.innosoft.com",'
+            'nonce="OA6MG9tEQGm2hh",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+            'digest-uri="imap/elwood.innosoft.com",'
+            'response=89fdc8198a2499ec4b6d0045c00ae24a,qop=auth-int')
+INT_RSPAUTH = "rspauth=2342e4b9b84956beda20b94d83cc8fe0"
+
+
+def int_wrap(key_magic, seq, msg):
+    a1 = hashlib.md5(hashlib.md5(b"chris:elwood.innosoft.com:secret")
+                     .digest() + b":OA6MG9tEQGm2hh:OA6MHXh6VqTrRk").digest()
+    k = hashlib.md5(a1 + b"Digest session key to " + key_magic +
+                    b" signing key magic constant").digest()
+    sq = seq.to_bytes(4, "big")
+    body = msg + hmac.new(k, sq + msg, hashlib.md5).digest()[:10] + \
+        b"\x00\x01" + sq
+    return len(body).to_bytes(4, "big") + body
+
+
+INT_C0 = int_wrap(b"client-to-server", 0, b"EHLO client.example\r\n")
+INT_C1 = int_wrap(b"client-to-server", 1, b"")
+INT_S0 = int_wrap(b"server-to-client", 0, b"250 mail.example.test\r\n")
 
 
 def sasl_server():
@@ -228,6 +256,18 @@ def sasl_server():
     seed(t, "external-other-authzid", smsgs(EXTERNAL, S_IR, "Ursel"))
     seed(t, "external-no-cert", smsgs(EXTERNAL, S_IR | S_NO_CERT, ""))
     seed(t, "external-unknown", smsgs(EXTERNAL, S_IR | S_CRED_NONE, ""))
+    seed(t, "digest-md5-auth-int", smsgs(DIGEST, S_QOP_INT, INT_RESP, "",
+                                         INT_C0, INT_C1))
+    seed(t, "digest-md5-auth-int-split",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "", INT_C0[:7], INT_C0[7:] +
+               INT_C1))
+    seed(t, "digest-md5-auth-int-forged",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "",
+               INT_C0[:30] + bytes([INT_C0[30] ^ 1]) + INT_C0[31:]))
+    seed(t, "digest-md5-auth-int-replay",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "", INT_C0, INT_C0))
+    seed(t, "digest-md5-auth-int-not-offered",
+         smsgs(DIGEST, 0, INT_RESP, ""))
     seed(t, "xoauth2-basic", smsgs(XOAUTH2, S_IR,
                                    "user=u\x01auth=Basic dTpw\x01\x01",
                                    ""))
@@ -269,6 +309,11 @@ def sasl_client():
                                        PLUS256[3]))
     seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, 0, PLUS1[1], PLUS1[3]))
     seed(t, "scram-sha256-y", smsgs(SHA256, C_CB, Y256[1], Y256[3]))
+    seed(t, "digest-md5-auth-int", smsgs(DIGEST, C_NO_IR | C_QOP_INT,
+                                         INT_CHAL, INT_RSPAUTH, INT_S0))
+    seed(t, "digest-md5-auth-int-forged",
+         smsgs(DIGEST, C_NO_IR | C_QOP_INT, INT_CHAL, INT_RSPAUTH,
+               INT_S0[:-1] + b"\x01"))
     seed(t, "external", smsgs(EXTERNAL, 0))
     seed(t, "external-authzid-two-step", smsgs(EXTERNAL, C_AUTHZID | C_NO_IR,
                                                "", ""))

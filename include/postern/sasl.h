@@ -62,6 +62,13 @@ enum pst_sasl_status {
 #define PST_MECH_OPT_IN \
     (PST_MECH_BEARER | PST_MECH_EXTERNAL | PST_MECH_CHANNEL_BINDING)
 
+/* DIGEST-MD5 quality of protection (RFC 2831 §2.1.1 qop-options). */
+#define PST_SASL_QOP_AUTH      0x01u /* authentication only */
+#define PST_SASL_QOP_AUTH_INT  0x02u /* and an integrity layer (§2.3) */
+#define PST_SASL_QOP_AUTH_CONF 0x04u /* and confidentiality (§2.4): not
+                                        implemented, see
+                                        pst_sasl_server_new() */
+
 /* Limits.  RFC 4954 §4: 12288 octets is a sufficient exchange buffer. */
 #define PST_SASL_MAX_MESSAGE   12288 /* one decoded message, either way */
 #define PST_SASL_MAX_NAME      255   /* authcid / authzid, octets */
@@ -78,6 +85,7 @@ enum pst_sasl_status {
 #define PST_SCRAM_MAX_ITERATIONS 10000000 /* client: refuse more (DoS) */
 
 struct pst_sasl_mech;          /* a mechanism: constant, from the table */
+struct pst_sasl_layer;         /* a negotiated security layer */
 struct pst_sasl_server;        /* one server exchange */
 struct pst_sasl_client;        /* one client exchange */
 
@@ -148,6 +156,11 @@ struct pst_sasl_server_config {
     unsigned    oauth_port;     /* the port the client connected to: an
                                    OAUTHBEARER port= must equal it (RFC
                                    7628 §3.2); 0: not checked */
+    /* DIGEST-MD5 security layer (RFC 2831 §2.3); never needed under TLS
+     * (DESIGN.md security_layer): */
+    unsigned    digest_qops;    /* PST_SASL_QOP_* offered; 0: auth only */
+    unsigned    digest_maxbuf;  /* the largest protected buffer we take,
+                                   17..16777215; 0: 65536 */
     /* Channel binding of this TLS connection (RFC 5802 §6), for the
      * SCRAM mechanisms.  A -PLUS exchange needs all three, else
      * pst_sasl_server_new() says PST_EINVAL; the client's c= must then
@@ -170,7 +183,9 @@ struct pst_sasl_server_config {
  * and the channel-binding data it points to must outlive the exchange.
  * *out ([out] owned) is freed with pst_sasl_server_free().
  * Returns: 0, PST_EINVAL (no hostname; a -PLUS mechanism without cb_type
- * and cb_data, or with a cb_type that is not an RFC 5802 cb-name),
+ * and cb_data, or with a cb_type that is not an RFC 5802 cb-name;
+ * DIGEST-MD5: unknown digest_qops bits, digest_maxbuf out of range),
+ * PST_ENOTSUP (DIGEST-MD5: PST_SASL_QOP_AUTH_CONF, not implemented),
  * PST_ELIMIT (cb_len above PST_SASL_MAX_CB_DATA), PST_ENOMEM.
  */
 PST_EXTERN int pst_sasl_server_new(const struct pst_sasl_mech *m,
@@ -260,6 +275,19 @@ PST_EXTERN const char *pst_sasl_server_reason(const struct pst_sasl_server *s);
 PST_EXTERN const struct pst_sasl_mech *pst_sasl_server_mech(
     const struct pst_sasl_server *s);
 
+/*
+ * After PST_SASL_DONE: take the security layer the exchange negotiated
+ * (DIGEST-MD5 with qop auth-int, RFC 2831 §2.3).  It takes effect right
+ * after the server's success reply (RFC 4954 §4: "immediately following
+ * the CRLF that concludes the success reply"); s may be freed before it.
+ * *out ([out] owned, freed with pst_sasl_layer_free()) is NULL when no
+ * layer was negotiated (qop auth, every other mechanism).  The keys leave
+ * the exchange: a second call is PST_ESTATE.
+ * Returns: 0, PST_ESTATE (not DONE, or taken already), PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_server_layer(struct pst_sasl_server *s,
+                                     struct pst_sasl_layer **out);
+
 /* --- Client half --------------------------------------------------------- */
 
 /*
@@ -329,6 +357,13 @@ struct pst_sasl_client_config {
     const char    *oauth_host;   /* [in] OAUTHBEARER host=, the server
                                     name connected to; NULL: not sent */
     unsigned       oauth_port;   /* OAUTHBEARER port=; 0: not sent */
+    /* DIGEST-MD5 security layer (RFC 2831 §2.3): */
+    unsigned       digest_qops;  /* PST_SASL_QOP_* accepted; 0: auth only.
+                                    The strongest the server also offers
+                                    is chosen; none in common: the step
+                                    fails with PST_ENOTSUP */
+    unsigned       digest_maxbuf; /* the largest protected buffer we
+                                    take, 17..16777215; 0: 65536 */
     /* Channel binding of this TLS connection (RFC 5802 §6), for the
      * SCRAM mechanisms.  -PLUS needs cb_type and cb_data (sent as
      * "p=<cb_type>", cb_data folded into c=); a plain SCRAM mechanism
@@ -383,8 +418,8 @@ PST_EXTERN void pst_sasl_client_free(struct pst_sasl_client *c);
  * PST_ELIMIT (message too long; SCRAM iteration count above
  * PST_SCRAM_MAX_ITERATIONS), PST_EINVAL (DIGEST-MD5: no host for the
  * digest-uri), PST_ENOTSUP (DIGEST-MD5: a user name ISO 8859-1 cannot
- * carry when the server offered no charset=utf-8), PST_ENOMEM, PST_ETEMP
- * (random source failed).
+ * carry when the server offered no charset=utf-8, or no qop both sides
+ * allow), PST_ENOMEM, PST_ETEMP (random source failed).
  */
 PST_EXTERN int pst_sasl_client_step(struct pst_sasl_client *c,
                                     const uint8_t *in, size_t in_len,
@@ -402,6 +437,16 @@ PST_EXTERN int pst_sasl_client_step(struct pst_sasl_client *c,
 PST_EXTERN int pst_sasl_client_finish(const struct pst_sasl_client *c);
 
 /*
+ * After PST_SASL_DONE (the server's proof checked): take the security layer
+ * the exchange negotiated, as pst_sasl_server_layer() does for the server.
+ * It applies to what the client sends after the CRLF of its last response
+ * and to what it receives after the success reply (RFC 4954 §4).
+ * Returns: 0 (*out NULL: no layer), PST_ESTATE, PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_client_layer(struct pst_sasl_client *c,
+                                     struct pst_sasl_layer **out);
+
+/*
  * XOAUTH2 and OAUTHBEARER: the server's error challenge, a JSON object
  * such as {"status":"invalid_token","scope":"..."} (RFC 7628 §3.2.2;
  * Google: {"status":"401","schemes":"bearer","scope":"..."}).  A client
@@ -415,6 +460,61 @@ PST_EXTERN int pst_sasl_client_finish(const struct pst_sasl_client *c);
  */
 PST_EXTERN const uint8_t *pst_sasl_client_error_json(
     const struct pst_sasl_client *c, size_t *len);
+
+/* --- Security layer ---------------------------------------------------- */
+
+/*
+ * A negotiated DIGEST-MD5 integrity layer (RFC 2831 §2.3): every octet
+ * each side sends after authentication travels in protected buffers, a
+ * 4-octet length in network order (RFC 4422 §3.7) then the message and a
+ * 16-octet trailer (10 octets of HMAC-MD5 over the sequence number and
+ * the message, message type 0x0001, the 4-octet sequence number).  Each
+ * direction has its own key and counter.  Not thread-safe: one layer per
+ * connection, used by one thread at a time.
+ */
+
+/* Wipe and free l; NULL is a no-op. */
+PST_EXTERN void pst_sasl_layer_free(struct pst_sasl_layer *l);
+
+/* The qop of l: PST_SASL_QOP_AUTH_INT. */
+PST_EXTERN unsigned pst_sasl_layer_qop(const struct pst_sasl_layer *l);
+
+/*
+ * The most octets of application data one buffer carries: the peer's
+ * maxbuf minus the 16-octet trailer.  pst_sasl_layer_wrap() cuts longer
+ * data into buffers of this size.
+ */
+PST_EXTERN size_t pst_sasl_layer_max_wrap(const struct pst_sasl_layer *l);
+
+/*
+ * Protect in[0..len) ([in] borrowed; len 0 makes one empty buffer) for
+ * the peer: append one or more buffers to out, none larger than the
+ * peer's maxbuf.  On error out is left as it was after the last whole
+ * buffer.
+ * Returns: 0, PST_ELIMIT (out's ceiling reached; or 2^32 buffers sent, the
+ * sequence number would repeat: the connection must end), PST_ESTATE (l
+ * refused a buffer before), PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_layer_wrap(struct pst_sasl_layer *l,
+                                   const uint8_t *in, size_t len,
+                                   struct pst_buf *out);
+
+/*
+ * Take one protected buffer from the front of in[0..len) ([in] borrowed:
+ * bytes as received, possibly several buffers or part of one) and append
+ * its message to out.  *consumed ([out]) gets the octets used (0 when in
+ * does not yet hold a whole buffer; call again with more).  A refused
+ * buffer ends the layer: every later call is PST_ESTATE, and the
+ * connection must be closed.
+ * Returns: 1 (one buffer unwrapped), 0 (need more bytes), PST_EFORGED (MAC
+ * mismatch, or not the sequence number expected: forged, replayed,
+ * dropped or reordered), PST_EPROTO (shorter than its trailer, message
+ * type not 1), PST_ELIMIT (longer than our maxbuf; or out's ceiling),
+ * PST_ESTATE, PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_layer_unwrap(struct pst_sasl_layer *l,
+                                     const uint8_t *in, size_t len,
+                                     size_t *consumed, struct pst_buf *out);
 
 #ifdef __cplusplus
 }

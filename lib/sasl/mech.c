@@ -171,6 +171,17 @@ pst_sasl_server_step(struct pst_sasl_server *s, const uint8_t *in,
 }
 
 int
+pst_sasl_server_layer(struct pst_sasl_server *s, struct pst_sasl_layer **out)
+{
+    *out = NULL;
+    if (s->phase != SASL_PHASE_DONE)
+        return PST_ESTATE;
+    if (s->mech->server->layer == NULL)
+        return 0;
+    return s->mech->server->layer(s, out);
+}
+
+int
 pst_sasl_server_set_cred(struct pst_sasl_server *s, const struct pst_cred *c)
 {
     if (s->phase != SASL_PHASE_WAIT_CRED)
@@ -453,6 +464,17 @@ pst_sasl_client_step(struct pst_sasl_client *c, const uint8_t *in,
         pst_buf_reset(out);
     }
     return rc;
+}
+
+int
+pst_sasl_client_layer(struct pst_sasl_client *c, struct pst_sasl_layer **out)
+{
+    *out = NULL;
+    if (c->phase != SASL_PHASE_DONE)
+        return PST_ESTATE;
+    if (c->mech->client->layer == NULL)
+        return 0;
+    return c->mech->client->layer(c, out);
 }
 
 const uint8_t *

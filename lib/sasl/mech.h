@@ -22,6 +22,8 @@ struct pst_sasl_server_ops {
     int  (*step)(struct pst_sasl_server *s, const uint8_t *in, size_t len,
                  struct pst_buf *out);
     void (*free)(struct pst_sasl_server *s); /* optional: release extras */
+    /* Optional: the security layer after DONE (*out NULL: none). */
+    int  (*layer)(struct pst_sasl_server *s, struct pst_sasl_layer **out);
 };
 
 struct pst_sasl_client_ops {
@@ -34,6 +36,8 @@ struct pst_sasl_client_ops {
                  struct pst_buf *out);
     int  (*finish)(const struct pst_sasl_client *c); /* optional */
     void (*free)(struct pst_sasl_client *c);         /* optional */
+    int  (*layer)(struct pst_sasl_client *c,
+                  struct pst_sasl_layer **out);      /* optional */
 };
 
 struct pst_sasl_mech {

@@ -84,6 +84,12 @@ struct row {
     int mitm;
     int no_cert;                /* EXTERNAL: the server maps no client
                                    certificate to a user */
+    /* DIGEST-MD5 qop=auth-int (RFC 2831 §2.3): both sides allow it;
+     * after success each side protects messages for the other
+     * (gsasl_encode/gsasl_decode against pst_sasl_layer_wrap/unwrap).
+     * gsasl_auth_only: gsasl's half allows only auth. */
+    int qop_int;
+    int gsasl_auth_only;
     int want;                   /* the server's last word: 0 for success
                                    (GSASL_OK, PST_SASL_DONE) or the error
                                    code it must fail with */
@@ -319,6 +325,24 @@ static const struct row rows[] = {
      .authzid = "Ursel", .want = PST_EAUTH},
     {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .extra = "no certificate",
      .no_cert = 1, .want = PST_EAUTH},
+
+    /* DIGEST-MD5 integrity layer both ways, and what is chosen when the
+     * other side allows only auth. */
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT, .extra = "qop auth-int",
+     .qop_int = 1, .want = GSASL_OK},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT, .extra = "qop auth-int",
+     .qop_int = 1, .want = PST_SASL_DONE},
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT, .wrong = 1,
+     .extra = "qop auth-int", .qop_int = 1,
+     .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT, .wrong = 1,
+     .extra = "qop auth-int", .qop_int = 1, .want = PST_EAUTH},
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT,
+     .extra = "qop auth-int, gsasl server offers auth", .qop_int = 1,
+     .gsasl_auth_only = 1, .want = GSASL_OK},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT,
+     .extra = "qop auth-int offered, gsasl client takes auth", .qop_int = 1,
+     .gsasl_auth_only = 1, .want = PST_SASL_DONE},
 };
 
 /* The binding data of "this" TLS connection and of another one. */
@@ -583,6 +607,10 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
         case GSASL_HOSTNAME:
             v = row->client_host != NULL ? row->client_host : HOSTNAME;
             break;
+        case GSASL_QOP:
+            if (row->qop_int && !row->gsasl_auth_only)
+                v = "qop-int";
+            break;
         case GSASL_CB_TLS_EXPORTER:
         case GSASL_CB_TLS_UNIQUE:
             if (row->cb_type == NULL || row->no_client_cb ||
@@ -633,6 +661,10 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
             break;
         case GSASL_HOSTNAME:
             v = HOSTNAME;
+            break;
+        case GSASL_QOPS:
+            if (row->qop_int)
+                v = row->gsasl_auth_only ? "qop-auth" : "qop-auth,qop-int";
             break;
         case GSASL_CB_TLS_EXPORTER:
         case GSASL_CB_TLS_UNIQUE:
@@ -705,6 +737,8 @@ run_start(struct run *r)
             .host = HOSTNAME,
         };
 
+        if (row->qop_int)
+            ccfg.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT;
         if (row->cb_type != NULL && !row->no_client_cb) {
             ccfg.cb_type = row->cb_type;
             ccfg.cb_data = cb_data;
@@ -734,6 +768,8 @@ run_start(struct run *r)
         }
         if (!row->no_cert)
             scfg.external_id = row_user(row);
+        if (row->qop_int)
+            scfg.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT;
 
         if (row->cred == CRED_GSASL_SCRAM)
             gsasl_scram_cred(row->mech, row_password(row), row->salt,
@@ -977,6 +1013,96 @@ check_identities(const struct run *r)
                  want_z != NULL ? want_z : "(null)");
 }
 
+/*
+ * After a DIGEST-MD5 success with auth-int allowed: our layer against
+ * gsasl's gsasl_encode/gsasl_decode, three messages each way (sequence
+ * numbers 0, 1, 2), then a buffer with one MAC bit flipped each way, which
+ * each side must refuse.
+ */
+static void
+check_layer(struct run *r)
+{
+    static const char *const msgs[] = {"EHLO client.example\r\n", "",
+                                       "MAIL FROM:<tim@example.test>\r\n"};
+    struct pst_sasl_layer *l = NULL;
+    struct pst_buf wire, got;
+    size_t used;
+    int rc;
+
+    rc = r->row->dir == OUR_CLIENT ? pst_sasl_client_layer(r->pc, &l)
+                                   : pst_sasl_server_layer(r->ps, &l);
+    if (rc != 0)
+        RUN_FAIL(r, "taking our layer: got %s, want 0", code_name(1, rc));
+    if (r->row->gsasl_auth_only) {
+        /* gsasl allowed auth only: no layer on either side. */
+        if (l != NULL)
+            RUN_FAIL(r, "a layer, though gsasl allowed qop auth only");
+        return;
+    }
+    if (l == NULL || pst_sasl_layer_qop(l) != PST_SASL_QOP_AUTH_INT)
+        RUN_FAIL(r, "no auth-int layer");
+    pst_buf_init(&wire, 1 << 16, 0);
+    pst_buf_init(&got, 1 << 16, 0);
+    for (size_t i = 0; i < ARRAY_LEN(msgs); i++) {
+        char *out = NULL;
+        size_t out_len = 0;
+
+        /* Ours -> gsasl. */
+        pst_buf_reset(&wire);
+        assert_rc(pst_sasl_layer_wrap(l, (const uint8_t *)msgs[i],
+                                      strlen(msgs[i]), &wire),
+                  0);
+        rc = gsasl_decode(r->gs, (const char *)wire.data, wire.len, &out,
+                          &out_len);
+        if (rc != GSASL_OK || out_len != strlen(msgs[i]) ||
+            memcmp(out, msgs[i], out_len) != 0)
+            RUN_FAIL(r, "gsasl_decode of our buffer %zu: %s", i,
+                     code_name(0, rc));
+        gsasl_free(out);
+        /* gsasl -> ours. */
+        rc = gsasl_encode(r->gs, msgs[i], strlen(msgs[i]), &out, &out_len);
+        if (rc != GSASL_OK)
+            RUN_FAIL(r, "gsasl_encode %zu: %s", i, code_name(0, rc));
+        pst_buf_reset(&got);
+        rc = pst_sasl_layer_unwrap(l, (const uint8_t *)out, out_len, &used,
+                                   &got);
+        if (rc != 1 || used != out_len || got.len != strlen(msgs[i]) ||
+            (got.len > 0 && memcmp(got.data, msgs[i], got.len) != 0))
+            RUN_FAIL(r, "our unwrap of gsasl's buffer %zu: %s", i,
+                     code_name(1, rc));
+        gsasl_free(out);
+    }
+    /* A flipped MAC bit, each way. */
+    {
+        char *out = NULL;
+        size_t out_len = 0;
+
+        pst_buf_reset(&wire);
+        assert_rc(pst_sasl_layer_wrap(l, (const uint8_t *)"x", 1, &wire), 0);
+        wire.data[4 + 1] ^= 0x01;
+        rc = gsasl_decode(r->gs, (const char *)wire.data, wire.len, &out,
+                          &out_len);
+        if (rc != GSASL_INTEGRITY_ERROR)
+            RUN_FAIL(r, "gsasl_decode of a forged buffer: %s, want "
+                     "GSASL_INTEGRITY_ERROR", code_name(0, rc));
+        gsasl_free(out);
+        out = NULL;
+        assert_int_equal(gsasl_encode(r->gs, "y", 1, &out, &out_len),
+                         GSASL_OK);
+        out[4 + 1 + 3] ^= 0x10;
+        pst_buf_reset(&got);
+        rc = pst_sasl_layer_unwrap(l, (const uint8_t *)out, out_len, &used,
+                                   &got);
+        if (rc != PST_EFORGED)
+            RUN_FAIL(r, "our unwrap of a forged buffer: %s, want EFORGED",
+                     code_name(1, rc));
+        gsasl_free(out);
+    }
+    pst_sasl_layer_free(l);
+    pst_buf_clear(&wire);
+    pst_buf_clear(&got);
+}
+
 static void
 check_outcome(struct run *r, enum outcome out)
 {
@@ -1003,6 +1129,8 @@ check_outcome(struct run *r, enum outcome out)
                      code_name(0, r->client_rc));
         }
         check_identities(r);
+        if (row->qop_int)
+            check_layer(r);
         return;
     }
     if (out != OUT_SERVER_FAIL || r->server_rc != row->want)
