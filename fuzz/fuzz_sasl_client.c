@@ -15,9 +15,10 @@
  *        minimum, 4096)
  *   6    plain SCRAM: the client has binding data (so it sends "y");
  *        the -PLUS mechanisms always have it
- *   7    DIGEST-MD5: accept qop auth-int; after a success with it, the
- *        rest of the messages are the server's protected stream, fed to
- *        the layer's unwrap (fuzz_layer())
+ *   7    DIGEST-MD5: accept qop auth-int and auth-conf (every cipher);
+ *        after a success with a layer, the rest of the messages are the
+ *        server's protected stream, fed to the layer's unwrap
+ *        (fuzz_layer())
  *
  * The client uses the user, password and nonce of its mechanism's RFC
  * example, so the RFC server messages in the corpus complete the
@@ -146,7 +147,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_port = m->port,
         .cb_type = m->cb_type,
         .digest_qops = (opt & 0x80u) ? PST_SASL_QOP_AUTH |
-                                           PST_SASL_QOP_AUTH_INT
+                                           PST_SASL_QOP_AUTH_INT |
+                                           PST_SASL_QOP_AUTH_CONF
                                      : 0,
         .service = m->service,
         .host = m->host != NULL ? m->host : "mail.example.test",

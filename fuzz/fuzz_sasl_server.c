@@ -11,9 +11,10 @@
  *   0    the server has binding data (the -PLUS mechanisms always) and
  *        advertised -PLUS: a plain SCRAM "y" is a downgrade
  *   1    EXTERNAL: no client certificate (no external_id)
- *   2    DIGEST-MD5: offer qop auth and auth-int; after a success with
- *        auth-int, the rest of the messages are the client's protected
- *        stream, fed to the layer's unwrap (fuzz_layer())
+ *   2    DIGEST-MD5: offer qop auth, auth-int and auth-conf (every
+ *        cipher); after a success with a layer, the rest of the
+ *        messages are the client's protected stream, fed to the
+ *        layer's unwrap (fuzz_layer())
  *   3-4  credentials given at NEED_CRED: 0 the mechanism's RFC user,
  *        1 none (unknown user), 2 "{PLAIN}pencil", 3 stored verifiers
  *        only ({CRAM-MD5} {DIGEST-MD5} {SCRAM-SHA-1} {SCRAM-SHA-256});
@@ -243,7 +244,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .oauth_openid_configuration = m->oauth_openid,
         .external_id = (opt & 0x02u) ? NULL : "tim",
         .digest_qops = (opt & 0x04u) ? PST_SASL_QOP_AUTH |
-                                           PST_SASL_QOP_AUTH_INT
+                                           PST_SASL_QOP_AUTH_INT |
+                                           PST_SASL_QOP_AUTH_CONF
                                      : 0,
     };
     if (m->cb != NULL || (opt & 0x01u)) {

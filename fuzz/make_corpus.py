@@ -160,6 +160,22 @@ def int_wrap(key_magic, seq, msg):
     return len(body).to_bytes(4, "big") + body
 
 
+# qop=auth-conf (test_digest_conf.c): 3DES from the client, RC4 from the
+# server.
+CONF_RESP = ('charset=utf-8,username="chris",realm="elwood.innosoft.com",'
+             'nonce="OA6MG9tEQGm2hh",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+             'digest-uri="imap/elwood.innosoft.com",'
+             'response=c7d2efa41f50398d289b732a0c09f381,qop=auth-conf,'
+             'cipher=')
+CONF_RSPAUTH = "rspauth=e2b2f2d1742ec87e03e40f22efdeaac8"
+CONF_3DES_C0 = bytes.fromhex(
+    "000000269c62b528985851268973960fa77af1f9797e8d0b84a07faabbcc6ecfc416"
+    "d5ec000100000000")
+CONF_3DES_C1 = bytes.fromhex(
+    "000000160753797a81442bc83efb16a8189aab77000100000001")
+CONF_RC4_S0 = bytes.fromhex(
+    "000000271309742daff079136dc8df9af322addb1856767e79aacaf858830a78d561"
+    "82e462000100000000")
 INT_C0 = int_wrap(b"client-to-server", 0, b"EHLO client.example\r\n")
 INT_C1 = int_wrap(b"client-to-server", 1, b"")
 INT_S0 = int_wrap(b"server-to-client", 0, b"250 mail.example.test\r\n")
@@ -266,6 +282,15 @@ def sasl_server():
                INT_C0[:30] + bytes([INT_C0[30] ^ 1]) + INT_C0[31:]))
     seed(t, "digest-md5-auth-int-replay",
          smsgs(DIGEST, S_QOP_INT, INT_RESP, "", INT_C0, INT_C0))
+    seed(t, "digest-md5-auth-conf-3des",
+         smsgs(DIGEST, S_QOP_INT, CONF_RESP + "3des", "", CONF_3DES_C0,
+               CONF_3DES_C1))
+    seed(t, "digest-md5-auth-conf-3des-forged",
+         smsgs(DIGEST, S_QOP_INT, CONF_RESP + "3des", "",
+               CONF_3DES_C0[:9] + bytes([CONF_3DES_C0[9] ^ 1]) +
+               CONF_3DES_C0[10:]))
+    seed(t, "digest-md5-auth-conf-rc4", smsgs(DIGEST, S_QOP_INT,
+                                              CONF_RESP + "rc4", ""))
     seed(t, "digest-md5-auth-int-not-offered",
          smsgs(DIGEST, 0, INT_RESP, ""))
     seed(t, "xoauth2-basic", smsgs(XOAUTH2, S_IR,
@@ -314,6 +339,11 @@ def sasl_client():
     seed(t, "digest-md5-auth-int-forged",
          smsgs(DIGEST, C_NO_IR | C_QOP_INT, INT_CHAL, INT_RSPAUTH,
                INT_S0[:-1] + b"\x01"))
+    seed(t, "digest-md5-auth-conf-rc4",
+         smsgs(DIGEST, C_NO_IR | C_QOP_INT,
+               'realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",'
+               'qop="auth-conf",cipher="rc4",charset=utf-8,'
+               'algorithm=md5-sess', CONF_RSPAUTH, CONF_RC4_S0))
     seed(t, "external", smsgs(EXTERNAL, 0))
     seed(t, "external-authzid-two-step", smsgs(EXTERNAL, C_AUTHZID | C_NO_IR,
                                                "", ""))

@@ -8,7 +8,8 @@ set -eu
 
 BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
 libcrypt-dev libpq-dev libidn-dev libcmocka-dev openssl"
-TEST_PKGS="clang libclang-rt-14-dev libgsasl-dev gsasl python3 python3-pytest \
+TEST_PKGS="clang libclang-rt-14-dev libgsasl-dev gsasl libsasl2-dev \
+libsasl2-modules libsasl2-modules-db python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
 e2fsprogs"

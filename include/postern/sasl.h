@@ -65,9 +65,17 @@ enum pst_sasl_status {
 /* DIGEST-MD5 quality of protection (RFC 2831 §2.1.1 qop-options). */
 #define PST_SASL_QOP_AUTH      0x01u /* authentication only */
 #define PST_SASL_QOP_AUTH_INT  0x02u /* and an integrity layer (§2.3) */
-#define PST_SASL_QOP_AUTH_CONF 0x04u /* and confidentiality (§2.4): not
-                                        implemented, see
-                                        pst_sasl_server_new() */
+#define PST_SASL_QOP_AUTH_CONF 0x04u /* and confidentiality (§2.4) */
+
+/* DIGEST-MD5 auth-conf ciphers (RFC 2831 §2.1.1 cipher-opts).  DES and
+ * the RC4s come from OpenSSL's legacy provider, loaded into a library
+ * context of libpostern's own when first needed; without it only 3des
+ * is available. */
+#define PST_SASL_CIPHER_3DES   0x01u /* two-key 3DES EDE, CBC */
+#define PST_SASL_CIPHER_DES    0x02u /* DES, CBC */
+#define PST_SASL_CIPHER_RC4_40 0x04u /* RC4, key from 40 bits of H(A1) */
+#define PST_SASL_CIPHER_RC4    0x08u /* RC4, 128 bits */
+#define PST_SASL_CIPHER_RC4_56 0x10u /* RC4, key from 56 bits of H(A1) */
 
 /* Limits.  RFC 4954 §4: 12288 octets is a sufficient exchange buffer. */
 #define PST_SASL_MAX_MESSAGE   12288 /* one decoded message, either way */
@@ -161,6 +169,8 @@ struct pst_sasl_server_config {
     unsigned    digest_qops;    /* PST_SASL_QOP_* offered; 0: auth only */
     unsigned    digest_maxbuf;  /* the largest protected buffer we take,
                                    17..16777215; 0: 65536 */
+    unsigned    digest_ciphers; /* PST_SASL_CIPHER_* offered with
+                                   auth-conf; 0: every one available */
     /* Channel binding of this TLS connection (RFC 5802 §6), for the
      * SCRAM mechanisms.  A -PLUS exchange needs all three, else
      * pst_sasl_server_new() says PST_EINVAL; the client's c= must then
@@ -184,8 +194,9 @@ struct pst_sasl_server_config {
  * *out ([out] owned) is freed with pst_sasl_server_free().
  * Returns: 0, PST_EINVAL (no hostname; a -PLUS mechanism without cb_type
  * and cb_data, or with a cb_type that is not an RFC 5802 cb-name;
- * DIGEST-MD5: unknown digest_qops bits, digest_maxbuf out of range),
- * PST_ENOTSUP (DIGEST-MD5: PST_SASL_QOP_AUTH_CONF, not implemented),
+ * DIGEST-MD5: unknown digest_qops or digest_ciphers bits, digest_maxbuf
+ * out of range), PST_ENOTSUP (DIGEST-MD5: auth-conf without any of the
+ * digest_ciphers available in OpenSSL),
  * PST_ELIMIT (cb_len above PST_SASL_MAX_CB_DATA), PST_ENOMEM.
  */
 PST_EXTERN int pst_sasl_server_new(const struct pst_sasl_mech *m,
@@ -277,9 +288,9 @@ PST_EXTERN const struct pst_sasl_mech *pst_sasl_server_mech(
 
 /*
  * After PST_SASL_DONE: take the security layer the exchange negotiated
- * (DIGEST-MD5 with qop auth-int, RFC 2831 §2.3).  It takes effect right
- * after the server's success reply (RFC 4954 §4: "immediately following
- * the CRLF that concludes the success reply"); s may be freed before it.
+ * (DIGEST-MD5 with qop auth-int or auth-conf, RFC 2831 §2.3, §2.4).  For
+ * the server it applies from the octet after the CRLF of its success
+ * reply (RFC 4954 §4); s may be freed before it.
  * *out ([out] owned, freed with pst_sasl_layer_free()) is NULL when no
  * layer was negotiated (qop auth, every other mechanism).  The keys leave
  * the exchange: a second call is PST_ESTATE.
@@ -364,6 +375,11 @@ struct pst_sasl_client_config {
                                     fails with PST_ENOTSUP */
     unsigned       digest_maxbuf; /* the largest protected buffer we
                                     take, 17..16777215; 0: 65536 */
+    unsigned       digest_ciphers; /* PST_SASL_CIPHER_* accepted with
+                                    auth-conf; 0: every one available.
+                                    The first of 3des, rc4, des, rc4-56,
+                                    rc4-40 the server also offers is
+                                    chosen */
     /* Channel binding of this TLS connection (RFC 5802 §6), for the
      * SCRAM mechanisms.  -PLUS needs cb_type and cb_data (sent as
      * "p=<cb_type>", cb_data folded into c=); a plain SCRAM mechanism
@@ -464,25 +480,32 @@ PST_EXTERN const uint8_t *pst_sasl_client_error_json(
 /* --- Security layer ---------------------------------------------------- */
 
 /*
- * A negotiated DIGEST-MD5 integrity layer (RFC 2831 §2.3): every octet
- * each side sends after authentication travels in protected buffers, a
- * 4-octet length in network order (RFC 4422 §3.7) then the message and a
- * 16-octet trailer (10 octets of HMAC-MD5 over the sequence number and
- * the message, message type 0x0001, the 4-octet sequence number).  Each
- * direction has its own key and counter.  Not thread-safe: one layer per
- * connection, used by one thread at a time.
+ * A negotiated DIGEST-MD5 security layer: every octet each side sends
+ * after authentication travels in protected buffers, a 4-octet length in
+ * network order (RFC 4422 §3.7) then, with auth-int (RFC 2831 §2.3), the
+ * message and a 16-octet trailer (10 octets of HMAC-MD5 over the sequence
+ * number and the message, message type 0x0001, the 4-octet sequence
+ * number); with auth-conf (§2.4), the message, pad and those 10 MAC octets
+ * enciphered, then the type and sequence number in clear.  Each direction
+ * has its own keys, counter and cipher state.  Not thread-safe: one layer
+ * per connection, used by one thread at a time.
  */
 
 /* Wipe and free l; NULL is a no-op. */
 PST_EXTERN void pst_sasl_layer_free(struct pst_sasl_layer *l);
 
-/* The qop of l: PST_SASL_QOP_AUTH_INT. */
+/* The qop of l: PST_SASL_QOP_AUTH_INT or PST_SASL_QOP_AUTH_CONF. */
 PST_EXTERN unsigned pst_sasl_layer_qop(const struct pst_sasl_layer *l);
+
+/* The cipher of l (PST_SASL_CIPHER_*), or 0 for auth-int. */
+PST_EXTERN unsigned pst_sasl_layer_cipher(const struct pst_sasl_layer *l);
 
 /*
  * The most octets of application data one buffer carries: the peer's
- * maxbuf minus the 16-octet trailer.  pst_sasl_layer_wrap() cuts longer
- * data into buffers of this size.
+ * maxbuf minus the 16-octet trailer (auth-conf with DES or 3DES: minus
+ * the clear 6 octets, rounded down to whole 8-octet blocks, minus 10 MAC
+ * octets and at least one of pad; 0 when the peer's maxbuf holds none).
+ * pst_sasl_layer_wrap() cuts longer data into buffers of this size.
  */
 PST_EXTERN size_t pst_sasl_layer_max_wrap(const struct pst_sasl_layer *l);
 
@@ -491,9 +514,10 @@ PST_EXTERN size_t pst_sasl_layer_max_wrap(const struct pst_sasl_layer *l);
  * the peer: append one or more buffers to out, none larger than the
  * peer's maxbuf.  On error out is left as it was after the last whole
  * buffer.
- * Returns: 0, PST_ELIMIT (out's ceiling reached; or 2^32 buffers sent, the
- * sequence number would repeat: the connection must end), PST_ESTATE (l
- * refused a buffer before), PST_ENOMEM.
+ * Returns: 0, PST_ELIMIT (out's ceiling reached; data and a maximum of 0;
+ * or 2^32 buffers sent, the sequence number would repeat: the connection
+ * must end), PST_ESTATE (l refused a buffer before, or an auth-conf wrap
+ * failed half-way: the cipher state is lost), PST_ENOMEM.
  */
 PST_EXTERN int pst_sasl_layer_wrap(struct pst_sasl_layer *l,
                                    const uint8_t *in, size_t len,
@@ -507,10 +531,11 @@ PST_EXTERN int pst_sasl_layer_wrap(struct pst_sasl_layer *l,
  * buffer ends the layer: every later call is PST_ESTATE, and the
  * connection must be closed.
  * Returns: 1 (one buffer unwrapped), 0 (need more bytes), PST_EFORGED (MAC
- * mismatch, or not the sequence number expected: forged, replayed,
- * dropped or reordered), PST_EPROTO (shorter than its trailer, message
- * type not 1), PST_ELIMIT (longer than our maxbuf; or out's ceiling),
- * PST_ESTATE, PST_ENOMEM.
+ * mismatch, auth-conf pad that is not 1 to 8 octets of its length, or not
+ * the sequence number expected: forged, replayed, dropped or reordered),
+ * PST_EPROTO (shorter than its trailer, message type not 1, auth-conf
+ * ciphered part not whole blocks), PST_ELIMIT (longer than our maxbuf; or
+ * out's ceiling), PST_ESTATE, PST_ENOMEM.
  */
 PST_EXTERN int pst_sasl_layer_unwrap(struct pst_sasl_layer *l,
                                      const uint8_t *in, size_t len,

@@ -5,9 +5,10 @@
  * H(user:realm:password), the server proves the same with rspauth, and the
  * client acknowledges with an empty message.  The server offers the
  * qop-options it is configured for (auth by default; auth-int adds the
- * integrity layer of RFC 2831 §2.3), the client picks the strongest it
- * also accepts; the layer itself (keys, wrap, unwrap) is in
- * digest_md5_layer.c.
+ * integrity layer of RFC 2831 §2.3, auth-conf the confidentiality layer
+ * of §2.4 with the ciphers it is configured for), the client picks the
+ * strongest qop and cipher it also accepts; the layer itself (keys, wrap,
+ * unwrap) is in digest_md5_layer.c.
  *
  * Parsing, validation and printing of the messages are in
  * digest_md5_parse.c.
@@ -226,6 +227,7 @@ struct digest_client {
     enum digest_client_state state;
     unsigned qops;                     /* acceptable (config) */
     unsigned maxbuf;                   /* ours (config) */
+    unsigned ciphers;                  /* acceptable and available */
     uint8_t a1[DIGEST_MD5_LEN];        /* H(A1) for the layer; secret */
     int layer_taken;
     char cnonce[DIGEST_MAX_NONCE + 1];
@@ -313,8 +315,12 @@ digest_client_prepare(struct pst_sasl_client *c, struct digest_client *st,
     digest_set_value(&r->cnonce, st->cnonce, st->cnonce_len);
     digest_set_value(&r->nc, digest_nc1, sizeof(digest_nc1) - 1);
     /* qop: "MUST be one of the alternatives the server offered"; the
-     * strongest this client also accepts. */
-    r->qop = digest_pick_qop(st->chal.qops & st->qops);
+     * strongest this client also accepts (auth-conf only with a cipher
+     * both take). */
+    r->cipher = pst__digest_pick_cipher(st->chal.ciphers & st->ciphers);
+    r->qop = digest_pick_qop(st->chal.qops & st->qops &
+                             (r->cipher != 0 ? ~0u
+                                             : ~PST__DIGEST_QOP_AUTH_CONF));
     if (r->qop == 0) {
         rc = PST_ENOTSUP;
         goto out;
@@ -326,13 +332,8 @@ digest_client_prepare(struct pst_sasl_client *c, struct digest_client *st,
         r->maxbuf = st->maxbuf;
         r->has_maxbuf = 1;
     }
-    if (r->qop == PST__DIGEST_QOP_AUTH_CONF) {
-        r->cipher = pst__digest_pick_cipher(st->chal.ciphers);
-        if (r->cipher == 0) {
-            rc = PST_ENOTSUP;
-            goto out;
-        }
-    }
+    if (r->qop != PST__DIGEST_QOP_AUTH_CONF)
+        r->cipher = 0;
     /* digest-uri = serv-type "/" host (RFC 2831 §2.1.2; "smtp", RFC 4954
      * §4). */
     if (c->service.len + 1 + c->host.len > PST__DIGEST_MAX_VALUE) {
@@ -464,7 +465,8 @@ digest_client_init(struct pst_sasl_client *c,
                                      : PST__DIGEST_QOP_AUTH;
     st->maxbuf = cfg->digest_maxbuf != 0 ? cfg->digest_maxbuf
                                          : PST__DIGEST_DEFAULT_MAXBUF;
-    return pst__digest_check_config(st->qops, st->maxbuf);
+    st->ciphers = cfg->digest_ciphers;
+    return pst__digest_check_config(st->qops, st->maxbuf, &st->ciphers);
 }
 
 static int
@@ -504,6 +506,7 @@ struct digest_server {
     enum digest_server_state state;
     unsigned qops;                     /* offered (config) */
     unsigned maxbuf;                   /* ours (config) */
+    unsigned ciphers;                  /* offered: configured, available */
     uint8_t a1[DIGEST_MD5_LEN];        /* H(A1) for the layer; secret */
     int layer_taken;
     char nonce[DIGEST_MAX_NONCE + 1];
@@ -533,7 +536,7 @@ digest_server_challenge(struct pst_sasl_server *s, struct digest_server *st,
             .nonce = st->nonce,
             .qops = st->qops,
             .maxbuf = st->maxbuf,
-            .ciphers = pst__digest_ciphers(),
+            .ciphers = st->ciphers,
         };
 
         rc = pst__digest_print_challenge(out, &o);
@@ -558,7 +561,7 @@ digest_server_response(struct pst_sasl_server *s, struct digest_server *st,
         .hostname = s->cfg.hostname,
         .uri_hosts = s->cfg.uri_hosts,
         .qops = st->qops,
-        .ciphers = pst__digest_ciphers(),
+        .ciphers = st->ciphers,
     };
     uint8_t name[2 * PST__DIGEST_MAX_VALUE];
     size_t name_len;
@@ -724,7 +727,8 @@ digest_server_init(struct pst_sasl_server *s)
                                        : PST__DIGEST_QOP_AUTH;
     st->maxbuf = s->cfg.digest_maxbuf != 0 ? s->cfg.digest_maxbuf
                                            : PST__DIGEST_DEFAULT_MAXBUF;
-    return pst__digest_check_config(st->qops, st->maxbuf);
+    st->ciphers = s->cfg.digest_ciphers;
+    return pst__digest_check_config(st->qops, st->maxbuf, &st->ciphers);
 }
 
 static const struct pst_sasl_client_ops digest_md5_client = {

@@ -19,11 +19,12 @@
 #define PST__DIGEST_QOP_AUTH_CONF PST_SASL_QOP_AUTH_CONF /* privacy */
 
 /* cipher-value (RFC 2831 §2.1.1) */
-#define PST__DIGEST_CIPHER_3DES   0x01u
-#define PST__DIGEST_CIPHER_DES    0x02u
-#define PST__DIGEST_CIPHER_RC4_40 0x04u
-#define PST__DIGEST_CIPHER_RC4    0x08u
-#define PST__DIGEST_CIPHER_RC4_56 0x10u
+#define PST__DIGEST_CIPHER_3DES   PST_SASL_CIPHER_3DES
+#define PST__DIGEST_CIPHER_DES    PST_SASL_CIPHER_DES
+#define PST__DIGEST_CIPHER_RC4_40 PST_SASL_CIPHER_RC4_40
+#define PST__DIGEST_CIPHER_RC4    PST_SASL_CIPHER_RC4
+#define PST__DIGEST_CIPHER_RC4_56 PST_SASL_CIPHER_RC4_56
+#define PST__DIGEST_CIPHER_ALL    0x1fu
 
 #define PST__DIGEST_DEFAULT_MAXBUF 65536    /* RFC 2831 §2.1.1 maxbuf */
 #define PST__DIGEST_MAX_MAXBUF     16777215 /* "smaller or equal to" */
@@ -141,14 +142,17 @@ int pst__digest_layer_new(const uint8_t a1[16], unsigned qop,
                           unsigned recv_max, struct pst_sasl_layer **out);
 /* PST__DIGEST_CIPHER_* this build and OpenSSL can run (0: none). */
 unsigned pst__digest_ciphers(void);
-/* The strongest of offered we can run, or 0. */
+/* The first of offered (3des, rc4, des, rc4-56, rc4-40) we can run, or
+ * 0. */
 unsigned pst__digest_pick_cipher(unsigned offered);
 /*
- * A configuration's qops (PST__DIGEST_QOP_*) and maxbuf.
- * Returns: 0, PST_EINVAL (unknown qop bits, maxbuf out of 17..16777215),
- * PST_ENOTSUP (auth-conf without a cipher to run).
+ * A configuration's qops (PST__DIGEST_QOP_*), maxbuf and ciphers (0: all;
+ * *ciphers gets those of them available, or all available).
+ * Returns: 0, PST_EINVAL (unknown qop or cipher bits, maxbuf out of
+ * 17..16777215), PST_ENOTSUP (auth-conf without a cipher to run).
  */
-int pst__digest_check_config(unsigned qops, unsigned maxbuf);
+int pst__digest_check_config(unsigned qops, unsigned maxbuf,
+                             unsigned *ciphers);
 
 /*
  * Test hooks (digest_md5.c), for the RFC 2831 §4 vectors: fix the server's
