@@ -29,6 +29,19 @@
 #define PST__DIGEST_DEFAULT_MAXBUF 65536    /* RFC 2831 §2.1.1 maxbuf */
 #define PST__DIGEST_MAX_MAXBUF     16777215 /* "smaller or equal to" */
 
+/* A token of a list directive and the bit it stands for. */
+struct pst__digest_token_bit {
+    const char *name;
+    unsigned bit;
+};
+#define PST__DIGEST_NQOPS    3
+#define PST__DIGEST_NCIPHERS 5
+/* digest_md5_print.c: "auth", "auth-int", "auth-conf"; the ciphers. */
+extern const struct pst__digest_token_bit
+    pst__digest_qop_names[PST__DIGEST_NQOPS];
+extern const struct pst__digest_token_bit
+    pst__digest_cipher_names[PST__DIGEST_NCIPHERS];
+
 /* One directive value, quotes and escapes removed; NUL-terminated. */
 struct pst__digest_value {
     size_t len;

@@ -1,7 +1,8 @@
 /*
- * DIGEST-MD5 (RFC 2831) messages: parse, validate and print, kept apart as
- * GNU SASL's lib/digest-md5/parser.c, validate.c and printer.c are.  The
- * exchanges and the MD5 arithmetic are in digest_md5.c.
+ * DIGEST-MD5 (RFC 2831) messages: parse and validate, kept apart from
+ * printing (digest_md5_print.c) as GNU SASL's lib/digest-md5/parser.c,
+ * validate.c and printer.c are.  The exchanges and the MD5 arithmetic are
+ * in digest_md5.c.
  *
  * Every message is a list of directives (RFC 2831 §7.1 "#rule"):
  *
@@ -321,31 +322,9 @@ digest_copy(struct pst__digest_value *dst, const struct pst__digest_value *v)
     dst->len = v->len;
 }
 
-/* A token and the bit it stands for, in a list directive. */
-struct digest_token_bit {
-    const char *name;
-    unsigned bit;
-};
-
-static const struct digest_token_bit digest_qop_names[] = {
-    {"auth", PST__DIGEST_QOP_AUTH},
-    {"auth-int", PST__DIGEST_QOP_AUTH_INT},
-    {"auth-conf", PST__DIGEST_QOP_AUTH_CONF},
-};
-
-/* cipher-value = "3des" | "des" | "rc4-40" | "rc4" | "rc4-56" | token
- * (RFC 2831 §2.1.1). */
-static const struct digest_token_bit digest_cipher_names[] = {
-    {"3des", PST__DIGEST_CIPHER_3DES},
-    {"des", PST__DIGEST_CIPHER_DES},
-    {"rc4-40", PST__DIGEST_CIPHER_RC4_40},
-    {"rc4", PST__DIGEST_CIPHER_RC4},
-    {"rc4-56", PST__DIGEST_CIPHER_RC4_56},
-};
-
 /* The bit of token t[0..len) in table, or 0 if it is not there. */
 static unsigned
-digest_token_bit(const struct digest_token_bit *table, size_t n,
+digest_token_bit(const struct pst__digest_token_bit *table, size_t n,
                  const char *t, size_t len)
 {
     for (size_t i = 0; i < n; i++)
@@ -361,8 +340,8 @@ digest_token_bit(const struct digest_token_bit *table, size_t n,
  */
 static int
 digest_parse_token_list(const struct pst__digest_value *v,
-                        const struct digest_token_bit *table, size_t ntable,
-                        unsigned *bits, const char **why)
+                        const struct pst__digest_token_bit *table,
+                        size_t ntable, unsigned *bits, const char **why)
 {
     const uint8_t *p = (const uint8_t *)v->s;
     size_t i = 0, n = 0;
@@ -381,7 +360,7 @@ digest_parse_token_list(const struct pst__digest_value *v,
         while (i < v->len && digest_is_token_char(p[i]))
             i++;
         if (i == start) {
-            *why = table == digest_qop_names
+            *why = table == pst__digest_qop_names
                        ? "DIGEST-MD5: malformed qop list"
                        : "DIGEST-MD5: malformed cipher list";
             return PST_EPROTO;
@@ -390,14 +369,14 @@ digest_parse_token_list(const struct pst__digest_value *v,
         n++;
         i = digest_skip_lws(p, v->len, i);
         if (i < v->len && p[i] != ',') {
-            *why = table == digest_qop_names
+            *why = table == pst__digest_qop_names
                        ? "DIGEST-MD5: malformed qop list"
                        : "DIGEST-MD5: malformed cipher list";
             return PST_EPROTO;
         }
     }
     if (n == 0) {
-        *why = table == digest_qop_names ? "DIGEST-MD5: empty qop list"
+        *why = table == pst__digest_qop_names ? "DIGEST-MD5: empty qop list"
                                          : "DIGEST-MD5: empty cipher list";
         return PST_EPROTO;
     }
@@ -489,14 +468,14 @@ digest_challenge_directive(void *ctx, enum digest_directive d,
         digest_copy(&c->nonce, v);
         return 0;
     case DIGEST_D_QOP:
-        return digest_parse_token_list(v, digest_qop_names,
-                                       PST__ARRAY_LEN(digest_qop_names),
+        return digest_parse_token_list(v, pst__digest_qop_names,
+                                       PST__DIGEST_NQOPS,
                                        &c->qops, why);
     case DIGEST_D_MAXBUF:
         return digest_parse_maxbuf(v, &c->maxbuf, why);
     case DIGEST_D_CIPHER:
-        return digest_parse_token_list(v, digest_cipher_names,
-                                       PST__ARRAY_LEN(digest_cipher_names),
+        return digest_parse_token_list(v, pst__digest_cipher_names,
+                                       PST__DIGEST_NCIPHERS,
                                        &c->ciphers, why);
     case DIGEST_D_CHARSET:
         if ((rc = digest_parse_charset(v, why)) < 0)
@@ -584,8 +563,8 @@ digest_response_directive(void *ctx, enum digest_directive d,
         return 0;
     case DIGEST_D_QOP:
         /* qop-value = "auth" | "auth-int" | "auth-conf" | token */
-        r->qop = digest_token_bit(digest_qop_names,
-                                  PST__ARRAY_LEN(digest_qop_names), v->s,
+        r->qop = digest_token_bit(pst__digest_qop_names,
+                                  PST__DIGEST_NQOPS, v->s,
                                   v->len);
         if (r->qop == 0) {
             *why = "DIGEST-MD5: unknown qop";
@@ -597,8 +576,8 @@ digest_response_directive(void *ctx, enum digest_directive d,
         return digest_parse_maxbuf(v, &r->maxbuf, why);
     case DIGEST_D_CIPHER:
         /* cipher = "cipher" "=" cipher-value: one of those offered. */
-        r->cipher = digest_token_bit(digest_cipher_names,
-                                     PST__ARRAY_LEN(digest_cipher_names),
+        r->cipher = digest_token_bit(pst__digest_cipher_names,
+                                     PST__DIGEST_NCIPHERS,
                                      v->s, v->len);
         if (r->cipher == 0) {
             *why = "DIGEST-MD5: unknown cipher";
@@ -926,151 +905,4 @@ pst__digest_parse_finish(const uint8_t *in, size_t len,
         rc = PST_EPROTO;
     }
     return rc;
-}
-
-/* --- Printers ------------------------------------------------------------ */
-
-/* name="value", with '"' and '\' escaped (RFC 2831 §7.2 quoted-pair). */
-static int
-digest_put_quoted(struct pst_buf *out, const char *name, const char *v,
-                  size_t len)
-{
-    int rc;
-
-    if ((rc = pst_buf_append_str(out, name)) < 0 ||
-        (rc = pst_buf_append_str(out, "=\"")) < 0)
-        return rc;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = (uint8_t)v[i];
-
-        /* qdtext is TEXT: a control character cannot be sent. */
-        if (digest_is_ctl(c) && c != '\t')
-            return PST_EINVAL;
-        if ((c == '"' || c == '\\') &&
-            (rc = pst_buf_append_byte(out, '\\')) < 0)
-            return rc;
-        if ((rc = pst_buf_append_byte(out, c)) < 0)
-            return rc;
-    }
-    return pst_buf_append_byte(out, '"');
-}
-
-/* name="a,b,c" of the table's tokens whose bits are set. */
-static int
-digest_put_list(struct pst_buf *out, const char *name,
-                const struct digest_token_bit *table, size_t n,
-                unsigned bits)
-{
-    const char *sep = "";
-    int rc;
-
-    if ((rc = pst_buf_printf(out, ",%s=\"", name)) < 0)
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (!(bits & table[i].bit))
-            continue;
-        if ((rc = pst_buf_printf(out, "%s%s", sep, table[i].name)) < 0)
-            return rc;
-        sep = ",";
-    }
-    return pst_buf_append_byte(out, '"');
-}
-
-int
-pst__digest_print_challenge(struct pst_buf *out,
-                            const struct pst__digest_offer *o)
-{
-    int rc;
-
-    /* RFC 2831 §2.1.1, in the order of the §4 example but for charset:
-     * algorithm is a bare token, as its grammar has it (curl refuses a
-     * quoted one, INTEROP.md).  maxbuf and cipher only where they mean
-     * something. */
-    if ((rc = digest_put_quoted(out, "realm", o->realm,
-                                strlen(o->realm))) < 0 ||
-        (rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "nonce", o->nonce,
-                                strlen(o->nonce))) < 0 ||
-        (rc = digest_put_list(out, "qop", digest_qop_names,
-                              PST__ARRAY_LEN(digest_qop_names),
-                              o->qops)) < 0)
-        return rc;
-    if ((o->qops & ~PST__DIGEST_QOP_AUTH) &&
-        o->maxbuf != PST__DIGEST_DEFAULT_MAXBUF &&
-        (rc = pst_buf_printf(out, ",maxbuf=%u", o->maxbuf)) < 0)
-        return rc;
-    if ((o->qops & PST__DIGEST_QOP_AUTH_CONF) &&
-        (rc = digest_put_list(out, "cipher", digest_cipher_names,
-                              PST__ARRAY_LEN(digest_cipher_names),
-                              o->ciphers)) < 0)
-        return rc;
-    return pst_buf_append_str(out, ",charset=utf-8,algorithm=md5-sess");
-}
-
-const char *
-pst__digest_qop_name(unsigned qop)
-{
-    for (size_t i = 0; i < PST__ARRAY_LEN(digest_qop_names); i++)
-        if (digest_qop_names[i].bit == qop)
-            return digest_qop_names[i].name;
-    return "auth";
-}
-
-const char *
-pst__digest_cipher_name(unsigned cipher)
-{
-    for (size_t i = 0; i < PST__ARRAY_LEN(digest_cipher_names); i++)
-        if (digest_cipher_names[i].bit == cipher)
-            return digest_cipher_names[i].name;
-    return NULL;
-}
-
-int
-pst__digest_print_response(struct pst_buf *out,
-                           const struct pst__digest_response *r)
-{
-    int rc;
-
-    /* The order of the RFC 2831 §4 example; authzid last. */
-    if ((r->utf8 && (rc = pst_buf_append_str(out, "charset=utf-8,")) < 0) ||
-        (rc = digest_put_quoted(out, "username", r->username.s,
-                                r->username.len)) < 0)
-        return rc;
-    if (r->has_realm &&
-        ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-         (rc = digest_put_quoted(out, "realm", r->realm.s,
-                                 r->realm.len)) < 0))
-        return rc;
-    if ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "nonce", r->nonce.s,
-                                r->nonce.len)) < 0 ||
-        (rc = pst_buf_printf(out, ",nc=%s,", r->nc.s)) < 0 ||
-        (rc = digest_put_quoted(out, "cnonce", r->cnonce.s,
-                                r->cnonce.len)) < 0 ||
-        (rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "digest-uri", r->digest_uri.s,
-                                r->digest_uri.len)) < 0 ||
-        (rc = pst_buf_printf(out, ",response=%s,qop=%s", r->response.s,
-                             pst__digest_qop_name(r->qop))) < 0)
-        return rc;
-    if (r->has_maxbuf &&
-        (rc = pst_buf_printf(out, ",maxbuf=%u", r->maxbuf)) < 0)
-        return rc;
-    if (r->qop == PST__DIGEST_QOP_AUTH_CONF &&
-        (rc = pst_buf_printf(out, ",cipher=%s",
-                             pst__digest_cipher_name(r->cipher))) < 0)
-        return rc;
-    if (r->has_authzid &&
-        ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-         (rc = digest_put_quoted(out, "authzid", r->authzid.s,
-                                 r->authzid.len)) < 0))
-        return rc;
-    return 0;
-}
-
-int
-pst__digest_print_finish(struct pst_buf *out, const char *rspauth)
-{
-    /* response-auth = "rspauth" "=" response-value (RFC 2831 §2.1.3) */
-    return pst_buf_printf(out, "rspauth=%s", rspauth);
 }
