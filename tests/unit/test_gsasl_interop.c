@@ -16,7 +16,7 @@
  * XOAUTH2 and OAUTHBEARER have no rows: GNU SASL 2.2.0 (Debian 12's
  * libgsasl18) implements neither (gsasl_client_mechlist() lists ANONYMOUS
  * EXTERNAL LOGIN PLAIN SECURID NTLM DIGEST-MD5 CRAM-MD5 SCRAM-SHA-1[-PLUS]
- * SCRAM-SHA-256[-PLUS] SAML20 OPENID20 GSSAPI GS2-KRB5); test_oauth.c
+ * SCRAM-SHA-256[-PLUS] SAML20 OPENID20 GSSAPI GS2-KRB5); test_sasl_oauth.c
  * checks them against RFC 7628's and Google's published messages instead.
  *
  * One cmocka test per row of the table, named after the row, so a failure

@@ -951,5 +951,5 @@ main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_mech_table),
     };
-    return cmocka_run_group_tests_name("oauth", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("sasl_oauth", tests, NULL, NULL);
 }
