@@ -12,7 +12,7 @@ libjson-c-dev"
 TEST_PKGS="clang libclang-rt-14-dev libcmocka-dev libgsasl-dev gsasl python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
-e2fsprogs postfix"
+e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db"
 
 case "${1:-test}" in
 build) want="$BUILD_PKGS" ;;

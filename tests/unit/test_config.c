@@ -240,6 +240,12 @@ test_relay(void **state)
          "[listener a]\naddress = 127.0.0.1:587\n",
          "queue without any [relay NAME]"},
         {"local_domains = a..b\n", "bad domain 'a..b'"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "mechanisms = PLAIN XOAUTH2\n",
+         "mechanism XOAUTH2 is not offered by posternd"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "mechanisms = SCRAM-SHA-256-PLUS\n",
+         "mechanism SCRAM-SHA-256-PLUS is not offered by posternd"},
         {"retry_min = 2h\nretry_max = 1h\n[listener a]\n"
          "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
          "retry_max is shorter than retry_min"},
