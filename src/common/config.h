@@ -37,6 +37,19 @@
 #define CONFIG_RELAYS_MAX 64
 #define CONFIG_WORDS_MAX 1024    /* entries of a list of words */
 
+/* log = (DESIGN.md "Operations"). */
+enum config_log {
+    CONFIG_LOG_STDERR = 0,    /* key=value lines on stderr */
+    CONFIG_LOG_SYSLOG,        /* syslog(3), facility mail, ident posternd */
+};
+
+/* proxy_protocol = of a listener: a PROXY protocol header first. */
+enum config_proxy {
+    CONFIG_PROXY_NONE = 0,    /* clients connect directly */
+    CONFIG_PROXY_V1,          /* the text header ("PROXY TCP4 ...") */
+    CONFIG_PROXY_V2,          /* the binary header (HAProxy send-proxy-v2) */
+};
+
 enum config_userdb_kind {
     CONFIG_USERDB_PASSWD_FILE = 0, /* passwd-file:PATH */
     CONFIG_USERDB_PGSQL,           /* pgsql:CONNINFO */
@@ -167,6 +180,9 @@ struct config_listener {
     enum config_auth auth;
     enum config_auth_before_tls auth_before_tls;
     struct config_mechs mechs;
+    /* Behind a load balancer (proxy.h): */
+    enum config_proxy proxy_protocol;
+    struct config_cidrs proxy_from; /* peers that may send the header */
 };
 
 struct config {
@@ -202,6 +218,9 @@ struct config {
     unsigned grace_period;       /* seconds; 0 allowed */
     unsigned workers;            /* 0: auto (one per core) */
     enum log_level log_level;
+    enum config_log log;         /* where the log lines go */
+    struct config_address metrics; /* Prometheus endpoint; text NULL:
+                                      off */
     int      legacy_auth_line;   /* 1: also "250-AUTH=LOGIN PLAIN" */
     /* Brute-force throttling (throttle.h), seconds or counts: */
     unsigned auth_throttle_delay;         /* first failure's hold */

@@ -31,6 +31,19 @@ static const struct config_enum log_level_names[] = {
     {NULL, 0},
 };
 
+static const struct config_enum log_names[] = {
+    {"stderr", CONFIG_LOG_STDERR},
+    {"syslog", CONFIG_LOG_SYSLOG},
+    {NULL, 0},
+};
+
+static const struct config_enum proxy_names[] = {
+    {"none", CONFIG_PROXY_NONE},
+    {"v1", CONFIG_PROXY_V1},
+    {"v2", CONFIG_PROXY_V2},
+    {NULL, 0},
+};
+
 static const struct config_enum tls_names[] = {
     {"none", CONFIG_TLS_NONE},
     {"starttls", CONFIG_TLS_STARTTLS},
@@ -169,6 +182,13 @@ static const struct config_key global_keys[] = {
     {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
      .names = log_level_names, .def = "info",
      .doc = "the least severe events logged"},
+    /* DESIGN.md "Operations": the same key=value text either way. */
+    {.name = "log", .type = KT_ENUM, .offset = G(log), .names = log_names,
+     .def = "stderr",
+     .doc = "stderr, or syslog (facility mail, ident posternd)"},
+    {.name = "metrics", .type = KT_ADDRESS, .offset = G(metrics),
+     .doc = "IPV4:PORT or [IPV6]:PORT of the Prometheus endpoint "
+            "(GET /metrics); off when unset"},
     {.name = "legacy_auth_line", .type = KT_ENUM,
      .offset = G(legacy_auth_line), .names = bool_names, .def = "no",
      .doc = "also advertise \"250-AUTH=LOGIN PLAIN\" (old Outlook)"},
@@ -225,6 +245,12 @@ static const struct config_key listener_keys[] = {
     {.name = "mechanisms", .type = KT_MECHS, .offset = L(mechs),
      .doc = "SASL mechanisms in the order advertised (default: every one, "
             "strongest first)"},
+    {.name = "proxy_protocol", .type = KT_ENUM, .offset = L(proxy_protocol),
+     .names = proxy_names, .def = "none",
+     .doc = "none, v1 or v2: a PROXY protocol header comes first"},
+    {.name = "proxy_from", .type = KT_CIDRS, .offset = L(proxy_from),
+     .doc = "the load balancers that may send the PROXY header; others "
+            "are closed"},
 };
 
 #define R(field) offsetof(struct config_relay, field)
@@ -379,6 +405,11 @@ global_check(struct config_parser *p, const struct config_section *s)
     }
     if (c->n_listeners == 0)
         return config_perr(p, 0, "no [listener NAME] section");
+    for (size_t i = 0; c->metrics.text != NULL && i < c->n_listeners; i++)
+        if (config_address_conflict(&c->metrics, &c->listeners[i].address))
+            return config_perr(p, config_key_line(s, "metrics"),
+                               "metrics = %s overlaps [listener %s]",
+                               c->metrics.text, c->listeners[i].name);
     if (c->relay != NULL && config_relay_find(c, c->relay) == NULL)
         return config_perr(p, config_key_line(s, "relay"),
                            "relay = %s: no [relay %s] section", c->relay,
@@ -499,6 +530,17 @@ listener_check(struct config_parser *p, const struct config_section *s)
                     "[listener %s]: tls = none and auth_before_tls = %s "
                     "leave no mechanism to offer", l->name,
                     config_enum_value(abt_names, (int)l->auth_before_tls));
+    /* Only the listed load balancers may say who the client is; a
+     * header from anyone else would let a client pick its address. */
+    if (l->proxy_protocol != CONFIG_PROXY_NONE && l->proxy_from.n == 0)
+        return config_perr(p, config_key_line(s, "proxy_protocol"),
+                    "[listener %s]: proxy_protocol = %s needs proxy_from",
+                    l->name,
+                    config_enum_value(proxy_names, (int)l->proxy_protocol));
+    if (l->proxy_protocol == CONFIG_PROXY_NONE && l->proxy_from.n > 0)
+        return config_perr(p, config_key_line(s, "proxy_from"),
+                    "[listener %s]: proxy_from needs proxy_protocol = v1 "
+                    "or v2", l->name);
     for (size_t j = 0; j < s->index; j++) {
         const struct config_listener *o = &c->listeners[j];
 

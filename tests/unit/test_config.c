@@ -162,8 +162,8 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 39 global keys, 5 of [listener NAME], 21 of [relay NAME]. */
-    assert_int_equal(n, 65);
+    /* 41 global keys, 7 of [listener NAME], 21 of [relay NAME]. */
+    assert_int_equal(n, 69);
     assert_false(config_key_at(n, &k));
 }
 
@@ -635,6 +635,56 @@ test_limit_keys(void **state)
     }
 }
 
+/* log, metrics, proxy_protocol and proxy_from: values and defaults. */
+static void
+test_ops_keys(void **state)
+{
+    static const char text[] =
+        GLOBALS
+        "log = syslog\n"
+        "metrics = [::1]:9425\n"
+        "[listener lb]\n"
+        "address = 127.0.0.1:2587\n"
+        "proxy_protocol = v2\n"
+        "proxy_from = 127.0.0.1/32 10.0.0.0/8, 2001:db8::/32\n"
+        "[listener old]\n"
+        "address = 127.0.0.1:2588\n"
+        "proxy_protocol = v1\n"
+        "proxy_from = 192.0.2.7\n"
+        "[listener direct]\n"
+        "address = 127.0.0.1:2589\n";
+    const struct sockaddr_in6 *sa6;
+    struct config *c;
+    char err[CONFIG_ERR_MAX];
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_int_equal(c->log, CONFIG_LOG_SYSLOG);
+    assert_string_equal(c->metrics.text, "[::1]:9425");
+    sa6 = (const struct sockaddr_in6 *)&c->metrics.sa;
+    assert_int_equal(sa6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(sa6->sin6_port), 9425);
+    assert_int_equal(c->n_listeners, 3);
+    assert_int_equal(c->listeners[0].proxy_protocol, CONFIG_PROXY_V2);
+    assert_int_equal(c->listeners[0].proxy_from.n, 3);
+    assert_int_equal(c->listeners[0].proxy_from.v[1].prefix, 8);
+    assert_int_equal(c->listeners[0].proxy_from.v[2].family, AF_INET6);
+    assert_int_equal(c->listeners[1].proxy_protocol, CONFIG_PROXY_V1);
+    assert_int_equal(c->listeners[1].proxy_from.n, 1);
+    assert_int_equal(c->listeners[1].proxy_from.v[0].prefix, 32);
+    assert_int_equal(c->listeners[2].proxy_protocol, CONFIG_PROXY_NONE);
+    assert_int_equal(c->listeners[2].proxy_from.n, 0);
+    config_free(c);
+    /* Defaults: stderr, no metrics. */
+    if (parse(GLOBALS LISTENER, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_int_equal(c->log, CONFIG_LOG_STDERR);
+    assert_null(c->metrics.text);
+    assert_int_equal(c->listeners[0].proxy_protocol, CONFIG_PROXY_NONE);
+    config_free(c);
+}
+
 struct error_case {
     const char *text;
     const char *want;
@@ -851,6 +901,29 @@ static const struct error_case error_cases[] = {
      "auth_before_tls = challenge\nmechanisms = PLAIN LOGIN\n",
      "posternd.conf:10: [listener a]: tls = none and auth_before_tls = "
      "challenge leave no mechanism to offer"},
+    /* Operations (DESIGN.md "Operations and the other SASL keys"). */
+    {"log = journal\n",
+     "posternd.conf:1: bad value 'journal' for 'log' (want stderr or "
+     "syslog)"},
+    {"metrics = localhost:9425\n",
+     "posternd.conf:1: bad address 'localhost:9425' (want IPV4:PORT or "
+     "[IPV6]:PORT, numeric)"},
+    {GLOBALS "metrics = 0.0.0.0:587\n" LISTENER,
+     "posternd.conf:7: metrics = 0.0.0.0:587 overlaps [listener a]"},
+    {GLOBALS LISTENER "proxy_protocol = v3\n",
+     "posternd.conf:9: bad value 'v3' for 'proxy_protocol' (want none, v1 "
+     "or v2)"},
+    {GLOBALS LISTENER "proxy_protocol = v2\n",
+     "posternd.conf:9: [listener a]: proxy_protocol = v2 needs proxy_from"},
+    {GLOBALS LISTENER "proxy_from = 10.0.0.0/8\n",
+     "posternd.conf:9: [listener a]: proxy_from needs proxy_protocol = v1 "
+     "or v2"},
+    {GLOBALS LISTENER "proxy_protocol = none\nproxy_from = 10.0.0.0/8\n",
+     "posternd.conf:10: [listener a]: proxy_from needs proxy_protocol = v1 "
+     "or v2"},
+    {GLOBALS LISTENER "proxy_protocol = v1\nproxy_from = 10.1.0.0/8\n",
+     "posternd.conf:10: bad network '10.1.0.0/8' in 'proxy_from' (want "
+     "ADDRESS or ADDRESS/PREFIX, no host bits past the prefix)"},
     /* Two listeners on one address. */
     {GLOBALS LISTENER "[listener b]\naddress = 127.0.0.1:587\n",
      "posternd.conf:10: address 127.0.0.1:587 of [listener b] overlaps "
@@ -1416,6 +1489,7 @@ main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),
         cmocka_unit_test(test_limit_keys),
+        cmocka_unit_test(test_ops_keys),
         cmocka_unit_test(test_offers),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_accepted),
