@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 
 static int log_fd = 2;
 static atomic_int log_level_cur = LOG_LEVEL_INFO;
+static atomic_int log_to_syslog = 0;
+static atomic_flag log_syslog_opened = ATOMIC_FLAG_INIT;
 
 static const char *const level_names[] = {
     [LOG_LEVEL_PANIC] = "panic",
@@ -37,6 +40,17 @@ void
 log_set_fd(int fd)
 {
     log_fd = fd;
+}
+
+void
+log_set_syslog(int on)
+{
+    /* LOG_NDELAY: the socket is connected now, before a privilege drop
+     * or a sandbox could stand in the way; LOG_PID: "posternd[PID]:"
+     * as every MTA logs. */
+    if (on && !atomic_flag_test_and_set(&log_syslog_opened))
+        openlog("posternd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+    atomic_store(&log_to_syslog, on != 0);
 }
 
 void
@@ -184,8 +198,17 @@ log_begin(struct log_line *l, enum log_level level, const char *event)
     l->active = log_enabled(level);
     l->truncated = 0;
     l->len = 0;
+    l->syslog = atomic_load(&log_to_syslog);
     if (!l->active)
         return;
+    if (l->syslog) {
+        /* syslog stamps the line itself. */
+        log_put(l, "level=", 6);
+        log_put_value(l, (const uint8_t *)log_level_name(level),
+                      strlen(log_level_name(level)));
+        log_kv(l, "event", event);
+        return;
+    }
     /* RFC 3339 in UTC with milliseconds. */
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0 ||
         gmtime_r(&ts.tv_sec, &tm) == NULL) {
@@ -296,6 +319,24 @@ log_write_all(const char *p, size_t len)
     }
 }
 
+/* The syslog(3) severity of a level (DESIGN.md: info/warning/err). */
+static int
+log_syslog_priority(enum log_level level)
+{
+    switch (level) {
+    case LOG_LEVEL_PANIC:
+    case LOG_LEVEL_FATAL:
+        return LOG_ERR;
+    case LOG_LEVEL_WARN:
+        return LOG_WARNING;
+    case LOG_LEVEL_INFO:
+        return LOG_INFO;
+    case LOG_LEVEL_DEBUG:
+        break;
+    }
+    return LOG_DEBUG;
+}
+
 void
 log_end(struct log_line *l)
 {
@@ -308,8 +349,14 @@ log_end(struct log_line *l)
             memcpy(l->buf + l->len, trunc, sizeof(trunc) - 1);
             l->len += sizeof(trunc) - 1;
         }
-        l->buf[l->len++] = '\n';
-        log_write_all(l->buf, l->len);
+        if (l->syslog) {
+            /* One message per line; the facility is openlog()'s. */
+            syslog(log_syslog_priority(level), "%.*s", (int)l->len,
+                   l->buf);
+        } else {
+            l->buf[l->len++] = '\n';
+            log_write_all(l->buf, l->len);
+        }
     }
     l->len = 0;
     l->truncated = 0;

@@ -25,6 +25,12 @@
  * Each line is formatted in a caller-owned struct log_line and written
  * with a single write(2), so lines from the loop and from thread-pool
  * workers never interleave.
+ *
+ * With log = syslog (DESIGN.md "Operations") lines go to syslog(3)
+ * instead, one message each: ident "posternd" with the pid, facility
+ * mail (as MTAs log), the same key=value text without "ts=" (syslog
+ * stamps it), severity err for panic and fatal, warning for warn, info
+ * and debug for the others.
  */
 #ifndef POSTERND_LOG_H
 #define POSTERND_LOG_H
@@ -44,6 +50,7 @@
 struct log_line {
     enum log_level level;
     int    active;          /* 0: filtered out by the level; calls no-op */
+    int    syslog;          /* begun for syslog: no ts=, syslog(3) */
     int    truncated;       /* a value did not fit */
     size_t len;
     char   buf[LOG_LINE_MAX];
@@ -52,6 +59,11 @@ struct log_line {
 /* Write lines to fd from now on (default 2, stderr).  Not thread-safe:
  * call it before starting threads. */
 void log_set_fd(int fd);
+
+/* Send lines to syslog(3) (on != 0; the first call opens it, facility
+ * mail) or to the fd of log_set_fd() (0, the default).  Thread-safe: a
+ * reload may switch while other threads log. */
+void log_set_syslog(int on);
 
 /* Lines above level are dropped (default LOG_LEVEL_INFO).  Thread-safe. */
 void log_set_level(enum log_level level);

@@ -145,6 +145,7 @@ on_signal(uv_signal_t *h, int signum)
     snapshot_unref(srv->sc);
     srv->sc = sc;
     log_set_level(sc->cfg->log_level);
+    log_set_syslog(sc->cfg->log == CONFIG_LOG_SYSLOG);
     server_throttle_apply(srv);
     workers_post(srv, sc, 0);
     /* A passwd file says how many users it has; PostgreSQL cannot
@@ -322,6 +323,7 @@ server_run(const char *path)
         return EX_CONFIG;
     }
     log_set_level(srv.sc->cfg->log_level);
+    log_set_syslog(srv.sc->cfg->log == CONFIG_LOG_SYSLOG);
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (451), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
