@@ -55,6 +55,7 @@ dict() {
     sasl_*|digest_parse|scram_parse) echo "$here/dict/sasl.dict" ;;
     cred|passwd) echo "$here/dict/cred.dict" ;;
     config) echo "$here/dict/config.dict" ;;
+    proxy) echo "$here/dict/proxy.dict" ;;
     mime) echo "$here/dict/mime.dict" ;;
     *) echo "" ;;
     esac

@@ -12,6 +12,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "proxy.h"
 #include "session.h"
 
 /* --- Connections per address (max_connections_per_ip) ------------------
@@ -92,28 +93,18 @@ listener_peers_free(struct server *srv)
 /* --- Accepting -------------------------------------------------------------
  */
 
+/* The client of c is known (the peer, or the client a PROXY header
+ * named): the limits and the throttle's lockout decide, then the
+ * session starts.  total: connections of all loops, c included. */
 static void
-on_connection(uv_stream_t *ls, int status)
+listener_admit(struct conn *c, size_t total)
 {
-    struct listener *l = (struct listener *)ls;
-    struct worker *w = l->w;
-    const struct config *cfg = w->sc->cfg;
+    struct worker *w = c->w;
+    const struct config *cfg = c->sc->cfg;
     enum conn_refuse refuse = REFUSE_NONE;
-    struct conn *c;
-    size_t total;
     unsigned same;
     uint64_t delay;
 
-    if (status < 0)
-        return;
-    c = conn_new(w, l->idx, &total);
-    if (c == NULL)
-        return;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
-        conn_close(c, NULL);
-        return;
-    }
-    conn_accepted(c);
     same = listener_peer_add(w->srv, &c->peer_sa);
     c->peer_counted = same > 0;
     if ((cfg->max_connections > 0 && total > cfg->max_connections) ||
@@ -126,6 +117,38 @@ on_connection(uv_stream_t *ls, int status)
              THROTTLE_REFUSE)
         refuse = REFUSE_LOCKOUT;
     conn_start(c, refuse);
+}
+
+/* The PROXY header of c was read (proxy.h). */
+static void
+on_proxy_done(struct conn *c)
+{
+    listener_admit(c, atomic_load(&c->srv->nconn));
+}
+
+static void
+on_connection(uv_stream_t *ls, int status)
+{
+    struct listener *l = (struct listener *)ls;
+    struct worker *w = l->w;
+    struct conn *c;
+    size_t total;
+
+    if (status < 0)
+        return;
+    c = conn_new(w, l->idx, &total);
+    if (c == NULL)
+        return;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    conn_accepted(c);
+    /* Behind a load balancer the client is known after the header. */
+    if (c->sc->cfg->listeners[l->idx].proxy_protocol != CONFIG_PROXY_NONE)
+        proxy_begin(c, on_proxy_done);
+    else
+        listener_admit(c, total);
 }
 
 /* --- Workers ----------------------------------------------------------------

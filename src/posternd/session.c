@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "session.h"
 
 static const char *const conn_state_names[] = {
@@ -117,6 +118,7 @@ conn_free(struct conn *c)
         listener_peer_remove(c->srv, &c->peer_sa);
     conn_reset_message(c);
     pst_smtp_server_free(c->s);
+    proxy_end(c);
     free(c->held_user);
     /* A lookup still in flight is cancelled: no callback follows. */
     userdb_lookup_free(c->auth_req);
@@ -674,10 +676,19 @@ conn_new(struct worker *w, size_t lidx, size_t *total)
 void
 conn_accepted(struct conn *c)
 {
-    int namelen = sizeof(struct sockaddr_storage);
+    struct sockaddr_storage sa;
+    int namelen = sizeof(sa);
 
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &namelen);
+    memset(&sa, 0, sizeof(sa));
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &namelen);
+    conn_set_peer(c, &sa);
+}
+
+void
+conn_set_peer(struct conn *c, const struct sockaddr_storage *sa)
+{
+    c->peer_sa = *sa;
     if (c->peer_sa.ss_family == AF_INET6) {
         char a[INET6_ADDRSTRLEN];
 
@@ -750,8 +761,13 @@ conn_stop(struct conn *c, int force)
 {
     enum pst_smtp_state st;
 
-    if (conn_closed(c) || c->s == NULL)
+    if (conn_closed(c))
         return;
+    /* No session yet: still reading a PROXY header (proxy.h). */
+    if (c->s == NULL) {
+        conn_close(c, NULL);
+        return;
+    }
     if (!force) {
         st = pst_smtp_server_state(c->s, NULL);
         if (st != PST_SMTP_STATE_GREETING && st != PST_SMTP_STATE_IDLE)

@@ -115,6 +115,7 @@ struct conn {
     char peer_rcvd[INET6_ADDRSTRLEN + 8]; /* for Received: IPv6:... */
     struct sockaddr_storage peer_sa;
     int peer_counted;        /* in srv->peers */
+    struct proxy_read *proxy; /* reading the PROXY header (proxy.h) */
     struct pst_buf backlog;
     const char *close_why;   /* why the driver ended the session */
     unsigned writes_pending;
@@ -182,6 +183,10 @@ struct conn *conn_new(struct worker *w, size_t lidx, size_t *total);
 /* The socket is accepted: note the peer's address (c->peer_sa, and the
  * text forms for the log and Received). */
 void conn_accepted(struct conn *c);
+
+/* The client is at sa (the peer, or the client a PROXY header names):
+ * c->peer_sa and the text forms for the log and Received. */
+void conn_set_peer(struct conn *c, const struct sockaddr_storage *sa);
 
 /* Start the session: the greeting (or TLS first), or 421 instead when
  * refuse says why (RFC 5321 §3.1). */
