@@ -8,11 +8,12 @@ set -eu
 
 BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
 libcrypt-dev libpq-dev libidn-dev openssl libcurl4-openssl-dev \
-libjson-c-dev"
+libjson-c-dev libmicrohttpd-dev"
 TEST_PKGS="clang libclang-rt-14-dev libcmocka-dev libgsasl-dev gsasl python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
-e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db"
+e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db \
+prometheus"
 
 case "${1:-test}" in
 build) want="$BUILD_PKGS" ;;

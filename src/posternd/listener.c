@@ -12,6 +12,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "session.h"
 
@@ -114,8 +115,10 @@ listener_admit(struct conn *c, size_t total)
     /* An address locked out by the throttle gets no session. */
     else if (throttle_check(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
                             NULL, uv_now(&w->loop), &delay) ==
-             THROTTLE_REFUSE)
+             THROTTLE_REFUSE) {
         refuse = REFUSE_LOCKOUT;
+        metrics_lockout(w->metrics);
+    }
     conn_start(c, refuse);
 }
 
@@ -139,6 +142,7 @@ on_connection(uv_stream_t *ls, int status)
     c = conn_new(w, l->idx, &total);
     if (c == NULL)
         return;
+    metrics_conn_opened(w->metrics, l->idx); /* conn_free() closes it */
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c, NULL);
         return;
@@ -298,6 +302,7 @@ worker_new(struct server *srv, unsigned id)
     w->id = id;
     w->sc = snapshot_ref(srv->sc);
     w->udb = worker_userdb(w->sc);
+    w->metrics = metrics_loop(srv->metrics, id);
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->grace);

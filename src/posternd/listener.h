@@ -31,6 +31,9 @@
 #define PEER_BUCKETS 4096
 
 struct conn;
+struct metrics;
+struct metrics_http;
+struct metrics_loop;
 struct server;
 struct relay_mgr;
 struct control;
@@ -52,6 +55,7 @@ struct worker {
     unsigned id;
     struct snapshot *sc;     /* this loop's snapshot (a reference) */
     struct userdb *udb;      /* the store this loop looks users up in */
+    struct metrics_loop *metrics; /* this loop's counters (metrics.h) */
     struct listener *ls;
     size_t nls;
     uv_async_t wake;         /* the mailbox has something */
@@ -103,6 +107,8 @@ struct server {
     struct relay_mgr *relay;  /* the queue manager (control loop); its
                                  relay_mgr_post() is thread-safe */
     struct control *control;  /* the control socket */
+    struct metrics *metrics;  /* every loop's counters */
+    struct metrics_http *metrics_http; /* metrics = ADDRESS, or NULL */
     uv_timer_t stop_timer;    /* stopping: waits for the relay */
     uint64_t stop_started;
     int stopping;

@@ -40,6 +40,7 @@
 #include "deliver_maildir.h"
 #include "header.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue_file.h"
 #include "relay_int.h"
 #include "tls.h"
@@ -696,6 +697,7 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
         log_event(LOG_LEVEL_INFO, "relay_deferred", "qid", j->id, "relay",
                   cc->name, "reply", why, NULL);
     }
+    metrics_relay_attempt(cc->name, metrics_relay_result_of(j, pending));
     msg->active = 0;
     msg_record(m, msg, &lines);
     pst_buf_clear(&lines);
@@ -723,6 +725,7 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
     if (rt != NULL) {
         rt->conns--;
         if (end == RELAY_END_UNUSABLE) {
+            metrics_relay_attempt(rt->name, METRICS_RELAY_UNUSABLE);
             rt->failures++;
             rt->retry_at = relay_now() + relay_backoff(m->cfg, rt->failures);
             snprintf(rt->last_error, sizeof(rt->last_error), "%s",

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "server.h"
 
@@ -68,6 +69,8 @@ server_stop(struct server *srv, const char *why)
         }
     control_stop(srv->control);
     srv->control = NULL;
+    metrics_http_stop(srv->metrics_http);
+    srv->metrics_http = NULL;
     if (srv->relay != NULL)
         relay_mgr_stop(srv->relay);
     srv->stop_started = uv_now(srv->loop);
@@ -131,6 +134,13 @@ on_signal(uv_signal_t *h, int signum)
                   "action", "keeping the previous configuration", NULL);
         return;
     }
+    /* The metrics endpoint is bound at start, as the listeners are. */
+    if ((sc->cfg->metrics.text == NULL) != (srv->sc->cfg->metrics.text ==
+                                            NULL) ||
+        (sc->cfg->metrics.text != NULL &&
+         strcmp(sc->cfg->metrics.text, srv->sc->cfg->metrics.text) != 0))
+        log_event(LOG_LEVEL_WARN, "reload_partial", "error",
+                  "metrics changed; restart posternd to move it", NULL);
     if (sc->cfg->n_listeners != srv->nls) {
         log_event(LOG_LEVEL_WARN, "reload_failed", "error",
                   "listeners changed; restart posternd to change them",
@@ -278,6 +288,35 @@ server_workers(const struct config *cfg)
     return n;
 }
 
+/* A scrape of the metrics endpoint (control loop). */
+static int
+server_metrics(void *ctx, struct pst_buf *out)
+{
+    struct server *srv = ctx;
+
+    return metrics_render(srv->metrics, srv->sc->cfg, srv->relay, out);
+}
+
+/* metrics = ADDRESS: serve them.  Returns 0 or -1 (logged). */
+static int
+server_metrics_start(struct server *srv)
+{
+    const struct config *cfg = srv->sc->cfg;
+    char err[CONFIG_ERR_MAX];
+
+    if (cfg->metrics.text == NULL)
+        return 0;
+    if (metrics_http_start(srv->loop, &cfg->metrics, server_metrics, srv,
+                           &srv->metrics_http, err, sizeof(err)) < 0) {
+        log_event(LOG_LEVEL_WARN, "listen_failed", "listener", "metrics",
+                  "address", cfg->metrics.text, "error", err, NULL);
+        return -1;
+    }
+    log_event(LOG_LEVEL_INFO, "listening", "listener", "metrics", "address",
+              cfg->metrics.text, "path", "/metrics", NULL);
+    return 0;
+}
+
 /* Start the workers' threads.  Returns 0 or -1 (logged; those started
  * are told to stop and joined by the caller). */
 static int
@@ -286,6 +325,9 @@ server_start_workers(struct server *srv)
     unsigned n = server_workers(srv->sc->cfg);
     char count[16];
 
+    /* Every loop counts into its own slot (metrics.h). */
+    if (metrics_new(n, &srv->metrics) < 0)
+        return -1;
     srv->w = calloc(n, sizeof(*srv->w));
     if (srv->w == NULL)
         return -1;
@@ -350,7 +392,7 @@ server_run(const char *path)
     srv.stop_timer.data = &srv;
     if (server_throttle_apply(&srv) < 0)
         srv.exit_code = EX_SOFTWARE;
-    else if (server_bind(&srv) < 0)
+    else if (server_bind(&srv) < 0 || server_metrics_start(&srv) < 0)
         srv.exit_code = EX_UNAVAILABLE;
     else if (relay_mgr_new(srv.loop, srv.sc->cfg, &srv.relay, err,
                            sizeof(err)) < 0) {
@@ -365,6 +407,8 @@ server_run(const char *path)
     else
         uv_run(srv.loop, UV_RUN_DEFAULT);
     control_stop(srv.control);
+    metrics_http_stop(srv.metrics_http);
+    srv.metrics_http = NULL;
     /* Stopping (or a failed start): the workers finish their sessions
      * within the grace period. */
     if (!srv.stopping)
@@ -380,6 +424,8 @@ server_run(const char *path)
     free(srv.lfd);
     relay_mgr_free(srv.relay);
     loop_close_all(srv.loop);
+    metrics_free(srv.metrics);
+    metrics_relay_reset();
     uv_loop_close(srv.loop);
     throttle_free(srv.throttle_obj);
     listener_peers_free(&srv);

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "session.h"
 
@@ -114,6 +115,7 @@ conn_free(struct conn *c)
         c->next->prev = c->prev;
     w->nconn--;
     atomic_fetch_sub(&c->srv->nconn, 1);
+    metrics_conn_closed(w->metrics);
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
     conn_reset_message(c);
@@ -288,6 +290,7 @@ conn_tls_established(void *ctx)
         conn_enter_state(c, CONN_RUNNING);
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    metrics_tls(c->w->metrics, tls_protocol(c->tls));
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
                                     tls_cipher(c->tls)) < 0)
         return -1;
@@ -320,9 +323,11 @@ conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
 
     if (rc == TLS_OK || rc == TLS_WANT_MORE)
         return 0;
-    if (rc < 0 && !tls_established(c->tls))
+    if (rc < 0 && !tls_established(c->tls)) {
         log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
                   c->peer, "error", tls_error(c->tls), NULL);
+        metrics_tls_failed(c->w->metrics);
+    }
     return -1;
 }
 

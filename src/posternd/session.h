@@ -157,6 +157,7 @@ struct conn {
     struct queue_rcpt *qrcpt; /* the commit's envelope (WORK_COMMIT) */
     struct queue_env qenv;
     uint64_t msg_size;       /* octets received (DATA_END) */
+    uint64_t dot_ns;         /* uv_hrtime() of DATA_END (metrics) */
     /* The thread-pool job: */
     enum work_kind work_kind;
     int work_result;

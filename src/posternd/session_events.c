@@ -15,6 +15,7 @@
 
 #include "date.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "session.h"
 
@@ -101,10 +102,13 @@ work_done(uv_work_t *w, int status)
             /* Durable: the queue manager may load it now. */
             if (c->nrelayed > 0 && c->srv->relay != NULL)
                 relay_mgr_post(c->srv->relay, qid);
+            metrics_accepted(c->w->metrics, c->msg_size,
+                             uv_hrtime() - c->dot_ns);
         } else {
             a.verdict = PST_SMTP_TEMPFAIL;
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
                       "qid", qid, "error", maildir_error(c->msg), NULL);
+            metrics_refused(c->w->metrics, METRICS_REFUSED_STORAGE);
         }
         maildir_free(c->msg);
         c->msg = NULL;
@@ -151,6 +155,7 @@ conn_lockout(struct conn *c)
     c->close_why = "auth lockout";
     log_event(LOG_LEVEL_INFO, "auth_lockout", "sid", c->sid, "peer",
               c->peer, NULL);
+    metrics_lockout(c->w->metrics);
     if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_AUTH_LOCKOUT) < 0)
         conn_close(c, NULL);
 }
@@ -270,6 +275,7 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
                   ev->reason != NULL ? ev->reason : "-", NULL);
+    metrics_auth(c->w->metrics, ev->mech, ev->ok);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
     userdb_lookup_free(c->auth_req);
@@ -288,6 +294,8 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                                  c->auth_tag, uv_now(&c->w->loop), &delay);
         if (v == THROTTLE_REFUSE)
             conn_lockout(c); /* the 421 goes out after the 535 */
+        else if (delay > 0)
+            metrics_throttle_delay(c->w->metrics);
         /* The 535 leaves auth_failure_delay (or the throttle's delay, if
          * longer) after the client's last byte, however long the lookup
          * and the check took: an unknown user, a cheap verifier and a
@@ -666,10 +674,12 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
                       "error", c->msg_error != NULL ? c->msg_error
                                                     : "no spool file",
                       NULL);
+            metrics_refused(c->w->metrics, METRICS_REFUSED_STORAGE);
             conn_reset_message(c);
             return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
         }
         c->msg_size = ev->size;
+        c->dot_ns = uv_hrtime();
         if (conn_queue_env(c) < 0)
             return -1;
         return conn_queue_work(c, WORK_COMMIT);
@@ -677,6 +687,8 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",
                   pst_errname(ev->error), "reason",
                   ev->reason != NULL ? ev->reason : "-", NULL);
+        metrics_refused(c->w->metrics,
+                        metrics_refusal_of(ev->reason, ev->error));
         conn_reset_message(c);
         return 0;
     case PST_SMTP_EV_CLOSE:
