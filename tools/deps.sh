@@ -8,7 +8,7 @@ set -eu
 
 BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
 libcrypt-dev libpq-dev libidn-dev openssl libcurl4-openssl-dev \
-libjson-c-dev libmicrohttpd-dev"
+libjson-c-dev libmicrohttpd-dev libsystemd-dev"
 TEST_PKGS="clang libclang-rt-14-dev libcmocka-dev libgsasl-dev gsasl python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \

@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "relay.h"
 #include "server.h"
 
@@ -59,6 +60,7 @@ server_stop(struct server *srv, const char *why)
         return;
     srv->stopping = 1;
     log_event(LOG_LEVEL_INFO, "stopping", "signal", why, NULL);
+    notify_stopping();
     workers_post(srv, NULL, 1);
     /* The workers close their copies: the socket stops listening when
      * the last copy is closed, ours included. */
@@ -128,10 +130,13 @@ on_signal(uv_signal_t *h, int signum)
     }
     if (srv->stopping)
         return;
+    notify_reloading();
     sc = snapshot_load(srv->path, err, sizeof(err));
     if (sc == NULL) {
         log_event(LOG_LEVEL_WARN, "reload_failed", "error", err,
                   "action", "keeping the previous configuration", NULL);
+        notify_reloaded("reload failed, previous configuration kept "
+                        "(see the log)");
         return;
     }
     /* The metrics endpoint is bound at start, as the listeners are. */
@@ -146,6 +151,8 @@ on_signal(uv_signal_t *h, int signum)
                   "listeners changed; restart posternd to change them",
                   NULL);
         snapshot_unref(sc);
+        notify_reloaded("reload failed, previous configuration kept "
+                        "(listeners changed)");
         return;
     }
     /* The relay manager moves to the new configuration before the old
@@ -167,6 +174,7 @@ on_signal(uv_signal_t *h, int signum)
         log_event(LOG_LEVEL_INFO, "reloaded", "userdb",
                   userdb_kind(sc->udb), NULL);
     }
+    notify_reloaded("serving (reloaded)");
 }
 
 /* --- The spool cleaner ------------------------------------------------ */
@@ -404,8 +412,11 @@ server_run(const char *path)
         srv.exit_code = EX_UNAVAILABLE;
     } else if (server_start_workers(&srv) < 0)
         srv.exit_code = EX_OSERR;
-    else
+    else {
+        /* Type=notify: the listeners are bound and accepting. */
+        notify_ready("serving");
         uv_run(srv.loop, UV_RUN_DEFAULT);
+    }
     control_stop(srv.control);
     metrics_http_stop(srv.metrics_http);
     srv.metrics_http = NULL;
