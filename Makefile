@@ -2,7 +2,10 @@
 #   make            build (build/)
 #   make run        install what is missing, build, start posternd
 #   make test       install what is missing, build, run every test suite
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [DESTDIR=/tmp/stage]
+#                   programs, library, man pages, the systemd unit
+#                   (PREFIX/lib/systemd/system/posternd.service) and an
+#                   example configuration (SYSCONFDIR/postern/)
 
 PREFIX ?= /usr/local
 BUILD  ?= build
@@ -44,7 +47,7 @@ test: deps-test $(BUILD)/build.ninja $(ASAN)/build.ninja
 
 install: all
 	meson configure $(BUILD) --prefix=$(PREFIX)
-	meson install -C $(BUILD)
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 lint:
 	tools/lint
