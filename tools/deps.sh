@@ -4,6 +4,8 @@
 # command and fails.
 #   tools/deps.sh build   # build only
 #   tools/deps.sh test    # build + everything the test suites use
+#   tools/deps.sh deb     # build + what building the Debian package
+#                         # takes (tools/check-deb.sh)
 set -eu
 
 BUILD_PKGS="build-essential pkg-config meson ninja-build libssl-dev libuv1-dev \
@@ -15,10 +17,13 @@ libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl
 e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db \
 prometheus fail2ban haproxy"
 
+DEB_PKGS="dpkg-dev debhelper devscripts equivs fakeroot lintian man-db"
+
 case "${1:-test}" in
 build) want="$BUILD_PKGS" ;;
 test | run) want="$BUILD_PKGS $TEST_PKGS" ;;
-*) echo "usage: $0 build|test|run" >&2; exit 64 ;;
+deb) want="$BUILD_PKGS $DEB_PKGS" ;;
+*) echo "usage: $0 build|test|run|deb" >&2; exit 64 ;;
 esac
 
 missing=""
