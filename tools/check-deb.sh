@@ -48,19 +48,26 @@ posternd -t -c /etc/postern/posternd.conf
 posternd -V
 id postern
 id -nG postern | grep -qw ssl-cert
-[ "$(stat -c %U:%a /var/spool/postern)" = postern:750 ]
-[ "$(stat -c %U:%a /var/mail/postern)" = postern:750 ]
+for d in /var/spool/postern /var/spool/postern/tmp /var/mail/postern; do
+    [ "$(stat -c %U:%G:%a "$d")" = postern:postern:750 ] ||
+        { stat "$d" >&2; exit 1; }
+done
 [ "$(stat -c %U:%G:%a /etc/postern/users)" = root:postern:640 ]
 [ -f /lib/systemd/system/posternd.service ]
 grep -qx 'Type=notify' /lib/systemd/system/posternd.service
-# Installed disabled and not started.
-if deb-systemd-helper is-enabled posternd.service; then
-    echo "check-deb: posternd.service is enabled" >&2
-    exit 1
-fi
-[ ! -e /etc/systemd/system/multi-user.target.wants/posternd.service ]
-! pgrep -x posternd >/dev/null
-[ ! -e /usr/sbin/sendmail ] || [ "$(readlink -f /usr/sbin/sendmail)" != /usr/bin/postern ]
+# Installed disabled (dh_installsystemd --no-enable): no wants link,
+# neither systemd's nor the one deb-systemd-helper keeps to remember it.
+wants=multi-user.target.wants/posternd.service
+for l in "/etc/systemd/system/$wants" \
+    "/var/lib/systemd/deb-systemd-helper-enabled/$wants"; do
+    if [ -e "$l" ] || [ -L "$l" ]; then
+        echo "check-deb: posternd.service is enabled ($l)" >&2
+        exit 1
+    fi
+done
+# /usr/sbin/sendmail is the MTA's, not ours.
+[ ! -e /usr/sbin/sendmail ] ||
+    [ "$(readlink -f /usr/sbin/sendmail)" != /usr/bin/postern ]
 dpkg -L libpostern-dev | grep -q /usr/include/postern/sasl.h
 pkg-config --exists libpostern 2>/dev/null || [ ! -x /usr/bin/pkg-config ] ||
     { echo "check-deb: pkg-config does not find libpostern" >&2; exit 1; }
@@ -73,13 +80,14 @@ man -P cat postern 2>/dev/null | grep -q 'SMTP AUTH client'
 step "one message through the installed posternd, as postern"
 port=$((20000 + $$ % 20000))
 conf=$tmp/posternd.conf
+chmod 755 "$tmp"   # posternd, as postern, reads the file there
 sed -e "s/^address   = 0.0.0.0:587$/address   = 127.0.0.1:$port/" \
     -e "s/^address   = 0.0.0.0:465$/address   = 127.0.0.1:$((port + 1))/" \
     -e "s/^log       = syslog$/log       = stderr/" \
     /etc/postern/posternd.conf >"$conf"
 chmod 644 "$conf"
 printf 'deb-secret-1\n' | postern user add -f /etc/postern/users \
-    demo@example.test -s SHA512-CRYPT
+    demo@example.test
 chown root:postern /etc/postern/users
 chmod 640 /etc/postern/users
 setpriv --reuid=postern --regid=postern --init-groups --no-new-privs \
@@ -106,4 +114,5 @@ box=/var/mail/postern/example.test/demo/new
 [ "$(ls "$box" | wc -l)" -eq 1 ]
 grep -q 'hello' "$box"/*
 [ "$(stat -c %U "$box"/*)" = postern ]
-echo "check-deb: OK: postern $version built, lintian clean, installed, served mail"
+echo "check-deb: OK: postern $version built, lintian clean, installed," \
+    "served mail"
