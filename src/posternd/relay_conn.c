@@ -657,8 +657,6 @@ rc_session_new(struct relay_conn *c)
 {
     struct pst_sasl_client_config sasl = {
         .authcid = c->cfg.user,
-        .password = c->cfg.secret,
-        .password_len = c->cfg.secret_len,
         .host = c->cfg.host,
     };
     struct pst_smtp_client_config sc = {
@@ -673,6 +671,16 @@ rc_session_new(struct relay_conn *c)
         .mechs = c->cfg.mechs,
     };
 
+    if (c->cfg.bearer) {
+        /* XOAUTH2 / OAUTHBEARER (RFC 7628 §3.1: host= and port=). */
+        sasl.token = c->cfg.secret;
+        sasl.token_len = c->cfg.secret_len;
+        sasl.oauth_host = c->cfg.host;
+        sasl.oauth_port = c->cfg.port;
+    } else {
+        sasl.password = c->cfg.secret;
+        sasl.password_len = c->cfg.secret_len;
+    }
     return pst_smtp_client_new(&sc, &c->s);
 }
 
