@@ -632,11 +632,26 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         rc = tls_input(c->tls, (const uint8_t *)b->base, (size_t)n);
         if (rc == TLS_STOPPED)
             return;
-        if (rc < 0 || rc == TLS_CLOSED) {
+        if (rc == TLS_CLOSED) {
+            /* The server's close_notify after its last reply (221 to our
+             * QUIT, or a 421): act on what came before it first. */
+            rc_pump(c);
+            if (c->state == RC_SESSION)
+                rc_close(c, c->quitting && c->fail_code == 0
+                                ? RELAY_END_QUIT
+                                : c->ready_seen ? RELAY_END_BROKEN
+                                                : RELAY_END_UNUSABLE,
+                         c->fail_code, c->fail_reply != NULL
+                                           ? c->fail_reply
+                                           : "TLS closed by the smarthost");
+            return;
+        }
+        if (rc < 0) {
             rc_log(c, LOG_LEVEL_INFO, "relay_tls_failed", "error",
                    tls_error(c->tls), NULL, NULL);
             rc_close(c, c->ready_seen ? RELAY_END_BROKEN : RELAY_END_UNUSABLE,
-                     0, rc < 0 ? tls_error(c->tls) : "TLS closed");
+                     c->fail_code, c->fail_reply != NULL ? c->fail_reply
+                                                         : tls_error(c->tls));
             return;
         }
     } else if (pst_smtp_client_feed(c->s, (const uint8_t *)b->base,

@@ -314,3 +314,30 @@ def test_rewrite_sender(tmp_path, mode):
     finally:
         dev.stop()
         up.stop()
+
+
+def test_reload_changes_relay_settings(tmp_path):
+    """A wrong upstream password: AUTH refused, the mail waits; the file
+    fixed and SIGHUP: the next attempt uses it (the queue kept)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    pwfile = os.path.join(dev.dir, "up.pw")
+    up.start()
+    with open(pwfile, "w") as f:
+        f.write("wrong\n")
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        ev = dev.wait_event("relay_unusable", timeout=20)
+        assert ev and ev[0]["code"] == "535"
+        with open(pwfile, "w") as f:
+            f.write(UP_PW + "\n")
+        dev.hup()
+        assert dev.wait_event("reloaded", timeout=10)
+        assert queue_cmd(dev, "flush").returncode == 0
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          30)
+    finally:
+        assert dev.stop() == 0
+        up.stop()
