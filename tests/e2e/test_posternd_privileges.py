@@ -373,3 +373,23 @@ def test_check_bad_user(base, account, user, want):
         p.start(timeout=10)
     assert p.proc.returncode == 78
     assert want in p.log()
+
+
+def test_check_queue(base, account):
+    """With a relay the queue must be the user's too (SPOOL/queue by
+    default): missing is fine if the spool can take it; root's is an
+    error."""
+    need_posternd()
+    uid, _ = account
+    p = prepared(base, account, extra_global="[relay r]\n"
+                 "host = smtp.example.test:587\n")
+    t = check(p.conf)
+    assert t.returncode == 0, t.stderr
+    assert t.stderr == ""
+    queue = os.path.join(p.spool, "queue")
+    os.mkdir(queue, 0o700)
+    t = check(p.conf)
+    assert t.returncode == 78, (t.stdout, t.stderr)
+    assert t.stderr == (f"posternd: {p.conf}: queue {queue}: not writable "
+                        f"by {TEST_USER} (uid {uid}): owner uid 0, mode "
+                        "0700\n"), t.stderr
