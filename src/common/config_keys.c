@@ -166,6 +166,11 @@ static const struct config_key global_keys[] = {
     {.name = "workers", .type = KT_WORKERS, .offset = G(workers), .min = 1,
      .max = 1024, .def = "auto",
      .doc = "event loops (threads); auto: one per core"},
+    /* DESIGN.md "Privileges": resolved and checked by posternd
+     * (src/posternd/priv.c), not here. */
+    {.name = "user", .type = KT_STRING, .offset = G(user),
+     .doc = "started as root, run as this user once the listeners are "
+            "bound and the TLS key read"},
     {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
      .names = log_level_names, .def = "info",
      .doc = "the least severe events logged"},

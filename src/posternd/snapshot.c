@@ -2,11 +2,15 @@
  * posternd - the configuration snapshot (snapshot.h).
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "deliver_maildir.h"
+#include "log.h"
 #include "snapshot.h"
 
 void
@@ -70,8 +74,89 @@ snapshot_check_session(const struct config *cfg,
     return 0;
 }
 
+/* Whether file (NULL: none) exists but this process may not read it:
+ * root's, and posternd runs as `user` now. */
+static int
+snapshot_unreadable(const char *file)
+{
+    return file != NULL && access(file, R_OK) != 0 && errno == EACCES;
+}
+
+static int
+snapshot_same(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* A reload keeps what prev loaded from file, which it cannot read. */
+static void
+snapshot_log_kept(const char *what, const char *file)
+{
+    char uid[24];
+
+    snprintf(uid, sizeof(uid), "%lu", (unsigned long)geteuid());
+    log_event(LOG_LEVEL_WARN, "reload_kept", "what", what, "file", file,
+              "uid", uid, "reason", "this process may not read it; the "
+              "version loaded before stays in service (restart posternd "
+              "to load a new one)", NULL);
+}
+
+/* The passwd-file store: prev's, when the file is the same one and this
+ * process may no longer read it; else opened now. */
+static int
+snapshot_userdb(struct snapshot *sc, const struct snapshot *prev, char *err,
+                size_t n)
+{
+    const struct config *cfg = sc->cfg;
+
+    if (prev != NULL && cfg->userdb.kind == CONFIG_USERDB_PASSWD_FILE &&
+        prev->cfg->userdb.kind == CONFIG_USERDB_PASSWD_FILE &&
+        snapshot_same(cfg->userdb.arg, prev->cfg->userdb.arg) &&
+        snapshot_unreadable(cfg->userdb.arg)) {
+        sc->udb = userdb_ref(prev->udb);
+        snapshot_log_kept("user file", cfg->userdb.arg);
+        return 0;
+    }
+    return userdb_open(cfg, &sc->udb, err, n);
+}
+
+/* The TLS context: prev's, when the certificate and key are the same
+ * files, tls_min_version the same, and this process may no longer read
+ * one of them; else made now. */
+static int
+snapshot_tls(struct snapshot *sc, const struct snapshot *prev, char *err,
+             size_t n)
+{
+    const struct config *cfg = sc->cfg;
+    struct tls_config tc = {
+        .role = TLS_ROLE_SERVER,
+        .cert_file = cfg->tls_cert,
+        .key_file = cfg->tls_key,
+        .min_version = cfg->tls_min_version,
+    };
+
+    if (prev != NULL && prev->tls != NULL &&
+        snapshot_same(cfg->tls_cert, prev->cfg->tls_cert) &&
+        snapshot_same(cfg->tls_key, prev->cfg->tls_key) &&
+        cfg->tls_min_version == prev->cfg->tls_min_version &&
+        (snapshot_unreadable(cfg->tls_cert) ||
+         snapshot_unreadable(cfg->tls_key))) {
+        if (tls_ctx_share(prev->tls, &sc->tls) < 0) {
+            snprintf(err, n, "out of memory");
+            return -1;
+        }
+        snapshot_log_kept("tls_cert and tls_key",
+                          snapshot_unreadable(cfg->tls_key)
+                              ? cfg->tls_key
+                              : cfg->tls_cert);
+        return 0;
+    }
+    return tls_ctx_new(&tc, &sc->tls, err, n) < 0 ? -1 : 0;
+}
+
 struct snapshot *
-snapshot_load(const char *path, char *err, size_t n)
+snapshot_load(const char *path, const struct snapshot *prev, char *err,
+              size_t n)
 {
     struct snapshot *sc = calloc(1, sizeof(*sc));
     struct config *cfg;
@@ -93,23 +178,30 @@ snapshot_load(const char *path, char *err, size_t n)
         snprintf(err, n, "out of memory");
         goto fail;
     }
+    if (cfg->user != NULL) {
+        char why[CONFIG_ERR_MAX];
+
+        if (priv_lookup(cfg->user, &sc->user, why, sizeof(why)) < 0) {
+            snprintf(err, n, "%s: %s", cfg->file, why);
+            goto fail;
+        }
+        /* Root about to become the user: the spool's tmp/ must be the
+         * user's, not root's as maildir_check_spool() would make it. */
+        if (geteuid() == 0) {
+            char tmp[PATH_MAX];
+
+            snprintf(tmp, sizeof(tmp), "%s/tmp", cfg->spool);
+            (void)priv_make_dir(tmp, 0700, &sc->user);
+        }
+    }
     if (maildir_check_spool(cfg->spool, cfg->mailbox, err, n) < 0)
         goto fail;
-    if (userdb_open(cfg, &sc->udb, err, n) < 0)
+    if (snapshot_userdb(sc, prev, err, n) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++)
         need_tls |= cfg->listeners[i].tls != CONFIG_TLS_NONE;
-    if (need_tls) {
-        struct tls_config tc = {
-            .role = TLS_ROLE_SERVER,
-            .cert_file = cfg->tls_cert,
-            .key_file = cfg->tls_key,
-            .min_version = cfg->tls_min_version,
-        };
-
-        if (tls_ctx_new(&tc, &sc->tls, err, n) < 0)
-            goto fail;
-    }
+    if (need_tls && snapshot_tls(sc, prev, err, n) < 0)
+        goto fail;
     sc->l = calloc(cfg->n_listeners, sizeof(*sc->l));
     sc->uri_hosts = calloc(cfg->n_listeners + 1, sizeof(char *));
     if (sc->l == NULL || sc->uri_hosts == NULL) {

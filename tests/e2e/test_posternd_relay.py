@@ -341,3 +341,28 @@ def test_reload_changes_relay_settings(tmp_path):
     finally:
         assert dev.stop() == 0
         up.stop()
+
+
+def test_user_relay_field(tmp_path):
+    """relay= in the user file picks the user's relay; a user without
+    it, and no global relay: 550 5.7.1."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.extra_global = dev.extra_global.replace("relay = up\n", "")
+    dev.users = {DEV_USER: (DEV_PW, "PLAIN", "relay=up"),
+                 "norelay@example.test": ("pw-2", "PLAIN", "")}
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        with smtplib.SMTP("127.0.0.1", dev.ports["plain"], timeout=30) as s:
+            s.login("norelay@example.test", "pw-2")
+            s.mail("norelay@example.test")
+            code, text = s.rcpt("bob@example.org")
+            assert (code, text[:5]) == (550, b"5.7.1")
+    finally:
+        assert dev.stop() == 0
+        up.stop()
