@@ -38,6 +38,7 @@
 #include "config.h"
 #include "date.h"
 #include "deliver_maildir.h"
+#include "fileio.h"
 #include "header.h"
 #include "log.h"
 #include "queue_file.h"
@@ -362,8 +363,7 @@ work_run(uv_work_t *req)
         fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
         w->rc = fd < 0 ? PST_EIO : 0;
         if (fd >= 0) {
-            if (write(fd, w->lines.data, w->lines.len) !=
-                    (ssize_t)w->lines.len ||
+            if (fileio_write_all(fd, w->lines.data, w->lines.len) < 0 ||
                 fdatasync(fd) != 0)
                 w->rc = PST_EIO;
             if (w->rc != 0)
