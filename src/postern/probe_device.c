@@ -466,8 +466,9 @@ dev_login(struct dev_conn *k, const struct probe_device *d,
     rc = pst_base64_encode((const uint8_t *)d->user, strlen(d->user), &b);
     if (rc == 0)
         rc = pst_buf_append_byte(&b, 0);
+    /* Transcripts show no AUTH continuation line (STYLE.md §6). */
     if (rc == 0)
-        rc = dev_cmd(k, (const char *)b.data, 0, r);
+        rc = dev_cmd(k, (const char *)b.data, 1, r);
     if (rc == 0 && r->code == 334) {
         pst_buf_reset(&b);
         rc = pst_base64_encode(d->password, d->password_len, &b);
