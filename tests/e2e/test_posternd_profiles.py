@@ -19,7 +19,7 @@ import warnings
 
 import pytest
 
-from posternd_util import (ALL_SCHEMES, Posternd, SMTPRaw, b64,
+from posternd_util import (Posternd, SMTPRaw, b64, free_port,
                            parse_log_line, posternd_bin, strip_received,
                            unique_rcpt)
 
@@ -542,6 +542,79 @@ def test_counts_at_stop(tmp_path):
         "helo_auth=2 bare_lf=1 add_missing_headers=1",
         "level=info event=compat_stats profile=lab sessions=1 helo_auth=1",
     ]
+
+
+def test_reload_keeps_counts_and_changes_profiles(tmp_path):
+    """SIGHUP: new connections get the new profiles (here scanners loses
+    helo_auth); the counts of a profile that keeps its name go on."""
+    p = ProfilePosternd(tmp_path).start()
+    try:
+        r = raw(p, "plain", SCANNER)
+        assert r.cmd("HELO s")[0] == 250
+        assert r.cmd("AUTH CRAM-MD5")[0] == 334
+        assert r.cmd("*")[0] == 501
+        quit_ok(r)
+        assert p.wait_event("compat", count=1)
+        p.profiles = PROFILES.replace("helo_auth = yes\nbare_lf",
+                                      "bare_lf")
+        p.write_config()
+        p.hup()
+        assert p.wait_event("reloaded")
+        r = raw(p, "plain", SCANNER)
+        assert r.cmd("HELO s")[0] == 250
+        assert r.cmd("AUTH CRAM-MD5") == (
+            503, ["503 5.5.1 Error: send EHLO first"])
+        quit_ok(r)
+        (code, _), _ = send_message(p, SCANNER, b"Subject: x\n\nbody\r\n")
+        assert code == 250
+        assert p.wait_event("compat", count=2)
+    finally:
+        assert p.stop() == 0, p.log()
+    stats = [re.sub(r"^ts=\S+ ", "", ln) for ln in p.log().splitlines()
+             if "event=compat_stats" in ln]
+    assert stats == [
+        "level=info event=compat_stats profile=scanners sessions=2 "
+        "helo_auth=1 bare_lf=1 add_missing_headers=1"]
+
+
+def test_dual_stack_and_ipv6(tmp_path):
+    """A listener on [::] sees IPv4 clients as ::ffff:a.b.c.d (RFC 4291
+    §2.5.5.2): an IPv4 network of a profile matches them all the same;
+    an IPv6 network matches ::1."""
+    port = free_port("::")
+    p = ProfilePosternd(tmp_path, profiles=(
+        f"[listener dual]\naddress = [::]:{port}\ntls = none\n"
+        "auth_before_tls = challenge\n"
+        "[profile scanners]\n"
+        f"networks = {SCANNER}/32 ::1/128\n"
+        "helo_auth = yes\n")).start()
+    try:
+        for src, host, want in ((SCANNER, "127.0.0.1", 334),
+                                (OTHER, "127.0.0.1", 503),
+                                ("::1", "::1", 334)):
+            deadline = time.time() + 10
+            while True:
+                try:
+                    sock = socket.create_connection(
+                        (host, port), timeout=10, source_address=(src, 0))
+                    break
+                except ConnectionRefusedError:
+                    assert time.time() < deadline
+                    time.sleep(0.05)
+            r = SMTPRaw.__new__(SMTPRaw)
+            r.sock, r.buf, r.timeout = sock, b"", 10
+            assert r.reply()[0] == 220
+            assert r.cmd("HELO s")[0] == 250
+            assert r.cmd("AUTH CRAM-MD5")[0] == want, (src, host)
+            if want == 334:
+                assert r.cmd("*")[0] == 501
+            quit_ok(r)
+        got = [(e["peer"], e["profile"]) for e in
+               p.wait_event("profile", count=2) if e["listener"] == "dual"]
+        assert got == [("::ffff:127.0.0.2", "scanners"),
+                       ("::1", "scanners")]
+    finally:
+        assert p.stop() == 0, p.log()
 
 
 # --- posternd -t -------------------------------------------------------------
