@@ -88,6 +88,13 @@ enum conn_hold {
     HOLD_REPLY,              /* the 535 goes out after the delay */
 };
 
+/* add_missing_headers: where the message's header section is. */
+enum conn_hdr {
+    CONN_HDR_OFF = 0,        /* not held back (no profile, or done) */
+    CONN_HDR_HOLDING,        /* held back in conn->hdr until its end */
+    CONN_HDR_ADDED,          /* written with Date or Message-ID added */
+};
+
 /* Why a connection gets 421 instead of a greeting. */
 enum conn_refuse {
     REFUSE_NONE = 0,
@@ -145,9 +152,8 @@ struct conn {
     /* The compatibility profile (session_profile.c): */
     const struct config_profile *profile; /* NULL: none applies */
     unsigned profile_used;   /* PROFILE_USED_* the driver saw */
-    int hdr_holding;         /* add_missing_headers: the header
-                                section is being held back in hdr */
-    struct pst_buf hdr;
+    enum conn_hdr hdr_holding; /* add_missing_headers */
+    struct pst_buf hdr;      /* the header section held back */
     /* The thread-pool job: */
     enum work_kind work_kind;
     int work_result;

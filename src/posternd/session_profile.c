@@ -79,13 +79,13 @@ conn_profile_data_begin(struct conn *c)
         c->msg == NULL)
         return;
     pst_buf_init(&c->hdr, PROFILE_HDR_MAX, 0);
-    c->hdr_holding = 1;
+    c->hdr_holding = CONN_HDR_HOLDING;
 }
 
 void
 conn_profile_data_reset(struct conn *c)
 {
-    c->hdr_holding = 0;
+    c->hdr_holding = CONN_HDR_OFF;
     pst_buf_clear(&c->hdr);
 }
 
@@ -99,7 +99,7 @@ conn_profile_hdr_flush(struct conn *c)
     unsigned added = 0;
     int rc;
 
-    c->hdr_holding = 0;
+    c->hdr_holding = CONN_HDR_OFF;
     /* RFC 6409 §8.2: the time the message arrived; §8.3: an id unique
      * to this server: the queue id at the host name. */
     if (date_rfc5322(time(NULL), date, sizeof(date)) != 0)
@@ -112,8 +112,9 @@ conn_profile_hdr_flush(struct conn *c)
                          : PST_EINVAL;
     if (rc == 0) {
         rc = maildir_append(c->msg, out.data, out.len);
+        /* A use once the message is whole (conn_profile_data_end()). */
         if (added != 0)
-            c->profile_used |= PROFILE_USED_ADD_MISSING_HEADERS;
+            c->hdr_holding = CONN_HDR_ADDED;
     } else {
         /* The message goes as it came rather than not at all. */
         log_event(LOG_LEVEL_WARN, "compat_headers_unchanged", "sid", c->sid,
@@ -129,14 +130,14 @@ conn_profile_hdr_flush(struct conn *c)
 int
 conn_profile_data(struct conn *c, const uint8_t *p, size_t len)
 {
-    if (!c->hdr_holding)
+    if (c->hdr_holding != CONN_HDR_HOLDING)
         return maildir_append(c->msg, p, len) < 0 ? -1 : 0;
     if (c->hdr.len + len > PROFILE_HDR_MAX) {
         /* Bounded: a header section this long passes as it is. */
         log_event(LOG_LEVEL_INFO, "compat_headers_unchanged", "sid", c->sid,
                   "profile", c->profile->name, "reason",
                   "header section over 64 KiB", NULL);
-        c->hdr_holding = 0;
+        c->hdr_holding = CONN_HDR_OFF;
         if (maildir_append(c->msg, c->hdr.data, c->hdr.len) < 0)
             return -1;
         pst_buf_clear(&c->hdr);
@@ -152,7 +153,14 @@ conn_profile_data(struct conn *c, const uint8_t *p, size_t len)
 int
 conn_profile_data_end(struct conn *c)
 {
-    return c->hdr_holding ? conn_profile_hdr_flush(c) : 0;
+    int rc = 0;
+
+    if (c->hdr_holding == CONN_HDR_HOLDING)
+        rc = conn_profile_hdr_flush(c);
+    if (rc == 0 && c->hdr_holding == CONN_HDR_ADDED)
+        c->profile_used |= PROFILE_USED_ADD_MISSING_HEADERS;
+    c->hdr_holding = CONN_HDR_OFF;
+    return rc;
 }
 
 /* --- The end ------------------------------------------------------------- */

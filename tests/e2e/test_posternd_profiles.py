@@ -510,6 +510,21 @@ def test_no_compat_line_without_use(srv):
         assert srv.events("compat", sid=sid) == []
 
 
+def test_refused_message_uses_nothing(srv):
+    """Headers added to a message that is then refused (a bare CR, which
+    no profile admits) are not a use: nothing was stored."""
+    start = log_len(srv)
+    (code, lines), rcpt = send_message(
+        srv, SCANNER, b"Subject: x\r\n\r\nbad\rCR\r\n")
+    assert (code, lines) == (
+        550, ["550 5.6.0 Error: bare <CR> or <LF> in message"])
+    assert srv.messages(rcpt) == []
+    sid = sid_of(srv, SCANNER, "open", start)
+    assert srv.wait_event("disconnect", sid=sid)
+    time.sleep(0.2)
+    assert srv.events("compat", sid=sid) == []
+
+
 def test_counts_at_stop(tmp_path):
     """The counts per profile and exception, in the log when posternd
     stops: three sessions of scanners (two used helo_auth, one bare_lf
