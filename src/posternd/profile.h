@@ -40,6 +40,9 @@
 /* The header section add_missing_headers holds back, at most (bytes):
  * past it the message passes unchanged. */
 #define PROFILE_HDR_MAX (64 * 1024)
+/* What profile_hdr_fix() adds, at most: "Date: " and an RFC 5322 date,
+ * "Message-ID: <" a queue id "@" a host name (253) ">", two CRLFs. */
+#define PROFILE_HDR_ADDED_MAX 512
 
 /*
  * The used bits as the log shows them, in the order of the profile's

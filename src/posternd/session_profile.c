@@ -106,7 +106,7 @@ conn_profile_hdr_flush(struct conn *c)
         date[0] = '\0';
     snprintf(msgid, sizeof(msgid), "<%s@%s>", maildir_qid(c->msg),
              c->sc->cfg->hostname);
-    pst_buf_init(&out, PROFILE_HDR_MAX + 1024, 0);
+    pst_buf_init(&out, PROFILE_HDR_MAX + PROFILE_HDR_ADDED_MAX, 0);
     rc = date[0] != '\0' ? profile_hdr_fix(c->hdr.data, c->hdr.len, date,
                                            msgid, &out, &added)
                          : PST_EINVAL;

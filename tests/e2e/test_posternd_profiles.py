@@ -376,6 +376,23 @@ def test_missing_message_id_only(srv):
         b"\r\nbody\r\n")
 
 
+def test_long_header_section_passes_unchanged(srv):
+    """add_missing_headers holds back 64 KiB of header section at most:
+    past it the message passes as it came, and the log says so."""
+    start = log_len(srv)
+    hdr = b"".join(b"X-Filler-%03d: %s\r\n" % (i, b"f" * 970)
+                   for i in range(70))
+    msg = b"Subject: long\r\n" + hdr + b"\r\nbody\r\n"
+    assert len(msg) > 65536
+    (code, lines), rcpt = send_message(srv, SCANNER, msg)
+    assert code == 250, lines
+    assert stored(srv, rcpt) == msg
+    sid = sid_of(srv, SCANNER, "open", start)
+    ev = srv.wait_event("compat_headers_unchanged", sid=sid)
+    assert ev and ev[0]["profile"] == "scanners"
+    assert ev[0]["reason"] == "header section over 64 KiB"
+
+
 @pytest.mark.parametrize("src, date, msgid", [
     (SCANNER, True, True),       # present: nothing added
     (OTHER, False, False),       # no profile: nothing added
