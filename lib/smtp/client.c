@@ -458,7 +458,9 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
         copy_str(&c->sasl_host, 255, 0, NULL) < 0 ||
         copy_str(&c->sasl_authcid, PST_SASL_MAX_NAME, 0, NULL) < 0 ||
         copy_str(&c->sasl_authzid, PST_SASL_MAX_NAME, 0, NULL) < 0 ||
-        copy_str(&c->sasl_password, PST_SASL_MAX_PASSWORD, 1, NULL) < 0)
+        copy_str(&c->sasl_password, PST_SASL_MAX_PASSWORD, 1, NULL) < 0 ||
+        copy_str(&c->sasl_token, PST_SASL_MAX_TOKEN, 1, NULL) < 0 ||
+        copy_str(&c->sasl_oauth_host, 255, 0, NULL) < 0)
         goto fail;
     /* RFC 4954 §3's AUTH keyword lists the server's names; the caller's
      * list keeps its order, less what lib/sasl does not implement (the
@@ -500,7 +502,11 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
             (s->service != NULL &&
              pst_buf_append_str(&c->sasl_service, s->service) < 0) ||
             (s->host != NULL && pst_buf_append_str(&c->sasl_host,
-                                                   s->host) < 0)) {
+                                                   s->host) < 0) ||
+            (s->token_len > 0 && pst_buf_append(&c->sasl_token, s->token,
+                                                s->token_len) < 0) ||
+            (s->oauth_host != NULL &&
+             pst_buf_append_str(&c->sasl_oauth_host, s->oauth_host) < 0)) {
             rc = PST_ELIMIT;
             goto fail;
         }
@@ -513,6 +519,18 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                               ? (const char *)c->sasl_service.data : NULL;
         c->sasl.host = s->host != NULL ? (const char *)c->sasl_host.data
                                        : NULL;
+        /* Copies, as for the password: nothing of the caller's is kept
+         * (the SCRAM cache excepted: pst_sasl_client_config says it must
+         * outlive the exchange).  Channel binding needs the TLS of this
+         * connection, which the session does not have: no -PLUS. */
+        c->sasl.token = c->sasl_token.len > 0 ? c->sasl_token.data : NULL;
+        c->sasl.token_len = c->sasl_token.len;
+        c->sasl.oauth_host = s->oauth_host != NULL
+                                 ? (const char *)c->sasl_oauth_host.data
+                                 : NULL;
+        c->sasl.cb_type = NULL;
+        c->sasl.cb_data = NULL;
+        c->sasl.cb_len = 0;
     }
     c->starttls = cfg->starttls;
     c->tls = cfg->implicit_tls ? 1 : 0;
@@ -554,6 +572,8 @@ pst_smtp_client_free(struct pst_smtp_client *c)
     pst_buf_clear(&c->sasl_password);
     pst_buf_clear(&c->sasl_service);
     pst_buf_clear(&c->sasl_host);
+    pst_buf_clear(&c->sasl_token);
+    pst_buf_clear(&c->sasl_oauth_host);
     pst_buf_clear(&c->line);
     pst_buf_clear(&c->reply);
     pst_buf_clear(&c->out);

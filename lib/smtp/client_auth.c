@@ -36,13 +36,37 @@ client_send_b64(struct pst_smtp_client *c, const uint8_t *msg, size_t len)
 
 /* --- Choosing a mechanism ----------------------------------------------- */
 
+/* Whether m could be used with what the caller gave (a password, a
+ * token), TLS aside. */
+static int
+client_mech_fits(const struct pst_smtp_client *c,
+                 const struct pst_sasl_mech *m)
+{
+    unsigned f = pst_sasl_mech_flags(m);
+
+    if ((f & PST_MECH_BEARER) && c->sasl_token.len == 0)
+        return 0;
+    if (f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL))
+        return 0;
+    return (f & PST_MECH_BEARER) || c->sasl_token.len == 0 ||
+           c->sasl_password.len > 0;
+}
+
 static int
 client_mech_usable(const struct pst_smtp_client *c,
                    const struct pst_sasl_mech *m)
 {
-    /* Never send a password in clear unless told to (msmtp's
-     * SMTP_EINSECURE). */
-    return !(pst_sasl_mech_flags(m) & PST_MECH_SENDS_PASSWORD) || c->tls ||
+    unsigned f = pst_sasl_mech_flags(m);
+
+    /* A bearer mechanism needs a token (not a password); channel
+     * binding the TLS data the session does not have; EXTERNAL a client
+     * certificate only the caller knows of: never picked by itself; a
+     * token alone serves only bearer mechanisms. */
+    if (!client_mech_fits(c, m))
+        return 0;
+    /* Never send a password (or a token) in clear unless told to
+     * (msmtp's SMTP_EINSECURE). */
+    return !(f & (PST_MECH_SENDS_PASSWORD | PST_MECH_BEARER)) || c->tls ||
            c->allow_plaintext_auth;
 }
 
@@ -89,7 +113,8 @@ client_auth_unavailable(struct pst_smtp_client *c)
         const struct pst_sasl_mech *f = pst_sasl_mech_find(
             (const char *)c->forced_mech.data, c->forced_mech.len);
 
-        if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f))) {
+        if (f != NULL && pst__client_has_mech(c, pst_sasl_mech_name(f)) &&
+            client_mech_fits(c, f)) {
             snprintf(why, sizeof(why),
                      "%s would send the password without TLS "
                      "(allow it with --allow-plaintext-auth)",
@@ -107,7 +132,8 @@ client_auth_unavailable(struct pst_smtp_client *c)
         for (size_t i = 0; i < c->nprefs; i++) {
             const char *name = pst_sasl_mech_name(c->prefs[i]);
 
-            if (pst__client_has_mech(c, name)) {
+            if (pst__client_has_mech(c, name) &&
+                client_mech_fits(c, c->prefs[i])) {
                 snprintf(why, sizeof(why),
                          "%s would send the password without TLS", name);
                 pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);

@@ -83,7 +83,7 @@ struct pst_smtp_client {
     struct pst_buf pref_names;   /* every name given, for messages */
     struct pst_sasl_client_config sasl;
     struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
-        sasl_host;
+        sasl_host, sasl_token, sasl_oauth_host;
     int have_sasl;
     enum pst_smtp_client_starttls starttls;
     int allow_plaintext_auth;

@@ -239,6 +239,8 @@ struct config {
                                        after the client's last byte */
     unsigned grace_period;       /* seconds; 0 allowed */
     unsigned workers;            /* 0: auto (one per core) */
+    char    *user;               /* run as this user after binding (NULL:
+                                    as started) */
     enum log_level log_level;
     int      legacy_auth_line;   /* 1: also "250-AUTH=LOGIN PLAIN" */
     /* Brute-force throttling (throttle.h), seconds or counts: */

@@ -178,6 +178,11 @@ static const struct config_key global_keys[] = {
     {.name = "workers", .type = KT_WORKERS, .offset = G(workers), .min = 1,
      .max = 1024, .def = "auto",
      .doc = "event loops (threads); auto: one per core"},
+    /* DESIGN.md "Privileges": resolved and checked by posternd
+     * (src/posternd/priv.c), not here. */
+    {.name = "user", .type = KT_STRING, .offset = G(user),
+     .doc = "started as root, run as this user once the listeners are "
+            "bound and the TLS key read"},
     {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
      .names = log_level_names, .def = "info",
      .doc = "the least severe events logged"},
@@ -540,6 +545,15 @@ listener_check(struct config_parser *p, const struct config_section *s)
                     "[listener %s]: tls = %s%s needs tls_cert and tls_key",
                     l->name, config_enum_value(tls_names, (int)l->tls),
                     tls_line != 0 ? "" : " (the default)");
+    /* Bearer tokens, client certificates and channel binding need what
+     * posternd's sessions do not give these mechanisms yet (a bearer
+     * token would be checked as a password): not on a listener. */
+    for (size_t m = 0; m < l->mechs.n; m++)
+        if (pst_sasl_mech_flags(l->mechs.v[m]) & PST_MECH_OPT_IN)
+            return config_perr(p, config_key_line(s, "mechanisms"),
+                        "[listener %s]: mechanism %s is not offered by "
+                        "posternd", l->name,
+                        pst_sasl_mech_name(l->mechs.v[m]));
     if (l->auth != CONFIG_AUTH_OFF && l->mechs.n == 0)
         return config_perr(p, config_key_line(s, "mechanisms"),
                     "[listener %s]: no mechanisms", l->name);

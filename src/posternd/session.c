@@ -123,6 +123,8 @@ conn_free(struct conn *c)
     userdb_lookup_free(c->auth_req);
     userdb_lookup_free(c->mail_req);
     free(c->mail_from);
+    free(c->env_from);
+    free(c->user_relay);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
     snapshot_unref(c->sc);

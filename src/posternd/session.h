@@ -26,6 +26,7 @@
 #include "deliver_maildir.h"
 #include "listener.h"
 #include "tls.h"
+#include "queue_file.h"
 #include "userdb.h"
 
 #define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
@@ -143,11 +144,24 @@ struct conn {
     /* The MAIL FROM check against allow_from (asynchronous too): */
     struct userdb_req *mail_req;
     char *mail_from;         /* the address being checked */
+    /* Routing (DESIGN.md "Routing, relay and the queue"): */
+    char *env_from;          /* MAIL FROM of the transaction (owned) */
+    char *user_relay;        /* the authenticated user's relay= (owned),
+                                or NULL */
+    struct userdb_req *rcpt_req; /* does the local recipient exist? */
+    char *rcpt_addr;         /* the recipient being looked up */
+    int rcpt_local_part;     /* looking up its local part alone now */
+    char **relayed;          /* recipients for the relay (owned) */
+    size_t nrelayed;
+    char *relay_name;        /* their relay (the sender's) */
+    size_t rp_len;           /* the Return-Path line's octets */
     /* The message: */
     struct maildir_msg *msg; /* NULL: none, or spooling failed */
     char *msg_error;         /* why spooling failed (owned), or NULL */
     char **paths;
     size_t npaths;
+    struct queue_rcpt *qrcpt; /* the commit's envelope (WORK_COMMIT) */
+    struct queue_env qenv;
     uint64_t msg_size;       /* octets received (DATA_END) */
     /* The compatibility profile (session_profile.c): */
     const struct config_profile *profile; /* NULL: none applies */

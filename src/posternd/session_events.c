@@ -15,6 +15,7 @@
 
 #include "date.h"
 #include "log.h"
+#include "relay.h"
 #include "session.h"
 
 /* --- The thread-pool jobs -------------------------------------------------
@@ -30,12 +31,18 @@ work_run(uv_work_t *w)
         c->work_result = pst_cred_verify(c->auth_cred, c->work_user,
                                          c->work_pw, c->work_pwlen);
         break;
-    case WORK_COMMIT:
-        /* Nothing below the mail root may be a symbolic link. */
+    case WORK_COMMIT: {
+        /* Nothing below the mail root may be a symbolic link; relayed
+         * recipients are queued in the same all-or-nothing commit. */
+        struct maildir_queue q = {.dir = c->sc->cfg->queue,
+                                  .env = &c->qenv};
+
         c->work_result = maildir_deliver(c->msg, c->sc->mail_root,
                                          (const char *const *)c->paths,
-                                         c->npaths, NULL);
+                                         c->npaths,
+                                         c->nrelayed > 0 ? &q : NULL);
         break;
+    }
     case WORK_NONE:
         break;
     }
@@ -82,13 +89,18 @@ work_done(uv_work_t *w, int status)
             a.queue_id = qid;
             snprintf(size, sizeof(size), "%llu",
                      (unsigned long long)c->msg_size);
-            snprintf(rcpts, sizeof(rcpts), "%zu", c->npaths);
+            snprintf(rcpts, sizeof(rcpts), "%zu", c->npaths + c->nrelayed);
             log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
                       "qid", qid, "user",
                       pst_smtp_server_user(c->s, NULL) != NULL
                           ? pst_smtp_server_user(c->s, NULL)
                           : "-",
-                      "size", size, "rcpts", rcpts, NULL);
+                      "size", size, "rcpts", rcpts,
+                      c->nrelayed > 0 ? "relay" : NULL, c->relay_name,
+                      NULL);
+            /* Durable: the queue manager may load it now. */
+            if (c->nrelayed > 0 && c->srv->relay != NULL)
+                relay_mgr_post(c->srv->relay, qid);
         } else {
             a.verdict = PST_SMTP_TEMPFAIL;
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
@@ -178,8 +190,22 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
     } else {
         /* The request owns the credentials until AUTH_RESULT.  An
          * unknown user gets NULL: the session does the same work and
-         * fails the same way as for a wrong password. */
-        c->auth_cred = rc == 0 ? u->cred : NULL;
+         * fails the same way as for a wrong password.  So does a user
+         * whose account flags refuse the login from here (Dovecot's
+         * nologin, noauthenticate, allow_nets: userdb.h), before any
+         * password is checked; conn_on_auth_result() logs why. */
+        c->auth_cred = rc == 0 && userdb_user_check_login(
+                                      u, (struct sockaddr *)&c->peer_sa,
+                                      NULL, 0) == 0
+                           ? u->cred
+                           : NULL;
+        /* The user's own relay= (DESIGN.md "Routing"), kept for the
+         * RCPTs once this user has authenticated. */
+        free(c->user_relay);
+        c->user_relay = c->auth_cred != NULL && u->relay.v != NULL &&
+                                u->relay.len > 0
+                            ? strndup(u->relay.v, u->relay.len)
+                            : NULL;
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
@@ -249,6 +275,16 @@ conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 static void
 conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
 {
+    const struct userdb_user *u = userdb_lookup_user(c->auth_req);
+    const char *reason = ev->reason;
+    char refused[USERDB_WHY_MAX];
+
+    /* A login the account flags refused: say so rather than "unknown
+     * user" (the client got the 535 of a wrong password). */
+    if (!ev->ok && ev->error == PST_EAUTH && u != NULL &&
+        userdb_user_check_login(u, (struct sockaddr *)&c->peer_sa, refused,
+                                sizeof(refused)) < 0)
+        reason = refused;
     if (ev->ok)
         log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
                   "user", ev->user, "mech", ev->mech, NULL);
@@ -257,7 +293,7 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   c->peer, "user", ev->user != NULL ? ev->user : "-",
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
-                  ev->reason != NULL ? ev->reason : "-", NULL);
+                  reason != NULL ? reason : "-", NULL);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
     userdb_lookup_free(c->auth_req);
@@ -299,6 +335,21 @@ conn_reset_message(struct conn *c)
     free(c->paths);
     c->paths = NULL;
     c->npaths = 0;
+    for (size_t i = 0; i < c->nrelayed; i++)
+        free(c->relayed[i]);
+    free(c->relayed);
+    c->relayed = NULL;
+    c->nrelayed = 0;
+    free(c->relay_name);
+    c->relay_name = NULL;
+    free(c->qrcpt);
+    c->qrcpt = NULL;
+    memset(&c->qenv, 0, sizeof(c->qenv));
+    c->rp_len = 0;
+    userdb_lookup_free(c->rcpt_req);
+    c->rcpt_req = NULL;
+    free(c->rcpt_addr);
+    c->rcpt_addr = NULL;
     if (c->msg != NULL) {
         maildir_abort(c->msg);
         c->msg = NULL;
@@ -357,6 +408,10 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     const char *user;
 
     conn_reset_message(c);
+    free(c->env_from);
+    c->env_from = strdup(ev->address);
+    if (c->env_from == NULL)
+        return -1;
     if (!ev->need_answer)
         return 0;
     /* The session asks when the user does not own the address by name:
@@ -381,39 +436,177 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     return 0;
 }
 
+/* Add s to the list *v of *n strings unless it is there (a recipient
+ * given twice gets one copy, as Postfix does).  Returns 0 or -1. */
 static int
-conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+list_add_once(char ***v, size_t *n, const char *str)
+{
+    char **p;
+
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], str) == 0)
+            return 0;
+    p = realloc(*v, (*n + 1) * sizeof(char *));
+    if (p == NULL)
+        return -1;
+    *v = p;
+    (*v)[*n] = strdup(str);
+    if ((*v)[*n] == NULL)
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* A local recipient's Maildir. */
+static int
+conn_rcpt_local(struct conn *c, const char *addr)
 {
     struct pst_buf path;
-    char **p;
     int rc;
 
     pst_buf_init(&path, 4096, 0);
-    rc = config_mailbox_expand(c->sc->cfg->mailbox, ev->address,
-                               strlen(ev->address), &path);
+    rc = config_mailbox_expand(c->sc->cfg->mailbox, addr, strlen(addr),
+                               &path);
     if (rc < 0) {
         pst_buf_clear(&path);
-        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+        return conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_REJECT, NULL,
                            "553 5.1.3 Recipient address not accepted here");
     }
-    /* A recipient given twice gets one copy (as Postfix does). */
-    for (size_t i = 0; i < c->npaths; i++)
-        if (strcmp(c->paths[i], (const char *)path.data) == 0) {
-            pst_buf_clear(&path);
-            return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
-        }
-    p = realloc(c->paths, (c->npaths + 1) * sizeof(char *));
-    if (p == NULL) {
-        pst_buf_clear(&path);
-        return -1;
-    }
-    c->paths = p;
-    c->paths[c->npaths] = strdup((const char *)path.data);
+    rc = list_add_once(&c->paths, &c->npaths, (const char *)path.data);
     pst_buf_clear(&path);
-    if (c->paths[c->npaths] == NULL)
+    if (rc < 0)
         return -1;
-    c->npaths++;
+    return conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_ACCEPT, NULL, NULL);
+}
+
+/* The relay of this session's sender: the user's own relay= field,
+ * else the global relay; NULL: none. */
+static const char *
+conn_sender_relay(const struct conn *c)
+{
+    if (c->user_relay != NULL &&
+        config_relay_find(c->sc->cfg, c->user_relay) != NULL)
+        return c->user_relay;
+    return c->sc->cfg->relay;
+}
+
+/* The user store answered "does this local recipient exist?". */
+static void
+conn_on_rcpt_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct conn *c = ctx;
+    const char *at;
+    int arc;
+
+    (void)u;
+    if (conn_ending(c))
+        return;
+    userdb_lookup_free(c->rcpt_req);
+    c->rcpt_req = NULL;
+    if (rc == PST_ENOENT && !c->rcpt_local_part &&
+        (at = strrchr(c->rcpt_addr, '@')) != NULL) {
+        /* A store without domains knows the local part alone. */
+        char *local = strndup(c->rcpt_addr, (size_t)(at - c->rcpt_addr));
+
+        c->rcpt_local_part = 1;
+        if (local != NULL &&
+            userdb_lookup_start(c->w->udb, &c->w->loop, local,
+                                conn_on_rcpt_lookup, c, &c->rcpt_req) == 0) {
+            free(local);
+            return;
+        }
+        free(local);
+        rc = PST_ETEMP;
+    }
+    conn_enter_state(c, CONN_RUNNING);
+    if (rc == 0) {
+        arc = conn_rcpt_local(c, c->rcpt_addr);
+    } else if (rc == PST_ETEMP) {
+        arc = conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_TEMPFAIL, NULL,
+                          "451 4.3.0 Cannot check the recipient now, try "
+                          "again later");
+    } else {
+        log_event(LOG_LEVEL_INFO, "rcpt_refused", "sid", c->sid, "rcpt",
+                  c->rcpt_addr, "why", "unknown local user", NULL);
+        /* RFC 3463: 5.1.1 bad destination mailbox address. */
+        arc = conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_REJECT, NULL,
+                          "550 5.1.1 No such user here");
+    }
+    free(c->rcpt_addr);
+    c->rcpt_addr = NULL;
+    conn_resume(c, arc);
+}
+
+/*
+ * Where a recipient goes (DESIGN.md "Routing"): a local domain's
+ * recipient must exist in the user store (550 5.1.1); any other goes to
+ * the sender's relay, only for an authenticated sender (550 5.7.1: never
+ * an open relay).  Without local_domains and relays every recipient is
+ * local, as before.
+ */
+static int
+conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+{
+    const struct config *cfg = c->sc->cfg;
+    const char *at = strrchr(ev->address, '@');
+    const char *relay;
+
+    if (cfg->local_domains.n == 0 && cfg->n_relays == 0)
+        return conn_rcpt_local(c, ev->address);
+    if (at != NULL && config_domain_local(cfg, at + 1, strlen(at + 1))) {
+        free(c->rcpt_addr);
+        c->rcpt_addr = strdup(ev->address);
+        c->rcpt_local_part = 0;
+        if (c->rcpt_addr == NULL)
+            return -1;
+        if (userdb_lookup_start(c->w->udb, &c->w->loop, c->rcpt_addr,
+                                conn_on_rcpt_lookup, c, &c->rcpt_req) < 0)
+            return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+        conn_enter_state(c, CONN_LOOKUP);
+        return 0;
+    }
+    relay = pst_smtp_server_user(c->s, NULL) != NULL ? conn_sender_relay(c)
+                                                    : NULL;
+    if (relay == NULL || at == NULL) {
+        log_event(LOG_LEVEL_INFO, "rcpt_refused", "sid", c->sid, "rcpt",
+                  ev->address, "why",
+                  pst_smtp_server_user(c->s, NULL) == NULL
+                      ? "relay without authentication"
+                      : "no relay for this sender",
+                  NULL);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+                           "550 5.7.1 Relay access denied");
+    }
+    if (c->relay_name == NULL && (c->relay_name = strdup(relay)) == NULL)
+        return -1;
+    if (list_add_once(&c->relayed, &c->nrelayed, ev->address) < 0)
+        return -1;
     return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
+}
+
+/* The envelope the commit queues (c->qenv), for the relayed ones. */
+static int
+conn_queue_env(struct conn *c)
+{
+    const char *user = pst_smtp_server_user(c->s, NULL);
+
+    if (c->nrelayed == 0)
+        return 0;
+    c->qrcpt = calloc(c->nrelayed, sizeof(*c->qrcpt));
+    if (c->qrcpt == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nrelayed; i++)
+        c->qrcpt[i].addr = c->relayed[i];
+    c->qenv = (struct queue_env){
+        .arrival = (int64_t)time(NULL),
+        .sender = c->env_from != NULL ? c->env_from : "",
+        .relay = c->relay_name,
+        .user = user != NULL ? (char *)user : "",
+        .offset = c->rp_len,
+        .rcpt = c->qrcpt,
+        .nrcpt = c->nrelayed,
+    };
+    return 0;
 }
 
 static void
@@ -432,6 +625,22 @@ conn_on_data_begin(struct conn *c)
                   strerror(errno), NULL);
         c->msg = NULL;
         return;
+    }
+    /* RFC 5321 §4.4: the delivering server records the envelope sender
+     * in Return-Path.  The relayed copy (the same file) starts after it:
+     * the queue's offset. */
+    c->rp_len = 0;
+    if (c->npaths > 0) {
+        pst_buf_init(&hdr, 4096, 0);
+        if (pst_buf_printf(&hdr, "Return-Path: <%s>\r\n",
+                           c->env_from != NULL ? c->env_from : "") < 0 ||
+            maildir_append(c->msg, hdr.data, hdr.len) < 0) {
+            pst_buf_clear(&hdr);
+            conn_spool_failed(c, "cannot write Return-Path");
+            return;
+        }
+        c->rp_len = hdr.len;
+        pst_buf_clear(&hdr);
     }
     date_rfc5322(time(NULL), date, sizeof(date));
     r.peer_addr = c->peer_rcvd;
@@ -492,6 +701,8 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
             return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
         }
         c->msg_size = ev->size;
+        if (conn_queue_env(c) < 0)
+            return -1;
         return conn_queue_work(c, WORK_COMMIT);
     case PST_SMTP_EV_DATA_ABORT:
         log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",

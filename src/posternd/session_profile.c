@@ -34,7 +34,7 @@ conn_profile_pick(struct conn *c, struct pst_smtp_server_config *scfg)
 struct tls_ctx *
 conn_profile_tls(const struct conn *c)
 {
-    return snapshot_tls(c->sc, c->profile);
+    return snapshot_client_tls(c->sc, c->profile);
 }
 
 void

@@ -10,10 +10,13 @@ import email.utils
 import hashlib
 import hmac
 import os
+import pwd
 import re
+import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import warnings
 
@@ -649,15 +652,60 @@ def test_dual_stack_and_ipv6(tmp_path):
         assert p.stop() == 0, p.log()
 
 
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="the privilege drop needs root")
+def test_reload_as_user_keeps_profile_tls():
+    """DESIGN.md "Privileges": started as root with user = NAME, posternd
+    read the root-only key for the profile's own TLS context too; after
+    SIGHUP, running as the user, it keeps that context (reload_kept) and
+    the scanner still gets TLS 1.0."""
+    user = "postern-e2e"
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        r = subprocess.run(["useradd", "--system", "--user-group",
+                            "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/usr/sbin/nologin", user],
+                           capture_output=True, text=True)
+        assert r.returncode in (0, 9), r.stderr   # 9: made meanwhile
+        pw = pwd.getpwnam(user)
+    base = tempfile.mkdtemp(prefix="postern-profile-priv-")
+    os.chmod(base, 0o755)
+    try:
+        p = ProfilePosternd(base, extra_global=f"user = {user}\n").prepare()
+        for d in (p.spool, p.maildir_root):
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        os.chmod(p.key, 0o600)
+        p.start()
+        try:
+            assert p.wait_event("privileges_dropped"), p.log()
+            p.hup()
+            assert p.wait_event("reloaded"), p.log()
+            kept = {e["what"] for e in p.events("reload_kept")}
+            assert "[profile scanners] tls_cert and tls_key" in kept, kept
+            r = raw(p, "implicit", SCANNER, tls10_context())
+            assert r.sock.version() == "TLSv1"
+            quit_ok(r)
+        finally:
+            assert p.stop() == 0, p.log()[-3000:]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # --- posternd -t -------------------------------------------------------------
 
 def check(tmp_path, profiles):
     """posternd -t on a file with profiles after the listeners; p.at(n)
-    is the line number of the profiles' line n (from 1)."""
+    is the line number of the profiles' line n (from 1), p.root the
+    warnings posternd -t gives before the profiles' when run as root
+    without user = NAME (DESIGN.md "Privileges")."""
     p = ProfilePosternd(tmp_path, profiles=profiles).prepare()
     base = (len(open(p.conf).read().splitlines()) -
             len(profiles.splitlines()))
     p.at = lambda n: base + n
+    p.root = [] if os.geteuid() != 0 else [
+        f"posternd: {p.conf}: warning: no user = NAME: started as root, "
+        "posternd keeps root's privileges (posternd.conf(5), user)"]
     return subprocess.run([posternd_bin(), "-c", p.conf, "-t"],
                           capture_output=True, text=True, timeout=30), p
 
@@ -679,7 +727,7 @@ def test_check_shows_profiles(tmp_path):
         f"posternd: profile lab (line {p.at(13)}): 127.0.0.3/32 on plain: "
         "helo_auth = yes",
     ]
-    assert res.stderr == ""
+    assert res.stderr.splitlines() == p.root
 
 
 def test_check_warns_for_wide_networks(tmp_path):
@@ -692,7 +740,7 @@ def test_check_warns_for_wide_networks(tmp_path):
                    "listeners = plain\n"
                    "auth_before_tls = all\n")
     assert res.returncode == 0, res.stderr
-    assert res.stderr.splitlines() == [
+    assert res.stderr.splitlines() == p.root + [
         f"posternd: {p.conf}:{p.at(1)}: warning: [profile office] relaxes "
         "tls_min_version (TLSv1) for 10.0.0.0/8: wider than a /16",
         f"posternd: {p.conf}:{p.at(1)}: warning: [profile office] relaxes "

@@ -62,6 +62,7 @@ static const char full_file[] =
     "timeout_final = 1h\n"
     "grace_period = 0\n"
     "workers = 4\n"
+    "user = postern\n"
     "log_level = debug\n"
     "legacy_auth_line = yes\n"
     "\n"
@@ -162,10 +163,33 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 39 global keys, 5 of [listener NAME], 21 of [relay NAME], 9 of
+    /* 40 global keys, 5 of [listener NAME], 21 of [relay NAME], 9 of
      * [profile NAME]. */
-    assert_int_equal(n, 74);
+    assert_int_equal(n, 75);
     assert_false(config_key_at(n, &k));
+}
+
+/* The global user (DESIGN.md "Privileges") and a [relay NAME]'s user
+ * (the upstream login) are two keys that never mix. */
+static void
+test_user_key(void **state)
+{
+    static const char text[] =
+        GLOBALS
+        "user = postern\n"
+        "[listener a]\naddress = 127.0.0.1:587\n"
+        "[relay r]\nhost = h.example:587\nauth = password\n"
+        "user = scanner@contoso.example\npassword_file = /p\n";
+    char err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_string_equal(c->user, "postern");
+    assert_int_equal(c->n_relays, 1);
+    assert_string_equal(c->relays[0].user, "scanner@contoso.example");
+    config_free(c);
 }
 
 /* Routing and [relay NAME] sections: values, defaults, and what the
@@ -241,6 +265,12 @@ test_relay(void **state)
          "[listener a]\naddress = 127.0.0.1:587\n",
          "queue without any [relay NAME]"},
         {"local_domains = a..b\n", "bad domain 'a..b'"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "mechanisms = PLAIN XOAUTH2\n",
+         "mechanism XOAUTH2 is not offered by posternd"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "mechanisms = SCRAM-SHA-256-PLUS\n",
+         "mechanism SCRAM-SHA-256-PLUS is not offered by posternd"},
         {"retry_min = 2h\nretry_max = 1h\n[listener a]\n"
          "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
          "retry_max is shorter than retry_min"},
@@ -352,6 +382,7 @@ test_full_file(void **state)
     assert_int_equal(c->timeout_final, 3600);
     assert_int_equal(c->grace_period, 0);
     assert_int_equal(c->workers, 4);
+    assert_string_equal(c->user, "postern");
     assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(c->legacy_auth_line, 1);
 
@@ -366,7 +397,7 @@ test_full_file(void **state)
     assert_int_equal(c->listeners[0].tls, CONFIG_TLS_STARTTLS);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
     assert_int_equal(c->listeners[0].auth_before_tls, CONFIG_ABT_NONE);
-    assert_int_equal(c->listeners[0].line, 26);
+    assert_int_equal(c->listeners[0].line, 27);
     check_mechs(&c->listeners[0], all6, 6);
 
     assert_string_equal(c->listeners[1].name, "smtps");
@@ -508,6 +539,7 @@ test_defaults(void **state)
     assert_int_equal(c->auth_failure_delay_ms, 1000);
     assert_int_equal(c->grace_period, 30);
     assert_int_equal(c->workers, 0);
+    assert_null(c->user); /* as started (DESIGN.md "Privileges") */
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     assert_int_equal(c->legacy_auth_line, 0);
     assert_int_equal(c->auth_throttle_delay, 1);
@@ -666,6 +698,10 @@ static const struct error_case error_cases[] = {
      "posternd.conf:9: duplicate [listener a] (first on line 7)"},
     {GLOBALS LISTENER "spool = /x\n",
      "posternd.conf:9: global key 'spool' after [listener a] (global keys "
+     "go before the first section)"},
+    /* The global user (posternd runs as) is not a relay's. */
+    {GLOBALS LISTENER "user = postern\n",
+     "posternd.conf:9: global key 'user' after [listener a] (global keys "
      "go before the first section)"},
     {GLOBALS "address = 127.0.0.1:25\n" LISTENER,
      "posternd.conf:7: key 'address' belongs in a [listener NAME] section"},
@@ -1618,6 +1654,7 @@ main(void)
         cmocka_unit_test(test_relay),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_user_key),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),
