@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "log.h"
 #include "priv.h"
+#include "profile.h"
 #include "relay.h"
 #include "server.h"
 
@@ -465,6 +466,8 @@ server_run(const char *path)
      * per-thread state) is freed by their exit handlers before atexit()
      * cleans up.  No libuv call may follow. */
     uv_library_shutdown();
+    /* What the compatibility profiles were used for (profile.h). */
+    profile_stats_log();
     if (srv.exit_code == 0) {
         uint64_t syncs, saved;
         char a[24], b[24];
@@ -567,6 +570,10 @@ server_check(const char *path)
     printf("posternd: %s: configuration OK (%zu listener%s, %s%s)\n", path,
            sc->cfg->n_listeners, sc->cfg->n_listeners == 1 ? "" : "s",
            rc < 0 ? "userdb pgsql: database unreachable" : what, as);
+    /* Which profile relaxes what for which networks, and the warnings
+     * of those that do it for wide ones. */
+    fflush(stdout);
+    profile_report(sc->cfg, stdout, stderr);
     snapshot_unref(sc);
     return EX_OK;
 }

@@ -356,6 +356,7 @@ conn_reset_message(struct conn *c)
     }
     free(c->msg_error);
     c->msg_error = NULL;
+    conn_profile_data_reset(c);
 }
 
 /* Spooling the message failed: its spool file goes now, and the final
@@ -652,6 +653,7 @@ conn_on_data_begin(struct conn *c)
     else if (maildir_append(c->msg, hdr.data, hdr.len) < 0)
         conn_spool_failed(c, maildir_error(c->msg));
     pst_buf_clear(&hdr);
+    conn_profile_data_begin(c);
 }
 
 int
@@ -671,6 +673,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_AUTH_VERIFY:
         return conn_on_auth_verify(c, ev);
     case PST_SMTP_EV_AUTH_RESULT:
+        conn_profile_auth(c, ev);
         conn_on_auth_result(c, ev);
         return 0;
     case PST_SMTP_EV_MAIL:
@@ -681,10 +684,14 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         conn_on_data_begin(c);
         return 0;
     case PST_SMTP_EV_DATA:
-        if (c->msg != NULL && maildir_append(c->msg, ev->data, ev->len) < 0)
+        /* Through the profile: add_missing_headers holds the header
+         * section back. */
+        if (c->msg != NULL && conn_profile_data(c, ev->data, ev->len) < 0)
             conn_spool_failed(c, maildir_error(c->msg));
         return 0;
     case PST_SMTP_EV_DATA_END:
+        if (c->msg != NULL && conn_profile_data_end(c) < 0)
+            conn_spool_failed(c, maildir_error(c->msg));
         if (c->msg == NULL) {
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
                       "error", c->msg_error != NULL ? c->msg_error

@@ -23,10 +23,16 @@ struct snapshot_listener {
     const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS + 1];
 };
 
+/* One [profile NAME]'s own TLS context (tls_min_version). */
+struct snapshot_profile {
+    struct tls_ctx *tls;      /* NULL: the global context */
+};
+
 struct snapshot {
     atomic_uint refs;         /* taken and dropped by every loop */
     struct config *cfg;
     struct tls_ctx *tls;      /* NULL when no listener has TLS */
+    struct snapshot_profile *p; /* one per cfg->profiles[] */
     struct userdb *udb;       /* the store as loaded (posternd -t, and
                                  the loops that may share it) */
     struct snapshot_listener *l; /* one per cfg->listeners[] */
@@ -55,6 +61,24 @@ struct snapshot {
  */
 struct snapshot *snapshot_load(const char *path, const struct snapshot *prev,
                                char *err, size_t n);
+
+/*
+ * The session settings for a client of profile p ([in], may be NULL:
+ * none) on listener lidx: the listener's, with the profile's exceptions
+ * (auth_before_tls, helo_auth, bare_lf, long_lines, legacy_auth_line).
+ * Parameters: *out [out] points into sc, valid while sc is.
+ */
+void snapshot_session_config(const struct snapshot *sc, size_t lidx,
+                             const struct config_profile *p,
+                             struct pst_smtp_server_config *out);
+
+/*
+ * The TLS context for a client of profile p (may be NULL) on a listener
+ * with TLS: the profile's own (its tls_min_version), else the global one.
+ * Returns: borrowed from sc; NULL when no listener has TLS.
+ */
+struct tls_ctx *snapshot_client_tls(const struct snapshot *sc,
+                                    const struct config_profile *p);
 
 /* Take a reference (any thread). */
 struct snapshot *snapshot_ref(struct snapshot *sc);
