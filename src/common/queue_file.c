@@ -795,8 +795,10 @@ queue_file_orphans(const char *dir, unsigned min_age)
         }
         if (!orphan || path_of(path, sizeof(path), dir, "", name, "") < 0)
             continue;
+        /* (min_age 0: whatever the clock says: a file's time may be a
+         * second ahead of time(2).) */
         if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-            now - st.st_mtime < (time_t)min_age)
+            (min_age > 0 && now - st.st_mtime < (time_t)min_age))
             continue;
         if (unlink(path) == 0)
             removed++;
