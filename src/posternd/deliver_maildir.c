@@ -37,6 +37,7 @@
 #include <postern/rand.h>
 
 #include "deliver_maildir.h"
+#include "fileio.h"
 #include "queue_file.h"
 
 #define MAILDIR_BUF      65536 /* bytes gathered before a write(2) */
@@ -92,44 +93,7 @@ maildir_fail(struct maildir_msg *m, const char *op, const char *path, int e)
     return PST_EIO;
 }
 
-/* write(2) all of len bytes, retrying on EINTR and short writes. */
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
 
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/*
- * fsync a directory so the entries made in it survive a crash.  A
- * filesystem that cannot sync directories (EINVAL) makes its entries
- * durable some other way or not at all; there is nothing more to do.
- */
-static int
-fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0, e;
-
-    if (fd < 0)
-        return -1;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = -1;
-    e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
 
 /*
  * Group commit of the fsyncs of new/.
@@ -379,10 +343,10 @@ make_dir(struct maildir_msg *m, char *path, unsigned depth)
                             errno == EEXIST ? ENOTDIR : errno);
     }
 created:
-    if (fsync_dir(path) != 0)
+    if (fileio_fsync_dir(path) != 0)
         return maildir_fail(m, "fsync", path, errno);
     parent_of(path, parent, sizeof(parent));
-    if (fsync_dir(parent) != 0)
+    if (fileio_fsync_dir(parent) != 0)
         return maildir_fail(m, "fsync", parent, errno);
     return 0;
 }
@@ -712,7 +676,7 @@ flush(struct maildir_msg *m)
 {
     if (m->buf_len == 0)
         return 0;
-    if (write_all(m->fd, m->buf, m->buf_len) != 0) {
+    if (fileio_write_all(m->fd, m->buf, m->buf_len) != 0) {
         m->state = MAILDIR_FAILED;
         return maildir_fail(m, "write", m->path, errno);
     }
@@ -733,7 +697,7 @@ maildir_append(struct maildir_msg *m, const void *p, size_t len)
     }
     if (len >= sizeof(m->buf)) {
         /* A large chunk goes straight to the file. */
-        if (write_all(m->fd, p, len) != 0) {
+        if (fileio_write_all(m->fd, p, len) != 0) {
             m->state = MAILDIR_FAILED;
             return maildir_fail(m, "write", m->path, errno);
         }

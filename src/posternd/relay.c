@@ -38,6 +38,7 @@
 #include "config.h"
 #include "date.h"
 #include "deliver_maildir.h"
+#include "fileio.h"
 #include "header.h"
 #include "log.h"
 #include "metrics.h"
@@ -46,6 +47,7 @@
 #include "tls.h"
 
 #define RELAY_ORPHAN_AGE 60         /* seconds: a commit is long over */
+#define RELAY_IDLE_REFRESH (7 * 86400) /* OAuth: refresh an idle account */
 
 
 int64_t
@@ -152,6 +154,7 @@ rt_free(struct relay_rt *rt)
     if (rt == NULL)
         return;
     tls_ctx_free(rt->tls);
+    relay_token_free(rt);
     if (rt->secret != NULL)
         OPENSSL_clear_free(rt->secret, rt->secret_len);
     free(rt->name);
@@ -191,6 +194,7 @@ rt_sync(struct relay_mgr *m)
             rt->refill_ms = uv_now(m->loop);
         }
         rt_configure(rt, rc);
+        relay_token_configure(m, rt);
     }
     for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
         msg->rt = relay_rt_find(m, msg->env->relay);
@@ -360,8 +364,7 @@ work_run(uv_work_t *req)
         fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
         w->rc = fd < 0 ? PST_EIO : 0;
         if (fd >= 0) {
-            if (write(fd, w->lines.data, w->lines.len) !=
-                    (ssize_t)w->lines.len ||
+            if (fileio_write_all(fd, w->lines.data, w->lines.len) < 0 ||
                 fdatasync(fd) != 0)
                 w->rc = PST_EIO;
             if (w->rc != 0)
@@ -641,6 +644,27 @@ conn_next_job(void *ctx, struct relay_conn *c)
     return j;
 }
 
+/* Microsoft 365's 432 4.3.2 "sender thread limit exceeded": too many
+ * connections for one mailbox (3).  One connection fewer, from the ones
+ * open now, until connections end cleanly again (conn_closed()). */
+static void
+rt_slow_down(struct relay_rt *rt)
+{
+    unsigned limit = rt->conns > 1 ? rt->conns - 1 : 1;
+    char k[16];
+
+    if (limit >= rt->limit && rt->limit > 1)
+        limit = rt->limit - 1;
+    if (limit < 1)
+        limit = 1;
+    if (limit == rt->limit)
+        return;
+    rt->limit = limit;
+    snprintf(k, sizeof(k), "%u", limit);
+    log_event(LOG_LEVEL_INFO, "relay_concurrency", "relay", rt->name,
+              "limit", k, "why", "432 4.3.2", NULL);
+}
+
 /* What each recipient of a job got, as records. */
 static void
 conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
@@ -655,6 +679,8 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
     unsigned why_code = 0;
 
     (void)c;
+    if (j->msg_code == 432 && cc->rt != NULL)
+        rt_slow_down(cc->rt);
     pst_buf_init(&lines, 1u << 20, 0);
     for (size_t i = 0; i < j->n; i++) {
         unsigned code = j->code[i];
@@ -724,15 +750,20 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
         cc->next->prev = cc->prev;
     if (rt != NULL) {
         rt->conns--;
-        if (end == RELAY_END_UNUSABLE) {
+        if (end == RELAY_END_UNUSABLE && code == 535 && rt->found &&
+            rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
+            relay_token_refused(m, rt)) {
+            /* The token was refused: refreshed once, tried at once. */
+            log_event(LOG_LEVEL_INFO, "oauth_token_refused", "relay",
+                      rt->name, "reply", reply != NULL ? reply : "-", NULL);
+        } else if (end == RELAY_END_UNUSABLE) {
             metrics_relay_attempt(rt->name, METRICS_RELAY_UNUSABLE);
             rt->failures++;
             rt->retry_at = relay_now() + relay_backoff(m->cfg, rt->failures);
             snprintf(rt->last_error, sizeof(rt->last_error), "%s",
                      reply != NULL ? reply : "connection failed");
-            /* Microsoft 365: more than 3 connections for one mailbox. */
-            if (code == 432 && rt->limit > 1) {
-                rt->limit--;
+            if (code == 432) {
+                rt_slow_down(rt);
                 rt->retry_at = relay_now() + m->cfg->retry_min;
             }
             snprintf(ccode, sizeof(ccode), "%u", code);
@@ -740,6 +771,7 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
                       "code", ccode, "reply", rt->last_error, NULL);
         } else if (end == RELAY_END_QUIT) {
             rt->failures = 0;
+            rt->retried_535 = 0;
             rt->last_error[0] = '\0';
             if (rt->found && rt->limit < rt->cfg->max_connections)
                 rt->limit++;
@@ -757,8 +789,13 @@ static const struct relay_conn_ops conn_ops = {
 };
 
 static int
-conn_open(struct relay_mgr *m, struct relay_rt *rt)
+conn_open(struct relay_mgr *m, struct relay_rt *rt, const char *token)
 {
+    /* Preference, or for OAuth: OAUTHBEARER, else XOAUTH2 (Microsoft
+     * 365 offers XOAUTH2 only; Gmail both). */
+    static const char *const bearer_mechs[] = {"OAUTHBEARER", "XOAUTH2",
+                                               NULL};
+    const char *names[CONFIG_MAX_MECHS + 1];
     const struct config_relay *rc = rt->cfg;
     struct relay_conn_config cfg = {
         .name = rt->name,
@@ -784,6 +821,18 @@ conn_open(struct relay_mgr *m, struct relay_rt *rt)
         cfg.user = rc->user;
         cfg.secret = rt->secret;
         cfg.secret_len = rt->secret_len;
+    } else if (rc->auth == CONFIG_RELAY_AUTH_OAUTH2) {
+        cfg.user = rc->user;
+        cfg.secret = (const uint8_t *)token;
+        cfg.secret_len = strlen(token);
+        cfg.bearer = 1;
+        cfg.mechs = bearer_mechs;
+    }
+    if (rc->mechs.n > 0) {
+        for (size_t i = 0; i < rc->mechs.n; i++)
+            names[i] = pst_sasl_mech_name(rc->mechs.v[i]);
+        names[rc->mechs.n] = NULL;
+        cfg.mechs = names;
     }
     rc_ = relay_conn_start(m->loop, &cfg, &conn_ops, cc, &c);
     if (rc_ < 0) {
@@ -856,12 +905,40 @@ relay_run(struct relay_mgr *m)
         size_t due = 0;
         uint64_t wait = 0;
 
-        if (!rt->found || rt->retry_at > now)
+        const char *token = NULL;
+
+        if (!rt->found)
+            continue;
+        /* OAuth: an idle account is refreshed at least weekly. */
+        if (rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
+            rt->cfg->oauth2_grant == CONFIG_GRANT_REFRESH_TOKEN &&
+            rt->tok.refresh_token != NULL && !rt->paused) {
+            int64_t idle = rt->tok.refreshed_at + RELAY_IDLE_REFRESH;
+            int64_t w;
+
+            if (idle <= now)
+                relay_token_ready(m, rt, INT64_MAX, &token, &w);
+            else if (idle < wake)
+                wake = idle;
+            token = NULL;
+        }
+        if (rt->retry_at > now)
             continue;
         for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
             due += msg->rt == rt && !msg->active && !msg->busy &&
                    !msg->deleted && msg->due <= now &&
                    !queue_env_finished(msg->env);
+        if (due > 0 && rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2) {
+            int64_t w;
+
+            /* No usable token: a refresh runs (its end runs this
+             * again), or waits for its retry, or the relay is paused. */
+            if (!relay_token_ready(m, rt, now, &token, &w)) {
+                if (w > 0 && w < wake)
+                    wake = w;
+                continue;
+            }
+        }
         /* A connection per due message, within the limit; each one asks
          * for its jobs (conn_next_job()).  An empty bucket opens none. */
         while (due > 0 && rt->conns < rt->limit) {
@@ -872,7 +949,7 @@ relay_run(struct relay_mgr *m)
                     wake = at;
                 break;
             }
-            if (conn_open(m, rt) < 0)
+            if (conn_open(m, rt, token) < 0)
                 break;
             due--;
         }

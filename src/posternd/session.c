@@ -118,6 +118,7 @@ conn_free(struct conn *c)
     metrics_conn_closed(w->metrics);
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
+    conn_profile_end(c);
     conn_reset_message(c);
     pst_smtp_server_free(c->s);
     proxy_end(c);
@@ -291,6 +292,7 @@ conn_tls_established(void *ctx)
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
     metrics_tls(c->w->metrics, tls_protocol(c->tls));
+    conn_profile_tls_up(c);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
                                     tls_cipher(c->tls)) < 0)
         return -1;
@@ -308,7 +310,9 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+    struct tls_ctx *ctx = conn_profile_tls(c);
+
+    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);
@@ -711,8 +715,10 @@ conn_set_peer(struct conn *c, const struct sockaddr_storage *sa)
 void
 conn_start(struct conn *c, enum conn_refuse refuse)
 {
-    struct pst_smtp_server_config scfg = c->sc->l[c->lidx].scfg;
+    struct pst_smtp_server_config scfg;
 
+    /* The client's profile, if any, before anything is sent. */
+    conn_profile_pick(c, &scfg);
     scfg.timestamp = (uint64_t)time(NULL);
     if (log_enabled(LOG_LEVEL_DEBUG)) {
         scfg.trace = session_trace;
