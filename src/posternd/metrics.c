@@ -230,8 +230,6 @@ metrics_refusal_of(const char *reason, int error)
 struct relay_count {
     char *name;
     uint64_t attempts[METRICS_RELAY_RESULTS];
-    uint64_t refreshes[2];        /* [ok] */
-    int paused;
 };
 
 static struct relay_count *relay_counts;
@@ -273,24 +271,6 @@ metrics_relay_attempt(const char *relay, enum metrics_relay_result result)
 
     if (r != NULL && result < METRICS_RELAY_RESULTS)
         r->attempts[result]++;
-}
-
-void
-metrics_oauth_refresh(const char *relay, int ok)
-{
-    struct relay_count *r = relay_count(relay);
-
-    if (r != NULL)
-        r->refreshes[ok ? 1 : 0]++;
-}
-
-void
-metrics_relay_paused(const char *relay, int paused)
-{
-    struct relay_count *r = relay_count(relay);
-
-    if (r != NULL)
-        r->paused = paused != 0;
 }
 
 void
@@ -518,21 +498,20 @@ render_relays(const struct config *cfg, const struct relay_mgr *relay,
               struct pst_buf *out)
 {
     static const char *const results[2] = {"failure", "success"};
-    size_t *queued;
+    struct metrics_relay_state *st;
     int rc;
 
     if (cfg->n_relays == 0)
         return 0;
-    queued = calloc(cfg->n_relays, sizeof(*queued));
-    if (queued == NULL)
+    st = calloc(cfg->n_relays, sizeof(*st));
+    if (st == NULL)
         return PST_ENOMEM;
-    metrics_relay_queued(relay, cfg, queued);
+    metrics_relay_states(relay, cfg, st);
     rc = family(out, "posternd_queue_messages", "gauge",
                 "Messages in the queue, by relay.");
     for (size_t i = 0; rc == 0 && i < cfg->n_relays; i++)
         rc = sample1(out, "posternd_queue_messages", "relay",
-                     cfg->relays[i].name, queued[i]);
-    free(queued);
+                     cfg->relays[i].name, st[i].queued);
     if (rc == 0)
         rc = family(out, "posternd_relay_attempts_total", "counter",
                     "Attempts to relay a message, by relay and result.");
@@ -549,26 +528,24 @@ render_relays(const struct config *cfg, const struct relay_mgr *relay,
         rc = family(out, "posternd_oauth_refreshes_total", "counter",
                     "OAuth 2.0 token refreshes, by relay and result.");
     for (size_t i = 0; rc == 0 && i < cfg->n_relays; i++) {
-        const struct relay_count *c = relay_count_find(cfg->relays[i].name);
-
         if (cfg->relays[i].auth != CONFIG_RELAY_AUTH_OAUTH2)
             continue;
-        for (int ok = 1; rc == 0 && ok >= 0; ok--)
+        rc = sample2(out, "posternd_oauth_refreshes_total", "relay",
+                     cfg->relays[i].name, "result", results[1],
+                     st[i].refreshes_ok);
+        if (rc == 0)
             rc = sample2(out, "posternd_oauth_refreshes_total", "relay",
-                         cfg->relays[i].name, "result", results[ok],
-                         c != NULL ? c->refreshes[ok] : 0);
+                         cfg->relays[i].name, "result", results[0],
+                         st[i].refreshes_failed);
     }
     if (rc == 0)
         rc = family(out, "posternd_relay_paused", "gauge",
                     "1 while the relay is paused (its OAuth consent "
                     "lapsed), else 0.");
-    for (size_t i = 0; rc == 0 && i < cfg->n_relays; i++) {
-        const struct relay_count *c = relay_count_find(cfg->relays[i].name);
-
+    for (size_t i = 0; rc == 0 && i < cfg->n_relays; i++)
         rc = sample1(out, "posternd_relay_paused", "relay",
-                     cfg->relays[i].name, c != NULL ? (uint64_t)c->paused
-                                                    : 0);
-    }
+                     cfg->relays[i].name, (uint64_t)st[i].paused);
+    free(st);
     return rc;
 }
 

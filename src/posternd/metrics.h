@@ -8,11 +8,11 @@
  *   only that loop's thread writes them, with a relaxed atomic load and
  *   store (no lock, no locked instruction on the hot path); a scrape
  *   reads every loop's with relaxed atomic loads and adds them up;
- * - the relay's counters (attempts, token refreshes, pauses) belong to
- *   the control loop, where the queue manager runs, and are kept in a
- *   process-wide table that only the control loop touches
- *   (metrics_relay_*()); queue sizes are read from the manager at scrape
- *   time (metrics_relay.c);
+ * - the relay's attempts are counted on the control loop, where the
+ *   queue manager runs, in a process-wide table that only the control
+ *   loop touches (metrics_relay_attempt()); queue sizes, token refreshes
+ *   and pauses are read from the manager's own state at scrape time
+ *   (metrics_relay.c);
  * - the HTTP endpoint (metrics_http.c, libmicrohttpd) runs on the
  *   control loop too, driven by libuv: no thread of its own.
  *
@@ -115,14 +115,22 @@ struct metrics_loop *metrics_loop(struct metrics *m, unsigned i);
 int metrics_render(struct metrics *m, const struct config *cfg,
                    const struct relay_mgr *relay, struct pst_buf *out);
 
+/* What the queue manager knows of one relay, at a scrape. */
+struct metrics_relay_state {
+    size_t   queued;              /* messages with recipients to try */
+    int      paused;              /* the OAuth grant is dead */
+    uint64_t refreshes_ok;        /* OAuth token refreshes */
+    uint64_t refreshes_failed;
+};
+
 /*
- * The messages queued for each of cfg's relays ([in]; queued has
- * cfg->n_relays entries) that still have recipients to try, read from
- * the queue manager relay ([in], NULL: none) on the control loop
- * (metrics_relay.c).
+ * The state of each of cfg's relays ([in]; st has cfg->n_relays
+ * entries), read from the queue manager relay ([in], NULL: none, all
+ * zero) on the control loop, where it runs (metrics_relay.c).
  */
-void metrics_relay_queued(const struct relay_mgr *relay,
-                          const struct config *cfg, size_t *queued);
+void metrics_relay_states(const struct relay_mgr *relay,
+                          const struct config *cfg,
+                          struct metrics_relay_state *st);
 
 /* --- Counting, on a worker loop (ml may be NULL: no-op) ------------- */
 
@@ -164,7 +172,8 @@ enum metrics_refusal metrics_refusal_of(const char *reason, int error);
  *
  * The queue manager calls these (relay.c); relay ([in]) is the
  * [relay NAME]'s name.  Out of memory, a count is lost (never an error
- * for the caller).
+ * for the caller).  Token refreshes and pauses need no call: the scrape
+ * reads relay_token.c's own counts (metrics_relay_states()).
  */
 
 /* One attempt to relay one message ended so. */
@@ -176,15 +185,6 @@ void metrics_relay_attempt(const char *relay,
 struct relay_job;
 enum metrics_relay_result metrics_relay_result_of(const struct relay_job *j,
                                                   size_t pending);
-
-/* The relay's OAuth 2.0 token was refreshed (ok 1) or the refresh
- * failed (0): posternd_oauth_refreshes_total{relay,result}. */
-void metrics_oauth_refresh(const char *relay, int ok);
-
-/* The relay is paused (1: its OAuth consent lapsed, nothing is sent
- * until `postern oauth login`) or resumed (0):
- * posternd_relay_paused{relay}. */
-void metrics_relay_paused(const char *relay, int paused);
 
 /* Forget the relay counters (at exit, and between unit tests). */
 void metrics_relay_reset(void);

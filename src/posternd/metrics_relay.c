@@ -1,7 +1,8 @@
 /*
- * posternd - the queue's sizes for the metrics (metrics.h), read from the
- * queue manager's own list on the control loop, where both run: no lock,
- * and nothing of the relay's code changes for it.
+ * posternd - the relay's state for the metrics (metrics.h): queue sizes,
+ * token refreshes and pauses, read from the queue manager's own list and
+ * relays on the control loop, where both run: no lock, and nothing of
+ * the relay's code changes for it.
  */
 #include <string.h>
 
@@ -9,11 +10,21 @@
 #include "relay_int.h"
 
 void
-metrics_relay_queued(const struct relay_mgr *relay, const struct config *cfg,
-                     size_t *queued)
+metrics_relay_states(const struct relay_mgr *relay, const struct config *cfg,
+                     struct metrics_relay_state *st)
 {
-    for (size_t i = 0; i < cfg->n_relays; i++)
-        queued[i] = 0;
+    for (size_t i = 0; i < cfg->n_relays; i++) {
+        const struct relay_rt *rt;
+
+        memset(&st[i], 0, sizeof(st[i]));
+        if (relay == NULL ||
+            (rt = relay_rt_find(relay, cfg->relays[i].name)) == NULL)
+            continue;
+        /* relay_token.c's own counts and state. */
+        st[i].paused = rt->paused;
+        st[i].refreshes_ok = rt->refreshes_ok;
+        st[i].refreshes_failed = rt->refreshes_failed;
+    }
     if (relay == NULL)
         return;
     for (const struct relay_msg *msg = relay->msgs; msg != NULL;
@@ -22,7 +33,7 @@ metrics_relay_queued(const struct relay_mgr *relay, const struct config *cfg,
             continue;
         for (size_t i = 0; i < cfg->n_relays; i++)
             if (strcmp(cfg->relays[i].name, msg->env->relay) == 0) {
-                queued[i]++;
+                st[i].queued++;
                 break;
             }
     }

@@ -15,6 +15,8 @@ import time
 import pytest
 
 from metrics_util import curl, scrape
+from net_util import test_cert  # noqa: F401
+from oauth_server import token_server  # noqa: F401
 from posternd_util import (Posternd, SMTPRaw, b64, free_port, make_message,
                            read_all_replies, wait_until)
 
@@ -339,3 +341,57 @@ def test_relay_metrics(tmp_path):
     finally:
         assert dev.stop() == 0
         up.stop()
+
+
+def test_oauth_metrics(tmp_path, token_server, test_cert):  # noqa: F811
+    """Token refreshes by result and the pause, as relay_token.c counts
+    them: a revoked grant (a failure, then paused, the message kept),
+    then a good one (a success).  No smarthost listens: the message
+    stays queued."""
+    from smarthost_util import USER
+    from test_posternd_oauth import device, submit
+
+    ts = token_server
+    dead = free_port()
+    revoked = ts.issue_refresh_token(USER)
+    ts.revoke(revoked, code=700082)
+    port = free_port()
+    d = device(tmp_path / "revoked", dead, test_cert.cert, ts,
+               refresh_token=revoked,
+               extra=f"metrics = 127.0.0.1:{port}\n")
+    d.start()
+    try:
+        # (posternd refreshes at start: the token file has no access
+        # token yet.)
+        submit(d, "rcpt@example.org")
+        assert d.wait_event("oauth_paused", timeout=20)
+        s1 = scrape(port)
+        assert s1.value("posternd_oauth_refreshes_total", relay="up",
+                        result="failure") == 1
+        assert s1.value("posternd_oauth_refreshes_total", relay="up",
+                        result="success") == 0
+        assert s1.value("posternd_relay_paused", relay="up") == 1
+        assert s1.value("posternd_queue_messages", relay="up") == 1
+    finally:
+        assert d.stop() == 0
+
+    port = free_port()
+    d = device(tmp_path / "good", dead, test_cert.cert, ts,
+               refresh_token=ts.issue_refresh_token(USER),
+               extra=f"metrics = 127.0.0.1:{port}\n")
+    d.start()
+    try:
+        submit(d, "rcpt@example.org")
+        assert d.wait_event("oauth_refreshed", timeout=20)
+        assert wait_until(lambda: scrape(port).value(
+            "posternd_relay_attempts_total", relay="up",
+            result="unusable") >= 1, 20)
+        s2 = scrape(port)
+        assert s2.value("posternd_oauth_refreshes_total", relay="up",
+                        result="success") == 1
+        assert s2.value("posternd_oauth_refreshes_total", relay="up",
+                        result="failure") == 0
+        assert s2.value("posternd_relay_paused", relay="up") == 0
+        assert s2.value("posternd_queue_messages", relay="up") == 1
+    finally:
+        assert d.stop() == 0
