@@ -318,3 +318,51 @@ def test_check_refuses_proxy_without_proxy_from(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode != 0
     assert "[listener lb]: proxy_protocol = v1 needs proxy_from" in out.stderr
+
+
+def test_profile_and_allow_nets_by_the_client(tmp_path):
+    """A compatibility profile is chosen by the header's client, and so
+    is a user's allow_nets= (Dovecot's meaning): the same balancer, two
+    clients, two outcomes."""
+    users = {
+        "tim@example.test": ("tanstaaftanstaaf", "SHA512-CRYPT", ""),
+        "scan@example.test": ("scan-pw-1", "SHA512-CRYPT",
+                              "allow_nets=198.51.100.0/24"),
+    }
+    p = Posternd(tmp_path, users=users,
+                 listeners={"lb": LISTENERS["lb"]},
+                 extra_sections=("[profile scanners]\n"
+                                 "networks = 198.51.100.0/24\n"
+                                 "helo_auth = yes\n"))
+    p.start()
+    try:
+        # The scanner's network: its profile (AUTH after HELO) and its
+        # login.
+        r = via(p, "lb", v2("198.51.100.20"))
+        assert r.reply()[0] == 220
+        assert r.cmd("HELO scanner")[0] == 250
+        assert r.cmd("AUTH PLAIN " +
+                     b64("\0scan@example.test\0scan-pw-1"))[0] == 235
+        r.cmd("QUIT")
+        r.close()
+        ev = p.wait_event("profile", peer="198.51.100.20")
+        assert ev and ev[0]["profile"] == "scanners"
+        # Another client through the same balancer: no profile (AUTH
+        # after HELO is refused), and allow_nets refuses the login.
+        r = via(p, "lb", v2("203.0.113.20"))
+        assert r.reply()[0] == 220
+        assert r.cmd("HELO elsewhere")[0] == 250
+        assert r.cmd("AUTH PLAIN " +
+                     b64("\0scan@example.test\0scan-pw-1"))[0] == 503
+        assert r.ehlo()[0] == 250
+        assert r.cmd("AUTH PLAIN " +
+                     b64("\0scan@example.test\0scan-pw-1"))[0] == 535
+        r.cmd("QUIT")
+        r.close()
+        assert not p.events("profile", peer="203.0.113.20")
+        fail = p.wait_event("auth_failed", peer="203.0.113.20")
+        assert fail and fail[0]["user"] == "scan@example.test"
+        assert fail[0]["reason"].startswith("allow_nets: 203.0.113.20 not "
+                                            "in the allowed networks")
+    finally:
+        assert p.stop() == 0
