@@ -4,12 +4,13 @@
  * header naming the real client, which then stands for the peer
  * everywhere (log, throttle, limits, profiles, Received).
  *
- * Two halves: a parser that does no I/O (proxy_parse(), proxy_want():
- * the unit tests and the fuzz target drive it with bytes), and the
- * driver of a connection that reads its header before the session
- * starts (proxy_begin()).  The driver reads no byte past the header, so
- * what follows it (the client's first TLS record on an implicit-TLS
- * listener) is left in the socket for the session.
+ * Two halves: a parser that does no I/O (proxy.c: proxy_parse(),
+ * proxy_want(); the unit tests and the fuzz target drive it with bytes),
+ * and the driver of a connection that reads its header before the
+ * session starts (session_proxy.c: proxy_begin()).  The driver reads no
+ * byte past the header, so what follows it (the client's first TLS
+ * record on an implicit-TLS listener) is left in the socket for the
+ * session.
  */
 #ifndef POSTERND_PROXY_H
 #define POSTERND_PROXY_H
