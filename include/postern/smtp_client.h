@@ -92,7 +92,18 @@ struct pst_smtp_client_config {
                                     ignored.  NULL: every mechanism, the
                                     strongest first */
     const struct pst_sasl_client_config *sasl; /* [in] NULL: no AUTH; the
-                                    session copies what it needs */
+                                    session copies what it needs.  Its
+                                    authcid may be NULL only with
+                                    tls_client_cert (EXTERNAL).  Its
+                                    digest_qops ask for a DIGEST-MD5
+                                    security layer (RFC 4954 §4), never
+                                    used under TLS; its channel-binding
+                                    fields are ignored: see
+                                    pst_smtp_client_tls_binding() */
+    int tls_client_cert;         /* the TLS connection presents a client
+                                    certificate: EXTERNAL (RFC 4422 App.
+                                    A) may be chosen, and is preferred
+                                    when the server offers it */
     int probe;                   /* stop after EHLO (and AUTH): no MAIL */
     const char *mail_from;       /* [in] reverse-path without <> ("" ok) */
     const char *const *rcpt;     /* [in] forward-paths without <> */
@@ -156,7 +167,9 @@ struct pst_smtp_client_event {
                            PST_ENOTSUP (mechanism, STARTTLS or SMTPUTF8
                            unavailable),
                            PST_EWEAK (would send a password in clear),
-                           PST_EFORGED (server proof wrong), PST_EPROTO
+                           PST_EFORGED (server proof wrong, or a
+                           security-layer buffer that fails its
+                           check), PST_EPROTO
                            (malformed reply), PST_ENOMEM */
     int code;           /* reply code of ev.reply, or 0 */
     const char *reply;  /* [out] borrowed until the next call: the reply
@@ -207,7 +220,8 @@ PST_EXTERN int pst_smtp_client_feed(struct pst_smtp_client *c,
 PST_EXTERN int pst_smtp_client_next_event(struct pst_smtp_client *c,
                                           struct pst_smtp_client_event *ev);
 
-/* Bytes to send: *p ([out] borrowed until the next call on c), *len. */
+/* Bytes to send: *p ([out] borrowed until the next call on c), *len.
+ * Under a security layer they are protected buffers. */
 PST_EXTERN void pst_smtp_client_output(const struct pst_smtp_client *c,
                                        const uint8_t **p, size_t *len);
 
@@ -259,6 +273,33 @@ PST_EXTERN int pst_smtp_client_next_message(struct pst_smtp_client *c,
  * Returns: 0, PST_ESTATE (not waiting for a message, as above).
  */
 PST_EXTERN int pst_smtp_client_quit(struct pst_smtp_client *c);
+
+/*
+ * The channel binding of the TLS connection (RFC 5802 §6), once the
+ * handshake is done: after pst_smtp_client_tls_started(), or with
+ * implicit TLS before the first byte is fed.  With it, SCRAM-SHA-256-PLUS
+ * and SCRAM-SHA-1-PLUS are preferred when the server offers them (and
+ * cfg.mechs does not say otherwise), and a plain SCRAM exchange tells a
+ * server that offered no -PLUS that the client could bind ("y", so a
+ * server whose -PLUS was stripped by a man in the middle refuses it).
+ * cb_type ([in], copied): "tls-exporter" (RFC 9266, TLS 1.3) or
+ * "tls-unique" (RFC 5929, TLS 1.2); cb_data ([in], cb_len octets,
+ * copied and wiped on free).
+ * Returns: 0, PST_ESTATE (TLS is not up), PST_EINVAL (no type or data, a
+ * type that is not an RFC 5802 cb-name), PST_ELIMIT (cb_len above
+ * PST_SASL_MAX_CB_DATA).
+ */
+PST_EXTERN int pst_smtp_client_tls_binding(struct pst_smtp_client *c,
+                                           const char *cb_type,
+                                           const uint8_t *cb_data,
+                                           size_t cb_len);
+
+/*
+ * The security layer the session runs, as pst_smtp_server_layer(): from
+ * the 235 on, output() gives protected buffers and feed() takes them.
+ */
+PST_EXTERN unsigned pst_smtp_client_layer(const struct pst_smtp_client *c,
+                                          unsigned *cipher);
 
 /* PST_SMTP_CLIENT_EXT_* announced in the last EHLO reply. */
 PST_EXTERN unsigned pst_smtp_client_ext(const struct pst_smtp_client *c);

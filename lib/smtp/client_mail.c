@@ -315,7 +315,7 @@ pst_smtp_client_data(struct pst_smtp_client *c, const uint8_t *in, size_t len,
 
     if (c->phase != PHASE_SENDING)
         return PST_ESTATE;
-    if (c->out.len > PST_SMTP_CLIENT_MAX_OUTPUT)
+    if (pst__client_pending(c) > PST_SMTP_CLIENT_MAX_OUTPUT)
         return PST_ELIMIT;
     for (size_t i = 0; i < len && rc == 0; i++) {
         uint8_t ch = in[i];
@@ -372,6 +372,7 @@ pst_smtp_client_data(struct pst_smtp_client *c, const uint8_t *in, size_t len,
             STAGE_DOT;
         c->expect_len++;
     }
+    pst__client_seal(c);
     return 0;
 }
 
@@ -455,15 +456,19 @@ pst_smtp_client_next_message(struct pst_smtp_client *c,
                                        flags)) < 0)
         return rc;
     pst__client_enter_phase(c, PHASE_RUN);
-    if (!client_mail_possible(c))
+    if (!client_mail_possible(c)) {
+        pst__client_seal(c);
         return 0;
+    }
     if (c->need_rset) {
         c->need_rset = 0;
         if (pst__client_send(c, STAGE_RSET, NULL, "RSET") < 0)
             pst__client_fail(c, PST_ENOMEM, 0, STAGE_RSET, "out of memory");
+        pst__client_seal(c);
         return 0;
     }
     client_start_mail(c);
+    pst__client_seal(c);
     return 0;
 }
 
@@ -474,5 +479,6 @@ pst_smtp_client_quit(struct pst_smtp_client *c)
         return PST_ESTATE;
     pst__client_enter_phase(c, PHASE_ENDING);
     pst__client_quit(c);
+    pst__client_seal(c);
     return 0;
 }
