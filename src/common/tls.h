@@ -65,12 +65,28 @@ enum tls_role {
 #define TLS_NAME_MAX 256      /* a distinguished name, including the NUL */
 #define TLS_EXPORTER_LEN 32   /* RFC 9266 §2: tls-exporter is 32 bytes */
 #define TLS_UNIQUE_MAX 64     /* RFC 5929 §3: a Finished verify_data */
+#define TLS_FINGERPRINT_LEN 64 /* SHA-256 in hex */
 
 struct tls_config {
     enum tls_role role;
     /* Server: */
-    const char *cert_file;        /* PEM chain, leaf first (required) */
-    const char *key_file;         /* PEM private key (required) */
+    const char *cert_file;        /* PEM chain, leaf first (required); a
+                                     client's certificate, if set (for
+                                     SASL EXTERNAL) */
+    const char *key_file;         /* PEM private key (required; a
+                                     client's with cert_file) */
+    const char *client_ca_file;   /* PEM trust anchors for client
+                                     certificates: the server asks for
+                                     one (SASL EXTERNAL); NULL: it does
+                                     not ask */
+    unsigned client_cert_required; /* with client_ca_file: 1, a handshake
+                                     without a client certificate that
+                                     verifies fails; 0, it goes on and
+                                     tls_peer_id() says what was sent */
+    const char *client_crl_file;  /* PEM CRLs: a client certificate whose
+                                     issuer has no CRL here, or that one
+                                     lists, does not verify; NULL: no
+                                     revocation check */
     /* Client: */
     const char *ca_file;          /* PEM trust anchors; NULL: system store */
     unsigned insecure;            /* 1: do not fail on an unverified peer */
@@ -257,6 +273,47 @@ int tls_peer_cert(const struct tls *t, struct tls_peer_cert *out);
  * not complete).
  */
 int tls_peer_verify(const struct tls *t, const char **why);
+
+/* The client certificate a server was given (tls_peer_id()). */
+struct tls_peer_id {
+    char fingerprint[TLS_FINGERPRINT_LEN + 1]; /* SHA-256 of the DER
+                                     certificate, lowercase hex */
+    char cn[TLS_NAME_MAX];        /* the subject's commonName (the last
+                                     one, RFC 6125 §2.3's most specific),
+                                     UTF-8; "" if none, or one with a
+                                     control character */
+    char email[TLS_NAME_MAX];     /* the first rfc822Name of
+                                     subjectAltName; "" if none */
+};
+
+/*
+ * The certificate the peer presented, for SASL EXTERNAL (RFC 4422 App.
+ * A) and the log: its fingerprint, common name and address, filled in
+ * whenever there is one, and whether it verified (against
+ * client_ca_file and client_crl_file on a server).
+ * Parameters: *out [out]; *why [out] borrowed static string, may be
+ * NULL: "ok", or why it did not verify ("certificate has expired",
+ * "certificate revoked", "unable to verify the first certificate").
+ * Returns: 0 (verified), PST_EAUTH (presented, not verified), PST_ENOENT
+ * (none presented), PST_ESTATE (handshake not complete), PST_ENOMEM.
+ */
+int tls_peer_id(const struct tls *t, struct tls_peer_id *out,
+                const char **why);
+
+/*
+ * The channel binding SCRAM-*-PLUS uses on this connection (RFC 5802 §6):
+ * "tls-exporter" under TLS 1.3 (RFC 9266 §2, the only type defined
+ * there), "tls-unique" below it (RFC 5929, SCRAM's default, what GNU
+ * SASL sends under TLS 1.2).  Below TLS 1.3 only with RFC 7627's
+ * extended master secret: without it the triple handshake attack makes
+ * either value shareable between two connections.
+ * Parameters: *type [out] a static string; buf [out] cap bytes (secret:
+ * wipe after use); *len [out] the length.
+ * Returns: 0, PST_ESTATE (handshake not complete), PST_ENOTSUP (no
+ * binding safe to use), PST_ELIMIT (cap too small).
+ */
+int tls_channel_binding(const struct tls *t, const char **type,
+                        uint8_t *buf, size_t cap, size_t *len);
 
 /*
  * RFC 9266 "tls-exporter" channel binding: 32 bytes of exported keying
