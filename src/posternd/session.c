@@ -287,7 +287,8 @@ conn_tls_established(void *ctx)
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                    tls_cipher(c->tls)) < 0)
+                                    tls_cipher(c->tls)) < 0 ||
+        conn_tls_auth(c) < 0)
         return -1;
     if (c->implicit && pst_smtp_server_start(c->s) < 0)
         return -1;
@@ -303,7 +304,12 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+    /* A listener that asks for client certificates has its own. */
+    struct tls_ctx *ctx = c->sc->l[c->lidx].tls != NULL
+                              ? c->sc->l[c->lidx].tls
+                              : c->sc->tls;
+
+    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);
@@ -501,7 +507,10 @@ conn_pump(struct conn *c)
                 continue;
             }
             if (ev.type == PST_SMTP_EV_CLOSE) {
-                conn_log_close(c, conn_close_reason(c));
+                /* The session's own reason (a broken security layer),
+                 * or what its last reply says. */
+                conn_log_close(c, ev.reason != NULL ? ev.reason
+                                                    : conn_close_reason(c));
                 conn_enter_state(c, CONN_FLUSHING);
                 continue;
             }

@@ -190,8 +190,15 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
     } else {
         /* The request owns the credentials until AUTH_RESULT.  An
          * unknown user gets NULL: the session does the same work and
-         * fails the same way as for a wrong password. */
+         * fails the same way as for a wrong password.  EXTERNAL: a user
+         * pinned to another certificate (cert=) is nobody too. */
         c->auth_cred = rc == 0 ? u->cred : NULL;
+        if (rc == 0 && c->auth_external &&
+            userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
+            log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
+                      "fingerprint", c->cert_fp, NULL);
+            c->auth_cred = NULL;
+        }
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
@@ -223,6 +230,7 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     uint64_t delay = 0;
 
     c->auth_tag = 0;
+    c->auth_external = strcmp(ev->mech, "EXTERNAL") == 0;
     /* Every mechanism asks for credentials once per attempt, before any
      * check: the one place to hold an address (or a user name) under
      * penalty, as Dovecot delays the whole request. */

@@ -19,6 +19,8 @@ snapshot_unref(struct snapshot *sc)
             free(sc->uri_hosts[i]);
         free(sc->uri_hosts);
     }
+    for (size_t i = 0; sc->l != NULL && i < sc->cfg->n_listeners; i++)
+        tls_ctx_free(sc->l[i].tls);
     free(sc->l);
     free(sc->mail_root);
     tls_ctx_free(sc->tls);
@@ -146,9 +148,31 @@ snapshot_load(const char *path, char *err, size_t n)
                                 ? PST_SMTP_SENDER_OFF
                                 : PST_SMTP_SENDER_STRICT,
             .uri_hosts = (const char *const *)sc->uri_hosts,
+            .security_layer = cl->security_layer,
         };
         if (snapshot_check_session(cfg, cl, &lc->scfg, err, n) < 0)
             goto fail;
+        /* Client certificates for EXTERNAL: a context that asks for
+         * them, for this listener alone. */
+        if (cl->tls_client_ca != NULL) {
+            struct tls_config tc = {
+                .role = TLS_ROLE_SERVER,
+                .cert_file = cfg->tls_cert,
+                .key_file = cfg->tls_key,
+                .min_version = cfg->tls_min_version,
+                .client_ca_file = cl->tls_client_ca,
+                .client_cert_required = cl->tls_client_cert_required ? 1u
+                                                                     : 0u,
+                .client_crl_file = cl->tls_client_crl,
+            };
+            char why[CONFIG_ERR_MAX];
+
+            if (tls_ctx_new(&tc, &lc->tls, why, sizeof(why)) < 0) {
+                snprintf(err, n, "%s:%u: [listener %s]: %s", cfg->file,
+                         cl->line, cl->name, why);
+                goto fail;
+            }
+        }
     }
     return sc;
 fail:

@@ -20,6 +20,8 @@
 struct snapshot_listener {
     struct pst_smtp_server_config scfg;
     const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS + 1];
+    struct tls_ctx *tls;      /* its own, with tls_client_ca; NULL: the
+                                 snapshot's */
 };
 
 struct snapshot {
