@@ -29,6 +29,9 @@ struct send_opts {
     const char *mech;
     const char *starttls;
     const char *cafile;
+    const char *cert;        /* client certificate: EXTERNAL */
+    const char *key;
+    int security_layer;      /* DIGEST-MD5 auth-int/auth-conf */
     int insecure;
     int allow_plaintext;
     const char *from;
@@ -75,8 +78,9 @@ conf_free(void)
 /*
  * The client configuration file: "key = value" lines, '#' comments.
  * Keys: server, user, password-file, password, mech, starttls, cafile,
- * insecure, allow-plaintext-auth, from, from-name, helo, timeout.  A
- * file holding a password must not be readable by others.
+ * cert, key, security-layer, insecure, allow-plaintext-auth, from,
+ * from-name, helo, timeout.  A file holding a password must not be
+ * readable by others.
  * Returns: 0 (read or absent), -1 (error printed).
  */
 static int
@@ -144,6 +148,13 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
             o->starttls = conf_keep(v);
         } else if (strcmp(k, "cafile") == 0 && o->cafile == NULL) {
             o->cafile = conf_keep(v);
+        } else if (strcmp(k, "cert") == 0 && o->cert == NULL) {
+            o->cert = conf_keep(v);
+        } else if (strcmp(k, "key") == 0 && o->key == NULL) {
+            o->key = conf_keep(v);
+        } else if (strcmp(k, "security-layer") == 0) {
+            o->security_layer |= strcmp(v, "yes") == 0 ||
+                                 strcmp(v, "1") == 0;
         } else if (strcmp(k, "from") == 0 && o->from == NULL) {
             o->from = conf_keep(v);
         } else if (strcmp(k, "from-name") == 0 && o->from_name == NULL) {
@@ -161,6 +172,7 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
         } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
                    strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
                    strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
+                   strcmp(k, "cert") != 0 && strcmp(k, "key") != 0 &&
                    strcmp(k, "from") != 0 && strcmp(k, "from-name") != 0 &&
                    strcmp(k, "helo") != 0) {
             fprintf(stderr, "postern: %s:%u: unknown key '%s'\n", path,
@@ -441,8 +453,13 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
      * does not send the password; a SCRAM or CRAM-MD5 exchange in clear
      * still gives a passive attacker something to crack offline and an
      * active one the session.) */
-    if (cfg.starttls == PST_SMTP_CLIENT_STARTTLS_AUTO && o->user != NULL)
+    if (cfg.starttls == PST_SMTP_CLIENT_STARTTLS_AUTO &&
+        (o->user != NULL || o->cert != NULL))
         cfg.starttls = PST_SMTP_CLIENT_STARTTLS_REQUIRED;
+    if ((o->cert == NULL) != (o->key == NULL)) {
+        fprintf(stderr, "%s: --cert and --key go together\n", o->prog);
+        return EX_USAGE;
+    }
     if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
                                NULL) {
         fprintf(stderr, "%s: unknown mechanism '%s'\n", o->prog, o->mech);
@@ -470,6 +487,20 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         sasl.host = co.url.host;
         cfg.sasl = &sasl;
     }
+    /* A client certificate logs in with EXTERNAL (RFC 4422 App. A) when
+     * the server offers it, the user the certificate names; with --user
+     * too, the password mechanisms are the fallback. */
+    if (o->cert != NULL) {
+        co.cert = o->cert;
+        co.key = o->key;
+        cfg.tls_client_cert = 1;
+        cfg.sasl = &sasl;
+    }
+    /* RFC 4954 §4, RFC 2831 §2.3-2.4: a DIGEST-MD5 layer, never under
+     * TLS (the session asks for none there). */
+    if (o->security_layer)
+        sasl.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT |
+                           PST_SASL_QOP_AUTH_CONF;
     co.cafile = o->cafile;
     co.insecure = o->insecure;
     co.verbose = o->verbose;
@@ -496,6 +527,19 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     if (pw != NULL)
         OPENSSL_clear_free(pw, pwlen + 1);
     if (rc == 0) {
+        if (o->verbose && res->mech[0] != '\0')
+            fprintf(stderr, "%s: authenticated with %s%s%s%s\n", o->prog,
+                    res->mech,
+                    res->layer == PST_SASL_QOP_AUTH_CONF
+                        ? ", security layer auth-conf"
+                    : res->layer == PST_SASL_QOP_AUTH_INT
+                        ? ", security layer auth-int"
+                        : "",
+                    strstr(res->mech, "-PLUS") != NULL ? ", bound to "
+                                                       : "",
+                    strstr(res->mech, "-PLUS") != NULL
+                        ? res->channel_binding
+                        : "");
         if (o->verbose)
             fprintf(stderr, "%s: sent: %s\n", o->prog, res->text);
         free(res);
@@ -522,6 +566,7 @@ send_usage(FILE *f)
 "usage: postern send --server smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
 "                    [--user USER] [--password-file FILE] [--mech MECH]\n"
 "                    [--starttls=auto|required|never] [--cafile FILE]\n"
+"                    [--cert FILE --key FILE] [--security-layer]\n"
 "                    [--insecure] [--allow-plaintext-auth]\n"
 "                    --from ADDR|'NAME <ADDR>' [--from-name NAME]\n"
 "                    --to ADDR [--to ADDR...] [--cc ADDR...]\n"
@@ -538,12 +583,18 @@ send_usage(FILE *f)
 "                        $POSTERN_PASSWORD, otherwise a prompt\n"
 "  --mech MECH           use this mechanism or fail (exit 69) without\n"
 "                        sending the password; default: the strongest\n"
-"                        offered of SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
+"                        offered of SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS\n"
+"                        (under TLS) SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
 "                        CRAM-MD5 PLAIN LOGIN\n"
 "  --starttls=MODE       required (default: no TLS, nothing sent), auto\n"
 "                        (TLS when offered; without it, only without\n"
 "                        --user), never\n"
 "  --cafile FILE         trust these CA certificates\n"
+"  --cert FILE, --key FILE  present this client certificate (PEM) and\n"
+"                        log in with EXTERNAL when offered (no --user\n"
+"                        needed: the certificate names the user)\n"
+"  --security-layer      DIGEST-MD5 without TLS: protect the rest of the\n"
+"                        session with auth-conf or auth-int (legacy)\n"
 "  --insecure            do not verify the server's certificate\n"
 "  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"
 "  --from ADDR           the sender; 'Name <ADDR>' also names it in From\n"
@@ -561,6 +612,7 @@ enum {
     OPT_SERVER = 256, OPT_USER, OPT_PWFILE, OPT_MECH, OPT_STARTTLS,
     OPT_CAFILE, OPT_INSECURE, OPT_PLAIN, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC,
     OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT, OPT_FROM_NAME,
+    OPT_CERT, OPT_KEY, OPT_LAYER,
 };
 
 /*
@@ -680,6 +732,9 @@ cmd_send_main(int argc, char **argv)
         {"starttls", required_argument, NULL, OPT_STARTTLS},
         {"cafile", required_argument, NULL, OPT_CAFILE},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"security-layer", no_argument, NULL, OPT_LAYER},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"from", required_argument, NULL, OPT_FROM},
         {"from-name", required_argument, NULL, OPT_FROM_NAME},
@@ -712,6 +767,9 @@ cmd_send_main(int argc, char **argv)
         case OPT_STARTTLS: o.starttls = optarg; break;
         case OPT_CAFILE: o.cafile = optarg; break;
         case OPT_INSECURE: o.insecure = 1; break;
+        case OPT_CERT: o.cert = optarg; break;
+        case OPT_KEY: o.key = optarg; break;
+        case OPT_LAYER: o.security_layer = 1; break;
         case OPT_PLAIN: o.allow_plaintext = 1; break;
         case OPT_FROM: o.from = optarg; break;
         case OPT_FROM_NAME: o.from_name = optarg; break;

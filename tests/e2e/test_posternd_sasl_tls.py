@@ -573,3 +573,100 @@ def test_layer_never_under_tls(srv):
     assert code == 334
     assert 'qop="auth"' in base64.b64decode(lines[0][4:]).decode()
     r.close()
+
+
+# --- postern send and probe -------------------------------------------------
+
+def postern(*args, input=b"", password=None):
+    from postern_client_util import clean_env, run_postern
+    extra = {"POSTERN_PASSWORD": password} if password is not None else {}
+    return run_postern(list(args), input=input,
+                       env=clean_env("/nonexistent", **extra))
+
+
+def message_for(sender, rcpt, tag):
+    return (f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: {tag}\r\n"
+            f"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+            f"Message-ID: <{tag}.{rcpt}>\r\n\r\nfrom postern {tag}\r\n"
+            ).encode()
+
+
+def test_postern_send_prefers_plus(srv):
+    """Under TLS postern send picks SCRAM-SHA-256-PLUS, bound to the
+    connection: tls-exporter under TLS 1.3 (postern has no knob for TLS
+    1.2; -PLUS under 1.2 is tested with Python's ssl and gsasl above)."""
+    rcpt = unique_rcpt("send-plus")
+    body = message_for(USER, rcpt, "send-plus")
+    p = postern("send", "--server", f"smtp://127.0.0.1:{srv.ports['plus']}",
+                "--cafile", srv.cert, "--user", USER, "--from", USER,
+                "--to", rcpt, "-v", input=body, password=PASSWORD)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert "authenticated with SCRAM-SHA-256-PLUS, bound to tls-exporter" \
+        in err, err
+    assert re.search(r"^C: AUTH SCRAM-SHA-256-PLUS ", err, re.M), err
+    ev = srv.events("auth_ok", mech="SCRAM-SHA-256-PLUS", user=USER)
+    assert ev
+    assert strip_received(srv.messages(rcpt)[0]) == body
+
+
+def test_postern_send_external(srv, pki):
+    """--cert and --key without --user: EXTERNAL, the certificate's
+    user."""
+    rcpt = unique_rcpt("send-external")
+    body = message_for(DEVICE, rcpt, "send-external")
+    crt, key = pki["good"]
+    p = postern("send", "--server", f"smtps://127.0.0.1:{srv.ports['certs']}",
+                "--cafile", srv.cert, "--cert", crt, "--key", key,
+                "--from", DEVICE, "--to", rcpt, "-v", input=body)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert re.search(r"^C: AUTH EXTERNAL ", err, re.M), err
+    assert "authenticated with EXTERNAL" in err, err
+    assert strip_received(srv.messages(rcpt)[0]) == body
+
+
+def test_postern_send_external_refused(srv, pki):
+    """An expired certificate: 535, exit 77 (sysexits EX_NOPERM)."""
+    crt, key = pki["expired"]
+    p = postern("send", "--server", f"smtps://127.0.0.1:{srv.ports['certs']}",
+                "--cafile", srv.cert, "--cert", crt, "--key", key,
+                "--from", DEVICE, "--to", unique_rcpt("send-expired"),
+                input=b"Subject: x\r\n\r\nx\r\n")
+    assert p.returncode == 77, p.stderr.decode()
+    assert "535 5.7.8" in p.stderr.decode()
+
+
+def test_postern_send_security_layer(srv):
+    """--security-layer without TLS: DIGEST-MD5 with auth-conf (3DES, the
+    cipher OpenSSL's default provider keeps), a whole message through
+    it."""
+    rcpt = unique_rcpt("send-layer")
+    body = message_for(USER, rcpt, "send-layer") + \
+        b"".join(b"line %d of a longer message\r\n" % i for i in range(5000))
+    p = postern("send", "--server", f"smtp://127.0.0.1:{srv.ports['layer']}",
+                "--starttls=never", "--user", USER, "--security-layer",
+                "--from", USER, "--to", rcpt, "-v", input=body,
+                password=PASSWORD)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert "authenticated with DIGEST-MD5, security layer auth-conf" in err, \
+        err
+    # The transcript shows the session in clear, EHLO again after 235.
+    assert re.search(r"^S: 235 .*\n(?:.*\n)*?C: EHLO ", err, re.M), err
+    assert strip_received(srv.messages(rcpt)[0]) == body
+
+
+def test_postern_probe_cert(srv, pki):
+    crt, key = pki["good"]
+    p = postern("probe", f"smtps://127.0.0.1:{srv.ports['certs']}",
+                "--cafile", srv.cert, "--cert", crt, "--key", key)
+    out = p.stdout.decode()
+    assert p.returncode == 0, describe_p(p)
+    assert "  channel binding: tls-exporter\n" in out, out
+    assert re.search(r"^  EXTERNAL\s+ok$", out, re.M), out
+
+
+def describe_p(p):
+    return (f"exit {p.returncode}\n{p.stdout.decode(errors='replace')}\n"
+            f"{p.stderr.decode(errors='replace')}")
