@@ -1174,6 +1174,52 @@ test_pair_layer(void **state)
     pst_buf_clear(&big);
 }
 
+/* RFC 2831 §2.1.2.1: maxbuf is the largest buffer the peer takes; the
+ * server cuts its replies for a client that takes 100 octets. */
+static void
+test_pair_layer_maxbuf(void **state)
+{
+    static const char ok[] = "235 2.7.0 Authentication successful\r\n";
+    struct pst_sasl_client_config sasl = {
+        .authcid = "user",
+        .password = (const uint8_t *)"pencil",
+        .password_len = 6,
+        .host = HOST,
+        .digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT,
+        .digest_maxbuf = 100,
+    };
+    struct pst_smtp_client_config cc = pair_client_config(&sasl, 0);
+    struct pair p = {0};
+    const uint8_t *t, *end;
+    unsigned full = 0;
+
+    (void)state;
+    raw_new(&p.srv, "DIGEST-MD5", 0, 1);
+    pair_message(&p, test_message);
+    pair_run(&p, &cc);
+    assert_int_equal(p.done, 1);
+    t = (const uint8_t *)strstr((const char *)p.s2c.data, ok);
+    assert_non_null(t);
+    t += strlen(ok);
+    end = p.s2c.data + p.s2c.len;
+    while (t < end) {
+        size_t n;
+
+        assert_true(end - t >= 4);
+        n = (size_t)t[0] << 24 | (size_t)t[1] << 16 | (size_t)t[2] << 8 |
+            t[3];
+        if (n > 100)
+            fail_msg("a buffer of %zu octets, want at most 100", n);
+        assert_true((size_t)(end - t) >= 4 + n);
+        t += 4 + n;
+        full += n == 100;
+    }
+    /* The EHLO reply (131 octets) did not fit in one: it was cut at
+     * the maximum. */
+    assert_true(full >= 1);
+    pair_free(&p);
+}
+
 /* A tampered buffer either way ends the session. */
 static void
 test_pair_layer_tamper(void **state)
@@ -1291,6 +1337,7 @@ main(void)
         cmocka_unit_test(test_pair_plus),
         cmocka_unit_test(test_pair_external),
         cmocka_unit_test(test_pair_layer),
+        cmocka_unit_test(test_pair_layer_maxbuf),
         cmocka_unit_test(test_pair_layer_tamper),
         cmocka_unit_test(test_pair_layer_not_under_tls),
         cmocka_unit_test(test_client_binding_checks),
