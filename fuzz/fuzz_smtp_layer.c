@@ -73,6 +73,8 @@ check_replies(struct drv *d)
 {
     size_t start = 0;
 
+    if (d->plain.data == NULL)
+        return;
     for (;;) {
         const uint8_t *nl = d->plain.len > start
                                 ? memchr(d->plain.data + start, '\n',
