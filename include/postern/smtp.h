@@ -347,7 +347,11 @@ PST_EXTERN int pst_smtp_server_start(struct pst_smtp_server *s);
  * *consumed gets how many bytes were taken; when fewer than len, drain
  * events (and answer them) and feed the rest later.  Input is discarded
  * (and counted as consumed) while the session waits for the TLS handshake
- * and after it closed: RFC 3207 §4.2 / CVE-2011-0411.
+ * and after it closed: RFC 3207 §4.2 / CVE-2011-0411.  Under a security
+ * layer (pst_smtp_server_layer()) the bytes are the client's protected
+ * buffers, held until one is whole (our maxbuf is 65536 octets); a
+ * buffer that fails its check ends the session without a reply (a CLOSE
+ * event says why).
  * Returns: 0, PST_ESTATE (before pst_smtp_server_start()), PST_EINVAL
  * (NULL argument).
  */
@@ -458,7 +462,9 @@ PST_EXTERN int pst_smtp_server_close(struct pst_smtp_server *s,
 
 /*
  * Bytes to send: *p ([out] borrowed until the next call on s) and *len
- * (0 when nothing is pending).
+ * (0 when nothing is pending).  Under a security layer the replies queued
+ * since the last call are protected here, in buffers no larger than the
+ * client's maxbuf (the 235 before them goes in clear).
  * Returns: 1 when the output ends a pipelining group (the reply to EHLO,
  * DATA, QUIT, NOOP, VRFY, HELP, STARTTLS or AUTH, RFC 2920 §3.2), 0 when
  * it may wait for the rest of the group; a driver that sends everything
