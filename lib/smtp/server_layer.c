@@ -138,10 +138,16 @@ pst__server_layer_pull(struct pst_smtp_server *s)
                 break;
             pst_buf_reset(&s->plain);
             s->plain_off = 0;
+            /* As the input buffer: a burst gives its memory back. */
+            if (s->plain.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&s->plain, 0);
             continue;
         }
-        if (s->raw.len == 0)
+        if (s->raw.len == 0) {
+            if (s->raw.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&s->raw, 0);
             break;
+        }
         rc = pst_sasl_layer_unwrap(s->layer, s->raw.data, s->raw.len, &used,
                                    &s->plain);
         if (rc == PST_ENOMEM) {

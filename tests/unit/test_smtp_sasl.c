@@ -15,6 +15,8 @@
 
 #include "testutil.h"
 
+#include "../../lib/smtp/smtp_int.h"
+
 #define HOST "mail.example.test"
 
 static const uint8_t cb_a[32] = {
@@ -188,14 +190,27 @@ raw_free(struct raw *r)
     pst_buf_clear(&r->data);
 }
 
+/* Feed like a driver: what the session does not take now (its input
+ * buffer full) after it acted on what it has. */
 static void
 raw_send_bytes(struct raw *r, const void *p, size_t len)
 {
+    const uint8_t *b = p;
     size_t used;
 
-    assert_rc(pst_smtp_server_feed(r->s, p, len, &used), 0);
-    assert_int_equal(used, len);
-    raw_drain(r);
+    for (;;) {
+        assert_rc(pst_smtp_server_feed(r->s, b, len, &used), 0);
+        raw_drain(r);
+        b += used;
+        len -= used;
+        if (len == 0)
+            break;
+        assert_true(used > 0 ||
+                    pst_smtp_server_state(r->s, NULL) ==
+                        PST_SMTP_STATE_CLOSED);
+        if (used == 0)
+            break;
+    }
 }
 
 static void
@@ -724,6 +739,49 @@ test_layer_pipelined(void **state)
     raw_send_bytes(&r, b.data + 3, b.len - 3);
     raw_expect_wrapped(&r, l, ehlo_layer_reply);
     pst_buf_clear(&b);
+    pst_sasl_layer_free(l);
+    raw_free(&r);
+}
+
+/* A layered session that took a large burst gives its memory back once
+ * idle, as a clear one does (test_smtp_server.c test_memory_*). */
+static void
+test_layer_memory(void **state)
+{
+    struct pst_sasl_layer *l;
+    struct pst_buf big;
+    size_t n;
+    struct raw r;
+
+    (void)state;
+    raw_new(&r, "DIGEST-MD5", 0, 1);
+    raw_start(&r);
+    raw_send(&r, "EHLO client.example\r\n");
+    pst_buf_reset(&r.out);
+    raw_digest(&r, PST_SASL_QOP_AUTH_CONF, PST_SASL_CIPHER_3DES, &l);
+    raw_send_wrapped(&r, l, "EHLO client.example\r\n"
+                            "MAIL FROM:<user@example.test>\r\n"
+                            "RCPT TO:<rcpt@example.test>\r\nDATA\r\n");
+    raw_expect_wrapped(&r, l, "250-" HOST "\r\n"
+                              "250-PIPELINING\r\n"
+                              "250-SIZE\r\n"
+                              "250-8BITMIME\r\n"
+                              "250-AUTH DIGEST-MD5\r\n"
+                              "250 ENHANCEDSTATUSCODES\r\n"
+                              "250 2.1.0 Ok\r\n"
+                              "250 2.1.5 Ok\r\n"
+                              "354 End data with <CR><LF>.<CR><LF>\r\n");
+    pst_buf_init(&big, 1 << 20, 0);
+    for (int i = 0; i < 3000; i++)
+        pst_buf_printf(&big, "line %d of a burst that fills buffers\r\n", i);
+    pst_buf_append_str(&big, ".\r\n");
+    assert_rc(pst_buf_append(&big, "", 0), 0);
+    raw_send_wrapped(&r, l, (const char *)big.data);
+    raw_expect_wrapped(&r, l, "250 2.0.0 Ok: queued as Q1\r\n");
+    n = pst__smtp_server_buffer_bytes(r.s);
+    if (n > 4096)
+        fail_msg("got %zu buffer bytes idle, want at most 4096", n);
+    pst_buf_clear(&big);
     pst_sasl_layer_free(l);
     raw_free(&r);
 }
@@ -1333,6 +1391,7 @@ main(void)
         cmocka_unit_test(test_layer_raw),
         cmocka_unit_test(test_layer_pipelined),
         cmocka_unit_test(test_layer_corrupt),
+        cmocka_unit_test(test_layer_memory),
         cmocka_unit_test(test_layer_offer),
         cmocka_unit_test(test_pair_plus),
         cmocka_unit_test(test_pair_external),
