@@ -242,9 +242,10 @@ struct pst_smtp_server; /* one client connection: opaque */
                       CR/LF, line too long, too big): discard it; the       \
                       reply is sent */                                       \
     X(CLOSE)       /* tell: send the output, then close the connection; \
-                      error and reason are set when the session ends on   \
-                      its own for a refused security-layer buffer         \
-                      (PST_EFORGED, PST_EPROTO, PST_ELIMIT) */
+                      reason says why when the session ends on its own:  \
+                      "quit", "too many errors", or a refused             \
+                      security-layer buffer (then error is PST_EFORGED,   \
+                      PST_EPROTO or PST_ELIMIT) */
 
 enum pst_smtp_event_type {
 #define PST_SMTP_EVENT_ENUM_(name) PST_SMTP_EV_##name,

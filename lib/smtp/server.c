@@ -268,14 +268,17 @@ pst__server_reset_transaction(struct pst_smtp_server *s)
 }
 
 /* Drop everything and queue CLOSE: after 221, or after a 421 reply. */
-void
+struct pst_smtp_event *
 pst__server_close_now(struct pst_smtp_server *s)
 {
+    struct pst_smtp_event *ev;
+
     pst__server_drop_input(s);
     pst__server_end_sasl(s);
-    pst__server_event(s, PST_SMTP_EV_CLOSE, 0);
+    ev = pst__server_event(s, PST_SMTP_EV_CLOSE, 0);
     pst__server_enter_state(s, PST_SMTP_STATE_CLOSED);
     s->flush = 1;
+    return ev;
 }
 
 void
@@ -299,7 +302,7 @@ server_check_close(struct pst_smtp_server *s)
         return;
     pst__server_reply(s, "421 4.7.0 %s Error: too many errors",
                       s->cfg.hostname);
-    pst__server_close_now(s);
+    pst__server_close_now(s)->reason = "too many errors";
 }
 
 /* --- The loop ------------------------------------------------------------ */

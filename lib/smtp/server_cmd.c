@@ -354,7 +354,7 @@ server_proceed_quit(struct pst_smtp_server *s, const uint8_t *arg,
     (void)arg;
     (void)len;
     pst__server_reply(s, "221 2.0.0 Bye");
-    pst__server_close_now(s);
+    pst__server_close_now(s)->reason = "quit";
 }
 
 static void

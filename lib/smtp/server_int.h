@@ -193,8 +193,9 @@ void pst__server_drop_input(struct pst_smtp_server *s);
 /* Forget the mail transaction (RSET, EHLO, the end of DATA). */
 void pst__server_reset_transaction(struct pst_smtp_server *s);
 
-/* Drop everything and queue CLOSE: after 221, or after a 421 reply. */
-void pst__server_close_now(struct pst_smtp_server *s);
+/* Drop everything and queue CLOSE: after 221, or after a 421 reply.
+ * Returns the CLOSE event, for its reason. */
+struct pst_smtp_event *pst__server_close_now(struct pst_smtp_server *s);
 
 /* Forget what the client said before a new start (RFC 3207 §4.2 after
  * STARTTLS, RFC 4954 §4 after a security layer): the EHLO and the

@@ -491,6 +491,7 @@ def layered(r, layer, text, replies=1):
 def test_layer_whole_message(srv):
     """auth-int from a client written from RFC 2831: after the 235 every
     byte is protected, EHLO starts over, and a message arrives intact."""
+    n_quit = len(srv.events("disconnect", reason="quit"))
     r = SMTPRaw(srv.ports["layer"])
     assert r.reply()[0] == 220
     r.ehlo()
@@ -517,6 +518,8 @@ def test_layer_whole_message(srv):
     got = layered(r, layer, ".\r\n")
     assert got.startswith("250 2.0.0 Ok: queued as "), got
     assert layered(r, layer, "QUIT\r\n") == "221 2.0.0 Bye\r\n"
+    # The log says why, though the 221 went out protected.
+    assert srv.wait_event("disconnect", reason="quit", count=n_quit + 1)
     msgs = srv.messages(rcpt)
     assert len(msgs) == 1
     assert strip_received(msgs[0]) == body.replace(
