@@ -442,6 +442,10 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
     for (size_t i = 0; i < s->nmechs; i++) {
         unsigned f = pst_sasl_mech_flags(s->mechs[i]);
 
+        /* -PLUS and EXTERNAL only ever under TLS. */
+        if ((f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL)) &&
+            cfg->tls == PST_SMTP_TLS_NONE)
+            continue;
         if (cfg->tls != PST_SMTP_TLS_NONE ||
             cfg->auth_before_tls == PST_SMTP_BEFORE_TLS_ALL ||
             (cfg->auth_before_tls == PST_SMTP_BEFORE_TLS_CHALLENGE &&

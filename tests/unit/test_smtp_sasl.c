@@ -351,6 +351,34 @@ test_offered(void **state)
     raw_free(&r);
 }
 
+/* A listener without TLS where only -PLUS or EXTERNAL could log in
+ * would refuse every message: pst_smtp_server_new() says so. */
+static void
+test_config_needs_tls(void **state)
+{
+    static const char *const names[] = {"SCRAM-SHA-256-PLUS", "EXTERNAL"};
+    const struct pst_sasl_mech *mechs[2];
+    struct pst_smtp_server_config cfg = {
+        .hostname = HOST,
+        .tls = PST_SMTP_TLS_NONE,
+        .auth = PST_SMTP_AUTH_REQUIRED,
+        .auth_before_tls = PST_SMTP_BEFORE_TLS_ALL,
+        .mechs = mechs,
+    };
+    struct pst_smtp_server *s;
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        mechs[0] = mech(names[i]);
+        mechs[1] = NULL;
+        cfg.tls = PST_SMTP_TLS_NONE;
+        assert_rc(pst_smtp_server_new(&cfg, &s), PST_EINVAL);
+        cfg.tls = PST_SMTP_TLS_STARTTLS;
+        assert_rc(pst_smtp_server_new(&cfg, &s), 0);
+        pst_smtp_server_free(s);
+    }
+}
+
 static void
 test_tls_auth_checks(void **state)
 {
@@ -1385,6 +1413,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offered),
         cmocka_unit_test(test_tls_auth_checks),
+        cmocka_unit_test(test_config_needs_tls),
         cmocka_unit_test(test_plus_binding),
         cmocka_unit_test(test_plus_downgrade),
         cmocka_unit_test(test_external),
