@@ -1070,6 +1070,18 @@ def config_seeds():
     seed(t, "address", "user@Example.Test")
     seed(t, "address-traversal", "../../etc@..")
     seed(t, "cidr", "2001:db8::/32")
+    # DESIGN.md "Per-client compatibility profiles".
+    seed(t, "profile", CONFIG + "\n[profile scanners]\n"
+         "networks  = 192.168.10.0/24 2001:db8:10::/64 ::ffff:10.0.0.0/104\n"
+         "listeners = submission\n"
+         "tls_min_version = TLSv1\n"
+         "auth_before_tls = all\n"
+         "helo_auth = yes\n"
+         "bare_lf = normalize\n"
+         "long_lines = fold\n"
+         "add_missing_headers = yes\n"
+         "legacy_auth_line = yes\n"
+         "[profile everyone]\nnetworks = 0.0.0.0/0 ::/0\n")
 
 
 # fuzz_mime.c option bits: byte 0, then byte 1.

@@ -92,6 +92,18 @@ static const struct config_enum rewrite_names[] = {
     {NULL, 0},
 };
 
+static const struct config_enum bare_lf_names[] = {
+    {"reject", CONFIG_BARE_LF_REJECT},
+    {"normalize", CONFIG_BARE_LF_NORMALIZE},
+    {NULL, 0},
+};
+
+static const struct config_enum long_lines_names[] = {
+    {"reject", CONFIG_LONG_LINES_REJECT},
+    {"fold", CONFIG_LONG_LINES_FOLD},
+    {NULL, 0},
+};
+
 /* --- The keys ------------------------------------------------------------ */
 
 #define G(field) offsetof(struct config, field)
@@ -179,6 +191,11 @@ static const struct config_key global_keys[] = {
     {.name = "workers", .type = KT_WORKERS, .offset = G(workers), .min = 1,
      .max = 1024, .def = "auto",
      .doc = "event loops (threads); auto: one per core"},
+    /* DESIGN.md "Privileges": resolved and checked by posternd
+     * (src/posternd/priv.c), not here. */
+    {.name = "user", .type = KT_STRING, .offset = G(user),
+     .doc = "started as root, run as this user once the listeners are "
+            "bound and the TLS key read"},
     {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
      .names = log_level_names, .def = "info",
      .doc = "the least severe events logged"},
@@ -323,9 +340,45 @@ static const struct config_key relay_keys[] = {
      .max = 3600, .def = "300", .doc = "for each reply of the smarthost"},
 };
 
+#define P(field) offsetof(struct config_profile, field)
+
+/* DESIGN.md "Per-client compatibility profiles".  A key left out changes
+ * nothing for the profile's clients. */
+static const struct config_key profile_keys[] = {
+    {.name = "networks", .type = KT_CIDRS, .offset = P(networks),
+     .flags = KF_REQUIRED,
+     .doc = "client networks it applies to (CIDR, IPv4 and IPv6)"},
+    {.name = "listeners", .type = KT_NAMES, .offset = P(listeners),
+     .doc = "only on these listeners (default: every one)"},
+    {.name = "tls_min_version", .type = KT_TLS_VERSION,
+     .offset = P(tls_min_version),
+     .doc = "oldest TLS version these clients may use (default: the "
+            "global one)"},
+    {.name = "auth_before_tls", .type = KT_ENUM,
+     .offset = P(auth_before_tls), .names = abt_names,
+     .doc = "none, challenge or all: overrides the listener's"},
+    {.name = "helo_auth", .type = KT_ENUM, .offset = P(helo_auth),
+     .names = bool_names, .def = "no",
+     .doc = "AUTH after HELO too (not only after EHLO)"},
+    {.name = "bare_lf", .type = KT_ENUM, .offset = P(bare_lf),
+     .names = bare_lf_names, .def = "reject",
+     .doc = "reject or normalize (to CRLF) bare LF line ends in DATA"},
+    {.name = "long_lines", .type = KT_ENUM, .offset = P(long_lines),
+     .names = long_lines_names, .def = "reject",
+     .doc = "reject or fold (at 998 octets) DATA lines over 1000 octets"},
+    {.name = "add_missing_headers", .type = KT_ENUM,
+     .offset = P(add_missing_headers), .names = bool_names, .def = "no",
+     .doc = "add Date and Message-ID when absent (RFC 6409 §8)"},
+    {.name = "legacy_auth_line", .type = KT_ENUM,
+     .offset = P(legacy_auth_line), .names = bool_names,
+     .doc = "also advertise \"250-AUTH=...\" (default: the global "
+            "one)"},
+};
+
 #undef G
 #undef L
 #undef R
+#undef P
 
 /* --- Section types ------------------------------------------------------- */
 
@@ -338,6 +391,9 @@ static int listener_check(struct config_parser *p,
                           const struct config_section *s);
 static int relay_check(struct config_parser *p,
                        const struct config_section *s);
+static void profile_init(void *sec);
+static int profile_check(struct config_parser *p,
+                         const struct config_section *s);
 
 const struct config_section_type config_global_type = {
     .name = NULL,
@@ -372,6 +428,19 @@ const struct config_section_type config_section_types[CONFIG_SECTION_TYPES] = {
         .count_offset = offsetof(struct config, n_relays),
         .max = CONFIG_RELAYS_MAX,
         .check = relay_check,
+    },
+    {
+        .name = "profile",
+        .keys = profile_keys,
+        .nkeys = NKEYS(profile_keys),
+        .size = sizeof(struct config_profile),
+        .name_offset = offsetof(struct config_profile, name),
+        .line_offset = offsetof(struct config_profile, line),
+        .list_offset = offsetof(struct config, profiles),
+        .count_offset = offsetof(struct config, n_profiles),
+        .max = CONFIG_PROFILES_MAX,
+        .init = profile_init,
+        .check = profile_check,
     },
 };
 
@@ -589,5 +658,65 @@ listener_check(struct config_parser *p, const struct config_section *s)
                         config_key_line(config_section_of(p, s->type, j),
                                         "address"));
     }
+    return 0;
+}
+
+/* The keys a profile leaves to the listener or the global key. */
+static void
+profile_init(void *sec)
+{
+    struct config_profile *pr = sec;
+
+    pr->auth_before_tls = CONFIG_UNSET;
+    pr->legacy_auth_line = CONFIG_UNSET;
+}
+
+static int
+profile_check(struct config_parser *p, const struct config_section *s)
+{
+    const struct config *c = p->c;
+    const struct config_profile *pr = &c->profiles[s->index];
+    unsigned lines_line = config_key_line(s, "listeners");
+    unsigned abt_line = config_key_line(s, "auth_before_tls");
+    int tls = 0;
+
+    if (pr->networks.n == 0)
+        return config_perr(p, config_key_line(s, "networks"),
+                           "[profile %s]: no networks", pr->name);
+    for (size_t i = 0; i < pr->listeners.n; i++) {
+        size_t j = 0;
+
+        while (j < c->n_listeners &&
+               strcmp(c->listeners[j].name, pr->listeners.v[i]) != 0)
+            j++;
+        if (j == c->n_listeners)
+            return config_perr(p, lines_line, "[profile %s]: no [listener "
+                               "%s] section", pr->name, pr->listeners.v[i]);
+    }
+    for (size_t j = 0; j < c->n_listeners; j++) {
+        const struct config_listener *l = &c->listeners[j];
+        enum config_auth_before_tls abt = config_profile_abt(pr, l);
+        size_t offered = 0;
+
+        if (!config_profile_on_listener(pr, l))
+            continue;
+        tls |= l->tls != CONFIG_TLS_NONE;
+        /* As listener_check(): the profile's clients must be able to
+         * authenticate where the listener requires it. */
+        for (size_t m = 0; m < l->mechs.n; m++)
+            offered += (size_t)config_listener_offers_abt(l, abt,
+                                                          l->mechs.v[m], 0);
+        if (l->auth != CONFIG_AUTH_OFF && l->tls == CONFIG_TLS_NONE &&
+            offered == 0)
+            return config_perr(p, abt_line != 0 ? abt_line : pr->line,
+                        "[profile %s]: auth_before_tls = %s leaves no "
+                        "mechanism to offer on [listener %s] (tls = none)",
+                        pr->name, config_enum_value(abt_names, (int)abt),
+                        l->name);
+    }
+    if (pr->tls_min_version != TLS_VERSION_DEFAULT && !tls)
+        return config_perr(p, config_key_line(s, "tls_min_version"),
+                           "[profile %s]: tls_min_version, but none of its "
+                           "listeners has TLS", pr->name);
     return 0;
 }

@@ -449,6 +449,25 @@ tls_ctx_free(struct tls_ctx *ctx)
 }
 
 int
+tls_ctx_share(struct tls_ctx *ctx, struct tls_ctx **out)
+{
+    struct tls_ctx *copy;
+
+    *out = NULL;
+    copy = OPENSSL_zalloc(sizeof(*copy));
+    if (copy == NULL)
+        return PST_ENOMEM;
+    if (SSL_CTX_up_ref(ctx->ssl_ctx) != 1) {
+        OPENSSL_free(copy);
+        return PST_ENOMEM;
+    }
+    copy->ssl_ctx = ctx->ssl_ctx;
+    copy->role = ctx->role;
+    *out = copy;
+    return 0;
+}
+
+int
 tls_ctx_reload(struct tls_ctx **cur, const struct tls_config *cfg,
                char *err, size_t err_size)
 {

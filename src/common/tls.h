@@ -143,6 +143,16 @@ int tls_ctx_new(const struct tls_config *cfg, struct tls_ctx **out,
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /*
+ * A second handle on the context of ctx (the same certificate and key,
+ * loaded once), for a reload that cannot read the files again (posternd
+ * after dropping root: a key only root may read).
+ * Parameters: ctx [in] borrowed; *out [out] owned, free with
+ * tls_ctx_free() (each handle holds its own reference).
+ * Returns: 0, PST_ENOMEM.
+ */
+int tls_ctx_share(struct tls_ctx *ctx, struct tls_ctx **out);
+
+/*
  * Reload (SIGHUP): make a new context from cfg and, only if that worked,
  * free *cur and store the new one there.  Connections already running keep
  * the old context; new ones get the new one.  On failure *cur is left as

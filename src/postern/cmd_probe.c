@@ -13,6 +13,7 @@
 #include "client.h"
 #include "cmds.h"
 #include "json.h"
+#include "probe_device.h"
 
 struct probe_auth {
     char mech[32];
@@ -30,11 +31,20 @@ probe_usage(FILE *f)
 "                     [--cert FILE --key FILE]\n"
 "                     [--cafile FILE] [--insecure] [--allow-plaintext-auth]\n"
 "                     [--json] [-v]\n"
+"       postern probe --as-device smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
+"                     [--user USER [--password-file FILE]]\n"
+"                     [--from ADDRESS] [--to ADDRESS] [-v]\n"
 "\n"
 "Show the banner, the EHLO keywords and AUTH mechanisms before and after\n"
 "STARTTLS, the TLS version, cipher, certificate and channel binding.\n"
 "With --user, also try each offered mechanism and report which accept\n"
-"the password; with --cert and --key, EXTERNAL with that certificate.\n");
+"the password; with --cert and --key, EXTERNAL with that certificate.\n"
+"\n"
+"--as-device runs the session of a legacy device (TLS 1.0, AUTH LOGIN\n"
+"before TLS, HELO then AUTH, bare LF line ends, a 1500-octet line),\n"
+"one step at a time, and says which step would fail and which key of a\n"
+"posternd [profile NAME] would fix it.  The message steps need --to (a\n"
+"test message is delivered for each step that passes).\n");
 }
 
 /* Keywords of an EHLO reply (lines after the first), one per line. */
@@ -230,8 +240,29 @@ print_json(const struct client_opts *co, const struct client_result *r,
 
 enum {
     OPT_USER = 256, OPT_PWFILE, OPT_CAFILE, OPT_INSECURE, OPT_PLAIN,
-    OPT_JSON, OPT_TIMEOUT, OPT_CERT, OPT_KEY,
+    OPT_JSON, OPT_TIMEOUT, OPT_CERT, OPT_KEY, OPT_DEVICE, OPT_FROM, OPT_TO,
 };
+
+/* postern probe --as-device (probe_device.h). */
+static int
+probe_as_device(const struct client_opts *co, const char *user,
+                const char *pw, size_t pwlen, const char *from,
+                const char *to)
+{
+    struct probe_device d = {
+        .user = user,
+        .password = (const uint8_t *)pw,
+        .password_len = pwlen,
+        /* MAIL FROM: the user's own address by default (sender_check =
+         * strict), else the null reverse-path. */
+        .from = from != NULL                             ? from
+                : user != NULL && strchr(user, '@') != NULL ? user
+                                                            : "",
+        .to = to,
+    };
+
+    return probe_device_run(co, &d, stdout);
+}
 
 int
 cmd_probe_main(int argc, char **argv)
@@ -246,6 +277,9 @@ cmd_probe_main(int argc, char **argv)
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"json", no_argument, NULL, OPT_JSON},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"as-device", no_argument, NULL, OPT_DEVICE},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -254,10 +288,10 @@ cmd_probe_main(int argc, char **argv)
     struct pst_smtp_client_config cfg = {.probe = 1};
     struct client_result *r;
     struct probe_auth auth[16];
-    const char *user = NULL, *pwfile = NULL;
+    const char *user = NULL, *pwfile = NULL, *from = NULL, *to = NULL;
     char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
     size_t pwlen = 0, nauth = 0;
-    int c, json = 0, plain = 0, rc;
+    int c, json = 0, plain = 0, device = 0, rc;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -272,6 +306,9 @@ cmd_probe_main(int argc, char **argv)
         case OPT_JSON: json = 1; break;
         case OPT_TIMEOUT: co.timeout = (unsigned)strtoul(optarg, NULL, 10);
             break;
+        case OPT_DEVICE: device = 1; break;
+        case OPT_FROM: from = optarg; break;
+        case OPT_TO: to = optarg; break;
         case 'v': co.verbose = 1; break;
         case 'h':
             probe_usage(stdout);
@@ -281,7 +318,8 @@ cmd_probe_main(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    if (optind + 1 != argc) {
+    if (optind + 1 != argc || (device && json) ||
+        (!device && (from != NULL || to != NULL))) {
         probe_usage(stderr);
         return EX_USAGE;
     }
@@ -298,9 +336,18 @@ cmd_probe_main(int argc, char **argv)
         fprintf(stderr, "postern probe: %s\n", err);
         return EX_USAGE;
     }
+    if (device) {
+        rc = probe_as_device(&co, user, pw, pwlen, from, to);
+        if (pw != NULL)
+            OPENSSL_clear_free(pw, pwlen + 1);
+        return rc;
+    }
     r = calloc(2, sizeof(*r));
-    if (r == NULL)
+    if (r == NULL) {
+        if (pw != NULL)
+            OPENSSL_clear_free(pw, pwlen + 1);
         return EX_OSERR;
+    }
     rc = client_run(&co, &cfg, NULL, r);
     if (rc == 0 && (user != NULL || co.cert != NULL)) {
         /* One session per mechanism, each forced, as the device would. */

@@ -21,6 +21,8 @@ msg_state(const struct relay_msg *msg, int64_t now)
         return "deleting";
     if (msg->rt == NULL)
         return "no-relay";
+    if (msg->rt->paused)
+        return "paused";
     if (msg->due > now || msg->rt->retry_at > now || msg->env->attempts > 0)
         return "deferred";
     return "queued";
@@ -47,7 +49,10 @@ cmd_list(struct relay_mgr *m, struct pst_buf *out)
     for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next) {
         const char *why = msg->env->last_reply;
 
-        if ((why == NULL || msg->env->attempts == 0) && msg->rt != NULL &&
+        if (msg->rt != NULL && msg->rt->paused)
+            why = msg->rt->tok_error;
+        else if ((why == NULL || msg->env->attempts == 0) &&
+                 msg->rt != NULL &&
             msg->rt->retry_at > now && msg->rt->last_error[0] != '\0')
             why = msg->rt->last_error;
         pst_buf_printf(out, "%s %s ", msg->env->id, msg_state(msg, now));
@@ -128,6 +133,22 @@ cmd_relay(struct relay_mgr *m, const char *name, struct pst_buf *out)
     pst_buf_append_str(out, "last_error ");
     put_word(out, rt->last_error[0] != '\0' ? rt->last_error : "-");
     pst_buf_append_byte(out, '\n');
+    relay_token_status(rt, relay_now(), out);
+    return 0;
+}
+
+/* postern oauth login wrote the token file: read it, resume. */
+static int
+cmd_token(struct relay_mgr *m, const char *name, struct pst_buf *out)
+{
+    struct relay_rt *rt = relay_rt_find(m, name);
+
+    if (rt == NULL || rt->cfg->auth != CONFIG_RELAY_AUTH_OAUTH2) {
+        pst_buf_printf(out, "error no oauth2 relay %s\n", name);
+        return PST_EINVAL;
+    }
+    relay_token_reread(m, rt);
+    pst_buf_printf(out, "reread\n");
     return 0;
 }
 
@@ -153,6 +174,8 @@ relay_mgr_command(struct relay_mgr *m, const char *cmd, struct pst_buf *out,
         return cmd_delete(m, arg, out, done, ctx);
     if (vlen == 5 && strncmp(cmd, "relay", 5) == 0 && arg != NULL)
         return cmd_relay(m, arg, out);
+    if (vlen == 5 && strncmp(cmd, "token", 5) == 0 && arg != NULL)
+        return cmd_token(m, arg, out);
     pst_buf_printf(out, "error unknown command\n");
     return PST_EINVAL;
 }

@@ -632,11 +632,26 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         rc = tls_input(c->tls, (const uint8_t *)b->base, (size_t)n);
         if (rc == TLS_STOPPED)
             return;
-        if (rc < 0 || rc == TLS_CLOSED) {
+        if (rc == TLS_CLOSED) {
+            /* The server's close_notify after its last reply (221 to our
+             * QUIT, or a 421): act on what came before it first. */
+            rc_pump(c);
+            if (c->state == RC_SESSION)
+                rc_close(c, c->quitting && c->fail_code == 0
+                                ? RELAY_END_QUIT
+                                : c->ready_seen ? RELAY_END_BROKEN
+                                                : RELAY_END_UNUSABLE,
+                         c->fail_code, c->fail_reply != NULL
+                                           ? c->fail_reply
+                                           : "TLS closed by the smarthost");
+            return;
+        }
+        if (rc < 0) {
             rc_log(c, LOG_LEVEL_INFO, "relay_tls_failed", "error",
                    tls_error(c->tls), NULL, NULL);
             rc_close(c, c->ready_seen ? RELAY_END_BROKEN : RELAY_END_UNUSABLE,
-                     0, rc < 0 ? tls_error(c->tls) : "TLS closed");
+                     c->fail_code, c->fail_reply != NULL ? c->fail_reply
+                                                         : tls_error(c->tls));
             return;
         }
     } else if (pst_smtp_client_feed(c->s, (const uint8_t *)b->base,
@@ -657,8 +672,6 @@ rc_session_new(struct relay_conn *c)
 {
     struct pst_sasl_client_config sasl = {
         .authcid = c->cfg.user,
-        .password = c->cfg.secret,
-        .password_len = c->cfg.secret_len,
         .host = c->cfg.host,
     };
     struct pst_smtp_client_config sc = {
@@ -673,6 +686,16 @@ rc_session_new(struct relay_conn *c)
         .mechs = c->cfg.mechs,
     };
 
+    if (c->cfg.bearer) {
+        /* XOAUTH2 / OAUTHBEARER (RFC 7628 §3.1: host= and port=). */
+        sasl.token = c->cfg.secret;
+        sasl.token_len = c->cfg.secret_len;
+        sasl.oauth_host = c->cfg.host;
+        sasl.oauth_port = c->cfg.port;
+    } else {
+        sasl.password = c->cfg.secret;
+        sasl.password_len = c->cfg.secret_len;
+    }
     return pst_smtp_client_new(&sc, &c->s);
 }
 

@@ -92,7 +92,7 @@ struct relay_conn_config {
     const char *user;             /* AUTH identity; NULL: no AUTH */
     const uint8_t *secret;        /* password or bearer token (secret) */
     size_t      secret_len;
-    int         bearer;           /* secret is an OAuth2 bearer token */
+    int         bearer;           /* secret is an OAuth 2.0 bearer token */
     const char *const *mechs;     /* NULL-terminated preference, or NULL */
     unsigned    connect_timeout;  /* seconds */
     unsigned    timeout;          /* seconds to wait for a reply */

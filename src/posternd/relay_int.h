@@ -46,6 +46,19 @@ struct relay_rt {
     int64_t retry_at;               /* relay-wide: not before */
     char last_error[512];
     int found;                      /* in the configuration (reload) */
+    /* auth = oauth2 (relay_token.c): */
+    struct relay_mgr *mgr;
+    struct oauth_token tok;         /* the token file as last read or
+                                       written (secrets wiped on free) */
+    uint8_t *client_secret;         /* oauth2_client_secret_file's */
+    size_t client_secret_len;
+    int refreshing;                 /* a token request on the pool */
+    int paused;                     /* the grant is dead: log in again */
+    unsigned tok_failures;          /* temporary failures in a row */
+    int64_t tok_retry_at;           /* no request before */
+    int retried_535;                /* a 535 made us refresh once */
+    char tok_error[256];            /* the last failure, for status */
+    uint64_t refreshes_ok, refreshes_failed;
 };
 
 /* A pool job on one message's files. */
@@ -113,8 +126,33 @@ struct relay_work *relay_work_new(struct relay_mgr *m,
 int relay_work_queue(struct relay_work *w);
 void relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg);
 void relay_run(struct relay_mgr *m);
+int relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
+                   uint64_t *wait_ms);
+void relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
+                      struct pst_buf *lines);
+
+/* relay_jobs.c: a connection for rt, with the access token of an oauth2
+ * relay (else NULL).  Returns 0 or -1. */
+int relay_conn_open(struct relay_mgr *m, struct relay_rt *rt,
+                    const char *token);
 int relay_read_secret(const char *path, uint8_t **out, size_t *len,
                       char *err, size_t n);
+
+/* relay_token.c: OAuth 2.0 for auth = oauth2 */
+void relay_token_configure(struct relay_mgr *m, struct relay_rt *rt);
+void relay_token_free(struct relay_rt *rt);
+/* 1 with the access token in *tok when it is usable now; 0 when not (a
+ * refresh is started if none runs and the relay is not paused), with
+ * *wake (Unix seconds) when to look again, or 0 for "when a refresh
+ * ends". */
+int relay_token_ready(struct relay_mgr *m, struct relay_rt *rt, int64_t now,
+                      const char **tok, int64_t *wake);
+/* The smarthost refused the token (535): refresh once before waiting. */
+int relay_token_refused(struct relay_mgr *m, struct relay_rt *rt);
+/* Re-read the token file (postern oauth login wrote it): resumes. */
+void relay_token_reread(struct relay_mgr *m, struct relay_rt *rt);
+void relay_token_status(const struct relay_rt *rt, int64_t now,
+                        struct pst_buf *out);
 
 /* relay_bounce.c (blocking: from a pool job) */
 int relay_domain_local(const struct config *cfg, const char *addr);

@@ -115,6 +115,7 @@ conn_free(struct conn *c)
     atomic_fetch_sub(&c->srv->nconn, 1);
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
+    conn_profile_end(c);
     conn_reset_message(c);
     pst_smtp_server_free(c->s);
     free(c->held_user);
@@ -286,6 +287,7 @@ conn_tls_established(void *ctx)
         conn_enter_state(c, CONN_RUNNING);
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    conn_profile_tls_up(c);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
                                     tls_cipher(c->tls)) < 0 ||
         conn_tls_auth(c) < 0)
@@ -304,10 +306,11 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    /* A listener that asks for client certificates has its own. */
+    /* A listener that asks for client certificates has its own;
+     * otherwise the profile's, or the global one. */
     struct tls_ctx *ctx = c->sc->l[c->lidx].tls != NULL
                               ? c->sc->l[c->lidx].tls
-                              : c->sc->tls;
+                              : conn_profile_tls(c);
 
     if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
         return -1;
@@ -704,8 +707,10 @@ conn_accepted(struct conn *c)
 void
 conn_start(struct conn *c, enum conn_refuse refuse)
 {
-    struct pst_smtp_server_config scfg = c->sc->l[c->lidx].scfg;
+    struct pst_smtp_server_config scfg;
 
+    /* The client's profile, if any, before anything is sent. */
+    conn_profile_pick(c, &scfg);
     scfg.timestamp = (uint64_t)time(NULL);
     if (log_enabled(LOG_LEVEL_DEBUG)) {
         scfg.trace = session_trace;

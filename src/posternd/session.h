@@ -91,6 +91,13 @@ enum conn_hold {
     HOLD_REPLY,              /* the 535 goes out after the delay */
 };
 
+/* add_missing_headers: where the message's header section is. */
+enum conn_hdr {
+    CONN_HDR_OFF = 0,        /* not held back (no profile, or done) */
+    CONN_HDR_HOLDING,        /* held back in conn->hdr until its end */
+    CONN_HDR_ADDED,          /* written with Date or Message-ID added */
+};
+
 /* Why a connection gets 421 instead of a greeting. */
 enum conn_refuse {
     REFUSE_NONE = 0,
@@ -161,6 +168,11 @@ struct conn {
     struct queue_rcpt *qrcpt; /* the commit's envelope (WORK_COMMIT) */
     struct queue_env qenv;
     uint64_t msg_size;       /* octets received (DATA_END) */
+    /* The compatibility profile (session_profile.c): */
+    const struct config_profile *profile; /* NULL: none applies */
+    unsigned profile_used;   /* PROFILE_USED_* the driver saw */
+    enum conn_hdr hdr_holding; /* add_missing_headers */
+    struct pst_buf hdr;      /* the header section held back */
     /* The thread-pool job: */
     enum work_kind work_kind;
     int work_result;
@@ -242,6 +254,48 @@ int conn_on_event(struct conn *c, const struct pst_smtp_event *ev);
 /* Forget the message of the transaction (its spool file goes). */
 void conn_reset_message(struct conn *c);
 
+/* --- The compatibility profile (session_profile.c) ----------------------
+ */
+
+/*
+ * At accept (the client's address known, nothing sent yet): pick the
+ * connection's profile (config_profile_match()) and make *scfg the
+ * session settings for it (snapshot_session_config()).
+ */
+void conn_profile_pick(struct conn *c, struct pst_smtp_server_config *scfg);
+
+/* The TLS context for the connection: its profile's, else the global. */
+struct tls_ctx *conn_profile_tls(const struct conn *c);
+
+/* The TLS handshake is over: note a version only the profile allows. */
+void conn_profile_tls_up(struct conn *c);
+
+/* An AUTH exchange ended (AUTH_RESULT): note one before TLS that only
+ * the profile's auth_before_tls allowed. */
+void conn_profile_auth(struct conn *c, const struct pst_smtp_event *ev);
+
+/* DATA_BEGIN (the Received header written): with add_missing_headers,
+ * start holding back the header section. */
+void conn_profile_data_begin(struct conn *c);
+
+/*
+ * A DATA line, for c->msg (not NULL): held back while it belongs to the
+ * header section, else (and at the section's end, with the additions)
+ * written to the spool.
+ * Returns: 0, -1 (a spool write failed: maildir_error() says why).
+ */
+int conn_profile_data(struct conn *c, const uint8_t *p, size_t len);
+
+/* DATA_END: write what is still held back (a message that ended in its
+ * header section).  Returns: as conn_profile_data(). */
+int conn_profile_data_end(struct conn *c);
+
+/* The message is forgotten: drop what is held back. */
+void conn_profile_data_reset(struct conn *c);
+
+/* The session is over: log what it used of its profile (event=compat),
+ * once, and count it. */
+void conn_profile_end(struct conn *c);
 /* The TLS handshake is done: hand the session the channel binding and
  * the user the client certificate names (session_tls.c).  Returns: 0,
  * -1. */

@@ -190,15 +190,29 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
     } else {
         /* The request owns the credentials until AUTH_RESULT.  An
          * unknown user gets NULL: the session does the same work and
-         * fails the same way as for a wrong password.  EXTERNAL: a user
-         * pinned to another certificate (cert=) is nobody too. */
-        c->auth_cred = rc == 0 ? u->cred : NULL;
-        if (rc == 0 && c->auth_external &&
+         * fails the same way as for a wrong password.  So does a user
+         * whose account flags refuse the login from here (Dovecot's
+         * nologin, noauthenticate, allow_nets: userdb.h), before any
+         * password is checked; conn_on_auth_result() logs why.  And, for
+         * EXTERNAL, a user pinned to another certificate (cert=). */
+        c->auth_cred = rc == 0 && userdb_user_check_login(
+                                      u, (struct sockaddr *)&c->peer_sa,
+                                      NULL, 0) == 0
+                           ? u->cred
+                           : NULL;
+        if (c->auth_cred != NULL && c->auth_external &&
             userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
             log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
                       "fingerprint", c->cert_fp, NULL);
             c->auth_cred = NULL;
         }
+        /* The user's own relay= (DESIGN.md "Routing"), kept for the
+         * RCPTs once this user has authenticated. */
+        free(c->user_relay);
+        c->user_relay = c->auth_cred != NULL && u->relay.v != NULL &&
+                                u->relay.len > 0
+                            ? strndup(u->relay.v, u->relay.len)
+                            : NULL;
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
@@ -269,6 +283,16 @@ conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 static void
 conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
 {
+    const struct userdb_user *u = userdb_lookup_user(c->auth_req);
+    const char *reason = ev->reason;
+    char refused[USERDB_WHY_MAX];
+
+    /* A login the account flags refused: say so rather than "unknown
+     * user" (the client got the 535 of a wrong password). */
+    if (!ev->ok && ev->error == PST_EAUTH && u != NULL &&
+        userdb_user_check_login(u, (struct sockaddr *)&c->peer_sa, refused,
+                                sizeof(refused)) < 0)
+        reason = refused;
     if (ev->ok)
         log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
                   "user", ev->user, "mech", ev->mech, NULL);
@@ -277,7 +301,7 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   c->peer, "user", ev->user != NULL ? ev->user : "-",
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
-                  ev->reason != NULL ? ev->reason : "-", NULL);
+                  reason != NULL ? reason : "-", NULL);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
     userdb_lookup_free(c->auth_req);
@@ -340,6 +364,7 @@ conn_reset_message(struct conn *c)
     }
     free(c->msg_error);
     c->msg_error = NULL;
+    conn_profile_data_reset(c);
 }
 
 /* Spooling the message failed: its spool file goes now, and the final
@@ -636,6 +661,7 @@ conn_on_data_begin(struct conn *c)
     else if (maildir_append(c->msg, hdr.data, hdr.len) < 0)
         conn_spool_failed(c, maildir_error(c->msg));
     pst_buf_clear(&hdr);
+    conn_profile_data_begin(c);
 }
 
 int
@@ -655,6 +681,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_AUTH_VERIFY:
         return conn_on_auth_verify(c, ev);
     case PST_SMTP_EV_AUTH_RESULT:
+        conn_profile_auth(c, ev);
         conn_on_auth_result(c, ev);
         return 0;
     case PST_SMTP_EV_MAIL:
@@ -665,10 +692,14 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         conn_on_data_begin(c);
         return 0;
     case PST_SMTP_EV_DATA:
-        if (c->msg != NULL && maildir_append(c->msg, ev->data, ev->len) < 0)
+        /* Through the profile: add_missing_headers holds the header
+         * section back. */
+        if (c->msg != NULL && conn_profile_data(c, ev->data, ev->len) < 0)
             conn_spool_failed(c, maildir_error(c->msg));
         return 0;
     case PST_SMTP_EV_DATA_END:
+        if (c->msg != NULL && conn_profile_data_end(c) < 0)
+            conn_spool_failed(c, maildir_error(c->msg));
         if (c->msg == NULL) {
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
                       "error", c->msg_error != NULL ? c->msg_error

@@ -13,6 +13,7 @@
 #include <postern/smtp.h>
 
 #include "config.h"
+#include "priv.h"
 #include "tls.h"
 #include "userdb.h"
 
@@ -24,27 +25,62 @@ struct snapshot_listener {
                                  snapshot's */
 };
 
+/* One [profile NAME]'s own TLS context (tls_min_version). */
+struct snapshot_profile {
+    struct tls_ctx *tls;      /* NULL: the global context */
+};
+
 struct snapshot {
     atomic_uint refs;         /* taken and dropped by every loop */
     struct config *cfg;
     struct tls_ctx *tls;      /* NULL when no listener has TLS */
+    struct snapshot_profile *p; /* one per cfg->profiles[] */
     struct userdb *udb;       /* the store as loaded (posternd -t, and
                                  the loops that may share it) */
     struct snapshot_listener *l; /* one per cfg->listeners[] */
     char **uri_hosts;         /* NULL-terminated listening addresses */
     char *mail_root;          /* config_mailbox_root() of the mailbox */
+    struct priv_user user;    /* cfg->user resolved; name "" when unset */
 };
 
 /*
- * Load the configuration at path ([in]) and all it names: the spool is
- * checked, the user store opened, the TLS context made, and every
- * listener's settings tried on an SMTP session (the session refuses some
- * that the parser accepts: better at load time, posternd -t, start or
- * SIGHUP, than by closing every connection without a word).
+ * Load the configuration at path ([in]) and all it names: `user` is
+ * resolved (priv_lookup()), the spool is checked (its tmp/ made, the
+ * user's when a root process will drop to the user), the user store
+ * opened, the TLS context made, and every listener's settings tried on
+ * an SMTP session (the session refuses some that the parser accepts:
+ * better at load time, posternd -t, start or SIGHUP, than by closing
+ * every connection without a word).
+ *
+ * prev ([in], NULL at start-up and for posternd -t) is the snapshot in
+ * service when SIGHUP reloads: a user file or TLS certificate or key
+ * that this process may not read any more (EACCES: posternd runs as
+ * `user` now, and the file is root's) is kept as prev loaded it, if the
+ * configuration still names the same file; a warning says so
+ * (reload_kept).  Anything else that cannot be read fails the load.
  * Returns: the snapshot ([out] owned, one reference: snapshot_unref()),
  * or NULL with err (n bytes) saying why.
  */
-struct snapshot *snapshot_load(const char *path, char *err, size_t n);
+struct snapshot *snapshot_load(const char *path, const struct snapshot *prev,
+                               char *err, size_t n);
+
+/*
+ * The session settings for a client of profile p ([in], may be NULL:
+ * none) on listener lidx: the listener's, with the profile's exceptions
+ * (auth_before_tls, helo_auth, bare_lf, long_lines, legacy_auth_line).
+ * Parameters: *out [out] points into sc, valid while sc is.
+ */
+void snapshot_session_config(const struct snapshot *sc, size_t lidx,
+                             const struct config_profile *p,
+                             struct pst_smtp_server_config *out);
+
+/*
+ * The TLS context for a client of profile p (may be NULL) on a listener
+ * with TLS: the profile's own (its tls_min_version), else the global one.
+ * Returns: borrowed from sc; NULL when no listener has TLS.
+ */
+struct tls_ctx *snapshot_client_tls(const struct snapshot *sc,
+                                    const struct config_profile *p);
 
 /* Take a reference (any thread). */
 struct snapshot *snapshot_ref(struct snapshot *sc);
