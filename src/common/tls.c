@@ -138,95 +138,6 @@ tls_no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/*
- * client_cert = optional: the handshake goes on whatever the client
- * certificate's verification found; OpenSSL keeps the result
- * (SSL_get_verify_result()), which tls_peer_id() reports, so only SASL
- * EXTERNAL fails (DESIGN.md "Operations and the other SASL keys").
- */
-static int
-tls_verify_optional(int preverify_ok, X509_STORE_CTX *x)
-{
-    (void)preverify_ok;
-    (void)x;
-    return 1;
-}
-
-/* A server that asks for client certificates (SASL EXTERNAL). */
-static int
-tls_ctx_load_client_ca(SSL_CTX *c, const struct tls_config *cfg, char *err,
-                       size_t err_size)
-{
-    char prefix[PATH_MAX + 40];
-    STACK_OF(X509_NAME) *names;
-    uint8_t sid[SHA256_DIGEST_LENGTH];
-    EVP_MD_CTX *md;
-    int ok;
-
-    if (SSL_CTX_load_verify_file(c, cfg->client_ca_file) != 1) {
-        snprintf(prefix, sizeof(prefix), "cannot load tls_client_ca %s: ",
-                 cfg->client_ca_file);
-        tls_format_error(err, err_size, prefix, "no certificate in the file");
-        return PST_EIO;
-    }
-    /* RFC 8446 §4.3.2 / RFC 5246 §7.4.4: the CertificateRequest names the
-     * acceptable issuers, so a client with several certificates picks
-     * the right one. */
-    names = SSL_load_client_CA_file(cfg->client_ca_file);
-    if (names == NULL) {
-        snprintf(prefix, sizeof(prefix), "cannot load tls_client_ca %s: ",
-                 cfg->client_ca_file);
-        tls_format_error(err, err_size, prefix, "no certificate in the file");
-        return PST_EIO;
-    }
-    SSL_CTX_set_client_CA_list(c, names);
-    if (cfg->client_crl_file != NULL) {
-        X509_STORE *st = SSL_CTX_get_cert_store(c);
-        X509_LOOKUP *lu = X509_STORE_add_lookup(st, X509_LOOKUP_file());
-
-        if (lu == NULL ||
-            X509_load_crl_file(lu, cfg->client_crl_file, X509_FILETYPE_PEM)
-                <= 0) {
-            snprintf(prefix, sizeof(prefix), "cannot load tls_client_crl "
-                     "%s: ", cfg->client_crl_file);
-            tls_format_error(err, err_size, prefix, "no CRL in the file");
-            return PST_EIO;
-        }
-        /* The leaf's issuer must have a CRL here, and the leaf must not
-         * be on it. */
-        X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
-    }
-    SSL_CTX_set_verify(c, cfg->client_cert_required
-                              ? SSL_VERIFY_PEER
-                                    | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                              : SSL_VERIFY_PEER,
-                       cfg->client_cert_required ? NULL
-                                                 : tls_verify_optional);
-    /*
-     * A resumed session keeps the client certificate it was verified
-     * with: it must resume only where the same trust applies.  The
-     * session id context names the trust (OpenSSL refuses to resume a
-     * verified session without one).
-     */
-    md = EVP_MD_CTX_new();
-    ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
-         && EVP_DigestUpdate(md, cfg->client_ca_file,
-                             strlen(cfg->client_ca_file) + 1) == 1
-         && (cfg->client_crl_file == NULL
-             || EVP_DigestUpdate(md, cfg->client_crl_file,
-                                 strlen(cfg->client_crl_file)) == 1)
-         && EVP_DigestUpdate(md, cfg->client_cert_required ? "r" : "o", 1)
-                == 1
-         && EVP_DigestFinal_ex(md, sid, NULL) == 1
-         && SSL_CTX_set_session_id_context(c, sid, sizeof(sid)) == 1;
-    EVP_MD_CTX_free(md);
-    if (!ok) {
-        snprintf(err, err_size, "out of memory");
-        return PST_ENOMEM;
-    }
-    return 0;
-}
-
 /* A client that presents a certificate (SASL EXTERNAL). */
 static int
 tls_ctx_load_client_cert(SSL_CTX *c, const struct tls_config *cfg,
@@ -302,8 +213,6 @@ tls_ctx_load_server(SSL_CTX *c, const struct tls_config *cfg, char *err,
     }
     /* The server picks from its own list: strongest first. */
     SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (cfg->client_ca_file != NULL)
-        return tls_ctx_load_client_ca(c, cfg, err, err_size);
     return 0;
 }
 
@@ -372,12 +281,6 @@ tls_ctx_new(const struct tls_config *cfg, struct tls_ctx **out, char *err,
         && (cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
         snprintf(err, err_size, "a client certificate needs its key, and "
                  "a key its certificate");
-        return PST_EINVAL;
-    }
-    if ((cfg->client_crl_file != NULL || cfg->client_cert_required)
-        && cfg->client_ca_file == NULL) {
-        snprintf(err, err_size, "client certificate settings need "
-                 "tls_client_ca");
         return PST_EINVAL;
     }
 
@@ -892,6 +795,141 @@ tls_peer_verify(const struct tls *t, const char **why)
     if (why != NULL)
         *why = X509_verify_cert_error_string(v);
     return v == X509_V_OK ? 0 : PST_EAUTH;
+}
+
+/* --- Client certificates (tls_client_ca) --------------------------------- */
+
+struct tls_client_ca {
+    X509_STORE *store;                /* trust anchors and CRLs */
+    STACK_OF(X509_NAME) *names;       /* for the CertificateRequest */
+    unsigned required;
+    uint8_t sid[SHA256_DIGEST_LENGTH]; /* session id context */
+};
+
+/*
+ * client_cert = optional: the handshake goes on whatever the client
+ * certificate's verification found; OpenSSL keeps the result
+ * (SSL_get_verify_result()), which tls_peer_id() reports, so only SASL
+ * EXTERNAL fails (DESIGN.md "Operations and the other SASL keys").
+ */
+static int
+tls_verify_optional(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+void
+tls_client_ca_free(struct tls_client_ca *ca)
+{
+    if (ca == NULL)
+        return;
+    X509_STORE_free(ca->store);
+    sk_X509_NAME_pop_free(ca->names, X509_NAME_free);
+    OPENSSL_free(ca);
+}
+
+int
+tls_client_ca_new(const char *ca_file, const char *crl_file,
+                  unsigned required, struct tls_client_ca **out, char *err,
+                  size_t err_size)
+{
+    char prefix[PATH_MAX + 40];
+    struct tls_client_ca *ca;
+    EVP_MD_CTX *md;
+    int ok;
+
+    assert(out != NULL && err != NULL && err_size > 0);
+    *out = NULL;
+    err[0] = '\0';
+    if (ca_file == NULL) {
+        snprintf(err, err_size, "client certificate settings need "
+                 "tls_client_ca");
+        return PST_EINVAL;
+    }
+    ERR_clear_error();
+    ca = OPENSSL_zalloc(sizeof(*ca));
+    if (ca == NULL || (ca->store = X509_STORE_new()) == NULL) {
+        OPENSSL_free(ca);
+        snprintf(err, err_size, "out of memory");
+        return PST_ENOMEM;
+    }
+    ca->required = required ? 1u : 0u;
+    /* RFC 8446 §4.3.2 / RFC 5246 §7.4.4: the CertificateRequest names the
+     * acceptable issuers, so a client with several certificates picks
+     * the right one. */
+    if (X509_STORE_load_file(ca->store, ca_file) != 1 ||
+        (ca->names = SSL_load_client_CA_file(ca_file)) == NULL) {
+        snprintf(prefix, sizeof(prefix), "cannot load tls_client_ca %s: ",
+                 ca_file);
+        tls_format_error(err, err_size, prefix, "no certificate in the file");
+        tls_client_ca_free(ca);
+        return PST_EIO;
+    }
+    if (crl_file != NULL) {
+        X509_LOOKUP *lu = X509_STORE_add_lookup(ca->store,
+                                                X509_LOOKUP_file());
+
+        if (lu == NULL ||
+            X509_load_crl_file(lu, crl_file, X509_FILETYPE_PEM) <= 0) {
+            snprintf(prefix, sizeof(prefix), "cannot load tls_client_crl "
+                     "%s: ", crl_file);
+            tls_format_error(err, err_size, prefix, "no CRL in the file");
+            tls_client_ca_free(ca);
+            return PST_EIO;
+        }
+        /* The leaf's issuer must have a CRL here, and the leaf must not
+         * be on it. */
+        X509_STORE_set_flags(ca->store, X509_V_FLAG_CRL_CHECK);
+    }
+    /*
+     * A resumed session keeps the client certificate it was verified
+     * with: it must resume only where the same trust applies.  The
+     * session id context names the trust (OpenSSL refuses to resume a
+     * verified session without one, and a session of a context without
+     * one, or with another, is not resumed here).
+     */
+    md = EVP_MD_CTX_new();
+    ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+         && EVP_DigestUpdate(md, ca_file, strlen(ca_file) + 1) == 1
+         && (crl_file == NULL
+             || EVP_DigestUpdate(md, crl_file, strlen(crl_file)) == 1)
+         && EVP_DigestUpdate(md, ca->required ? "r" : "o", 1) == 1
+         && EVP_DigestFinal_ex(md, ca->sid, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        tls_client_ca_free(ca);
+        ERR_clear_error();
+        snprintf(err, err_size, "out of memory");
+        return PST_ENOMEM;
+    }
+    *out = ca;
+    return 0;
+}
+
+int
+tls_ask_client_cert(struct tls *t, const struct tls_client_ca *ca)
+{
+    STACK_OF(X509_NAME) *names;
+
+    if (t->role != TLS_ROLE_SERVER || SSL_in_before(t->ssl) != 1)
+        return PST_ESTATE;
+    ERR_clear_error();
+    names = SSL_dup_CA_list(ca->names);
+    if (names == NULL ||
+        SSL_set1_verify_cert_store(t->ssl, ca->store) != 1 ||
+        SSL_set_session_id_context(t->ssl, ca->sid, sizeof(ca->sid)) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        ERR_clear_error();
+        return PST_ENOMEM;
+    }
+    SSL_set_client_CA_list(t->ssl, names);
+    SSL_set_verify(t->ssl, ca->required ? SSL_VERIFY_PEER
+                                              | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                        : SSL_VERIFY_PEER,
+                   ca->required ? NULL : tls_verify_optional);
+    return 0;
 }
 
 /* Copy the UTF-8 of an ASN.1 string into buf; "" if it has a control

@@ -75,18 +75,6 @@ struct tls_config {
                                      SASL EXTERNAL) */
     const char *key_file;         /* PEM private key (required; a
                                      client's with cert_file) */
-    const char *client_ca_file;   /* PEM trust anchors for client
-                                     certificates: the server asks for
-                                     one (SASL EXTERNAL); NULL: it does
-                                     not ask */
-    unsigned client_cert_required; /* with client_ca_file: 1, a handshake
-                                     without a client certificate that
-                                     verifies fails; 0, it goes on and
-                                     tls_peer_id() says what was sent */
-    const char *client_crl_file;  /* PEM CRLs: a client certificate whose
-                                     issuer has no CRL here, or that one
-                                     lists, does not verify; NULL: no
-                                     revocation check */
     /* Client: */
     const char *ca_file;          /* PEM trust anchors; NULL: system store */
     unsigned insecure;            /* 1: do not fail on an unverified peer */
@@ -284,6 +272,46 @@ int tls_peer_cert(const struct tls *t, struct tls_peer_cert *out);
  */
 int tls_peer_verify(const struct tls *t, const char **why);
 
+/*
+ * What a server asks of its clients' certificates (SASL EXTERNAL): the
+ * trust anchors, the CRLs, and whether a handshake without a certificate
+ * that verifies fails.  Loaded apart from the server's context (and
+ * without its key), so that a listener's settings go with any context
+ * (a compatibility profile's) and a reload after the privilege drop can
+ * read them again.  Immutable once made; may be shared by threads.
+ */
+struct tls_client_ca;
+
+/*
+ * Load the client CA settings: ca_file ([in], PEM trust anchors,
+ * required), crl_file ([in], PEM CRLs, may be NULL: with it a
+ * certificate whose issuer has no CRL in the file, or that its CRL
+ * lists, does not verify), required (1: the handshake fails without a
+ * client certificate that verifies; 0: it goes on, and tls_peer_id()
+ * says what was sent).
+ * *out ([out] owned) is freed with tls_client_ca_free(); err as
+ * tls_ctx_new().
+ * Returns: 0, PST_EINVAL (no ca_file), PST_EIO (a file missing or
+ * without a certificate or CRL), PST_ENOMEM.
+ */
+int tls_client_ca_new(const char *ca_file, const char *crl_file,
+                      unsigned required, struct tls_client_ca **out,
+                      char *err, size_t err_size);
+
+/* Free ca; connections it was given to keep what they need.  NULL is a
+ * no-op. */
+void tls_client_ca_free(struct tls_client_ca *ca);
+
+/*
+ * Make server connection t ask its client for a certificate verified
+ * under ca ([in] borrowed for the call), before its handshake: the
+ * CertificateRequest names ca's CAs, and a resumed session is one made
+ * under the same settings (the session id context names them).
+ * Returns: 0, PST_ESTATE (a client connection, or the handshake began),
+ * PST_ENOMEM.
+ */
+int tls_ask_client_cert(struct tls *t, const struct tls_client_ca *ca);
+
 /* The client certificate a server was given (tls_peer_id()). */
 struct tls_peer_id {
     char fingerprint[TLS_FINGERPRINT_LEN + 1]; /* SHA-256 of the DER
@@ -299,8 +327,8 @@ struct tls_peer_id {
 /*
  * The certificate the peer presented, for SASL EXTERNAL (RFC 4422 App.
  * A) and the log: its fingerprint, common name and address, filled in
- * whenever there is one, and whether it verified (against
- * client_ca_file and client_crl_file on a server).
+ * whenever there is one, and whether it verified (on a server, under
+ * the tls_client_ca it asked with).
  * Parameters: *out [out]; *why [out] borrowed static string, may be
  * NULL: "ok", or why it did not verify ("certificate has expired",
  * "certificate revoked", "unable to verify the first certificate").

@@ -306,13 +306,13 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    /* A listener that asks for client certificates has its own;
-     * otherwise the profile's, or the global one. */
-    struct tls_ctx *ctx = c->sc->l[c->lidx].tls != NULL
-                              ? c->sc->l[c->lidx].tls
-                              : conn_profile_tls(c);
+    struct tls_ctx *ctx = conn_profile_tls(c);
+    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
 
     if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
+        return -1;
+    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
+    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);

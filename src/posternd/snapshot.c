@@ -24,7 +24,7 @@ snapshot_unref(struct snapshot *sc)
         free(sc->uri_hosts);
     }
     for (size_t i = 0; sc->l != NULL && i < sc->cfg->n_listeners; i++)
-        tls_ctx_free(sc->l[i].tls);
+        tls_client_ca_free(sc->l[i].client_ca);
     free(sc->l);
     free(sc->mail_root);
     if (sc->p != NULL) {
@@ -384,22 +384,15 @@ snapshot_load(const char *path, const struct snapshot *prev, char *err,
         };
         if (snapshot_check_session(cfg, cl, NULL, &lc->scfg, err, n) < 0)
             goto fail;
-        /* Client certificates for EXTERNAL: a context that asks for
-         * them, for this listener alone. */
+        /* Client certificates for EXTERNAL: what this listener's
+         * connections ask of them (with whatever context, a profile's
+         * too; read again at each reload, without the TLS key). */
         if (cl->tls_client_ca != NULL) {
-            struct tls_config tc = {
-                .role = TLS_ROLE_SERVER,
-                .cert_file = cfg->tls_cert,
-                .key_file = cfg->tls_key,
-                .min_version = cfg->tls_min_version,
-                .client_ca_file = cl->tls_client_ca,
-                .client_cert_required = cl->tls_client_cert_required ? 1u
-                                                                     : 0u,
-                .client_crl_file = cl->tls_client_crl,
-            };
             char why[CONFIG_ERR_MAX];
 
-            if (tls_ctx_new(&tc, &lc->tls, why, sizeof(why)) < 0) {
+            if (tls_client_ca_new(cl->tls_client_ca, cl->tls_client_crl,
+                                  cl->tls_client_cert_required ? 1u : 0u,
+                                  &lc->client_ca, why, sizeof(why)) < 0) {
                 snprintf(err, n, "%s:%u: [listener %s]: %s", cfg->file,
                          cl->line, cl->name, why);
                 goto fail;

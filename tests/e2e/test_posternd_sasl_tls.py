@@ -79,6 +79,10 @@ def srv(tmp_path_factory, pki):
             .lower()),
     }
     listeners = {
+        # A compatibility profile (its own TLS context, TLS 1.0 allowed)
+        # applies to 127.0.0.1 on this one: the client CA goes with it.
+        "certs_profile": "tls = implicit\nmechanisms = EXTERNAL\n"
+                         + client_ca,
         "certs": "tls = implicit\n"
                  "mechanisms = EXTERNAL SCRAM-SHA-256-PLUS SCRAM-SHA-256 "
                  "PLAIN\n" + client_ca,
@@ -98,8 +102,10 @@ def srv(tmp_path_factory, pki):
         "layer_starttls": "tls = starttls\nauth_before_tls = challenge\n"
                           "mechanisms = DIGEST-MD5\nsecurity_layer = yes\n",
     }
+    profile = ("[profile old_devices]\nnetworks = 127.0.0.1/32\n"
+               "listeners = certs_profile\ntls_min_version = TLSv1\n")
     p = Posternd(tmp_path_factory.mktemp("sasl_tls"), users=users,
-                 listeners=listeners).start()
+                 listeners=listeners, extra_sections=profile).start()
     yield p
     rc = p.stop()
     assert rc == 0, f"posternd exit {rc}:\n{p.log()[-3000:]}"
@@ -166,6 +172,8 @@ def submit(r, sender, tag):
     ("certs_fp", "good", "", 235, "pinned@example.test"),
     ("certs_fp", "unmapped", "", 535, None),      # no cert= names it
     ("certs_required", "good", "", 235, DEVICE),
+    ("certs_profile", "good", "", 235, DEVICE),
+    ("certs_profile", "revoked", "", 535, None),
     ("starttls_certs", "good", "", 235, DEVICE),
 ])
 def test_external(srv, pki, listener, cert, authzid, code, user):
@@ -187,6 +195,9 @@ def test_external(srv, pki, listener, cert, authzid, code, user):
             assert r.login()[0] == 235
     assert r.cmd("QUIT")[0] == 221
     r.close()
+    if listener == "certs_profile":
+        assert srv.events("profile", listener=listener,
+                          profile="old_devices")
     if cert is not None:
         ev = srv.events("tls_client_cert",
                         fingerprint=fingerprint(pki[cert][0])
@@ -204,6 +215,29 @@ def test_external_required_refuses_handshake(srv, pki, cert):
         # TLS 1.3: the client learns of the refusal at its first read.
         r.reply()
         r.cmd("EHLO client.example.test")
+
+
+def test_crl_reload(srv, pki):
+    """SIGHUP reads tls_client_crl again: a certificate revoked since
+    stops logging in (the CA keeps its files; the context is not
+    rebuilt)."""
+    ca = pki["ca"]
+    later = ca.issue("later", "scanner", DEVICE)
+    r, _ = connect(srv, "certs", later)
+    assert r.cmd("AUTH EXTERNAL =")[0] == 235
+    r.close()
+    n = len(srv.events("reloaded"))
+    ca.revoke(later[0])
+    srv.hup()
+    assert srv.wait_event("reloaded", count=n + 1), srv.log()[-2000:]
+    r, _ = connect(srv, "certs", later)
+    assert r.cmd("AUTH EXTERNAL =") == \
+        (535, ["535 5.7.8 Authentication credentials invalid"])
+    r.close()
+    # The others are as they were.
+    r, _ = connect(srv, "certs", pki["good"])
+    assert r.cmd("AUTH EXTERNAL =")[0] == 235
+    r.close()
 
 
 def test_external_not_before_tls(srv, pki):

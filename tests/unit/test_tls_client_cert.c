@@ -242,7 +242,14 @@ group_teardown(void **state)
 
 /* --- Helpers ------------------------------------------------------------- */
 
-static struct tls_ctx *
+/* A server: its context, and what it asks of client certificates
+ * (client_ca NULL: nothing). */
+struct srv {
+    struct tls_ctx *ctx;
+    struct tls_client_ca *ca;
+};
+
+static struct srv
 server(const char *client_ca, int required, const char *crl,
        enum tls_version max)
 {
@@ -250,19 +257,23 @@ server(const char *client_ca, int required, const char *crl,
         .role = TLS_ROLE_SERVER,
         .cert_file = fx.srv_crt,
         .key_file = fx.srv_key,
-        .client_ca_file = client_ca,
-        .client_cert_required = required ? 1u : 0u,
-        .client_crl_file = crl,
         .max_version = max,
     };
-    struct tls_ctx *ctx;
+    struct srv v = {0};
     char err[TLS_ERROR_MAX];
-    int rc = tls_ctx_new(&cfg, &ctx, err, sizeof(err));
+    int rc = tls_ctx_new(&cfg, &v.ctx, err, sizeof(err));
 
     if (rc != 0)
         fprintf(stderr, "server context: %s\n", err);
     assert_rc(rc, 0);
-    return ctx;
+    if (client_ca != NULL) {
+        rc = tls_client_ca_new(client_ca, crl, required ? 1u : 0u, &v.ca,
+                               err, sizeof(err));
+        if (rc != 0)
+            fprintf(stderr, "client CA: %s\n", err);
+        assert_rc(rc, 0);
+    }
+    return v;
 }
 
 static struct tls_ctx *
@@ -302,14 +313,19 @@ shuttle(struct tls *from, struct tls *to)
  * all.  *src gets the server's last status.
  */
 static void
-connect_pair(struct tls_ctx *sctx, struct tls_ctx *cctx, struct tls **s,
+connect_pair(struct srv sv, struct tls_ctx *cctx, struct tls **s,
              struct tls **c, int *src)
 {
     uint8_t b;
     size_t n;
     int crc = 0;
 
-    assert_rc(tls_new(sctx, NULL, s), 0);
+    assert_rc(tls_new(sv.ctx, NULL, s), 0);
+    if (sv.ca != NULL)
+        assert_rc(tls_ask_client_cert(*s, sv.ca), 0);
+    /* The settings and the context may go: the connection keeps what it
+     * needs. */
+    tls_client_ca_free(sv.ca);
     assert_rc(tls_new(cctx, "mail.example.test", c), 0);
     for (int round = 0; round < 20; round++) {
         crc = tls_handshake(*c);
@@ -323,7 +339,7 @@ connect_pair(struct tls_ctx *sctx, struct tls_ctx *cctx, struct tls **s,
         *src = tls_read(*s, &b, 1, &n);
         shuttle(*s, *c);
     }
-    tls_ctx_free(sctx);
+    tls_ctx_free(sv.ctx);
     tls_ctx_free(cctx);
 }
 
@@ -486,19 +502,45 @@ test_config_errors(void **state)
     char err[TLS_ERROR_MAX];
 
     (void)state;
-    cfg = (struct tls_config){.role = TLS_ROLE_SERVER,
-                              .cert_file = fx.srv_crt,
-                              .key_file = fx.srv_key,
-                              .client_crl_file = fx.crl};
-    assert_rc(tls_ctx_new(&cfg, &ctx, err, sizeof(err)), PST_EINVAL);
+    struct tls_client_ca *ca;
+    struct tls *t;
+
+    assert_rc(tls_client_ca_new(NULL, fx.crl, 0, &ca, err, sizeof(err)),
+              PST_EINVAL);
+    assert_null(ca);
     assert_non_null(strstr(err, "tls_client_ca"));
-    cfg.client_ca_file = "/nonexistent/ca.pem";
-    assert_rc(tls_ctx_new(&cfg, &ctx, err, sizeof(err)), PST_EIO);
+    assert_rc(tls_client_ca_new("/nonexistent/ca.pem", NULL, 0, &ca, err,
+                                sizeof(err)),
+              PST_EIO);
     assert_non_null(strstr(err, "/nonexistent/ca.pem"));
-    cfg.client_ca_file = fx.ca;
-    cfg.client_crl_file = fx.ca; /* a certificate, no CRL */
-    assert_rc(tls_ctx_new(&cfg, &ctx, err, sizeof(err)), PST_EIO);
+    /* A certificate where the CRLs should be, and the other way round. */
+    assert_rc(tls_client_ca_new(fx.ca, fx.ca, 0, &ca, err, sizeof(err)),
+              PST_EIO);
     assert_non_null(strstr(err, "tls_client_crl"));
+    assert_rc(tls_client_ca_new(fx.crl, NULL, 0, &ca, err, sizeof(err)),
+              PST_EIO);
+    /* Only a server connection, before its handshake, asks. */
+    assert_rc(tls_client_ca_new(fx.ca, fx.crl, 1, &ca, err, sizeof(err)),
+              0);
+    cfg = (struct tls_config){.role = TLS_ROLE_CLIENT, .ca_file = fx.ca};
+    assert_rc(tls_ctx_new(&cfg, &ctx, err, sizeof(err)), 0);
+    assert_rc(tls_new(ctx, "mail.example.test", &t), 0);
+    assert_rc(tls_ask_client_cert(t, ca), PST_ESTATE);
+    tls_free(t);
+    tls_ctx_free(ctx);
+    {
+        struct srv sv = server(NULL, 0, NULL, TLS_VERSION_DEFAULT);
+        struct tls *s2, *c2;
+        int src;
+
+        connect_pair(sv, client(NULL, NULL), &s2, &c2, &src);
+        assert_rc(src, TLS_OK);
+        assert_rc(tls_ask_client_cert(s2, ca), PST_ESTATE);
+        tls_free(s2);
+        tls_free(c2);
+    }
+    tls_client_ca_free(ca);
+    tls_client_ca_free(NULL);
     cfg = (struct tls_config){.role = TLS_ROLE_CLIENT, .cert_file = fx.good};
     assert_rc(tls_ctx_new(&cfg, &ctx, err, sizeof(err)), PST_EINVAL);
     cfg.key_file = fx.expired_key; /* another certificate's key */
