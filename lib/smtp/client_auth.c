@@ -326,3 +326,13 @@ pst__client_auth_reply(struct pst_smtp_client *c)
     pst__client_fail_reply(c, STAGE_AUTH);
 }
 
+const uint8_t *
+pst_smtp_client_auth_error_json(const struct pst_smtp_client *c, size_t *len)
+{
+    *len = 0;
+    /* The exchange is kept after a failure (freed with the session). */
+    if (c->sc == NULL || c->mech == NULL ||
+        !(pst_sasl_mech_flags(c->mech) & PST_MECH_BEARER))
+        return NULL;
+    return pst_sasl_client_error_json(c->sc, len);
+}

@@ -29,6 +29,7 @@ struct script_cfg {
     int no_first;               /* reuse without a first message */
     const char *const *mechs;
     unsigned mail_flags;
+    const char *mail_from;      /* NULL: tim@example.test */
 };
 
 enum split_mode { SPLIT_WHOLE, SPLIT_BYTE, SPLIT_RANDOM };
@@ -218,7 +219,9 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .mechs = sc->mechs,
         .sasl = sc->no_auth ? NULL : &sasl,
         .probe = sc->probe,
-        .mail_from = sc->no_first ? NULL : "tim@example.test",
+        .mail_from = sc->no_first       ? NULL
+                     : sc->mail_from != NULL ? sc->mail_from
+                                             : "tim@example.test",
         .rcpt = sc->rcpts != NULL ? sc->rcpts : two_rcpts,
         .nrcpt = sc->no_first ? 0 : sc->nrcpt ? sc->nrcpt : 1,
         .partial_rcpt = sc->partial_rcpt,
@@ -1736,6 +1739,122 @@ test_phase_trace(void **state)
     assert_null(strstr(trace.buf, "P: "));
 }
 
+/*
+ * RFC 5321 §4.1.2 Mailbox, read by the server's own parser: a
+ * Quoted-string local part may hold a space (and "<", ">", "@"); RFC 6531
+ * §3.3 adds UTF-8 with SMTPUTF8 only.
+ */
+static void
+test_check_mailbox(void **state)
+{
+    static const struct {
+        const char *addr;
+        unsigned flags;
+        int rc;
+    } v[] = {
+        {"tim@example.test", 0, 0},
+        {"\"john doe\"@example.test", 0, 0},
+        {"\"a<b>\"@example.test", 0, 0},
+        {"\"a@b\"@example.test", 0, 0},
+        {"\"a\\\"b\"@example.test", 0, 0},
+        {"a@[192.0.2.1]", 0, 0},
+        {"a@b", 0, 0},
+        {"j\xc3\xb6rg@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"info@b\xc3\xbc""cher.example", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"\"j\xc3\xb6rg m\"@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"j\xc3\xb6rg@example.test", 0, PST_EINVAL},
+        {"j\xc3rg@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, PST_EINVAL},
+        {"john doe@example.test", 0, PST_EINVAL},
+        {"\"john doe@example.test", 0, PST_EINVAL},
+        {"\"tab\there\"@example.test", 0, PST_EINVAL},
+        {"\"a\"b@example.test", 0, PST_EINVAL},
+        {"<a@example.test>", 0, PST_EINVAL},
+        {"a@example.test>", 0, PST_EINVAL},
+        {"a@example.test SIZE=1", 0, PST_EINVAL},
+        {"a@example.test\r\nRSET", 0, PST_EINVAL},
+        {"a@b_c.example", 0, PST_EINVAL},
+        {"a", 0, PST_EINVAL},
+        {"Postmaster", 0, PST_EINVAL},
+        {"@example.test", 0, PST_EINVAL},
+        {"", 0, PST_EINVAL},
+    };
+    char big[300];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int rc = pst_smtp_client_check_mailbox(v[i].addr, v[i].flags);
+
+        if (rc != v[i].rc)
+            fail_msg("\"%s\": got %s, want %s", v[i].addr, pst_errname(rc),
+                     pst_errname(v[i].rc));
+    }
+    assert_rc(pst_smtp_client_check_mailbox(NULL, 0), PST_EINVAL);
+    /* RFC 5321 §4.5.3.1: local part 64 octets, path 256 with its <>. */
+    snprintf(big, sizeof(big), "%064d@example.test", 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), 0);
+    snprintf(big, sizeof(big), "%065d@example.test", 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), PST_ELIMIT);
+    snprintf(big, sizeof(big), "%064d@%063d.%063d.%061d", 0, 0, 0, 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), 0);
+    snprintf(big, sizeof(big), "%064d@%063d.%063d.%062d", 0, 0, 0, 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), PST_ELIMIT);
+}
+
+/* A quoted local part with a space goes out as it is, between <>. */
+static void
+test_quoted_local_part(void **state)
+{
+    static const char *const rcpts[] = {"\"john doe\"@example.test",
+                                        "Postmaster"};
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<\"tim q\"@example.test>\r\n",
+        "C+RCPT TO:<\"john doe\"@example.test>\r\n",
+        "C+RCPT TO:<Postmaster>\r\n",
+        "S:250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 2.0.0 Ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test",
+        .mail_from = "\"tim q\"@example.test",
+        .rcpt = rcpts,
+        .nrcpt = 2,
+    };
+    struct script_cfg sc = {.no_auth = 1, .rcpts = rcpts, .nrcpt = 2,
+                            .mail_from = "\"tim q\"@example.test"};
+    struct pst_smtp_client *c;
+    static const char *const bad[] = {"\"john doe@example.test"};
+    static const char *const utf8[] = {"j\xc3\xb6rg@example.test"};
+
+    (void)state;
+    run_all(&sc, script);
+    /* What the check refuses, the session refuses. */
+    cfg.rcpt = bad;
+    cfg.nrcpt = 1;
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.rcpt = utf8;
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.mail_flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    pst_smtp_client_free(c);
+    /* "Postmaster" alone is no sender. */
+    cfg.mail_from = "Postmaster";
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+}
+
 static void
 test_bad_config(void **state)
 {
@@ -1799,6 +1918,8 @@ main(void)
         cmocka_unit_test(test_many_recipients_pipelined),
         cmocka_unit_test(test_phase_trace),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_check_mailbox),
+        cmocka_unit_test(test_quoted_local_part),
     };
     return cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);
 }
