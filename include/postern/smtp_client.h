@@ -68,6 +68,10 @@ enum pst_smtp_client_starttls {
                                                relay that does not vouch
                                                for the original submitter) */
 
+/* pst_smtp_client_check_mailbox(): a local part alone passes too.  The
+ * session always allows it. */
+#define PST_SMTP_CLIENT_PATH_LOCAL 0x100u
+
 /* Trace directions (the dir argument of the trace callback). */
 #define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
 #define PST_SMTP_CLIENT_TRACE_OUT   1 /* client -> server */
@@ -180,9 +184,9 @@ struct pst_smtp_client;
  * settings (password included, wiped on free).
  * *out ([out] owned) is freed with pst_smtp_client_free().
  * Returns: 0, PST_EINVAL (missing helo, sender or recipients, an address
- * pst_smtp_client_check_mailbox() refuses with the message's flags (the
- * sender may also be "", the null reverse-path; a recipient
- * "Postmaster", RFC 5321 §4.1.1.3), unknown forced mechanism, more than
+ * pst_smtp_client_check_mailbox() refuses with the message's flags and
+ * PST_SMTP_CLIENT_PATH_LOCAL (the sender may also be "", the null
+ * reverse-path), unknown forced mechanism, more than
  * PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name that is empty, over
  * 64 octets or not printable without spaces), PST_ENOMEM.
  */
@@ -267,8 +271,11 @@ PST_EXTERN int pst_smtp_client_quit(struct pst_smtp_client *c);
  * such as "john doe", "@", a domain or an address literal), the local
  * part at most 64 octets, the domain 255, the path with its <> 256
  * (§4.5.3.1).  flags: PST_SMTP_CLIENT_MAIL_SMTPUTF8 also admits UTF-8
- * (RFC 3629) in the local part and the domain (RFC 6531 §3.3); other bits
- * are ignored.  The same parser reads the paths of libpostern's server.
+ * (RFC 3629) in the local part and the domain (RFC 6531 §3.3);
+ * PST_SMTP_CLIENT_PATH_LOCAL a local part alone ("Postmaster", RFC 5321
+ * §4.1.1.3; "root" as sendmail's callers give it, for the server to
+ * qualify); other bits are ignored.  The same parser reads the paths of
+ * libpostern's server.
  * Returns: 0, PST_EINVAL (not a Mailbox; "" or NULL), PST_ELIMIT (too
  * long), PST_ENOMEM.
  */

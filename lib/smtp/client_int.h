@@ -219,8 +219,8 @@ void pst__client_auth_reply(struct pst_smtp_client *c);
  * ">", at most 256 octets), else 0. */
 int pst__client_path_ok(const char *s);
 
-/* Check (pst_smtp_client_check_mailbox(), "" for the null reverse-path,
- * "Postmaster" as a recipient) and copy a message's envelope, and forget
+/* Check (pst_smtp_client_check_mailbox() with PST_SMTP_CLIENT_PATH_LOCAL;
+ * "" for the null reverse-path) and copy a message's envelope, and forget
  * the last message.
  * Returns: 0, PST_EINVAL, PST_ENOMEM. */
 int pst__client_set_envelope(struct pst_smtp_client *c,

@@ -30,14 +30,8 @@ pst__client_path_ok(const char *s)
     return 1;
 }
 
-/*
- * addr as a Mailbox (RFC 5321 §4.1.2; RFC 6531 §3.3 with
- * PST_SMTP_CLIENT_MAIL_SMTPUTF8), checked by the server's own parser, so
- * that the client sends nothing our server would refuse as a syntax
- * error.  rcpt: "Postmaster" alone is a forward-path too (§4.1.1.3).
- */
-static int
-client_check_path(const char *addr, unsigned flags, int rcpt)
+int
+pst_smtp_client_check_mailbox(const char *addr, unsigned flags)
 {
     struct pst_buf out;
     size_t len, used = 0;
@@ -51,22 +45,18 @@ client_check_path(const char *addr, unsigned flags, int rcpt)
     /* A bracket would be read as the path's own. */
     if (addr[0] == '<')
         return PST_EINVAL;
+    /* The server's own parser: the client sends nothing libpostern's
+     * server would refuse as a syntax error. */
     pst_buf_init(&out, PST_SMTP_MAX_PATH + 1, 0);
     rc = pst__smtp_parse_path(
         (const uint8_t *)addr, len,
-        (rcpt ? PST__PATH_POSTMASTER_OK : 0) |
-            ((flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8) ? PST__PATH_UTF8 : 0),
+        ((flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8) ? PST__PATH_UTF8 : 0) |
+            ((flags & PST_SMTP_CLIENT_PATH_LOCAL) ? PST__PATH_LOCAL_OK : 0),
         &used, &out);
     pst_buf_clear(&out);
     if (rc == PST_ENOMEM || rc == PST_ELIMIT)
         return rc;
     return rc == 0 && used == len ? 0 : PST_EINVAL;
-}
-
-int
-pst_smtp_client_check_mailbox(const char *addr, unsigned flags)
-{
-    return client_check_path(addr, flags, 0);
 }
 
 static void
@@ -92,12 +82,14 @@ pst__client_set_envelope(struct pst_smtp_client *c, const char *mail_from,
     if (mail_from == NULL || rcpt == NULL || nrcpt == 0 ||
         nrcpt > CLIENT_MAX_RCPT)
         return PST_EINVAL;
-    /* RFC 5321 §4.1.1.2: Reverse-path = Path / "<>". */
+    /* RFC 5321 §4.1.1.2: Reverse-path = Path / "<>".  A local part
+     * alone passes too: "Postmaster" (§4.1.1.3), and sendmail's "root". */
+    flags |= PST_SMTP_CLIENT_PATH_LOCAL;
     if (mail_from[0] != '\0' &&
-        (rc = client_check_path(mail_from, flags, 0)) < 0)
+        (rc = pst_smtp_client_check_mailbox(mail_from, flags)) < 0)
         return rc == PST_ENOMEM ? rc : PST_EINVAL;
     for (size_t i = 0; i < nrcpt; i++)
-        if ((rc = client_check_path(rcpt[i], flags, 1)) < 0)
+        if ((rc = pst_smtp_client_check_mailbox(rcpt[i], flags)) < 0)
             return rc == PST_ENOMEM ? rc : PST_EINVAL;
     copy = calloc(nrcpt, sizeof(*copy));
     if (copy == NULL)
@@ -123,7 +115,7 @@ pst__client_set_envelope(struct pst_smtp_client *c, const char *mail_from,
     c->rcpt = copy;
     c->nrcpt = nrcpt;
     c->size = size;
-    c->mail_flags = flags;
+    c->mail_flags = flags & ~PST_SMTP_CLIENT_PATH_LOCAL;
     /* Nothing of the message before. */
     c->mail_sent = 0;
     c->msg_over = 0;

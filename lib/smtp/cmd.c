@@ -299,6 +299,20 @@ pst__smtp_parse_path(const uint8_t *p, size_t len, unsigned flags,
             local = m;
         }
     }
+    if (m == 0 && (flags & PST__PATH_LOCAL_OK)) {
+        /* A local part alone ("root"): not RFC 5321 syntax, but what
+         * sendmail's callers give, and a submission server qualifies it
+         * (Postfix: append_at_myorigin). */
+        int utf8 = (flags & PST__PATH_UTF8) != 0;
+        size_t l = (i < len && p[i] == '"')
+                       ? cmd_quoted_string(p + i, len - i, utf8)
+                       : cmd_dot_string(p + i, len - i, utf8);
+
+        if (l > 0 && (i + l == len || p[i + l] == '>' || p[i + l] == ' ')) {
+            m = l;
+            local = l;
+        }
+    }
     if (m == 0)
         return PST_ESYNTAX;
     /* RFC 6531 §3.3: UTF8-non-ascii is UTF-8 (RFC 3629), nothing else. */

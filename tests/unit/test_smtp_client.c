@@ -1775,6 +1775,16 @@ test_check_mailbox(void **state)
         {"a@b_c.example", 0, PST_EINVAL},
         {"a", 0, PST_EINVAL},
         {"Postmaster", 0, PST_EINVAL},
+        /* A local part alone, only when asked for. */
+        {"root", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"Postmaster", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"\"john doe\"", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"j\xc3\xb6rg", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {"j\xc3\xb6rg",
+         PST_SMTP_CLIENT_PATH_LOCAL | PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"root@", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {"ro ot", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {".root", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
         {"@example.test", 0, PST_EINVAL},
         {"", 0, PST_EINVAL},
     };
@@ -1838,6 +1848,7 @@ test_quoted_local_part(void **state)
     struct pst_smtp_client *c;
     static const char *const bad[] = {"\"john doe@example.test"};
     static const char *const utf8[] = {"j\xc3\xb6rg@example.test"};
+    static const char *const local[] = {"\"ro ot\""};
 
     (void)state;
     run_all(&sc, script);
@@ -1850,9 +1861,22 @@ test_quoted_local_part(void **state)
     cfg.mail_flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8;
     assert_rc(pst_smtp_client_new(&cfg, &c), 0);
     pst_smtp_client_free(c);
-    /* "Postmaster" alone is no sender. */
-    cfg.mail_from = "Postmaster";
+    /* A local part alone, as sendmail's callers give it, goes too; "a
+     * b" does not. */
+    cfg.mail_from = "a b";
     assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.mail_from = "root";
+    cfg.rcpt = local;
+    cfg.mail_flags = 0;
+    cfg.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    expect_output(c, "EHLO client.example.test\r\n", 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    expect_output(c, "MAIL FROM:<root>\r\n", 1);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    expect_output(c, "RCPT TO:<\"ro ot\">\r\n", 2);
+    pst_smtp_client_free(c);
 }
 
 static void

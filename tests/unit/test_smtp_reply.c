@@ -98,6 +98,15 @@ test_paths(void **state)
         {"<\xff@b.example>", PST__PATH_UTF8, PST_ESYNTAX, NULL, 0},
         {"<a@\xc3\xa9>", PST__PATH_UTF8, 0, "a@\xc3\xa9", 6},
         {"<a b@b.example>", PST__PATH_UTF8, PST_ESYNTAX, NULL, 0},
+        /* A local part alone, as sendmail's callers give it. */
+        {"<root>", PST__PATH_LOCAL_OK, 0, "root", 6},
+        {"<root>", 0, PST_ESYNTAX, NULL, 0},
+        {"root SIZE=1", PST__PATH_LOCAL_OK, 0, "root", 4},
+        {"<\"a b\">", PST__PATH_LOCAL_OK, 0, "\"a b\"", 7},
+        {"<a.>", PST__PATH_LOCAL_OK, PST_ESYNTAX, NULL, 0},
+        {"<root@>", PST__PATH_LOCAL_OK, PST_ESYNTAX, NULL, 0},
+        {"<j\xc3\xb6rg>", PST__PATH_LOCAL_OK | PST__PATH_UTF8, 0,
+         "j\xc3\xb6rg", 7},
         {"<a@b@c.example>", 0, PST_ESYNTAX, NULL, 0},
         {"<@b.example>", 0, PST_ESYNTAX, NULL, 0},
         /* Domains and address literals (RFC 5321 §4.1.3). */
