@@ -46,6 +46,8 @@ struct send_opts {
     const char *helo;
     unsigned timeout;
     int verbose;
+    unsigned mail_flags;     /* PST_SMTP_CLIENT_MAIL_SMTPUTF8 */
+    const char *utf8_addr;   /* the first address that needs it */
 };
 
 /* Config values live here (strdup'd) for the whole run. */
@@ -486,6 +488,7 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     if (msg7 != NULL && wire_size(msg7) > cfg.size)
         cfg.size = wire_size(msg7);
     cfg.body_8bit = memchr_8bit(msg);
+    cfg.mail_flags = o->mail_flags;
     res = calloc(1, sizeof(*res));
     if (res == NULL) {
         OPENSSL_clear_free(pw, pwlen + 1);
@@ -505,6 +508,15 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         rc = starttls_refuse(o, res);
         free(res);
         return rc;
+    }
+    if (res->error == PST_ENOTSUP && strcmp(res->stage, "MAIL") == 0 &&
+        (o->mail_flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8)) {
+        /* RFC 6531 §3.4: no downgrade; the session sent no MAIL. */
+        fprintf(stderr, "%s: the server does not offer SMTPUTF8 (RFC "
+                "6531), which the internationalized address '%s' needs; "
+                "nothing was sent\n", o->prog, o->utf8_addr);
+        free(res);
+        return EX_DATAERR;
     }
     client_describe(res, desc, sizeof(desc));
     fprintf(stderr, "%s: %s\n", o->prog, desc);
@@ -564,72 +576,50 @@ enum {
 };
 
 /*
- * An address as the envelope takes it (RFC 5321 §4.1.2 Path, without the
- * <>), at most 256 octets (§4.5.3.1.3): a local part that is a
- * Quoted-string ("john.doe"@example.test: qtextSMTP and quoted-pairSMTP)
- * or has no spaces, controls or angle brackets, then the same for the
- * rest.  "Alice <a@example.test>" is refused here with a usage message
- * rather than by the session as an internal error.
- * Returns: 0, or with a message printed: bad_code (64 for the command
- * line, 65 for a message header) when it is no address, 65 when it is one
- * that cannot be sent (8-bit, or a quoted local part the session refuses).
+ * An address as the envelope takes it: an RFC 5321 §4.1.2 Mailbox without
+ * the <>, as libpostern's session checks it (pst_smtp_client_check_mailbox():
+ * a Dot-string or a Quoted-string local part such as "john doe", at most
+ * 64 octets, 256 with the <>), or a local part alone ("root", as cron
+ * gives it to sendmail: the server qualifies it).  One with 8-bit octets
+ * must be UTF-8 (RFC 6531 §3.3) and asks for SMTPUTF8: o->mail_flags gets
+ * it, and o->utf8_addr names the first such address for messages.  "Alice
+ * <a@example.test>" is refused here with a usage message rather than by
+ * the session as an internal error.
+ * Returns: 0, or with a message printed bad_code (64 for the command
+ * line, 65 for a message header).
  */
 static int
-send_check_addr(const char *prog, const char *what, const char *a,
+send_check_addr(struct send_opts *o, const char *what, const char *a,
                 int may_be_empty, int bad_code)
 {
-    const unsigned char *p = (const unsigned char *)a;
-    size_t n = strlen(a);
-    int session_refuses = 0;
+    unsigned flags = 0;
+    int rc;
 
-    if (n == 0 && may_be_empty)
+    if (a[0] == '\0' && may_be_empty)
         return 0;
-    if (n == 0 || n > 256)
-        goto bad;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] >= 0x80) {
-            /* RFC 6531 §3.2: 8-bit in the envelope, and in the header
-             * fields that carry it, only with SMTPUTF8. */
-            fprintf(stderr, "%s: %s '%s' is not ASCII: an "
-                    "internationalized address needs SMTPUTF8 (RFC 6531), "
-                    "which postern cannot ask for yet; nothing was sent\n",
-                    prog, what, a);
-            return EX_DATAERR;
-        }
-    if (p[0] == '"') {
-        size_t i = 1;
-
-        for (; i < n && p[i] != '"'; i++) {
-            if (p[i] == '\\' && i + 1 < n && p[i + 1] >= 32 &&
-                p[i + 1] <= 126)
-                i++; /* quoted-pairSMTP = %d92 %d32-126 */
-            else if (p[i] < 32 || p[i] > 126 || p[i] == '\\')
-                goto bad; /* qtextSMTP = %d32-33 / %d35-91 / %d93-126 */
-            if (p[i] == ' ' || p[i] == '<' || p[i] == '>')
-                session_refuses = 1;
-        }
-        if (i >= n || i + 1 >= n || p[i + 1] != '@')
-            goto bad;
-        p += i + 1;
+    for (const char *p = a; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8;
+    rc = pst_smtp_client_check_mailbox(a,
+                                       flags | PST_SMTP_CLIENT_PATH_LOCAL);
+    if (rc == PST_ELIMIT) {
+        fprintf(stderr, "%s: %s '%s' is too long for SMTP (RFC 5321 "
+                "§4.5.3.1: 64 octets before the @, 254 in all)\n", o->prog,
+                what, a);
+        return bad_code;
     }
-    if (*p == '\0' || strpbrk((const char *)p, " \t<>\r\n") != NULL)
-        goto bad;
-    for (; *p != '\0'; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            goto bad;
-    if (session_refuses) {
-        /* RFC 5321 allows them; libpostern's client session takes no
-         * path with a space or an angle bracket yet. */
-        fprintf(stderr, "%s: %s '%s': a quoted local part with a space or "
-                "an angle bracket cannot be sent yet; nothing was sent\n",
-                prog, what, a);
-        return EX_DATAERR;
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
+                "address, like user@example.test%s)\n", o->prog, what, a,
+                flags != 0 ? "; 8-bit octets must be UTF-8" : "");
+        return bad_code;
     }
+    /* RFC 6531 §3.2: 8-bit in the envelope, and in the header fields that
+     * carry it, only with SMTPUTF8 (which the server must offer). */
+    if (flags != 0 && o->utf8_addr == NULL)
+        o->utf8_addr = a;
+    o->mail_flags |= flags;
     return 0;
-bad:
-    fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
-            "address, like user@example.test)\n", prog, what, a);
-    return bad_code;
 }
 
 /*
@@ -762,13 +752,13 @@ cmd_send_main(int argc, char **argv)
     }
     rc = send_split_from(&o, "--from");
     if (rc == 0)
-        rc = send_check_addr(o.prog, "--from", o.from, 1, EX_USAGE);
+        rc = send_check_addr(&o, "--from", o.from, 1, EX_USAGE);
     for (size_t i = 0; i < o.nto && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--to", o.to[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--to", o.to[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.ncc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--cc", o.cc[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--cc", o.cc[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.nbcc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--bcc", o.bcc[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--bcc", o.bcc[i], 0, EX_USAGE);
     if (rc != 0) {
         if (o.password != NULL)
             OPENSSL_clear_free(o.password, strlen(o.password));
@@ -951,16 +941,16 @@ sendmail_main(int argc, char **argv)
     if (o.from_name != NULL && o.from_name[0] == '\0')
         o.from_name = NULL;
     if ((rc = send_split_from(&o, "sender")) != 0 ||
-        (rc = send_check_addr(o.prog, "sender", o.from, 1, EX_USAGE)) != 0)
+        (rc = send_check_addr(&o, "sender", o.from, 1, EX_USAGE)) != 0)
         goto out;
     for (size_t k = 0; k < nhdr; k++) {
-        if ((rc = send_check_addr(o.prog, "recipient in the header",
+        if ((rc = send_check_addr(&o, "recipient in the header",
                                   hdr_rcpt[k], 0, EX_DATAERR)) != 0)
             goto out;
         rcpt[nrcpt++] = hdr_rcpt[k];
     }
     for (; i < argc; i++) {
-        if ((rc = send_check_addr(o.prog, "recipient", argv[i], 0,
+        if ((rc = send_check_addr(&o, "recipient", argv[i], 0,
                                   EX_USAGE)) != 0)
             goto out;
         rcpt[nrcpt++] = argv[i];
