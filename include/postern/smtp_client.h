@@ -93,8 +93,12 @@ struct pst_smtp_client_config {
                                     and LOGIN need TLS or
                                     allow_plaintext_auth) wins.  Names
                                     lib/sasl does not implement are
-                                    ignored.  NULL: every mechanism, the
-                                    strongest first */
+                                    ignored.  NULL: with a token
+                                    (sasl->token), OAUTHBEARER then
+                                    XOAUTH2 (PLAIN, LOGIN and these need
+                                    TLS or allow_plaintext_auth); then
+                                    every other mechanism, the strongest
+                                    first (those need a password) */
     const struct pst_sasl_client_config *sasl; /* [in] NULL: no AUTH; the
                                     session copies what it needs */
     int probe;                   /* stop after EHLO (and AUTH): no MAIL */
