@@ -63,6 +63,9 @@ struct client_result {
     struct tls_peer_cert cert;
     char verify[128];              /* "ok" or why not */
     char mech[32];                 /* mechanism that authenticated */
+    char auth_json[1024];          /* a refused bearer token: the
+                                      server's JSON error (RFC 7628
+                                      §3.2.2), printable; else "" */
     char address[128];             /* the address connected to */
 };
 
