@@ -68,6 +68,10 @@ enum pst_smtp_client_starttls {
                                                relay that does not vouch
                                                for the original submitter) */
 
+/* pst_smtp_client_check_mailbox(): a local part alone passes too.  The
+ * session always allows it. */
+#define PST_SMTP_CLIENT_PATH_LOCAL 0x100u
+
 /* Trace directions (the dir argument of the trace callback). */
 #define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
 #define PST_SMTP_CLIENT_TRACE_OUT   1 /* client -> server */
@@ -89,8 +93,12 @@ struct pst_smtp_client_config {
                                     and LOGIN need TLS or
                                     allow_plaintext_auth) wins.  Names
                                     lib/sasl does not implement are
-                                    ignored.  NULL: every mechanism, the
-                                    strongest first */
+                                    ignored.  NULL: with a token
+                                    (sasl->token), OAUTHBEARER then
+                                    XOAUTH2 (PLAIN, LOGIN and these need
+                                    TLS or allow_plaintext_auth); then
+                                    every other mechanism, the strongest
+                                    first (those need a password) */
     const struct pst_sasl_client_config *sasl; /* [in] NULL: no AUTH; the
                                     session copies what it needs.  Its
                                     authcid may be NULL only with
@@ -193,10 +201,11 @@ struct pst_smtp_client;
  * settings (password included, wiped on free).
  * *out ([out] owned) is freed with pst_smtp_client_free().
  * Returns: 0, PST_EINVAL (missing helo, sender or recipients, an address
- * with a space, control, "<" or ">" or over 256 octets, unknown forced
- * mechanism, more than PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name
- * that is empty, over 64 octets or not printable without spaces),
- * PST_ENOMEM.
+ * pst_smtp_client_check_mailbox() refuses with the message's flags and
+ * PST_SMTP_CLIENT_PATH_LOCAL (the sender may also be "", the null
+ * reverse-path), unknown forced mechanism, more than
+ * PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name that is empty, over
+ * 64 octets or not printable without spaces), PST_ENOMEM.
  */
 PST_EXTERN int pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                                    struct pst_smtp_client **out);
@@ -300,6 +309,36 @@ PST_EXTERN int pst_smtp_client_tls_binding(struct pst_smtp_client *c,
  */
 PST_EXTERN unsigned pst_smtp_client_layer(const struct pst_smtp_client *c,
                                           unsigned *cipher);
+
+/*
+ * Whether addr ([in], without <>) may go in MAIL FROM or RCPT TO: a
+ * Mailbox as RFC 5321 §4.1.2 writes it (a Dot-string or a Quoted-string
+ * such as "john doe", "@", a domain or an address literal), the local
+ * part at most 64 octets, the domain 255, the path with its <> 256
+ * (§4.5.3.1).  flags: PST_SMTP_CLIENT_MAIL_SMTPUTF8 also admits UTF-8
+ * (RFC 3629) in the local part and the domain (RFC 6531 §3.3);
+ * PST_SMTP_CLIENT_PATH_LOCAL a local part alone ("Postmaster", RFC 5321
+ * §4.1.1.3; "root" as sendmail's callers give it, for the server to
+ * qualify); other bits are ignored.  The same parser reads the paths of
+ * libpostern's server.
+ * Returns: 0, PST_EINVAL (not a Mailbox; "" or NULL), PST_ELIMIT (too
+ * long), PST_ENOMEM.
+ */
+PST_EXTERN int pst_smtp_client_check_mailbox(const char *addr,
+                                             unsigned flags);
+
+/*
+ * After a FAIL of the AUTH stage with a bearer mechanism (XOAUTH2,
+ * OAUTHBEARER): the JSON error challenge the server sent before refusing
+ * the token (RFC 7628 §3.2.2; Google's {"status":"401",...}), as
+ * pst_sasl_client_error_json() keeps it.  Raw bytes from the server: make
+ * them printable before showing them.
+ * Returns: the JSON ([out] borrowed until pst_smtp_client_free(); *len
+ * its length), or NULL with *len 0 when there is none (another
+ * mechanism, a server that refused without one, as Microsoft 365 does).
+ */
+PST_EXTERN const uint8_t *pst_smtp_client_auth_error_json(
+    const struct pst_smtp_client *c, size_t *len);
 
 /* PST_SMTP_CLIENT_EXT_* announced in the last EHLO reply. */
 PST_EXTERN unsigned pst_smtp_client_ext(const struct pst_smtp_client *c);

@@ -102,6 +102,16 @@ pst_smtp_client_choose_mech(const struct pst_smtp_client *c)
                 return c->prefs[i];
         return NULL;
     }
+    /* With a token, the bearer mechanisms (opt-in, so not in
+     * pst_sasl_mech_at()): OAUTHBEARER, the standard (RFC 7628), then
+     * XOAUTH2, the table's order (INTEROP.md: Gmail offers both,
+     * Microsoft 365 only XOAUTH2). */
+    if (c->sasl_token.len > 0)
+        for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+            if ((pst_sasl_mech_flags(m) & PST_MECH_BEARER) &&
+                pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+                client_mech_usable(c, m))
+                return m;
     /* A client certificate was given to log in with: EXTERNAL first.
      * Then, with a channel binding, SCRAM-*-PLUS (RFC 5802 §6: a client
      * that can bind and sees -PLUS "MUST use" it); pst_sasl_mech_all_at()
@@ -169,6 +179,27 @@ client_auth_unavailable(struct pst_smtp_client *c)
                  c->pref_names.len > 0 ? (const char *)c->pref_names.data
                                        : "none",
                  offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
+    if (c->mechs.len > 0 && c->sasl_token.len > 0 &&
+        c->sasl_password.len == 0) {
+        const struct pst_sasl_mech *m;
+        int offered_bearer = 0;
+
+        for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+            if ((pst_sasl_mech_flags(m) & PST_MECH_BEARER) &&
+                pst__client_has_mech(c, pst_sasl_mech_name(m)))
+                offered_bearer = 1;
+        if (offered_bearer && !c->tls) {
+            snprintf(why, sizeof(why), "the bearer token would go "
+                     "without TLS (the server offers %s)", offered);
+            pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+            return;
+        }
+        snprintf(why, sizeof(why),
+                 "the server offers no mechanism for a bearer token "
+                 "(OAUTHBEARER, XOAUTH2); it offers %s", offered);
         pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
         return;
     }
@@ -419,3 +450,13 @@ pst__client_auth_reply(struct pst_smtp_client *c)
     pst__client_fail_reply(c, STAGE_AUTH);
 }
 
+const uint8_t *
+pst_smtp_client_auth_error_json(const struct pst_smtp_client *c, size_t *len)
+{
+    *len = 0;
+    /* The exchange is kept after a failure (freed with the session). */
+    if (c->sc == NULL || c->mech == NULL ||
+        !(pst_sasl_mech_flags(c->mech) & PST_MECH_BEARER))
+        return NULL;
+    return pst_sasl_client_error_json(c->sc, len);
+}

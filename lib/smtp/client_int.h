@@ -253,11 +253,13 @@ void pst__client_auth_reply(struct pst_smtp_client *c);
 
 /* --- client_mail.c ------------------------------------------------------- */
 
-/* 1 if s is a path we may put between <> (no space, control, "<" or ">",
- * at most 256 octets), else 0. */
+/* 1 if s may be sent as the EHLO argument (no space, control, "<" or
+ * ">", at most 256 octets), else 0. */
 int pst__client_path_ok(const char *s);
 
-/* Check and copy a message's envelope, and forget the last message.
+/* Check (pst_smtp_client_check_mailbox() with PST_SMTP_CLIENT_PATH_LOCAL;
+ * "" for the null reverse-path) and copy a message's envelope, and forget
+ * the last message.
  * Returns: 0, PST_EINVAL, PST_ENOMEM. */
 int pst__client_set_envelope(struct pst_smtp_client *c,
                              const char *mail_from, const char *const *rcpt,

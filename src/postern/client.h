@@ -70,6 +70,9 @@ struct client_result {
                                       (none, or no TLS) */
     unsigned layer;                /* PST_SASL_QOP_* of a security layer,
                                       0: none */
+    char auth_json[1024];          /* a refused bearer token: the
+                                      server's JSON error (RFC 7628
+                                      §3.2.2), printable; else "" */
     char address[128];             /* the address connected to */
 };
 

@@ -633,6 +633,28 @@ fail:
 
 /* --- The session --------------------------------------------------------- */
 
+/*
+ * After a failed AUTH with a bearer token: keep the server's JSON error
+ * challenge (RFC 7628 §3.2.2), raw bytes from the server, as printable
+ * text (other bytes as \xHH).
+ */
+static void
+note_auth_json(struct client_conn *k)
+{
+    char *out = k->res->auth_json;
+    size_t cap = sizeof(k->res->auth_json), n = 0, len = 0;
+    const uint8_t *j = pst_smtp_client_auth_error_json(k->c, &len);
+
+    out[0] = '\0';
+    for (size_t i = 0; j != NULL && i < len && n + 5 < cap; i++) {
+        if (j[i] >= 0x20 && j[i] < 0x7f && j[i] != '\\')
+            out[n++] = (char)j[i];
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", j[i]);
+    }
+    out[n] = '\0';
+}
+
 /* The outcome events still queued when the connection broke: a server
  * that answers and closes at once (a 421 or 5xx and, under TLS, its
  * close_notify in the same read) has its answer reported, not the close. */
@@ -654,6 +676,8 @@ client_drain_events(struct client_conn *k)
             res->code = ev.code;
             snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
             snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+            if (strcmp(ev.stage, "AUTH") == 0)
+                note_auth_json(k);
         }
     }
 }
@@ -743,6 +767,8 @@ client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
                 res->code = ev.code;
                 snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
                 snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+                if (strcmp(ev.stage, "AUTH") == 0)
+                    note_auth_json(&k);
                 break;
             case PST_SMTP_CLIENT_EV_CLOSE:
                 closed = 1;
