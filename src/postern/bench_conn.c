@@ -1,7 +1,7 @@
 /*
  * postern bench: one connection and its session (bench.h): writing,
- * the reply reader, the SMTP and SASL steps, TLS through src/common's
- * pump, the end of a session.
+ * the reply reader, the SMTP steps and libpostern's SASL client, TLS
+ * through src/common's pump, the end of a session.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -134,28 +134,6 @@ bconn_expect(struct bconn *k, enum bench_stage st)
     k->expect[(k->ex_head + k->ex_len++) % BENCH_MAX_EXPECT] = (uint8_t)st;
 }
 
-/* One step of whichever SASL client the session uses. */
-static int
-sasl_step(struct bconn *k, const uint8_t *in, size_t len,
-          struct pst_buf *out)
-{
-    char msg[PST_SASL_MAX_MESSAGE + 1];
-
-    if (!k->b->own_scram)
-        return pst_sasl_client_step(k->sc, in, len, out);
-    if (in == NULL)
-        return bench_scram_first(k, out);
-    if (len > PST_SASL_MAX_MESSAGE || memchr(in, '\0', len) != NULL)
-        return PST_EPROTO;
-    memcpy(msg, in, len);
-    msg[len] = '\0';
-    if (k->scram == SCRAM_SENT_FIRST)
-        return bench_scram_final(k, msg, out);
-    if (k->scram == SCRAM_SENT_FINAL)
-        return bench_scram_verify(k, msg);
-    return PST_ESTATE;
-}
-
 /* --- Session ------------------------------------------------------------- */
 
 static void
@@ -195,19 +173,19 @@ bconn_start_auth(struct bconn *k)
     char line[BENCH_LINE_MAX];
     int rc;
 
-    k->scram = SCRAM_NONE;
-    if (!b->own_scram) {
-        rc = pst_sasl_client_new(b->mech, &b->sasl, &k->sc);
-        if (rc < 0) {
-            bconn_auth_fail(k, rc);
-            return;
-        }
+    /* b->sasl carries the run's SCRAM key cache: after the first
+     * session, SCRAM skips PBKDF2 (RFC 5802 §5.1). */
+    k->challenges = 0;
+    rc = pst_sasl_client_new(b->mech, &b->sasl, &k->sc);
+    if (rc < 0) {
+        bconn_auth_fail(k, rc);
+        return;
     }
     if (!(pst_sasl_mech_flags(b->mech) & PST_MECH_CLIENT_FIRST)) {
         /* The server speaks first (CRAM-MD5, DIGEST-MD5): the step with
          * no input only records that. */
         pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
-        rc = sasl_step(k, NULL, 0, &out);
+        rc = pst_sasl_client_step(k->sc, NULL, 0, &out);
         pst_buf_clear(&out);
         if (rc < 0) {
             bconn_auth_fail(k, rc);
@@ -219,7 +197,7 @@ bconn_start_auth(struct bconn *k)
     }
     pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 1, 1);
-    rc = sasl_step(k, NULL, 0, &out);
+    rc = pst_sasl_client_step(k->sc, NULL, 0, &out);
     if (rc >= 0 && pst_base64_encode(out.data, out.len, &b64) < 0)
         rc = PST_ENOMEM;
     if (rc < 0) {
@@ -239,21 +217,29 @@ bconn_start_auth(struct bconn *k)
     pst_buf_clear(&b64);
 }
 
-/* 334: decode the challenge, step, send the response. */
+/* 334: decode the challenge (the reply's text), step, send the
+ * response. */
 static void
-bconn_auth_continue(struct bconn *k, const char *challenge)
+bconn_auth_continue(struct bconn *k, const uint8_t *challenge, size_t len)
 {
+    struct bench *b = k->b;
     struct pst_buf in, out, b64;
     int rc;
 
     pst_buf_init(&in, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 3, 1);
-    rc = pst_base64_decode((const uint8_t *)challenge, strlen(challenge),
-                           &in);
+    rc = pst_base64_decode(challenge, len, &in);
     if (rc == 0)
-        rc = sasl_step(k, in.data != NULL ? in.data : (const uint8_t *)"",
-                       in.len, &out);
+        rc = pst_sasl_client_step(k->sc, in.data != NULL
+                                             ? in.data
+                                             : (const uint8_t *)"",
+                                  in.len, &out);
+    /* SCRAM's first challenge is server-first-message: answering it
+     * derives the keys, unless the cache had them. */
+    if (rc >= 0 && b->scram && k->challenges++ == 0 &&
+        b->scram_cache == NULL)
+        b->scram_derivations++;
     if (rc >= 0 && (pst_base64_encode(out.data, out.len, &b64) < 0 ||
                     pst_buf_append(&b64, "\r\n", 2) < 0))
         rc = PST_ENOMEM;
@@ -412,7 +398,7 @@ code_ok(enum bench_stage st, int code)
  */
 static void
 bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
-              const char *line)
+               const char *line)
 {
     struct bench *b = k->b;
 
@@ -436,13 +422,12 @@ bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
             const char *ch = line + 3;
 
             ch += (*ch == ' ');
-            bconn_auth_continue(k, ch);
+            bconn_auth_continue(k, (const uint8_t *)ch, strlen(ch));
             return;
         }
         /* 235: a mechanism whose server proves itself must have done so
          * (RFC 5802 §3 for SCRAM). */
-        if ((b->own_scram && k->scram != SCRAM_VERIFIED) ||
-            (!b->own_scram && pst_sasl_client_finish(k->sc) < 0)) {
+        if (pst_sasl_client_finish(k->sc) < 0) {
             bconn_fail(k, "235 without the server's proof");
             return;
         }
@@ -677,7 +662,6 @@ bconn_close(struct bconn *k)
         pst_sasl_client_free(k->sc);
         k->sc = NULL;
     }
-    OPENSSL_cleanse(k->server_sig, sizeof(k->server_sig));
     tls_free(k->tls);
     k->tls = NULL;
     uv_close((uv_handle_t *)&k->tcp, on_closed);
