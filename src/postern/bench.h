@@ -9,7 +9,8 @@
  * cmd_bench.c: the command (options, set-up, the run); bench_conn.c: a
  * connection and its session; bench_report.c: latencies and the report.
  * The SASL exchanges are libpostern's client halves (SCRAM with one key
- * cache for the run, RFC 5802 §5.1).
+ * cache for the run, RFC 5802 §5.1); reply lines are checked by
+ * libpostern's validator, pst_smtp_reply_parse_line().
  */
 #ifndef POSTERN_BENCH_H
 #define POSTERN_BENCH_H
@@ -24,12 +25,12 @@
 #include <postern/base64.h>
 #include <postern/buf.h>
 #include <postern/sasl.h>
+#include <postern/smtp_reply.h>
 
 #include "client.h"
 #include "tls.h"
 
-#define BENCH_LINE_MAX     1024   /* reply line kept, octets; longer
-                                     lines are cut, not refused */
+#define BENCH_CMD_MAX      1024   /* a command line we send, octets */
 #define BENCH_TEXT_MAX     256    /* reply text kept for a failure */
 #define BENCH_MAX_RCPT     100    /* --rcpt ceiling */
 #define BENCH_MAX_EXPECT   128    /* replies awaited at once (> rcpt+3) */
@@ -90,7 +91,9 @@ struct bconn {
     int reply_code;
     unsigned reply_lines;
     size_t line_len;
-    char line[BENCH_LINE_MAX];
+    uint8_t line[PST_SMTP_REPLY_MAX_LINE]; /* up to the LF: the longest
+                                   line pst_smtp_reply_parse_line() takes,
+                                   and its CR */
     size_t text_len;
     char text[BENCH_TEXT_MAX];
 };

@@ -1,7 +1,8 @@
 /*
  * postern bench: one connection and its session (bench.h): writing,
- * the reply reader, the SMTP steps and libpostern's SASL client, TLS
- * through src/common's pump, the end of a session.
+ * the reply reader (lines checked by pst_smtp_reply_parse_line()), the
+ * SMTP steps and libpostern's SASL client, TLS through src/common's
+ * pump, the end of a session.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -115,7 +116,7 @@ bconn_send(struct bconn *k, const void *p, size_t len)
 int
 bconn_cmd(struct bconn *k, enum bench_stage st, const char *line)
 {
-    char buf[BENCH_LINE_MAX + 2];
+    char buf[BENCH_CMD_MAX + 2];
     size_t n = strlen(line);
 
     if (n + 2 > sizeof(buf) || k->ex_len == BENCH_MAX_EXPECT) {
@@ -170,7 +171,7 @@ bconn_start_auth(struct bconn *k)
 {
     struct bench *b = k->b;
     struct pst_buf out, b64;
-    char line[BENCH_LINE_MAX];
+    char line[BENCH_CMD_MAX];
     int rc;
 
     /* b->sasl carries the run's SCRAM key cache: after the first
@@ -393,14 +394,16 @@ code_ok(enum bench_stage st, int code)
 }
 
 /*
- * A complete reply for stage st; line is its last line (a 334 challenge
- * is one line, and may be longer than the text kept for failures).
+ * A complete reply for stage st; rl is its last line, taken apart (a 334
+ * challenge is one line, and may be longer than the text kept for
+ * failures).
  */
 static void
-bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
-               const char *line)
+bconn_dispatch(struct bconn *k, enum bench_stage st,
+               const struct pst_smtp_reply_line *rl)
 {
     struct bench *b = k->b;
+    int code = rl->code;
 
     k->state = st;
     if (!code_ok(st, code)) {
@@ -419,10 +422,8 @@ bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
         return;
     case ST_AUTH:
         if (code == 334) {
-            const char *ch = line + 3;
-
-            ch += (*ch == ' ');
-            bconn_auth_continue(k, (const uint8_t *)ch, strlen(ch));
+            /* RFC 4954 §4: "334" SP the base64 challenge. */
+            bconn_auth_continue(k, rl->text, rl->text_len);
             return;
         }
         /* 235: a mechanism whose server proves itself must have done so
@@ -477,7 +478,7 @@ bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
 
 /* Keep the reply text (lines joined with "\n", cut at BENCH_TEXT_MAX). */
 static void
-bconn_keep_text(struct bconn *k, const char *p, size_t n)
+bconn_keep_text(struct bconn *k, const uint8_t *p, size_t n)
 {
     size_t room;
 
@@ -491,41 +492,53 @@ bconn_keep_text(struct bconn *k, const char *p, size_t n)
     k->text[k->text_len] = '\0';
 }
 
+/* An EHLO keyword line's text: note the extensions the bench uses. */
+static void
+bconn_ehlo_keyword(struct bconn *k, const uint8_t *kw, size_t len)
+{
+    size_t n = 0;
+
+    /* RFC 5321 §4.1.1.1: ehlo-line = ehlo-keyword *( SP ehlo-param );
+     * "=" after the keyword is the old AUTH= form some servers send. */
+    while (n < len && kw[n] != ' ' && kw[n] != '=')
+        n++;
+    if (n == 10 && strncasecmp((const char *)kw, "PIPELINING", 10) == 0)
+        k->ext |= EXT_PIPELINING;
+    else if (n == 8 && strncasecmp((const char *)kw, "STARTTLS", 8) == 0)
+        k->ext |= EXT_STARTTLS;
+}
+
 /* One reply line, without its line end. */
 static void
-bconn_reply_line(struct bconn *k, const char *p, size_t n)
+bconn_reply_line(struct bconn *k, const uint8_t *p, size_t n)
 {
+    struct pst_smtp_reply_line rl;
     enum bench_stage st;
-    int code, last;
+    int rc;
 
-    /* RFC 5321 §4.2: a three-digit code, then "-" (more lines) or " ". */
-    if (n < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-        p[2] < '0' || p[2] > '9' || (n > 3 && p[3] != '-' && p[3] != ' ')) {
-        bconn_fail(k, "malformed reply line");
+    /* STYLE §8: every line through libpostern's one validator (RFC 5321
+     * §4.2: a code [2-5][0-9][0-9], then "-", " " or the end; printable
+     * text; the length limit). */
+    rc = pst_smtp_reply_parse_line(p, n, &rl);
+    if (rc < 0) {
+        bconn_fail(k, rc == PST_ELIMIT ? "reply line too long"
+                                       : "malformed reply line");
         return;
     }
-    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-    last = n == 3 || p[3] == ' ';
     if (k->reply_lines == 0) {
         k->text_len = 0;
-        k->reply_code = code;
-    } else if (code != k->reply_code) {
+        k->reply_code = rl.code;
+    } else if (rl.code != k->reply_code) {
+        /* RFC 5321 §4.2.1: every line of a reply has the same code. */
         bconn_fail(k, "reply lines with different codes");
         return;
     }
     k->reply_lines++;
     bconn_keep_text(k, p, n);
-    if (k->ex_len > 0 && k->expect[k->ex_head] == ST_EHLO && code == 250 &&
-        k->reply_lines > 1 && n > 4) {
-        const char *kw = p + 4;
-        size_t klen = strcspn(kw, " =");
-
-        if (klen == 10 && strncasecmp(kw, "PIPELINING", 10) == 0)
-            k->ext |= EXT_PIPELINING;
-        else if (klen == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
-            k->ext |= EXT_STARTTLS;
-    }
-    if (!last)
+    if (k->ex_len > 0 && k->expect[k->ex_head] == ST_EHLO &&
+        rl.code == 250 && k->reply_lines > 1)
+        bconn_ehlo_keyword(k, rl.text, rl.text_len);
+    if (rl.more)
         return;
     k->reply_lines = 0;
     if (k->ex_len == 0) {
@@ -536,7 +549,7 @@ bconn_reply_line(struct bconn *k, const char *p, size_t n)
     k->ex_head = (k->ex_head + 1) % BENCH_MAX_EXPECT;
     k->ex_len--;
     k->t_last = uv_hrtime();
-    bconn_dispatch(k, st, code, p);
+    bconn_dispatch(k, st, &rl);
 }
 
 /* Plaintext from the server: split into lines. */
@@ -544,13 +557,11 @@ static void
 bconn_take(struct bconn *k, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n && k->state != ST_CLOSING; i++) {
-        char ch = (char)p[i];
-
         if (k->state == ST_IDLE) {
             bconn_fail(k, "data from the server while idle");
             return;
         }
-        if (ch == '\n') {
+        if (p[i] == '\n') {
             size_t len = k->line_len;
 
             if (len > 0 && k->line[len - 1] == '\r')
@@ -567,8 +578,12 @@ bconn_take(struct bconn *k, const uint8_t *p, size_t n)
             }
             continue;
         }
-        if (k->line_len < sizeof(k->line) - 1)
-            k->line[k->line_len++] = ch;
+        /* A line (and its CR) longer than the validator takes. */
+        if (k->line_len == sizeof(k->line) - 1) {
+            bconn_fail(k, "reply line too long");
+            return;
+        }
+        k->line[k->line_len++] = p[i];
     }
 }
 

@@ -7,15 +7,18 @@
  * N connections that say EHLO and are held open, then checked with NOOP.
  *
  * One thread, one libuv loop, a fixed slot per connection, so 10,000
- * connections cost the client about 2 KiB each.  TLS goes through the
- * memory-BIO module of src/common (tls.h) that posternd uses.
+ * connections cost the client about 3 KiB each (most of it the line
+ * buffer, as long as the longest reply line libpostern accepts).  TLS
+ * goes through the memory-BIO module of src/common (tls.h) that
+ * posternd uses.
  *
  * The files: bench.h says which does what.
  *
- * AUTH is libpostern's: the SASL client halves for every mechanism,
- * SCRAM with one key cache for the whole run (RFC 5802 §5.1: without it
- * the client would spend a PBKDF2 per session, more CPU than the server
- * it measures).  The session itself is a bench state machine rather
+ * The protocol pieces are libpostern's: the SASL client halves for
+ * every mechanism, SCRAM with one key cache for the whole run (RFC 5802
+ * §5.1: without it the client would spend a PBKDF2 per session, more CPU
+ * than the server it measures), and pst_smtp_reply_parse_line() for
+ * every reply line.  The session itself is a bench state machine rather
  * than lib/smtp/client.c's: that one has no "hold after EHLO, then NOOP"
  * mode for --idle, and does not check QUIT's reply.
  */

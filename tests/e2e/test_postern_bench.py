@@ -2,7 +2,9 @@
 must match what the server delivered (no timing is asserted)."""
 import json
 import os
+import socketserver
 import subprocess
+import threading
 
 import pytest
 
@@ -107,3 +109,78 @@ def test_idle_connections_held(srv):
     assert (out["connections"], out["established"], out["healthy"],
             out["failed"]) == (50, 50, 50, 0), out
 
+
+class _Scripted(socketserver.BaseRequestHandler):
+    """Sends script[0] on connect, then one reply per command line."""
+
+    def handle(self):
+        script = self.server.script
+        self.request.sendall(script[0])
+        f = self.request.makefile("rb")
+        for reply in script[1:]:
+            if not f.readline():
+                return
+            self.request.sendall(reply)
+        while f.readline():
+            pass
+
+
+class _ScriptedServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(script):
+        srv = _ScriptedServer(("127.0.0.1", 0), _Scripted)
+        srv.script = script
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return srv.server_address[1]
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+LONGEST = 2046  # PST_SMTP_REPLY_MAX_LINE (2048) less the CRLF
+
+
+@pytest.mark.parametrize("script,stage,reply", [
+    # RFC 5321 §4.2: the code is three digits, [2-5] first.
+    ([b"22O ready\r\n"], "greeting", "malformed reply line"),
+    # Text is printable: a control octet is not.
+    ([b"220 ready\x07\r\n"], "greeting", "malformed reply line"),
+    # After the code: "-", " " or the end of the line.
+    ([b"220 mail\r\n", b"250-mail\r\n250_PIPELINING\r\n"], "EHLO",
+     "malformed reply line"),
+    # RFC 5321 §4.2.1: every line of a reply has one code.
+    ([b"220-mail\r\n221 bye\r\n"], "greeting",
+     "reply lines with different codes"),
+    # One octet over the validator's limit, with and without the CR.
+    ([b"220 " + b"x" * (LONGEST - 3) + b"\r\n"], "greeting",
+     "reply line too long"),
+    ([b"220 " + b"x" * (LONGEST - 3) + b"\n"], "greeting",
+     "reply line too long"),
+    # Valid lines pass: UTF-8 text, the longest line, an enhanced code;
+    # the failure is then the server's refusal, kept as sent.
+    ([b"220 mail \xc3\xa9t\xc3\xa9 ready\r\n", b"250 mail\r\n",
+      b"550 5.7.1 not you\r\n"], "MAIL", "550 5.7.1 not you"),
+    ([b"220 " + b"x" * (LONGEST - 4) + b"\r\n", b"250 mail\r\n",
+      b"550 5.7.1 not you\r\n"], "MAIL", "550 5.7.1 not you"),
+])
+def test_reply_lines_checked(scripted, script, stage, reply):
+    """Every reply line goes through libpostern's validator
+    (pst_smtp_reply_parse_line()): a bad one fails the session at its
+    stage, with the reason."""
+    port = scripted(script)
+    p = bench(["--server", f"smtp://127.0.0.1:{port}", "--concurrency", "1",
+               "--count", "2", "--duration", "60", "--timeout", "10",
+               "--json"])
+    assert p.returncode == 69, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert (out["sessions"], out["failures"]) == (0, 2), out
+    assert out["failure_samples"][0] == {"stage": stage, "reply": reply}, out
