@@ -552,38 +552,45 @@ bconn_reply_line(struct bconn *k, const uint8_t *p, size_t n)
     bconn_dispatch(k, st, &rl);
 }
 
-/* Plaintext from the server: split into lines. */
+/* Plaintext from the server: split into lines (memchr finds each LF; a
+ * line may span reads). */
 static void
 bconn_take(struct bconn *k, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n && k->state != ST_CLOSING; i++) {
+    while (n > 0 && k->state != ST_CLOSING) {
+        const uint8_t *lf;
+        size_t take, len;
+
         if (k->state == ST_IDLE) {
             bconn_fail(k, "data from the server while idle");
             return;
         }
-        if (p[i] == '\n') {
-            size_t len = k->line_len;
-
-            if (len > 0 && k->line[len - 1] == '\r')
-                len--;
-            k->line[len] = '\0';
-            k->line_len = 0;
-            bconn_reply_line(k, k->line, len);
-            /* RFC 3207 §4.2: STARTTLS accepted, the server says nothing
-             * more in clear (its TLS speaks after our ClientHello):
-             * bytes here would be injected. */
-            if (k->handshaking && k->state != ST_CLOSING && i + 1 < n) {
-                bconn_fail(k, "data after the STARTTLS reply");
-                return;
-            }
-            continue;
-        }
+        lf = memchr(p, '\n', n);
+        take = lf != NULL ? (size_t)(lf - p) : n;
         /* A line (and its CR) longer than the validator takes. */
-        if (k->line_len == sizeof(k->line) - 1) {
+        if (take > sizeof(k->line) - 1 - k->line_len) {
             bconn_fail(k, "reply line too long");
             return;
         }
-        k->line[k->line_len++] = p[i];
+        memcpy(k->line + k->line_len, p, take);
+        k->line_len += take;
+        if (lf == NULL)
+            return;
+        p += take + 1;
+        n -= take + 1;
+        len = k->line_len;
+        if (len > 0 && k->line[len - 1] == '\r')
+            len--;
+        k->line[len] = '\0';
+        k->line_len = 0;
+        bconn_reply_line(k, k->line, len);
+        /* RFC 3207 §4.2: STARTTLS accepted, the server says nothing more
+         * in clear (its TLS speaks after our ClientHello): bytes here
+         * would be injected. */
+        if (k->handshaking && k->state != ST_CLOSING && n > 0) {
+            bconn_fail(k, "data after the STARTTLS reply");
+            return;
+        }
     }
 }
 

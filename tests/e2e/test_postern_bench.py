@@ -5,6 +5,7 @@ import os
 import socketserver
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -111,16 +112,25 @@ def test_idle_connections_held(srv):
 
 
 class _Scripted(socketserver.BaseRequestHandler):
-    """Sends script[0] on connect, then one reply per command line."""
+    """Sends script[0] on connect, then one reply per command line; a
+    reply given as a tuple goes in pieces, 50 ms apart (separate reads
+    for the client)."""
+
+    def send(self, reply):
+        for i, piece in enumerate(reply if isinstance(reply, tuple)
+                                  else (reply,)):
+            if i:
+                time.sleep(0.05)
+            self.request.sendall(piece)
 
     def handle(self):
         script = self.server.script
-        self.request.sendall(script[0])
+        self.send(script[0])
         f = self.request.makefile("rb")
         for reply in script[1:]:
             if not f.readline():
                 return
-            self.request.sendall(reply)
+            self.send(reply)
         while f.readline():
             pass
 
@@ -171,6 +181,16 @@ LONGEST = 2046  # PST_SMTP_REPLY_MAX_LINE (2048) less the CRLF
       b"550 5.7.1 not you\r\n"], "MAIL", "550 5.7.1 not you"),
     ([b"220 " + b"x" * (LONGEST - 4) + b"\r\n", b"250 mail\r\n",
       b"550 5.7.1 not you\r\n"], "MAIL", "550 5.7.1 not you"),
+    # Lines that span reads, the CR in one and its LF in the next.
+    ([(b"220 mail", b" ready\r", b"\n"),
+      (b"250-mail\r\n250", b" 8BITMIME\r\n"),
+      (b"5", b"50 5.7.1 not you\r\n")], "MAIL", "550 5.7.1 not you"),
+    # The longest line in two reads, then one octet more in two reads.
+    ([(b"220 " + b"x" * 1000, b"x" * (LONGEST - 1004) + b"\r\n"),
+      b"250 mail\r\n", b"550 5.7.1 not you\r\n"], "MAIL",
+     "550 5.7.1 not you"),
+    ([(b"220 " + b"x" * 1000, b"x" * (LONGEST - 1003) + b"\r\n")],
+     "greeting", "reply line too long"),
 ])
 def test_reply_lines_checked(scripted, script, stage, reply):
     """Every reply line goes through libpostern's validator
