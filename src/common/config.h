@@ -175,6 +175,14 @@ struct config_relay {
     unsigned timeout;             /* seconds for each reply */
 };
 
+/* Who a verified client certificate names (SASL EXTERNAL). */
+enum config_cert_user {
+    CONFIG_CERT_USER_SAN_EMAIL = 0, /* its first subjectAltName email */
+    CONFIG_CERT_USER_SUBJECT_CN,    /* its subject's commonName */
+    CONFIG_CERT_USER_FINGERPRINT,   /* the user whose cert= extra field
+                                       holds its SHA-256 fingerprint */
+};
+
 enum config_bare_lf {
     CONFIG_BARE_LF_REJECT = 0,     /* 550 5.6.0 (RFC 5321 §2.3.8) */
     CONFIG_BARE_LF_NORMALIZE,      /* a bare LF ends the line: CRLF */
@@ -218,6 +226,12 @@ struct config_listener {
     enum config_auth auth;
     enum config_auth_before_tls auth_before_tls;
     struct config_mechs mechs;
+    /* Client certificates (EXTERNAL, RFC 4422 App. A): */
+    char    *tls_client_ca;   /* PEM CAs; NULL: none asked for */
+    int      tls_client_cert_required; /* 1 required, 0 optional */
+    char    *tls_client_crl;  /* PEM CRLs, or NULL */
+    enum config_cert_user cert_user;
+    int      security_layer;  /* 1: DIGEST-MD5 auth-int/auth-conf */
     /* Behind a load balancer (proxy.h): */
     enum config_proxy proxy_protocol;
     struct config_cidrs proxy_from; /* peers that may send the header */
@@ -332,8 +346,9 @@ int config_listener_has_mech(const struct config_listener *l,
  * Whether listener l offers mechanism m on a connection that is under TLS
  * (tls_active != 0) or not (1 = offered, 0 = not): m must be on the list,
  * AUTH not off, and without TLS auth_before_tls must admit it ("challenge":
- * only mechanisms without PST_MECH_SENDS_PASSWORD).  A mechanism not
- * offered gets 504 5.5.4 (RFC 4954 §4).
+ * only mechanisms without PST_MECH_SENDS_PASSWORD); SCRAM-*-PLUS and
+ * EXTERNAL need TLS whatever it says.  A mechanism not offered gets 504
+ * 5.5.4 (RFC 4954 §4).
  */
 int config_listener_offers(const struct config_listener *l,
                            const struct pst_sasl_mech *m, int tls_active);

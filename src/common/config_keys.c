@@ -65,6 +65,19 @@ static const struct config_enum abt_names[] = {
     {NULL, 0},
 };
 
+static const struct config_enum client_cert_names[] = {
+    {"optional", 0},
+    {"required", 1},
+    {NULL, 0},
+};
+
+static const struct config_enum cert_user_names[] = {
+    {"san-email", CONFIG_CERT_USER_SAN_EMAIL},
+    {"subject-cn", CONFIG_CERT_USER_SUBJECT_CN},
+    {"fingerprint", CONFIG_CERT_USER_FINGERPRINT},
+    {NULL, 0},
+};
+
 static const struct config_enum relay_tls_names[] = {
     {"starttls", CONFIG_RELAY_TLS_STARTTLS},
     {"implicit", CONFIG_RELAY_TLS_IMPLICIT},
@@ -262,6 +275,25 @@ static const struct config_key listener_keys[] = {
     {.name = "mechanisms", .type = KT_MECHS, .offset = L(mechs),
      .doc = "SASL mechanisms in the order advertised (default: every one, "
             "strongest first)"},
+    {.name = "tls_client_ca", .type = KT_STRING, .offset = L(tls_client_ca),
+     .doc = "PEM CA certificates: ask TLS clients for a certificate "
+            "(EXTERNAL)"},
+    {.name = "tls_client_cert", .type = KT_ENUM,
+     .offset = L(tls_client_cert_required), .names = client_cert_names,
+     .def = "optional",
+     .doc = "optional: without a valid one only EXTERNAL fails; required: "
+            "the handshake does"},
+    {.name = "tls_client_crl", .type = KT_STRING,
+     .offset = L(tls_client_crl),
+     .doc = "PEM CRLs of the client CA: revoked certificates do not verify"},
+    {.name = "cert_user", .type = KT_ENUM, .offset = L(cert_user),
+     .names = cert_user_names, .def = "san-email",
+     .doc = "the user a client certificate names: san-email, subject-cn "
+            "or fingerprint (cert= in the user file)"},
+    {.name = "security_layer", .type = KT_ENUM, .offset = L(security_layer),
+     .names = bool_names, .def = "no",
+     .doc = "yes: DIGEST-MD5 may negotiate auth-int or auth-conf, never "
+            "under TLS (legacy)"},
     {.name = "proxy_protocol", .type = KT_ENUM, .offset = L(proxy_protocol),
      .names = proxy_names, .def = "none",
      .doc = "none, v1 or v2: a PROXY protocol header comes first"},
@@ -576,15 +608,62 @@ listener_check(struct config_parser *p, const struct config_section *s)
                     "[listener %s]: tls = %s%s needs tls_cert and tls_key",
                     l->name, config_enum_value(tls_names, (int)l->tls),
                     tls_line != 0 ? "" : " (the default)");
-    /* Bearer tokens, client certificates and channel binding need what
-     * posternd's sessions do not give these mechanisms yet (a bearer
-     * token would be checked as a password): not on a listener. */
-    for (size_t m = 0; m < l->mechs.n; m++)
-        if (pst_sasl_mech_flags(l->mechs.v[m]) & PST_MECH_OPT_IN)
+    /* posternd verifies no bearer token (it would be checked as a
+     * password): XOAUTH2 and OAUTHBEARER are for the relay only. */
+    for (size_t m = 0; m < l->mechs.n; m++) {
+        unsigned f = pst_sasl_mech_flags(l->mechs.v[m]);
+
+        if (f & PST_MECH_BEARER)
             return config_perr(p, config_key_line(s, "mechanisms"),
                         "[listener %s]: mechanism %s is not offered by "
-                        "posternd", l->name,
+                        "posternd (it verifies no bearer token)", l->name,
                         pst_sasl_mech_name(l->mechs.v[m]));
+        /* SCRAM-*-PLUS binds to TLS (RFC 5802 §6); EXTERNAL takes the
+         * identity of a client certificate, which only tls_client_ca
+         * asks for. */
+        if ((f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL)) &&
+            l->tls == CONFIG_TLS_NONE)
+            return config_perr(p, config_key_line(s, "mechanisms"),
+                        "[listener %s]: mechanism %s needs TLS", l->name,
+                        pst_sasl_mech_name(l->mechs.v[m]));
+        if ((f & PST_MECH_EXTERNAL) && l->tls_client_ca == NULL)
+            return config_perr(p, config_key_line(s, "mechanisms"),
+                        "[listener %s]: mechanism EXTERNAL needs "
+                        "tls_client_ca", l->name);
+    }
+    if (l->tls_client_ca != NULL && l->tls == CONFIG_TLS_NONE)
+        return config_perr(p, config_key_line(s, "tls_client_ca"),
+                    "[listener %s]: tls_client_ca needs tls = starttls or "
+                    "implicit", l->name);
+    {
+        static const char *const needs_ca[] = {"tls_client_cert",
+                                               "tls_client_crl",
+                                               "cert_user"};
+
+        for (size_t k = 0; k < 3; k++)
+            if (l->tls_client_ca == NULL &&
+                config_key_line(s, needs_ca[k]) != 0)
+                return config_perr(p, config_key_line(s, needs_ca[k]),
+                            "[listener %s]: %s needs tls_client_ca",
+                            l->name, needs_ca[k]);
+    }
+    /* The user whose cert= holds a fingerprint: found by scanning the
+     * user file (a query per fingerprint is not what the pgsql store
+     * runs). */
+    if (l->tls_client_ca != NULL &&
+        l->cert_user == CONFIG_CERT_USER_FINGERPRINT &&
+        c->userdb.kind != CONFIG_USERDB_PASSWD_FILE)
+        return config_perr(p, config_key_line(s, "cert_user"),
+                    "[listener %s]: cert_user = fingerprint needs userdb = "
+                    "passwd-file:PATH", l->name);
+    /* DESIGN.md security_layer: never under TLS, so only where
+     * DIGEST-MD5 is offered without it. */
+    if (l->security_layer &&
+        !config_listener_offers(l, pst_sasl_mech_find("DIGEST-MD5", 10), 0))
+        return config_perr(p, config_key_line(s, "security_layer"),
+                    "[listener %s]: security_layer = yes needs DIGEST-MD5 "
+                    "offered without TLS (tls = none or starttls, "
+                    "auth_before_tls = challenge or all)", l->name);
     if (l->auth != CONFIG_AUTH_OFF && l->mechs.n == 0)
         return config_perr(p, config_key_line(s, "mechanisms"),
                     "[listener %s]: no mechanisms", l->name);

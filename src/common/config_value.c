@@ -357,6 +357,10 @@ config_listener_offers_abt(const struct config_listener *l,
         return 0;
     if (tls_active)
         return 1;
+    /* Channel binding and client certificates are TLS's. */
+    if (pst_sasl_mech_flags(m) &
+        (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL))
+        return 0;
     /* DESIGN.md auth_before_tls; RFC 4954 §4 leaves the choice to the
      * server ("a server implementation MUST implement a configuration in
      * which it does NOT permit any plaintext password mechanisms, unless

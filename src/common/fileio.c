@@ -46,6 +46,12 @@ fileio_fsync_dir(const char *path)
 }
 
 int
+fileio_fsync_dirfd(int fd)
+{
+    return fsync(fd) == 0 || errno == EINVAL ? 0 : -1;
+}
+
+int
 fileio_fsync_parent(const char *path)
 {
     char dir[PATH_MAX];

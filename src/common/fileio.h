@@ -23,6 +23,10 @@ int fileio_write_all(int fd, const void *p, size_t len);
  */
 int fileio_fsync_dir(const char *path);
 
+/* fileio_fsync_dir() of the directory open as fd.  Returns: as
+ * fileio_fsync_dir(). */
+int fileio_fsync_dirfd(int fd);
+
 /* fileio_fsync_dir() of the directory that holds path ("a/b" -> "a",
  * "b" -> ".").  Returns: as fileio_fsync_dir(). */
 int fileio_fsync_parent(const char *path);

@@ -28,6 +28,7 @@ probe_usage(FILE *f)
     fprintf(f,
 "usage: postern probe smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
 "                     [--user USER [--password-file FILE]]\n"
+"                     [--cert FILE --key FILE]\n"
 "                     [--cafile FILE] [--insecure] [--allow-plaintext-auth]\n"
 "                     [--json] [-v]\n"
 "       postern probe --as-device smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
@@ -35,8 +36,9 @@ probe_usage(FILE *f)
 "                     [--from ADDRESS] [--to ADDRESS] [-v]\n"
 "\n"
 "Show the banner, the EHLO keywords and AUTH mechanisms before and after\n"
-"STARTTLS, the TLS version, cipher and certificate.  With --user, also\n"
-"try each offered mechanism and report which accept the password.\n"
+"STARTTLS, the TLS version, cipher, certificate and channel binding.\n"
+"With --user, also try each offered mechanism and report which accept\n"
+"the password; with --cert and --key, EXTERNAL with that certificate.\n"
 "\n"
 "--as-device runs the session of a legacy device (TLS 1.0, AUTH LOGIN\n"
 "before TLS, HELO then AUTH, bare LF line ends, a 1500-octet line),\n"
@@ -135,6 +137,10 @@ print_human(const struct client_opts *co, const struct client_result *r,
         printf("  verified: %s%s\n", r->verify,
                co->insecure && strcmp(r->verify, "ok") != 0
                    ? " (accepted: --insecure)" : "");
+        /* What SCRAM-*-PLUS would bind to (RFC 5802 §6). */
+        printf("  channel binding: %s\n", r->channel_binding[0] != '\0'
+                                               ? r->channel_binding
+                                               : "none");
     } else if (!co->url.implicit_tls && r->had_plain_ehlo) {
         printf("TLS:       not offered (no STARTTLS)\n");
     }
@@ -145,7 +151,8 @@ print_human(const struct client_opts *co, const struct client_result *r,
                r->mechs_tls[0] ? r->mechs_tls : "(none)");
     }
     if (nauth > 0) {
-        printf("authentication as %s:\n", user);
+        printf("authentication as %s:\n",
+               user != NULL ? user : "the certificate's user");
         for (size_t i = 0; i < nauth; i++)
             printf("  %-14s %s\n", auth[i].mech,
                    auth[i].ok ? "ok" : auth[i].text);
@@ -186,6 +193,11 @@ print_json(const struct client_opts *co, const struct client_result *r,
         printf(", \"bits\": %d, \"verified\": %s, \"verify_result\": ",
                r->tls_bits, strcmp(r->verify, "ok") == 0 ? "true" : "false");
         json_str(stdout, r->verify);
+        printf(", \"channel_binding\": ");
+        if (r->channel_binding[0] != '\0')
+            json_str(stdout, r->channel_binding);
+        else
+            printf("null");
         if (r->have_cert) {
             printf(", \"subject\": ");
             json_str(stdout, r->cert.subject);
@@ -205,7 +217,10 @@ print_json(const struct client_opts *co, const struct client_result *r,
     }
     if (nauth > 0) {
         printf(", \"user\": ");
-        json_str(stdout, user);
+        if (user != NULL)
+            json_str(stdout, user);
+        else
+            printf("null");
         printf(", \"auth\": {");
         for (size_t i = 0; i < nauth; i++) {
             if (i)
@@ -225,7 +240,7 @@ print_json(const struct client_opts *co, const struct client_result *r,
 
 enum {
     OPT_USER = 256, OPT_PWFILE, OPT_CAFILE, OPT_INSECURE, OPT_PLAIN,
-    OPT_JSON, OPT_TIMEOUT, OPT_DEVICE, OPT_FROM, OPT_TO,
+    OPT_JSON, OPT_TIMEOUT, OPT_CERT, OPT_KEY, OPT_DEVICE, OPT_FROM, OPT_TO,
 };
 
 /* postern probe --as-device (probe_device.h). */
@@ -256,6 +271,8 @@ cmd_probe_main(int argc, char **argv)
         {"user", required_argument, NULL, OPT_USER},
         {"password-file", required_argument, NULL, OPT_PWFILE},
         {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"json", no_argument, NULL, OPT_JSON},
@@ -270,7 +287,7 @@ cmd_probe_main(int argc, char **argv)
     struct client_opts co = {0};
     struct pst_smtp_client_config cfg = {.probe = 1};
     struct client_result *r;
-    struct probe_auth auth[8];
+    struct probe_auth auth[16];
     const char *user = NULL, *pwfile = NULL, *from = NULL, *to = NULL;
     char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
     size_t pwlen = 0, nauth = 0;
@@ -282,6 +299,8 @@ cmd_probe_main(int argc, char **argv)
         case OPT_USER: user = optarg; break;
         case OPT_PWFILE: pwfile = optarg; break;
         case OPT_CAFILE: co.cafile = optarg; break;
+        case OPT_CERT: co.cert = optarg; break;
+        case OPT_KEY: co.key = optarg; break;
         case OPT_INSECURE: co.insecure = 1; break;
         case OPT_PLAIN: plain = 1; break;
         case OPT_JSON: json = 1; break;
@@ -308,6 +327,10 @@ cmd_probe_main(int argc, char **argv)
         fprintf(stderr, "postern probe: %s\n", err);
         return EX_USAGE;
     }
+    if ((co.cert == NULL) != (co.key == NULL)) {
+        fprintf(stderr, "postern probe: --cert and --key go together\n");
+        return EX_USAGE;
+    }
     if (user != NULL && client_password(pwfile, "Password: ", &pw, &pwlen,
                                         err, sizeof(err)) < 0) {
         fprintf(stderr, "postern probe: %s\n", err);
@@ -326,7 +349,7 @@ cmd_probe_main(int argc, char **argv)
         return EX_OSERR;
     }
     rc = client_run(&co, &cfg, NULL, r);
-    if (rc == 0 && user != NULL) {
+    if (rc == 0 && (user != NULL || co.cert != NULL)) {
         /* One session per mechanism, each forced, as the device would. */
         const char *mechs = r->had_tls_ehlo ? r->mechs_tls : r->mechs_plain;
         const char *p = mechs;
@@ -339,15 +362,26 @@ cmd_probe_main(int argc, char **argv)
             };
             struct pst_smtp_client_config acfg = {
                 .probe = 1, .sasl = &sasl, .allow_plaintext_auth = plain,
+                .tls_client_cert = co.cert != NULL,
             };
             struct probe_auth *a = &auth[nauth];
+            const struct pst_sasl_mech *m;
+            int external;
 
             snprintf(a->mech, sizeof(a->mech), "%.*s", (int)len, p);
             p += len;
             while (*p == ' ')
                 p++;
-            if (pst_sasl_mech_find(a->mech, strlen(a->mech)) == NULL)
+            m = pst_sasl_mech_find(a->mech, strlen(a->mech));
+            if (m == NULL)
                 continue; /* one postern does not speak */
+            /* EXTERNAL with the certificate; the rest with the
+             * password. */
+            external = (pst_sasl_mech_flags(m) & PST_MECH_EXTERNAL) != 0;
+            if (external ? co.cert == NULL : user == NULL)
+                continue;
+            if (external)
+                sasl = (struct pst_sasl_client_config){0};
             acfg.mech = a->mech;
             a->tried = 1;
             a->ok = client_run(&co, &acfg, NULL, &r[1]) == 0;

@@ -231,8 +231,27 @@ rc_tls_established(void *ctx)
 
     rc_log(c, LOG_LEVEL_INFO, "relay_tls", "version", tls_protocol(c->tls),
            "cipher", tls_cipher(c->tls));
-    /* RFC 3207 §4.2: forget what was learnt, EHLO again. */
-    return pst_smtp_client_tls_started(c->s) < 0 ? -1 : 0;
+    /* STARTTLS: RFC 3207 §4.2, forget what was learnt, EHLO again.
+     * (Implicit TLS: the session knew from the start.) */
+    if (c->cfg.tls == CONFIG_RELAY_TLS_STARTTLS &&
+        pst_smtp_client_tls_started(c->s) < 0)
+        return -1;
+    /* Channel binding (RFC 5802 §6, RFC 9266): SCRAM-*-PLUS preferred
+     * when the smarthost offers it; without it, a plain SCRAM exchange
+     * says "y" so a stripped -PLUS is noticed.  No binding safe to use
+     * (TLS 1.2 without the extended master secret): none is given. */
+    {
+        uint8_t cb[TLS_UNIQUE_MAX > TLS_EXPORTER_LEN ? TLS_UNIQUE_MAX
+                                                     : TLS_EXPORTER_LEN];
+        const char *type;
+        size_t len;
+        int rc = 0;
+
+        if (tls_channel_binding(c->tls, &type, cb, sizeof(cb), &len) == 0)
+            rc = pst_smtp_client_tls_binding(c->s, type, cb, len);
+        OPENSSL_cleanse(cb, sizeof(cb));
+        return rc < 0 ? -1 : 0;
+    }
 }
 
 static const struct tls_io rc_tls_io = {

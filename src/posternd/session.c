@@ -294,7 +294,8 @@ conn_tls_established(void *ctx)
     metrics_tls(c->w->metrics, tls_protocol(c->tls));
     conn_profile_tls_up(c);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                    tls_cipher(c->tls)) < 0)
+                                    tls_cipher(c->tls)) < 0 ||
+        conn_tls_auth(c) < 0)
         return -1;
     if (c->implicit && pst_smtp_server_start(c->s) < 0)
         return -1;
@@ -311,8 +312,12 @@ int
 conn_tls_begin(struct conn *c)
 {
     struct tls_ctx *ctx = conn_profile_tls(c);
+    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
 
     if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
+        return -1;
+    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
+    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);
@@ -512,7 +517,10 @@ conn_pump(struct conn *c)
                 continue;
             }
             if (ev.type == PST_SMTP_EV_CLOSE) {
-                conn_log_close(c, conn_close_reason(c));
+                /* The session's own reason (a broken security layer),
+                 * or what its last reply says. */
+                conn_log_close(c, ev.reason != NULL ? ev.reason
+                                                    : conn_close_reason(c));
                 conn_enter_state(c, CONN_FLUSHING);
                 continue;
             }

@@ -4,7 +4,9 @@
  * user store, the throttle and delivery.
  *
  * session.c: the lifecycle (conn_enter_state()), writes, TLS, reads and
- * the pump, the timeouts, the end.  session_events.c: what the session's
+ * the pump, the timeouts, the end.  session_tls.c: what TLS gives SASL
+ * (channel binding, the client certificate's user).  session_events.c:
+ * what the session's
  * events ask for (AUTH lookups, password checks and the throttle, MAIL
  * FROM's allow_from, RCPT, DATA and delivery, the thread-pool jobs).
  * Slow work runs on the thread pool and lookups are asynchronous: the
@@ -142,6 +144,9 @@ struct conn {
     enum conn_hold hold_why; /* HELD: what waits for the delay */
     char *held_user;         /* HOLD_LOOKUP: the name to look up */
     uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
+    int auth_external;       /* the lookup is EXTERNAL's: check the pin */
+    char cert_fp[TLS_FINGERPRINT_LEN + 1]; /* the client certificate's
+                                SHA-256, "" if none (session_tls.c) */
     /* The MAIL FROM check against allow_from (asynchronous too): */
     struct userdb_req *mail_req;
     char *mail_from;         /* the address being checked */
@@ -297,5 +302,9 @@ void conn_profile_data_reset(struct conn *c);
 /* The session is over: log what it used of its profile (event=compat),
  * once, and count it. */
 void conn_profile_end(struct conn *c);
+/* The TLS handshake is done: hand the session the channel binding and
+ * the user the client certificate names (session_tls.c).  Returns: 0,
+ * -1. */
+int conn_tls_auth(struct conn *c);
 
 #endif

@@ -198,12 +198,19 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
          * fails the same way as for a wrong password.  So does a user
          * whose account flags refuse the login from here (Dovecot's
          * nologin, noauthenticate, allow_nets: userdb.h), before any
-         * password is checked; conn_on_auth_result() logs why. */
+         * password is checked; conn_on_auth_result() logs why.  And, for
+         * EXTERNAL, a user pinned to another certificate (cert=). */
         c->auth_cred = rc == 0 && userdb_user_check_login(
                                       u, (struct sockaddr *)&c->peer_sa,
                                       NULL, 0) == 0
                            ? u->cred
                            : NULL;
+        if (c->auth_cred != NULL && c->auth_external &&
+            userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
+            log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
+                      "fingerprint", c->cert_fp, NULL);
+            c->auth_cred = NULL;
+        }
         /* The user's own relay= (DESIGN.md "Routing"), kept for the
          * RCPTs once this user has authenticated. */
         free(c->user_relay);
@@ -242,6 +249,7 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     uint64_t delay = 0;
 
     c->auth_tag = 0;
+    c->auth_external = strcmp(ev->mech, "EXTERNAL") == 0;
     /* Every mechanism asks for credentials once per attempt, before any
      * check: the one place to hold an address (or a user name) under
      * penalty, as Dovecot delays the whole request. */

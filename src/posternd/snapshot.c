@@ -23,6 +23,8 @@ snapshot_unref(struct snapshot *sc)
             free(sc->uri_hosts[i]);
         free(sc->uri_hosts);
     }
+    for (size_t i = 0; sc->l != NULL && i < sc->cfg->n_listeners; i++)
+        tls_client_ca_free(sc->l[i].client_ca);
     free(sc->l);
     free(sc->mail_root);
     if (sc->p != NULL) {
@@ -378,9 +380,24 @@ snapshot_load(const char *path, const struct snapshot *prev, char *err,
                                 ? PST_SMTP_SENDER_OFF
                                 : PST_SMTP_SENDER_STRICT,
             .uri_hosts = (const char *const *)sc->uri_hosts,
+            .security_layer = cl->security_layer,
         };
         if (snapshot_check_session(cfg, cl, NULL, &lc->scfg, err, n) < 0)
             goto fail;
+        /* Client certificates for EXTERNAL: what this listener's
+         * connections ask of them (with whatever context, a profile's
+         * too; read again at each reload, without the TLS key). */
+        if (cl->tls_client_ca != NULL) {
+            char why[CONFIG_ERR_MAX];
+
+            if (tls_client_ca_new(cl->tls_client_ca, cl->tls_client_crl,
+                                  cl->tls_client_cert_required ? 1u : 0u,
+                                  &lc->client_ca, why, sizeof(why)) < 0) {
+                snprintf(err, n, "%s:%u: [listener %s]: %s", cfg->file,
+                         cl->line, cl->name, why);
+                goto fail;
+            }
+        }
     }
     if (snapshot_load_profiles(sc, prev, need_tls, err, n) < 0)
         goto fail;

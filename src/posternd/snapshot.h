@@ -21,6 +21,9 @@
 struct snapshot_listener {
     struct pst_smtp_server_config scfg;
     const struct pst_sasl_mech *mechs[CONFIG_MAX_MECHS + 1];
+    struct tls_client_ca *client_ca; /* tls_client_ca: what its
+                                 connections ask of client certificates;
+                                 NULL: nothing */
 };
 
 /* One [profile NAME]'s own TLS context (tls_min_version). */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "userdb.h"
 #include "userdb_backend.h"
 
@@ -48,6 +50,8 @@ static const struct {
     F(reason, 0),
     F(noauthenticate, USERDB_FIELD_PRESENCE),
     F(allow_nets, USERDB_FIELD_PRESENCE),
+    /* The client certificate EXTERNAL accepts for the user. */
+    F(cert, 0),
 };
 
 #undef F
@@ -508,4 +512,83 @@ userdb_user_check_login(const struct userdb_user *u,
         return PST_EAUTH;
     }
     return 0;
+}
+
+/* --- Client certificates (cert=) ---------------------------------------- */
+
+static int
+userdb_hex(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int
+userdb_cert_parse(const char *v, size_t len, uint8_t out[USERDB_CERT_LEN])
+{
+    size_t i = 7, k = 0;
+
+    if (len < 7 || strncasecmp(v, "SHA256:", 7) != 0)
+        return PST_ESYNTAX;
+    while (k < USERDB_CERT_LEN) {
+        int hi, lo;
+
+        if (i + 2 > len || (hi = userdb_hex(v[i])) < 0 ||
+            (lo = userdb_hex(v[i + 1])) < 0)
+            return PST_ESYNTAX;
+        out[k++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+        /* "AB:CD:..." as openssl prints it; a separator only between
+         * pairs. */
+        if (k < USERDB_CERT_LEN && i < len && v[i] == ':')
+            i++;
+    }
+    return i == len ? 0 : PST_ESYNTAX;
+}
+
+/* 64 hex digits into 32 octets. */
+static int
+userdb_fp_parse(const char *fp_hex, uint8_t out[USERDB_CERT_LEN])
+{
+    if (strlen(fp_hex) != 2 * USERDB_CERT_LEN)
+        return PST_EINVAL;
+    for (size_t k = 0; k < USERDB_CERT_LEN; k++) {
+        int hi = userdb_hex(fp_hex[2 * k]), lo = userdb_hex(fp_hex[2 * k + 1]);
+
+        if (hi < 0 || lo < 0)
+            return PST_EINVAL;
+        out[k] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int
+userdb_cert_matches(const struct userdb_value *cert, const char *fp_hex)
+{
+    uint8_t want[USERDB_CERT_LEN], got[USERDB_CERT_LEN];
+
+    if (cert->v == NULL)
+        return -1;
+    if (userdb_cert_parse(cert->v, cert->len, want) < 0 ||
+        userdb_fp_parse(fp_hex, got) < 0)
+        return 0;
+    /* Not a secret (a certificate is public), but no reason to differ. */
+    return CRYPTO_memcmp(want, got, USERDB_CERT_LEN) == 0;
+}
+
+int
+userdb_find_cert(struct userdb *u, const char *fp_hex, char *name, size_t n)
+{
+    uint8_t fp[USERDB_CERT_LEN];
+
+    if (userdb_fp_parse(fp_hex, fp) < 0)
+        return PST_EINVAL;
+    if (u->be->find_cert == NULL)
+        return PST_ENOTSUP;
+    return u->be->find_cert(u->store, fp, name, n);
 }

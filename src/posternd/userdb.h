@@ -14,6 +14,7 @@
 #define POSTERND_USERDB_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <uv.h>
@@ -61,7 +62,12 @@ struct userdb_user {
                                            authenticate the user */
     struct userdb_value allow_nets; /* networks the user may log in
                                        from, separated by ',' or ' ' */
+    struct userdb_value cert;       /* "SHA256:<hex>": the one client
+                                       certificate EXTERNAL accepts for
+                                       the user (userdb_cert_parse()) */
 };
+
+#define USERDB_CERT_LEN 32 /* a SHA-256 fingerprint, octets */
 
 /*
  * The end of a lookup.  rc: 0 (found: u is set), PST_ENOENT (no such
@@ -135,6 +141,33 @@ const char *userdb_kind(const struct userdb *u);
  * share this one (0: a passwd file, read-only once loaded).
  */
 int userdb_per_loop(const struct userdb *u);
+
+/*
+ * Parse a cert= value v[0..len) ([in]): "SHA256:" (any case) and the 64
+ * hex digits of a certificate's SHA-256 fingerprint, in any case, the
+ * pairs optionally separated by ':' (as "openssl x509 -fingerprint
+ * -sha256" prints them).  *out ([out]) gets the 32 octets.
+ * Returns: 0, PST_ESYNTAX.
+ */
+int userdb_cert_parse(const char *v, size_t len,
+                      uint8_t out[USERDB_CERT_LEN]);
+
+/*
+ * Whether the user's cert= field (cert, [in]) names the certificate whose
+ * fingerprint is fp_hex ([in], 64 hex digits): 1 yes, 0 no (or a field
+ * that does not parse).  A user without the field has no pin: -1.
+ */
+int userdb_cert_matches(const struct userdb_value *cert, const char *fp_hex);
+
+/*
+ * The user whose cert= field holds fingerprint fp_hex ([in], 64 hex
+ * digits), found at once in the loaded user file (cert_user =
+ * fingerprint): its name goes into name ([out], n bytes).
+ * Returns: 0, PST_ENOENT (nobody), PST_ELIMIT (n too small), PST_ENOTSUP
+ * (a store that cannot tell: pgsql), PST_EINVAL (fp_hex malformed).
+ */
+int userdb_find_cert(struct userdb *u, const char *fp_hex, char *name,
+                     size_t n);
 
 /* Whether addr is in the comma-separated allow_from list[0..len) (ASCII
  * case-insensitive; "@domain" allows the whole domain). */

@@ -23,7 +23,7 @@
 #include "userdb.h"
 
 /* Extra fields of the record (userdb_fields[] in userdb.c). */
-#define USERDB_FIELDS 6
+#define USERDB_FIELDS 7
 
 /* How a field reads (userdb_field_flags()). */
 #define USERDB_FIELD_PRESENCE 0x01u /* an empty value counts: the field
@@ -54,6 +54,10 @@ struct userdb_backend {
     int (*check)(void *store, char *msg, size_t n);
     /* As userdb_count(); NULL: the store cannot tell. */
     int (*count)(const void *store, size_t *n);
+    /* As userdb_find_cert() (fp: the parsed fingerprint); NULL: the
+     * store cannot tell. */
+    int (*find_cert)(void *store, const uint8_t fp[USERDB_CERT_LEN],
+                     char *name, size_t n);
 };
 
 extern const struct userdb_backend userdb_file_backend;

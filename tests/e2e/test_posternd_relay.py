@@ -366,3 +366,31 @@ def test_user_relay_field(tmp_path):
     finally:
         assert dev.stop() == 0
         up.stop()
+
+
+def test_implicit_tls_and_plus(tmp_path):
+    """tls = implicit upstream; posternd upstream offers SCRAM-SHA-256-PLUS
+    under TLS, and the relay prefers it (channel binding)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    up.users[UP_USER] = (UP_PW, "SCRAM-SHA-256", "")
+    up.listener_spec["implicit"] = ("tls = implicit\nauth = required\n"
+                                    "mechanisms = SCRAM-SHA-256-PLUS "
+                                    "SCRAM-SHA-256 PLAIN\n")
+    up.prepare()
+    dev = device(tmp_path / "dev", up)
+    dev.extra_sections = dev.extra_sections.replace(
+        f"127.0.0.1:{up.ports['starttls']}",
+        f"127.0.0.1:{up.ports['implicit']}").replace(
+        "tls = starttls", "tls = implicit")
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        ev = dev.events("relay_auth_ok")
+        assert ev and ev[0]["mech"] == "SCRAM-SHA-256-PLUS"
+    finally:
+        assert dev.stop() == 0
+        up.stop()

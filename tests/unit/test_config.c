@@ -163,9 +163,9 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 42 global keys, 7 of [listener NAME], 21 of [relay NAME], 9 of
+    /* 42 global keys, 12 of [listener NAME], 21 of [relay NAME], 9 of
      * [profile NAME]. */
-    assert_int_equal(n, 79);
+    assert_int_equal(n, 84);
     assert_false(config_key_at(n, &k));
 }
 
@@ -190,6 +190,77 @@ test_user_key(void **state)
     assert_int_equal(c->n_relays, 1);
     assert_string_equal(c->relays[0].user, "scanner@contoso.example");
     config_free(c);
+}
+
+/* The keys of client certificates and the security layer: values,
+ * defaults, and which mechanisms they let a listener offer. */
+static void
+test_client_cert_keys(void **state)
+{
+    static const char text[] =
+        "hostname = mail.example.test\n"
+        "userdb = passwd-file:/etc/postern/users\n"
+        "spool = /var/spool/postern\n"
+        "mailbox = maildir:/var/mail/%d/%n\n"
+        "tls_cert = /c\ntls_key = /k\n"
+        "[listener certs]\n"
+        "address = 127.0.0.1:587\n"
+        "mechanisms = SCRAM-SHA-256-PLUS SCRAM-SHA-256 EXTERNAL PLAIN\n"
+        "tls_client_ca = /etc/postern/clients-ca.pem\n"
+        "tls_client_cert = required\n"
+        "tls_client_crl = /etc/postern/clients.crl\n"
+        "cert_user = fingerprint\n"
+        "[listener lan]\n"
+        "address = 127.0.0.1:25\n"
+        "tls = none\n"
+        "auth_before_tls = challenge\n"
+        "mechanisms = DIGEST-MD5 CRAM-MD5\n"
+        "security_layer = yes\n"
+        "[listener plain]\n"
+        "address = 127.0.0.1:2525\n"
+        "tls_client_ca = /ca.pem\n";
+    const struct pst_sasl_mech *plus = pst_sasl_mech_find(
+        "SCRAM-SHA-256-PLUS", 18);
+    const struct pst_sasl_mech *ext = pst_sasl_mech_find("EXTERNAL", 8);
+    char err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_string_equal(c->listeners[0].tls_client_ca,
+                        "/etc/postern/clients-ca.pem");
+    assert_int_equal(c->listeners[0].tls_client_cert_required, 1);
+    assert_string_equal(c->listeners[0].tls_client_crl,
+                        "/etc/postern/clients.crl");
+    assert_int_equal(c->listeners[0].cert_user,
+                     CONFIG_CERT_USER_FINGERPRINT);
+    assert_int_equal(c->listeners[0].security_layer, 0);
+    assert_true(config_listener_offers(&c->listeners[0], plus, 1));
+    assert_false(config_listener_offers(&c->listeners[0], plus, 0));
+    assert_true(config_listener_offers(&c->listeners[0], ext, 1));
+    assert_false(config_listener_offers(&c->listeners[0], ext, 0));
+    assert_null(c->listeners[1].tls_client_ca);
+    assert_int_equal(c->listeners[1].security_layer, 1);
+    /* The defaults. */
+    assert_int_equal(c->listeners[2].tls_client_cert_required, 0);
+    assert_null(c->listeners[2].tls_client_crl);
+    assert_int_equal(c->listeners[2].cert_user, CONFIG_CERT_USER_SAN_EMAIL);
+    assert_int_equal(c->listeners[2].security_layer, 0);
+    config_free(c);
+
+    /* fingerprint looks through the user file: not with pgsql. */
+    if (parse("hostname = mail.example.test\n"
+              "userdb = pgsql:dbname=postern\n"
+              "spool = /var/spool/postern\n"
+              "mailbox = maildir:/var/mail/%d/%n\n"
+              "tls_cert = /c\ntls_key = /k\n"
+              "[listener a]\naddress = 127.0.0.1:587\n"
+              "tls_client_ca = /ca.pem\ncert_user = fingerprint\n",
+              &c, err) == 0)
+        fail_msg("fingerprint with pgsql accepted");
+    assert_non_null(strstr(err, "cert_user = fingerprint needs userdb = "
+                                "passwd-file"));
 }
 
 /* Routing and [relay NAME] sections: values, defaults, and what the
@@ -269,8 +340,41 @@ test_relay(void **state)
          "mechanisms = PLAIN XOAUTH2\n",
          "mechanism XOAUTH2 is not offered by posternd"},
         {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
-         "mechanisms = SCRAM-SHA-256-PLUS\n",
-         "mechanism SCRAM-SHA-256-PLUS is not offered by posternd"},
+         "mechanisms = PLAIN OAUTHBEARER\n",
+         "mechanism OAUTHBEARER is not offered by posternd"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nmechanisms = SCRAM-SHA-256-PLUS\n",
+         "mechanism SCRAM-SHA-256-PLUS needs TLS"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nmechanisms = EXTERNAL\n",
+         "mechanism EXTERNAL needs TLS"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\nmechanisms = EXTERNAL\n",
+         "mechanism EXTERNAL needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\ntls_client_ca = /ca\nauth_before_tls = all\n",
+         "tls_client_ca needs tls = starttls or implicit"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ncert_user = subject-cn\n",
+         "cert_user needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ntls_client_crl = /crl\n",
+         "tls_client_crl needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\n"
+         "tls_client_cert = required\n",
+         "tls_client_cert needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ntls_client_ca = /ca\n"
+         "cert_user = issuer\n",
+         "issuer"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\nsecurity_layer = yes\n",
+         "security_layer = yes needs DIGEST-MD5 offered without TLS"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nauth_before_tls = all\nmechanisms = CRAM-MD5\n"
+         "security_layer = yes\n",
+         "security_layer = yes needs DIGEST-MD5 offered without TLS"},
         {"retry_min = 2h\nretry_max = 1h\n[listener a]\n"
          "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
          "retry_max is shorter than retry_min"},
@@ -1728,6 +1832,7 @@ main(void)
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_user_key),
+        cmocka_unit_test(test_client_cert_keys),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),

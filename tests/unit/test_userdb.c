@@ -23,6 +23,9 @@
 #include "config.h"
 #include "userdb.h"
 
+#define FP_A_ "00112233445566778899aabbccddeeff" \
+              "0123456789abcdef0123456789abcdef"
+
 struct fixture {
     char dir[64];
     char path[128];
@@ -40,6 +43,8 @@ struct seen {
     const char *pw;                /* the password to try, or NULL */
     const char *user;
     struct userdb_req **free_me;   /* free the request in the callback */
+    const char *fp;                /* on_lookup_cert(): the certificate */
+    int cert_match;                /* userdb_cert_matches() */
 };
 
 static void
@@ -69,6 +74,18 @@ on_lookup(void *ctx, int rc, const struct userdb_user *u)
         userdb_lookup_free(*s->free_me);
         *s->free_me = NULL;
     }
+}
+
+static void
+on_lookup_cert(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct seen *s = ctx;
+
+    s->calls++;
+    s->rc = rc;
+    assert_int_equal(rc, 0);
+    s->cert_match = userdb_cert_matches(&u->cert, s->fp != NULL ? s->fp
+                                                                : FP_A_);
 }
 
 static void
@@ -866,6 +883,126 @@ test_pgsql_check_unreachable(void **state)
     userdb_unref(u);
 }
 
+/* --- cert= (client certificates) ---------------------------------------- */
+
+#define FP_A "00112233445566778899aabbccddeeff" \
+             "0123456789abcdef0123456789abcdef"
+#define FP_B "ffeeddccbbaa99887766554433221100" \
+             "fedcba9876543210fedcba9876543210"
+
+static void
+test_cert_parse(void **state)
+{
+    static const struct {
+        const char *text;
+        int ok;
+    } rows[] = {
+        {"SHA256:" FP_A, 1},
+        {"sha256:" FP_A, 1},
+        {"SHA256:00112233445566778899AABBCCDDEEFF"
+         "0123456789ABCDEF0123456789ABCDEF", 1},
+        /* openssl x509 -fingerprint -sha256: pairs with colons. */
+        {"SHA256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:01:23:45:"
+         "67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF", 1},
+        {"SHA1:" FP_A, 0},
+        {FP_A, 0},
+        {"SHA256:" FP_A "00", 0},
+        {"SHA256:" FP_A ":", 0},
+        {"SHA256:0011223344556677", 0},
+        {"SHA256:0:0112233445566778899aabbccddeeff"
+         "0123456789abcdef0123456789abcdef", 0},
+        {"SHA256:g0112233445566778899aabbccddeeff"
+         "0123456789abcdef0123456789abcdef", 0},
+        {"SHA256: " FP_A, 0},
+        {"", 0},
+    };
+    uint8_t fp[USERDB_CERT_LEN];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int rc = userdb_cert_parse(rows[i].text, strlen(rows[i].text), fp);
+
+        if ((rc == 0) != rows[i].ok)
+            fail_msg("row %zu \"%s\": got %s, want %s", i, rows[i].text,
+                     pst_errname(rc), rows[i].ok ? "0" : "ESYNTAX");
+        if (rc == 0)
+            assert_int_equal(fp[31], 0xef);
+    }
+    {
+        struct userdb_value none = {0};
+        struct userdb_value a = {.v = "SHA256:" FP_A,
+                                 .len = strlen("SHA256:" FP_A)};
+        struct userdb_value bad = {.v = "SHA256:xyz", .len = 10};
+
+        assert_int_equal(userdb_cert_matches(&none, FP_A), -1);
+        assert_int_equal(userdb_cert_matches(&a, FP_A), 1);
+        assert_int_equal(userdb_cert_matches(&a, FP_B), 0);
+        assert_int_equal(userdb_cert_matches(&bad, FP_A), 0);
+    }
+}
+
+/* cert_user = fingerprint: the user whose cert= is the certificate's,
+ * from the loaded file; the field in a lookup for the pin. */
+static void
+test_file_cert(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb *u;
+    struct userdb_req *req = NULL;
+    struct seen s = {0};
+    char name[256], err[CONFIG_ERR_MAX];
+
+    write_file(f->path,
+               "scanner@example.test:{PLAIN}x::::::cert=SHA256:" FP_A "\n"
+               "printer@example.test:{PLAIN}y::::::allow_from=a@b.c "
+               "cert=SHA256:FF:EE:DD:CC:BB:AA:99:88:77:66:55:44:33:22:11:00:"
+               "FE:DC:BA:98:76:54:32:10:FE:DC:BA:98:76:54:32:10\n"
+               "tim@example.test:{PLAIN}z\n");
+    u = open_store(f);
+    assert_rc(userdb_find_cert(u, FP_A, name, sizeof(name)), 0);
+    assert_string_equal(name, "scanner@example.test");
+    assert_rc(userdb_find_cert(u, FP_B, name, sizeof(name)), 0);
+    assert_string_equal(name, "printer@example.test");
+    assert_rc(userdb_find_cert(u, "10112233445566778899aabbccddeeff"
+                                  "0123456789abcdef0123456789abcdef",
+                               name, sizeof(name)),
+              PST_ENOENT);
+    assert_rc(userdb_find_cert(u, FP_A, name, 10), PST_ELIMIT);
+    assert_rc(userdb_find_cert(u, "nothex", name, sizeof(name)),
+              PST_EINVAL);
+    assert_rc(userdb_lookup_start(u, &f->loop, "printer@example.test",
+                                  on_lookup_cert, &s, &req), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.cert_match, 0);
+    userdb_lookup_free(req);
+    s.calls = 0;
+    s.fp = FP_B;
+    assert_rc(userdb_lookup_start(u, &f->loop, "printer@example.test",
+                                  on_lookup_cert, &s, &req), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(s.cert_match, 1);
+    userdb_lookup_free(req);
+    s.calls = 0;
+    assert_rc(userdb_lookup_start(u, &f->loop, "tim@example.test",
+                                  on_lookup_cert, &s, &req), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(s.cert_match, -1);
+    userdb_lookup_free(req);
+    userdb_unref(u);
+
+    /* Malformed, and shared by two users: the file is refused. */
+    write_file(f->path, "a@example.test:{PLAIN}x::::::cert=SHA256:12\n");
+    assert_int_equal(userdb_open(&f->cfg, &u, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, ":1: user 'a@example.test': cert= is not"));
+    write_file(f->path,
+               "a@example.test:{PLAIN}x::::::cert=SHA256:" FP_A "\n"
+               "b@example.test:{PLAIN}x::::::cert=sha256:" FP_A "\n");
+    assert_int_equal(userdb_open(&f->cfg, &u, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, ":2: user 'b@example.test': the same cert= "
+                                "as user 'a@example.test' (line 1)"));
+}
+
 int
 main(void)
 {
@@ -883,6 +1020,8 @@ main(void)
         cmocka_unit_test(test_check_login),
         T(test_file_account_fields),
         T(test_lookup_user_unknown),
+        cmocka_unit_test(test_cert_parse),
+        T(test_file_cert),
         T(test_pgsql_bad_conninfo),
         T(test_pgsql_unreachable),
         T(test_pgsql_cancel_then_free),
