@@ -218,6 +218,37 @@ on_wake(uv_async_t *h)
         worker_stop(w);
 }
 
+/* A new turn of the loop: every connection has its share again. */
+static void
+on_turn(uv_prepare_t *h)
+{
+    struct worker *w = h->data;
+
+    w->turn++;
+}
+
+/* After the poll: the connections that yielded carry on. */
+static void
+on_ready_check(uv_check_t *h)
+{
+    conn_run_ready(h->data);
+}
+
+static void
+on_ready_idle(uv_idle_t *h)
+{
+    (void)h; /* only there to keep the poll from blocking */
+}
+
+void
+worker_ready_idle(struct worker *w, int on)
+{
+    if (on)
+        uv_idle_start(&w->ready_idle, on_ready_idle);
+    else
+        uv_idle_stop(&w->ready_idle);
+}
+
 static void
 on_walk_close(uv_handle_t *h, void *arg)
 {
@@ -279,6 +310,16 @@ worker_new(struct server *srv, unsigned id)
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->grace);
     w->grace.data = w;
+    uv_prepare_init(&w->loop, &w->turn_prep);
+    w->turn_prep.data = w;
+    uv_prepare_start(&w->turn_prep, on_turn);
+    uv_unref((uv_handle_t *)&w->turn_prep);
+    uv_check_init(&w->loop, &w->ready_check);
+    w->ready_check.data = w;
+    uv_check_start(&w->ready_check, on_ready_check);
+    uv_unref((uv_handle_t *)&w->ready_check);
+    uv_idle_init(&w->loop, &w->ready_idle);
+    w->ready_idle.data = w;
     w->ls = calloc(srv->nls, sizeof(*w->ls));
     if (w->ls == NULL)
         goto fail;

@@ -56,6 +56,13 @@ struct worker {
     uv_timer_t grace;
     struct conn *conns;
     size_t nconn;
+    /* Fairness (session.h, CONN_TURN_STEPS): */
+    uint64_t turn;           /* turns of the loop (turn_prep counts) */
+    uv_prepare_t turn_prep;
+    uv_check_t ready_check;  /* pumps the ready list after each poll */
+    uv_idle_t ready_idle;    /* active while the list is not empty, so
+                                that the poll does not block */
+    struct conn *ready, *ready_tail; /* connections that yielded */
     int stopping;
     /* The mailbox, under srv->mu: */
     struct snapshot *next_sc;  /* a reload (a reference), or NULL */
@@ -115,6 +122,10 @@ void worker_main(void *arg);
 
 /* Free a worker whose thread has ended (or never started). */
 void worker_free(struct worker *w);
+
+/* Keep the poll of w's loop from blocking (on), while its ready list
+ * is not empty, or let it block again (off). */
+void worker_ready_idle(struct worker *w, int on);
 
 /* Tell every worker (mailbox and wake-up): a new snapshot sc (it takes
  * its own reference) and/or stop. */

@@ -32,6 +32,29 @@
 /* Plaintext one read can yield beyond its own size: a TLS record whose
  * first part came in the read before (16 KiB of data plus overhead). */
 #define CONN_TLS_SLACK   (17 * 1024)
+/*
+ * Output the client has not taken yet (libuv's write queue: what the
+ * kernel's socket buffer would not hold).  Above CONN_OUT_HIGH the
+ * connection is neither read nor pumped, so a client that sends without
+ * reading is slowed by TCP instead of growing our memory; both resume
+ * once it is down to CONN_OUT_LOW.  With the session's own 16 KiB of
+ * unsent replies and the backlog, a connection holds at most about
+ * CONN_OUT_HIGH + 16 KiB + CONN_BACKLOG_MAX of buffers, whatever it sends.
+ */
+#define CONN_OUT_HIGH    (64 * 1024)
+#define CONN_OUT_LOW     (16 * 1024)
+/*
+ * What the pump does for one connection in one turn of the loop: events
+ * acted on and batches of output taken (a batch is up to 16 KiB of
+ * replies: ~100 EHLO or ~800 NOOP).  Then it yields, and carries on
+ * after the loop has polled for I/O again (the worker's ready list), so
+ * a client pipelining commands cannot keep a loop from its other
+ * connections.  DATA lines do not count: the backlog bounds them.
+ */
+#define CONN_TURN_STEPS  32
+/* After the goodbye (221, 421) and our FIN: how long the client's input
+ * is read and dropped while we wait for its own close (ms). */
+#define CONN_LINGER_MS   2000
 
 /*
  * The lifecycle of a connection, one state at a time, changed only by
@@ -109,6 +132,18 @@ struct conn {
     struct tls *tls;
     int implicit;            /* an implicit-TLS listener */
     int reading;             /* uv_read_start() in force */
+    int out_blocked;         /* unsent output went over CONN_OUT_HIGH and
+                                is not down to CONN_OUT_LOW yet */
+    int shut;                /* FLUSHING: uv_shutdown() issued (our FIN
+                                after the last write) */
+    int shut_done;           /* ... and done: lingering */
+    int peer_eof;            /* the client closed its side */
+    uv_shutdown_t shutdown;
+    /* The pump's share of the loop (CONN_TURN_STEPS): */
+    uint64_t turn;           /* the worker's turn counted in turn_steps */
+    unsigned turn_steps;
+    int ready;               /* on the worker's ready list */
+    struct conn *ready_next;
     char sid[20];
     char peer[INET6_ADDRSTRLEN + 8];  /* for the log */
     char peer_rcvd[INET6_ADDRSTRLEN + 8]; /* for Received: IPv6:... */
@@ -197,8 +232,15 @@ int conn_closed(const struct conn *c);
  * (a lookup, a job) is then for nobody. */
 int conn_ending(const struct conn *c);
 
-/* Act on input and events, send output, until neither moves. */
+/* Act on input and events, send output, until neither moves, the
+ * output is backed up (CONN_OUT_HIGH), or the connection's share of this
+ * turn of the loop is used up (CONN_TURN_STEPS: then it carries on in
+ * the next turn, conn_run_ready()). */
 void conn_pump(struct conn *c);
+
+/* Pump the connections of w that yielded their turn (the worker's
+ * uv_check callback, after the loop has polled for I/O). */
+void conn_run_ready(struct worker *w);
 
 /* Carry on after an answer to the session (rc of
  * pst_smtp_server_answer()): refused means a bug on our side, and the
