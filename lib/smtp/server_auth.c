@@ -232,6 +232,8 @@ pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
         .random = s->cfg.random,
         .random_ctx = s->cfg.random_ctx,
         .scram_iterations = s->cfg.scram_iterations,
+        .scram_secret = s->cfg.scram_secret,
+        .scram_secret_len = s->cfg.scram_secret_len,
     };
     const uint8_t *ir = NULL;
     size_t mlen = 0, irlen = 0;
