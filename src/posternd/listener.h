@@ -107,6 +107,11 @@ struct server {
     unsigned nw;
     int stopping;
     int exit_code;
+    /* SCRAM's server secret (scram_secret_file), read once at start and
+     * lent to every snapshot (snapshot_set_secret()): */
+    uint8_t *scram_secret;
+    size_t scram_secret_len;
+    char *scram_secret_path;
 };
 
 /*

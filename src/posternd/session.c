@@ -131,7 +131,8 @@ conn_free(struct conn *c)
         listener_peer_remove(c->srv, &c->peer_sa);
     conn_reset_message(c);
     pst_smtp_server_free(c->s);
-    free(c->held_user);
+    free(c->auth_user);
+    pst_cred_free(c->auth_derived);
     /* A lookup still in flight is cancelled: no callback follows. */
     userdb_lookup_free(c->auth_req);
     userdb_lookup_free(c->mail_req);

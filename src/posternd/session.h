@@ -101,6 +101,8 @@ enum conn_state {
 enum work_kind {
     WORK_NONE = 0,
     WORK_VERIFY,             /* pst_cred_verify() */
+    WORK_DERIVE,             /* pst_sasl_server_cred_prepare(): SCRAM
+                                keys of a {PLAIN} user (PBKDF2) */
     WORK_COMMIT,             /* maildir_commit() */
 };
 
@@ -165,8 +167,12 @@ struct conn {
     struct userdb_req *auth_req; /* the lookup; owns auth_cred until the
                                     AUTH_RESULT event */
     const struct pst_cred *auth_cred;
+    const struct pst_sasl_mech *auth_mech; /* of the AUTH_LOOKUP */
+    char *auth_user;         /* its user name (HOLD_LOOKUP: the name to
+                                look up after the delay) */
+    struct pst_cred *auth_derived; /* WORK_DERIVE's credentials (owned,
+                                until the AUTH_RESULT event) */
     enum conn_hold hold_why; /* HELD: what waits for the delay */
-    char *held_user;         /* HOLD_LOOKUP: the name to look up */
     uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
     /* The MAIL FROM check against allow_from (asynchronous too): */
     struct userdb_req *mail_req;

@@ -30,6 +30,23 @@ work_run(uv_work_t *w)
         c->work_result = pst_cred_verify(c->auth_cred, c->work_user,
                                          c->work_pw, c->work_pwlen);
         break;
+    case WORK_DERIVE: {
+        /* What the SCRAM exchange would derive in its next step, with
+         * the salt and count of the listener's session settings. */
+        const struct pst_smtp_server_config *sc =
+            &c->sc->l[c->lidx].scfg;
+        struct pst_sasl_server_config cfg = {
+            .hostname = sc->hostname,
+            .scram_iterations = sc->scram_iterations,
+            .scram_secret = sc->scram_secret,
+            .scram_secret_len = sc->scram_secret_len,
+        };
+
+        c->work_result = pst_sasl_server_cred_prepare(
+            c->auth_mech, &cfg, c->auth_user, c->auth_cred,
+            &c->auth_derived);
+        break;
+    }
     case WORK_COMMIT:
         /* Nothing below the mail root may be a symbolic link. */
         c->work_result = maildir_deliver(c->msg, c->sc->mail_root,
@@ -61,9 +78,26 @@ work_done(uv_work_t *w, int status)
         conn_close(c, NULL);
         return;
     }
+    /* The session ended meanwhile (a timeout): nobody waits for a
+     * lookup's or a check's answer. */
+    if (conn_ending(c) && kind != WORK_COMMIT)
+        return;
     if (c->state == CONN_WORKING)
         conn_enter_state(c, CONN_RUNNING);
-    if (kind == WORK_VERIFY) {
+    if (kind == WORK_DERIVE) {
+        a.type = PST_SMTP_EV_AUTH_LOOKUP;
+        if (status == 0 && c->work_result == 0) {
+            a.verdict = PST_SMTP_ACCEPT;
+            a.cred = c->auth_derived;
+        } else if (status == 0 && c->work_result == PST_EPREP) {
+            /* The stored password fails SASLprep: the exchange fails
+             * on its own, before any PBKDF2. */
+            a.verdict = PST_SMTP_ACCEPT;
+            a.cred = c->auth_cred;
+        } else {
+            a.verdict = PST_SMTP_TEMPFAIL; /* 454 4.7.0 */
+        }
+    } else if (kind == WORK_VERIFY) {
         a.type = PST_SMTP_EV_AUTH_VERIFY;
         /* A check that could not run (out of memory, job cancelled) is
          * not a wrong password: 454 4.7.0, RFC 4954 §6. */
@@ -180,6 +214,12 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
          * unknown user gets NULL: the session does the same work and
          * fails the same way as for a wrong password. */
         c->auth_cred = rc == 0 ? u->cred : NULL;
+        /* SCRAM keys from {PLAIN}: PBKDF2, on the thread pool, never on
+         * the loop (sasl.h, pst_sasl_server_cred_slow()). */
+        if (c->auth_cred != NULL && c->auth_user != NULL &&
+            pst_sasl_server_cred_slow(c->auth_mech, c->auth_cred) &&
+            conn_queue_work(c, WORK_DERIVE) == 0)
+            return;
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
@@ -211,6 +251,11 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     uint64_t delay = 0;
 
     c->auth_tag = 0;
+    c->auth_mech = pst_sasl_mech_find(ev->mech, strlen(ev->mech));
+    free(c->auth_user);
+    c->auth_user = strdup(ev->user);
+    if (c->auth_user == NULL)
+        return -1;
     /* Every mechanism asks for credentials once per attempt, before any
      * check: the one place to hold an address (or a user name) under
      * penalty, as Dovecot delays the whole request. */
@@ -221,10 +266,6 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
         return 0;
     }
     if (delay > 0) {
-        free(c->held_user);
-        c->held_user = strdup(ev->user);
-        if (c->held_user == NULL)
-            return -1;
         conn_hold(c, HOLD_LOOKUP, delay);
         return 0;
     }
@@ -260,14 +301,32 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   ev->reason != NULL ? ev->reason : "-", NULL);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
+    pst_cred_free(c->auth_derived);
+    c->auth_derived = NULL;
+    free(c->auth_user);
+    c->auth_user = NULL;
     userdb_lookup_free(c->auth_req);
     c->auth_req = NULL;
     if (ev->ok) {
         throttle_auth_ok(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
                          uv_now(&c->w->loop));
+    } else if (ev->error == PST_ECANCEL) {
+        /* A cancelled exchange ("*") tested no password, but it may
+         * have probed a user (the salt of SCRAM's server-first): it
+         * counts as a failure, so that the throttle's delays and
+         * lockout apply to the next attempts.  The 501 itself is not
+         * held: it says nothing about the user, and holding every one
+         * would only pile up the connections of a client that cancels
+         * fast (each its delay, up to max_connections_per_ip). */
+        uint64_t delay = 0;
+
+        if (throttle_auth_failed(conn_throttle(c),
+                                 (struct sockaddr *)&c->peer_sa, ev->user,
+                                 0, uv_now(&c->w->loop), &delay) ==
+            THROTTLE_REFUSE)
+            conn_lockout(c); /* the 421 goes out after the 501 */
     } else if (ev->error == PST_EAUTH) {
-        /* Only exchanges that tested a password count: a malformed or
-         * cancelled one guessed nothing. */
+        /* Malformed exchanges do not count: they guessed nothing. */
         uint64_t delay = 0, elapsed;
         enum throttle_verdict v;
 
@@ -514,15 +573,13 @@ on_hold(uv_timer_t *t)
     if (why == HOLD_LOOKUP) {
         /* Another connection may have locked the address meanwhile. */
         if (throttle_check(conn_throttle(c),
-                           (struct sockaddr *)&c->peer_sa, c->held_user,
+                           (struct sockaddr *)&c->peer_sa, c->auth_user,
                            uv_now(&c->w->loop), &delay) == THROTTLE_REFUSE)
             conn_lockout(c);
-        else if (conn_lookup_begin(c, c->held_user) < 0) {
+        else if (conn_lookup_begin(c, c->auth_user) < 0) {
             conn_close(c, "internal error");
             return;
         }
-        free(c->held_user);
-        c->held_user = NULL;
     }
     conn_pump(c);
 }

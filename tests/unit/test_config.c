@@ -162,8 +162,8 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 39 global keys, 5 of [listener NAME], 21 of [relay NAME]. */
-    assert_int_equal(n, 65);
+    /* 40 global keys, 5 of [listener NAME], 21 of [relay NAME]. */
+    assert_int_equal(n, 66);
     assert_false(config_key_at(n, &k));
 }
 
