@@ -29,6 +29,8 @@
 
 #define WORKER_READ_CHUNK (64 * 1024) /* one read of any connection */
 #define PEER_BUCKETS 4096
+#define PEER_IPV6_PREFIX 64           /* max_connections_per_ip counts an
+                                         IPv6 client by its /64 */
 
 struct conn;
 struct server;
@@ -73,7 +75,8 @@ struct worker {
 };
 
 /* The per-address connection counts (max_connections_per_ip), shared by
- * all loops under srv->mu. */
+ * all loops under srv->mu; an IPv6 address counts by its /64
+ * (PEER_IPV6_PREFIX). */
 struct peer_count {
     struct peer_count *next;
     uint8_t addr[16];
