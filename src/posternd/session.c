@@ -42,7 +42,7 @@ conn_enter_state(struct conn *c, enum conn_state to)
 int
 conn_closed(const struct conn *c)
 {
-    return c->state == CONN_CLOSE_WAIT || c->state == CONN_CLOSING;
+    return c->state == CONN_CLOSING;
 }
 
 int
@@ -130,6 +130,7 @@ conn_free(struct conn *c)
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
     conn_reset_message(c);
+    pst_buf_clear(&c->dbuf);
     pst_smtp_server_free(c->s);
     free(c->auth_user);
     pst_cred_free(c->auth_derived);
@@ -160,11 +161,8 @@ conn_close(struct conn *c, const char *why)
     if (c->state == CONN_CLOSING)
         return;
     conn_log_close(c, why);
-    if (c->work_kind != WORK_NONE) {
-        /* The job's completion closes it. */
-        conn_enter_state(c, CONN_CLOSE_WAIT);
-        return;
-    }
+    /* A job on the thread pool goes on without us (struct job). */
+    conn_drop_jobs(c, why != NULL ? why : "closed");
     conn_enter_state(c, CONN_CLOSING);
     /* The connection is over for the limits now, not when its handles
      * are freed a loop turn later. */
@@ -459,6 +457,9 @@ conn_arm_timer(struct conn *c)
     enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
     uint64_t now = uv_now(&c->w->loop), deadline;
 
+    /* Parked on a job: its timer is timeout_final's. */
+    if (c->job != NULL || c->data_end)
+        return;
     if (st == PST_SMTP_STATE_WAIT_STORED || st == PST_SMTP_STATE_WAIT_VERIFY) {
         uv_timer_stop(&c->timer);
         return;
@@ -506,11 +507,14 @@ conn_feed_backlog(struct conn *c)
         pst_buf_clear(&c->backlog);
 }
 
-/* Whether the pump may not run: closing, or held by the throttle. */
+/* Whether the pump may not run: closing, held by the throttle, or the
+ * message data waiting for the disk (CONN_DATA_MAX gathered while a
+ * write is in flight). */
 static int
 conn_stalled(const struct conn *c)
 {
-    return conn_closed(c) || c->state == CONN_HELD;
+    return conn_closed(c) || c->state == CONN_HELD ||
+           (c->wjob != NULL && c->dbuf.len >= CONN_DATA_MAX);
 }
 
 /* Our FIN is out: every reply was handed to the kernel before it. */
@@ -873,6 +877,7 @@ conn_new(struct worker *w, size_t lidx, size_t *total)
     c->started = uv_now(&w->loop);
     c->sc = snapshot_ref(w->sc);
     pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);
+    pst_buf_init(&c->dbuf, CONN_DATA_MAX + 2 * PST_SMTP_MAX_TEXT_LINE, 0);
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
@@ -970,6 +975,15 @@ conn_stop(struct conn *c, int force)
         if (st != PST_SMTP_STATE_GREETING && st != PST_SMTP_STATE_IDLE)
             return;
     }
+    /* A message being stored gets its answer (250, or 451 once
+     * timeout_final passes) before the 421: a 421 for a message that
+     * was in fact accepted would have the client send it again. */
+    if ((c->job != NULL && c->job->kind == WORK_COMMIT) || c->data_end) {
+        c->stop_after_job = 1;
+        return;
+    }
+    /* A password check or SCRAM keys: nobody will want them. */
+    (void)conn_give_up(c, "shutdown");
     c->close_why = "shutdown";
     if ((force && conn_in_handshake(c)) ||
         pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)

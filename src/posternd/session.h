@@ -55,6 +55,11 @@
 /* After the goodbye (221, 421) and our FIN: how long the client's input
  * is read and dropped while we wait for its own close (ms). */
 #define CONN_LINGER_MS   2000
+/* Message data is written to the spool on the thread pool in pieces of
+ * CONN_DATA_CHUNK; while one is being written the next is gathered, and
+ * the session stops acting (so reading stops) once CONN_DATA_MAX wait. */
+#define CONN_DATA_CHUNK  (64 * 1024)
+#define CONN_DATA_MAX    (4 * CONN_DATA_CHUNK)
 
 /*
  * The lifecycle of a connection, one state at a time, changed only by
@@ -65,17 +70,20 @@
  *   TLS_HANDSHAKE the TLS handshake runs (implicit TLS, or after
  *                 STARTTLS); the session waits for it
  *   RUNNING       the session acts on input and answers
- *   WORKING       parked on the thread pool (a password check, the
- *                 commit of a message)
+ *   WORKING       parked on the thread pool (a password check, SCRAM
+ *                 keys, the commit of a message): c->job
  *   LOOKUP        parked on the user store (AUTH, MAIL FROM's
  *                 allow_from)
  *   HELD          held by the throttle: no input acted on and no output
  *                 sent until the delay ends (conn->hold_why says which)
  *   FLUSHING      the session has said goodbye (221, 421): its last
  *                 replies go out, then the connection closes
- *   CLOSE_WAIT    closing once the thread-pool job ends (a running job
- *                 cannot be stopped)
  *   CLOSING       the handles are closing; freed when they are
+ *
+ * A job on the thread pool never holds a connection up: a running job
+ * cannot be stopped (a hung fsync may never end), so the connection
+ * gives it up instead (struct job) when timeout_final passes, the
+ * client goes, or posternd stops.
  *
  * Whether the socket is read (flow control) is another matter:
  * conn->reading.
@@ -88,7 +96,6 @@
     X(LOOKUP, "lookup")                                                      \
     X(HELD, "held")                                                          \
     X(FLUSHING, "flushing")                                                  \
-    X(CLOSE_WAIT, "close_wait")                                              \
     X(CLOSING, "closing")
 
 enum conn_state {
@@ -97,13 +104,47 @@ enum conn_state {
 #undef CONN_STATE_ENUM_
 };
 
-/* The job on the thread pool, if any. */
+/* What a job on the thread pool does. */
 enum work_kind {
-    WORK_NONE = 0,
-    WORK_VERIFY,             /* pst_cred_verify() */
+    WORK_VERIFY = 1,         /* pst_cred_verify() */
     WORK_DERIVE,             /* pst_sasl_server_cred_prepare(): SCRAM
                                 keys of a {PLAIN} user (PBKDF2) */
-    WORK_COMMIT,             /* maildir_commit() */
+    WORK_COMMIT,             /* maildir_deliver() */
+    WORK_WRITE,              /* maildir_append() of message data */
+};
+
+/*
+ * A job on the thread pool.  It owns (or holds a reference to) all it
+ * reads and writes, so that its connection can give it up at any time
+ * and go on, or go: the job then finishes on its own, and its
+ * completion frees it (a commit given up undoes itself: the maildir
+ * gate).  Only the loop thread touches the fields but the inputs and
+ * outputs, which only the pool thread touches while it runs.
+ */
+struct job {
+    uv_work_t work;
+    enum work_kind kind;
+    struct conn *c;          /* NULL once given up */
+    struct snapshot *sc;     /* a reference: the settings it uses */
+    size_t lidx;             /* listener, for the session settings */
+    int result;
+    const char *why;         /* given up: why, for the log */
+    _Atomic int gate;        /* COMMIT: MAILDIR_GATE_* */
+    /* VERIFY, DERIVE: */
+    const struct pst_cred *cred; /* the lookup's (c->auth_req, or req) */
+    struct userdb_req *req;  /* given up: the lookup, owned */
+    char *user;
+    uint8_t *pw;             /* VERIFY: secret */
+    size_t pwlen;
+    const struct pst_sasl_mech *mech; /* DERIVE */
+    struct pst_cred *derived;         /* DERIVE: the result */
+    /* COMMIT, WRITE: */
+    struct maildir_msg *msg; /* COMMIT: owned; WRITE: c->msg, owned once
+                                given up */
+    char **paths;            /* COMMIT: owned */
+    size_t npaths;
+    uint64_t size;           /* COMMIT: octets received */
+    struct pst_buf data;     /* WRITE, COMMIT: data to append first */
 };
 
 /* Why a connection is HELD by the throttle (auth_throttle). */
@@ -124,7 +165,6 @@ struct conn {
     uv_tcp_t tcp;            /* first, so a handle is its conn */
     uv_timer_t timer;
     uv_timer_t hold;         /* throttle delays */
-    uv_work_t work;
     struct worker *w;
     struct server *srv;
     struct snapshot *sc;
@@ -182,13 +222,16 @@ struct conn {
     char *msg_error;         /* why spooling failed (owned), or NULL */
     char **paths;
     size_t npaths;
-    uint64_t msg_size;       /* octets received (DATA_END) */
-    /* The thread-pool job: */
-    enum work_kind work_kind;
-    int work_result;
-    uint8_t *work_pw;
-    size_t work_pwlen;
-    char *work_user;
+    /* Its data on the way to the spool (written on the thread pool,
+     * CONN_DATA_CHUNK at a time, one write at a time): */
+    struct pst_buf dbuf;     /* gathered, not yet handed to a write */
+    struct job *wjob;        /* the write in flight, or NULL */
+    int data_end;            /* DATA_END came while a write was in
+                                flight: commit after it (WORKING) */
+    uint64_t data_end_size;  /* its size */
+    /* The thread-pool job the session is parked on (WORKING): */
+    struct job *job;
+    int stop_after_job;      /* stopping: 421 once its answer is out */
     struct conn *prev, *next;
 };
 
@@ -231,7 +274,7 @@ void conn_enter_state(struct conn *c, enum conn_state to);
  */
 void conn_close(struct conn *c, const char *why);
 
-/* Whether the connection is closing (CLOSE_WAIT, CLOSING). */
+/* Whether the connection is closing (CLOSING). */
 int conn_closed(const struct conn *c);
 
 /* Whether the session is over: FLUSHING or closing.  A late answer
@@ -270,5 +313,18 @@ int conn_on_event(struct conn *c, const struct pst_smtp_event *ev);
 
 /* Forget the message of the transaction (its spool file goes). */
 void conn_reset_message(struct conn *c);
+
+/* Give up the job c is parked on, and the write in flight (session.h,
+ * struct job), why ([in] static) saying why for the log.
+ * Returns: 1 (given up, or none), 0 (a commit that has gone through
+ * already: its answer comes with the job's completion). */
+int conn_give_up(struct conn *c, const char *why);
+
+/* timeout_final passed while c was parked on a job (c->timer). */
+void conn_job_timeout(struct conn *c);
+
+/* c closes: its jobs go on without it (a commit is given up if it has
+ * not gone through; if it has, it stands, unanswered). */
+void conn_drop_jobs(struct conn *c, const char *why);
 
 #endif
