@@ -59,7 +59,7 @@
  * CONN_DATA_CHUNK; while one is being written the next is gathered, and
  * the session stops acting (so reading stops) once CONN_DATA_MAX wait. */
 #define CONN_DATA_CHUNK  (64 * 1024)
-#define CONN_DATA_MAX    (4 * CONN_DATA_CHUNK)
+#define CONN_DATA_MAX    (2 * CONN_DATA_CHUNK)
 
 /*
  * The lifecycle of a connection, one state at a time, changed only by

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from posternd_util import read_all_replies
+from posternd_util import b64, read_all_replies, unique_rcpt
 from test_posternd_session import pipelined_burst, start
 
 REPEAT = int(os.environ.get("POSTERN_BURST_REPEAT", "200"))
@@ -46,3 +46,34 @@ def test_replies_survive_input_after_quit(srv, n):
     assert len(got) == n + 3, (len(got), got[-1:])
     assert got[2:-1] == [(250, ["250 2.0.0 Ok"])] * n
     assert got[-1] == (221, ["221 2.0.0 Bye"])
+
+
+def test_half_close_gets_replies(srv):
+    """A client that sends its commands and closes its side at once
+    (`printf ... | nc`) reads every reply, and the message is delivered.
+    (A FIN used to close the connection at once: the replies after the
+    EHLO's were lost.)"""
+    rcpt = unique_rcpt("halfclose")
+    auth = b64("\0tim@example.test\0tanstaaftanstaaf")
+    r = srv.raw("plain")
+    r.send(("EHLO x\r\n"
+            f"AUTH PLAIN {auth}\r\n"
+            "MAIL FROM:<tim@example.test>\r\n"
+            f"RCPT TO:<{rcpt}>\r\n"
+            "DATA\r\nSubject: half\r\n\r\nhalf\r\n.\r\nQUIT\r\n").encode())
+    r.sock.shutdown(socket.SHUT_WR)
+    got = read_all_replies(r)
+    r.close()
+    assert [c for c, _ in got] == [220, 250, 235, 250, 250, 354, 250, 221], \
+        got
+    assert len(srv.messages(rcpt)) == 1
+
+
+def test_half_close_without_quit(srv):
+    """The same without QUIT: the replies, then posternd closes too."""
+    r = srv.raw("plain")
+    r.send(b"EHLO x\r\nNOOP\r\nNOOP\r\n")
+    r.sock.shutdown(socket.SHUT_WR)
+    got = read_all_replies(r)
+    r.close()
+    assert [c for c, _ in got] == [220, 250, 250, 250], got
