@@ -60,6 +60,17 @@ void fuzz_split_init(struct fuzz_split *sp, const uint8_t *p, size_t len);
  */
 int fuzz_split_next(struct fuzz_split *sp, uint8_t **seg, size_t *len);
 
+struct pst_sasl_layer;
+
+/*
+ * Feed the rest of sp's segments, one after the other as a byte stream,
+ * to the security layer l's unwrap, and wrap what comes out again.
+ * abort()s when unwrap breaks its contract: progress without consuming,
+ * consuming more than given, output from a buffer it did not accept, or
+ * a layer that still works after refusing a buffer.
+ */
+void fuzz_layer(struct pst_sasl_layer *l, struct fuzz_split *sp);
+
 /*
  * An exact-size heap copy of p[0..len) ([out] owned: free() it), or NULL
  * when out of memory.  With nul != 0 a NUL follows the bytes (not

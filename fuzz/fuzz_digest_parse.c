@@ -9,7 +9,7 @@
  *
  * Invariants (abort() on a violation):
  * - print then parse gives back what was parsed (response, response-auth,
- *   and a UTF-8 challenge's realm and nonce);
+ *   and a UTF-8 challenge's realm, nonce, qops, maxbuf and ciphers);
  * - ISO 8859-1 -> UTF-8 -> ISO 8859-1 gives back the input, and UTF-8
  *   that converts to ISO 8859-1 converts back to itself.
  */
@@ -29,6 +29,9 @@ static const struct pst__digest_expect expect = {
     .service = "imap",
     .hostname = "elwood.innosoft.com",
     .uri_hosts = uri_hosts,
+    .qops = PST__DIGEST_QOP_AUTH | PST__DIGEST_QOP_AUTH_INT |
+            PST__DIGEST_QOP_AUTH_CONF,
+    .ciphers = PST__DIGEST_CIPHER_3DES | PST__DIGEST_CIPHER_RC4,
 };
 
 static int
@@ -57,11 +60,25 @@ fuzz_challenge(const uint8_t *data, size_t size)
         has_nul(&ch.nonce))
         return;
     pst_buf_init(&b, 4 * PST__DIGEST_MAX_CHALLENGE, 0);
-    if (pst__digest_print_challenge(&b, ch.realm.s, ch.nonce.s) == 0) {
-        if (pst__digest_parse_challenge(b.data, b.len, &again, &why) != 0 ||
-            !value_eq(&ch.realm, &again.realm) ||
-            !value_eq(&ch.nonce, &again.nonce) || !again.utf8 ||
-            again.qops != PST__DIGEST_QOP_AUTH)
+    {
+        /* A qop list of unknown options only is no offer we print. */
+        const struct pst__digest_offer o = {
+            .realm = ch.realm.s,
+            .nonce = ch.nonce.s,
+            .qops = ch.qops != 0 ? ch.qops : PST__DIGEST_QOP_AUTH,
+            .maxbuf = ch.maxbuf,
+            .ciphers = ch.ciphers,
+        };
+
+        if (pst__digest_print_challenge(&b, &o) == 0 &&
+            (pst__digest_parse_challenge(b.data, b.len, &again, &why) != 0 ||
+             !value_eq(&ch.realm, &again.realm) ||
+             !value_eq(&ch.nonce, &again.nonce) || !again.utf8 ||
+             again.qops != o.qops ||
+             (o.qops != PST__DIGEST_QOP_AUTH &&
+              again.maxbuf != ch.maxbuf) ||
+             ((o.qops & PST__DIGEST_QOP_AUTH_CONF) &&
+              again.ciphers != ch.ciphers)))
             abort();
     }
     pst_buf_clear(&b);
@@ -91,7 +108,10 @@ fuzz_response(const uint8_t *data, size_t size)
             !value_eq(&r.response, &again.response) ||
             r.has_authzid != again.has_authzid ||
             (r.has_authzid && !value_eq(&r.authzid, &again.authzid)) ||
-            r.utf8 != again.utf8 || again.qop != PST__DIGEST_QOP_AUTH)
+            r.utf8 != again.utf8 || again.qop != r.qop ||
+            again.maxbuf != r.maxbuf ||
+            (r.qop == PST__DIGEST_QOP_AUTH_CONF &&
+             again.cipher != r.cipher))
             abort();
     }
     pst_buf_clear(&b);

@@ -2,8 +2,11 @@
  * Helpers shared by the fuzz targets: a reproducible random source and
  * the splitting of one input into messages.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <postern/sasl.h>
 
 #include "fuzz.h"
 
@@ -136,4 +139,69 @@ fuzz_chunk_len(unsigned mode, const uint8_t *p, size_t left)
     default:
         return left;
     }
+}
+
+void
+fuzz_layer(struct pst_sasl_layer *l, struct fuzz_split *sp)
+{
+    struct pst_buf pending, msg, wire;
+    uint8_t *seg;
+    size_t seg_len;
+    int dead = 0;
+
+    pst_buf_init(&pending, 1u << 20, 0);
+    pst_buf_init(&msg, 1u << 20, 0);
+    pst_buf_init(&wire, 1u << 21, 0);
+    while (!dead && fuzz_split_next(sp, &seg, &seg_len)) {
+        size_t off = 0;
+
+        if (pst_buf_append(&pending, seg, seg_len) < 0) {
+            free(seg);
+            break;
+        }
+        free(seg);
+        for (;;) {
+            size_t used = 12345, before = msg.len;
+            int rc = pst_sasl_layer_unwrap(l, pending.data + off,
+                                           pending.len - off, &used, &msg);
+
+#ifdef FUZZ_TRACE
+            fprintf(stderr, "layer: unwrap rc %d used %zu\n", rc, used);
+#endif
+            if (used > pending.len - off || (rc == 1 && used == 0) ||
+                (rc != 1 && used != 0) || (rc != 1 && msg.len != before))
+                abort();
+            if (rc != 1) {
+                if (rc < 0) {
+                    dead = 1;
+                    /* A refused buffer ends the layer. */
+                    if (pst_sasl_layer_unwrap(l, pending.data,
+                                              pending.len, &used,
+                                              &msg) != PST_ESTATE ||
+                        pst_sasl_layer_wrap(l, (const uint8_t *)"x", 1,
+                                            &wire) != PST_ESTATE)
+                        abort();
+                }
+                break;
+            }
+            off += used;
+            /* What came out goes back the other way. */
+            pst_buf_reset(&wire);
+            (void)pst_sasl_layer_wrap(l, msg.data + before,
+                                      msg.len - before, &wire);
+        }
+        /* Keep the unconsumed tail for the next segment. */
+        if (off > 0) {
+            struct pst_buf rest;
+
+            pst_buf_init(&rest, 1u << 20, 0);
+            (void)pst_buf_append(&rest, pending.data + off,
+                                 pending.len - off);
+            pst_buf_clear(&pending);
+            pending = rest;
+        }
+    }
+    pst_buf_clear(&pending);
+    pst_buf_clear(&msg);
+    pst_buf_clear(&wire);
 }

@@ -9,9 +9,10 @@ this script does not write (crash-* reproducers, inputs libFuzzer added)
 are left alone.  --check only reports seeds that differ from what is on
 disk (exit 1).
 
-Input formats (see each fuzz_<target>.c): the SASL targets take an option
-byte, then messages separated by 0xff; smtp_server and smtp_client take
-two option bytes, then the peer's bytes; mime takes two option bytes, then
+Input formats (see each fuzz_<target>.c): the SASL targets take a
+mechanism byte and an option byte, then messages separated by 0xff; smtp_server and smtp_client take
+two option bytes, then the peer's bytes; smtp_layer two option bytes,
+then client messages separated by 0xff; mime takes two option bytes, then
 fields separated by 0xff.
 """
 import base64
@@ -77,100 +78,282 @@ SCRAM256 = [  # RFC 7677 §3
     "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
 ]
 
-# Mechanism numbers of fuzz_sasl_server.c / fuzz_sasl_client.c.
-PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256 = range(6)
+# Mechanism numbers of fuzz_sasl_server.c / fuzz_sasl_client.c (their
+# first byte; the second holds the option bits).
+(PLAIN, LOGIN, CRAM, DIGEST, SHA1, SHA256, OAUTHBEARER, XOAUTH2,
+ SHA256_PLUS, SHA1_PLUS, EXTERNAL) = range(11)
 # sasl_server option bits.
+S_PLUS_OFFERED, S_NO_CERT, S_QOP_INT = 0x01, 0x02, 0x04
 S_CRED_RFC, S_CRED_NONE, S_CRED_PENCIL, S_CRED_STORED = (0, 8, 16, 24)
 S_IR, S_PROBE, S_SECRET = 0x20, 0x40, 0x80
 # sasl_client option bits.
-C_AUTHZID, C_NO_IR, C_ANY_ITER = 0x08, 0x10, 0x20
+C_AUTHZID, C_NO_IR, C_ANY_ITER, C_CB, C_QOP_INT = (0x08, 0x10, 0x20, 0x40,
+                                                    0x80)
+
+
+def smsgs(mech, opt, *parts):
+    return bytes([mech]) + msgs(opt, *parts)
+
+
+# RFC 7628 §4 (OAUTHBEARER) and Google's XOAUTH2 documentation.
+OB_TOKEN = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+OB_143 = ("n,a=user@example.com,\x01host=server.example.com\x01port=143"
+          "\x01auth=Bearer " + OB_TOKEN + "\x01\x01")
+OB_EMPTY_AUTH = ("n,a=user@example.com,\x01host=server.example.com"
+                 "\x01port=143\x01auth=\x01\x01")
+OB_ERR = ('{"status":"invalid_token","scope":"example_scope",'
+          '"openid-configuration":'
+          '"https://example.com/.well-known/openid-config"}')
+OB_ERR_SMTP = ('{"status":"invalid_token","schemes":"bearer mac",'
+               '"scope":"https://mail.example.com/"}')
+XO_TOKEN = "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"
+XO_IR = ("user=someuser@example.com\x01auth=Bearer " + XO_TOKEN +
+         "\x01\x01")
+XO_ERR = ('{"status":"401","schemes":"bearer mac",'
+          '"scope":"https://mail.google.com/"}\n')
+
+
+# tests/unit/test_scram_plus.c (computed outside postern).
+PLUS256 = [
+    "p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    SCRAM256[1],
+    "c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,"
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=QC6CS20quADQRb3mT99YUH+n3VJxUvzuK0K0E1Vrs2M=",
+    "v=2GiAgapEppLVlUXbxUDksL3VgYHzuqiK5tR4mhJGgvs=",
+]
+PLUS1 = [
+    "p=tls-unique,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+    SCRAM1[1],
+    "c=cD10bHMtdW5pcXVlLCygoaKjpKWmp6ipqqs=,"
+    "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+    "p=Dnxqb/XkEZw7Mr9zpPANRKxQJ5E=",
+    "v=Fd8XThniH1Drtsd3mQW3glgmVd8=",
+]
+Y256 = [
+    "y,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    SCRAM256[1],
+    "c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=FoqiHTtQEDE8lz1CdaEe3tK4mS+iMDTl77SPyDS53DY=",
+    "v=dI4KpiQJwBr1+V+K6U1dA6l6I4I9DUNXWND4pcpRU3U=",
+]
+
+
+# RFC 2831 §4's IMAP example with qop=auth-int, and protected buffers
+# (tests/unit/test_digest_layer.c, computed outside postern).
+INT_CHAL = ('realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",'
+            'qop="auth,auth-int",charset=utf-8,algorithm=md5-sess')
+INT_RESP = ('charset=utf-8,username="chris",realm="elwood.innosoft.com",'
+            'nonce="OA6MG9tEQGm2hh",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+            'digest-uri="imap/elwood.innosoft.com",'
+            'response=89fdc8198a2499ec4b6d0045c00ae24a,qop=auth-int')
+INT_RSPAUTH = "rspauth=2342e4b9b84956beda20b94d83cc8fe0"
+
+
+def int_wrap(key_magic, seq, msg):
+    a1 = hashlib.md5(hashlib.md5(b"chris:elwood.innosoft.com:secret")
+                     .digest() + b":OA6MG9tEQGm2hh:OA6MHXh6VqTrRk").digest()
+    k = hashlib.md5(a1 + b"Digest session key to " + key_magic +
+                    b" signing key magic constant").digest()
+    sq = seq.to_bytes(4, "big")
+    body = msg + hmac.new(k, sq + msg, hashlib.md5).digest()[:10] + \
+        b"\x00\x01" + sq
+    return len(body).to_bytes(4, "big") + body
+
+
+# qop=auth-conf (test_digest_conf.c): 3DES from the client, RC4 from the
+# server.
+CONF_RESP = ('charset=utf-8,username="chris",realm="elwood.innosoft.com",'
+             'nonce="OA6MG9tEQGm2hh",nc=00000001,cnonce="OA6MHXh6VqTrRk",'
+             'digest-uri="imap/elwood.innosoft.com",'
+             'response=c7d2efa41f50398d289b732a0c09f381,qop=auth-conf,'
+             'cipher=')
+CONF_RSPAUTH = "rspauth=e2b2f2d1742ec87e03e40f22efdeaac8"
+CONF_3DES_C0 = bytes.fromhex(
+    "000000269c62b528985851268973960fa77af1f9797e8d0b84a07faabbcc6ecfc416"
+    "d5ec000100000000")
+CONF_3DES_C1 = bytes.fromhex(
+    "000000160753797a81442bc83efb16a8189aab77000100000001")
+CONF_RC4_S0 = bytes.fromhex(
+    "000000271309742daff079136dc8df9af322addb1856767e79aacaf858830a78d561"
+    "82e462000100000000")
+INT_C0 = int_wrap(b"client-to-server", 0, b"EHLO client.example\r\n")
+INT_C1 = int_wrap(b"client-to-server", 1, b"")
+INT_S0 = int_wrap(b"server-to-client", 0, b"250 mail.example.test\r\n")
 
 
 def sasl_server():
     t = "sasl_server"
-    seed(t, "plain-ir-rfc4616", msgs(PLAIN | S_IR, PLAIN_TIM))
-    seed(t, "plain-two-step", msgs(PLAIN, PLAIN_TIM))
-    seed(t, "plain-authzid-unknown", msgs(PLAIN | S_IR | S_CRED_NONE,
+    seed(t, "plain-ir-rfc4616", smsgs(PLAIN, S_IR, PLAIN_TIM))
+    seed(t, "plain-two-step", smsgs(PLAIN, 0, PLAIN_TIM))
+    seed(t, "plain-authzid-unknown", smsgs(PLAIN, S_IR | S_CRED_NONE,
                                           PLAIN_URSEL))
-    seed(t, "plain-wrong-password", msgs(PLAIN | S_IR | S_CRED_PENCIL |
-                                         S_PROBE, PLAIN_TEST))
-    seed(t, "plain-stored-scram", msgs(PLAIN | S_IR | S_CRED_STORED,
+    seed(t, "plain-wrong-password", smsgs(PLAIN, S_IR | S_CRED_PENCIL |
+                                          S_PROBE, PLAIN_TEST))
+    seed(t, "plain-stored-scram", smsgs(PLAIN, S_IR | S_CRED_STORED,
                                        b"\0user\0pencil"))
     # Dovecot test-mech.c negative vectors.
-    seed(t, "plain-too-many-nuls", msgs(PLAIN | S_IR,
+    seed(t, "plain-too-many-nuls", smsgs(PLAIN, S_IR,
                                         b"\0fa\0il\0ing\0withthis"))
-    seed(t, "plain-no-nul", msgs(PLAIN | S_IR, b"failingwiththis"))
-    seed(t, "plain-one-nul", msgs(PLAIN | S_IR, b"failing\0withthis"))
-    seed(t, "login-rfc", msgs(LOGIN, "tim", "tanstaaftanstaaf"))
-    seed(t, "login-ir", msgs(LOGIN | S_IR | S_PROBE, "tim",
+    seed(t, "plain-no-nul", smsgs(PLAIN, S_IR, b"failingwiththis"))
+    seed(t, "plain-one-nul", smsgs(PLAIN, S_IR, b"failing\0withthis"))
+    seed(t, "login-rfc", smsgs(LOGIN, 0, "tim", "tanstaaftanstaaf"))
+    seed(t, "login-ir", smsgs(LOGIN, S_IR | S_PROBE, "tim",
                              "tanstaaftanstaaf"))
-    seed(t, "cram-md5-rfc2195", msgs(CRAM, CRAM_RESP))
-    seed(t, "cram-md5-stored", msgs(CRAM | S_CRED_STORED, CRAM_RESP))
-    seed(t, "cram-md5-rfc4954", msgs(CRAM | S_CRED_PENCIL, CRAM_4954))
-    seed(t, "cram-md5-ir-refused", msgs(CRAM | S_IR, CRAM_RESP))
-    seed(t, "digest-md5-rfc2831", msgs(DIGEST, DIGEST_RESP, ""))
-    seed(t, "digest-md5-stored", msgs(DIGEST | S_CRED_STORED | S_PROBE,
+    seed(t, "cram-md5-rfc2195", smsgs(CRAM, 0, CRAM_RESP))
+    seed(t, "cram-md5-stored", smsgs(CRAM, S_CRED_STORED, CRAM_RESP))
+    seed(t, "cram-md5-rfc4954", smsgs(CRAM, S_CRED_PENCIL, CRAM_4954))
+    seed(t, "cram-md5-ir-refused", smsgs(CRAM, S_IR, CRAM_RESP))
+    seed(t, "digest-md5-rfc2831", smsgs(DIGEST, 0, DIGEST_RESP, ""))
+    seed(t, "digest-md5-stored", smsgs(DIGEST, S_CRED_STORED | S_PROBE,
                                       DIGEST_RESP, ""))
-    seed(t, "digest-md5-acap", msgs(DIGEST, DIGEST_ACAP_RESP, ""))
-    seed(t, "digest-md5-unknown", msgs(DIGEST | S_CRED_NONE, DIGEST_RESP))
+    seed(t, "digest-md5-acap", smsgs(DIGEST, 0, DIGEST_ACAP_RESP, ""))
+    seed(t, "digest-md5-unknown", smsgs(DIGEST, S_CRED_NONE, DIGEST_RESP))
     seed(t, "digest-md5-dup-directive",
-         msgs(DIGEST, DIGEST_RESP + ',nonce="OA6MG9tEQGm2hh"'))
+         smsgs(DIGEST, 0, DIGEST_RESP + ',nonce="OA6MG9tEQGm2hh"'))
     seed(t, "digest-md5-unterminated",
-         msgs(DIGEST, DIGEST_RESP.replace('cnonce="OA6MHXh6VqTrRk"',
+         smsgs(DIGEST, 0, DIGEST_RESP.replace('cnonce="OA6MHXh6VqTrRk"',
                                           'cnonce="OA6MHXh6VqTrRk')))
-    seed(t, "scram-sha1-rfc5802", msgs(SHA1 | S_IR, SCRAM1[0], SCRAM1[2],
+    seed(t, "scram-sha1-rfc5802", smsgs(SHA1, S_IR, SCRAM1[0], SCRAM1[2],
                                        ""))
-    seed(t, "scram-sha1-no-ir", msgs(SHA1 | S_PROBE, SCRAM1[0], SCRAM1[2],
+    seed(t, "scram-sha1-no-ir", smsgs(SHA1, S_PROBE, SCRAM1[0], SCRAM1[2],
                                      ""))
-    seed(t, "scram-sha1-stored", msgs(SHA1 | S_IR | S_CRED_STORED,
+    seed(t, "scram-sha1-stored", smsgs(SHA1, S_IR | S_CRED_STORED,
                                       SCRAM1[0], SCRAM1[2], ""))
-    seed(t, "scram-sha1-unknown-secret", msgs(SHA1 | S_IR | S_CRED_NONE |
-                                              S_SECRET, SCRAM1[0],
+    seed(t, "scram-sha1-unknown-secret", smsgs(SHA1, S_IR | S_CRED_NONE |
+                                               S_SECRET, SCRAM1[0],
                                               SCRAM1[2]))
     seed(t, "scram-sha1-forged-nonce",
-         msgs(SHA1 | S_IR, SCRAM1[0], SCRAM1[2].replace("3rfc", "4rfc")))
-    seed(t, "scram-sha256-rfc7677", msgs(SHA256 | S_IR, SCRAM256[0],
+         smsgs(SHA1, S_IR, SCRAM1[0], SCRAM1[2].replace("3rfc", "4rfc")))
+    seed(t, "scram-sha256-rfc7677", smsgs(SHA256, S_IR, SCRAM256[0],
                                          SCRAM256[2], ""))
-    seed(t, "scram-sha256-pencil", msgs(SHA256 | S_IR | S_CRED_PENCIL,
+    seed(t, "scram-sha256-pencil", smsgs(SHA256, S_IR | S_CRED_PENCIL,
                                         SCRAM256[0], SCRAM256[2]))
-    seed(t, "scram-masteruser", msgs(SHA256 | S_IR, "n,a=masteruser,,"))
-    seed(t, "scram-bad-escape", msgs(SHA256 | S_IR, "n,a==masteruser,,"))
-    seed(t, "scram-mandatory-ext", msgs(SHA1 | S_IR, "n,,m=testuser,,"))
-    seed(t, "scram-broken", msgs(SHA1 | S_IR, b"broken\0input"))
+    seed(t, "scram-masteruser", smsgs(SHA256, S_IR, "n,a=masteruser,,"))
+    seed(t, "scram-bad-escape", smsgs(SHA256, S_IR, "n,a==masteruser,,"))
+    seed(t, "scram-mandatory-ext", smsgs(SHA1, S_IR, "n,,m=testuser,,"))
+    seed(t, "scram-broken", smsgs(SHA1, S_IR, b"broken\0input"))
+    seed(t, "oauthbearer-rfc7628", smsgs(OAUTHBEARER, S_IR, OB_143))
+    seed(t, "oauthbearer-no-ir", smsgs(OAUTHBEARER, S_PROBE, OB_143))
+    seed(t, "oauthbearer-refused", smsgs(OAUTHBEARER, S_IR | S_CRED_NONE,
+                                         OB_143, "\x01"))
+    seed(t, "oauthbearer-empty-auth", smsgs(OAUTHBEARER, S_IR,
+                                            OB_EMPTY_AUTH, "\x01"))
+    seed(t, "oauthbearer-wrong-port",
+         smsgs(OAUTHBEARER, S_IR, OB_143.replace("port=143", "port=587"),
+               "\x01"))
+    seed(t, "oauthbearer-unknown-keys",
+         smsgs(OAUTHBEARER, S_IR,
+               "y,a=a=2Cb,\x01mthd=POST\x01qs=\x01auth=bearer  " +
+               OB_TOKEN + "\x01\x01"))
+    seed(t, "oauthbearer-gs2-plus",
+         smsgs(OAUTHBEARER, S_IR, "p=tls-unique,a=u,\x01auth=Bearer "
+               "x\x01\x01"))
+    seed(t, "xoauth2-google", smsgs(XOAUTH2, S_IR, XO_IR))
+    seed(t, "xoauth2-two-step", smsgs(XOAUTH2, S_PROBE, XO_IR))
+    seed(t, "xoauth2-refused", smsgs(XOAUTH2, S_IR | S_CRED_NONE, XO_IR,
+                                     ""))
+    seed(t, "scram-sha256-plus", smsgs(SHA256_PLUS, S_IR, PLUS256[0],
+                                       PLUS256[2], ""))
+    seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, S_PROBE, PLUS1[0],
+                                     PLUS1[2], ""))
+    seed(t, "scram-sha1-plus-mitm",
+         smsgs(SHA1_PLUS, S_IR, PLUS1[0],
+               PLUS1[2].replace("LCyg", "LCyh")))
+    seed(t, "scram-sha256-plus-n", smsgs(SHA256_PLUS, S_IR, SCRAM256[0]))
+    seed(t, "scram-sha256-plus-wrong-type",
+         smsgs(SHA256_PLUS, S_IR, PLUS256[0].replace("exporter", "unique")))
+    seed(t, "scram-sha256-y", smsgs(SHA256, S_IR, Y256[0], Y256[2], ""))
+    seed(t, "scram-sha256-y-downgrade", smsgs(SHA256, S_IR | S_PLUS_OFFERED,
+                                              Y256[0]))
+    seed(t, "scram-sha256-p-not-plus", smsgs(SHA256, S_IR, PLUS256[0]))
+    seed(t, "external-empty", smsgs(EXTERNAL, S_IR, ""))
+    seed(t, "external-two-step", smsgs(EXTERNAL, S_PROBE, ""))
+    seed(t, "external-authzid", smsgs(EXTERNAL, S_IR, "tim"))
+    seed(t, "external-other-authzid", smsgs(EXTERNAL, S_IR, "Ursel"))
+    seed(t, "external-no-cert", smsgs(EXTERNAL, S_IR | S_NO_CERT, ""))
+    seed(t, "external-unknown", smsgs(EXTERNAL, S_IR | S_CRED_NONE, ""))
+    seed(t, "digest-md5-auth-int", smsgs(DIGEST, S_QOP_INT, INT_RESP, "",
+                                         INT_C0, INT_C1))
+    seed(t, "digest-md5-auth-int-split",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "", INT_C0[:7], INT_C0[7:] +
+               INT_C1))
+    seed(t, "digest-md5-auth-int-forged",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "",
+               INT_C0[:30] + bytes([INT_C0[30] ^ 1]) + INT_C0[31:]))
+    seed(t, "digest-md5-auth-int-replay",
+         smsgs(DIGEST, S_QOP_INT, INT_RESP, "", INT_C0, INT_C0))
+    seed(t, "digest-md5-auth-conf-3des",
+         smsgs(DIGEST, S_QOP_INT, CONF_RESP + "3des", "", CONF_3DES_C0,
+               CONF_3DES_C1))
+    seed(t, "digest-md5-auth-conf-3des-forged",
+         smsgs(DIGEST, S_QOP_INT, CONF_RESP + "3des", "",
+               CONF_3DES_C0[:9] + bytes([CONF_3DES_C0[9] ^ 1]) +
+               CONF_3DES_C0[10:]))
+    seed(t, "digest-md5-auth-conf-rc4", smsgs(DIGEST, S_QOP_INT,
+                                              CONF_RESP + "rc4", ""))
+    seed(t, "digest-md5-auth-int-not-offered",
+         smsgs(DIGEST, 0, INT_RESP, ""))
+    seed(t, "xoauth2-basic", smsgs(XOAUTH2, S_IR,
+                                   "user=u\x01auth=Basic dTpw\x01\x01",
+                                   ""))
 
 
 def sasl_client():
     t = "sasl_client"
-    seed(t, "plain-ir", msgs(PLAIN))
-    seed(t, "plain-two-step", msgs(PLAIN | C_NO_IR | C_AUTHZID, ""))
-    seed(t, "login", msgs(LOGIN | C_NO_IR, "Username:", "Password:"))
-    seed(t, "login-ir", msgs(LOGIN, "Password:"))
-    seed(t, "cram-md5-rfc2195", msgs(CRAM, CRAM_CHAL))
-    seed(t, "digest-md5-rfc2831", msgs(DIGEST | C_NO_IR, DIGEST_CHAL,
+    seed(t, "plain-ir", smsgs(PLAIN, 0))
+    seed(t, "plain-two-step", smsgs(PLAIN, C_NO_IR | C_AUTHZID, ""))
+    seed(t, "login", smsgs(LOGIN, C_NO_IR, "Username:", "Password:"))
+    seed(t, "login-ir", smsgs(LOGIN, 0, "Password:"))
+    seed(t, "cram-md5-rfc2195", smsgs(CRAM, 0, CRAM_CHAL))
+    seed(t, "digest-md5-rfc2831", smsgs(DIGEST, C_NO_IR, DIGEST_CHAL,
                                        DIGEST_FINAL))
-    seed(t, "digest-md5-bad-rspauth", msgs(DIGEST | C_NO_IR, DIGEST_CHAL,
+    seed(t, "digest-md5-bad-rspauth", smsgs(DIGEST, C_NO_IR, DIGEST_CHAL,
                                            DIGEST_ACAP_FINAL))
     seed(t, "digest-md5-quoted-algorithm",
-         msgs(DIGEST | C_NO_IR,
+         smsgs(DIGEST, C_NO_IR,
               DIGEST_CHAL.replace("algorithm=md5-sess",
                                   'algorithm="md5-sess"')))
-    seed(t, "scram-sha1-rfc5802", msgs(SHA1, SCRAM1[1], SCRAM1[3]))
-    seed(t, "scram-sha1-authzid", msgs(SHA1 | C_AUTHZID, SCRAM1[1],
+    seed(t, "scram-sha1-rfc5802", smsgs(SHA1, 0, SCRAM1[1], SCRAM1[3]))
+    seed(t, "scram-sha1-authzid", smsgs(SHA1, C_AUTHZID, SCRAM1[1],
                                        SCRAM1[3]))
-    seed(t, "scram-sha1-no-proof", msgs(SHA1, SCRAM1[1]))
-    seed(t, "scram-sha1-error", msgs(SHA1, SCRAM1[1], "e=invalid-proof"))
+    seed(t, "scram-sha1-no-proof", smsgs(SHA1, 0, SCRAM1[1]))
+    seed(t, "scram-sha1-error", smsgs(SHA1, 0, SCRAM1[1], "e=invalid-proof"))
     seed(t, "scram-sha1-one-iteration",
-         msgs(SHA1 | C_ANY_ITER, SCRAM1[1].replace("i=4096", "i=1"),
+         smsgs(SHA1, C_ANY_ITER, SCRAM1[1].replace("i=4096", "i=1"),
               SCRAM1[3]))
-    seed(t, "scram-sha1-weak", msgs(SHA1, SCRAM1[1].replace("i=4096",
+    seed(t, "scram-sha1-weak", smsgs(SHA1, 0, SCRAM1[1].replace("i=4096",
                                                              "i=1")))
-    seed(t, "scram-sha256-rfc7677", msgs(SHA256, SCRAM256[1],
+    seed(t, "scram-sha256-rfc7677", smsgs(SHA256, 0, SCRAM256[1],
                                          SCRAM256[3]))
     seed(t, "scram-sha256-forged-nonce",
-         msgs(SHA256, SCRAM256[1].replace("rOprNGfwEbeRWgbNEkqO",
+         smsgs(SHA256, 0, SCRAM256[1].replace("rOprNGfwEbeRWgbNEkqO",
                                           "xOprNGfwEbeRWgbNEkqO")))
     seed(t, "scram-sha256-bad-verifier",
-         msgs(SHA256, SCRAM256[1], SCRAM1[3]))
+         smsgs(SHA256, 0, SCRAM256[1], SCRAM1[3]))
+    seed(t, "scram-sha256-plus", smsgs(SHA256_PLUS, 0, PLUS256[1],
+                                       PLUS256[3]))
+    seed(t, "scram-sha1-plus", smsgs(SHA1_PLUS, 0, PLUS1[1], PLUS1[3]))
+    seed(t, "scram-sha256-y", smsgs(SHA256, C_CB, Y256[1], Y256[3]))
+    seed(t, "digest-md5-auth-int", smsgs(DIGEST, C_NO_IR | C_QOP_INT,
+                                         INT_CHAL, INT_RSPAUTH, INT_S0))
+    seed(t, "digest-md5-auth-int-forged",
+         smsgs(DIGEST, C_NO_IR | C_QOP_INT, INT_CHAL, INT_RSPAUTH,
+               INT_S0[:-1] + b"\x01"))
+    seed(t, "digest-md5-auth-conf-rc4",
+         smsgs(DIGEST, C_NO_IR | C_QOP_INT,
+               'realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",'
+               'qop="auth-conf",cipher="rc4",charset=utf-8,'
+               'algorithm=md5-sess', CONF_RSPAUTH, CONF_RC4_S0))
+    seed(t, "external", smsgs(EXTERNAL, 0))
+    seed(t, "external-authzid-two-step", smsgs(EXTERNAL, C_AUTHZID | C_NO_IR,
+                                               "", ""))
+    seed(t, "oauthbearer-ok", smsgs(OAUTHBEARER, 0))
+    seed(t, "oauthbearer-refused", smsgs(OAUTHBEARER, 0, OB_ERR, ""))
+    seed(t, "oauthbearer-rfc7628-smtp-error",
+         smsgs(OAUTHBEARER, C_NO_IR | C_AUTHZID, "", OB_ERR_SMTP))
+    seed(t, "xoauth2-ok", smsgs(XOAUTH2, C_NO_IR, ""))
+    seed(t, "xoauth2-google-error", smsgs(XOAUTH2, 0, XO_ERR, "", ""))
 
 
 def digest_parse():
@@ -887,6 +1070,18 @@ def config_seeds():
     seed(t, "address", "user@Example.Test")
     seed(t, "address-traversal", "../../etc@..")
     seed(t, "cidr", "2001:db8::/32")
+    # DESIGN.md "Per-client compatibility profiles".
+    seed(t, "profile", CONFIG + "\n[profile scanners]\n"
+         "networks  = 192.168.10.0/24 2001:db8:10::/64 ::ffff:10.0.0.0/104\n"
+         "listeners = submission\n"
+         "tls_min_version = TLSv1\n"
+         "auth_before_tls = all\n"
+         "helo_auth = yes\n"
+         "bare_lf = normalize\n"
+         "long_lines = fold\n"
+         "add_missing_headers = yes\n"
+         "legacy_auth_line = yes\n"
+         "[profile everyone]\nnetworks = 0.0.0.0/0 ::/0\n")
 
 
 # fuzz_mime.c option bits: byte 0, then byte 1.
@@ -1043,6 +1238,36 @@ def mime_seeds():
         M_COMPLETE, 0, "", b"Subject: no body"))
 
 
+# fuzz_smtp_layer.c: byte 0 qop (bit 0: auth-conf) and feed (bits 1-2),
+# byte 1 what the rest is (bits 0-1) and the octet to flip (>> 2).
+def smtp_layer():
+    t = "smtp_layer"
+    session = ["EHLO client.example.test\r\n",
+               "MAIL FROM:<tim@example.test>\r\nRCPT TO:<bob@example.test>"
+               "\r\nDATA\r\n",
+               "Subject: layered\r\n\r\n..a stuffed dot\r\nend\r\n",
+               ".\r\nQUIT\r\n"]
+    seed(t, "int-whole", bytes([0x00, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    seed(t, "conf-per-byte", bytes([0x03, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    seed(t, "int-lines", bytes([0x06, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    # A flipped octet: the length, the message, the MAC, the type, the
+    # sequence number.
+    for name, off in (("len", 2), ("msg", 6), ("mac", 30), ("seq", 41)):
+        seed(t, "int-flip-" + name,
+             bytes([0x00, 0x02 | off << 2]) + session[0].encode())
+        seed(t, "conf-flip-" + name,
+             bytes([0x01, 0x02 | off << 2]) + session[0].encode())
+    seed(t, "raw-clear", bytes([0x00, 0x00]) + session[0].encode())
+    seed(t, "raw-huge-length", bytes([0x00, 0x00]) +
+         b"\x7f\xff\xff\xffEHLO x\r\n")
+    seed(t, "raw-short", bytes([0x02, 0x00]) + b"\x00\x00\x00\x05abcde")
+    seed(t, "wrapped-then-raw", bytes([0x04, 0x03]) + SEP.join(
+        [session[0].encode(), b"NOOP\r\n"]))
+
+
 def main():
     sasl_server()
     sasl_client()
@@ -1051,6 +1276,7 @@ def main():
     smtp_server()
     smtp_transcripts()
     smtp_client()
+    smtp_layer()
     base64_seeds()
     passwd_seeds()
     cred_seeds()

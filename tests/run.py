@@ -245,7 +245,7 @@ def main():
         tests = os.path.join(ROOT, "tests", "e2e")
         select = sorted(f for f in os.listdir(tests)
                         if re.match(r"test_(posternd_(clients|replies|session|"
-                                    r"hostile|throttle|pgsql|limits)|"
+                                    r"hostile|throttle|pgsql|limits|relay|oauth)|"
                                     r"postern_send|sendmail)\w*\.py$", f))
         run_pytest(t, a.asan, "asan-e2e", {
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",

@@ -12,7 +12,7 @@ libjson-c-dev"
 TEST_PKGS="clang libclang-rt-14-dev libcmocka-dev libgsasl-dev gsasl python3 python3-pytest \
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
-e2fsprogs"
+e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db"
 
 case "${1:-test}" in
 build) want="$BUILD_PKGS" ;;
@@ -38,12 +38,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "postern: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-# dovecot-core and postgresql must not start services we do not use.
+# dovecot-core, postgresql and postfix must not start services we do not
+# use.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+# Postfix is a test smarthost run from its own configuration directory
+# (tests/e2e/smarthost_util.py): the package must not configure (or
+# start) a system mail server.
+case " $missing " in
+*" postfix "*)
+    echo "postfix postfix/main_mailer_type select No configuration" |
+        debconf-set-selections
+    ;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -3,8 +3,12 @@
  * and scanners): the server sends a digest-challenge with a nonce, the
  * client answers with a digest-response proving it knows
  * H(user:realm:password), the server proves the same with rspauth, and the
- * client acknowledges with an empty message.  Authentication only
- * (qop=auth): we offer no integrity or privacy layer.
+ * client acknowledges with an empty message.  The server offers the
+ * qop-options it is configured for (auth by default; auth-int adds the
+ * integrity layer of RFC 2831 §2.3, auth-conf the confidentiality layer
+ * of §2.4 with the ciphers it is configured for), the client picks the
+ * strongest qop and cipher it also accepts; the layer itself (keys, wrap,
+ * unwrap) is in digest_md5_layer.c.
  *
  * Parsing, validation and printing of the messages are in
  * digest_md5_parse.c.
@@ -94,19 +98,22 @@ digest_ha1(const char *user, size_t user_len, const char *realm,
 
 /*
  * response-value (rspauth == 0) or the rspauth value (rspauth != 0) of r,
- * as 32 lowercase hex digits, from HA1 (RFC 2831 §2.1.2.1, qop=auth):
+ * as 32 lowercase hex digits, from HA1 (RFC 2831 §2.1.2.1):
  *
  *   A1 = { HA1, ":", nonce, ":", cnonce [, ":", authzid ] }
  *   A2 = { "AUTHENTICATE:", digest-uri }      (rspauth: { ":", digest-uri })
+ *        and for qop auth-int or auth-conf
+ *        { ..., ":00000000000000000000000000000000" }
  *   HEX( KD( HEX(H(A1)), { nonce, ":", nc, ":", cnonce, ":", qop, ":",
  *                          HEX(H(A2)) } ) )
  *
- * with KD(k, s) = H({k, ":", s}) and H = MD5.
+ * with KD(k, s) = H({k, ":", s}) and H = MD5.  a1 (may be NULL) gets
+ * H(A1), the base of the security layer's keys (§2.3, §2.4); secret.
  */
 static int
 digest_calc(const uint8_t ha1[DIGEST_MD5_LEN],
             const struct pst__digest_response *r, int rspauth,
-            char hex[PST__DIGEST_HEX + 1])
+            char hex[PST__DIGEST_HEX + 1], uint8_t a1[DIGEST_MD5_LEN])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint8_t md[DIGEST_MD5_LEN];
@@ -127,12 +134,19 @@ digest_calc(const uint8_t ha1[DIGEST_MD5_LEN],
           (digest_update_str(ctx, ":") &&
            digest_update(ctx, r->authzid.s, r->authzid.len))) &&
          EVP_DigestFinal_ex(ctx, md, NULL) == 1;
-    if (ok)
+    if (ok) {
         digest_hex(md, a1hex);
-    /* RFC 2831 §2.1.3: rspauth uses A2 without "AUTHENTICATE". */
+        if (a1 != NULL)
+            memcpy(a1, md, DIGEST_MD5_LEN);
+    }
+    /* RFC 2831 §2.1.3: rspauth uses A2 without "AUTHENTICATE".
+     * §2.1.2.1: "If the "qop" value is "auth-int" or "auth-conf" then"
+     * A2 ends in ":00000000000000000000000000000000". */
     ok = ok && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
          digest_update_str(ctx, rspauth ? ":" : "AUTHENTICATE:") &&
          digest_update(ctx, r->digest_uri.s, r->digest_uri.len) &&
+         (r->qop == PST__DIGEST_QOP_AUTH ||
+          digest_update_str(ctx, ":00000000000000000000000000000000")) &&
          EVP_DigestFinal_ex(ctx, md, NULL) == 1;
     if (ok)
         digest_hex(md, a2hex);
@@ -144,7 +158,9 @@ digest_calc(const uint8_t ha1[DIGEST_MD5_LEN],
          digest_update(ctx, r->nc.s, r->nc.len) &&
          digest_update_str(ctx, ":") &&
          digest_update(ctx, r->cnonce.s, r->cnonce.len) &&
-         digest_update_str(ctx, ":auth:") &&
+         digest_update_str(ctx, ":") &&
+         digest_update_str(ctx, pst__digest_qop_name(r->qop)) &&
+         digest_update_str(ctx, ":") &&
          digest_update(ctx, a2hex, PST__DIGEST_HEX) &&
          EVP_DigestFinal_ex(ctx, md, NULL) == 1;
     if (ok)
@@ -209,6 +225,11 @@ enum digest_client_state {
 
 struct digest_client {
     enum digest_client_state state;
+    unsigned qops;                     /* acceptable (config) */
+    unsigned maxbuf;                   /* ours (config) */
+    unsigned ciphers;                  /* acceptable and available */
+    uint8_t a1[DIGEST_MD5_LEN];        /* H(A1) for the layer; secret */
+    int layer_taken;
     char cnonce[DIGEST_MAX_NONCE + 1];
     size_t cnonce_len;                 /* 0: draw one at the challenge */
     char rspauth[PST__DIGEST_HEX + 1]; /* the value the server must send */
@@ -225,6 +246,21 @@ digest_set_value(struct pst__digest_value *v, const void *p, size_t len)
     memcpy(v->s, p, len);
     v->s[len] = '\0';
     v->len = len;
+    return 0;
+}
+
+/* The strongest of the qops (conf, int, auth), or 0 for none. */
+static unsigned
+digest_pick_qop(unsigned qops)
+{
+    static const unsigned order[] = {
+        PST__DIGEST_QOP_AUTH_CONF, PST__DIGEST_QOP_AUTH_INT,
+        PST__DIGEST_QOP_AUTH,
+    };
+
+    for (size_t i = 0; i < PST__ARRAY_LEN(order); i++)
+        if (qops & order[i])
+            return order[i];
     return 0;
 }
 
@@ -278,7 +314,26 @@ digest_client_prepare(struct pst_sasl_client *c, struct digest_client *st,
         goto out;
     digest_set_value(&r->cnonce, st->cnonce, st->cnonce_len);
     digest_set_value(&r->nc, digest_nc1, sizeof(digest_nc1) - 1);
-    r->qop = PST__DIGEST_QOP_AUTH;
+    /* qop: "MUST be one of the alternatives the server offered"; the
+     * strongest this client also accepts (auth-conf only with a cipher
+     * both take). */
+    r->cipher = pst__digest_pick_cipher(st->chal.ciphers & st->ciphers);
+    r->qop = digest_pick_qop(st->chal.qops & st->qops &
+                             (r->cipher != 0 ? ~0u
+                                             : ~PST__DIGEST_QOP_AUTH_CONF));
+    if (r->qop == 0) {
+        rc = PST_ENOTSUP;
+        goto out;
+    }
+    /* maxbuf: our receive limit, when a layer makes it mean something
+     * and it is not the default. */
+    if (r->qop != PST__DIGEST_QOP_AUTH &&
+        st->maxbuf != PST__DIGEST_DEFAULT_MAXBUF) {
+        r->maxbuf = st->maxbuf;
+        r->has_maxbuf = 1;
+    }
+    if (r->qop != PST__DIGEST_QOP_AUTH_CONF)
+        r->cipher = 0;
     /* digest-uri = serv-type "/" host (RFC 2831 §2.1.2; "smtp", RFC 4954
      * §4). */
     if (c->service.len + 1 + c->host.len > PST__DIGEST_MAX_VALUE) {
@@ -315,8 +370,9 @@ digest_client_answer(struct pst_sasl_client *c, struct digest_client *st,
     if (rc < 0)
         return rc;
     if ((rc = digest_client_prepare(c, st, ha1)) < 0 ||
-        (rc = digest_calc(ha1, &st->resp, 0, st->resp.response.s)) < 0 ||
-        (rc = digest_calc(ha1, &st->resp, 1, st->rspauth)) < 0)
+        (rc = digest_calc(ha1, &st->resp, 0, st->resp.response.s,
+                          st->a1)) < 0 ||
+        (rc = digest_calc(ha1, &st->resp, 1, st->rspauth, NULL)) < 0)
         goto out;
     st->resp.response.len = PST__DIGEST_HEX;
     if ((rc = pst__digest_print_response(out, &st->resp)) < 0)
@@ -379,6 +435,40 @@ digest_client_step(struct pst_sasl_client *c, const uint8_t *in, size_t len,
     return PST_ESTATE;
 }
 
+/* The client's layer, once the server has proved itself. */
+static int
+digest_client_layer(struct pst_sasl_client *c, struct pst_sasl_layer **out)
+{
+    struct digest_client *st = c->state;
+    int rc;
+
+    if (st->state != DIGEST_C_VERIFIED || st->layer_taken)
+        return PST_ESTATE;
+    st->layer_taken = 1;
+    if (st->resp.qop == PST__DIGEST_QOP_AUTH)
+        rc = 0;
+    else
+        rc = pst__digest_layer_new(st->a1, st->resp.qop, st->resp.cipher, 1,
+                                   st->chal.maxbuf, st->maxbuf, out);
+    OPENSSL_cleanse(st->a1, sizeof(st->a1));
+    return rc;
+}
+
+/* The qops and maxbuf the client accepts. */
+static int
+digest_client_init(struct pst_sasl_client *c,
+                   const struct pst_sasl_client_config *cfg)
+{
+    struct digest_client *st = c->state;
+
+    st->qops = cfg->digest_qops != 0 ? cfg->digest_qops
+                                     : PST__DIGEST_QOP_AUTH;
+    st->maxbuf = cfg->digest_maxbuf != 0 ? cfg->digest_maxbuf
+                                         : PST__DIGEST_DEFAULT_MAXBUF;
+    st->ciphers = cfg->digest_ciphers;
+    return pst__digest_check_config(st->qops, st->maxbuf, &st->ciphers);
+}
+
 static int
 digest_client_finish(const struct pst_sasl_client *c)
 {
@@ -414,6 +504,11 @@ enum digest_server_state {
 
 struct digest_server {
     enum digest_server_state state;
+    unsigned qops;                     /* offered (config) */
+    unsigned maxbuf;                   /* ours (config) */
+    unsigned ciphers;                  /* offered: configured, available */
+    uint8_t a1[DIGEST_MD5_LEN];        /* H(A1) for the layer; secret */
+    int layer_taken;
     char nonce[DIGEST_MAX_NONCE + 1];
     size_t nonce_len;                  /* 0: draw one at the start */
     struct pst__digest_response resp;  /* the client's */
@@ -435,7 +530,17 @@ digest_server_challenge(struct pst_sasl_server *s, struct digest_server *st,
         (rc = digest_make_nonce(s->cfg.random, s->cfg.random_ctx,
                                 st->nonce, &st->nonce_len)) < 0)
         return pst__sasl_fail(s, rc, "DIGEST-MD5: cannot make a nonce");
-    rc = pst__digest_print_challenge(out, digest_server_realm(s), st->nonce);
+    {
+        const struct pst__digest_offer o = {
+            .realm = digest_server_realm(s),
+            .nonce = st->nonce,
+            .qops = st->qops,
+            .maxbuf = st->maxbuf,
+            .ciphers = st->ciphers,
+        };
+
+        rc = pst__digest_print_challenge(out, &o);
+    }
     if (rc < 0)
         return pst__sasl_fail(s, rc, "DIGEST-MD5: cannot make the challenge");
     st->state = DIGEST_S_CHALLENGED;
@@ -455,6 +560,8 @@ digest_server_response(struct pst_sasl_server *s, struct digest_server *st,
         .service = pst__sasl_service(s),
         .hostname = s->cfg.hostname,
         .uri_hosts = s->cfg.uri_hosts,
+        .qops = st->qops,
+        .ciphers = st->ciphers,
     };
     uint8_t name[2 * PST__DIGEST_MAX_VALUE];
     size_t name_len;
@@ -517,7 +624,7 @@ digest_server_check(struct pst_sasl_server *s, struct digest_server *st,
                         (const uint8_t *)"", 0, ha1);
     }
     if (rc == 0)
-        rc = digest_calc(ha1, r, 0, want);
+        rc = digest_calc(ha1, r, 0, want, st->a1);
     if (rc < 0) {
         OPENSSL_cleanse(ha1, sizeof(ha1));
         return pst__sasl_fail(s, rc, "DIGEST-MD5: cannot compute the digest");
@@ -532,7 +639,7 @@ digest_server_check(struct pst_sasl_server *s, struct digest_server *st,
     /* RFC 2831 §2.1.3: the server proves it knows the password too.  SMTP
      * has no additional data with success (RFC 4954 §6), so rspauth goes
      * in one more challenge, which the client answers empty. */
-    rc = digest_calc(ha1, r, 1, rspauth);
+    rc = digest_calc(ha1, r, 1, rspauth, NULL);
     OPENSSL_cleanse(ha1, sizeof(ha1));
     if (rc == 0)
         rc = pst__digest_print_finish(out, rspauth);
@@ -591,15 +698,52 @@ pst__digest_md5_server_set_nonce(struct pst_sasl_server *s,
     return digest_hook_nonce(nonce, st->nonce, &st->nonce_len);
 }
 
+/* The server's layer, once the client is authenticated. */
+static int
+digest_server_layer(struct pst_sasl_server *s, struct pst_sasl_layer **out)
+{
+    struct digest_server *st = s->state;
+    int rc;
+
+    if (st->layer_taken)
+        return PST_ESTATE;
+    st->layer_taken = 1;
+    if (st->resp.qop == PST__DIGEST_QOP_AUTH)
+        rc = 0;
+    else
+        rc = pst__digest_layer_new(st->a1, st->resp.qop, st->resp.cipher, 0,
+                                   st->resp.maxbuf, st->maxbuf, out);
+    OPENSSL_cleanse(st->a1, sizeof(st->a1));
+    return rc;
+}
+
+/* The qops and maxbuf the server offers. */
+static int
+digest_server_init(struct pst_sasl_server *s)
+{
+    struct digest_server *st = s->state;
+
+    st->qops = s->cfg.digest_qops != 0 ? s->cfg.digest_qops
+                                       : PST__DIGEST_QOP_AUTH;
+    st->maxbuf = s->cfg.digest_maxbuf != 0 ? s->cfg.digest_maxbuf
+                                           : PST__DIGEST_DEFAULT_MAXBUF;
+    st->ciphers = s->cfg.digest_ciphers;
+    return pst__digest_check_config(st->qops, st->maxbuf, &st->ciphers);
+}
+
 static const struct pst_sasl_client_ops digest_md5_client = {
     .state_size = sizeof(struct digest_client),
+    .init = digest_client_init,
     .step = digest_client_step,
     .finish = digest_client_finish,
+    .layer = digest_client_layer,
 };
 
 static const struct pst_sasl_server_ops digest_md5_server = {
     .state_size = sizeof(struct digest_server),
+    .init = digest_server_init,
     .step = digest_server_step,
+    .layer = digest_server_layer,
 };
 
 const struct pst_sasl_mech pst__mech_digest_md5 = {

@@ -14,9 +14,33 @@
 #define PST__DIGEST_MAX_RESPONSE  4096 /* RFC 2831 §2.1.2: "less than" */
 #define PST__DIGEST_HEX           32   /* response-value = 32LHEX */
 
-#define PST__DIGEST_QOP_AUTH      0x01u /* authentication only */
-#define PST__DIGEST_QOP_AUTH_INT  0x02u /* integrity layer (not offered) */
-#define PST__DIGEST_QOP_AUTH_CONF 0x04u /* privacy layer (not offered) */
+#define PST__DIGEST_QOP_AUTH      PST_SASL_QOP_AUTH      /* no layer */
+#define PST__DIGEST_QOP_AUTH_INT  PST_SASL_QOP_AUTH_INT  /* integrity */
+#define PST__DIGEST_QOP_AUTH_CONF PST_SASL_QOP_AUTH_CONF /* privacy */
+
+/* cipher-value (RFC 2831 §2.1.1) */
+#define PST__DIGEST_CIPHER_3DES   PST_SASL_CIPHER_3DES
+#define PST__DIGEST_CIPHER_DES    PST_SASL_CIPHER_DES
+#define PST__DIGEST_CIPHER_RC4_40 PST_SASL_CIPHER_RC4_40
+#define PST__DIGEST_CIPHER_RC4    PST_SASL_CIPHER_RC4
+#define PST__DIGEST_CIPHER_RC4_56 PST_SASL_CIPHER_RC4_56
+#define PST__DIGEST_CIPHER_ALL    0x1fu
+
+#define PST__DIGEST_DEFAULT_MAXBUF 65536    /* RFC 2831 §2.1.1 maxbuf */
+#define PST__DIGEST_MAX_MAXBUF     16777215 /* "smaller or equal to" */
+
+/* A token of a list directive and the bit it stands for. */
+struct pst__digest_token_bit {
+    const char *name;
+    unsigned bit;
+};
+#define PST__DIGEST_NQOPS    3
+#define PST__DIGEST_NCIPHERS 5
+/* digest_md5_print.c: "auth", "auth-int", "auth-conf"; the ciphers. */
+extern const struct pst__digest_token_bit
+    pst__digest_qop_names[PST__DIGEST_NQOPS];
+extern const struct pst__digest_token_bit
+    pst__digest_cipher_names[PST__DIGEST_NCIPHERS];
 
 /* One directive value, quotes and escapes removed; NUL-terminated. */
 struct pst__digest_value {
@@ -29,8 +53,20 @@ struct pst__digest_challenge {
     struct pst__digest_value realm; /* the first realm offered */
     unsigned nrealms;               /* realm directives seen */
     struct pst__digest_value nonce;
-    unsigned qops;                  /* PST__DIGEST_QOP_* offered */
+    unsigned qops;                  /* PST__DIGEST_QOP_* offered (no
+                                       auth-conf without cipher-opts) */
+    unsigned maxbuf;                /* the server's receive limit */
+    unsigned ciphers;               /* PST__DIGEST_CIPHER_* offered */
     int utf8;                       /* charset=utf-8 */
+};
+
+/* What a server's digest-challenge offers. */
+struct pst__digest_offer {
+    const char *realm;
+    const char *nonce;
+    unsigned qops;                  /* PST__DIGEST_QOP_* */
+    unsigned maxbuf;                /* printed when not 65536 */
+    unsigned ciphers;               /* printed with auth-conf */
 };
 
 /* digest-response (RFC 2831 §2.1.2). */
@@ -47,6 +83,10 @@ struct pst__digest_response {
     int has_authzid;                     /* present and not empty */
     int utf8;                            /* charset=utf-8 */
     unsigned qop;                        /* one PST__DIGEST_QOP_* */
+    unsigned maxbuf;                     /* the client's receive limit */
+    int has_maxbuf;                      /* maxbuf= was (to be) sent */
+    unsigned cipher;                     /* one PST__DIGEST_CIPHER_*, with
+                                            auth-conf */
 };
 
 /* What the server's response must match (RFC 2831 §2.1.2). */
@@ -56,6 +96,8 @@ struct pst__digest_expect {
     const char *service;                 /* digest-uri serv-type */
     const char *hostname;                /* digest-uri host, or ... */
     const char *const *uri_hosts;        /* ... one of these; may be NULL */
+    unsigned qops;                       /* offered PST__DIGEST_QOP_* */
+    unsigned ciphers;                    /* offered PST__DIGEST_CIPHER_* */
 };
 
 /*
@@ -74,7 +116,8 @@ int pst__digest_parse_finish(const uint8_t *in, size_t len,
                              const char **why);
 /*
  * Check a parsed response against the server's own values.
- * Returns: 0, PST_EPROTO (nonce, nc, qop, realm), PST_EAUTH (digest-uri).
+ * Returns: 0, PST_EPROTO (nonce, nc, qop or cipher not offered, realm),
+ * PST_EAUTH (digest-uri).
  */
 int pst__digest_validate_response(const struct pst__digest_response *r,
                                   const struct pst__digest_expect *e,
@@ -83,8 +126,11 @@ int pst__digest_validate_response(const struct pst__digest_response *r,
  * Append a message.  Returns: 0, PST_EINVAL (a value a quoted-string
  * cannot carry), PST_ELIMIT, PST_ENOMEM.
  */
-int pst__digest_print_challenge(struct pst_buf *out, const char *realm,
-                                const char *nonce);
+int pst__digest_print_challenge(struct pst_buf *out,
+                                const struct pst__digest_offer *o);
+/* "auth", "auth-int", "auth-conf"; "3des", ..., or NULL. */
+const char *pst__digest_qop_name(unsigned qop);
+const char *pst__digest_cipher_name(unsigned cipher);
 int pst__digest_print_response(struct pst_buf *out,
                                const struct pst__digest_response *r);
 int pst__digest_print_finish(struct pst_buf *out, const char *rspauth);
@@ -97,6 +143,30 @@ int pst__digest_latin1_to_utf8(const char *in, size_t len, uint8_t *out,
                                size_t cap, size_t *out_len);
 int pst__digest_utf8_to_latin1(const uint8_t *in, size_t len, uint8_t *out,
                                size_t cap, size_t *out_len);
+/*
+ * digest_md5_layer.c: the security layer for qop (auth-int) and cipher
+ * (auth-conf) from H(A1); client != 0 for the client's end.  send_max is
+ * the peer's maxbuf, recv_max ours.  *out ([out] owned) is freed with
+ * pst_sasl_layer_free().
+ * Returns: 0, PST_ENOTSUP (qop or cipher not implemented), PST_ENOMEM.
+ */
+int pst__digest_layer_new(const uint8_t a1[16], unsigned qop,
+                          unsigned cipher, int client, unsigned send_max,
+                          unsigned recv_max, struct pst_sasl_layer **out);
+/* PST__DIGEST_CIPHER_* this build and OpenSSL can run (0: none). */
+unsigned pst__digest_ciphers(void);
+/* The first of offered (3des, rc4, des, rc4-56, rc4-40) we can run, or
+ * 0. */
+unsigned pst__digest_pick_cipher(unsigned offered);
+/*
+ * A configuration's qops (PST__DIGEST_QOP_*), maxbuf and ciphers (0: all;
+ * *ciphers gets those of them available, or all available).
+ * Returns: 0, PST_EINVAL (unknown qop or cipher bits, maxbuf out of
+ * 17..16777215), PST_ENOTSUP (auth-conf without a cipher to run).
+ */
+int pst__digest_check_config(unsigned qops, unsigned maxbuf,
+                             unsigned *ciphers);
+
 /*
  * Test hooks (digest_md5.c), for the RFC 2831 §4 vectors: fix the server's
  * nonce or the client's cnonce before the first step instead of drawing

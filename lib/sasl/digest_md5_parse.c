@@ -1,7 +1,8 @@
 /*
- * DIGEST-MD5 (RFC 2831) messages: parse, validate and print, kept apart as
- * GNU SASL's lib/digest-md5/parser.c, validate.c and printer.c are.  The
- * exchanges and the MD5 arithmetic are in digest_md5.c.
+ * DIGEST-MD5 (RFC 2831) messages: parse and validate, kept apart from
+ * printing (digest_md5_print.c) as GNU SASL's lib/digest-md5/parser.c,
+ * validate.c and printer.c are.  The exchanges and the MD5 arithmetic are
+ * in digest_md5.c.
  *
  * Every message is a list of directives (RFC 2831 §7.1 "#rule"):
  *
@@ -321,14 +322,26 @@ digest_copy(struct pst__digest_value *dst, const struct pst__digest_value *v)
     dst->len = v->len;
 }
 
+/* The bit of token t[0..len) in table, or 0 if it is not there. */
+static unsigned
+digest_token_bit(const struct pst__digest_token_bit *table, size_t n,
+                 const char *t, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (digest_caseeq(t, len, table[i].name))
+            return table[i].bit;
+    return 0;
+}
+
 /*
- * qop-options value (RFC 2831 §2.1.1): qop-list = 1#qop-value, inside the
- * quotes.  Unknown options are ignored ("The client MUST ignore unrecognized
- * options").
+ * A quoted list of tokens (RFC 2831 §2.1.1 qop-options' qop-list =
+ * 1#qop-value, cipher-opts' 1#cipher-value), as bits.  Unknown tokens are
+ * ignored ("The client MUST ignore unrecognized options").
  */
 static int
-digest_parse_qop_list(const struct pst__digest_value *v, unsigned *qops,
-                      const char **why)
+digest_parse_token_list(const struct pst__digest_value *v,
+                        const struct pst__digest_token_bit *table,
+                        size_t ntable, unsigned *bits, const char **why)
 {
     const uint8_t *p = (const uint8_t *)v->s;
     size_t i = 0, n = 0;
@@ -347,27 +360,53 @@ digest_parse_qop_list(const struct pst__digest_value *v, unsigned *qops,
         while (i < v->len && digest_is_token_char(p[i]))
             i++;
         if (i == start) {
-            *why = "DIGEST-MD5: malformed qop list";
+            *why = table == pst__digest_qop_names
+                       ? "DIGEST-MD5: malformed qop list"
+                       : "DIGEST-MD5: malformed cipher list";
             return PST_EPROTO;
         }
-        if (digest_caseeq(v->s + start, i - start, "auth"))
-            *qops |= PST__DIGEST_QOP_AUTH;
-        else if (digest_caseeq(v->s + start, i - start, "auth-int"))
-            *qops |= PST__DIGEST_QOP_AUTH_INT;
-        else if (digest_caseeq(v->s + start, i - start, "auth-conf"))
-            *qops |= PST__DIGEST_QOP_AUTH_CONF;
+        *bits |= digest_token_bit(table, ntable, v->s + start, i - start);
         n++;
         i = digest_skip_lws(p, v->len, i);
         if (i < v->len && p[i] != ',') {
-            *why = "DIGEST-MD5: malformed qop list";
+            *why = table == pst__digest_qop_names
+                       ? "DIGEST-MD5: malformed qop list"
+                       : "DIGEST-MD5: malformed cipher list";
             return PST_EPROTO;
         }
     }
     if (n == 0) {
-        *why = "DIGEST-MD5: empty qop list";
+        *why = table == pst__digest_qop_names ? "DIGEST-MD5: empty qop list"
+                                         : "DIGEST-MD5: empty cipher list";
         return PST_EPROTO;
     }
     return 0;
+}
+
+/*
+ * maxbuf-value = 1*DIGIT (RFC 2831 §2.1.1): "The value MUST be bigger
+ * than 16 and smaller or equal to 16777215 (i.e. 2**24-1)."
+ */
+static int
+digest_parse_maxbuf(const struct pst__digest_value *v, unsigned *maxbuf,
+                    const char **why)
+{
+    unsigned long n = 0;
+
+    if (v->len == 0 || v->len > 8)
+        goto bad;
+    for (size_t i = 0; i < v->len; i++) {
+        if (v->s[i] < '0' || v->s[i] > '9')
+            goto bad;
+        n = n * 10 + (unsigned long)(v->s[i] - '0');
+    }
+    if (n <= 16 || n > PST__DIGEST_MAX_MAXBUF)
+        goto bad;
+    *maxbuf = (unsigned)n;
+    return 0;
+bad:
+    *why = "DIGEST-MD5: maxbuf is not a number from 17 to 16777215";
+    return PST_EPROTO;
 }
 
 /* charset = "charset" "=" "utf-8" (RFC 2831 §2.1.1): nothing else. */
@@ -429,7 +468,15 @@ digest_challenge_directive(void *ctx, enum digest_directive d,
         digest_copy(&c->nonce, v);
         return 0;
     case DIGEST_D_QOP:
-        return digest_parse_qop_list(v, &c->qops, why);
+        return digest_parse_token_list(v, pst__digest_qop_names,
+                                       PST__DIGEST_NQOPS,
+                                       &c->qops, why);
+    case DIGEST_D_MAXBUF:
+        return digest_parse_maxbuf(v, &c->maxbuf, why);
+    case DIGEST_D_CIPHER:
+        return digest_parse_token_list(v, pst__digest_cipher_names,
+                                       PST__DIGEST_NCIPHERS,
+                                       &c->ciphers, why);
     case DIGEST_D_CHARSET:
         if ((rc = digest_parse_charset(v, why)) < 0)
             return rc;
@@ -444,8 +491,8 @@ digest_challenge_directive(void *ctx, enum digest_directive d,
         }
         return 0;
     default:
-        /* stale, maxbuf, cipher: only for re-authentication and security
-         * layers, which we do not do. */
+        /* stale: only for subsequent authentication (§2.2), which we do
+         * not do. */
         return 0;
     }
 }
@@ -516,14 +563,24 @@ digest_response_directive(void *ctx, enum digest_directive d,
         return 0;
     case DIGEST_D_QOP:
         /* qop-value = "auth" | "auth-int" | "auth-conf" | token */
-        if (digest_caseeq(v->s, v->len, "auth"))
-            r->qop = PST__DIGEST_QOP_AUTH;
-        else if (digest_caseeq(v->s, v->len, "auth-int"))
-            r->qop = PST__DIGEST_QOP_AUTH_INT;
-        else if (digest_caseeq(v->s, v->len, "auth-conf"))
-            r->qop = PST__DIGEST_QOP_AUTH_CONF;
-        else {
+        r->qop = digest_token_bit(pst__digest_qop_names,
+                                  PST__DIGEST_NQOPS, v->s,
+                                  v->len);
+        if (r->qop == 0) {
             *why = "DIGEST-MD5: unknown qop";
+            return PST_EPROTO;
+        }
+        return 0;
+    case DIGEST_D_MAXBUF:
+        r->has_maxbuf = 1;
+        return digest_parse_maxbuf(v, &r->maxbuf, why);
+    case DIGEST_D_CIPHER:
+        /* cipher = "cipher" "=" cipher-value: one of those offered. */
+        r->cipher = digest_token_bit(pst__digest_cipher_names,
+                                     PST__DIGEST_NCIPHERS,
+                                     v->s, v->len);
+        if (r->cipher == 0) {
+            *why = "DIGEST-MD5: unknown cipher";
             return PST_EPROTO;
         }
         return 0;
@@ -549,7 +606,6 @@ digest_response_directive(void *ctx, enum digest_directive d,
         r->has_authzid = v->len > 0;
         return 0;
     default:
-        /* maxbuf, cipher: security layers only; qop=auth has none. */
         return 0;
     }
 }
@@ -598,11 +654,7 @@ digest_validate_challenge(const struct pst__digest_challenge *c,
         *why = "DIGEST-MD5: challenge without algorithm";
         return PST_EPROTO;
     }
-    /* qop-options: absent means "auth"; we can do nothing else. */
-    if ((seen & (1u << DIGEST_D_QOP)) && !(c->qops & PST__DIGEST_QOP_AUTH)) {
-        *why = "DIGEST-MD5: server does not offer qop=auth";
-        return PST_EPROTO;
-    }
+    (void)c;
     if (c->utf8 && c->nrealms > 0 &&
         !pst__utf8_valid((const uint8_t *)c->realm.s, c->realm.len)) {
         *why = "DIGEST-MD5: realm is not UTF-8";
@@ -751,10 +803,15 @@ pst__digest_validate_response(const struct pst__digest_response *r,
         *why = "DIGEST-MD5: nc is not 00000001";
         return PST_EPROTO;
     }
-    /* qop "MUST be one of the alternatives in qop-options": we offer
-     * auth only, having no security layer. */
-    if (r->qop != PST__DIGEST_QOP_AUTH) {
-        *why = "DIGEST-MD5: qop other than auth";
+    /* qop "MUST be one of the alternatives in qop-options". */
+    if (!(r->qop & e->qops)) {
+        *why = "DIGEST-MD5: qop not offered";
+        return PST_EPROTO;
+    }
+    /* cipher: "required if auth-conf is negotiated", one of those in
+     * cipher-opts. */
+    if (r->qop == PST__DIGEST_QOP_AUTH_CONF && !(r->cipher & e->ciphers)) {
+        *why = "DIGEST-MD5: cipher not offered";
         return PST_EPROTO;
     }
     /* realm: "its value SHOULD be one of those realms"; we offered one,
@@ -794,6 +851,13 @@ pst__digest_parse_challenge(const uint8_t *in, size_t len,
         rc = digest_validate_challenge(out, x.seen, why);
     if (rc == 0 && !(x.seen & (1u << DIGEST_D_QOP)))
         out->qops = PST__DIGEST_QOP_AUTH;
+    /* maxbuf: "If this directive is missing, the default value is
+     * 65536".  cipher-opts "must be present exactly once if auth-conf is
+     * offered": without it auth-conf cannot be used. */
+    if (rc == 0 && !(x.seen & (1u << DIGEST_D_MAXBUF)))
+        out->maxbuf = PST__DIGEST_DEFAULT_MAXBUF;
+    if (rc == 0 && !(x.seen & (1u << DIGEST_D_CIPHER)))
+        out->qops &= ~PST__DIGEST_QOP_AUTH_CONF;
     return rc;
 }
 
@@ -811,9 +875,16 @@ pst__digest_parse_response(const uint8_t *in, size_t len,
                     digest_response_directive, &x, why);
     if (rc == 0)
         rc = digest_validate_response_form(out, x.seen, why);
-    /* qop: "If not present, this defaults to auth". */
+    /* qop: "If not present, this defaults to auth"; maxbuf to 65536. */
     if (rc == 0 && !(x.seen & (1u << DIGEST_D_QOP)))
         out->qop = PST__DIGEST_QOP_AUTH;
+    if (rc == 0 && !(x.seen & (1u << DIGEST_D_MAXBUF)))
+        out->maxbuf = PST__DIGEST_DEFAULT_MAXBUF;
+    if (rc == 0 && out->qop == PST__DIGEST_QOP_AUTH_CONF &&
+        !(x.seen & (1u << DIGEST_D_CIPHER))) {
+        *why = "DIGEST-MD5: auth-conf without cipher";
+        rc = PST_EPROTO;
+    }
     return rc;
 }
 
@@ -834,144 +905,4 @@ pst__digest_parse_finish(const uint8_t *in, size_t len,
         rc = PST_EPROTO;
     }
     return rc;
-}
-
-/* --- Printers ------------------------------------------------------------ */
-
-/* name="value", with '"' and '\' escaped (RFC 2831 §7.2 quoted-pair). */
-static int
-digest_put_quoted(struct pst_buf *out, const char *name, const char *v,
-                  size_t len)
-{
-    int rc;
-
-    if ((rc = pst_buf_append_str(out, name)) < 0 ||
-        (rc = pst_buf_append_str(out, "=\"")) < 0)
-        return rc;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = (uint8_t)v[i];
-
-        /* qdtext is TEXT: a control character cannot be sent. */
-        if (digest_is_ctl(c) && c != '\t')
-            return PST_EINVAL;
-        if ((c == '"' || c == '\\') &&
-            (rc = pst_buf_append_byte(out, '\\')) < 0)
-            return rc;
-        if ((rc = pst_buf_append_byte(out, c)) < 0)
-            return rc;
-    }
-    return pst_buf_append_byte(out, '"');
-}
-
-int
-pst__digest_print_challenge(struct pst_buf *out, const char *realm,
-                            const char *nonce)
-{
-    int rc;
-
-    /* RFC 2831 §2.1.1, in the order of the §4 example but for charset:
-     * algorithm is a bare token, as its grammar has it (curl refuses a
-     * quoted one, INTEROP.md). */
-    if ((rc = digest_put_quoted(out, "realm", realm, strlen(realm))) < 0 ||
-        (rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "nonce", nonce, strlen(nonce))) < 0 ||
-        (rc = pst_buf_append_str(out, ",qop=\"auth\",charset=utf-8,"
-                                      "algorithm=md5-sess")) < 0)
-        return rc;
-    return 0;
-}
-
-int
-pst__digest_print_response(struct pst_buf *out,
-                           const struct pst__digest_response *r)
-{
-    int rc;
-
-    /* The order of the RFC 2831 §4 example; authzid last. */
-    if ((r->utf8 && (rc = pst_buf_append_str(out, "charset=utf-8,")) < 0) ||
-        (rc = digest_put_quoted(out, "username", r->username.s,
-                                r->username.len)) < 0)
-        return rc;
-    if (r->has_realm &&
-        ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-         (rc = digest_put_quoted(out, "realm", r->realm.s,
-                                 r->realm.len)) < 0))
-        return rc;
-    if ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "nonce", r->nonce.s,
-                                r->nonce.len)) < 0 ||
-        (rc = pst_buf_printf(out, ",nc=%s,", r->nc.s)) < 0 ||
-        (rc = digest_put_quoted(out, "cnonce", r->cnonce.s,
-                                r->cnonce.len)) < 0 ||
-        (rc = pst_buf_append_byte(out, ',')) < 0 ||
-        (rc = digest_put_quoted(out, "digest-uri", r->digest_uri.s,
-                                r->digest_uri.len)) < 0 ||
-        (rc = pst_buf_printf(out, ",response=%s,qop=auth",
-                             r->response.s)) < 0)
-        return rc;
-    if (r->has_authzid &&
-        ((rc = pst_buf_append_byte(out, ',')) < 0 ||
-         (rc = digest_put_quoted(out, "authzid", r->authzid.s,
-                                 r->authzid.len)) < 0))
-        return rc;
-    return 0;
-}
-
-int
-pst__digest_print_finish(struct pst_buf *out, const char *rspauth)
-{
-    /* response-auth = "rspauth" "=" response-value (RFC 2831 §2.1.3) */
-    return pst_buf_printf(out, "rspauth=%s", rspauth);
-}
-
-/* --- Character sets (RFC 2831 §2.1.2 "charset") -------------------------- */
-
-int
-pst__digest_latin1_to_utf8(const char *in, size_t len, uint8_t *out,
-                           size_t cap, size_t *out_len)
-{
-    size_t k = 0;
-
-    *out_len = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = (uint8_t)in[i];
-
-        if (cap - k < (c < 0x80 ? 1u : 2u))
-            return PST_ELIMIT;
-        if (c < 0x80) {
-            out[k++] = c;
-        } else {
-            out[k++] = (uint8_t)(0xc0 | (c >> 6));
-            out[k++] = (uint8_t)(0x80 | (c & 0x3f));
-        }
-    }
-    *out_len = k;
-    return 0;
-}
-
-int
-pst__digest_utf8_to_latin1(const uint8_t *in, size_t len, uint8_t *out,
-                           size_t cap, size_t *out_len)
-{
-    size_t k = 0;
-
-    *out_len = 0;
-    if (!pst__utf8_valid(in, len))
-        return PST_EPROTO;
-    for (size_t i = 0; i < len; i++) {
-        if (k == cap)
-            return PST_ELIMIT;
-        if (in[i] < 0x80) {
-            out[k++] = in[i];
-        } else if (in[i] == 0xc2 || in[i] == 0xc3) {
-            /* U+0080..U+00FF: two octets, the second a continuation
-             * (valid UTF-8 was checked above). */
-            out[k++] = (uint8_t)(((in[i] & 0x03) << 6) | (in[i + 1] & 0x3f));
-            i++;
-        } else {
-            return PST_ENOTSUP;
-        }
-    }
-    *out_len = k;
-    return 0;
 }

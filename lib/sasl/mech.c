@@ -11,12 +11,18 @@
 
 /* Strongest first: the order a client prefers. */
 static const struct pst_sasl_mech *const mech_table[] = {
+    &pst__mech_scram_sha256_plus,
+    &pst__mech_scram_sha1_plus,
     &pst__mech_scram_sha256,
     &pst__mech_scram_sha1,
     &pst__mech_digest_md5,
     &pst__mech_cram_md5,
     &pst__mech_plain,
     &pst__mech_login,
+    /* Opt-in (PST_MECH_OPT_IN): */
+    &pst__mech_external,
+    &pst__mech_oauthbearer,
+    &pst__mech_xoauth2,
 };
 
 const char *
@@ -49,6 +55,22 @@ pst_sasl_mech_find(const char *name, size_t len)
 const struct pst_sasl_mech *
 pst_sasl_mech_at(size_t i)
 {
+    /* Skip the opt-in mechanisms: posternd's default `mechanisms` and
+     * the SMTP client's choice of the strongest mechanism both walk this
+     * list, and neither may use a token, a certificate or channel
+     * binding it was not given. */
+    for (size_t k = 0; k < PST__ARRAY_LEN(mech_table); k++) {
+        if (mech_table[k]->flags & PST_MECH_OPT_IN)
+            continue;
+        if (i-- == 0)
+            return mech_table[k];
+    }
+    return NULL;
+}
+
+const struct pst_sasl_mech *
+pst_sasl_mech_all_at(size_t i)
+{
     return i < PST__ARRAY_LEN(mech_table) ? mech_table[i] : NULL;
 }
 
@@ -60,6 +82,7 @@ pst_sasl_server_new(const struct pst_sasl_mech *m,
                     struct pst_sasl_server **out)
 {
     struct pst_sasl_server *s;
+    int rc;
 
     *out = NULL;
     if (m == NULL || cfg == NULL || cfg->hostname == NULL ||
@@ -72,13 +95,19 @@ pst_sasl_server_new(const struct pst_sasl_mech *m,
     s->cfg = *cfg;
     pst_buf_init(&s->authcid, PST_SASL_MAX_NAME, 0);
     pst_buf_init(&s->authzid, PST_SASL_MAX_NAME, 0);
-    pst_buf_init(&s->password, PST_SASL_MAX_PASSWORD, 1);
+    /* A bearer token may be longer than a password (the limit of each
+     * is checked where it is stored). */
+    pst_buf_init(&s->password, PST_SASL_MAX_TOKEN, 1);
     if (m->server->state_size > 0) {
         s->state = calloc(1, m->server->state_size);
         if (s->state == NULL) {
             free(s);
             return PST_ENOMEM;
         }
+    }
+    if (m->server->init != NULL && (rc = m->server->init(s)) < 0) {
+        pst_sasl_server_free(s);
+        return rc;
     }
     *out = s;
     return 0;
@@ -139,6 +168,17 @@ pst_sasl_server_step(struct pst_sasl_server *s, const uint8_t *in,
         break;
     }
     return rc;
+}
+
+int
+pst_sasl_server_layer(struct pst_sasl_server *s, struct pst_sasl_layer **out)
+{
+    *out = NULL;
+    if (s->phase != SASL_PHASE_DONE)
+        return PST_ESTATE;
+    if (s->mech->server->layer == NULL)
+        return 0;
+    return s->mech->server->layer(s, out);
 }
 
 int
@@ -277,6 +317,34 @@ pst__sasl_set_password(struct pst_sasl_server *s, const uint8_t *p,
     return pst_buf_append(&s->password, p, len);
 }
 
+int
+pst__sasl_set_token(struct pst_sasl_server *s, const uint8_t *p, size_t len)
+{
+    pst_buf_reset(&s->password);
+    if (len > PST_SASL_MAX_TOKEN)
+        return pst__sasl_fail(s, PST_ELIMIT, "token too long");
+    return pst_buf_append(&s->password, p, len);
+}
+
+int
+pst__sasl_server_is_host(const struct pst_sasl_server *s,
+                         const uint8_t *host, size_t len)
+{
+    const char *h = s->cfg.hostname;
+
+    if (strlen(h) == len &&
+        strncasecmp(h, (const char *)host, len) == 0) /* not secret */
+        return 1;
+    for (size_t i = 0; s->cfg.uri_hosts != NULL &&
+                       s->cfg.uri_hosts[i] != NULL; i++) {
+        h = s->cfg.uri_hosts[i];
+        if (strlen(h) == len &&
+            strncasecmp(h, (const char *)host, len) == 0) /* not secret */
+            return 1;
+    }
+    return 0;
+}
+
 /* --- Client ------------------------------------------------------------- */
 
 int
@@ -288,9 +356,15 @@ pst_sasl_client_new(const struct pst_sasl_mech *m,
     int rc = PST_ENOMEM;
 
     *out = NULL;
-    if (m == NULL || cfg == NULL || cfg->authcid == NULL ||
-        cfg->authcid[0] == '\0' ||
-        (cfg->password == NULL && cfg->password_len > 0))
+    if (m == NULL || cfg == NULL ||
+        (cfg->password == NULL && cfg->password_len > 0) ||
+        (cfg->token == NULL && cfg->token_len > 0))
+        return PST_EINVAL;
+    /* EXTERNAL takes its identity from the certificate: no user name. */
+    if (!(m->flags & PST_MECH_EXTERNAL) &&
+        (cfg->authcid == NULL || cfg->authcid[0] == '\0'))
+        return PST_EINVAL;
+    if ((m->flags & PST_MECH_BEARER) && cfg->token_len == 0)
         return PST_EINVAL;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -301,12 +375,16 @@ pst_sasl_client_new(const struct pst_sasl_mech *m,
     pst_buf_init(&c->password, PST_SASL_MAX_PASSWORD, 1);
     pst_buf_init(&c->service, 64, 0);
     pst_buf_init(&c->host, 255, 0);
+    pst_buf_init(&c->token, PST_SASL_MAX_TOKEN, 1);
+    pst_buf_init(&c->error_json, PST_SASL_MAX_MESSAGE, 0);
     c->random = cfg->random;
     c->random_ctx = cfg->random_ctx;
     c->scram_min_iterations = cfg->scram_min_iterations != 0
                                   ? cfg->scram_min_iterations
                                   : PST_SCRAM_MIN_ITERATIONS;
-    if ((rc = pst_buf_append_str(&c->authcid, cfg->authcid)) < 0 ||
+    c->scram_cache = cfg->scram_cache;
+    if ((cfg->authcid != NULL &&
+         (rc = pst_buf_append_str(&c->authcid, cfg->authcid)) < 0) ||
         (cfg->authzid != NULL &&
          (rc = pst_buf_append_str(&c->authzid, cfg->authzid)) < 0) ||
         (rc = pst_buf_append(&c->password, cfg->password,
@@ -315,10 +393,12 @@ pst_sasl_client_new(const struct pst_sasl_mech *m,
                                                   ? cfg->service
                                                   : "smtp")) < 0 ||
         (cfg->host != NULL &&
-         (rc = pst_buf_append_str(&c->host, cfg->host)) < 0))
+         (rc = pst_buf_append_str(&c->host, cfg->host)) < 0) ||
+        (rc = pst_buf_append(&c->token, cfg->token, cfg->token_len)) < 0)
         goto fail;
     /* Empty strings still need a NUL-terminated buffer. */
-    if ((rc = pst_buf_append(&c->authzid, "", 0)) < 0 ||
+    if ((rc = pst_buf_append(&c->authcid, "", 0)) < 0 ||
+        (rc = pst_buf_append(&c->authzid, "", 0)) < 0 ||
         (rc = pst_buf_append(&c->password, "", 0)) < 0 ||
         (rc = pst_buf_append(&c->host, "", 0)) < 0)
         goto fail;
@@ -334,6 +414,8 @@ pst_sasl_client_new(const struct pst_sasl_mech *m,
             goto fail;
         }
     }
+    if (m->client->init != NULL && (rc = m->client->init(c, cfg)) < 0)
+        goto fail;
     *out = c;
     return 0;
 fail:
@@ -355,6 +437,8 @@ pst_sasl_client_free(struct pst_sasl_client *c)
     pst_buf_clear(&c->password);
     pst_buf_clear(&c->service);
     pst_buf_clear(&c->host);
+    pst_buf_clear(&c->token);
+    pst_buf_clear(&c->error_json);
     OPENSSL_clear_free(c, sizeof(*c));
 }
 
@@ -380,6 +464,42 @@ pst_sasl_client_step(struct pst_sasl_client *c, const uint8_t *in,
         pst_buf_reset(out);
     }
     return rc;
+}
+
+int
+pst_sasl_client_layer(struct pst_sasl_client *c, struct pst_sasl_layer **out)
+{
+    *out = NULL;
+    if (c->phase != SASL_PHASE_DONE)
+        return PST_ESTATE;
+    if (c->mech->client->layer == NULL)
+        return 0;
+    return c->mech->client->layer(c, out);
+}
+
+const uint8_t *
+pst_sasl_client_error_json(const struct pst_sasl_client *c, size_t *len)
+{
+    if (!c->has_error_json) {
+        *len = 0;
+        return NULL;
+    }
+    *len = c->error_json.len;
+    return c->error_json.data != NULL ? c->error_json.data
+                                      : (const uint8_t *)"";
+}
+
+int
+pst__sasl_client_set_error_json(struct pst_sasl_client *c, const uint8_t *p,
+                                size_t len)
+{
+    int rc;
+
+    pst_buf_reset(&c->error_json);
+    if ((rc = pst_buf_append(&c->error_json, p, len)) < 0)
+        return rc;
+    c->has_error_json = 1;
+    return 0;
 }
 
 int

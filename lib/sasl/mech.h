@@ -14,19 +14,30 @@
 
 struct pst_sasl_server_ops {
     size_t state_size;  /* bytes of private state, zeroed; wiped on free */
+    /* Optional: check the mechanism's own config fields at new().
+     * Returns 0 or PST_E*. */
+    int  (*init)(struct pst_sasl_server *s);
     /* Called with in == NULL when there was no initial response, and with
      * in == NULL to resume after NEED_CRED / NEED_VERIFY. */
     int  (*step)(struct pst_sasl_server *s, const uint8_t *in, size_t len,
                  struct pst_buf *out);
     void (*free)(struct pst_sasl_server *s); /* optional: release extras */
+    /* Optional: the security layer after DONE (*out NULL: none). */
+    int  (*layer)(struct pst_sasl_server *s, struct pst_sasl_layer **out);
 };
 
 struct pst_sasl_client_ops {
     size_t state_size;
+    /* Optional: check and copy the mechanism's own config fields (after
+     * the state is allocated).  Returns 0 or PST_E*. */
+    int  (*init)(struct pst_sasl_client *c,
+                 const struct pst_sasl_client_config *cfg);
     int  (*step)(struct pst_sasl_client *c, const uint8_t *in, size_t len,
                  struct pst_buf *out);
     int  (*finish)(const struct pst_sasl_client *c); /* optional */
     void (*free)(struct pst_sasl_client *c);         /* optional */
+    int  (*layer)(struct pst_sasl_client *c,
+                  struct pst_sasl_layer **out);      /* optional */
 };
 
 struct pst_sasl_mech {
@@ -75,6 +86,11 @@ struct pst_sasl_client {
     pst_random_fn random;
     void *random_ctx;
     unsigned scram_min_iterations;
+    struct pst_scram_cache *scram_cache; /* borrowed */
+    struct pst_buf token;      /* secret; bearer mechanisms */
+    /* Received: */
+    struct pst_buf error_json; /* a bearer mechanism's error challenge */
+    int has_error_json;
     void *state;
 };
 
@@ -98,6 +114,18 @@ int pst__sasl_set_authzid(struct pst_sasl_server *s, const uint8_t *p,
 int pst__sasl_set_password(struct pst_sasl_server *s, const uint8_t *p,
                            size_t len);
 
+/* Store a bearer token for NEED_VERIFY (secret, PST_SASL_MAX_TOKEN). */
+int pst__sasl_set_token(struct pst_sasl_server *s, const uint8_t *p,
+                        size_t len);
+/* Keep a bearer mechanism's error challenge for
+ * pst_sasl_client_error_json().  Returns: 0, PST_ELIMIT, PST_ENOMEM. */
+int pst__sasl_client_set_error_json(struct pst_sasl_client *c,
+                                    const uint8_t *p, size_t len);
+/* Whether host[0..len) names this server: its hostname or one of
+ * uri_hosts, ASCII case-insensitively.  Not secret. */
+int pst__sasl_server_is_host(const struct pst_sasl_server *s,
+                             const uint8_t *host, size_t len);
+
 /* Server-side service name ("smtp" by default). */
 const char *pst__sasl_service(const struct pst_sasl_server *s);
 
@@ -107,6 +135,11 @@ extern const struct pst_sasl_mech pst__mech_cram_md5;
 extern const struct pst_sasl_mech pst__mech_digest_md5;
 extern const struct pst_sasl_mech pst__mech_scram_sha1;
 extern const struct pst_sasl_mech pst__mech_scram_sha256;
+extern const struct pst_sasl_mech pst__mech_scram_sha1_plus;
+extern const struct pst_sasl_mech pst__mech_scram_sha256_plus;
+extern const struct pst_sasl_mech pst__mech_external;
+extern const struct pst_sasl_mech pst__mech_xoauth2;
+extern const struct pst_sasl_mech pst__mech_oauthbearer;
 
 /* cram_md5.c */
 /*

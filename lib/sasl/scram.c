@@ -1,7 +1,8 @@
 /*
  * SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), client and server
- * halves, without channel binding (the -PLUS variants come later: the gs2
- * header is parsed fully so that they can slot in).
+ * halves, with their channel-binding variants SCRAM-SHA-1-PLUS and
+ * SCRAM-SHA-256-PLUS (RFC 5802 §6; the binding data, RFC 9266
+ * tls-exporter or RFC 5929 tls-unique, comes from the caller's TLS).
  *
  *   C: n,,n=user,r=<c-nonce>                      client-first-message
  *   S: r=<c-nonce><s-nonce>,s=<salt>,i=<count>    server-first-message
@@ -32,13 +33,57 @@
 static enum pst_scram_hash
 scram_hash_of(const struct pst_sasl_mech *m)
 {
-    return m == &pst__mech_scram_sha1 ? PST_SCRAM_SHA1 : PST_SCRAM_SHA256;
+    return m == &pst__mech_scram_sha1 || m == &pst__mech_scram_sha1_plus
+               ? PST_SCRAM_SHA1
+               : PST_SCRAM_SHA256;
+}
+
+static int
+scram_is_plus(const struct pst_sasl_mech *m)
+{
+    return m == &pst__mech_scram_sha1_plus ||
+           m == &pst__mech_scram_sha256_plus;
 }
 
 static int
 scram_is_mech(const struct pst_sasl_mech *m)
 {
-    return m == &pst__mech_scram_sha1 || m == &pst__mech_scram_sha256;
+    return m == &pst__mech_scram_sha1 || m == &pst__mech_scram_sha256 ||
+           scram_is_plus(m);
+}
+
+/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
+static int
+scram_cb_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * c= of client-final-message (RFC 5802 §7): base64 of cbind-input =
+ * gs2-header [ cbind-data ], the data only for "p=".
+ */
+static int
+scram_cbind_input(const struct pst_buf *gs2, const uint8_t *cb,
+                  size_t cb_len, struct pst_buf *out)
+{
+    int rc;
+
+    if ((rc = pst_buf_append(out, gs2->data, gs2->len)) < 0 ||
+        (cb_len > 0 && (rc = pst_buf_append(out, cb, cb_len)) < 0))
+        return rc;
+    return 0;
 }
 
 /* A nonce fixed by a test hook must be printable (RFC 5802 §7). */
@@ -99,6 +144,10 @@ enum scram_client_state {
 struct scram_client {
     enum scram_client_state state;
     size_t key_len;
+    /* Channel binding (RFC 5802 §6), from the config: */
+    char cb_flag;                    /* 'n', 'y' or 'p' */
+    char cb_type[PST_SASL_MAX_CB_NAME + 1]; /* 'p' only */
+    struct pst_buf cb_data;          /* 'p' only */
     /* Sent: */
     char nonce[SCRAM_MAX_NONCE + 1]; /* c-nonce; empty: make one */
     size_t nonce_len;
@@ -108,6 +157,38 @@ struct scram_client {
     /* Expected: */
     uint8_t server_sig[PST_SCRAM_MAX_KEY]; /* ServerSignature; secret */
 };
+
+/*
+ * The gs2-cbind-flag (RFC 5802 §6): "p=<type>" for a -PLUS mechanism;
+ * for the others "y" when this client could bind (it has the data) but
+ * the server advertised no -PLUS mechanism, "n" when it cannot bind.  A
+ * client that can bind, facing a server that offers -PLUS, "MUST use a
+ * 'p' gs2-cbind-flag": choosing the plain mechanism then is refused.
+ */
+static int
+scram_client_init(struct pst_sasl_client *c,
+                  const struct pst_sasl_client_config *cfg)
+{
+    struct scram_client *st = c->state;
+    int can_bind = cfg->cb_data != NULL && cfg->cb_len > 0;
+
+    pst_buf_init(&st->cb_data, PST_SASL_MAX_CB_DATA, 1);
+    if (cfg->cb_data == NULL && cfg->cb_len > 0)
+        return PST_EINVAL;
+    if (!scram_is_plus(c->mech)) {
+        if (can_bind && cfg->cb_plus_offered)
+            return PST_EINVAL;
+        st->cb_flag = can_bind ? 'y' : 'n';
+        return 0;
+    }
+    if (!can_bind || cfg->cb_type == NULL || !scram_cb_name_ok(cfg->cb_type))
+        return PST_EINVAL;
+    if (cfg->cb_len > PST_SASL_MAX_CB_DATA)
+        return PST_ELIMIT;
+    st->cb_flag = 'p';
+    memcpy(st->cb_type, cfg->cb_type, strlen(cfg->cb_type) + 1);
+    return pst_buf_append(&st->cb_data, cfg->cb_data, cfg->cb_len);
+}
 
 /* Append SASLprep'd (as a query, RFC 5802 §5.1) and escaped name. */
 static int
@@ -141,9 +222,12 @@ scram_client_first(struct pst_sasl_client *c, struct pst_buf *out)
     if ((rc = pst__saslprep(c->password.data, c->password.len, 1,
                             &st->password)) < 0)
         return rc;
-    /* RFC 5802 §7: gs2-header = gs2-cbind-flag "," [ authzid ] ",";
-     * "n": this client does not support channel binding. */
-    if ((rc = pst_buf_append_str(&st->gs2, "n,")) < 0)
+    /* RFC 5802 §7: gs2-header = gs2-cbind-flag "," [ authzid ] ",". */
+    if (st->cb_flag == 'p')
+        rc = pst_buf_printf(&st->gs2, "p=%s,", st->cb_type);
+    else
+        rc = pst_buf_printf(&st->gs2, "%c,", st->cb_flag);
+    if (rc < 0)
         return rc;
     if (c->authzid.len > 0 &&
         ((rc = pst_buf_append_str(&st->gs2, "a=")) < 0 ||
@@ -187,7 +271,7 @@ scram_client_final(struct pst_sasl_client *c, const uint8_t *in, size_t len,
     struct scram_client *st = c->state;
     enum pst_scram_hash h = scram_hash_of(c->mech);
     struct pst__scram_server_first sf;
-    struct pst_buf salt, am;
+    struct pst_buf salt, am, cbind;
     uint8_t client_key[PST_SCRAM_MAX_KEY], stored_key[PST_SCRAM_MAX_KEY];
     uint8_t server_key[PST_SCRAM_MAX_KEY], sig[PST_SCRAM_MAX_KEY];
     uint8_t proof[PST_SCRAM_MAX_KEY];
@@ -212,16 +296,20 @@ scram_client_final(struct pst_sasl_client *c, const uint8_t *in, size_t len,
 
     pst_buf_init(&salt, PST_SASL_MAX_MESSAGE, 0);
     pst_buf_init(&am, 3 * PST_SASL_MAX_MESSAGE, 1);
+    pst_buf_init(&cbind, PST_SASL_MAX_MESSAGE + PST_SASL_MAX_CB_DATA, 0);
     rc = pst_base64_decode(sf.salt.p, sf.salt.len, &salt);
     if (rc == 0 && salt.len == 0)
         rc = PST_EPROTO;
     if (rc < 0)
         goto out;
 
-    /* client-final-message-without-proof: "c=" base64(gs2-header) (RFC
-     * 5802 §7: cbind-input without cbind-data for "n"), "," nonce. */
-    if ((rc = pst_buf_append_str(out, "c=")) < 0 ||
-        (rc = pst_base64_encode(st->gs2.data, st->gs2.len, out)) < 0 ||
+    /* client-final-message-without-proof: "c=" base64(cbind-input), ","
+     * nonce; cbind-input is the gs2-header, followed by the binding data
+     * for "p=" (RFC 5802 §7). */
+    if ((rc = scram_cbind_input(&st->gs2, st->cb_data.data,
+                                st->cb_data.len, &cbind)) < 0 ||
+        (rc = pst_buf_append_str(out, "c=")) < 0 ||
+        (rc = pst_base64_encode(cbind.data, cbind.len, out)) < 0 ||
         (rc = pst_buf_append_str(out, ",r=")) < 0 ||
         (rc = pst_buf_append(out, sf.nonce.p, sf.nonce.len)) < 0)
         goto out;
@@ -230,9 +318,12 @@ scram_client_final(struct pst_sasl_client *c, const uint8_t *in, size_t len,
                                  out->data, without_proof)) < 0)
         goto out;
 
-    if ((rc = pst__scram_derive(h, st->password.data, st->password.len,
-                                salt.data, salt.len, sf.iterations, NULL,
-                                client_key, stored_key, server_key)) < 0 ||
+    /* RFC 5802 §5.1: the keys may come from the cache for this salt and
+     * iteration count. */
+    if ((rc = pst__scram_cache_derive(c->scram_cache, h, st->password.data,
+                                      st->password.len, salt.data, salt.len,
+                                      sf.iterations, client_key, stored_key,
+                                      server_key)) < 0 ||
         (rc = pst__scram_hmac(h, stored_key, st->key_len, am.data, am.len,
                               sig)) < 0 ||
         (rc = pst__scram_hmac(h, server_key, st->key_len, am.data, am.len,
@@ -255,6 +346,7 @@ out:
     OPENSSL_cleanse(proof, sizeof(proof));
     pst_buf_clear(&salt);
     pst_buf_clear(&am);
+    pst_buf_clear(&cbind);
     return rc;
 }
 
@@ -339,6 +431,7 @@ scram_client_free(struct pst_sasl_client *c)
     pst_buf_clear(&st->gs2);
     pst_buf_clear(&st->bare);
     pst_buf_clear(&st->password);
+    pst_buf_clear(&st->cb_data);
 }
 
 int
@@ -385,6 +478,40 @@ struct scram_server {
     const char *fake_reason;     /* why, for the log */
 };
 
+/* The gs2-cbind-flag against what this server offers (RFC 5802 §6). */
+static int
+scram_server_check_cbind(struct pst_sasl_server *s,
+                         const struct pst__scram_client_first *cf)
+{
+    const char *type = s->cfg.cb_type;
+
+    if (!scram_is_plus(s->mech)) {
+        /* "p" asks for channel binding, which only -PLUS does. */
+        if (cf->cbind == PST__SCRAM_CB_REQUIRED)
+            return pst__sasl_fail(s, PST_EPROTO,
+                                  "SCRAM: channel binding asked of a "
+                                  "mechanism without it");
+        /* "y": the client could bind but believes we cannot.  "If the
+         * flag is set to 'y' and the server supports channel binding,
+         * the server MUST fail authentication": a downgrade by a man in
+         * the middle who removed -PLUS from our list. */
+        if (cf->cbind == PST__SCRAM_CB_UNUSED && s->cfg.cb_plus_offered)
+            return pst__sasl_fail(s, PST_EAUTH,
+                                  "SCRAM: client could bind (\"y\") but "
+                                  "we offered -PLUS: downgrade");
+        return 0;
+    }
+    /* -PLUS: the client "MUST use 'p'". */
+    if (cf->cbind != PST__SCRAM_CB_REQUIRED)
+        return pst__sasl_fail(s, PST_EPROTO,
+                              "SCRAM: -PLUS without p= channel binding");
+    if (cf->cb_name.len != strlen(type) ||
+        memcmp(cf->cb_name.p, type, cf->cb_name.len) != 0) /* not secret */
+        return pst__sasl_fail(s, PST_EAUTH,
+                              "SCRAM: unsupported channel-binding type");
+    return 0;
+}
+
 static int
 scram_server_parse_first(struct pst_sasl_server *s, const uint8_t *in,
                          size_t len)
@@ -397,14 +524,8 @@ scram_server_parse_first(struct pst_sasl_server *s, const uint8_t *in,
 
     if ((rc = pst__scram_parse_client_first(in, len, &cf, &why)) < 0)
         return pst__sasl_fail(s, rc, why);
-    /* RFC 5802 §6: "p" asks for channel binding, which only the -PLUS
-     * mechanisms (not offered yet) do.  "y" means the client could bind
-     * but believes we cannot: right, since we advertise no -PLUS; once
-     * -PLUS is offered, "y" must fail as a downgrade. */
-    if (cf.cbind == PST__SCRAM_CB_REQUIRED)
-        return pst__sasl_fail(s, PST_EPROTO,
-                              "SCRAM: channel binding asked of a "
-                              "mechanism without it");
+    if ((rc = scram_server_check_cbind(s, &cf)) < 0)
+        return rc;
 
     /* RFC 5802 §5.1: the user name is unescaped, then SASLprep'd as a
      * query string; failure or an empty result fails the exchange. */
@@ -468,7 +589,11 @@ scram_salt(const struct pst_sasl_mech *m,
     pst_buf_init(&msg, 2 * PST_SASL_MAX_NAME, 0);
     if ((rc = pst_buf_append_str(&msg, user)) == 0 &&
         (rc = pst_buf_append_byte(&msg, 0)) == 0 &&
-        (rc = pst_buf_append_str(&msg, m->name)) == 0)
+        /* The name without -PLUS: a stored salt is the same for both,
+         * so a made-up or derived one must be too. */
+        (rc = pst_buf_append_str(&msg, scram_hash_of(m) == PST_SCRAM_SHA1
+                                           ? "SCRAM-SHA-1"
+                                           : "SCRAM-SHA-256")) == 0)
         rc = pst__scram_hmac(PST_SCRAM_SHA256, cfg->scram_secret,
                              cfg->scram_secret_len, msg.data, msg.len, mac);
     pst_buf_clear(&msg);
@@ -570,6 +695,24 @@ scram_server_first(struct pst_sasl_server *s, struct pst_buf *out)
     return PST_SASL_CONTINUE;
 }
 
+/* c= of a -PLUS exchange: gs2-header || cb-data exactly. */
+static int
+scram_server_check_bound(struct pst_sasl_server *s, const struct pst_buf *cb)
+{
+    struct scram_server *st = s->state;
+    size_t glen = st->gs2.len, dlen = s->cfg.cb_len;
+
+    if (cb->len < glen ||
+        memcmp(cb->data, st->gs2.data, glen) != 0) /* not secret */
+        return pst__sasl_fail(s, PST_EPROTO,
+                              "SCRAM: c= does not match the GS2 header");
+    if (cb->len - glen != dlen ||
+        CRYPTO_memcmp(cb->data + glen, s->cfg.cb_data, dlen) != 0)
+        return pst__sasl_fail(s, PST_EAUTH,
+                              "SCRAM: channel binding mismatch");
+    return 0;
+}
+
 /* Check the client-final-message and its proof; answer with v=. */
 static int
 scram_server_final(struct pst_sasl_server *s, const uint8_t *in, size_t len,
@@ -598,8 +741,15 @@ scram_server_final(struct pst_sasl_server *s, const uint8_t *in, size_t len,
         rc = pst__sasl_fail(s, rc, "SCRAM: c= is not base64");
         goto out;
     }
-    if (cb.len != st->gs2.len ||
-        memcmp(cb.data, st->gs2.data, cb.len) != 0) { /* not secret */
+    if (scram_is_plus(s->mech)) {
+        /* RFC 5802 §6: with "p=", c= carries the gs2-header and then the
+         * binding data of this TLS connection; any difference means the
+         * client's TLS ended elsewhere (a man in the middle).  The data
+         * is compared in constant time. */
+        if ((rc = scram_server_check_bound(s, &cb)) < 0)
+            goto out;
+    } else if (cb.len != st->gs2.len ||
+               memcmp(cb.data, st->gs2.data, cb.len) != 0) { /* not secret */
         rc = pst__sasl_fail(s, PST_EPROTO,
                             "SCRAM: c= does not match the GS2 header");
         goto out;
@@ -659,6 +809,24 @@ out:
     pst_buf_clear(&proof);
     pst_buf_clear(&am);
     return rc;
+}
+
+/* -PLUS needs this connection's binding data and its type. */
+static int
+scram_server_init(struct pst_sasl_server *s)
+{
+    const struct pst_sasl_server_config *cfg = &s->cfg;
+
+    if (cfg->cb_data == NULL && cfg->cb_len > 0)
+        return PST_EINVAL;
+    if (!scram_is_plus(s->mech))
+        return 0;
+    if (cfg->cb_data == NULL || cfg->cb_len == 0 || cfg->cb_type == NULL ||
+        !scram_cb_name_ok(cfg->cb_type))
+        return PST_EINVAL;
+    if (cfg->cb_len > PST_SASL_MAX_CB_DATA)
+        return PST_ELIMIT;
+    return 0;
 }
 
 static int
@@ -776,6 +944,7 @@ pst_sasl_server_cred_prepare(const struct pst_sasl_mech *m,
 
 static const struct pst_sasl_client_ops scram_client = {
     .state_size = sizeof(struct scram_client),
+    .init = scram_client_init,
     .step = scram_client_step,
     .finish = scram_client_finish,
     .free = scram_client_free,
@@ -783,6 +952,7 @@ static const struct pst_sasl_client_ops scram_client = {
 
 static const struct pst_sasl_server_ops scram_server = {
     .state_size = sizeof(struct scram_server),
+    .init = scram_server_init,
     .step = scram_server_step,
     .free = scram_server_free,
 };
@@ -797,6 +967,22 @@ const struct pst_sasl_mech pst__mech_scram_sha1 = {
 const struct pst_sasl_mech pst__mech_scram_sha256 = {
     .name = "SCRAM-SHA-256",
     .flags = PST_MECH_CLIENT_FIRST | PST_MECH_SERVER_PROOF,
+    .client = &scram_client,
+    .server = &scram_server,
+};
+
+const struct pst_sasl_mech pst__mech_scram_sha1_plus = {
+    .name = "SCRAM-SHA-1-PLUS",
+    .flags = PST_MECH_CLIENT_FIRST | PST_MECH_SERVER_PROOF |
+             PST_MECH_CHANNEL_BINDING,
+    .client = &scram_client,
+    .server = &scram_server,
+};
+
+const struct pst_sasl_mech pst__mech_scram_sha256_plus = {
+    .name = "SCRAM-SHA-256-PLUS",
+    .flags = PST_MECH_CLIENT_FIRST | PST_MECH_SERVER_PROOF |
+             PST_MECH_CHANNEL_BINDING,
     .client = &scram_client,
     .server = &scram_server,
 };

@@ -84,4 +84,27 @@ int pst__scram_unescape(const uint8_t *p, size_t len, struct pst_buf *out);
 int pst__scram_client_set_nonce(struct pst_sasl_client *c, const char *nonce);
 int pst__scram_server_set_nonce(struct pst_sasl_server *s, const char *nonce);
 
+/*
+ * scram_cache.c: ClientKey, StoredKey and ServerKey for password pw
+ * (SASLprep'd), salt and iter, from cache c when it has them, else
+ * derived (pst__scram_derive) and stored in c.  c == NULL: always derived.
+ * Returns: 0, PST_EINVAL, PST_ENOMEM.
+ */
+int pst__scram_cache_derive(struct pst_scram_cache *c, enum pst_scram_hash h,
+                            const uint8_t *pw, size_t pw_len,
+                            const uint8_t *salt, size_t salt_len,
+                            unsigned iter, uint8_t *client_key,
+                            uint8_t *stored_key, uint8_t *server_key);
+/*
+ * Store keys for (h, pw, salt, iter) in c, replacing an entry for the
+ * same parameters or the least recently used one.  Tests use it to plant
+ * keys that no derivation would give.
+ * Returns: 0, PST_ELIMIT (salt longer than an entry holds), PST_ENOMEM.
+ */
+int pst__scram_cache_put(struct pst_scram_cache *c, enum pst_scram_hash h,
+                         const uint8_t *pw, size_t pw_len,
+                         const uint8_t *salt, size_t salt_len, unsigned iter,
+                         const uint8_t *client_key,
+                         const uint8_t *server_key);
+
 #endif

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include <postern/version.h>
 
 #include "cmd_cred.h"
@@ -22,6 +24,9 @@ usage(FILE *f)
             "  pw      make a password verifier ({SCHEME}value)\n"
             "  user    edit a passwd-file (add, passwd, del, list)\n"
             "  bench   load generator\n"
+            "  queue   what posternd's relay queue holds (list, show, flush,\n"
+            "          delete)\n"
+            "  oauth   OAuth 2.0 for a relay: login, status\n"
             "\n"
             "  -h, --help      this help\n"
             "  -V, --version   print the version\n");
@@ -36,6 +41,8 @@ static const struct {
     {"pw", cmd_pw_main},
     {"user", cmd_user_main},
     {"bench", cmd_bench_main},
+    {"queue", cmd_queue_main},
+    {"oauth", cmd_oauth_main},
 };
 
 int
@@ -46,6 +53,8 @@ main(int argc, char **argv)
     /* Invoked as sendmail (a link): sendmail's command line. */
     if (self != NULL && strcmp(self, "sendmail") == 0)
         return sendmail_main(argc, argv);
+    /* Once, before any thread: libcurl (the OAuth token endpoint). */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (argc < 2) {
         usage(stderr);
         return 64; /* EX_USAGE */

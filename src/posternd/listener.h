@@ -34,6 +34,8 @@
 
 struct conn;
 struct server;
+struct relay_mgr;
+struct control;
 struct worker;
 
 /* One listening socket of one worker. */
@@ -108,6 +110,11 @@ struct server {
     atomic_uint_fast64_t seq; /* session ids */
     struct worker **w;
     unsigned nw;
+    struct relay_mgr *relay;  /* the queue manager (control loop); its
+                                 relay_mgr_post() is thread-safe */
+    struct control *control;  /* the control socket */
+    uv_timer_t stop_timer;    /* stopping: waits for the relay */
+    uint64_t stop_started;
     int stopping;
     int exit_code;
     /* SCRAM's server secret (scram_secret_file), read once at start and

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include <curl/curl.h>
+
 #include <postern/version.h>
 
 #include "server.h"
@@ -38,6 +40,8 @@ main(int argc, char **argv)
     const char *conf = NULL;
     int c, check = 0;
 
+    /* Once, before any thread: libcurl (the relay's token endpoint). */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     while ((c = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':

@@ -129,6 +129,7 @@ conn_free(struct conn *c)
     atomic_fetch_sub(&c->srv->nconn, 1);
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
+    conn_profile_end(c);
     conn_reset_message(c);
     pst_buf_clear(&c->dbuf);
     pst_smtp_server_free(c->s);
@@ -138,6 +139,8 @@ conn_free(struct conn *c)
     userdb_lookup_free(c->auth_req);
     userdb_lookup_free(c->mail_req);
     free(c->mail_from);
+    free(c->env_from);
+    free(c->user_relay);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
     snapshot_unref(c->sc);
@@ -330,8 +333,10 @@ conn_tls_established(void *ctx)
         conn_enter_state(c, CONN_RUNNING);
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    conn_profile_tls_up(c);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                    tls_cipher(c->tls)) < 0)
+                                    tls_cipher(c->tls)) < 0 ||
+        conn_tls_auth(c) < 0)
         return -1;
     if (c->implicit && pst_smtp_server_start(c->s) < 0)
         return -1;
@@ -347,7 +352,13 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+    struct tls_ctx *ctx = conn_profile_tls(c);
+    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
+
+    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
+        return -1;
+    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
+    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);
@@ -665,7 +676,10 @@ conn_pump(struct conn *c)
                 continue;
             }
             if (ev.type == PST_SMTP_EV_CLOSE) {
-                conn_log_close(c, conn_close_reason(c));
+                /* The session's own reason (a broken security layer),
+                 * or what its last reply says. */
+                conn_log_close(c, ev.reason != NULL ? ev.reason
+                                                    : conn_close_reason(c));
                 conn_enter_state(c, CONN_FLUSHING);
                 continue;
             }
@@ -913,8 +927,10 @@ conn_accepted(struct conn *c)
 void
 conn_start(struct conn *c, enum conn_refuse refuse)
 {
-    struct pst_smtp_server_config scfg = c->sc->l[c->lidx].scfg;
+    struct pst_smtp_server_config scfg;
 
+    /* The client's profile, if any, before anything is sent. */
+    conn_profile_pick(c, &scfg);
     scfg.timestamp = (uint64_t)time(NULL);
     if (log_enabled(LOG_LEVEL_DEBUG)) {
         scfg.trace = session_trace;

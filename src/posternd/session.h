@@ -4,7 +4,9 @@
  * user store, the throttle and delivery.
  *
  * session.c: the lifecycle (conn_enter_state()), writes, TLS, reads and
- * the pump, the timeouts, the end.  session_events.c: what the session's
+ * the pump, the timeouts, the end.  session_tls.c: what TLS gives SASL
+ * (channel binding, the client certificate's user).  session_events.c:
+ * what the session's
  * events ask for (AUTH lookups, password checks and the throttle, MAIL
  * FROM's allow_from, RCPT, DATA and delivery, the thread-pool jobs).
  * Slow work runs on the thread pool and lookups are asynchronous: the
@@ -26,6 +28,7 @@
 #include "deliver_maildir.h"
 #include "listener.h"
 #include "tls.h"
+#include "queue_file.h"
 #include "userdb.h"
 
 #define CONN_BACKLOG_MAX (64 * 1024) /* plaintext waiting for the session */
@@ -143,6 +146,10 @@ struct job {
                                 given up */
     char **paths;            /* COMMIT: owned */
     size_t npaths;
+    struct queue_env *qenv;  /* COMMIT: the relayed recipients' envelope
+                                (owned, queue_env_free()), or NULL */
+    struct server *srv;      /* COMMIT: for relay_mgr_post() once it
+                                stands, given up or not */
     uint64_t size;           /* COMMIT: octets received */
     struct pst_buf data;     /* WRITE, COMMIT: data to append first */
 };
@@ -152,6 +159,13 @@ enum conn_hold {
     HOLD_NONE = 0,
     HOLD_LOOKUP,             /* AUTH_LOOKUP answered after the delay */
     HOLD_REPLY,              /* the 535 goes out after the delay */
+};
+
+/* add_missing_headers: where the message's header section is. */
+enum conn_hdr {
+    CONN_HDR_OFF = 0,        /* not held back (no profile, or done) */
+    CONN_HDR_HOLDING,        /* held back in conn->hdr until its end */
+    CONN_HDR_ADDED,          /* written with Date or Message-ID added */
 };
 
 /* Why a connection gets 421 instead of a greeting. */
@@ -214,9 +228,23 @@ struct conn {
                                 until the AUTH_RESULT event) */
     enum conn_hold hold_why; /* HELD: what waits for the delay */
     uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
+    int auth_external;       /* the lookup is EXTERNAL's: check the pin */
+    char cert_fp[TLS_FINGERPRINT_LEN + 1]; /* the client certificate's
+                                SHA-256, "" if none (session_tls.c) */
     /* The MAIL FROM check against allow_from (asynchronous too): */
     struct userdb_req *mail_req;
     char *mail_from;         /* the address being checked */
+    /* Routing (DESIGN.md "Routing, relay and the queue"): */
+    char *env_from;          /* MAIL FROM of the transaction (owned) */
+    char *user_relay;        /* the authenticated user's relay= (owned),
+                                or NULL */
+    struct userdb_req *rcpt_req; /* does the local recipient exist? */
+    char *rcpt_addr;         /* the recipient being looked up */
+    int rcpt_local_part;     /* looking up its local part alone now */
+    char **relayed;          /* recipients for the relay (owned) */
+    size_t nrelayed;
+    char *relay_name;        /* their relay (the sender's) */
+    size_t rp_len;           /* the Return-Path line's octets */
     /* The message: */
     struct maildir_msg *msg; /* NULL: none, or spooling failed */
     char *msg_error;         /* why spooling failed (owned), or NULL */
@@ -229,6 +257,11 @@ struct conn {
     int data_end;            /* DATA_END came while a write was in
                                 flight: commit after it (WORKING) */
     uint64_t data_end_size;  /* its size */
+    /* The compatibility profile (session_profile.c): */
+    const struct config_profile *profile; /* NULL: none applies */
+    unsigned profile_used;   /* PROFILE_USED_* the driver saw */
+    enum conn_hdr hdr_holding; /* add_missing_headers */
+    struct pst_buf hdr;      /* the header section held back */
     /* The thread-pool job the session is parked on (WORKING): */
     struct job *job;
     int stop_after_job;      /* stopping: 421 once its answer is out */
@@ -314,6 +347,15 @@ int conn_on_event(struct conn *c, const struct pst_smtp_event *ev);
 /* Forget the message of the transaction (its spool file goes). */
 void conn_reset_message(struct conn *c);
 
+/*
+ * Message data for c->msg (not NULL): len bytes ([in] borrowed) put in
+ * c->dbuf, on their way to the spool file; the thread pool writes them
+ * (session_events.c), in order.
+ * Returns: 0, -1 (more than c->dbuf holds: cannot be, the pump stops at
+ * CONN_DATA_MAX).
+ */
+int conn_data_put(struct conn *c, const uint8_t *p, size_t len);
+
 /* Give up the job c is parked on, and the write in flight (session.h,
  * struct job), why ([in] static) saying why for the log.
  * Returns: 1 (given up, or none), 0 (a commit that has gone through
@@ -326,5 +368,53 @@ void conn_job_timeout(struct conn *c);
 /* c closes: its jobs go on without it (a commit is given up if it has
  * not gone through; if it has, it stands, unanswered). */
 void conn_drop_jobs(struct conn *c, const char *why);
+
+/* --- The compatibility profile (session_profile.c) ----------------------
+ */
+
+/*
+ * At accept (the client's address known, nothing sent yet): pick the
+ * connection's profile (config_profile_match()) and make *scfg the
+ * session settings for it (snapshot_session_config()).
+ */
+void conn_profile_pick(struct conn *c, struct pst_smtp_server_config *scfg);
+
+/* The TLS context for the connection: its profile's, else the global. */
+struct tls_ctx *conn_profile_tls(const struct conn *c);
+
+/* The TLS handshake is over: note a version only the profile allows. */
+void conn_profile_tls_up(struct conn *c);
+
+/* An AUTH exchange ended (AUTH_RESULT): note one before TLS that only
+ * the profile's auth_before_tls allowed. */
+void conn_profile_auth(struct conn *c, const struct pst_smtp_event *ev);
+
+/* DATA_BEGIN (the Received header written): with add_missing_headers,
+ * start holding back the header section. */
+void conn_profile_data_begin(struct conn *c);
+
+/*
+ * A DATA line, for c->msg (not NULL): held back while it belongs to the
+ * header section, else (and at the section's end, with the additions)
+ * put with the data on its way to the spool (conn_data_put()).
+ * Returns: 0, -1 (more than that buffer holds: cannot be).
+ */
+int conn_profile_data(struct conn *c, const uint8_t *p, size_t len);
+
+/* DATA_END: write what is still held back (a message that ended in its
+ * header section).  Returns: as conn_profile_data(). */
+int conn_profile_data_end(struct conn *c);
+
+/* The message is forgotten: drop what is held back. */
+void conn_profile_data_reset(struct conn *c);
+
+/* The session is over: log what it used of its profile (event=compat),
+ * once, and count it. */
+void conn_profile_end(struct conn *c);
+
+/* The TLS handshake is done: hand the session the channel binding and
+ * the user the client certificate names (session_tls.c).  Returns: 0,
+ * -1. */
+int conn_tls_auth(struct conn *c);
 
 #endif

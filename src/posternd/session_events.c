@@ -15,6 +15,7 @@
 
 #include "date.h"
 #include "log.h"
+#include "relay.h"
 #include "session.h"
 
 /* --- The thread-pool jobs -------------------------------------------------
@@ -47,17 +48,23 @@ job_run(uv_work_t *w)
     case WORK_WRITE:
         j->result = maildir_append(j->msg, j->data.data, j->data.len);
         break;
-    case WORK_COMMIT:
+    case WORK_COMMIT: {
         /* The data gathered since the last write, then the delivery;
-         * nothing below the mail root may be a symbolic link. */
+         * nothing below the mail root may be a symbolic link, and the
+         * relayed recipients are queued in the same all-or-nothing
+         * commit (so the gate undoes the queue's copy too). */
+        struct maildir_queue q = {.dir = j->sc->cfg->queue,
+                                  .env = j->qenv};
+
         /* (A failed append makes maildir_deliver() fail with its
          * error, and drop the spool file.) */
         if (j->data.len > 0)
             (void)maildir_append(j->msg, j->data.data, j->data.len);
         j->result = maildir_deliver(j->msg, j->sc->mail_root,
                                     (const char *const *)j->paths,
-                                    j->npaths, NULL);
+                                    j->npaths, j->qenv != NULL ? &q : NULL);
         break;
+    }
     }
 }
 
@@ -74,9 +81,19 @@ job_free(struct job *j)
     for (size_t i = 0; i < j->npaths; i++)
         free(j->paths[i]);
     free(j->paths);
+    queue_env_free(j->qenv);
     pst_buf_clear(&j->data);
     snapshot_unref(j->sc);
     free(j);
+}
+
+/* A commit that stands: the relay's queue manager may load what it
+ * queued now (relay.h). */
+static void
+job_relay_post(const struct job *j, const char *qid)
+{
+    if (j->qenv != NULL && j->srv->relay != NULL)
+        relay_mgr_post(j->srv->relay, qid);
 }
 
 /* A job given up has ended: what became of it goes to the log. */
@@ -88,13 +105,17 @@ job_orphan_done(struct job *j, int status)
     if (j->kind != WORK_COMMIT)
         return;
     snprintf(qid, sizeof(qid), "%s", maildir_qid(j->msg));
-    if (status == 0 && j->result == 0)
+    if (status == 0 && j->result == 0) {
         /* Durable before it was given up (the client left, or posternd
          * stopped, after the commit went through): delivered, though
-         * the client saw no 250 and may send it again. */
+         * the client saw no 250 and may send it again; and queued, so
+         * the relay sends it now rather than after a restart. */
         log_event(LOG_LEVEL_WARN, "message_accepted", "qid", qid,
-                  "reply", "none", "why", j->why, NULL);
-    else
+                  "reply", "none", "why", j->why,
+                  j->qenv != NULL ? "relay" : NULL,
+                  j->qenv != NULL ? j->qenv->relay : NULL, NULL);
+        job_relay_post(j, qid);
+    } else
         log_event(LOG_LEVEL_INFO, "delivery_given_up", "qid", qid, "why",
                   j->why, "error",
                   status != 0 ? "job cancelled" : maildir_error(j->msg),
@@ -159,13 +180,18 @@ job_done(uv_work_t *w, int status)
             a.queue_id = qid;
             snprintf(size, sizeof(size), "%llu",
                      (unsigned long long)j->size);
-            snprintf(rcpts, sizeof(rcpts), "%zu", j->npaths);
+            snprintf(rcpts, sizeof(rcpts), "%zu",
+                     j->npaths + (j->qenv != NULL ? j->qenv->nrcpt : 0));
             log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
                       "qid", qid, "user",
                       pst_smtp_server_user(c->s, NULL) != NULL
                           ? pst_smtp_server_user(c->s, NULL)
                           : "-",
-                      "size", size, "rcpts", rcpts, NULL);
+                      "size", size, "rcpts", rcpts,
+                      j->qenv != NULL ? "relay" : NULL,
+                      j->qenv != NULL ? j->qenv->relay : NULL, NULL);
+            /* Durable: the queue manager may load it now. */
+            job_relay_post(j, qid);
         } else {
             a.verdict = PST_SMTP_TEMPFAIL;
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
@@ -196,6 +222,7 @@ job_new(struct conn *c, enum work_kind kind)
         return NULL;
     j->kind = kind;
     j->c = c;
+    j->srv = c->srv;
     j->sc = snapshot_ref(c->sc);
     j->lidx = c->lidx;
     j->work.data = j;
@@ -404,8 +431,29 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
     } else {
         /* The request owns the credentials until AUTH_RESULT.  An
          * unknown user gets NULL: the session does the same work and
-         * fails the same way as for a wrong password. */
-        c->auth_cred = rc == 0 ? u->cred : NULL;
+         * fails the same way as for a wrong password.  So does a user
+         * whose account flags refuse the login from here (Dovecot's
+         * nologin, noauthenticate, allow_nets: userdb.h), before any
+         * password is checked; conn_on_auth_result() logs why.  And, for
+         * EXTERNAL, a user pinned to another certificate (cert=). */
+        c->auth_cred = rc == 0 && userdb_user_check_login(
+                                      u, (struct sockaddr *)&c->peer_sa,
+                                      NULL, 0) == 0
+                           ? u->cred
+                           : NULL;
+        if (c->auth_cred != NULL && c->auth_external &&
+            userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
+            log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
+                      "fingerprint", c->cert_fp, NULL);
+            c->auth_cred = NULL;
+        }
+        /* The user's own relay= (DESIGN.md "Routing"), kept for the
+         * RCPTs once this user has authenticated. */
+        free(c->user_relay);
+        c->user_relay = c->auth_cred != NULL && u->relay.v != NULL &&
+                                u->relay.len > 0
+                            ? strndup(u->relay.v, u->relay.len)
+                            : NULL;
         /* SCRAM keys from {PLAIN}: PBKDF2, on the thread pool, never on
          * the loop (sasl.h, pst_sasl_server_cred_slow()). */
         if (c->auth_cred != NULL && c->auth_user != NULL &&
@@ -443,6 +491,7 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     uint64_t delay = 0;
 
     c->auth_tag = 0;
+    c->auth_external = strcmp(ev->mech, "EXTERNAL") == 0;
     c->auth_mech = pst_sasl_mech_find(ev->mech, strlen(ev->mech));
     free(c->auth_user);
     c->auth_user = strdup(ev->user);
@@ -491,6 +540,16 @@ conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 static void
 conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
 {
+    const struct userdb_user *u = userdb_lookup_user(c->auth_req);
+    const char *reason = ev->reason;
+    char refused[USERDB_WHY_MAX];
+
+    /* A login the account flags refused: say so rather than "unknown
+     * user" (the client got the 535 of a wrong password). */
+    if (!ev->ok && ev->error == PST_EAUTH && u != NULL &&
+        userdb_user_check_login(u, (struct sockaddr *)&c->peer_sa, refused,
+                                sizeof(refused)) < 0)
+        reason = refused;
     if (ev->ok)
         log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
                   "user", ev->user, "mech", ev->mech, NULL);
@@ -499,7 +558,7 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   c->peer, "user", ev->user != NULL ? ev->user : "-",
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
-                  ev->reason != NULL ? ev->reason : "-", NULL);
+                  reason != NULL ? reason : "-", NULL);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
     pst_cred_free(c->auth_derived);
@@ -551,14 +610,31 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
     c->auth_tag = 0;
 }
 
+/* Free the list v of n strings. */
+static void
+list_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 void
 conn_reset_message(struct conn *c)
 {
-    for (size_t i = 0; i < c->npaths; i++)
-        free(c->paths[i]);
-    free(c->paths);
+    list_free(c->paths, c->npaths);
     c->paths = NULL;
     c->npaths = 0;
+    list_free(c->relayed, c->nrelayed);
+    c->relayed = NULL;
+    c->nrelayed = 0;
+    free(c->relay_name);
+    c->relay_name = NULL;
+    c->rp_len = 0;
+    userdb_lookup_free(c->rcpt_req);
+    c->rcpt_req = NULL;
+    free(c->rcpt_addr);
+    c->rcpt_addr = NULL;
     /* A write in flight gets the message, and aborts it when done. */
     if (c->wjob != NULL)
         job_detach(c, c->wjob, "transaction reset");
@@ -569,6 +645,7 @@ conn_reset_message(struct conn *c)
     pst_buf_clear(&c->dbuf);
     free(c->msg_error);
     c->msg_error = NULL;
+    conn_profile_data_reset(c);
 }
 
 /* Spooling the message failed: its spool file goes now, and the final
@@ -578,9 +655,13 @@ conn_spool_failed(struct conn *c, const char *why)
 {
     free(c->msg_error);
     c->msg_error = strdup(why); /* NULL: "no spool file" will do */
+    /* A write in flight gets the message, and aborts it when done. */
+    if (c->wjob != NULL)
+        job_detach(c, c->wjob, "spooling failed");
     maildir_abort(c->msg);
     c->msg = NULL;
     pst_buf_clear(&c->dbuf);
+    conn_profile_data_reset(c);
 }
 
 /* --- Message data to the spool, on the thread pool ----------------------
@@ -617,6 +698,22 @@ conn_write_begin(struct conn *c)
     return 0;
 }
 
+int
+conn_data_put(struct conn *c, const uint8_t *p, size_t len)
+{
+    return pst_buf_append(&c->dbuf, p, len) < 0 ? -1 : 0;
+}
+
+/* After data was put: a write once CONN_DATA_CHUNK is gathered, unless
+ * one is in flight (its completion starts the next).  Returns 0, -1. */
+static int
+conn_data_kick(struct conn *c)
+{
+    if (c->msg != NULL && c->dbuf.len >= CONN_DATA_CHUNK && c->wjob == NULL)
+        return conn_write_begin(c);
+    return 0;
+}
+
 static void
 data_write_done(struct conn *c, struct job *j, int status)
 {
@@ -635,13 +732,48 @@ data_write_done(struct conn *c, struct job *j, int status)
         }
         return;
     }
-    if (c->msg != NULL && c->dbuf.len >= CONN_DATA_CHUNK &&
-        conn_write_begin(c) < 0) {
+    if (conn_data_kick(c) < 0) {
         conn_close(c, "internal error");
         return;
     }
     /* The session may have stopped for us (CONN_DATA_MAX). */
     conn_pump(c);
+}
+
+/*
+ * The envelope the commit queues for the relayed recipients (j->qenv,
+ * the job's: it may outlive c).  They move from c to it; the sender and
+ * the user are copied.  Returns 0, -1 (out of memory).
+ */
+static int
+conn_queue_env(struct conn *c, struct job *j)
+{
+    const char *user = pst_smtp_server_user(c->s, NULL);
+    struct queue_env *e;
+
+    if (c->nrelayed == 0)
+        return 0;
+    if ((e = calloc(1, sizeof(*e))) == NULL)
+        return -1;
+    j->qenv = e;
+    e->arrival = (int64_t)time(NULL);
+    /* The relayed copy (the same file) starts after the Return-Path. */
+    e->offset = c->rp_len;
+    e->relay = c->relay_name;
+    c->relay_name = NULL;
+    e->sender = strdup(c->env_from != NULL ? c->env_from : "");
+    e->user = strdup(user != NULL ? user : "");
+    e->rcpt = calloc(c->nrelayed, sizeof(*e->rcpt));
+    if (e->relay == NULL || e->sender == NULL || e->user == NULL ||
+        e->rcpt == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nrelayed; i++)
+        e->rcpt[i].addr = c->relayed[i];
+    e->nrcpt = c->nrelayed;
+    free(c->relayed);
+    c->relayed = NULL;
+    c->nrelayed = 0;
+    return 0;
 }
 
 /* The final dot: commit the message on the thread pool (or answer 451
@@ -666,8 +798,13 @@ conn_commit(struct conn *c)
     j = job_new(c, WORK_COMMIT);
     if (j == NULL)
         return -1;
-    /* The job takes the message, its recipients and the rest of its
-     * data; the transaction is over for c. */
+    /* The job takes the message, its recipients (local, and relayed with
+     * their envelope) and the rest of its data; the transaction is over
+     * for c. */
+    if (conn_queue_env(c, j) < 0) {
+        job_free(j);
+        return -1;
+    }
     j->msg = c->msg;
     c->msg = NULL;
     maildir_set_gate(j->msg, &j->gate);
@@ -720,6 +857,10 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     const char *user;
 
     conn_reset_message(c);
+    free(c->env_from);
+    c->env_from = strdup(ev->address);
+    if (c->env_from == NULL)
+        return -1;
     if (!ev->need_answer)
         return 0;
     /* The session asks when the user does not own the address by name:
@@ -744,38 +885,151 @@ conn_on_mail(struct conn *c, const struct pst_smtp_event *ev)
     return 0;
 }
 
+/* Add s to the list *v of *n strings unless it is there (a recipient
+ * given twice gets one copy, as Postfix does).  Returns 0 or -1. */
 static int
-conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+list_add_once(char ***v, size_t *n, const char *str)
+{
+    char **p;
+
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], str) == 0)
+            return 0;
+    p = realloc(*v, (*n + 1) * sizeof(char *));
+    if (p == NULL)
+        return -1;
+    *v = p;
+    (*v)[*n] = strdup(str);
+    if ((*v)[*n] == NULL)
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* A local recipient's Maildir. */
+static int
+conn_rcpt_local(struct conn *c, const char *addr)
 {
     struct pst_buf path;
-    char **p;
     int rc;
 
     pst_buf_init(&path, 4096, 0);
-    rc = config_mailbox_expand(c->sc->cfg->mailbox, ev->address,
-                               strlen(ev->address), &path);
+    rc = config_mailbox_expand(c->sc->cfg->mailbox, addr, strlen(addr),
+                               &path);
     if (rc < 0) {
         pst_buf_clear(&path);
-        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+        return conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_REJECT, NULL,
                            "553 5.1.3 Recipient address not accepted here");
     }
-    /* A recipient given twice gets one copy (as Postfix does). */
-    for (size_t i = 0; i < c->npaths; i++)
-        if (strcmp(c->paths[i], (const char *)path.data) == 0) {
-            pst_buf_clear(&path);
-            return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
-        }
-    p = realloc(c->paths, (c->npaths + 1) * sizeof(char *));
-    if (p == NULL) {
-        pst_buf_clear(&path);
-        return -1;
-    }
-    c->paths = p;
-    c->paths[c->npaths] = strdup((const char *)path.data);
+    rc = list_add_once(&c->paths, &c->npaths, (const char *)path.data);
     pst_buf_clear(&path);
-    if (c->paths[c->npaths] == NULL)
+    if (rc < 0)
         return -1;
-    c->npaths++;
+    return conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_ACCEPT, NULL, NULL);
+}
+
+/* The relay of this session's sender: the user's own relay= field,
+ * else the global relay; NULL: none. */
+static const char *
+conn_sender_relay(const struct conn *c)
+{
+    if (c->user_relay != NULL &&
+        config_relay_find(c->sc->cfg, c->user_relay) != NULL)
+        return c->user_relay;
+    return c->sc->cfg->relay;
+}
+
+/* The user store answered "does this local recipient exist?". */
+static void
+conn_on_rcpt_lookup(void *ctx, int rc, const struct userdb_user *u)
+{
+    struct conn *c = ctx;
+    const char *at;
+    int arc;
+
+    (void)u;
+    if (conn_ending(c))
+        return;
+    userdb_lookup_free(c->rcpt_req);
+    c->rcpt_req = NULL;
+    if (rc == PST_ENOENT && !c->rcpt_local_part &&
+        (at = strrchr(c->rcpt_addr, '@')) != NULL) {
+        /* A store without domains knows the local part alone. */
+        char *local = strndup(c->rcpt_addr, (size_t)(at - c->rcpt_addr));
+
+        c->rcpt_local_part = 1;
+        if (local != NULL &&
+            userdb_lookup_start(c->w->udb, &c->w->loop, local,
+                                conn_on_rcpt_lookup, c, &c->rcpt_req) == 0) {
+            free(local);
+            return;
+        }
+        free(local);
+        rc = PST_ETEMP;
+    }
+    conn_enter_state(c, CONN_RUNNING);
+    if (rc == 0) {
+        arc = conn_rcpt_local(c, c->rcpt_addr);
+    } else if (rc == PST_ETEMP) {
+        arc = conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_TEMPFAIL, NULL,
+                          "451 4.3.0 Cannot check the recipient now, try "
+                          "again later");
+    } else {
+        log_event(LOG_LEVEL_INFO, "rcpt_refused", "sid", c->sid, "rcpt",
+                  c->rcpt_addr, "why", "unknown local user", NULL);
+        /* RFC 3463: 5.1.1 bad destination mailbox address. */
+        arc = conn_answer(c, PST_SMTP_EV_RCPT, PST_SMTP_REJECT, NULL,
+                          "550 5.1.1 No such user here");
+    }
+    free(c->rcpt_addr);
+    c->rcpt_addr = NULL;
+    conn_resume(c, arc);
+}
+
+/*
+ * Where a recipient goes (DESIGN.md "Routing"): a local domain's
+ * recipient must exist in the user store (550 5.1.1); any other goes to
+ * the sender's relay, only for an authenticated sender (550 5.7.1: never
+ * an open relay).  Without local_domains and relays every recipient is
+ * local, as before.
+ */
+static int
+conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
+{
+    const struct config *cfg = c->sc->cfg;
+    const char *at = strrchr(ev->address, '@');
+    const char *relay;
+
+    if (cfg->local_domains.n == 0 && cfg->n_relays == 0)
+        return conn_rcpt_local(c, ev->address);
+    if (at != NULL && config_domain_local(cfg, at + 1, strlen(at + 1))) {
+        free(c->rcpt_addr);
+        c->rcpt_addr = strdup(ev->address);
+        c->rcpt_local_part = 0;
+        if (c->rcpt_addr == NULL)
+            return -1;
+        if (userdb_lookup_start(c->w->udb, &c->w->loop, c->rcpt_addr,
+                                conn_on_rcpt_lookup, c, &c->rcpt_req) < 0)
+            return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
+        conn_enter_state(c, CONN_LOOKUP);
+        return 0;
+    }
+    relay = pst_smtp_server_user(c->s, NULL) != NULL ? conn_sender_relay(c)
+                                                    : NULL;
+    if (relay == NULL || at == NULL) {
+        log_event(LOG_LEVEL_INFO, "rcpt_refused", "sid", c->sid, "rcpt",
+                  ev->address, "why",
+                  pst_smtp_server_user(c->s, NULL) == NULL
+                      ? "relay without authentication"
+                      : "no relay for this sender",
+                  NULL);
+        return conn_answer(c, ev->type, PST_SMTP_REJECT, NULL,
+                           "550 5.7.1 Relay access denied");
+    }
+    if (c->relay_name == NULL && (c->relay_name = strdup(relay)) == NULL)
+        return -1;
+    if (list_add_once(&c->relayed, &c->nrelayed, ev->address) < 0)
+        return -1;
     return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
 }
 
@@ -796,6 +1050,26 @@ conn_on_data_begin(struct conn *c)
         c->msg = NULL;
         return;
     }
+    /* What is written from here goes through c->dbuf to the thread pool,
+     * in order: Return-Path, Received, then the message (its header
+     * section held back first with add_missing_headers). */
+    pst_buf_clear(&c->dbuf);
+    /* RFC 5321 §4.4: the delivering server records the envelope sender
+     * in Return-Path.  The relayed copy (the same file) starts after it:
+     * the queue's offset. */
+    c->rp_len = 0;
+    if (c->npaths > 0) {
+        pst_buf_init(&hdr, 4096, 0);
+        if (pst_buf_printf(&hdr, "Return-Path: <%s>\r\n",
+                           c->env_from != NULL ? c->env_from : "") < 0 ||
+            conn_data_put(c, hdr.data, hdr.len) < 0) {
+            pst_buf_clear(&hdr);
+            conn_spool_failed(c, "cannot write Return-Path");
+            return;
+        }
+        c->rp_len = hdr.len;
+        pst_buf_clear(&hdr);
+    }
     date_rfc5322(time(NULL), date, sizeof(date));
     r.peer_addr = c->peer_rcvd;
     r.queue_id = maildir_qid(c->msg);
@@ -804,9 +1078,10 @@ conn_on_data_begin(struct conn *c)
     pst_buf_init(&hdr, 4096, 0);
     if (pst_smtp_server_received(c->s, &r, &hdr) < 0)
         conn_spool_failed(c, "cannot make the Received header");
-    else if (maildir_append(c->msg, hdr.data, hdr.len) < 0)
-        conn_spool_failed(c, maildir_error(c->msg));
+    else if (conn_data_put(c, hdr.data, hdr.len) < 0)
+        conn_spool_failed(c, "cannot buffer the Received header");
     pst_buf_clear(&hdr);
+    conn_profile_data_begin(c);
 }
 
 int
@@ -826,6 +1101,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_AUTH_VERIFY:
         return conn_on_auth_verify(c, ev);
     case PST_SMTP_EV_AUTH_RESULT:
+        conn_profile_auth(c, ev);
         conn_on_auth_result(c, ev);
         return 0;
     case PST_SMTP_EV_MAIL:
@@ -838,12 +1114,17 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_DATA:
         if (c->msg == NULL)
             return 0; /* spooling failed: 451 at the final dot */
-        if (pst_buf_append(&c->dbuf, ev->data, ev->len) < 0)
-            return -1; /* cannot be: the pump stops at CONN_DATA_MAX */
-        if (c->dbuf.len >= CONN_DATA_CHUNK && c->wjob == NULL)
-            return conn_write_begin(c);
-        return 0;
+        /* Through the profile: add_missing_headers holds the header
+         * section back.  More than c->dbuf holds cannot be: the pump
+         * stops at CONN_DATA_MAX. */
+        if (conn_profile_data(c, ev->data, ev->len) < 0) {
+            conn_spool_failed(c, "message data over its buffer");
+            return 0;
+        }
+        return conn_data_kick(c);
     case PST_SMTP_EV_DATA_END:
+        if (c->msg != NULL && conn_profile_data_end(c) < 0)
+            conn_spool_failed(c, "message data over its buffer");
         if (c->msg == NULL) {
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
                       "error", c->msg_error != NULL ? c->msg_error

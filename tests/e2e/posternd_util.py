@@ -51,7 +51,7 @@ class Posternd:
     """
 
     def __init__(self, tmp, users=None, extra_global="", listeners=None,
-                 hostname="mail.example.test", env=None):
+                 hostname="mail.example.test", env=None, extra_sections=""):
         self.dir = str(tmp)
         # Extra environment for posternd (e.g. POSTERN_MAILDIR_NO_TMPFILE).
         self.env = dict(env or {})
@@ -69,6 +69,8 @@ class Posternd:
         self.cert = os.path.join(self.dir, "cert.pem")
         self.key = os.path.join(self.dir, "key.pem")
         self.extra_global = extra_global
+        # Sections after the listeners ("[relay NAME]" ...).
+        self.extra_sections = extra_sections
         self.listener_spec = listeners or {
             "plain": "tls = none\nauth = required\nauth_before_tls = all\n",
             "starttls": "tls = starttls\nauth = required\nauth_before_tls = none\n",
@@ -134,6 +136,7 @@ class Posternd:
                     self.ports[name] = port
             text += (f"[listener {name}]\naddress = 127.0.0.1:{self.ports[name]}\n"
                      f"{spec}\n")
+        text += self.extra_sections
         with open(self.conf, "w") as f:
             f.write(text)
 
@@ -363,9 +366,17 @@ def make_message(subject="test", body="Hello.\r\n", sender="tim@example.test",
     return msg
 
 
+def strip_return_path(msg):
+    """The message without the Return-Path line local delivery puts first
+    (RFC 5321 §4.4: the envelope sender)."""
+    assert re.match(rb"Return-Path: <[^<>\r\n]*>\r\n", msg), msg[:200]
+    return msg[msg.index(b"\r\n") + 2:]
+
+
 def strip_received(msg):
-    """The message without the Received header posternd added (the first
-    header field, with its continuation lines)."""
+    """The message without the Return-Path and Received header fields
+    posternd added (the first two, with their continuation lines)."""
+    msg = strip_return_path(msg)
     assert msg.startswith(b"Received: "), msg[:200]
     lines = msg.split(b"\r\n")
     i = 1

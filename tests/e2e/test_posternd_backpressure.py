@@ -23,6 +23,7 @@ import pytest
 
 from flow_util import closed_by_peer, rss_kib, send_unread, status_kib
 from posternd_util import Posternd, SMTPRaw, b64, posternd_bin
+from test_posternd_sasl_tls import DigestLayer, digest_login
 
 FLOOD = 64 * 1024 * 1024
 PATTERN = b"EHLO a\r\nNOOP\r\n"
@@ -47,6 +48,10 @@ def srv(tmp_path_factory):
                   "plain": "tls = none\nauth = required\n"
                            "auth_before_tls = all\n",
                   "implicit": "tls = implicit\nauth = required\n",
+                  # The DIGEST-MD5 security layer: replies sealed in
+                  # protected buffers by libpostern.
+                  "layer": "tls = none\nauth_before_tls = challenge\n"
+                           "mechanisms = DIGEST-MD5\nsecurity_layer = yes\n",
               })
     yield p
     assert p.stop() == 0, p.log()[-3000:]
@@ -67,7 +72,19 @@ def short_session(p, listener):
     return t
 
 
-@pytest.mark.parametrize("listener", ["plain", "implicit"])
+def layered_flood(r):
+    """Log in with DIGEST-MD5 auth-int on r; the flood as protected
+    buffers (each under our maxbuf of 64 KiB)."""
+    r.ehlo()
+    reply, ha1, _ = digest_login(r, "tim@example.test", "tanstaaftanstaaf",
+                                 "auth-int")
+    assert reply[0] == 235, reply
+    layer = DigestLayer(ha1)
+    piece = PATTERN * (60000 // len(PATTERN))
+    return b"".join(layer.wrap(piece) for _ in range(FLOOD // len(piece)))
+
+
+@pytest.mark.parametrize("listener", ["plain", "implicit", "layer"])
 def test_client_that_never_reads(srv, listener):
     pid = srv.proc.pid
     for _ in range(3):       # one-time allocations before the baseline
@@ -77,7 +94,11 @@ def test_client_that_never_reads(srv, listener):
 
     r = srv.raw(listener, timeout=30)
     assert r.reply()[0] == 220
-    data = PATTERN * (FLOOD // len(PATTERN))
+    if listener == "layer":
+        data = layered_flood(r)
+        baseline = rss_kib(pid)
+    else:
+        data = PATTERN * (FLOOD // len(PATTERN))
     state = {"sent": 0, "done": None}
 
     def flood():

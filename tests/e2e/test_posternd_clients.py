@@ -59,8 +59,9 @@ def message(rcpt, tag):
             f"-- \r\nend\r\n").encode()
 
 
-# RFC 5321 §4.4 as posternd writes it.
+# RFC 5321 §4.4 as posternd writes it: Return-Path, then Received.
 RECEIVED = re.compile(
+    rb"Return-Path: <tim@example\.test>\r\n"
     rb"Received: from (?P<helo>\S+) \(unknown \[127\.0\.0\.1\]\)\r\n"
     rb"(?P<tls>\t\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\r\n)?"
     rb"\tby mail\.example\.test \(postern\) with (?P<with>ESMTPS?A) "

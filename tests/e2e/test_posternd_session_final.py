@@ -127,6 +127,59 @@ def test_timeout_final_store(tmp_path):
     assert rc == 0, p.log()[-2000:]
 
 
+def test_timeout_final_store_relayed(tmp_path):
+    """A commit that also queues for the relay, given up by timeout_final:
+    the queue's copy goes with the Maildir's (all or nothing), so the
+    relay never sends a message whose final dot got 451."""
+    need()
+    far = "far-" + unique_rcpt("final").split("@")[0] + "@example.org"
+    # fsyncs of 0.8 s: the data (done before the 1 s), the queue
+    # directory (given up meanwhile), the envelope, new/, the file.
+    trace = tmp_path / "strace.log"
+    p = start_traced(tmp_path, "timeout_final = 1\n"
+                     "local_domains = example.test\nrelay = up\n"
+                     "[relay up]\nhost = 127.0.0.1:1\n",
+                     ["-y", "-o", str(trace),
+                      "-e", "trace=fsync,linkat,unlinkat",
+                      "-e", "inject=fsync:delay_enter=800000"],
+                     rcpts=[USER])
+    queue = os.path.join(p.spool, "queue")
+    try:
+        r = p.raw("plain", timeout=30)
+        assert r.reply()[0] == 220
+        assert r.ehlo()[0] == 250
+        assert r.login()[0] == 235
+        assert r.cmd(f"MAIL FROM:<{USER}>")[0] == 250
+        assert r.cmd(f"RCPT TO:<{USER}>")[0] == 250
+        assert r.cmd(f"RCPT TO:<{far}>")[0] == 250
+        assert r.cmd("DATA")[0] == 354
+        r.send(message("relayed") + b".\r\n")
+        code, lines = r.reply()
+        assert code == 451 and lines[0].startswith("451 4.3.0 "), lines
+        ev = p.wait_event("delivery_given_up", timeout=30)
+        assert ev and ev[0]["why"] == "timeout_final", p.log()[-2000:]
+        assert new_files(p, USER) == []
+        assert os.listdir(queue) == [], os.listdir(queue)
+        assert not p.events("message_accepted")
+        assert r.cmd("QUIT")[0] == 221
+        r.close()
+        assert wait_until(lambda: p.spool_files() == [])
+        for name in ("relay_deferred", "relay_failed", "relay_unusable",
+                     "queue_load_failed"):
+            assert not p.events(name), p.log()[-2000:]
+    finally:
+        rc = stop_traced(p)
+    assert rc == 0, p.log()[-2000:]
+    # The queue had its copy (linked, then the envelope) and lost both.
+    made, gone = set(), set()
+    for line in open(trace, encoding="utf-8", errors="replace"):
+        m = re.search(r"(linkat|unlinkat)\(.*?\d+<" + re.escape(queue) +
+                      r'>, "([^"]+)".*= 0$', line.rstrip())
+        if m:
+            (made if m.group(1) == "linkat" else gone).add(m.group(2))
+    assert made and made <= gone, (made, gone)
+
+
 def test_timeout_final_verify(tmp_path):
     """One pool thread, hung on a commit: a password check waits behind
     it no longer than timeout_final, and says 454 4.7.0."""

@@ -13,6 +13,12 @@
  *   rspauth) travels as one more "334" challenge, which the client answers
  *   with an empty response before the server says "235".
  *
+ * XOAUTH2 and OAUTHBEARER have no rows: GNU SASL 2.2.0 (Debian 12's
+ * libgsasl18) implements neither (gsasl_client_mechlist() lists ANONYMOUS
+ * EXTERNAL LOGIN PLAIN SECURID NTLM DIGEST-MD5 CRAM-MD5 SCRAM-SHA-1[-PLUS]
+ * SCRAM-SHA-256[-PLUS] SAML20 OPENID20 GSSAPI GS2-KRB5); test_sasl_oauth.c
+ * checks them against RFC 7628's and Google's published messages instead.
+ *
  * One cmocka test per row of the table, named after the row, so a failure
  * reads "SCRAM-SHA-256 gsasl-client->postern-server right password: got
  * EAUTH, want DONE", followed by a hex dump of the exchange.
@@ -68,6 +74,22 @@ struct row {
     int uri_hosts;              /* our server also accepts uri_hosts[] */
     enum row_cred cred;
     const char *salt;           /* CRED_GSASL_SCRAM: base64 salt */
+    /* Channel binding (RFC 5802 §6): the type both sides bind with; the
+     * client has the data unless no_client_cb, the server has it (and
+     * has offered -PLUS) unless no_server_cb; mitm gives the server the
+     * data of another TLS connection. */
+    const char *cb_type;        /* NULL: neither side binds */
+    int no_client_cb;
+    int no_server_cb;
+    int mitm;
+    int no_cert;                /* EXTERNAL: the server maps no client
+                                   certificate to a user */
+    /* DIGEST-MD5 qop=auth-int (RFC 2831 §2.3): both sides allow it;
+     * after success each side protects messages for the other
+     * (gsasl_encode/gsasl_decode against pst_sasl_layer_wrap/unwrap).
+     * gsasl_auth_only: gsasl's half allows only auth. */
+    int qop_int;
+    int gsasl_auth_only;
     int want;                   /* the server's last word: 0 for success
                                    (GSASL_OK, PST_SASL_DONE) or the error
                                    code it must fail with */
@@ -235,7 +257,112 @@ static const struct row rows[] = {
      .extra = "keys stored by gsasl", .user = "user", .password = "pencil",
      .cred = CRED_GSASL_SCRAM, .salt = "W22ZaJ0SNY7soEsUEjb6gQ==",
      .want = PST_EAUTH},
+
+    /* SCRAM -PLUS (RFC 5802 §6) with RFC 9266 tls-exporter and RFC 5929
+     * tls-unique data, both ways: gsasl takes it from GSASL_CB_TLS_EXPORTER
+     * or GSASL_CB_TLS_UNIQUE. */
+#define PLUS_ROWS(m, t)                                                      \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .extra = t,                \
+     .want = GSASL_OK},                                                      \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .extra = t, .wrong = 1,    \
+     .want = GSASL_AUTHENTICATION_ERROR},                                    \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .extra = t,              \
+     .want = PST_SASL_DONE},                                                 \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .extra = t, .wrong = 1,  \
+     .want = PST_EAUTH},                                                     \
+    {.mech = m, .dir = OUR_CLIENT, .cb_type = t, .mitm = 1,                 \
+     .extra = t ", other connection's data",                                \
+     .want = GSASL_AUTHENTICATION_ERROR},                                    \
+    {.mech = m, .dir = GSASL_CLIENT, .cb_type = t, .mitm = 1,               \
+     .extra = t ", other connection's data", .want = PST_EAUTH}
+    PLUS_ROWS("SCRAM-SHA-256-PLUS", "tls-exporter"),
+    PLUS_ROWS("SCRAM-SHA-256-PLUS", "tls-unique"),
+    PLUS_ROWS("SCRAM-SHA-1-PLUS", "tls-exporter"),
+    PLUS_ROWS("SCRAM-SHA-1-PLUS", "tls-unique"),
+#undef PLUS_ROWS
+    /* A client that could bind, using plain SCRAM, says "y": fine with a
+     * server that has no binding (offered no -PLUS), refused by one that
+     * has (the downgrade check).  Our client against gsasl's server only:
+     * gsasl 2.2.0's client, given binding data for a plain SCRAM
+     * mechanism, fails its first step with GSASL_AUTHENTICATION_ERROR
+     * instead of sending "y" (tried with both properties). */
+    {.mech = "SCRAM-SHA-256", .dir = OUR_CLIENT, .cb_type = "tls-exporter",
+     .no_server_cb = 1, .extra = "y, server without -PLUS", .want = GSASL_OK},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .no_server_cb = 1, .extra = "y, server without -PLUS", .want = GSASL_OK},
+    {.mech = "SCRAM-SHA-256", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .extra = "y, server with -PLUS: downgrade",
+     .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-exporter",
+     .extra = "y, server with -PLUS: downgrade",
+     .want = GSASL_AUTHENTICATION_ERROR},
+    /* A client without binding says "n": fine even where -PLUS was
+     * offered. */
+    {.mech = "SCRAM-SHA-256", .dir = GSASL_CLIENT,
+     .cb_type = "tls-exporter", .no_client_cb = 1,
+     .extra = "n, server with -PLUS", .want = PST_SASL_DONE},
+    {.mech = "SCRAM-SHA-1", .dir = OUR_CLIENT, .cb_type = "tls-unique",
+     .no_client_cb = 1, .extra = "n, server with -PLUS", .want = GSASL_OK},
+
+    /* EXTERNAL (RFC 4422 App. A): the TLS client certificate maps to
+     * USER (our server: external_id; gsasl's: GSASL_VALIDATE_EXTERNAL
+     * accepts an empty authzid or USER). */
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .no_ir = 1, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "authzid equal to user",
+     .authzid = USER, .want = GSASL_OK},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "another authzid",
+     .authzid = "Ursel", .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "EXTERNAL", .dir = OUR_CLIENT, .extra = "no certificate",
+     .no_cert = 1, .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .no_ir = 1,
+     .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT,
+     .extra = "authzid equal to user", .authzid = USER,
+     .authzid_is_none = 1, .want = PST_SASL_DONE},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .extra = "another authzid",
+     .authzid = "Ursel", .want = PST_EAUTH},
+    {.mech = "EXTERNAL", .dir = GSASL_CLIENT, .extra = "no certificate",
+     .no_cert = 1, .want = PST_EAUTH},
+
+    /* DIGEST-MD5 integrity layer both ways, and what is chosen when the
+     * other side allows only auth. */
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT, .extra = "qop auth-int",
+     .qop_int = 1, .want = GSASL_OK},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT, .extra = "qop auth-int",
+     .qop_int = 1, .want = PST_SASL_DONE},
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT, .wrong = 1,
+     .extra = "qop auth-int", .qop_int = 1,
+     .want = GSASL_AUTHENTICATION_ERROR},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT, .wrong = 1,
+     .extra = "qop auth-int", .qop_int = 1, .want = PST_EAUTH},
+    {.mech = "DIGEST-MD5", .dir = OUR_CLIENT,
+     .extra = "qop auth-int, gsasl server offers auth", .qop_int = 1,
+     .gsasl_auth_only = 1, .want = GSASL_OK},
+    {.mech = "DIGEST-MD5", .dir = GSASL_CLIENT,
+     .extra = "qop auth-int offered, gsasl client takes auth", .qop_int = 1,
+     .gsasl_auth_only = 1, .want = PST_SASL_DONE},
 };
+
+/* The binding data of "this" TLS connection and of another one. */
+static const uint8_t cb_data[32] = {
+    0x3f, 0x9a, 0x11, 0xc0, 0x7e, 0x52, 0x08, 0xd4, 0xa1, 0x6b, 0xee,
+    0x29, 0x90, 0x4c, 0x03, 0xb7, 0x5d, 0xf2, 0x18, 0x86, 0xc9, 0x34,
+    0x6e, 0x01, 0xfa, 0x47, 0xbd, 0x22, 0x95, 0x70, 0x0c, 0xe3,
+};
+static const uint8_t cb_other[32] = {
+    0x3e, 0x9a, 0x11, 0xc0, 0x7e, 0x52, 0x08, 0xd4, 0xa1, 0x6b, 0xee,
+    0x29, 0x90, 0x4c, 0x03, 0xb7, 0x5d, 0xf2, 0x18, 0x86, 0xc9, 0x34,
+    0x6e, 0x01, 0xfa, 0x47, 0xbd, 0x22, 0x95, 0x70, 0x0c, 0xe3,
+};
+
+/* tls-unique is a Finished message's verify_data: 12 bytes in TLS 1.2. */
+static size_t
+row_cb_len(const struct row *row)
+{
+    return strcmp(row->cb_type, "tls-unique") == 0 ? 12 : 32;
+}
 
 /* One message of the exchange, kept for the dump on failure. */
 struct msg {
@@ -434,9 +561,24 @@ bytes(const struct pst_buf *b)
 
 /* --- GNU SASL's callback ------------------------------------------------- */
 
+/* Set a channel-binding property: gsasl takes it in base64. */
+static int
+interop_set_cb(Gsasl_session *sess, Gsasl_property prop, const uint8_t *p,
+               size_t len)
+{
+    char *b64 = NULL;
+    int rc = gsasl_base64_to((const char *)p, len, &b64, NULL);
+
+    if (rc == GSASL_OK)
+        rc = gsasl_property_set(sess, prop, b64);
+    gsasl_free(b64);
+    return rc;
+}
+
 /* Properties for whichever half gsasl plays in this row.  Channel-binding
- * data (GSASL_CB_TLS_UNIQUE, GSASL_CB_TLS_EXPORTER) is never supplied: with
- * it, gsasl's SCRAM client would send "y" and expect -PLUS. */
+ * data (GSASL_CB_TLS_UNIQUE, GSASL_CB_TLS_EXPORTER) only for the rows that
+ * bind: with it, gsasl's SCRAM client sends "p=" for -PLUS and "y" for the
+ * plain mechanisms. */
 static int
 interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
 {
@@ -465,8 +607,19 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
         case GSASL_HOSTNAME:
             v = row->client_host != NULL ? row->client_host : HOSTNAME;
             break;
+        case GSASL_QOP:
+            if (row->qop_int && !row->gsasl_auth_only)
+                v = "qop-int";
+            break;
+        case GSASL_CB_TLS_EXPORTER:
+        case GSASL_CB_TLS_UNIQUE:
+            if (row->cb_type == NULL || row->no_client_cb ||
+                (prop == GSASL_CB_TLS_EXPORTER) !=
+                    (strcmp(row->cb_type, "tls-exporter") == 0))
+                break;
+            return interop_set_cb(sess, prop, cb_data, row_cb_len(row));
         default:
-            break; /* realm from the challenge, qop "auth", no CB */
+            break; /* realm from the challenge, qop "auth" */
         }
     } else {
         const char *authid = gsasl_property_fast(sess, GSASL_AUTHID);
@@ -490,6 +643,16 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
                 strcmp(pw, row_password(row)) == 0)
                 return GSASL_OK;
             return GSASL_AUTHENTICATION_ERROR;
+        case GSASL_VALIDATE_EXTERNAL: {
+            /* The certificate names USER (none: no_cert). */
+            const char *z = gsasl_property_fast(sess, GSASL_AUTHZID);
+
+            if (row->no_cert)
+                return GSASL_AUTHENTICATION_ERROR;
+            return z == NULL || z[0] == '\0' || strcmp(z, USER) == 0
+                       ? GSASL_OK
+                       : GSASL_AUTHENTICATION_ERROR;
+        }
         case GSASL_REALM:
             v = HOSTNAME;
             break;
@@ -499,6 +662,19 @@ interop_callback(Gsasl *ctx, Gsasl_session *sess, Gsasl_property prop)
         case GSASL_HOSTNAME:
             v = HOSTNAME;
             break;
+        case GSASL_QOPS:
+            if (row->qop_int)
+                v = row->gsasl_auth_only ? "qop-auth" : "qop-auth,qop-int";
+            break;
+        case GSASL_CB_TLS_EXPORTER:
+        case GSASL_CB_TLS_UNIQUE:
+            if (row->cb_type == NULL || row->no_server_cb ||
+                (prop == GSASL_CB_TLS_EXPORTER) !=
+                    (strcmp(row->cb_type, "tls-exporter") == 0))
+                break;
+            return interop_set_cb(sess, prop,
+                                  row->mitm ? cb_other : cb_data,
+                                  row_cb_len(row));
         default:
             break; /* default qops, SCRAM salt and iterations */
         }
@@ -561,6 +737,14 @@ run_start(struct run *r)
             .host = HOSTNAME,
         };
 
+        if (row->qop_int)
+            ccfg.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT;
+        if (row->cb_type != NULL && !row->no_client_cb) {
+            ccfg.cb_type = row->cb_type;
+            ccfg.cb_data = cb_data;
+            ccfg.cb_len = row_cb_len(row);
+        }
+
         rc = pst_sasl_client_new(r->mech, &ccfg, &r->pc);
         if (rc != 0)
             RUN_FAIL(r, "pst_sasl_client_new: got %s, want 0",
@@ -575,6 +759,17 @@ run_start(struct run *r)
             .uri_hosts = row->uri_hosts ? uri_hosts : NULL,
             .timestamp = 1700000000,
         };
+
+        if (row->cb_type != NULL && !row->no_server_cb) {
+            scfg.cb_type = row->cb_type;
+            scfg.cb_data = row->mitm ? cb_other : cb_data;
+            scfg.cb_len = row_cb_len(row);
+            scfg.cb_plus_offered = 1;
+        }
+        if (!row->no_cert)
+            scfg.external_id = row_user(row);
+        if (row->qop_int)
+            scfg.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT;
 
         if (row->cred == CRED_GSASL_SCRAM)
             gsasl_scram_cred(row->mech, row_password(row), row->salt,
@@ -797,6 +992,11 @@ check_identities(const struct run *r)
     } else {
         cid = gsasl_property_fast(r->gs, GSASL_AUTHID);
         zid = gsasl_property_fast(r->gs, GSASL_AUTHZID);
+        /* EXTERNAL names no user: the certificate does. */
+        if (strcmp(row->mech, "EXTERNAL") == 0)
+            cid = row_user(row);
+        if (zid != NULL && zid[0] == '\0')
+            zid = NULL;
         /* gsasl's PLAIN server (lib/plain/server.c) stores "if absent,
          * use SASLprep(authcid)" as the authzid: no proxying either way. */
         if (want_z == NULL && zid != NULL && cid != NULL &&
@@ -811,6 +1011,96 @@ check_identities(const struct run *r)
         RUN_FAIL(r, "server's authzid: got \"%s\", want \"%s\"",
                  zid != NULL ? zid : "(null)",
                  want_z != NULL ? want_z : "(null)");
+}
+
+/*
+ * After a DIGEST-MD5 success with auth-int allowed: our layer against
+ * gsasl's gsasl_encode/gsasl_decode, three messages each way (sequence
+ * numbers 0, 1, 2), then a buffer with one MAC bit flipped each way, which
+ * each side must refuse.
+ */
+static void
+check_layer(struct run *r)
+{
+    static const char *const msgs[] = {"EHLO client.example\r\n", "",
+                                       "MAIL FROM:<tim@example.test>\r\n"};
+    struct pst_sasl_layer *l = NULL;
+    struct pst_buf wire, got;
+    size_t used;
+    int rc;
+
+    rc = r->row->dir == OUR_CLIENT ? pst_sasl_client_layer(r->pc, &l)
+                                   : pst_sasl_server_layer(r->ps, &l);
+    if (rc != 0)
+        RUN_FAIL(r, "taking our layer: got %s, want 0", code_name(1, rc));
+    if (r->row->gsasl_auth_only) {
+        /* gsasl allowed auth only: no layer on either side. */
+        if (l != NULL)
+            RUN_FAIL(r, "a layer, though gsasl allowed qop auth only");
+        return;
+    }
+    if (l == NULL || pst_sasl_layer_qop(l) != PST_SASL_QOP_AUTH_INT)
+        RUN_FAIL(r, "no auth-int layer");
+    pst_buf_init(&wire, 1 << 16, 0);
+    pst_buf_init(&got, 1 << 16, 0);
+    for (size_t i = 0; i < ARRAY_LEN(msgs); i++) {
+        char *out = NULL;
+        size_t out_len = 0;
+
+        /* Ours -> gsasl. */
+        pst_buf_reset(&wire);
+        assert_rc(pst_sasl_layer_wrap(l, (const uint8_t *)msgs[i],
+                                      strlen(msgs[i]), &wire),
+                  0);
+        rc = gsasl_decode(r->gs, (const char *)wire.data, wire.len, &out,
+                          &out_len);
+        if (rc != GSASL_OK || out_len != strlen(msgs[i]) ||
+            memcmp(out, msgs[i], out_len) != 0)
+            RUN_FAIL(r, "gsasl_decode of our buffer %zu: %s", i,
+                     code_name(0, rc));
+        gsasl_free(out);
+        /* gsasl -> ours. */
+        rc = gsasl_encode(r->gs, msgs[i], strlen(msgs[i]), &out, &out_len);
+        if (rc != GSASL_OK)
+            RUN_FAIL(r, "gsasl_encode %zu: %s", i, code_name(0, rc));
+        pst_buf_reset(&got);
+        rc = pst_sasl_layer_unwrap(l, (const uint8_t *)out, out_len, &used,
+                                   &got);
+        if (rc != 1 || used != out_len || got.len != strlen(msgs[i]) ||
+            (got.len > 0 && memcmp(got.data, msgs[i], got.len) != 0))
+            RUN_FAIL(r, "our unwrap of gsasl's buffer %zu: %s", i,
+                     code_name(1, rc));
+        gsasl_free(out);
+    }
+    /* A flipped MAC bit, each way. */
+    {
+        char *out = NULL;
+        size_t out_len = 0;
+
+        pst_buf_reset(&wire);
+        assert_rc(pst_sasl_layer_wrap(l, (const uint8_t *)"x", 1, &wire), 0);
+        wire.data[4 + 1] ^= 0x01;
+        rc = gsasl_decode(r->gs, (const char *)wire.data, wire.len, &out,
+                          &out_len);
+        if (rc != GSASL_INTEGRITY_ERROR)
+            RUN_FAIL(r, "gsasl_decode of a forged buffer: %s, want "
+                     "GSASL_INTEGRITY_ERROR", code_name(0, rc));
+        gsasl_free(out);
+        out = NULL;
+        assert_int_equal(gsasl_encode(r->gs, "y", 1, &out, &out_len),
+                         GSASL_OK);
+        out[4 + 1 + 3] ^= 0x10;
+        pst_buf_reset(&got);
+        rc = pst_sasl_layer_unwrap(l, (const uint8_t *)out, out_len, &used,
+                                   &got);
+        if (rc != PST_EFORGED)
+            RUN_FAIL(r, "our unwrap of a forged buffer: %s, want EFORGED",
+                     code_name(1, rc));
+        gsasl_free(out);
+    }
+    pst_sasl_layer_free(l);
+    pst_buf_clear(&wire);
+    pst_buf_clear(&got);
 }
 
 static void
@@ -839,6 +1129,8 @@ check_outcome(struct run *r, enum outcome out)
                      code_name(0, r->client_rc));
         }
         check_identities(r);
+        if (row->qop_int)
+            check_layer(r);
         return;
     }
     if (out != OUT_SERVER_FAIL || r->server_rc != row->want)

@@ -1,0 +1,837 @@
+/*
+ * posternd - the relay's queue manager (see relay.h).
+ *
+ * Each queued message is a relay_msg: its envelope (queue_env, kept in
+ * step with the file), the relay it goes to, and whether a connection or
+ * a pool job has it.  Each configured relay is a relay_rt that survives
+ * reloads: open connections, the concurrency limit (lowered by
+ * Microsoft's 432 4.3.2, raised again by each clean QUIT), a token bucket
+ * for max_messages_per_minute, and a relay-wide retry time after a
+ * connection that could not be used (DNS, connect, TLS, greeting, AUTH).
+ *
+ * Order of events for one attempt: a connection asks for a job
+ * (next_job: the oldest due message of its relay, a bucket token spent);
+ * it reports the job (job_done); the records of what each recipient got
+ * are appended and fdatasync'd on the pool; only then does the manager
+ * act on them: the bounce of the failed recipients is queued (and its
+ * "bounced" record written), and a finished message removed.  A crash at
+ * any point repeats at most the step in progress: an upstream 250 whose
+ * record did not reach the disk sends the message once more (the window
+ * Postfix has too, docs/SECURITY.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <postern/rand.h>
+
+#include "bounce.h"
+#include "config.h"
+#include "date.h"
+#include "deliver_maildir.h"
+#include "fileio.h"
+#include "header.h"
+#include "log.h"
+#include "queue_file.h"
+#include "relay_int.h"
+#include "tls.h"
+
+#define RELAY_ORPHAN_AGE 60         /* seconds: a commit is long over */
+#define RELAY_IDLE_REFRESH (7 * 86400) /* OAuth: refresh an idle account */
+
+
+int64_t
+relay_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* --- Relays -------------------------------------------------------------- */
+
+struct relay_rt *
+relay_rt_find(const struct relay_mgr *m, const char *name)
+{
+    for (size_t i = 0; i < m->nrt; i++)
+        if (m->rt[i]->found && strcmp(m->rt[i]->name, name) == 0)
+            return m->rt[i];
+    return NULL;
+}
+
+/* The secret of a password file: its first line. */
+int
+relay_read_secret(const char *path, uint8_t **out, size_t *len, char *err,
+            size_t n)
+{
+    uint8_t buf[RELAY_SECRET_MAX];
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        snprintf(err, n, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (got < sizeof(buf)) {
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    for (size_t i = 0; i < got; i++)
+        if (buf[i] == '\n' || buf[i] == '\r') {
+            got = i;
+            break;
+        }
+    *out = malloc(got + 1);
+    if (*out == NULL) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    memcpy(*out, buf, got);
+    (*out)[got] = 0;
+    *len = got;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+/* Bind rt to its section rc of the configuration: a TLS context, the
+ * password.  What cannot be loaded keeps the previous one (logged). */
+static void
+rt_configure(struct relay_rt *rt, const struct config_relay *rc)
+{
+    struct tls_config tc = {
+        .role = TLS_ROLE_CLIENT,
+        .ca_file = rc->tls_cafile,
+        .min_version = TLS_VERSION_1_2,
+    };
+    char err[512];
+
+    rt->cfg = rc;
+    rt->found = 1;
+    if (rt->limit == 0 || rt->limit > rc->max_connections)
+        rt->limit = rc->max_connections;
+    if (rc->tls != CONFIG_RELAY_TLS_NONE &&
+        tls_ctx_reload(&rt->tls, &tc, err, sizeof(err)) < 0)
+        log_event(LOG_LEVEL_WARN, "relay_tls_failed", "relay", rt->name,
+                  "error", err, NULL);
+    if (rc->auth == CONFIG_RELAY_AUTH_PASSWORD) {
+        uint8_t *s;
+        size_t len;
+
+        if (relay_read_secret(rc->password_file, &s, &len, err,
+                              sizeof(err)) < 0) {
+            log_event(LOG_LEVEL_WARN, "relay_password_failed", "relay",
+                      rt->name, "error", err, "action",
+                      rt->secret != NULL ? "keeping the previous one"
+                                         : "AUTH will fail",
+                      NULL);
+        } else {
+            if (rt->secret != NULL)
+                OPENSSL_clear_free(rt->secret, rt->secret_len);
+            rt->secret = s;
+            rt->secret_len = len;
+        }
+    }
+}
+
+static void
+rt_free(struct relay_rt *rt)
+{
+    if (rt == NULL)
+        return;
+    tls_ctx_free(rt->tls);
+    relay_token_free(rt);
+    if (rt->secret != NULL)
+        OPENSSL_clear_free(rt->secret, rt->secret_len);
+    free(rt->name);
+    free(rt);
+}
+
+/* Match the configuration's relays with the runtime ones. */
+static void
+rt_sync(struct relay_mgr *m)
+{
+    const struct config *cfg = m->cfg;
+
+    for (size_t i = 0; i < m->nrt; i++)
+        m->rt[i]->found = 0;
+    for (size_t i = 0; i < cfg->n_relays; i++) {
+        const struct config_relay *rc = &cfg->relays[i];
+        struct relay_rt *rt = NULL, **v;
+
+        for (size_t k = 0; k < m->nrt; k++)
+            if (strcmp(m->rt[k]->name, rc->name) == 0)
+                rt = m->rt[k];
+        if (rt == NULL) {
+            rt = calloc(1, sizeof(*rt));
+            v = realloc(m->rt, (m->nrt + 1) * sizeof(*v));
+            if (rt == NULL || v == NULL || (rt->name = strdup(rc->name)) ==
+                                               NULL) {
+                free(rt);
+                if (v != NULL)
+                    m->rt = v;
+                log_event(LOG_LEVEL_WARN, "relay_failed", "relay", rc->name,
+                          "error", "out of memory", NULL);
+                continue;
+            }
+            m->rt = v;
+            m->rt[m->nrt++] = rt;
+            rt->tokens = 1.0;
+            rt->refill_ms = uv_now(m->loop);
+        }
+        rt_configure(rt, rc);
+        relay_token_configure(m, rt);
+    }
+    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
+        msg->rt = relay_rt_find(m, msg->env->relay);
+}
+
+/*
+ * max_messages_per_minute as a token bucket (0: no limit): rate tokens
+ * a minute, at most a second's worth at once.  Returns 1 when a token is
+ * there (taken if take), or 0 with *wait_ms until the next one.
+ */
+int
+relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
+         uint64_t *wait_ms)
+{
+    unsigned rate = rt->cfg->max_messages_per_minute;
+    uint64_t now = uv_now(m->loop);
+
+    if (rate == 0)
+        return 1;
+    rt->tokens += (double)(now - rt->refill_ms) * rate / 60000.0;
+    /* A burst of at most a second's worth (at least one): the rate is
+     * kept smoothly, not as bursts of a whole minute's messages. */
+    if (rt->tokens > (rate >= 60 ? rate / 60.0 : 1.0))
+        rt->tokens = rate >= 60 ? rate / 60.0 : 1.0;
+    rt->refill_ms = now;
+    if (rt->tokens >= 1.0) {
+        if (take)
+            rt->tokens -= 1.0;
+        return 1;
+    }
+    *wait_ms = (uint64_t)((1.0 - rt->tokens) * 60000.0 / rate) + 1;
+    return 0;
+}
+
+/* retry_min doubling per attempt, up to retry_max (seconds). */
+int64_t
+relay_backoff(const struct config *cfg, unsigned attempts)
+{
+    int64_t d = cfg->retry_min;
+
+    for (unsigned i = 1; i < attempts && d < (int64_t)cfg->retry_max; i++)
+        d *= 2;
+    return d > (int64_t)cfg->retry_max ? (int64_t)cfg->retry_max : d;
+}
+
+/* --- Messages ------------------------------------------------------------ */
+
+static void
+msg_add(struct relay_mgr *m, struct queue_env *env)
+{
+    struct relay_msg *msg = calloc(1, sizeof(*msg));
+
+    if (msg == NULL) {
+        log_event(LOG_LEVEL_WARN, "queue_failed", "qid", env->id, "error",
+                  "out of memory", NULL);
+        queue_env_free(env);
+        return;
+    }
+    msg->env = env;
+    msg->rt = relay_rt_find(m, env->relay);
+    msg->due = env->next_attempt;
+    msg->next = m->msgs;
+    if (m->msgs != NULL)
+        m->msgs->prev = msg;
+    m->msgs = msg;
+    m->nmsgs++;
+    if (msg->rt == NULL)
+        log_event(LOG_LEVEL_WARN, "queue_relay_unknown", "qid", env->id,
+                  "relay", env->relay, "action",
+                  "kept until a relay of that name is configured", NULL);
+}
+
+static void
+msg_free(struct relay_mgr *m, struct relay_msg *msg)
+{
+    if (msg->prev != NULL)
+        msg->prev->next = msg->next;
+    else
+        m->msgs = msg->next;
+    if (msg->next != NULL)
+        msg->next->prev = msg->prev;
+    m->nmsgs--;
+    queue_env_free(msg->env);
+    free(msg);
+}
+
+struct relay_msg *
+relay_msg_find(const struct relay_mgr *m, const char *id)
+{
+    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
+        if (strcmp(msg->env->id, id) == 0)
+            return msg;
+    return NULL;
+}
+
+/* --- Pool jobs ----------------------------------------------------------- */
+
+static void
+work_free(struct relay_work *w)
+{
+    pst_buf_clear(&w->lines);
+    queue_env_free(w->loaded);
+    free(w->queue);
+    free(w->spool);
+    free(w->hostname);
+    free(w->mailbox);
+    free(w->mail_root);
+    free(w->remote);
+    free(w);
+}
+
+static void work_run(uv_work_t *req);
+static void work_done(uv_work_t *req, int status);
+
+struct relay_work *
+relay_work_new(struct relay_mgr *m, enum relay_work_kind kind,
+         struct relay_msg *msg)
+{
+    struct relay_work *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return NULL;
+    w->m = m;
+    w->kind = kind;
+    w->msg = msg;
+    if (msg != NULL)
+        snprintf(w->id, sizeof(w->id), "%s", msg->env->id);
+    pst_buf_init(&w->lines, 1u << 20, 0);
+    w->queue = strdup(m->cfg->queue);
+    if (w->queue == NULL) {
+        work_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int
+relay_work_queue(struct relay_work *w)
+{
+    w->req.data = w;
+    if (uv_queue_work(w->m->loop, &w->req, work_run, work_done) < 0) {
+        work_free(w);
+        return -1;
+    }
+    w->m->works++;
+    if (w->msg != NULL)
+        w->msg->busy = 1;
+    return 0;
+}
+
+static void
+work_run(uv_work_t *req)
+{
+    struct relay_work *w = req->data;
+    char path[PATH_MAX];
+    int fd;
+
+    switch (w->kind) {
+    case WORK_LOAD:
+        w->rc = queue_file_load(w->queue, w->id, &w->loaded, w->err,
+                                sizeof(w->err));
+        break;
+    case WORK_RECORD:
+        /* All of this attempt's records in one write(2), one
+         * fdatasync(2): acted on only once durable. */
+        snprintf(path, sizeof(path), "%s/%s.env", w->queue, w->id);
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        w->rc = fd < 0 ? PST_EIO : 0;
+        if (fd >= 0) {
+            if (fileio_write_all(fd, w->lines.data, w->lines.len) < 0 ||
+                fdatasync(fd) != 0)
+                w->rc = PST_EIO;
+            if (w->rc != 0)
+                snprintf(w->err, sizeof(w->err), "%.400s: %s", path,
+                         strerror(errno));
+            close(fd);
+            /* In memory as on disk: the same parser, here on the pool. */
+            if (w->rc == 0 &&
+                queue_file_load(w->queue, w->id, &w->loaded, w->err,
+                                sizeof(w->err)) != 0)
+                w->loaded = NULL;
+        } else {
+            snprintf(w->err, sizeof(w->err), "%.400s: %s", path,
+                     strerror(errno));
+        }
+        break;
+    case WORK_BOUNCE:
+        w->rc = relay_bounce_queue(w, w->msg->env);
+        break;
+    case WORK_REMOVE:
+        w->rc = queue_file_remove(w->queue, w->id);
+        if (w->rc != 0 && errno == ENOENT)
+            w->rc = 0;
+        if (w->rc != 0)
+            snprintf(w->err, sizeof(w->err), "%s", strerror(errno));
+        break;
+    }
+}
+
+static void
+work_done(uv_work_t *req, int status)
+{
+    struct relay_work *w = req->data;
+    struct relay_mgr *m = w->m;
+    struct relay_msg *msg = w->msg;
+
+    m->works--;
+    if (msg != NULL)
+        msg->busy = 0;
+    if (status != 0 && w->rc == 0)
+        w->rc = PST_EIO;
+    switch (w->kind) {
+    case WORK_LOAD:
+        if (w->rc == 0) {
+            msg_add(m, w->loaded);
+            w->loaded = NULL;
+        } else {
+            log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid", w->id,
+                      "error", w->err, NULL);
+        }
+        break;
+    case WORK_RECORD:
+        if (w->rc != 0) {
+            /* The records are not on disk: nothing is acted on; the
+             * message goes again later (a duplicate at worst). */
+            log_event(LOG_LEVEL_WARN, "queue_record_failed", "qid", w->id,
+                      "error", w->err, NULL);
+            msg->due = relay_now() +
+                       relay_backoff(m->cfg, msg->env->attempts + 1);
+        } else {
+            if (w->loaded != NULL) {
+                queue_env_free(msg->env);
+                msg->env = w->loaded;
+                w->loaded = NULL;
+            }
+            msg->due = msg->env->next_attempt;
+        }
+        relay_msg_settle(m, msg);
+        break;
+    case WORK_BOUNCE:
+        if (w->rc != 0) {
+            log_event(LOG_LEVEL_WARN, "bounce_failed", "qid", msg->env->id,
+                      "error", w->err, NULL);
+            msg->due = relay_now() + relay_backoff(m->cfg, 1);
+        } else {
+            msg->env->bounced = 1;
+            log_event(LOG_LEVEL_INFO, "bounced", "qid", msg->env->id,
+                      "to", msg->env->sender, "local",
+                      w->sender_local ? "yes" : "no", NULL);
+            if (!w->sender_local)
+                relay_mgr_post(m, w->id);
+        }
+        relay_msg_settle(m, msg);
+        break;
+    case WORK_REMOVE:
+        if (w->rc != 0) {
+            log_event(LOG_LEVEL_WARN, "queue_remove_failed", "qid",
+                      msg->env->id, "error", w->err, NULL);
+        } else {
+            log_event(LOG_LEVEL_INFO, msg->deleted ? "queue_deleted"
+                                                   : "queue_done",
+                      "qid", msg->env->id, NULL);
+            msg_free(m, msg);
+        }
+        if (w->done != NULL)
+            w->done(w->done_ctx, w->rc);
+        break;
+    }
+    work_free(w);
+    relay_run(m);
+}
+
+/* What to do with a message after its records: bounce, remove, wait. */
+void
+relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg)
+{
+    const struct queue_env *e = msg->env;
+    struct relay_work *w;
+
+    if (msg->busy || msg->active)
+        return;
+    if (msg->deleted || (queue_env_finished(e) &&
+                         (e->bounced || e->sender[0] == '\0' ||
+                          queue_env_count(e, QUEUE_RCPT_FAILED) == 0))) {
+        if (!msg->deleted && queue_env_count(e, QUEUE_RCPT_FAILED) > 0 &&
+            e->sender[0] == '\0')
+            /* RFC 5321 §4.5.5: never a bounce of a bounce. */
+            log_event(LOG_LEVEL_INFO, "bounce_dropped", "qid", e->id,
+                      "why", "the sender is <>", NULL);
+        w = relay_work_new(m, WORK_REMOVE, msg);
+        if (w == NULL || relay_work_queue(w) < 0)
+            log_event(LOG_LEVEL_WARN, "queue_remove_failed", "qid", e->id,
+                      "error", "cannot start", NULL);
+        return;
+    }
+    if (!e->bounced && e->sender[0] != '\0' &&
+        queue_env_count(e, QUEUE_RCPT_FAILED) > 0 &&
+        queue_env_finished(e)) {
+        w = relay_work_new(m, WORK_BOUNCE, msg);
+        if (w == NULL)
+            return;
+        w->spool = strdup(m->cfg->spool);
+        w->hostname = strdup(m->cfg->hostname);
+        w->mailbox = m->cfg->mailbox != NULL ? strdup(m->cfg->mailbox)
+                                             : NULL;
+        w->mail_root = config_mailbox_root(m->cfg->mailbox);
+        w->remote = msg->rt != NULL ? strdup(msg->rt->cfg->host.host) : NULL;
+        w->sender_local = m->cfg->mailbox != NULL &&
+                          relay_domain_local(m->cfg, e->sender);
+        if (w->spool == NULL || w->hostname == NULL || relay_work_queue(w) < 0)
+            log_event(LOG_LEVEL_WARN, "bounce_failed", "qid", e->id,
+                      "error", "cannot start", NULL);
+    }
+}
+
+/* Record lines for msg, on the pool; acted on when durable. */
+void
+relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
+                 struct pst_buf *lines)
+{
+    struct relay_work *w;
+
+    if (lines->len == 0) {
+        relay_msg_settle(m, msg);
+        return;
+    }
+    w = relay_work_new(m, WORK_RECORD, msg);
+    if (w == NULL || pst_buf_append(&w->lines, lines->data, lines->len) < 0 ||
+        relay_work_queue(w) < 0) {
+        log_event(LOG_LEVEL_WARN, "queue_record_failed", "qid",
+                  msg->env->id, "error", "cannot start", NULL);
+        msg->due = relay_now() + relay_backoff(m->cfg, msg->env->attempts + 1);
+    }
+}
+
+/* queue_lifetime is over: every recipient still pending fails (4.4.7,
+ * RFC 3463: delivery time expired). */
+static void
+msg_expire(struct relay_mgr *m, struct relay_msg *msg, int64_t now)
+{
+    struct pst_buf lines;
+    const char *why = msg->env->last_reply != NULL
+                          ? msg->env->last_reply
+                          : msg->rt != NULL && msg->rt->last_error[0]
+                                ? msg->rt->last_error
+                                : "delivery time expired";
+
+    pst_buf_init(&lines, 1u << 20, 0);
+    for (size_t i = 0; i < msg->env->nrcpt; i++)
+        if (msg->env->rcpt[i].state == QUEUE_RCPT_PENDING)
+            queue_env_format_record(QUEUE_REC_FAILED, i, now, 0, 0, why,
+                                    &lines);
+    log_event(LOG_LEVEL_INFO, "queue_expired", "qid", msg->env->id,
+              "relay", msg->env->relay, NULL);
+    relay_msg_record(m, msg, &lines);
+    pst_buf_clear(&lines);
+}
+
+/* --- Scheduling ---------------------------------------------------------- */
+
+static void
+on_timer(uv_timer_t *t)
+{
+    relay_run(t->data);
+}
+
+/*
+ * Start what is due: expire what outlived queue_lifetime, settle what
+ * needs a bounce or removal, open connections for relays with due
+ * messages (within their limits), and set the timer for the next thing
+ * that will be due.
+ */
+void
+relay_run(struct relay_mgr *m)
+{
+    int64_t now = relay_now(), wake = INT64_MAX;
+
+    if (m->cfg == NULL || m->cfg->queue == NULL)
+        return;
+    for (struct relay_msg *msg = m->msgs, *next; msg != NULL; msg = next) {
+        next = msg->next;
+        if (msg->active || msg->busy)
+            continue;
+        if (msg->deleted || queue_env_finished(msg->env)) {
+            relay_msg_settle(m, msg);
+            continue;
+        }
+        if (now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime) {
+            msg_expire(m, msg, now);
+            continue;
+        }
+        if (msg->env->arrival + (int64_t)m->cfg->queue_lifetime < wake)
+            wake = msg->env->arrival + (int64_t)m->cfg->queue_lifetime;
+        if (msg->due > now) {
+            if (msg->due < wake)
+                wake = msg->due;
+            continue;
+        }
+        if (m->stopping || msg->rt == NULL)
+            continue;
+        if (msg->rt->retry_at > now) {
+            if (msg->rt->retry_at < wake)
+                wake = msg->rt->retry_at;
+            continue;
+        }
+    }
+    for (size_t i = 0; i < m->nrt && !m->stopping; i++) {
+        struct relay_rt *rt = m->rt[i];
+        size_t due = 0;
+        uint64_t wait = 0;
+
+        const char *token = NULL;
+
+        if (!rt->found)
+            continue;
+        /* OAuth: an idle account is refreshed at least weekly. */
+        if (rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
+            rt->cfg->oauth2_grant == CONFIG_GRANT_REFRESH_TOKEN &&
+            rt->tok.refresh_token != NULL && !rt->paused) {
+            int64_t idle = rt->tok.refreshed_at + RELAY_IDLE_REFRESH;
+            int64_t w;
+
+            if (idle <= now)
+                relay_token_ready(m, rt, INT64_MAX, &token, &w);
+            else if (idle < wake)
+                wake = idle;
+            token = NULL;
+        }
+        if (rt->retry_at > now)
+            continue;
+        for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
+            due += msg->rt == rt && !msg->active && !msg->busy &&
+                   !msg->deleted && msg->due <= now &&
+                   !queue_env_finished(msg->env);
+        if (due > 0 && rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2) {
+            int64_t w;
+
+            /* No usable token: a refresh runs (its end runs this
+             * again), or waits for its retry, or the relay is paused. */
+            if (!relay_token_ready(m, rt, now, &token, &w)) {
+                if (w > 0 && w < wake)
+                    wake = w;
+                continue;
+            }
+        }
+        /* A connection per due message, within the limit; each one asks
+         * for its jobs (conn_next_job()).  An empty bucket opens none. */
+        while (due > 0 && rt->conns < rt->limit) {
+            if (!relay_rt_token(m, rt, 0, &wait)) {
+                int64_t at = now + (int64_t)(wait / 1000) + 1;
+
+                if (at < wake)
+                    wake = at;
+                break;
+            }
+            if (relay_conn_open(m, rt, token) < 0)
+                break;
+            due--;
+        }
+    }
+    uv_timer_stop(&m->timer);
+    if (wake != INT64_MAX) {
+        int64_t ms = (wake - now) * 1000;
+
+        uv_timer_start(&m->timer, on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+    }
+}
+
+/* --- Public -------------------------------------------------------------- */
+
+static void
+on_wake(uv_async_t *h)
+{
+    struct relay_mgr *m = h->data;
+    char **ids;
+    size_t n;
+
+    uv_mutex_lock(&m->mu);
+    ids = m->inbox;
+    n = m->ninbox;
+    m->inbox = NULL;
+    m->ninbox = 0;
+    uv_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct relay_work *w = relay_work_new(m, WORK_LOAD, NULL);
+
+        if (w != NULL) {
+            snprintf(w->id, sizeof(w->id), "%s", ids[i]);
+            if (relay_work_queue(w) < 0)
+                log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid",
+                          ids[i], "error", "cannot start", NULL);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+void
+relay_mgr_post(struct relay_mgr *m, const char *id)
+{
+    char *copy = strdup(id);
+    char **v;
+
+    if (copy == NULL)
+        return;
+    uv_mutex_lock(&m->mu);
+    v = realloc(m->inbox, (m->ninbox + 1) * sizeof(*v));
+    if (v != NULL) {
+        m->inbox = v;
+        m->inbox[m->ninbox++] = copy;
+        copy = NULL;
+    }
+    uv_mutex_unlock(&m->mu);
+    free(copy);
+    uv_async_send(&m->wake);
+}
+
+int
+relay_mgr_new(uv_loop_t *loop, const struct config *cfg,
+              struct relay_mgr **out, char *err, size_t err_size)
+{
+    struct relay_mgr *m = calloc(1, sizeof(*m));
+    char **ids = NULL;
+    size_t n = 0;
+    int removed;
+
+    *out = NULL;
+    if (m == NULL)
+        return PST_ENOMEM;
+    m->loop = loop;
+    m->cfg = cfg;
+    uv_mutex_init(&m->mu);
+    uv_timer_init(loop, &m->timer);
+    m->timer.data = m;
+    uv_async_init(loop, &m->wake, on_wake);
+    m->wake.data = m;
+    *out = m;
+    if (cfg->queue == NULL)
+        return 0;
+    if (queue_file_check_dir(cfg->queue, err, err_size) < 0)
+        return PST_EIO;
+    rt_sync(m);
+    removed = queue_file_orphans(cfg->queue, RELAY_ORPHAN_AGE);
+    if (removed > 0) {
+        char k[16];
+
+        snprintf(k, sizeof(k), "%d", removed);
+        log_event(LOG_LEVEL_INFO, "queue_cleaned", "files", k, NULL);
+    }
+    if (queue_file_list(cfg->queue, &ids, &n) < 0) {
+        snprintf(err, err_size, "queue %s: cannot list: %s", cfg->queue,
+                 strerror(errno));
+        return PST_EIO;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct queue_env *e;
+        char why[256];
+
+        if (queue_file_load(cfg->queue, ids[i], &e, why, sizeof(why)) == 0)
+            msg_add(m, e);
+        else
+            log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid", ids[i],
+                      "error", why, NULL);
+    }
+    queue_file_ids_free(ids, n);
+    if (n > 0) {
+        char k[24];
+
+        snprintf(k, sizeof(k), "%zu", m->nmsgs);
+        log_event(LOG_LEVEL_INFO, "queue_loaded", "messages", k, NULL);
+    }
+    relay_run(m);
+    return 0;
+}
+
+void
+relay_mgr_reload(struct relay_mgr *m, const struct config *cfg)
+{
+    m->cfg = cfg;
+    if (cfg->queue == NULL)
+        return;
+    rt_sync(m);
+    relay_run(m);
+}
+
+void
+relay_mgr_stop(struct relay_mgr *m)
+{
+    m->stopping = 1;
+    uv_timer_stop(&m->timer);
+}
+
+void
+relay_mgr_abort(struct relay_mgr *m)
+{
+    m->stopping = 1;
+    uv_timer_stop(&m->timer);
+    /* Each abort reports through conn_closed(), which unlinks it. */
+    while (m->conns != NULL)
+        relay_conn_abort(m->conns->conn);
+}
+
+int
+relay_mgr_idle(const struct relay_mgr *m)
+{
+    return m->nconns == 0 && m->works == 0;
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct relay_mgr *m = h->data;
+
+    if (--m->closing == 0) {
+        uv_mutex_destroy(&m->mu);
+        free(m);
+    }
+}
+
+void
+relay_mgr_free(struct relay_mgr *m)
+{
+    if (m == NULL)
+        return;
+    while (m->msgs != NULL)
+        msg_free(m, m->msgs);
+    for (size_t i = 0; i < m->nrt; i++)
+        rt_free(m->rt[i]);
+    free(m->rt);
+    m->rt = NULL;
+    m->nrt = 0;
+    for (size_t i = 0; i < m->ninbox; i++)
+        free(m->inbox[i]);
+    free(m->inbox);
+    m->inbox = NULL;
+    /* m goes when both handles are closed (the loop's next run). */
+    m->closing = 2;
+    uv_close((uv_handle_t *)&m->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&m->wake, on_handle_closed);
+}
+

@@ -1,0 +1,396 @@
+"""The relay (DESIGN.md "Routing, relay and the queue") with a second
+posternd as the smarthost: routing and recipient checks at RCPT, the
+durable queue, delivery with AUTH over STARTTLS, retries, bounces, the
+queue's lifetime, and `postern queue`.
+
+The device side (D) has local_domains = example.test and relays the rest
+to the upstream (U), a posternd with STARTTLS and PLAIN that knows the
+relay's login and delivers example.org to its own Maildirs.
+"""
+import email
+import email.utils
+import os
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from posternd_util import Posternd, postern_bin, posternd_bin, wait_until
+
+DEV_USER = "alice@example.test"
+DEV_PW = "wonderland"
+UP_USER = "relay@example.org"
+UP_PW = "up-secret-9"
+
+
+def need_build():
+    if not os.path.exists(posternd_bin()):
+        pytest.fail(f"{posternd_bin()} is not built")
+
+
+def upstream(tmp, local_domains="example.org"):
+    """The smarthost: example.org users bob and carol; the relay's login."""
+    users = {
+        UP_USER: (UP_PW, "PLAIN", ""),
+        "bob@example.org": ("x", "PLAIN", ""),
+        "carol@example.org": ("x", "PLAIN", ""),
+    }
+    return Posternd(tmp, users=users, hostname="mx.example.org",
+                    extra_global=("sender_check = off\n"
+                                  f"local_domains = {local_domains}\n"),
+                    listeners={"starttls": "tls = starttls\n"
+                                           "auth = required\n"})
+
+
+def device(tmp, up, extra="", relay_extra=""):
+    pwfile = os.path.join(str(tmp), "up.pw")
+    os.makedirs(str(tmp), exist_ok=True)
+    with open(pwfile, "w") as f:
+        f.write(UP_PW + "\n")
+    up.prepare()  # its port and certificate
+    sections = (f"[relay up]\nhost = 127.0.0.1:{up.ports['starttls']}\n"
+                f"tls = starttls\ntls_cafile = {up.cert}\n"
+                f"auth = password\nuser = {UP_USER}\n"
+                f"password_file = {pwfile}\n{relay_extra}")
+    return Posternd(tmp, users={DEV_USER: (DEV_PW, "PLAIN", "")},
+                    extra_global=("local_domains = example.test\n"
+                                  "relay = up\nretry_min = 1s\n"
+                                  "retry_max = 2s\n" + extra),
+                    listeners={"plain": "tls = none\nauth = optional\n"
+                                        "auth_before_tls = all\n"},
+                    extra_sections=sections)
+
+
+def submit(d, rcpts, subject="relay test", login=True, msgid=None):
+    msgid = msgid or f"<{time.time_ns()}@device.example.test>"
+    msg = (f"From: <{DEV_USER}>\r\nTo: <{rcpts[0]}>\r\n"
+           f"Subject: {subject}\r\nMessage-ID: {msgid}\r\n"
+           "Date: Mon, 7 Dec 2026 06:00:00 +0000\r\n\r\n"
+           "Scanned page 1.\r\n.dot line\r\n")
+    with smtplib.SMTP("127.0.0.1", d.ports["plain"], timeout=30) as s:
+        s.ehlo("scanner.example.test")
+        if login:
+            s.login(DEV_USER, DEV_PW)
+        refused = s.sendmail(DEV_USER, rcpts, msg)
+    return msgid, refused
+
+
+def queue_cmd(d, *args):
+    return subprocess.run([postern_bin(), "queue", "-c", d.conf] + list(args),
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    up.start()
+    dev.start()
+    yield up, dev
+    for p in (dev, up):
+        rc = p.stop()
+        assert rc == 0, p.log()[-3000:]
+
+
+def test_relayed_and_local(pair):
+    up, dev = pair
+    msgid, refused = submit(dev, ["bob@example.org", DEV_USER])
+    assert refused == {}
+    # Local: Return-Path first (RFC 5321 §4.4), then our Received.
+    local = dev.messages(DEV_USER)
+    assert len(local) == 1
+    assert local[0].startswith(b"Return-Path: <alice@example.test>\r\n"
+                               b"Received: from scanner.example.test")
+    assert wait_until(lambda: len(up.messages("bob@example.org")) == 1, 20)
+    got = up.messages("bob@example.org")[0]
+    m = email.message_from_bytes(got)
+    assert m["Message-ID"] == msgid
+    # Our Return-Path did not travel; the upstream wrote its own.
+    assert got.count(b"Return-Path:") == 1
+    assert got.startswith(b"Return-Path: <alice@example.test>\r\n")
+    assert b"Received: from scanner.example.test" in got
+    assert got.endswith(b"\r\nScanned page 1.\r\n.dot line\r\n")
+    ev = up.events("auth_ok", user=UP_USER)
+    assert ev and ev[0]["mech"] in ("PLAIN", "SCRAM-SHA-256")
+    assert wait_until(lambda: dev.events("queue_done"), 10)
+    assert os.listdir(os.path.join(dev.spool, "queue")) == []
+    # Once: nothing more arrives.
+    time.sleep(1.5)
+    assert len(up.messages("bob@example.org")) == 1
+
+
+def test_rcpt_checks(pair):
+    up, dev = pair
+    with smtplib.SMTP("127.0.0.1", dev.ports["plain"], timeout=30) as s:
+        s.ehlo("scanner.example.test")
+        # Unauthenticated: no relaying at all (never an open relay).
+        assert s.mail(DEV_USER)[0] == 250
+        code, text = s.rcpt("bob@example.org")
+        assert (code, text[:5]) == (550, b"5.7.1")
+        s.rset()
+        s.login(DEV_USER, DEV_PW)
+        assert s.mail(DEV_USER)[0] == 250
+        code, text = s.rcpt("nobody@example.test")
+        assert (code, text[:5]) == (550, b"5.1.1")
+        assert s.rcpt(DEV_USER)[0] == 250
+        assert s.rcpt("bob@example.org")[0] == 250
+
+
+def test_no_relay_for_sender(tmp_path):
+    """Relays configured but no default and no relay= for the user."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.extra_global = dev.extra_global.replace("relay = up\n", "")
+    dev.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", dev.ports["plain"], timeout=30) as s:
+            s.login(DEV_USER, DEV_PW)
+            s.mail(DEV_USER)
+            code, text = s.rcpt("bob@example.org")
+            assert (code, text[:5]) == (550, b"5.7.1")
+    finally:
+        assert dev.stop() == 0
+
+
+def test_upstream_down_then_back(tmp_path):
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.start()
+    try:
+        msgid, refused = submit(dev, ["bob@example.org"])
+        assert refused == {}
+        assert dev.wait_event("relay_unusable", timeout=15)
+        q = queue_cmd(dev, "list")
+        assert q.returncode == 0, q.stderr
+        line = q.stdout.strip().splitlines()[0]
+        qid = line.split()[0]
+        assert " deferred " in line or " queued " in line
+        assert "<alice@example.test> -> bob@example.org" in line
+        show = queue_cmd(dev, "show", qid)
+        assert "rcpt: <bob@example.org> pending" in show.stdout
+        up.start()
+        assert queue_cmd(dev, "flush").returncode == 0
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          30)
+        got = email.message_from_bytes(up.messages("bob@example.org")[0])
+        assert got["Message-ID"] == msgid
+        assert wait_until(lambda: "empty" in queue_cmd(dev, "list").stdout,
+                          10)
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_one_recipient_refused_bounces(pair):
+    up, dev = pair
+    msgid, refused = submit(dev, ["bob@example.org", "nobody@example.org"])
+    assert refused == {}
+    assert wait_until(lambda: len(up.messages("bob@example.org")) == 1, 20)
+    assert wait_until(lambda: len(dev.messages(DEV_USER)) == 1, 20)
+    dsn = dev.messages(DEV_USER)[0]
+    assert dsn.startswith(b"Return-Path: <>\r\n")
+    m = email.message_from_bytes(dsn)
+    assert m.get_content_type() == "multipart/report"
+    assert m.get_param("report-type") == "delivery-status"
+    assert m["From"] == "Mail Delivery System <MAILER-DAEMON@mail.example.test>"
+    status = [p for p in m.walk()
+              if p.get_content_type() == "message/delivery-status"][0]
+    text = status.as_bytes()
+    assert b"Reporting-MTA: dns; mail.example.test" in text
+    assert b"Final-Recipient: rfc822; nobody@example.org" in text
+    assert b"Action: failed" in text
+    assert b"Status: 5.1.1" in text
+    assert b"Remote-MTA: dns; 127.0.0.1" in text
+    assert b"Diagnostic-Code: smtp; 550 5.1.1" in text
+    assert b"bob@example.org" not in text
+    headers = [p for p in m.walk()
+               if p.get_content_type() == "text/rfc822-headers"][0]
+    assert msgid.encode() in headers.as_bytes()
+    assert wait_until(lambda: dev.events("queue_done"), 10)
+
+
+def test_lifetime_bounces(tmp_path):
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up, extra="queue_lifetime = 3s\n")
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(dev.messages(DEV_USER)) == 1, 30)
+        m = email.message_from_bytes(dev.messages(DEV_USER)[0])
+        status = [p for p in m.walk()
+                  if p.get_content_type() == "message/delivery-status"][0]
+        assert b"Status: 4.4.7" in status.as_bytes()
+        assert dev.wait_event("queue_expired")
+        assert wait_until(lambda: "empty" in queue_cmd(dev, "list").stdout,
+                          10)
+    finally:
+        assert dev.stop() == 0
+
+
+def test_queue_survives_restart_and_delete(tmp_path):
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        submit(dev, ["carol@example.org"])
+        assert dev.stop() == 0
+        # Stopped: list and delete work from the files.
+        q = queue_cmd(dev, "list")
+        assert q.returncode == 0
+        lines = q.stdout.strip().splitlines()
+        assert len(lines) == 2
+        carol = [l for l in lines if "carol@example.org" in l][0].split()[0]
+        d = queue_cmd(dev, "delete", carol)
+        assert (d.returncode, d.stdout) == (0, "deleted\n")
+        f = queue_cmd(dev, "flush")
+        assert f.returncode == 69 and "not running" in f.stderr
+        up.start()
+        dev.start()
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          30)
+        time.sleep(1)
+        assert up.messages("carol@example.org") == []
+    finally:
+        dev.stop()
+        up.stop()
+
+
+def raw_submit(d, rcpt, message):
+    with smtplib.SMTP("127.0.0.1", d.ports["plain"], timeout=30) as s:
+        s.login(DEV_USER, DEV_PW)
+        return s.sendmail(DEV_USER, [rcpt], message)
+
+
+def test_missing_date_and_message_id_added(pair):
+    """RFC 6409 §8: the relayed copy gets Date and Message-ID; the local
+    copy is left as the device sent it."""
+    up, dev = pair
+    raw_submit(dev, "bob@example.org",
+               b"From: <alice@example.test>\r\nSubject: bare\r\n\r\nhi\r\n")
+    assert wait_until(lambda: len(up.messages("bob@example.org")) == 1, 20)
+    got = up.messages("bob@example.org")[0]
+    m = email.message_from_bytes(got)
+    qid = dev.events("message_accepted")[0]["qid"]
+    assert m["Message-ID"] == f"<{qid}@mail.example.test>"
+    assert email.utils.parsedate_to_datetime(m["Date"]) is not None
+    # Added at the end of the section, before the empty line.
+    assert (b"Subject: bare\r\nDate: " in got and
+            b"\r\nMessage-ID: <" + qid.encode() + b"@mail.example.test>"
+            b"\r\n\r\nhi\r\n" in got)
+
+
+@pytest.mark.parametrize("mode", ["envelope", "envelope+from"])
+def test_rewrite_sender(tmp_path, mode):
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up,
+                 relay_extra=f"rewrite_sender = {mode}\n")
+    up.start()
+    dev.start()
+    try:
+        raw_submit(dev, "bob@example.org",
+                   b"From: Scanner 3 <scan3@device.local>\r\n"
+                   b"Subject: s\r\nMessage-ID: <m1@x>\r\n"
+                   b"Date: Mon, 7 Dec 2026 06:00:00 +0000\r\n\r\nbody\r\n")
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        got = up.messages("bob@example.org")[0]
+        # The envelope sender is the relay's login either way.
+        assert got.startswith(b"Return-Path: <relay@example.org>\r\n")
+        m = email.message_from_bytes(got)
+        if mode == "envelope":
+            assert m["From"] == "Scanner 3 <scan3@device.local>"
+            assert m["Reply-To"] is None
+        else:
+            assert m["From"] == "<relay@example.org>"
+            assert m["Reply-To"] == "Scanner 3 <scan3@device.local>"
+    finally:
+        dev.stop()
+        up.stop()
+
+
+def test_reload_changes_relay_settings(tmp_path):
+    """A wrong upstream password: AUTH refused, the mail waits; the file
+    fixed and SIGHUP: the next attempt uses it (the queue kept)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    pwfile = os.path.join(dev.dir, "up.pw")
+    up.start()
+    with open(pwfile, "w") as f:
+        f.write("wrong\n")
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        ev = dev.wait_event("relay_unusable", timeout=20)
+        assert ev and ev[0]["code"] == "535"
+        with open(pwfile, "w") as f:
+            f.write(UP_PW + "\n")
+        dev.hup()
+        assert dev.wait_event("reloaded", timeout=10)
+        assert queue_cmd(dev, "flush").returncode == 0
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          30)
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_user_relay_field(tmp_path):
+    """relay= in the user file picks the user's relay; a user without
+    it, and no global relay: 550 5.7.1."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.extra_global = dev.extra_global.replace("relay = up\n", "")
+    dev.users = {DEV_USER: (DEV_PW, "PLAIN", "relay=up"),
+                 "norelay@example.test": ("pw-2", "PLAIN", "")}
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        with smtplib.SMTP("127.0.0.1", dev.ports["plain"], timeout=30) as s:
+            s.login("norelay@example.test", "pw-2")
+            s.mail("norelay@example.test")
+            code, text = s.rcpt("bob@example.org")
+            assert (code, text[:5]) == (550, b"5.7.1")
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_implicit_tls_and_plus(tmp_path):
+    """tls = implicit upstream; posternd upstream offers SCRAM-SHA-256-PLUS
+    under TLS, and the relay prefers it (channel binding)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    up.users[UP_USER] = (UP_PW, "SCRAM-SHA-256", "")
+    up.listener_spec["implicit"] = ("tls = implicit\nauth = required\n"
+                                    "mechanisms = SCRAM-SHA-256-PLUS "
+                                    "SCRAM-SHA-256 PLAIN\n")
+    up.prepare()
+    dev = device(tmp_path / "dev", up)
+    dev.extra_sections = dev.extra_sections.replace(
+        f"127.0.0.1:{up.ports['starttls']}",
+        f"127.0.0.1:{up.ports['implicit']}").replace(
+        "tls = starttls", "tls = implicit")
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        ev = dev.events("relay_auth_ok")
+        assert ev and ev[0]["mech"] == "SCRAM-SHA-256-PLUS"
+    finally:
+        assert dev.stop() == 0
+        up.stop()
