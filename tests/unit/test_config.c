@@ -163,9 +163,9 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 40 global keys, 10 of [listener NAME], 21 of [relay NAME], 9 of
+    /* 41 global keys, 10 of [listener NAME], 21 of [relay NAME], 9 of
      * [profile NAME]. */
-    assert_int_equal(n, 80);
+    assert_int_equal(n, 81);
     assert_false(config_key_at(n, &k));
 }
 
