@@ -200,6 +200,11 @@ struct pst_smtp_server_config {
     pst_random_fn random;           /* NULL: RAND_bytes */
     void *random_ctx;
     unsigned scram_iterations;      /* 0: 4096 */
+    const uint8_t *scram_secret;    /* [in] the server secret for SCRAM's
+                                       salts where none is stored (see
+                                       struct pst_sasl_server_config);
+                                       NULL: random salts */
+    size_t scram_secret_len;
     /* The SASL security layer (RFC 4954 §4): DIGEST-MD5 with qop
      * auth-int (RFC 2831 §2.3) or auth-conf (§2.4).  Legacy, and off by
      * default; never offered under TLS, where it adds nothing: */

@@ -265,6 +265,8 @@ pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
         .random = s->cfg.random,
         .random_ctx = s->cfg.random_ctx,
         .scram_iterations = s->cfg.scram_iterations,
+        .scram_secret = s->cfg.scram_secret,
+        .scram_secret_len = s->cfg.scram_secret_len,
         .external_id = s->external_id.len > 0 ? server_str(&s->external_id)
                                               : NULL,
         .cb_type = s->cb_len > 0 ? s->cb_type : NULL,

@@ -247,6 +247,7 @@ struct config {
     unsigned userdb_timeout;  /* pgsql: seconds a lookup may take */
     char    *mailbox;         /* the template after "maildir:" */
     char    *spool;
+    char    *scram_secret_file; /* default SPOOL/scram.secret */
     char    *tls_cert;        /* NULL if not set */
     char    *tls_key;         /* NULL if not set */
     enum tls_version tls_min_version;

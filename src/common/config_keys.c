@@ -144,6 +144,10 @@ static const struct config_key global_keys[] = {
     {.name = "userdb_timeout", .type = KT_SECONDS,
      .offset = G(userdb_timeout), .min = 1, .max = 300, .def = "5",
      .doc = "pgsql: seconds a lookup may take"},
+    {.name = "scram_secret_file", .type = KT_STRING,
+     .offset = G(scram_secret_file),
+     .doc = "key of SCRAM's salts for unknown users; default "
+            "SPOOL/scram.secret, made at the first start"},
     {.name = "tls_cert", .type = KT_STRING, .offset = G(tls_cert),
      .doc = "PEM certificate chain, leaf first"},
     {.name = "tls_key", .type = KT_STRING, .offset = G(tls_key),
@@ -523,6 +527,14 @@ global_check(struct config_parser *p, const struct config_section *s)
     if (c->mailbox == NULL &&
         (c->n_relays == 0 || c->local_domains.n > 0))
         return config_perr(p, 0, "missing required key 'mailbox'");
+    if (c->scram_secret_file == NULL) {
+        size_t n = strlen(c->spool) + sizeof("/scram.secret");
+
+        c->scram_secret_file = malloc(n);
+        if (c->scram_secret_file == NULL)
+            return PST_ENOMEM;
+        snprintf(c->scram_secret_file, n, "%s/scram.secret", c->spool);
+    }
     if (c->n_relays > 0 && c->queue == NULL) {
         size_t n = strlen(c->spool) + sizeof("/queue");
 

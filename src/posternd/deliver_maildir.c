@@ -63,6 +63,7 @@ struct maildir_msg {
     char     host[MAILDIR_HOST_MAX];    /* escaped for file names */
     uint64_t size;                      /* bytes appended */
     int      saved_errno;
+    _Atomic int *gate;                  /* maildir_set_gate(), or NULL */
     char     err[MAILDIR_ERR_MAX];
     size_t   buf_len;
     uint8_t  buf[MAILDIR_BUF];
@@ -455,6 +456,12 @@ maildir_begin(const char *spool, const char *hostname,
     return 0;
 }
 
+void
+maildir_set_gate(struct maildir_msg *m, _Atomic int *gate)
+{
+    m->gate = gate;
+}
+
 const char *
 maildir_qid(const struct maildir_msg *m)
 {
@@ -686,6 +693,12 @@ maildir_deliver(struct maildir_msg *m, const char *root,
         rc = flush(m);
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
+    /* Given up while the data was synced: no name is made. */
+    if (rc == 0 && m->gate != NULL &&
+        atomic_load(m->gate) == MAILDIR_GATE_ABANDONED) {
+        snprintf(m->err, sizeof(m->err), "commit given up");
+        rc = PST_ECANCEL;
+    }
     /* 2, 3. The relay's queue, then each local recipient; stop at the
      * first failure. */
     if (rc == 0 && q != NULL)
@@ -705,6 +718,16 @@ maildir_deliver(struct maildir_msg *m, const char *root,
     /* 4. The link count of the inode. */
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
+    /* 5. Durable: it stands, unless it was given up meanwhile. */
+    if (rc == 0 && m->gate != NULL) {
+        int open = MAILDIR_GATE_OPEN;
+
+        if (!atomic_compare_exchange_strong(m->gate, &open,
+                                            MAILDIR_GATE_COMMITTED)) {
+            snprintf(m->err, sizeof(m->err), "commit given up");
+            rc = PST_ECANCEL;
+        }
+    }
     if (rc != 0) {
         /* All or nothing: one reply answers the final dot for every
          * recipient (RFC 5321 §4.1.1.4), so none may keep a copy. */

@@ -16,6 +16,8 @@
 
 #include <uv.h>
 
+#include <openssl/crypto.h>
+
 #include "deliver_maildir.h"
 #include "control.h"
 #include "listener.h"
@@ -166,6 +168,12 @@ on_signal(uv_signal_t *h, int signum)
                         "(user changed)");
         return;
     }
+    /* The secret stays as read at start (posternd.conf(5)). */
+    if (strcmp(sc->cfg->scram_secret_file, srv->scram_secret_path) != 0)
+        log_event(LOG_LEVEL_WARN, "reload_partial", "key",
+                  "scram_secret_file", "action",
+                  "restart posternd to use the new file", NULL);
+    snapshot_set_secret(sc, srv->scram_secret, srv->scram_secret_len);
     /* The relay manager moves to the new configuration before the old
      * one can go. */
     if (srv->relay != NULL)
@@ -443,6 +451,20 @@ server_run(const char *path)
     }
     log_set_level(srv.sc->cfg->log_level);
     log_set_syslog(srv.sc->cfg->log == CONFIG_LOG_SYSLOG);
+    /* The secret before the privilege drop: its file may be root's. */
+    if (snapshot_secret_load(srv.sc, 1, &srv.scram_secret,
+                             &srv.scram_secret_len, err, sizeof(err)) != 0 ||
+        (srv.scram_secret_path =
+             strdup(srv.sc->cfg->scram_secret_file)) == NULL) {
+        fprintf(stderr, "posternd: %s\n", srv.scram_secret == NULL
+                                                 ? err
+                                                 : "out of memory");
+        OPENSSL_clear_free(srv.scram_secret, srv.scram_secret_len);
+        snapshot_unref(srv.sc);
+        free(srv.path);
+        return EX_CONFIG;
+    }
+    snapshot_set_secret(srv.sc, srv.scram_secret, srv.scram_secret_len);
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (451), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
@@ -522,6 +544,9 @@ server_run(const char *path)
     uv_mutex_destroy(&srv.mu);
     snapshot_unref(srv.sc);
     free(srv.path);
+    /* Every snapshot that borrowed it is gone. */
+    OPENSSL_clear_free(srv.scram_secret, srv.scram_secret_len);
+    free(srv.scram_secret_path);
     /* Join the thread-pool threads now, so that what they hold (OpenSSL's
      * per-thread state) is freed by their exit handlers before atexit()
      * cleans up.  No libuv call may follow. */
@@ -610,6 +635,20 @@ server_check(const char *path)
     /* The user store: "N users", or whether PostgreSQL answers and takes
      * the query.  A database that cannot be reached is no error: posternd
      * starts without it and answers AUTH with 454 until it is back. */
+    {
+        uint8_t *secret;
+        size_t len;
+
+        rc = snapshot_secret_load(sc, 0, &secret, &len, what,
+                                  sizeof(what));
+        OPENSSL_clear_free(secret, len);
+        if (rc < 0) {
+            fprintf(stderr, "posternd: %s: %s\n", path, what);
+            snapshot_unref(sc);
+            return EX_CONFIG;
+        }
+        /* rc > 0: not made yet, as on a first start: nothing to say. */
+    }
     rc = userdb_check(sc->udb, what, sizeof(what));
     if (rc == PST_ESYNTAX) {
         fprintf(stderr, "posternd: %s: %s\n", path, what);

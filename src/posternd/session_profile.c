@@ -111,7 +111,7 @@ conn_profile_hdr_flush(struct conn *c)
                                            msgid, &out, &added)
                          : PST_EINVAL;
     if (rc == 0) {
-        rc = maildir_append(c->msg, out.data, out.len);
+        rc = conn_data_put(c, out.data, out.len);
         /* A use once the message is whole (conn_profile_data_end()). */
         if (added != 0)
             c->hdr_holding = CONN_HDR_ADDED;
@@ -120,7 +120,7 @@ conn_profile_hdr_flush(struct conn *c)
         log_event(LOG_LEVEL_WARN, "compat_headers_unchanged", "sid", c->sid,
                   "profile", c->profile->name, "error", pst_errname(rc),
                   NULL);
-        rc = maildir_append(c->msg, c->hdr.data, c->hdr.len);
+        rc = conn_data_put(c, c->hdr.data, c->hdr.len);
     }
     pst_buf_clear(&out);
     pst_buf_clear(&c->hdr);
@@ -131,17 +131,17 @@ int
 conn_profile_data(struct conn *c, const uint8_t *p, size_t len)
 {
     if (c->hdr_holding != CONN_HDR_HOLDING)
-        return maildir_append(c->msg, p, len) < 0 ? -1 : 0;
+        return conn_data_put(c, p, len) < 0 ? -1 : 0;
     if (c->hdr.len + len > PROFILE_HDR_MAX) {
         /* Bounded: a header section this long passes as it is. */
         log_event(LOG_LEVEL_INFO, "compat_headers_unchanged", "sid", c->sid,
                   "profile", c->profile->name, "reason",
                   "header section over 64 KiB", NULL);
         c->hdr_holding = CONN_HDR_OFF;
-        if (maildir_append(c->msg, c->hdr.data, c->hdr.len) < 0)
+        if (conn_data_put(c, c->hdr.data, c->hdr.len) < 0)
             return -1;
         pst_buf_clear(&c->hdr);
-        return maildir_append(c->msg, p, len) < 0 ? -1 : 0;
+        return conn_data_put(c, p, len) < 0 ? -1 : 0;
     }
     if (profile_hdr_classify(p, len, c->hdr.len) == PROFILE_HDR_FIELD)
         return pst_buf_append(&c->hdr, p, len) < 0 ? -1 : 0;

@@ -3,11 +3,17 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <postern/rand.h>
 
 #include "deliver_maildir.h"
 #include "log.h"
@@ -405,6 +411,150 @@ snapshot_load(const char *path, const struct snapshot *prev, char *err,
 fail:
     snapshot_unref(sc);
     return NULL;
+}
+
+/* Make the secret file at path (O_EXCL: another posternd may be making
+ * it too; then it is read as it is), owner's when not NULL.  Returns 0,
+ * or -1 with err. */
+static int
+snapshot_secret_make(const char *path, const struct priv_user *owner,
+                     char *err, size_t n)
+{
+    uint8_t raw[SNAPSHOT_SECRET_LEN];
+    char text[2 * SNAPSHOT_SECRET_LEN + 2], dir[4096];
+    const char *slash;
+    int fd, dfd, e, ok;
+    ssize_t w;
+
+    if (pst_random_default(NULL, raw, sizeof(raw)) < 0) {
+        snprintf(err, n, "%s: no random bytes for a new secret", path);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(text + 2 * i, 3, "%02x", raw[i]);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    text[2 * SNAPSHOT_SECRET_LEN] = '\n';
+    text[2 * SNAPSHOT_SECRET_LEN + 1] = '\0';
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+              0600);
+    if (fd < 0) {
+        e = errno;
+        OPENSSL_cleanse(text, sizeof(text));
+        if (e == EEXIST)
+            return 0;
+        snprintf(err, n, "%s: cannot create: %s", path, strerror(e));
+        return -1;
+    }
+    errno = EIO; /* a short write sets none */
+    w = write(fd, text, 2 * SNAPSHOT_SECRET_LEN + 1);
+    /* Root about to become `user`: the file is the user's, as the spool
+     * it is in by default (a restart as the user, posternd -t as the
+     * user, read it then); still 0600. */
+    ok = w == 2 * SNAPSHOT_SECRET_LEN + 1 &&
+         (owner == NULL || fchown(fd, owner->uid, owner->gid) == 0) &&
+         fsync(fd) == 0;
+    e = errno;
+    OPENSSL_cleanse(text, sizeof(text));
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        snprintf(err, n, "%s: cannot write: %s", path, strerror(e));
+        return -1;
+    }
+    /* The name too must survive a crash: the salts shown so far would
+     * change with a new secret. */
+    slash = strrchr(path, '/');
+    snprintf(dir, sizeof(dir), "%.*s",
+             slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
+             slash == NULL ? "." : path);
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int
+snapshot_secret_load(const struct snapshot *sc, int create, uint8_t **out,
+                     size_t *len, char *err, size_t n)
+{
+    const char *path = sc->cfg->scram_secret_file;
+    const struct priv_user *owner =
+        sc->user.name[0] != '\0' && geteuid() == 0 ? &sc->user : NULL;
+    uint8_t buf[SNAPSHOT_SECRET_MAX + 1];
+    struct stat st;
+    size_t got = 0;
+    int fd;
+
+    *out = NULL;
+    *len = 0;
+    if (create && access(path, F_OK) != 0 && errno == ENOENT &&
+        snapshot_secret_make(path, owner, err, n) < 0)
+        return -1;
+    /* O_NONBLOCK: a FIFO in its place must not hang the start. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT && !create) {
+            snprintf(err, n, "%s: not there yet; posternd makes it at "
+                     "start-up", path);
+            return 1;
+        }
+        snprintf(err, n, "scram_secret_file %s: cannot open: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        snprintf(err, n, "scram_secret_file %s: not a regular file", path);
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        snprintf(err, n, "scram_secret_file %s: mode %03o: others than "
+                 "its owner may read it (chmod 600)", path,
+                 (unsigned)(st.st_mode & 0777));
+        return -1;
+    }
+    while (got < sizeof(buf)) {
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r' ||
+                       buf[got - 1] == ' ' || buf[got - 1] == '\t'))
+        got--;
+    if (got < SNAPSHOT_SECRET_MIN || got > SNAPSHOT_SECRET_MAX) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, n, "scram_secret_file %s: %zu bytes; %d to %d "
+                 "wanted", path, got, SNAPSHOT_SECRET_MIN,
+                 SNAPSHOT_SECRET_MAX);
+        return -1;
+    }
+    *out = OPENSSL_malloc(got);
+    if (*out == NULL) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    memcpy(*out, buf, got);
+    *len = got;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+void
+snapshot_set_secret(struct snapshot *sc, const uint8_t *secret, size_t len)
+{
+    for (size_t i = 0; i < sc->cfg->n_listeners; i++) {
+        sc->l[i].scfg.scram_secret = secret;
+        sc->l[i].scfg.scram_secret_len = len;
+    }
 }
 
 struct snapshot *

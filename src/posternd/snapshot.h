@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <postern/smtp.h>
 
@@ -82,6 +83,32 @@ void snapshot_session_config(const struct snapshot *sc, size_t lidx,
  */
 struct tls_ctx *snapshot_client_tls(const struct snapshot *sc,
                                     const struct config_profile *p);
+
+/*
+ * The SCRAM secret (scram_secret_file of sc's configuration, [in]
+ * borrowed): the file's content without trailing white space, at least
+ * SNAPSHOT_SECRET_MIN bytes, from a regular file no one but its owner
+ * may read, opened without following a symbolic link.  posternd reads
+ * it at start-up, before the privilege drop (as the TLS key: a file
+ * only root may read will do), and never again.  With create, a missing
+ * file is made first (SNAPSHOT_SECRET_LEN random bytes as hexadecimal
+ * digits and a newline, mode 0600, fsync'd with its directory), the
+ * `user`'s when root makes it for a process that drops to the user;
+ * without, a missing file is reported.  *out ([out] owned, secret:
+ * OPENSSL_clear_free(*out, *len)).
+ * Returns: 0, 1 (missing, create == 0: err says it will be made), -1
+ * (err, n bytes, says why).
+ */
+#define SNAPSHOT_SECRET_LEN 32
+#define SNAPSHOT_SECRET_MIN 16
+#define SNAPSHOT_SECRET_MAX 4096
+int snapshot_secret_load(const struct snapshot *sc, int create,
+                         uint8_t **out, size_t *len, char *err, size_t n);
+
+/* Give every listener's session settings of sc the SCRAM secret
+ * ([in] borrowed: it must outlive sc, as the server's does). */
+void snapshot_set_secret(struct snapshot *sc, const uint8_t *secret,
+                         size_t len);
 
 /* Take a reference (any thread). */
 struct snapshot *snapshot_ref(struct snapshot *sc);

@@ -31,6 +31,7 @@ import pytest
 
 from posternd_util import (Posternd, make_message, postern_bin, posternd_bin,
                            unique_rcpt)
+from test_posternd_scram_probe import UNKNOWN, secret_salt, server_first
 
 TEST_USER = "postern-e2e"
 PW = "tanstaaftanstaaf"
@@ -168,6 +169,46 @@ def test_runs_as_user_and_delivers(base, account, env):
         rcpt = unique_rcpt("priv-tls")
         send(p, rcpt, listener="starttls", tls=True)
         assert len(p.messages(rcpt)) == 1
+    finally:
+        assert p.stop() == 0, p.log()[-3000:]
+
+
+def test_scram_secret_and_the_drop(base, account):
+    """scram_secret_file is read at start-up, before the drop: made by
+    root, it is the user's (0600), like the spool it is in, so that a
+    start as the user and posternd -t read it too; one only root may
+    read serves as well (the TLS key's way).  Either way the salts are
+    HMAC(secret, user NUL mechanism)."""
+    need_posternd()
+    uid, gid = account
+    p = prepared(base, account)
+    path = os.path.join(p.spool, "scram.secret")
+    p.start()
+    try:
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (uid, gid)
+        assert st.st_mode & 0o777 == 0o600
+        secret = open(path, "rb").read().rstrip(b"\n")
+        assert len(secret) == 64
+        assert server_first(p, UNKNOWN)[:2] == \
+            (secret_salt(secret, UNKNOWN), "4096")
+    finally:
+        assert p.stop() == 0, p.log()[-3000:]
+    t = check(p.conf)
+    assert (t.returncode, t.stderr) == (0, ""), t.stderr
+    # Root's alone now: read before the drop, the same salts.
+    os.chown(path, 0, 0)
+    p.start()
+    try:
+        assert open(path, "rb").read().rstrip(b"\n") == secret
+        assert server_first(p, UNKNOWN)[:2] == \
+            (secret_salt(secret, UNKNOWN), "4096")
+        assert status(p.proc.pid)["Uid"] == [str(uid)] * 4
+        # A reload does not read it again (the user could not).
+        p.hup()
+        assert p.wait_event("reloaded", count=1), p.log()
+        assert server_first(p, UNKNOWN)[:2] == \
+            (secret_salt(secret, UNKNOWN), "4096")
     finally:
         assert p.stop() == 0, p.log()[-3000:]
 

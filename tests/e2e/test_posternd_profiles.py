@@ -369,6 +369,34 @@ def test_missing_headers_added(srv):
     assert body == b"body\r\n"
 
 
+def test_missing_headers_added_large_message(srv):
+    """The message data goes to the spool on the thread pool (a write per
+    64 KiB and more): the Return-Path, the Received header, the header
+    section held back (60 KiB of it) with its additions, and 1 MiB of
+    body, in that order, byte for byte."""
+    filler = b"".join(b"X-Filler-%03d: %s\r\n" % (i, b"f" * 970)
+                      for i in range(60))
+    hdr = headers("bigbody", date=False, msgid=False) + filler
+    body = b"".join(b"line %07d %s\r\n" % (i, b"b" * 60)
+                    for i in range(1 << 14))
+    assert len(hdr) < 65536 and len(body) > 1 << 20
+    (code, lines), rcpt = send_message(srv, SCANNER, hdr + b"\r\n" + body)
+    assert code == 250, lines
+    qid = QUEUED.match(lines[0]).group(1)
+    msg = srv.messages(rcpt)
+    assert len(msg) == 1
+    assert msg[0].startswith(f"Return-Path: <{USER}>\r\nReceived: "
+                             .encode()), msg[0][:200]
+    got = stored(srv, rcpt)
+    head, rest = got.split(b"\r\n\r\n", 1)
+    fields = (head + b"\r\n").split(b"\r\n")[:-1]
+    assert head.startswith(hdr.rstrip(b"\r\n")), head[:300]
+    assert len(fields) == len(hdr.split(b"\r\n")) - 1 + 2, fields[-3:]
+    assert fields[-2].startswith(b"Date: ")
+    assert fields[-1] == f"Message-ID: <{qid}@mail.example.test>".encode()
+    assert rest == body
+
+
 def test_missing_message_id_only(srv):
     msg = headers("dateonly", msgid=False) + b"\r\nbody\r\n"
     (code, lines), rcpt = send_message(srv, SCANNER, msg)

@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -559,6 +560,39 @@ def test_layer_whole_message(srv):
     assert strip_received(msgs[0]) == body.replace(
         "\r\n..a dot", "\r\n.a dot").encode()
     assert b"with ESMTPA" in msgs[0]
+
+
+def test_layer_replies_survive_input_after_quit(srv):
+    """Under the layer too, the goodbye is a lingering close: 3000 NOOPs,
+    QUIT and more protected input that posternd never acts on; every
+    reply comes back protected, then the 221, then an orderly close (a
+    close with unread input would reset the connection and destroy the
+    replies not yet read)."""
+    n = 3000
+    r = SMTPRaw(srv.ports["layer"], timeout=TIMEOUT)
+    assert r.reply()[0] == 220
+    r.ehlo()
+    reply, ha1, _ = digest_login(r, USER, PASSWORD, "auth-int")
+    assert reply[0] == 235
+    layer = DigestLayer(ha1)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    r.sock.sendall(layer.wrap(b"EHLO x\r\n" + b"NOOP\r\n" * n +
+                              b"QUIT\r\n") +
+                   b"".join(layer.wrap(b"NOOP\r\n" * 10000)
+                            for _ in range(4)))
+    time.sleep(1.0)                 # posternd answers and closes meanwhile
+    got = ""
+    try:
+        while True:
+            got += layer.unwrap_from(r.sock).decode()
+    except EOFError:
+        pass                        # an orderly close, not a reset
+    assert layer.raw == b""
+    r.close()
+    replies = re.findall(r"^\d{3} .*\r\n", got, re.M)
+    assert len(replies) == n + 2, (len(replies), replies[-1:])
+    assert replies[1:-1] == ["250 2.0.0 Ok\r\n"] * n
+    assert replies[-1] == "221 2.0.0 Bye\r\n"
 
 
 def test_layer_corrupt_closes(srv):

@@ -163,9 +163,9 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 42 global keys, 12 of [listener NAME], 21 of [relay NAME], 9 of
+    /* 43 global keys, 12 of [listener NAME], 21 of [relay NAME], 9 of
      * [profile NAME]. */
-    assert_int_equal(n, 84);
+    assert_int_equal(n, 85);
     assert_false(config_key_at(n, &k));
 }
 
