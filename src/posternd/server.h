@@ -1,8 +1,9 @@
 /*
  * posternd - the server as main() sees it.  The control loop is
  * server.c, the workers and their listeners listener.c, a connection and
- * its session session.c and session_events.c, the configuration
- * snapshot snapshot.c (listener.h says how the threads fit together).
+ * its session session.c, session_events.c and session_jobs.c, the
+ * configuration snapshot snapshot.c (listener.h says how the threads fit
+ * together).
  */
 #ifndef POSTERND_SERVER_H
 #define POSTERND_SERVER_H

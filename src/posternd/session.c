@@ -2,7 +2,7 @@
  * posternd - a connection's lifecycle and I/O (session.h): the state,
  * writes, TLS, reads and the pump that drives the sans-IO session, the
  * timeouts, the start and the end.  What the session's events ask for is
- * in session_events.c.
+ * in session_events.c, the thread-pool jobs in session_jobs.c.
  */
 #include <arpa/inet.h>
 #include <stdio.h>

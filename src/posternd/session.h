@@ -6,9 +6,10 @@
  * session.c: the lifecycle (conn_enter_state()), writes, TLS, reads and
  * the pump, the timeouts, the end.  session_tls.c: what TLS gives SASL
  * (channel binding, the client certificate's user).  session_events.c:
- * what the session's
- * events ask for (AUTH lookups, password checks and the throttle, MAIL
- * FROM's allow_from, RCPT, DATA and delivery, the thread-pool jobs).
+ * what the session's events ask for (AUTH lookups, password checks and
+ * the throttle, MAIL FROM's allow_from, RCPT, DATA).  session_jobs.c:
+ * the thread-pool jobs (password checks, SCRAM keys, the message data
+ * on its way to the spool, the commit and delivery) and giving them up.
  * Slow work runs on the thread pool and lookups are asynchronous: the
  * session is parked meanwhile and resumed from the completion callback.
  */
@@ -301,7 +302,7 @@ void conn_start(struct conn *c, enum conn_refuse refuse);
  * session does (the grace period is over). */
 void conn_stop(struct conn *c, int force);
 
-/* --- Within the session (session.c and session_events.c) ---------------
+/* --- Within the session (session*.c) -----------------------------------
  */
 
 /* The only way to change c->state: logs "old -> new" at debug level. */
@@ -351,13 +352,37 @@ struct throttle *conn_throttle(const struct conn *c);
  * -1 when the connection must go. */
 int conn_on_event(struct conn *c, const struct pst_smtp_event *ev);
 
+/* Answer the session's event t with verdict v, cred and reply as in
+ * struct pst_smtp_answer (all [in] borrowed for the call).  Returns
+ * what pst_smtp_server_answer() does. */
+int conn_answer(struct conn *c, enum pst_smtp_event_type t,
+                enum pst_smtp_verdict v, const struct pst_cred *cred,
+                const char *reply);
+
+/* --- The thread-pool jobs (session_jobs.c) -------------------------------
+ */
+
+/* A job for c of kind, with its settings ([out] owned: conn_queue_job()
+ * or conn_job_free()); NULL when out of memory. */
+struct job *conn_job_new(struct conn *c, enum work_kind kind);
+
+/* Free j and what it owns (wiping the password it holds). */
+void conn_job_free(struct job *j);
+
+/*
+ * Park the session on job j ([in] owned: freed on failure): no input is
+ * acted on until its completion answers it, or timeout_final passes
+ * (conn_job_timeout()).  Returns 0, -1.
+ */
+int conn_queue_job(struct conn *c, struct job *j);
+
 /* Forget the message of the transaction (its spool file goes). */
 void conn_reset_message(struct conn *c);
 
 /*
  * Message data for c->msg (not NULL): len bytes ([in] borrowed) put in
  * c->dbuf, on their way to the spool file; the thread pool writes them
- * (session_events.c), in order.
+ * (session_jobs.c), in order.
  * Returns: 0, -1 (more than c->dbuf holds: cannot be, the pump stops at
  * CONN_DATA_MAX).
  */
@@ -375,6 +400,19 @@ void conn_job_timeout(struct conn *c);
 /* c closes: its jobs go on without it (a commit is given up if it has
  * not gone through; if it has, it stands, unanswered). */
 void conn_drop_jobs(struct conn *c, const char *why);
+
+/* After data was put: a write once CONN_DATA_CHUNK is gathered, unless
+ * one is in flight.  Returns 0, -1. */
+int conn_data_kick(struct conn *c);
+
+/* Spooling the message failed: its spool file goes now, and the final
+ * dot gets 451 with why ([in] copied, kept for the log). */
+void conn_spool_failed(struct conn *c, const char *why);
+
+/* The final dot (the DATA_END event ev, [in] borrowed): commit the
+ * message on the thread pool, after the write in flight, or answer 451
+ * when it could not be spooled.  Returns 0, -1 (the connection goes). */
+int conn_data_end(struct conn *c, const struct pst_smtp_event *ev);
 
 /* --- The compatibility profile (session_profile.c) ----------------------
  */
