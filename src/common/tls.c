@@ -118,16 +118,22 @@ tls_no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/* A client that presents a certificate (SASL EXTERNAL). */
+/*
+ * The certificate chain and the private key of cfg, named in errors
+ * as cert_name and key_name ([in]: the settings' names, tls_cert and
+ * tls_key, or plain words for a client's).  Returns 0, PST_EIO (cannot
+ * load), PST_EINVAL (the key belongs to another certificate).
+ */
 static int
-tls_ctx_load_client_cert(SSL_CTX *c, const struct tls_config *cfg,
-                         char *err, size_t err_size)
+tls_ctx_load_pair(SSL_CTX *c, const struct tls_config *cfg,
+                  const char *cert_name, const char *key_name, char *err,
+                  size_t err_size)
 {
-    char prefix[PATH_MAX + 40];
+    char prefix[2 * PATH_MAX + 64];
 
     SSL_CTX_set_default_passwd_cb(c, tls_no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(c, cfg->cert_file) != 1) {
-        snprintf(prefix, sizeof(prefix), "cannot load certificate %s: ",
+        snprintf(prefix, sizeof(prefix), "cannot load %s %s: ", cert_name,
                  cfg->cert_file);
         tls_format_error(err, err_size, prefix, "unknown error");
         return PST_EIO;
@@ -142,15 +148,14 @@ tls_ctx_load_client_cert(SSL_CTX *c, const struct tls_config *cfg,
             && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH
                 || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH))
             rc = PST_EINVAL;
-        snprintf(prefix, sizeof(prefix), "cannot load key %s: ",
+        snprintf(prefix, sizeof(prefix), "cannot load %s %s: ", key_name,
                  cfg->key_file);
         tls_format_error(err, err_size, prefix, "unknown error");
         return rc;
     }
     if (SSL_CTX_check_private_key(c) != 1) {
-        snprintf(prefix, sizeof(prefix),
-                 "key %s does not match certificate %s: ", cfg->key_file,
-                 cfg->cert_file);
+        snprintf(prefix, sizeof(prefix), "%s %s does not match %s %s: ",
+                 key_name, cfg->key_file, cert_name, cfg->cert_file);
         tls_format_error(err, err_size, prefix, "unknown error");
         return PST_EINVAL;
     }
@@ -161,36 +166,11 @@ static int
 tls_ctx_load_server(SSL_CTX *c, const struct tls_config *cfg, char *err,
                     size_t err_size)
 {
-    char prefix[PATH_MAX + 32];
+    int rc = tls_ctx_load_pair(c, cfg, "tls_cert", "tls_key", err,
+                               err_size);
 
-    SSL_CTX_set_default_passwd_cb(c, tls_no_passphrase);
-    if (SSL_CTX_use_certificate_chain_file(c, cfg->cert_file) != 1) {
-        snprintf(prefix, sizeof(prefix), "cannot load tls_cert %s: ",
-                 cfg->cert_file);
-        tls_format_error(err, err_size, prefix, "unknown error");
-        return PST_EIO;
-    }
-    if (SSL_CTX_use_PrivateKey_file(c, cfg->key_file, SSL_FILETYPE_PEM)
-        != 1) {
-        unsigned long e = ERR_peek_error();
-        int rc = PST_EIO;
-
-        /* A key that loads but belongs to another certificate. */
-        if (ERR_GET_LIB(e) == ERR_LIB_X509
-            && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH
-                || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH))
-            rc = PST_EINVAL;
-        snprintf(prefix, sizeof(prefix), "cannot load tls_key %s: ",
-                 cfg->key_file);
-        tls_format_error(err, err_size, prefix, "unknown error");
+    if (rc < 0)
         return rc;
-    }
-    if (SSL_CTX_check_private_key(c) != 1) {
-        snprintf(prefix, sizeof(prefix),
-                 "tls_key %s does not match tls_cert: ", cfg->key_file);
-        tls_format_error(err, err_size, prefix, "unknown error");
-        return PST_EINVAL;
-    }
     /* The server picks from its own list: strongest first. */
     SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
     return 0;
@@ -221,8 +201,10 @@ tls_ctx_load_client(SSL_CTX *c, const struct tls_config *cfg, char *err,
      */
     SSL_CTX_set_verify(c, cfg->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
                        NULL);
+    /* A client that presents a certificate (SASL EXTERNAL). */
     if (cfg->cert_file != NULL)
-        return tls_ctx_load_client_cert(c, cfg, err, err_size);
+        return tls_ctx_load_pair(c, cfg, "certificate", "key", err,
+                                 err_size);
     return 0;
 }
 
