@@ -1,8 +1,9 @@
 /*
  * posternd - a connection's lifecycle and I/O (session.h): the state,
- * writes, TLS, reads and the pump that drives the sans-IO session, the
- * timeouts, the start and the end.  What the session's events ask for is
- * in session_events.c, the thread-pool jobs in session_jobs.c.
+ * writes, reads and the pump that drives the sans-IO session, the
+ * timeouts, the start and the end.  TLS is in session_tls.c, what the
+ * session's events ask for in session_events.c, the thread-pool jobs in
+ * session_jobs.c.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -247,7 +248,7 @@ on_write(uv_write_t *req, int status)
  * session's replies, TLS handshake messages and alerts) comes here, so
  * this is where the high-water mark is noticed: reading stops until
  * on_write() sees the queue drained to the low-water mark. */
-static int
+int
 conn_write_raw(struct conn *c, const uint8_t *p, size_t len)
 {
     struct write_req *w;
@@ -297,96 +298,6 @@ conn_flush(struct conn *c)
     pst_smtp_server_consume(c->s, len);
     c->progress++;
     return 1;
-}
-
-/* --- TLS ------------------------------------------------------------------
- */
-
-static int
-conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
-{
-    if (pst_buf_append(&c->backlog, p, n) < 0) {
-        /* The client ignores flow control: too much pipelined input. */
-        log_event(LOG_LEVEL_WARN, "input_overflow", "sid", c->sid, NULL);
-        return -1;
-    }
-    return 0;
-}
-
-/* The TLS pump's callbacks (tls_input(), tls_send()). */
-static int
-conn_tls_send(void *ctx, const uint8_t *p, size_t n)
-{
-    return conn_write_raw(ctx, p, n) < 0 ? -1 : 0;
-}
-
-static int
-conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
-{
-    return conn_take_plain(ctx, p, n) < 0 ? -1 : 0;
-}
-
-/* The handshake is over: the session learns it (RFC 3207 §4.2: it
- * forgets what it knew; on an implicit-TLS port it greets now). */
-static int
-conn_tls_established(void *ctx)
-{
-    struct conn *c = ctx;
-
-    if (c->state == CONN_TLS_HANDSHAKE)
-        conn_enter_state(c, CONN_RUNNING);
-    log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
-              tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
-    metrics_tls(c->w->metrics, tls_protocol(c->tls));
-    conn_profile_tls_up(c);
-    if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                    tls_cipher(c->tls)) < 0 ||
-        conn_tls_auth(c) < 0)
-        return -1;
-    if (c->implicit && pst_smtp_server_start(c->s) < 0)
-        return -1;
-    return 0;
-}
-
-static const struct tls_io conn_tls_io = {
-    .send = conn_tls_send,
-    .recv = conn_tls_recv,
-    .established = conn_tls_established,
-};
-
-int
-conn_tls_begin(struct conn *c)
-{
-    struct tls_ctx *ctx = conn_profile_tls(c);
-    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
-
-    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
-        return -1;
-    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
-    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
-        return -1;
-    tls_set_io(c->tls, &conn_tls_io, c);
-    conn_enter_state(c, CONN_TLS_HANDSHAKE);
-    return 0;
-}
-
-/* Ciphertext arrived: advance the handshake, then decrypt.  Returns 0,
- * 1 (the client's close_notify: it sends no more), -1. */
-static int
-conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
-{
-    int rc = tls_input(c->tls, p, n);
-
-    if (rc == TLS_OK || rc == TLS_WANT_MORE)
-        return 0;
-    if (rc == TLS_CLOSED && tls_established(c->tls))
-        return 1;
-    if (rc < 0 && !tls_established(c->tls)) {
-        log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
-                  c->peer, "error", tls_error(c->tls), NULL);
-        metrics_tls_failed(c->w->metrics);
-    }
-    return -1;
 }
 
 /* --- Timeouts -------------------------------------------------------------
@@ -759,6 +670,17 @@ conn_pump(struct conn *c)
 
 /* --- Reading --------------------------------------------------------------
  */
+
+int
+conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (pst_buf_append(&c->backlog, p, n) < 0) {
+        /* The client ignores flow control: too much pipelined input. */
+        log_event(LOG_LEVEL_WARN, "input_overflow", "sid", c->sid, NULL);
+        return -1;
+    }
+    return 0;
+}
 
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

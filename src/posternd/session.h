@@ -3,9 +3,10 @@
  * libuv, TLS (src/common/tls.h), the sans-IO session of libpostern, the
  * user store, the throttle and delivery.
  *
- * session.c: the lifecycle (conn_enter_state()), writes, TLS, reads and
- * the pump, the timeouts, the end.  session_tls.c: what TLS gives SASL
- * (channel binding, the client certificate's user).  session_events.c:
+ * session.c: the lifecycle (conn_enter_state()), writes, reads and the
+ * pump, the timeouts, the end.  session_tls.c: TLS, its pump callbacks
+ * and what it gives SASL (channel binding, the client certificate's
+ * user).  session_events.c:
  * what the session's events ask for (AUTH lookups, password checks and
  * the throttle, MAIL FROM's allow_from, RCPT, DATA).  session_jobs.c:
  * the thread-pool jobs (password checks, SCRAM keys, the message data
@@ -337,9 +338,18 @@ void conn_run_ready(struct worker *w);
  * connection goes. */
 void conn_resume(struct conn *c, int rc);
 
-/* Start TLS on the connection (implicit TLS at accept, or STARTTLS).
- * Returns: 0, -1. */
+/* Start TLS on the connection (implicit TLS at accept, or STARTTLS;
+ * session_tls.c).  Returns: 0, -1. */
 int conn_tls_begin(struct conn *c);
+
+/* Queue len bytes ([in] borrowed) for the client: the session's replies
+ * in clear, or TLS records.  Returns 0, -1. */
+int conn_write_raw(struct conn *c, const uint8_t *p, size_t len);
+
+/* Plaintext from the client ([in] borrowed: from the socket, or
+ * decrypted) joins the backlog the pump feeds the session.  Returns 0,
+ * -1 (too much pipelined input: the connection goes). */
+int conn_take_plain(struct conn *c, const uint8_t *p, size_t n);
 
 /* Send what the session has for the client.  Returns: 1 if something
  * was taken, 0 if nothing, -1 on failure. */
@@ -457,9 +467,12 @@ void conn_profile_data_reset(struct conn *c);
  * once, and count it. */
 void conn_profile_end(struct conn *c);
 
-/* The TLS handshake is done: hand the session the channel binding and
- * the user the client certificate names (session_tls.c).  Returns: 0,
- * -1. */
-int conn_tls_auth(struct conn *c);
+/* --- TLS (session_tls.c) -------------------------------------------------
+ */
+
+/* Ciphertext arrived: advance the handshake, then decrypt (the pump's
+ * callbacks take the plaintext, conn_take_plain()).  Returns 0, 1 (the
+ * client's close_notify: it sends no more), -1. */
+int conn_take_tls(struct conn *c, const uint8_t *p, size_t n);
 
 #endif

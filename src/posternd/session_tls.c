@@ -1,7 +1,9 @@
 /*
- * posternd - what a connection's TLS gives its SASL exchanges
- * (session.h, conn_tls_auth()): the channel binding SCRAM-*-PLUS checks
- * (RFC 5802 §6) and the user a verified client certificate names, whom
+ * posternd - a connection's TLS (session.h): starting it (implicit TLS,
+ * STARTTLS), the pump's callbacks between the socket, tls.h and the
+ * session, and what TLS gives the SASL exchanges once the handshake is
+ * done (conn_tls_auth()): the channel binding SCRAM-*-PLUS checks (RFC
+ * 5802 §6) and the user a verified client certificate names, whom
  * EXTERNAL logs in as (RFC 4422 App. A; DESIGN.md "Operations and the
  * other SASL keys").
  */
@@ -11,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 /* The user the certificate id names under cert_user, into user (n
@@ -44,7 +47,9 @@ conn_cert_user(struct conn *c, const struct config_listener *cl,
     return 0;
 }
 
-int
+/* The TLS handshake is done: hand the session the channel binding and
+ * the user the client certificate names.  Returns: 0, -1. */
+static int
 conn_tls_auth(struct conn *c)
 {
     const struct config_listener *cl = &c->sc->cfg->listeners[c->lidx];
@@ -94,4 +99,80 @@ conn_tls_auth(struct conn *c)
     }
     OPENSSL_cleanse(cb, sizeof(cb));
     return rc < 0 ? -1 : 0;
+}
+
+/* The TLS pump's callbacks (tls_input(), tls_send()). */
+static int
+conn_tls_send(void *ctx, const uint8_t *p, size_t n)
+{
+    return conn_write_raw(ctx, p, n) < 0 ? -1 : 0;
+}
+
+static int
+conn_tls_recv(void *ctx, const uint8_t *p, size_t n)
+{
+    return conn_take_plain(ctx, p, n) < 0 ? -1 : 0;
+}
+
+/* The handshake is over: the session learns it (RFC 3207 §4.2: it
+ * forgets what it knew; on an implicit-TLS port it greets now). */
+static int
+conn_tls_established(void *ctx)
+{
+    struct conn *c = ctx;
+
+    if (c->state == CONN_TLS_HANDSHAKE)
+        conn_enter_state(c, CONN_RUNNING);
+    log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
+              tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    metrics_tls(c->w->metrics, tls_protocol(c->tls));
+    conn_profile_tls_up(c);
+    if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
+                                    tls_cipher(c->tls)) < 0 ||
+        conn_tls_auth(c) < 0)
+        return -1;
+    if (c->implicit && pst_smtp_server_start(c->s) < 0)
+        return -1;
+    return 0;
+}
+
+static const struct tls_io conn_tls_io = {
+    .send = conn_tls_send,
+    .recv = conn_tls_recv,
+    .established = conn_tls_established,
+};
+
+int
+conn_tls_begin(struct conn *c)
+{
+    struct tls_ctx *ctx = conn_profile_tls(c);
+    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
+
+    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
+        return -1;
+    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
+    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
+        return -1;
+    tls_set_io(c->tls, &conn_tls_io, c);
+    conn_enter_state(c, CONN_TLS_HANDSHAKE);
+    return 0;
+}
+
+/* Ciphertext arrived: advance the handshake, then decrypt.  Returns 0,
+ * 1 (the client's close_notify: it sends no more), -1. */
+int
+conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
+{
+    int rc = tls_input(c->tls, p, n);
+
+    if (rc == TLS_OK || rc == TLS_WANT_MORE)
+        return 0;
+    if (rc == TLS_CLOSED && tls_established(c->tls))
+        return 1;
+    if (rc < 0 && !tls_established(c->tls)) {
+        log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
+                  c->peer, "error", tls_error(c->tls), NULL);
+        metrics_tls_failed(c->w->metrics);
+    }
+    return -1;
 }
