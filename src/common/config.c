@@ -217,12 +217,28 @@ add_mech(struct config_parser *p, const struct config_key *k, const char *w,
     return 0;
 }
 
+/* A copy of word ([in]) at the end of list.  Returns 0, PST_ENOMEM. */
+static int
+words_append(struct config_words *list, const char *word)
+{
+    char **nv = realloc(list->v, (list->n + 1) * sizeof(*nv));
+
+    if (nv == NULL)
+        return PST_ENOMEM;
+    list->v = nv;
+    list->v[list->n] = strdup(word);
+    if (list->v[list->n] == NULL)
+        return PST_ENOMEM;
+    list->n++;
+    return 0;
+}
+
 static int
 add_domain(struct config_parser *p, const struct config_key *k,
            const char *w, size_t len, void *ctx)
 {
     struct config_words *list = ctx;
-    char shown[72], word[256], **nv;
+    char shown[72], word[256];
 
     if (len >= sizeof(word))
         return config_perr(p, p->line, "domain too long in '%s'", k->name);
@@ -238,15 +254,7 @@ add_domain(struct config_parser *p, const struct config_key *k,
                                show(word, shown));
     if (list->n >= CONFIG_WORDS_MAX)
         return config_perr(p, p->line, "too many domains in '%s'", k->name);
-    nv = realloc(list->v, (list->n + 1) * sizeof(*nv));
-    if (nv == NULL)
-        return PST_ENOMEM;
-    list->v = nv;
-    list->v[list->n] = strdup(word);
-    if (list->v[list->n] == NULL)
-        return PST_ENOMEM;
-    list->n++;
-    return 0;
+    return words_append(list, word);
 }
 
 /* Whether name[0..len) is a section name: letters, digits, '-', '_'
@@ -273,7 +281,7 @@ add_name(struct config_parser *p, const struct config_key *k, const char *w,
          size_t len, void *ctx)
 {
     struct config_words *list = ctx;
-    char shown[72], word[CONFIG_NAME_MAX + 1], **nv;
+    char shown[72], word[CONFIG_NAME_MAX + 1];
 
     if (!section_name_ok(w, len)) {
         char bad[128];
@@ -291,15 +299,7 @@ add_name(struct config_parser *p, const struct config_key *k, const char *w,
                                k->name);
     if (list->n >= CONFIG_WORDS_MAX)
         return config_perr(p, p->line, "too many names in '%s'", k->name);
-    nv = realloc(list->v, (list->n + 1) * sizeof(*nv));
-    if (nv == NULL)
-        return PST_ENOMEM;
-    list->v = nv;
-    list->v[list->n] = strdup(word);
-    if (list->v[list->n] == NULL)
-        return PST_ENOMEM;
-    list->n++;
-    return 0;
+    return words_append(list, word);
 }
 
 /* "host:port" or "[ipv6]:port" into h, the host not resolved. */
