@@ -55,6 +55,13 @@ int pst__scram_hmac(enum pst_scram_hash h, const uint8_t *key, size_t key_len,
 int pst__scram_hash(enum pst_scram_hash h, const uint8_t *data, size_t len,
                     uint8_t *out);
 
+/*
+ * sasl/scram_parse.c: whether name is a channel binding type the SCRAM
+ * exchange and the SMTP sessions take: an RFC 5802 §7 cb-name, 1*(ALPHA
+ * / DIGIT / "." / "-"), of at most PST_SASL_MAX_CB_NAME octets (1 or 0).
+ */
+int pst__scram_cb_type_ok(const char *name);
+
 /* cred/cred.c: whether c has a stored {SCRAM-SHA-x} verifier of hash h
  * (1) or not (0). */
 int pst__cred_scram_stored(const struct pst_cred *c, enum pst_scram_hash h);

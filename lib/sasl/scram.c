@@ -52,24 +52,6 @@ scram_is_mech(const struct pst_sasl_mech *m)
            scram_is_plus(m);
 }
 
-/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
-static int
-scram_cb_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-
-    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /*
  * c= of client-final-message (RFC 5802 §7): base64 of cbind-input =
  * gs2-header [ cbind-data ], the data only for "p=".
@@ -181,7 +163,8 @@ scram_client_init(struct pst_sasl_client *c,
         st->cb_flag = can_bind ? 'y' : 'n';
         return 0;
     }
-    if (!can_bind || cfg->cb_type == NULL || !scram_cb_name_ok(cfg->cb_type))
+    if (!can_bind || cfg->cb_type == NULL ||
+        !pst__scram_cb_type_ok(cfg->cb_type))
         return PST_EINVAL;
     if (cfg->cb_len > PST_SASL_MAX_CB_DATA)
         return PST_ELIMIT;
@@ -822,7 +805,7 @@ scram_server_init(struct pst_sasl_server *s)
     if (!scram_is_plus(s->mech))
         return 0;
     if (cfg->cb_data == NULL || cfg->cb_len == 0 || cfg->cb_type == NULL ||
-        !scram_cb_name_ok(cfg->cb_type))
+        !pst__scram_cb_type_ok(cfg->cb_type))
         return PST_EINVAL;
     if (cfg->cb_len > PST_SASL_MAX_CB_DATA)
         return PST_ELIMIT;

@@ -143,6 +143,15 @@ scram_cb_name(const struct pst__scram_span *v)
 }
 
 int
+pst__scram_cb_type_ok(const char *name)
+{
+    struct pst__scram_span v = {.p = (const uint8_t *)name,
+                                .len = strlen(name)};
+
+    return v.len <= PST_SASL_MAX_CB_NAME && scram_cb_name(&v);
+}
+
+int
 pst__scram_parse_client_first(const uint8_t *in, size_t len,
                               struct pst__scram_client_first *out,
                               const char **why)

@@ -745,24 +745,6 @@ pst_smtp_client_consume(struct pst_smtp_client *c, size_t n)
     c->out.data[c->out.len] = '\0';
 }
 
-/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
-static int
-client_cb_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-
-    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 int
 pst_smtp_client_tls_binding(struct pst_smtp_client *c, const char *cb_type,
                             const uint8_t *cb_data, size_t cb_len)
@@ -770,7 +752,7 @@ pst_smtp_client_tls_binding(struct pst_smtp_client *c, const char *cb_type,
     if (!c->tls)
         return PST_ESTATE;
     if (cb_type == NULL || cb_data == NULL || cb_len == 0 ||
-        !client_cb_name_ok(cb_type))
+        !pst__scram_cb_type_ok(cb_type))
         return PST_EINVAL;
     if (cb_len > PST_SASL_MAX_CB_DATA)
         return PST_ELIMIT;

@@ -699,24 +699,6 @@ pst_smtp_server_tls_started(struct pst_smtp_server *s, const char *version,
     return 0;
 }
 
-/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
-static int
-server_cb_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-
-    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 int
 pst_smtp_server_tls_auth(struct pst_smtp_server *s,
                          const struct pst_smtp_tls_auth *ta)
@@ -728,7 +710,7 @@ pst_smtp_server_tls_auth(struct pst_smtp_server *s,
     if (!s->tls || server_ask_queued(s) || s->state == PST_SMTP_STATE_CLOSED)
         return PST_ESTATE;
     if ((ta->cb_type == NULL) != (ta->cb_data == NULL || ta->cb_len == 0) ||
-        (ta->cb_type != NULL && !server_cb_name_ok(ta->cb_type)))
+        (ta->cb_type != NULL && !pst__scram_cb_type_ok(ta->cb_type)))
         return PST_EINVAL;
     if (ta->cb_len > PST_SASL_MAX_CB_DATA)
         return PST_ELIMIT;
