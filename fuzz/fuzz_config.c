@@ -104,6 +104,25 @@ use_config(const struct config *c)
     (void)inet_pton(AF_INET6, "::ffff:192.0.2.1", &in6.sin6_addr);
     touch += (size_t)config_cidrs_match(&c->auth_throttle_exempt,
                                         (const struct sockaddr *)&in6);
+    /* A client's profile on each listener: one of the file's, whose
+     * networks hold the address, and that applies on the listener. */
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const struct config_listener *l = &c->listeners[i];
+        const struct sockaddr *sa[] = {(const struct sockaddr *)&in4,
+                                       (const struct sockaddr *)&in6};
+
+        for (size_t k = 0; k < 2; k++) {
+            const struct config_profile *p =
+                config_profile_match(c, l, sa[k]);
+
+            if (p != NULL &&
+                (p < c->profiles || p >= c->profiles + c->n_profiles ||
+                 p->name == NULL || !config_cidrs_match(&p->networks, sa[k]) ||
+                 !config_profile_on_listener(p, l)))
+                abort();
+            touch += (size_t)config_profile_abt(p, l);
+        }
+    }
     (void)touch;
 }
 

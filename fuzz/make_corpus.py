@@ -11,7 +11,8 @@ disk (exit 1).
 
 Input formats (see each fuzz_<target>.c): the SASL targets take a
 mechanism byte and an option byte, then messages separated by 0xff; smtp_server and smtp_client take
-two option bytes, then the peer's bytes; mime takes two option bytes, then
+two option bytes, then the peer's bytes; smtp_layer two option bytes,
+then client messages separated by 0xff; mime takes two option bytes, then
 fields separated by 0xff.
 """
 import base64
@@ -1069,6 +1070,18 @@ def config_seeds():
     seed(t, "address", "user@Example.Test")
     seed(t, "address-traversal", "../../etc@..")
     seed(t, "cidr", "2001:db8::/32")
+    # DESIGN.md "Per-client compatibility profiles".
+    seed(t, "profile", CONFIG + "\n[profile scanners]\n"
+         "networks  = 192.168.10.0/24 2001:db8:10::/64 ::ffff:10.0.0.0/104\n"
+         "listeners = submission\n"
+         "tls_min_version = TLSv1\n"
+         "auth_before_tls = all\n"
+         "helo_auth = yes\n"
+         "bare_lf = normalize\n"
+         "long_lines = fold\n"
+         "add_missing_headers = yes\n"
+         "legacy_auth_line = yes\n"
+         "[profile everyone]\nnetworks = 0.0.0.0/0 ::/0\n")
 
 
 # fuzz_mime.c option bits: byte 0, then byte 1.
@@ -1225,6 +1238,36 @@ def mime_seeds():
         M_COMPLETE, 0, "", b"Subject: no body"))
 
 
+# fuzz_smtp_layer.c: byte 0 qop (bit 0: auth-conf) and feed (bits 1-2),
+# byte 1 what the rest is (bits 0-1) and the octet to flip (>> 2).
+def smtp_layer():
+    t = "smtp_layer"
+    session = ["EHLO client.example.test\r\n",
+               "MAIL FROM:<tim@example.test>\r\nRCPT TO:<bob@example.test>"
+               "\r\nDATA\r\n",
+               "Subject: layered\r\n\r\n..a stuffed dot\r\nend\r\n",
+               ".\r\nQUIT\r\n"]
+    seed(t, "int-whole", bytes([0x00, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    seed(t, "conf-per-byte", bytes([0x03, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    seed(t, "int-lines", bytes([0x06, 0x01]) + SEP.join(
+        p.encode() for p in session))
+    # A flipped octet: the length, the message, the MAC, the type, the
+    # sequence number.
+    for name, off in (("len", 2), ("msg", 6), ("mac", 30), ("seq", 41)):
+        seed(t, "int-flip-" + name,
+             bytes([0x00, 0x02 | off << 2]) + session[0].encode())
+        seed(t, "conf-flip-" + name,
+             bytes([0x01, 0x02 | off << 2]) + session[0].encode())
+    seed(t, "raw-clear", bytes([0x00, 0x00]) + session[0].encode())
+    seed(t, "raw-huge-length", bytes([0x00, 0x00]) +
+         b"\x7f\xff\xff\xffEHLO x\r\n")
+    seed(t, "raw-short", bytes([0x02, 0x00]) + b"\x00\x00\x00\x05abcde")
+    seed(t, "wrapped-then-raw", bytes([0x04, 0x03]) + SEP.join(
+        [session[0].encode(), b"NOOP\r\n"]))
+
+
 def main():
     sasl_server()
     sasl_client()
@@ -1233,6 +1276,7 @@ def main():
     smtp_server()
     smtp_transcripts()
     smtp_client()
+    smtp_layer()
     base64_seeds()
     passwd_seeds()
     cred_seeds()

@@ -55,4 +55,25 @@ int pst__scram_hmac(enum pst_scram_hash h, const uint8_t *key, size_t key_len,
 int pst__scram_hash(enum pst_scram_hash h, const uint8_t *data, size_t len,
                     uint8_t *out);
 
+/* cred/cred.c: whether c has a stored {SCRAM-SHA-x} verifier of hash h
+ * (1) or not (0). */
+int pst__cred_scram_stored(const struct pst_cred *c, enum pst_scram_hash h);
+/*
+ * pst_cred_scram() with salt ([in], salt_len bytes, 1 to
+ * PST_SCRAM_MAX_SALT) instead of a fresh one for keys derived from
+ * {PLAIN}.  Slow then (PBKDF2).
+ * Returns: as pst_cred_scram(), PST_EINVAL for a bad salt_len.
+ */
+int pst__cred_scram_salted(const struct pst_cred *c, enum pst_scram_hash h,
+                           const uint8_t *salt, size_t salt_len,
+                           unsigned iterations, struct pst_scram_keys *out);
+/*
+ * A copy of c ([in] borrowed) with k ([in]) added as its {SCRAM-SHA-x}
+ * verifier of hash h.  *out ([out] owned): pst_cred_free().
+ * Returns: 0, PST_EINVAL (c NULL, or k inconsistent with h), PST_ENOMEM.
+ */
+int pst__cred_with_scram(const struct pst_cred *c, enum pst_scram_hash h,
+                         const struct pst_scram_keys *k,
+                         struct pst_cred **out);
+
 #endif

@@ -2,6 +2,16 @@
 # make run: write a ready demo configuration under run/ and start posternd
 # on it in the foreground.
 #   tools/demo.sh BUILD_DIR
+#
+# Privileges (DESIGN.md "Privileges"): run as root, the demo makes a
+# system user "postern" if there is none, hands it run/mail and
+# run/spool, lets its group read the user file (so that SIGHUP re-reads
+# it), keeps the TLS key root's alone (read once, at start-up), and sets
+# user = postern: posternd binds and reads the key as root, then runs as
+# postern.  Run as another user, posternd runs as that user and the
+# configuration says so in a comment instead.  So does a root run where
+# postern cannot reach run/ (a checkout under a directory only root may
+# enter, such as /root).
 set -eu
 
 build=${1:-build}
@@ -27,6 +37,30 @@ if [ ! -s "$run/users" ] || [ ! -s "$run/demo-password" ]; then
 fi
 pw=$(cat "$run/demo-password")
 
+# Who posternd runs as (see the top of this file).
+runas="# user = postern   # make run was not run as root: posternd runs as $(id -un)"
+if [ "$(id -u)" -eq 0 ]; then
+    if ! getent passwd postern >/dev/null; then
+        useradd --system --user-group --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin postern \
+            2>/dev/null || true
+    fi
+    if getent passwd postern >/dev/null &&
+        runuser -u postern -- test -x "$run" 2>/dev/null; then
+        chown -R postern: "$run/mail" "$run/spool"
+        chown root:postern "$run/users"
+        chmod 0640 "$run/users"
+        chmod 0600 "$run/key.pem"
+        runas="user      = postern   # after binding and reading the key as root"
+    elif getent passwd postern >/dev/null; then
+        runas="# user = postern   # not set: postern cannot enter $run"
+        echo "demo: the user postern cannot enter $run: posternd runs as root" >&2
+    else
+        runas="# user = postern   # not set: no user postern (useradd failed)"
+        echo "demo: no user postern: posternd runs as root" >&2
+    fi
+fi
+
 cat >"$run/posternd.conf" <<CONF
 # posternd demo configuration, written by make run.
 hostname  = mail.example.test
@@ -35,6 +69,7 @@ mailbox   = maildir:$run/mail/%d/%n
 spool     = $run/spool
 tls_cert  = $run/cert.pem
 tls_key   = $run/key.pem
+$runas
 max_message_size = 26214400
 sender_check = strict
 
@@ -56,6 +91,8 @@ auth      = required
 auth_before_tls = challenge
 mechanisms = SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 DIGEST-MD5 PLAIN LOGIN
 CONF
+# Readable by the user posternd runs as, for SIGHUP (no secret in it).
+chmod 0644 "$run/posternd.conf"
 
 cat <<TXT
 

@@ -151,10 +151,14 @@ struct pst_sasl_server_config {
     void       *random_ctx;
     unsigned    scram_iterations; /* for SCRAM keys derived from {PLAIN};
                                    0 means 4096 */
-    const uint8_t *scram_secret; /* [in] secret key for the fake salts
-                                   SCRAM shows unknown users: with it each
-                                   is HMAC(secret, user name), stable like
-                                   a stored salt; NULL: random per exchange */
+    const uint8_t *scram_secret; /* [in] secret key for the salts SCRAM
+                                   shows where none is stored (unknown
+                                   users, keys derived from {PLAIN}): with
+                                   it each is HMAC(secret, user NUL
+                                   mechanism), stable like a stored salt;
+                                   NULL: random per exchange, which tells
+                                   a client after two tries that the user
+                                   has no stored salt */
     size_t      scram_secret_len;
     /* OAUTHBEARER and XOAUTH2 (RFC 7628 §3.2.2), for the JSON error
      * challenge that answers a refused token: */
@@ -278,6 +282,48 @@ PST_EXTERN const char *pst_sasl_server_authcid(const struct pst_sasl_server *s);
  * freed.
  */
 PST_EXTERN const char *pst_sasl_server_authzid(const struct pst_sasl_server *s);
+
+/*
+ * The slow step of a server exchange, done elsewhere.  A SCRAM exchange
+ * for a user stored with {PLAIN} and no {SCRAM-SHA-x} verifier of its
+ * hash derives the keys at the step after PST_SASL_NEED_CRED: PBKDF2 of
+ * cfg->scram_iterations rounds (4096: about 1-2 ms, more on a loaded
+ * machine), inside pst_sasl_server_step().  A driver that must not block
+ * (an event loop) asks pst_sasl_server_cred_slow() when the credentials
+ * arrive; if it says so, pst_sasl_server_cred_prepare() makes the keys
+ * (on a thread pool) and the driver answers NEED_CRED with the
+ * credentials it returns: the exchange then derives nothing, and shows
+ * the same salt and iteration count as it would have.  Unknown users and
+ * users without a usable verifier never cost a derivation: their made-up
+ * keys take no PBKDF2, so their server-first message takes what a
+ * stored verifier's takes.
+ */
+
+/*
+ * Whether an exchange of m ([in]) would derive keys from c ([in],
+ * borrowed; NULL: unknown user) at its next step.
+ * Returns: 1 (SCRAM-* and c has {PLAIN} but no stored verifier of the
+ * mechanism's hash), 0 (anything else).
+ */
+PST_EXTERN int pst_sasl_server_cred_slow(const struct pst_sasl_mech *m,
+                                         const struct pst_cred *c);
+
+/*
+ * Make now the keys that an exchange of m configured with cfg ([in]:
+ * scram_secret, scram_iterations, random are used) would derive for the
+ * authentication identity authcid ([in]: pst_sasl_server_authcid(), as
+ * the AUTH_LOOKUP event of the SMTP session gives it) from c ([in]
+ * borrowed): *out ([out] owned, pst_cred_free(); secret) is c with the
+ * {SCRAM-SHA-x} verifier added.  Slow (PBKDF2); reads only its
+ * arguments, so it may run on any thread while they stay valid.
+ * Returns: 0, PST_EINVAL (pst_sasl_server_cred_slow() says no),
+ * PST_EPREP (the {PLAIN} password fails SASLprep: answer with c, the
+ * exchange fails without deriving), PST_ETEMP (random source, without a
+ * scram_secret), PST_ENOMEM.
+ */
+PST_EXTERN int pst_sasl_server_cred_prepare(
+    const struct pst_sasl_mech *m, const struct pst_sasl_server_config *cfg,
+    const char *authcid, const struct pst_cred *c, struct pst_cred **out);
 
 /* Why the exchange failed, for the log (never sent to the client). */
 PST_EXTERN const char *pst_sasl_server_reason(const struct pst_sasl_server *s);

@@ -200,6 +200,21 @@ struct pst_smtp_server_config {
     pst_random_fn random;           /* NULL: RAND_bytes */
     void *random_ctx;
     unsigned scram_iterations;      /* 0: 4096 */
+    const uint8_t *scram_secret;    /* [in] the server secret for SCRAM's
+                                       salts where none is stored (see
+                                       struct pst_sasl_server_config);
+                                       NULL: random salts */
+    size_t scram_secret_len;
+    /* The SASL security layer (RFC 4954 §4): DIGEST-MD5 with qop
+     * auth-int (RFC 2831 §2.3) or auth-conf (§2.4).  Legacy, and off by
+     * default; never offered under TLS, where it adds nothing: */
+    int security_layer;             /* nonzero: DIGEST-MD5 offers
+                                       auth-int and auth-conf besides
+                                       auth on a connection that is not
+                                       under TLS */
+    unsigned digest_ciphers;        /* PST_SASL_CIPHER_* offered with
+                                       auth-conf; 0: every one OpenSSL
+                                       provides */
     /* Optional trace: called for each client command line (redacted),
      * reply line and state change; text ([in] borrowed for the call) is
      * not NUL-terminated. */
@@ -231,7 +246,11 @@ struct pst_smtp_server; /* one client connection: opaque */
     X(DATA_ABORT)  /* tell: the message was refused by the session (bare    \
                       CR/LF, line too long, too big): discard it; the       \
                       reply is sent */                                       \
-    X(CLOSE)       /* tell: send the output, then close the connection */
+    X(CLOSE)       /* tell: send the output, then close the connection; \
+                      reason says why when the session ends on its own:  \
+                      "quit", "too many errors", or a refused             \
+                      security-layer buffer (then error is PST_EFORGED,   \
+                      PST_EPROTO or PST_ELIMIT) */
 
 enum pst_smtp_event_type {
 #define PST_SMTP_EVENT_ENUM_(name) PST_SMTP_EV_##name,
@@ -334,7 +353,11 @@ PST_EXTERN int pst_smtp_server_start(struct pst_smtp_server *s);
  * *consumed gets how many bytes were taken; when fewer than len, drain
  * events (and answer them) and feed the rest later.  Input is discarded
  * (and counted as consumed) while the session waits for the TLS handshake
- * and after it closed: RFC 3207 §4.2 / CVE-2011-0411.
+ * and after it closed: RFC 3207 §4.2 / CVE-2011-0411.  Under a security
+ * layer (pst_smtp_server_layer()) the bytes are the client's protected
+ * buffers, held until one is whole (our maxbuf is 65536 octets); a
+ * buffer that fails its check ends the session without a reply (a CLOSE
+ * event says why).
  * Returns: 0, PST_ESTATE (before pst_smtp_server_start()), PST_EINVAL
  * (NULL argument).
  */
@@ -378,6 +401,53 @@ PST_EXTERN int pst_smtp_server_tls_started(struct pst_smtp_server *s,
                                            const char *version,
                                            const char *cipher);
 
+/*
+ * What the TLS connection tells SASL (pst_smtp_server_tls_auth()).
+ */
+struct pst_smtp_tls_auth {
+    const char    *cb_type;     /* [in] channel-binding type (RFC 5802
+                                   §6): "tls-exporter" (RFC 9266, the
+                                   one TLS 1.3 defines) or "tls-unique"
+                                   (RFC 5929, TLS 1.2 only); NULL: no
+                                   binding, and SCRAM-*-PLUS is not
+                                   offered */
+    const uint8_t *cb_data;     /* [in] the binding data of this
+                                   connection; copied (and wiped) */
+    size_t         cb_len;      /* 1..PST_SASL_MAX_CB_DATA */
+    const char    *external_id; /* [in] the user the client's verified
+                                   certificate maps to (EXTERNAL, RFC
+                                   4422 App. A), copied; NULL: none, and
+                                   AUTH EXTERNAL fails with 535 */
+};
+
+/*
+ * Hand the session what the TLS handshake established for SASL, once
+ * pst_smtp_server_tls_started() has been called and before any byte read
+ * under TLS is fed: the channel binding SCRAM-*-PLUS checks, and the
+ * identity EXTERNAL logs in as.  SCRAM-*-PLUS is offered only with a
+ * binding; EXTERNAL and SCRAM-*-PLUS only under TLS.  A second call
+ * replaces the first.
+ * ta ([in]) is borrowed for the call.
+ * Returns: 0, PST_ESTATE (not under TLS, or waiting for an answer),
+ * PST_EINVAL (cb_type that is not an RFC 5802 cb-name, cb_data without
+ * cb_type or the other way round, an external_id that is empty, not
+ * printable UTF-8 or longer than PST_SASL_MAX_NAME), PST_ELIMIT (cb_len
+ * above PST_SASL_MAX_CB_DATA).
+ */
+PST_EXTERN int pst_smtp_server_tls_auth(struct pst_smtp_server *s,
+                                        const struct pst_smtp_tls_auth *ta);
+
+/*
+ * The security layer the session runs, if any: PST_SASL_QOP_AUTH_INT or
+ * PST_SASL_QOP_AUTH_CONF once a DIGEST-MD5 exchange negotiated one (from
+ * the octet after its 235 reply, RFC 4954 §4: feed() then takes the
+ * protected buffers the client sends and output() gives protected
+ * buffers), else 0.  *cipher ([out], may be NULL) gets its
+ * PST_SASL_CIPHER_*, 0 for auth-int.
+ */
+PST_EXTERN unsigned pst_smtp_server_layer(const struct pst_smtp_server *s,
+                                          unsigned *cipher);
+
 /* Why the driver ends a session. */
 enum pst_smtp_close_reason {
     PST_SMTP_CLOSE_TIMEOUT = 0, /* 421 4.4.2 (RFC 5321 §4.5.3.2) */
@@ -398,7 +468,9 @@ PST_EXTERN int pst_smtp_server_close(struct pst_smtp_server *s,
 
 /*
  * Bytes to send: *p ([out] borrowed until the next call on s) and *len
- * (0 when nothing is pending).
+ * (0 when nothing is pending).  Under a security layer the replies queued
+ * since the last call are protected here, in buffers no larger than the
+ * client's maxbuf (the 235 before them goes in clear).
  * Returns: 1 when the output ends a pipelining group (the reply to EHLO,
  * DATA, QUIT, NOOP, VRFY, HELP, STARTTLS or AUTH, RFC 2920 §3.2), 0 when
  * it may wait for the rest of the group; a driver that sends everything

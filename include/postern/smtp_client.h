@@ -68,6 +68,10 @@ enum pst_smtp_client_starttls {
                                                relay that does not vouch
                                                for the original submitter) */
 
+/* pst_smtp_client_check_mailbox(): a local part alone passes too.  The
+ * session always allows it. */
+#define PST_SMTP_CLIENT_PATH_LOCAL 0x100u
+
 /* Trace directions (the dir argument of the trace callback). */
 #define PST_SMTP_CLIENT_TRACE_IN    0 /* server -> client */
 #define PST_SMTP_CLIENT_TRACE_OUT   1 /* client -> server */
@@ -89,10 +93,25 @@ struct pst_smtp_client_config {
                                     and LOGIN need TLS or
                                     allow_plaintext_auth) wins.  Names
                                     lib/sasl does not implement are
-                                    ignored.  NULL: every mechanism, the
-                                    strongest first */
+                                    ignored.  NULL: with a token
+                                    (sasl->token), OAUTHBEARER then
+                                    XOAUTH2 (PLAIN, LOGIN and these need
+                                    TLS or allow_plaintext_auth); then
+                                    every other mechanism, the strongest
+                                    first (those need a password) */
     const struct pst_sasl_client_config *sasl; /* [in] NULL: no AUTH; the
-                                    session copies what it needs */
+                                    session copies what it needs.  Its
+                                    authcid may be NULL only with
+                                    tls_client_cert (EXTERNAL).  Its
+                                    digest_qops ask for a DIGEST-MD5
+                                    security layer (RFC 4954 §4), never
+                                    used under TLS; its channel-binding
+                                    fields are ignored: see
+                                    pst_smtp_client_tls_binding() */
+    int tls_client_cert;         /* the TLS connection presents a client
+                                    certificate: EXTERNAL (RFC 4422 App.
+                                    A) may be chosen, and is preferred
+                                    when the server offers it */
     int probe;                   /* stop after EHLO (and AUTH): no MAIL */
     const char *mail_from;       /* [in] reverse-path without <> ("" ok) */
     const char *const *rcpt;     /* [in] forward-paths without <> */
@@ -156,7 +175,9 @@ struct pst_smtp_client_event {
                            PST_ENOTSUP (mechanism, STARTTLS or SMTPUTF8
                            unavailable),
                            PST_EWEAK (would send a password in clear),
-                           PST_EFORGED (server proof wrong), PST_EPROTO
+                           PST_EFORGED (server proof wrong, or a
+                           security-layer buffer that fails its
+                           check), PST_EPROTO
                            (malformed reply), PST_ENOMEM */
     int code;           /* reply code of ev.reply, or 0 */
     const char *reply;  /* [out] borrowed until the next call: the reply
@@ -180,10 +201,11 @@ struct pst_smtp_client;
  * settings (password included, wiped on free).
  * *out ([out] owned) is freed with pst_smtp_client_free().
  * Returns: 0, PST_EINVAL (missing helo, sender or recipients, an address
- * with a space, control, "<" or ">" or over 256 octets, unknown forced
- * mechanism, more than PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name
- * that is empty, over 64 octets or not printable without spaces),
- * PST_ENOMEM.
+ * pst_smtp_client_check_mailbox() refuses with the message's flags and
+ * PST_SMTP_CLIENT_PATH_LOCAL (the sender may also be "", the null
+ * reverse-path), unknown forced mechanism, more than
+ * PST_SMTP_CLIENT_MAX_MECHS names in mechs or a name that is empty, over
+ * 64 octets or not printable without spaces), PST_ENOMEM.
  */
 PST_EXTERN int pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                                    struct pst_smtp_client **out);
@@ -207,7 +229,8 @@ PST_EXTERN int pst_smtp_client_feed(struct pst_smtp_client *c,
 PST_EXTERN int pst_smtp_client_next_event(struct pst_smtp_client *c,
                                           struct pst_smtp_client_event *ev);
 
-/* Bytes to send: *p ([out] borrowed until the next call on c), *len. */
+/* Bytes to send: *p ([out] borrowed until the next call on c), *len.
+ * Under a security layer they are protected buffers. */
 PST_EXTERN void pst_smtp_client_output(const struct pst_smtp_client *c,
                                        const uint8_t **p, size_t *len);
 
@@ -259,6 +282,63 @@ PST_EXTERN int pst_smtp_client_next_message(struct pst_smtp_client *c,
  * Returns: 0, PST_ESTATE (not waiting for a message, as above).
  */
 PST_EXTERN int pst_smtp_client_quit(struct pst_smtp_client *c);
+
+/*
+ * The channel binding of the TLS connection (RFC 5802 §6), once the
+ * handshake is done: after pst_smtp_client_tls_started(), or with
+ * implicit TLS before the first byte is fed.  With it, SCRAM-SHA-256-PLUS
+ * and SCRAM-SHA-1-PLUS are preferred when the server offers them (and
+ * cfg.mechs does not say otherwise), and a plain SCRAM exchange tells a
+ * server that offered no -PLUS that the client could bind ("y", so a
+ * server whose -PLUS was stripped by a man in the middle refuses it).
+ * cb_type ([in], copied): "tls-exporter" (RFC 9266, TLS 1.3) or
+ * "tls-unique" (RFC 5929, TLS 1.2); cb_data ([in], cb_len octets,
+ * copied and wiped on free).
+ * Returns: 0, PST_ESTATE (TLS is not up), PST_EINVAL (no type or data, a
+ * type that is not an RFC 5802 cb-name), PST_ELIMIT (cb_len above
+ * PST_SASL_MAX_CB_DATA).
+ */
+PST_EXTERN int pst_smtp_client_tls_binding(struct pst_smtp_client *c,
+                                           const char *cb_type,
+                                           const uint8_t *cb_data,
+                                           size_t cb_len);
+
+/*
+ * The security layer the session runs, as pst_smtp_server_layer(): from
+ * the 235 on, output() gives protected buffers and feed() takes them.
+ */
+PST_EXTERN unsigned pst_smtp_client_layer(const struct pst_smtp_client *c,
+                                          unsigned *cipher);
+
+/*
+ * Whether addr ([in], without <>) may go in MAIL FROM or RCPT TO: a
+ * Mailbox as RFC 5321 §4.1.2 writes it (a Dot-string or a Quoted-string
+ * such as "john doe", "@", a domain or an address literal), the local
+ * part at most 64 octets, the domain 255, the path with its <> 256
+ * (§4.5.3.1).  flags: PST_SMTP_CLIENT_MAIL_SMTPUTF8 also admits UTF-8
+ * (RFC 3629) in the local part and the domain (RFC 6531 §3.3);
+ * PST_SMTP_CLIENT_PATH_LOCAL a local part alone ("Postmaster", RFC 5321
+ * §4.1.1.3; "root" as sendmail's callers give it, for the server to
+ * qualify); other bits are ignored.  The same parser reads the paths of
+ * libpostern's server.
+ * Returns: 0, PST_EINVAL (not a Mailbox; "" or NULL), PST_ELIMIT (too
+ * long), PST_ENOMEM.
+ */
+PST_EXTERN int pst_smtp_client_check_mailbox(const char *addr,
+                                             unsigned flags);
+
+/*
+ * After a FAIL of the AUTH stage with a bearer mechanism (XOAUTH2,
+ * OAUTHBEARER): the JSON error challenge the server sent before refusing
+ * the token (RFC 7628 §3.2.2; Google's {"status":"401",...}), as
+ * pst_sasl_client_error_json() keeps it.  Raw bytes from the server: make
+ * them printable before showing them.
+ * Returns: the JSON ([out] borrowed until pst_smtp_client_free(); *len
+ * its length), or NULL with *len 0 when there is none (another
+ * mechanism, a server that refused without one, as Microsoft 365 does).
+ */
+PST_EXTERN const uint8_t *pst_smtp_client_auth_error_json(
+    const struct pst_smtp_client *c, size_t *len);
 
 /* PST_SMTP_CLIENT_EXT_* announced in the last EHLO reply. */
 PST_EXTERN unsigned pst_smtp_client_ext(const struct pst_smtp_client *c);

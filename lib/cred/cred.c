@@ -839,14 +839,25 @@ pst_cred_digest_md5(const struct pst_cred *c, const char *user,
     return 0;
 }
 
-int
-pst_cred_scram(const struct pst_cred *c, enum pst_scram_hash h,
-               pst_random_fn rnd, void *rnd_ctx, unsigned iterations,
-               struct pst_scram_keys *out)
+static enum pst_cred_scheme
+cred_scram_scheme(enum pst_scram_hash h)
 {
-    enum pst_cred_scheme want = h == PST_SCRAM_SHA1 ? PST_SCHEME_SCRAM_SHA1
-                                                    : PST_SCHEME_SCRAM_SHA256;
-    const struct cred_verifier *v = cred_find(c, want);
+    return h == PST_SCRAM_SHA1 ? PST_SCHEME_SCRAM_SHA1
+                               : PST_SCHEME_SCRAM_SHA256;
+}
+
+int
+pst__cred_scram_stored(const struct pst_cred *c, enum pst_scram_hash h)
+{
+    return cred_find(c, cred_scram_scheme(h)) != NULL;
+}
+
+int
+pst__cred_scram_salted(const struct pst_cred *c, enum pst_scram_hash h,
+                       const uint8_t *salt, size_t salt_len,
+                       unsigned iterations, struct pst_scram_keys *out)
+{
+    const struct cred_verifier *v = cred_find(c, cred_scram_scheme(h));
     struct pst_buf prepped;
     int rc;
 
@@ -858,6 +869,8 @@ pst_cred_scram(const struct pst_cred *c, enum pst_scram_hash h,
     v = cred_find(c, PST_SCHEME_PLAIN);
     if (v == NULL)
         return PST_EAUTH;
+    if (salt_len == 0 || salt_len > PST_SCRAM_MAX_SALT)
+        return PST_EINVAL;
     pst_buf_init(&prepped, pst__cred_prep_room(v->len), 1);
     /* RFC 5802 §2.2: Normalize(password) is SASLprep as a stored string. */
     rc = pst__saslprep(cred_raw(c, v), v->len, 1, &prepped);
@@ -865,10 +878,9 @@ pst_cred_scram(const struct pst_cred *c, enum pst_scram_hash h,
         goto out;
     out->iterations = iterations != 0 ? iterations
                                       : PST_CRED_SCRAM_DEFAULT_ITER;
-    out->salt_len = PST_CRED_SCRAM_SALT_LEN;
+    out->salt_len = salt_len;
     out->key_len = pst__scram_key_len(h);
-    if ((rc = pst__random(rnd, rnd_ctx, out->salt, out->salt_len)) < 0)
-        goto out;
+    memcpy(out->salt, salt, salt_len);
     rc = pst__scram_derive(h, prepped.data, prepped.len, out->salt,
                            out->salt_len, out->iterations, NULL, NULL,
                            out->stored_key, out->server_key);
@@ -877,4 +889,57 @@ out:
     if (rc < 0)
         OPENSSL_cleanse(out, sizeof(*out));
     return rc;
+}
+
+int
+pst_cred_scram(const struct pst_cred *c, enum pst_scram_hash h,
+               pst_random_fn rnd, void *rnd_ctx, unsigned iterations,
+               struct pst_scram_keys *out)
+{
+    uint8_t salt[PST_CRED_SCRAM_SALT_LEN];
+    int rc;
+
+    /* A fresh salt only when it will be used. */
+    if (!pst__cred_scram_stored(c, h) && cred_find(c, PST_SCHEME_PLAIN) &&
+        (rc = pst__random(rnd, rnd_ctx, salt, sizeof(salt))) < 0) {
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    rc = pst__cred_scram_salted(c, h, salt, sizeof(salt), iterations, out);
+    OPENSSL_cleanse(salt, sizeof(salt));
+    return rc;
+}
+
+int
+pst__cred_with_scram(const struct pst_cred *c, enum pst_scram_hash h,
+                     const struct pst_scram_keys *k, struct pst_cred **out)
+{
+    size_t old_hdr, data_len, hdr, rec = CRED_SCRAM_HDR + k->salt_len +
+                                         2 * k->key_len;
+    struct pst_cred *n;
+    struct cred_verifier *v;
+
+    *out = NULL;
+    if (c == NULL || k->salt_len == 0 || k->salt_len > PST_SCRAM_MAX_SALT ||
+        k->key_len != pst__scram_key_len(h) || k->iterations == 0)
+        return PST_EINVAL;
+    old_hdr = sizeof(*c) + c->cap * sizeof(c->v[0]);
+    data_len = c->size - old_hdr;
+    hdr = sizeof(*n) + (c->n + 1) * sizeof(n->v[0]);
+    n = calloc(1, hdr + data_len + rec);
+    if (n == NULL)
+        return PST_ENOMEM;
+    n->size = hdr + data_len + rec;
+    n->cap = c->n + 1;
+    n->n = c->n;
+    /* Offsets are into the data area: they stay valid. */
+    memcpy(n->v, c->v, c->n * sizeof(c->v[0]));
+    memcpy(cred_data(n), cred_data(c), data_len);
+    v = &n->v[n->n++];
+    v->scheme = cred_scram_scheme(h);
+    v->hash = h;
+    v->off = data_len;
+    v->len = cred_scram_pack(k, cred_data(n) + data_len);
+    *out = n;
+    return 0;
 }

@@ -566,22 +566,57 @@ scram_server_parse_first(struct pst_sasl_server *s, const uint8_t *in,
 }
 
 /*
+ * The salt shown for keys that are not stored: an unknown user's made-up
+ * ones, and those derived from a {PLAIN} password.  With a server secret
+ * it is HMAC-SHA-256(secret, user NUL mechanism), cut to 16 bytes: stable
+ * per user like a stored salt, so that two attempts cannot tell an
+ * unknown user from a real one (RFC 5802 §9 suggests a salt made from the
+ * user name and a server secret; e=unknown-user, §7, would tell).
+ * Without a secret it is random.
+ */
+static int
+scram_salt(const struct pst_sasl_mech *m,
+           const struct pst_sasl_server_config *cfg, const char *user,
+           uint8_t salt[SCRAM_FAKE_SALT])
+{
+    uint8_t mac[PST_SCRAM_MAX_KEY];
+    struct pst_buf msg;
+    int rc;
+
+    if (cfg->scram_secret == NULL || cfg->scram_secret_len == 0)
+        return pst__random(cfg->random, cfg->random_ctx, salt,
+                           SCRAM_FAKE_SALT);
+    pst_buf_init(&msg, 2 * PST_SASL_MAX_NAME, 0);
+    if ((rc = pst_buf_append_str(&msg, user)) == 0 &&
+        (rc = pst_buf_append_byte(&msg, 0)) == 0 &&
+        /* The name without -PLUS: a stored salt is the same for both,
+         * so a made-up or derived one must be too. */
+        (rc = pst_buf_append_str(&msg, scram_hash_of(m) == PST_SCRAM_SHA1
+                                           ? "SCRAM-SHA-1"
+                                           : "SCRAM-SHA-256")) == 0)
+        rc = pst__scram_hmac(PST_SCRAM_SHA256, cfg->scram_secret,
+                             cfg->scram_secret_len, msg.data, msg.len, mac);
+    pst_buf_clear(&msg);
+    if (rc == 0)
+        memcpy(salt, mac, SCRAM_FAKE_SALT);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return rc;
+}
+
+/*
  * Made-up keys for a user we cannot authenticate, so that the exchange
  * looks the same to the client up to the proof: an unknown user must not
- * be told apart from a wrong password (DESIGN.md, "Secrets"; RFC 5802's
- * e=unknown-user would tell).  With a server secret the salt is
- * HMAC(secret, user NUL mechanism): stable per user like a stored one;
- * otherwise random.  The keys come from PBKDF2 with the real iteration
- * count, the work a {PLAIN} user costs.
+ * be told apart from a wrong password (DESIGN.md, "Secrets").  The salt
+ * is scram_salt()'s and the iteration count the configured one (what a
+ * {PLAIN} user shows).  The keys themselves are never seen and the proof
+ * fails whatever they are, so they cost no PBKDF2: the server-first
+ * message of an unknown user takes what a stored verifier's takes.
  */
 static int
 scram_server_fake(struct pst_sasl_server *s, const char *reason)
 {
     struct scram_server *st = s->state;
     struct pst_scram_keys *k = &st->keys;
-    const char *user = pst_sasl_server_authcid(s);
-    uint8_t mac[PST_SCRAM_MAX_KEY];
-    struct pst_buf msg;
     int rc;
 
     OPENSSL_cleanse(k, sizeof(*k));
@@ -591,31 +626,16 @@ scram_server_fake(struct pst_sasl_server *s, const char *reason)
                                                  : PST_SCRAM_MIN_ITERATIONS;
     k->key_len = pst__scram_key_len(st->hash);
     k->salt_len = SCRAM_FAKE_SALT;
-    if (s->cfg.scram_secret != NULL && s->cfg.scram_secret_len > 0) {
-        pst_buf_init(&msg, 2 * PST_SASL_MAX_NAME, 0);
-        if ((rc = pst_buf_append_str(&msg, user)) == 0 &&
-            (rc = pst_buf_append_byte(&msg, 0)) == 0 &&
-            /* The name without -PLUS: a stored salt is the same for
-             * both, so a made-up one must be too. */
-            (rc = pst_buf_append_str(&msg, st->hash == PST_SCRAM_SHA1
-                                               ? "SCRAM-SHA-1"
-                                               : "SCRAM-SHA-256")) == 0)
-            rc = pst__scram_hmac(PST_SCRAM_SHA256, s->cfg.scram_secret,
-                                 s->cfg.scram_secret_len, msg.data, msg.len,
-                                 mac);
-        pst_buf_clear(&msg);
-        if (rc == 0)
-            memcpy(k->salt, mac, k->salt_len);
-        OPENSSL_cleanse(mac, sizeof(mac));
-    } else {
-        rc = pst__random(s->cfg.random, s->cfg.random_ctx, k->salt,
-                         k->salt_len);
-    }
+    rc = scram_salt(s->mech, &s->cfg, pst_sasl_server_authcid(s), k->salt);
     if (rc < 0)
         return rc;
-    return pst__scram_derive(st->hash, k->salt, k->salt_len, k->salt,
-                             k->salt_len, k->iterations, NULL, NULL,
-                             k->stored_key, k->server_key);
+    /* The final step runs the same HMACs over these as over real keys. */
+    if ((rc = pst__scram_hmac(st->hash, k->salt, k->salt_len,
+                              (const uint8_t *)"Client Key", 10,
+                              k->stored_key)) < 0)
+        return rc;
+    return pst__scram_hmac(st->hash, k->salt, k->salt_len,
+                           (const uint8_t *)"Server Key", 10, k->server_key);
 }
 
 /* The stored or derived keys, or fake ones; then server-first-message. */
@@ -624,13 +644,25 @@ scram_server_first(struct pst_sasl_server *s, struct pst_buf *out)
 {
     struct scram_server *st = s->state;
     struct pst_scram_keys *k = &st->keys;
+    uint8_t salt[SCRAM_FAKE_SALT];
     int rc;
 
     if (s->cred == NULL) {
         rc = scram_server_fake(s, "unknown user");
     } else {
-        rc = pst_cred_scram(s->cred, st->hash, s->cfg.random,
-                            s->cfg.random_ctx, s->cfg.scram_iterations, k);
+        /* Keys derived from {PLAIN} get scram_salt()'s salt, so they
+         * show what pst_sasl_server_cred_prepare() would have made (and
+         * what an unknown user shows).  This derivation is the slow
+         * step a driver can move off its loop (sasl.h). */
+        rc = 0;
+        if (!pst__cred_scram_stored(s->cred, st->hash))
+            rc = scram_salt(s->mech, &s->cfg, pst_sasl_server_authcid(s),
+                            salt);
+        if (rc == 0)
+            rc = pst__cred_scram_salted(s->cred, st->hash, salt,
+                                        sizeof(salt),
+                                        s->cfg.scram_iterations, k);
+        OPENSSL_cleanse(salt, sizeof(salt));
         if (rc == PST_EAUTH)
             rc = scram_server_fake(s, "no SCRAM or PLAIN verifier");
         else if (rc == PST_EPREP)
@@ -874,6 +906,40 @@ pst__scram_server_set_nonce(struct pst_sasl_server *s, const char *nonce)
     memcpy(st->snonce, nonce, len);
     st->snonce_len = len;
     return 0;
+}
+
+int
+pst_sasl_server_cred_slow(const struct pst_sasl_mech *m,
+                          const struct pst_cred *c)
+{
+    if (!scram_is_mech(m) || c == NULL)
+        return 0;
+    return !pst__cred_scram_stored(c, scram_hash_of(m)) &&
+           pst_cred_has(c, PST_SCHEME_PLAIN);
+}
+
+int
+pst_sasl_server_cred_prepare(const struct pst_sasl_mech *m,
+                             const struct pst_sasl_server_config *cfg,
+                             const char *authcid, const struct pst_cred *c,
+                             struct pst_cred **out)
+{
+    struct pst_scram_keys k;
+    uint8_t salt[SCRAM_FAKE_SALT];
+    int rc;
+
+    *out = NULL;
+    if (!pst_sasl_server_cred_slow(m, c))
+        return PST_EINVAL;
+    rc = scram_salt(m, cfg, authcid, salt);
+    if (rc == 0)
+        rc = pst__cred_scram_salted(c, scram_hash_of(m), salt, sizeof(salt),
+                                    cfg->scram_iterations, &k);
+    if (rc == 0)
+        rc = pst__cred_with_scram(c, scram_hash_of(m), &k, out);
+    OPENSSL_cleanse(salt, sizeof(salt));
+    OPENSSL_cleanse(&k, sizeof(k));
+    return rc;
 }
 
 static const struct pst_sasl_client_ops scram_client = {

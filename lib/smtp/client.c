@@ -195,6 +195,20 @@ pst__client_fail_reply(struct pst_smtp_client *c, enum client_stage stage)
 static void
 client_after_ehlo(struct pst_smtp_client *c)
 {
+    /* After AUTH with a security layer (RFC 4954 §4): EHLO again, then
+     * straight to the mail; no STARTTLS inside the layer, no second
+     * AUTH. */
+    if (c->authed) {
+        if (c->probe) {
+            pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, 0, STAGE_EHLO,
+                              "");
+            pst__client_enter_phase(c, PHASE_ENDING);
+            pst__client_quit(c);
+            return;
+        }
+        pst__client_begin(c);
+        return;
+    }
     if (!c->tls && c->starttls != PST_SMTP_CLIENT_STARTTLS_NEVER &&
         !c->starttls_refused && (c->ext & PST_SMTP_CLIENT_EXT_STARTTLS)) {
         if (pst__client_send(c, STAGE_STARTTLS, NULL, "STARTTLS") < 0)
@@ -424,8 +438,10 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                 !client_mech_name_ok(cfg->mechs[n]))
                 return PST_EINVAL;
     }
-    if (cfg->sasl != NULL && (cfg->sasl->authcid == NULL ||
-                              cfg->sasl->authcid[0] == '\0'))
+    /* EXTERNAL alone may go without a user name: the certificate names
+     * the user. */
+    if (cfg->sasl != NULL && !cfg->tls_client_cert &&
+        (cfg->sasl->authcid == NULL || cfg->sasl->authcid[0] == '\0'))
         return PST_EINVAL;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -494,7 +510,8 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
 
         c->have_sasl = 1;
         c->sasl = *s;
-        if (pst_buf_append_str(&c->sasl_authcid, s->authcid) < 0 ||
+        if ((s->authcid != NULL &&
+             pst_buf_append_str(&c->sasl_authcid, s->authcid) < 0) ||
             (s->authzid != NULL &&
              pst_buf_append_str(&c->sasl_authzid, s->authzid) < 0) ||
             pst_buf_append(&c->sasl_password, s->password,
@@ -510,7 +527,9 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
             rc = PST_ELIMIT;
             goto fail;
         }
-        c->sasl.authcid = (const char *)c->sasl_authcid.data;
+        c->sasl.authcid = c->sasl_authcid.len > 0
+                              ? (const char *)c->sasl_authcid.data
+                              : NULL;
         c->sasl.authzid = s->authzid != NULL
                               ? (const char *)c->sasl_authzid.data : NULL;
         c->sasl.password = c->sasl_password.data;
@@ -521,8 +540,8 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
                                        : NULL;
         /* Copies, as for the password: nothing of the caller's is kept
          * (the SCRAM cache excepted: pst_sasl_client_config says it must
-         * outlive the exchange).  Channel binding needs the TLS of this
-         * connection, which the session does not have: no -PLUS. */
+         * outlive the exchange).  Channel binding comes from the TLS of
+         * this connection: pst_smtp_client_tls_binding(). */
         c->sasl.token = c->sasl_token.len > 0 ? c->sasl_token.data : NULL;
         c->sasl.token_len = c->sasl_token.len;
         c->sasl.oauth_host = s->oauth_host != NULL
@@ -532,6 +551,7 @@ pst_smtp_client_new(const struct pst_smtp_client_config *cfg,
         c->sasl.cb_data = NULL;
         c->sasl.cb_len = 0;
     }
+    c->tls_client_cert = cfg->tls_client_cert;
     c->starttls = cfg->starttls;
     c->tls = cfg->implicit_tls ? 1 : 0;
     c->allow_plaintext_auth = cfg->allow_plaintext_auth;
@@ -562,6 +582,11 @@ pst_smtp_client_free(struct pst_smtp_client *c)
     }
     pst__client_clear_envelope(c);
     pst_sasl_client_free(c->sc);
+    pst_sasl_layer_free(c->pending_layer);
+    pst_sasl_layer_free(c->layer);
+    pst_buf_clear(&c->raw);
+    pst_buf_clear(&c->plain);
+    pst_buf_clear(&c->wire);
     pst_buf_clear(&c->ev_text);
     pst_buf_clear(&c->ev_addr);
     pst_buf_clear(&c->helo);
@@ -589,10 +614,27 @@ pst_smtp_client_free(struct pst_smtp_client *c)
 int
 pst_smtp_client_feed(struct pst_smtp_client *c, const uint8_t *in, size_t len)
 {
-    size_t i = 0;
+    size_t used = 0;
 
     if (c->phase == PHASE_CLOSED)
         return PST_ESTATE;
+    if (c->layer == NULL)
+        used = pst__client_feed_lines(c, in, len);
+    /* RFC 4954 §4: from the octet after the 235, the server's bytes are
+     * protected buffers. */
+    if (c->layer != NULL && used < len)
+        pst__client_layer_feed(c, in + used, len - used);
+    pst__client_seal(c);
+    return 0;
+}
+
+size_t
+pst__client_feed_lines(struct pst_smtp_client *c, const uint8_t *in,
+                       size_t len)
+{
+    size_t i = 0;
+    int had_layer = c->layer != NULL;
+
     while (i < len && c->phase != PHASE_CLOSED) {
         const uint8_t *nl;
         size_t n;
@@ -608,7 +650,7 @@ pst_smtp_client_feed(struct pst_smtp_client *c, const uint8_t *in, size_t len)
                              c->phase == PHASE_TLS_WAIT ? STAGE_STARTTLS
                                                         : STAGE_DOT,
                              "unexpected data from the server");
-            return 0;
+            return len;
         }
         nl = memchr(in + i, '\n', len - i);
         n = nl != NULL ? (size_t)(nl - (in + i)) : len - i;
@@ -618,7 +660,7 @@ pst_smtp_client_feed(struct pst_smtp_client *c, const uint8_t *in, size_t len)
                              c->expect_len > 0 ? c->expect[c->expect_head]
                                                : STAGE_GREETING,
                              "reply line from the server too long");
-            return 0;
+            return len;
         }
         i += n;
         if (nl == NULL)
@@ -631,8 +673,12 @@ pst_smtp_client_feed(struct pst_smtp_client *c, const uint8_t *in, size_t len)
                                                   : (const uint8_t *)"",
                           n);
         pst_buf_reset(&c->line);
+        /* A layer began with this reply (the 235): the rest is
+         * protected. */
+        if (!had_layer && c->layer != NULL)
+            return i;
     }
-    return 0;
+    return len;
 }
 
 int
@@ -671,13 +717,25 @@ void
 pst_smtp_client_output(const struct pst_smtp_client *c, const uint8_t **p,
                        size_t *len)
 {
-    *p = c->out.data != NULL ? c->out.data : (const uint8_t *)"";
-    *len = c->out.len;
+    const struct pst_buf *b = c->layer != NULL ? &c->wire : &c->out;
+
+    *p = b->data != NULL ? b->data : (const uint8_t *)"";
+    *len = b->len;
 }
 
 void
 pst_smtp_client_consume(struct pst_smtp_client *c, size_t n)
 {
+    if (c->layer != NULL) {
+        if (n >= c->wire.len) {
+            pst_buf_reset(&c->wire);
+            return;
+        }
+        memmove(c->wire.data, c->wire.data + n, c->wire.len - n);
+        c->wire.len -= n;
+        c->wire.data[c->wire.len] = '\0';
+        return;
+    }
     if (n >= c->out.len) {
         pst_buf_reset(&c->out);
         return;
@@ -685,6 +743,42 @@ pst_smtp_client_consume(struct pst_smtp_client *c, size_t n)
     memmove(c->out.data, c->out.data + n, c->out.len - n);
     c->out.len -= n;
     c->out.data[c->out.len] = '\0';
+}
+
+/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
+static int
+client_cb_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+pst_smtp_client_tls_binding(struct pst_smtp_client *c, const char *cb_type,
+                            const uint8_t *cb_data, size_t cb_len)
+{
+    if (!c->tls)
+        return PST_ESTATE;
+    if (cb_type == NULL || cb_data == NULL || cb_len == 0 ||
+        !client_cb_name_ok(cb_type))
+        return PST_EINVAL;
+    if (cb_len > PST_SASL_MAX_CB_DATA)
+        return PST_ELIMIT;
+    OPENSSL_cleanse(c->cb_data, sizeof(c->cb_data));
+    memcpy(c->cb_type, cb_type, strlen(cb_type) + 1);
+    memcpy(c->cb_data, cb_data, cb_len);
+    c->cb_len = cb_len;
+    return 0;
 }
 
 int

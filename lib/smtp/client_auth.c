@@ -37,16 +37,23 @@ client_send_b64(struct pst_smtp_client *c, const uint8_t *msg, size_t len)
 /* --- Choosing a mechanism ----------------------------------------------- */
 
 /* Whether m could be used with what the caller gave (a password, a
- * token), TLS aside. */
+ * token, a client certificate, the channel binding), TLS aside. */
 static int
 client_mech_fits(const struct pst_smtp_client *c,
                  const struct pst_sasl_mech *m)
 {
     unsigned f = pst_sasl_mech_flags(m);
 
+    /* EXTERNAL: the TLS client certificate only the caller knows of. */
+    if (f & PST_MECH_EXTERNAL)
+        return c->tls_client_cert;
+    /* Everything else needs a user name. */
+    if (c->sasl_authcid.len == 0)
+        return 0;
     if ((f & PST_MECH_BEARER) && c->sasl_token.len == 0)
         return 0;
-    if (f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL))
+    /* SCRAM-*-PLUS: this connection's binding data (RFC 5802 §6). */
+    if ((f & PST_MECH_CHANNEL_BINDING) && c->cb_len == 0)
         return 0;
     return (f & PST_MECH_BEARER) || c->sasl_token.len == 0 ||
            c->sasl_password.len > 0;
@@ -59,11 +66,13 @@ client_mech_usable(const struct pst_smtp_client *c,
     unsigned f = pst_sasl_mech_flags(m);
 
     /* A bearer mechanism needs a token (not a password); channel
-     * binding the TLS data the session does not have; EXTERNAL a client
-     * certificate only the caller knows of: never picked by itself; a
-     * token alone serves only bearer mechanisms. */
+     * binding the TLS data the caller handed over; EXTERNAL a client
+     * certificate; a token alone serves only bearer mechanisms. */
     if (!client_mech_fits(c, m))
         return 0;
+    /* Both bind to TLS: nothing to bind to without it. */
+    if (f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL))
+        return c->tls;
     /* Never send a password (or a token) in clear unless told to
      * (msmtp's SMTP_EINSECURE). */
     return !(f & (PST_MECH_SENDS_PASSWORD | PST_MECH_BEARER)) || c->tls ||
@@ -93,6 +102,30 @@ pst_smtp_client_choose_mech(const struct pst_smtp_client *c)
                 return c->prefs[i];
         return NULL;
     }
+    /* With a token, the bearer mechanisms (opt-in, so not in
+     * pst_sasl_mech_at()): OAUTHBEARER, the standard (RFC 7628), then
+     * XOAUTH2, the table's order (INTEROP.md: Gmail offers both,
+     * Microsoft 365 only XOAUTH2). */
+    if (c->sasl_token.len > 0)
+        for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+            if ((pst_sasl_mech_flags(m) & PST_MECH_BEARER) &&
+                pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+                client_mech_usable(c, m))
+                return m;
+    /* A client certificate was given to log in with: EXTERNAL first.
+     * Then, with a channel binding, SCRAM-*-PLUS (RFC 5802 §6: a client
+     * that can bind and sees -PLUS "MUST use" it); pst_sasl_mech_all_at()
+     * lists them strongest first. */
+    for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+        if ((pst_sasl_mech_flags(m) & PST_MECH_EXTERNAL) &&
+            pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+            client_mech_usable(c, m))
+            return m;
+    for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+        if ((pst_sasl_mech_flags(m) & PST_MECH_CHANNEL_BINDING) &&
+            pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
+            client_mech_usable(c, m))
+            return m;
     /* pst_sasl_mech_at() lists the strongest first. */
     for (size_t i = 0; (m = pst_sasl_mech_at(i)) != NULL; i++)
         if (pst__client_has_mech(c, pst_sasl_mech_name(m)) &&
@@ -149,6 +182,27 @@ client_auth_unavailable(struct pst_smtp_client *c)
         pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
         return;
     }
+    if (c->mechs.len > 0 && c->sasl_token.len > 0 &&
+        c->sasl_password.len == 0) {
+        const struct pst_sasl_mech *m;
+        int offered_bearer = 0;
+
+        for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+            if ((pst_sasl_mech_flags(m) & PST_MECH_BEARER) &&
+                pst__client_has_mech(c, pst_sasl_mech_name(m)))
+                offered_bearer = 1;
+        if (offered_bearer && !c->tls) {
+            snprintf(why, sizeof(why), "the bearer token would go "
+                     "without TLS (the server offers %s)", offered);
+            pst__client_fail(c, PST_EWEAK, 0, STAGE_AUTH, why);
+            return;
+        }
+        snprintf(why, sizeof(why),
+                 "the server offers no mechanism for a bearer token "
+                 "(OAUTHBEARER, XOAUTH2); it offers %s", offered);
+        pst__client_fail(c, PST_ENOTSUP, 0, STAGE_AUTH, why);
+        return;
+    }
     if (c->mechs.len > 0)
         snprintf(why, sizeof(why),
                  "no usable mechanism: the server offers %s%s", offered,
@@ -161,10 +215,53 @@ client_auth_unavailable(struct pst_smtp_client *c)
                      0, STAGE_AUTH, why);
 }
 
+/* Whether the server offered a SCRAM-*-PLUS. */
+static int
+client_plus_offered(const struct pst_smtp_client *c)
+{
+    const struct pst_sasl_mech *m;
+
+    for (size_t i = 0; (m = pst_sasl_mech_all_at(i)) != NULL; i++)
+        if ((pst_sasl_mech_flags(m) & PST_MECH_CHANNEL_BINDING) &&
+            pst__client_has_mech(c, pst_sasl_mech_name(m)))
+            return 1;
+    return 0;
+}
+
+/* The exchange's settings: the session's, with this connection's channel
+ * binding and what the security layer may be. */
+static void
+client_exchange_config(const struct pst_smtp_client *c,
+                       const struct pst_sasl_mech *m,
+                       struct pst_sasl_client_config *cfg)
+{
+    int plus = (pst_sasl_mech_flags(m) & PST_MECH_CHANNEL_BINDING) != 0;
+    int scram = strncmp(pst_sasl_mech_name(m), "SCRAM-", 6) == 0;
+    int offered = client_plus_offered(c);
+
+    *cfg = c->sasl;
+    cfg->cb_type = NULL;
+    cfg->cb_data = NULL;
+    cfg->cb_len = 0;
+    cfg->cb_plus_offered = offered;
+    /* RFC 5802 §6: -PLUS sends "p=<type>"; a plain SCRAM sends "y" when
+     * it could bind but the server offered no -PLUS.  Forced to a plain
+     * SCRAM although -PLUS was offered, it can only say "n". */
+    if (c->tls && c->cb_len > 0 && (plus || (scram && !offered))) {
+        cfg->cb_type = plus ? c->cb_type : NULL;
+        cfg->cb_data = c->cb_data;
+        cfg->cb_len = c->cb_len;
+    }
+    /* DESIGN.md security_layer: never under TLS, where it adds nothing. */
+    if (c->tls)
+        cfg->digest_qops = 0;
+}
+
 void
 pst__client_start_auth(struct pst_smtp_client *c)
 {
     const struct pst_sasl_mech *m = pst_smtp_client_choose_mech(c);
+    struct pst_sasl_client_config cfg;
     struct pst_buf msg;
     char why[512];
     size_t line_len;
@@ -175,7 +272,8 @@ pst__client_start_auth(struct pst_smtp_client *c)
         return;
     }
     c->mech = m;
-    rc = pst_sasl_client_new(m, &c->sasl, &c->sc);
+    client_exchange_config(c, m, &cfg);
+    rc = pst_sasl_client_new(m, &cfg, &c->sc);
     if (rc < 0) {
         pst__client_fail(c, rc, 0, STAGE_AUTH, pst_strerror(rc));
         return;
@@ -260,6 +358,11 @@ pst__client_auth_reply(struct pst_smtp_client *c)
             rc = pst_sasl_client_step(
                 c->sc, c->b64.data != NULL ? c->b64.data : (const uint8_t *)"",
                 c->b64.len, &c->scratch);
+        /* The server has proved itself: a negotiated layer leaves the
+         * exchange now, and applies once the 235 comes. */
+        if (rc == PST_SASL_DONE && c->pending_layer == NULL &&
+            pst_sasl_client_layer(c->sc, &c->pending_layer) < 0)
+            rc = PST_ENOMEM;
         if (rc >= 0) {
             rc = client_send_b64(c, c->scratch.data, c->scratch.len);
             if (rc < 0)
@@ -305,6 +408,27 @@ pst__client_auth_reply(struct pst_smtp_client *c)
                           STAGE_AUTH, text);
         pst_sasl_client_free(c->sc);
         c->sc = NULL;
+        c->authed = 1;
+        if (c->pending_layer != NULL) {
+            /* RFC 4954 §4: "the client MUST discard any knowledge
+             * obtained from the server, such as the list of SMTP service
+             * extensions ... The client SHOULD send an EHLO command as
+             * the first command after a successful SASL negotiation that
+             * results in the enabling of a security layer." */
+            if (pst__client_layer_start(c) < 0) {
+                pst__client_fail(c, PST_ENOMEM, 0, STAGE_AUTH,
+                                 "out of memory");
+                return;
+            }
+            c->ext = 0;
+            pst_buf_reset(&c->mechs);
+            pst_buf_append(&c->mechs, "", 0);
+            if (pst__client_send(c, STAGE_EHLO, NULL, "EHLO %s",
+                                 (const char *)c->helo.data) < 0)
+                pst__client_fail(c, PST_ENOMEM, 0, STAGE_EHLO,
+                                 "out of memory");
+            return;
+        }
         if (c->probe) {
             pst__client_event(c, PST_SMTP_CLIENT_EV_DONE, 0, c->reply_code,
                               STAGE_AUTH, text);
@@ -326,3 +450,13 @@ pst__client_auth_reply(struct pst_smtp_client *c)
     pst__client_fail_reply(c, STAGE_AUTH);
 }
 
+const uint8_t *
+pst_smtp_client_auth_error_json(const struct pst_smtp_client *c, size_t *len)
+{
+    *len = 0;
+    /* The exchange is kept after a failure (freed with the session). */
+    if (c->sc == NULL || c->mech == NULL ||
+        !(pst_sasl_mech_flags(c->mech) & PST_MECH_BEARER))
+        return NULL;
+    return pst_sasl_client_error_json(c->sc, len);
+}

@@ -5,6 +5,7 @@
  *   client_ehlo.c  the EHLO reply: extensions and AUTH mechanisms
  *   client_auth.c  choosing a mechanism and the AUTH exchange (RFC 4954)
  *   client_mail.c  MAIL, RCPT, DATA and the message (RFC 5321 §3.3)
+ *   client_layer.c the SASL security layer after AUTH (RFC 4954 §4)
  * Nothing here is exported: pst__ names are hidden by the version script.
  */
 #ifndef POSTERN_SMTP_CLIENT_INT_H
@@ -85,6 +86,7 @@ struct pst_smtp_client {
     struct pst_buf sasl_authcid, sasl_authzid, sasl_password, sasl_service,
         sasl_host, sasl_token, sasl_oauth_host;
     int have_sasl;
+    int tls_client_cert;         /* EXTERNAL may be used */
     enum pst_smtp_client_starttls starttls;
     int allow_plaintext_auth;
     int probe;
@@ -120,6 +122,19 @@ struct pst_smtp_client {
     int rcpt_failed_code;
     char rcpt_failed_enh[PST_SMTP_REPLY_MAX_ENHANCED];
     struct pst_buf rcpt_failed;  /* first refusal, for the FAIL event */
+    /* Channel binding (pst_smtp_client_tls_binding()): */
+    char cb_type[PST_SASL_MAX_CB_NAME + 1];
+    uint8_t cb_data[PST_SASL_MAX_CB_DATA]; /* wiped with the session */
+    size_t cb_len;
+    int authed;                  /* 235 received */
+    /* The security layer (RFC 4954 §4): */
+    struct pst_sasl_layer *pending_layer; /* negotiated; applies at the
+                                    235 */
+    struct pst_sasl_layer *layer; /* in force */
+    struct pst_buf raw;          /* protected input, not a whole buffer
+                                    yet */
+    struct pst_buf plain;        /* one unwrapped buffer */
+    struct pst_buf wire;         /* protected output */
     struct pst_sasl_client *sc;
     const struct pst_sasl_mech *mech;
     struct pst_buf pending_ir;   /* IR too long for the AUTH line */
@@ -196,6 +211,29 @@ void pst__client_fail(struct pst_smtp_client *c, int error, int code,
 /* Fail with the current reply as text (PST_EREJECT or PST_ETEMP). */
 void pst__client_fail_reply(struct pst_smtp_client *c, enum client_stage stage);
 
+/* Feed plaintext reply bytes to the line reader; stops early when a
+ * security layer starts (the rest is protected).  Returns the octets
+ * taken. */
+size_t pst__client_feed_lines(struct pst_smtp_client *c, const uint8_t *in,
+                              size_t len);
+
+/* --- client_layer.c ------------------------------------------------------ */
+
+/* The 235 came and a layer was negotiated: it applies now (RFC 4954 §4).
+ * Returns: 0, PST_ENOMEM. */
+int pst__client_layer_start(struct pst_smtp_client *c);
+
+/* Protected bytes from the server: unwrap and read the replies. */
+void pst__client_layer_feed(struct pst_smtp_client *c, const uint8_t *in,
+                            size_t len);
+
+/* Protect the commands queued since the last call.  Every public call
+ * that may queue output ends with it. */
+void pst__client_seal(struct pst_smtp_client *c);
+
+/* Octets of output waiting, protected or not. */
+size_t pst__client_pending(const struct pst_smtp_client *c);
+
 /* --- client_ehlo.c ------------------------------------------------------- */
 
 /* 1 if the server offered mechanism name (ASCII case-insensitive). */
@@ -215,11 +253,13 @@ void pst__client_auth_reply(struct pst_smtp_client *c);
 
 /* --- client_mail.c ------------------------------------------------------- */
 
-/* 1 if s is a path we may put between <> (no space, control, "<" or ">",
- * at most 256 octets), else 0. */
+/* 1 if s may be sent as the EHLO argument (no space, control, "<" or
+ * ">", at most 256 octets), else 0. */
 int pst__client_path_ok(const char *s);
 
-/* Check and copy a message's envelope, and forget the last message.
+/* Check (pst_smtp_client_check_mailbox() with PST_SMTP_CLIENT_PATH_LOCAL;
+ * "" for the null reverse-path) and copy a message's envelope, and forget
+ * the last message.
  * Returns: 0, PST_EINVAL, PST_ENOMEM. */
 int pst__client_set_envelope(struct pst_smtp_client *c,
                              const char *mail_from, const char *const *rcpt,

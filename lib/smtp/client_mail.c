@@ -13,20 +13,50 @@
 #include <postern/smtp_client.h>
 
 #include "client_int.h"
+#include "smtp_int.h"
 
 /* --- The envelope -------------------------------------------------------- */
 
 int
 pst__client_path_ok(const char *s)
 {
-    /* A path we put between <>: no controls, no <>, no spaces. */
-    if (s == NULL || strlen(s) > 256) /* RFC 5321 §4.5.3.1.3 */
+    /* An EHLO argument: no controls, no <>, no spaces. */
+    if (s == NULL || strlen(s) > 256)
         return 0;
     for (; *s != '\0'; s++)
         if ((unsigned char)*s <= ' ' || *s == '<' || *s == '>' ||
             *s == 0x7f)
             return 0;
     return 1;
+}
+
+int
+pst_smtp_client_check_mailbox(const char *addr, unsigned flags)
+{
+    struct pst_buf out;
+    size_t len, used = 0;
+    int rc;
+
+    if (addr == NULL)
+        return PST_EINVAL;
+    len = strlen(addr);
+    if (len == 0 || len > PST_SMTP_MAX_PATH)
+        return len == 0 ? PST_EINVAL : PST_ELIMIT;
+    /* A bracket would be read as the path's own. */
+    if (addr[0] == '<')
+        return PST_EINVAL;
+    /* The server's own parser: the client sends nothing libpostern's
+     * server would refuse as a syntax error. */
+    pst_buf_init(&out, PST_SMTP_MAX_PATH + 1, 0);
+    rc = pst__smtp_parse_path(
+        (const uint8_t *)addr, len,
+        ((flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8) ? PST__PATH_UTF8 : 0) |
+            ((flags & PST_SMTP_CLIENT_PATH_LOCAL) ? PST__PATH_LOCAL_OK : 0),
+        &used, &out);
+    pst_buf_clear(&out);
+    if (rc == PST_ENOMEM || rc == PST_ELIMIT)
+        return rc;
+    return rc == 0 && used == len ? 0 : PST_EINVAL;
 }
 
 static void
@@ -47,14 +77,20 @@ pst__client_set_envelope(struct pst_smtp_client *c, const char *mail_from,
                          uint64_t size, unsigned flags)
 {
     char **copy;
+    int rc;
 
-    if (!pst__client_path_ok(mail_from) || rcpt == NULL || nrcpt == 0 ||
+    if (mail_from == NULL || rcpt == NULL || nrcpt == 0 ||
         nrcpt > CLIENT_MAX_RCPT)
         return PST_EINVAL;
+    /* RFC 5321 §4.1.1.2: Reverse-path = Path / "<>".  A local part
+     * alone passes too: "Postmaster" (§4.1.1.3), and sendmail's "root". */
+    flags |= PST_SMTP_CLIENT_PATH_LOCAL;
+    if (mail_from[0] != '\0' &&
+        (rc = pst_smtp_client_check_mailbox(mail_from, flags)) < 0)
+        return rc == PST_ENOMEM ? rc : PST_EINVAL;
     for (size_t i = 0; i < nrcpt; i++)
-        if (rcpt[i] == NULL || rcpt[i][0] == '\0' ||
-            !pst__client_path_ok(rcpt[i]))
-            return PST_EINVAL;
+        if ((rc = pst_smtp_client_check_mailbox(rcpt[i], flags)) < 0)
+            return rc == PST_ENOMEM ? rc : PST_EINVAL;
     copy = calloc(nrcpt, sizeof(*copy));
     if (copy == NULL)
         return PST_ENOMEM;
@@ -79,7 +115,7 @@ pst__client_set_envelope(struct pst_smtp_client *c, const char *mail_from,
     c->rcpt = copy;
     c->nrcpt = nrcpt;
     c->size = size;
-    c->mail_flags = flags;
+    c->mail_flags = flags & ~PST_SMTP_CLIENT_PATH_LOCAL;
     /* Nothing of the message before. */
     c->mail_sent = 0;
     c->msg_over = 0;
@@ -315,7 +351,7 @@ pst_smtp_client_data(struct pst_smtp_client *c, const uint8_t *in, size_t len,
 
     if (c->phase != PHASE_SENDING)
         return PST_ESTATE;
-    if (c->out.len > PST_SMTP_CLIENT_MAX_OUTPUT)
+    if (pst__client_pending(c) > PST_SMTP_CLIENT_MAX_OUTPUT)
         return PST_ELIMIT;
     for (size_t i = 0; i < len && rc == 0; i++) {
         uint8_t ch = in[i];
@@ -372,6 +408,7 @@ pst_smtp_client_data(struct pst_smtp_client *c, const uint8_t *in, size_t len,
             STAGE_DOT;
         c->expect_len++;
     }
+    pst__client_seal(c);
     return 0;
 }
 
@@ -455,15 +492,19 @@ pst_smtp_client_next_message(struct pst_smtp_client *c,
                                        flags)) < 0)
         return rc;
     pst__client_enter_phase(c, PHASE_RUN);
-    if (!client_mail_possible(c))
+    if (!client_mail_possible(c)) {
+        pst__client_seal(c);
         return 0;
+    }
     if (c->need_rset) {
         c->need_rset = 0;
         if (pst__client_send(c, STAGE_RSET, NULL, "RSET") < 0)
             pst__client_fail(c, PST_ENOMEM, 0, STAGE_RSET, "out of memory");
+        pst__client_seal(c);
         return 0;
     }
     client_start_mail(c);
+    pst__client_seal(c);
     return 0;
 }
 
@@ -474,5 +515,6 @@ pst_smtp_client_quit(struct pst_smtp_client *c)
         return PST_ESTATE;
     pst__client_enter_phase(c, PHASE_ENDING);
     pst__client_quit(c);
+    pst__client_seal(c);
     return 0;
 }

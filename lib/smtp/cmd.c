@@ -70,16 +70,17 @@ pst__smtp_word_eq(const uint8_t *p, size_t len, const char *word)
 }
 
 /* Dot-string = Atom *("." Atom): the length of the longest valid prefix
- * ending in an atom, or 0. */
+ * ending in an atom, or 0.  utf8: RFC 6531 §3.3 "atext =/ UTF8-non-ascii"
+ * (the bytes' UTF-8 form is checked by the caller). */
 static size_t
-cmd_dot_string(const uint8_t *p, size_t len)
+cmd_dot_string(const uint8_t *p, size_t len, int utf8)
 {
     size_t i = 0, good = 0;
 
     for (;;) {
         size_t start = i;
 
-        while (i < len && cmd_atext(p[i]))
+        while (i < len && (cmd_atext(p[i]) || (utf8 && p[i] >= 0x80)))
             i++;
         if (i == start)
             return 0; /* an empty atom: "..", ".x" or "x." */
@@ -91,9 +92,10 @@ cmd_dot_string(const uint8_t *p, size_t len)
     }
 }
 
-/* Quoted-string (RFC 5321 §4.1.2): DQUOTE *QcontentSMTP DQUOTE. */
+/* Quoted-string (RFC 5321 §4.1.2): DQUOTE *QcontentSMTP DQUOTE.  utf8:
+ * RFC 6531 §3.3 "qtextSMTP =/ UTF8-non-ascii". */
 static size_t
-cmd_quoted_string(const uint8_t *p, size_t len)
+cmd_quoted_string(const uint8_t *p, size_t len, int utf8)
 {
     size_t i = 1;
 
@@ -109,7 +111,7 @@ cmd_quoted_string(const uint8_t *p, size_t len)
             if (i + 1 >= len || p[i + 1] < 32 || p[i + 1] > 126)
                 return 0;
             i += 2;
-        } else if (c >= 32 && c <= 126) {
+        } else if ((c >= 32 && c <= 126) || (utf8 && c >= 0x80)) {
             /* qtextSMTP = %d32-33 / %d35-91 / %d93-126 */
             i++;
         } else {
@@ -119,21 +121,28 @@ cmd_quoted_string(const uint8_t *p, size_t len)
     return 0;
 }
 
+#define CMD_DOMAIN_LENIENT 0x01 /* "_" in labels (device EHLO names) */
+#define CMD_DOMAIN_UTF8    0x02 /* RFC 6531 §3.3 "sub-domain =/ U-label":
+                                   UTF-8 in labels (its form checked by
+                                   the caller; IDNA2008 is not) */
+
 /*
  * Domain = sub-domain *("." sub-domain); sub-domain = Let-dig [Ldh-str]
  * (RFC 5321 §4.1.2), labels of at most 63 octets (RFC 1035 §2.3.4).
- * Returns the length of the domain at p, or 0.
+ * mode: CMD_DOMAIN_*.  Returns the length of the domain at p, or 0.
  */
 static size_t
-cmd_domain(const uint8_t *p, size_t len, int lenient)
+cmd_domain(const uint8_t *p, size_t len, unsigned mode)
 {
     size_t i = 0;
 
     for (;;) {
         size_t start = i;
 
-        while (i < len && (cmd_alpha(p[i]) || cmd_digit(p[i]) ||
-                           p[i] == '-' || (lenient && p[i] == '_')))
+        while (i < len &&
+               (cmd_alpha(p[i]) || cmd_digit(p[i]) || p[i] == '-' ||
+                ((mode & CMD_DOMAIN_LENIENT) && p[i] == '_') ||
+                ((mode & CMD_DOMAIN_UTF8) && p[i] >= 0x80)))
             i++;
         if (i == start || i - start > 63 || p[start] == '-' ||
             p[i - 1] == '-')
@@ -212,20 +221,23 @@ cmd_address_literal(const uint8_t *p, size_t len)
 
 /*
  * Mailbox = Local-part "@" ( Domain / address-literal ).  Returns its
- * length, or 0; *local and *domain get the lengths of the parts.
+ * length, or 0; *local and *domain get the lengths of the parts.  utf8:
+ * RFC 6531 §3.3's Mailbox.
  */
 static size_t
-cmd_mailbox(const uint8_t *p, size_t len, size_t *local, size_t *domain)
+cmd_mailbox(const uint8_t *p, size_t len, int utf8, size_t *local,
+            size_t *domain)
 {
     size_t l, d;
 
-    l = (len > 0 && p[0] == '"') ? cmd_quoted_string(p, len)
-                                 : cmd_dot_string(p, len);
+    l = (len > 0 && p[0] == '"') ? cmd_quoted_string(p, len, utf8)
+                                 : cmd_dot_string(p, len, utf8);
     if (l == 0 || l >= len || p[l] != '@')
         return 0;
     d = (l + 1 < len && p[l + 1] == '[')
             ? cmd_address_literal(p + l + 1, len - l - 1)
-            : cmd_domain(p + l + 1, len - l - 1, 0);
+            : cmd_domain(p + l + 1, len - l - 1,
+                         utf8 ? CMD_DOMAIN_UTF8 : 0);
     if (d == 0)
         return 0;
     *local = l;
@@ -273,7 +285,8 @@ pst__smtp_parse_path(const uint8_t *p, size_t len, unsigned flags,
         }
     }
     start = i;
-    m = cmd_mailbox(p + i, len - i, &local, &domain);
+    m = cmd_mailbox(p + i, len - i, (flags & PST__PATH_UTF8) != 0, &local,
+                    &domain);
     if (m == 0 && (flags & PST__PATH_POSTMASTER_OK)) {
         /* RFC 5321 §4.1.1.3: "<Postmaster>" without a domain. */
         static const char pm[] = "postmaster";
@@ -286,7 +299,24 @@ pst__smtp_parse_path(const uint8_t *p, size_t len, unsigned flags,
             local = m;
         }
     }
+    if (m == 0 && (flags & PST__PATH_LOCAL_OK)) {
+        /* A local part alone ("root"): not RFC 5321 syntax, but what
+         * sendmail's callers give, and a submission server qualifies it
+         * (Postfix: append_at_myorigin). */
+        int utf8 = (flags & PST__PATH_UTF8) != 0;
+        size_t l = (i < len && p[i] == '"')
+                       ? cmd_quoted_string(p + i, len - i, utf8)
+                       : cmd_dot_string(p + i, len - i, utf8);
+
+        if (l > 0 && (i + l == len || p[i + l] == '>' || p[i + l] == ' ')) {
+            m = l;
+            local = l;
+        }
+    }
     if (m == 0)
+        return PST_ESYNTAX;
+    /* RFC 6531 §3.3: UTF8-non-ascii is UTF-8 (RFC 3629), nothing else. */
+    if ((flags & PST__PATH_UTF8) && !pst__utf8_valid(p + i, m))
         return PST_ESYNTAX;
     i += m;
     if (bracket) {
@@ -316,7 +346,7 @@ pst__smtp_domain_valid(const uint8_t *p, size_t len, int lenient)
         return 0;
     if (p[0] == '[')
         return cmd_address_literal(p, len) == len;
-    return cmd_domain(p, len, lenient) == len;
+    return cmd_domain(p, len, lenient ? CMD_DOMAIN_LENIENT : 0) == len;
 }
 
 int

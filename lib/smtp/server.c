@@ -268,14 +268,27 @@ pst__server_reset_transaction(struct pst_smtp_server *s)
 }
 
 /* Drop everything and queue CLOSE: after 221, or after a 421 reply. */
-void
+struct pst_smtp_event *
 pst__server_close_now(struct pst_smtp_server *s)
 {
+    struct pst_smtp_event *ev;
+
     pst__server_drop_input(s);
     pst__server_end_sasl(s);
-    pst__server_event(s, PST_SMTP_EV_CLOSE, 0);
+    ev = pst__server_event(s, PST_SMTP_EV_CLOSE, 0);
     pst__server_enter_state(s, PST_SMTP_STATE_CLOSED);
     s->flush = 1;
+    return ev;
+}
+
+void
+pst__server_restart(struct pst_smtp_server *s)
+{
+    s->greeted = 0;
+    s->esmtp = 0;
+    pst_buf_reset(&s->helo);
+    pst__server_reset_transaction(s);
+    pst__server_enter_state(s, PST_SMTP_STATE_GREETING);
 }
 
 /* Too many errors: 421 4.7.0 and close. */
@@ -289,7 +302,7 @@ server_check_close(struct pst_smtp_server *s)
         return;
     pst__server_reply(s, "421 4.7.0 %s Error: too many errors",
                       s->cfg.hostname);
-    pst__server_close_now(s);
+    pst__server_close_now(s)->reason = "too many errors";
 }
 
 /* --- The loop ------------------------------------------------------------ */
@@ -316,7 +329,7 @@ server_trim_input(struct pst_smtp_server *s)
 static int
 server_can_act(const struct pst_smtp_server *s)
 {
-    if (s->out.len - s->out_off >= SERVER_OUT_HIGH)
+    if (pst__server_pending_out(s) >= SERVER_OUT_HIGH)
         return 0;
     switch (s->state) {
     case PST_SMTP_STATE_GREETING:
@@ -368,7 +381,11 @@ pst_smtp_server_next_event(struct pst_smtp_server *s,
         }
         if (!server_can_act(s))
             break;
-        progressed = server_step(s);
+        /* Under a security layer, what came whole is unwrapped first. */
+        progressed = s->layer != NULL ? pst__server_layer_pull(s) : 0;
+        if (s->evq_len > 0 || s->broken)
+            continue;
+        progressed |= server_step(s);
         server_check_close(s);
         if (!progressed && s->evq_len == 0)
             break;
@@ -425,6 +442,10 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
     for (size_t i = 0; i < s->nmechs; i++) {
         unsigned f = pst_sasl_mech_flags(s->mechs[i]);
 
+        /* -PLUS and EXTERNAL only ever under TLS. */
+        if ((f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL)) &&
+            cfg->tls == PST_SMTP_TLS_NONE)
+            continue;
         if (cfg->tls != PST_SMTP_TLS_NONE ||
             cfg->auth_before_tls == PST_SMTP_BEFORE_TLS_ALL ||
             (cfg->auth_before_tls == PST_SMTP_BEFORE_TLS_CHALLENGE &&
@@ -451,6 +472,7 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
     pst_buf_init(&s->mail_from, PST_SMTP_MAX_PATH, 0);
     pst_buf_init(&s->rcpt, PST_SMTP_MAX_PATH, 0);
     pst_buf_init(&s->data_line, PST_SMTP_MAX_TEXT_LINE, 0);
+    pst_buf_init(&s->external_id, PST_SASL_MAX_NAME, 0);
     s->state = s->prev = PST_SMTP_STATE_NEW;
     *out = s;
     return 0;
@@ -462,6 +484,11 @@ pst_smtp_server_free(struct pst_smtp_server *s)
     if (s == NULL)
         return;
     pst_sasl_server_free(s->sasl);
+    pst_sasl_layer_free(s->layer);
+    pst_buf_clear(&s->raw);
+    pst_buf_clear(&s->plain);
+    pst_buf_clear(&s->wire);
+    pst_buf_clear(&s->external_id);
     /* The input may hold AUTH lines not yet wiped: it is secret. */
     pst_buf_clear(&s->in);
     pst_buf_clear(&s->out);
@@ -507,6 +534,12 @@ pst_smtp_server_feed(struct pst_smtp_server *s, const uint8_t *in,
     if (s->state == PST_SMTP_STATE_WAIT_TLS ||
         s->state == PST_SMTP_STATE_CLOSED) {
         *consumed = len;
+        return 0;
+    }
+    /* Under a security layer the bytes are protected buffers: they wait
+     * whole in their own buffer (RFC 4954 §4). */
+    if (s->layer != NULL) {
+        *consumed = pst__server_layer_feed(s, in, len);
         return 0;
     }
     if (s->rpos > 0) {
@@ -659,14 +692,68 @@ pst_smtp_server_tls_started(struct pst_smtp_server *s, const char *version,
      * from the client, such as the argument to the EHLO command": the
      * client starts again with EHLO; a previous AUTH is forgotten too. */
     pst__server_drop_input(s);
-    s->greeted = 0;
-    s->esmtp = 0;
-    pst_buf_reset(&s->helo);
     s->authed = 0;
     s->auth_mech = NULL;
     pst_buf_reset(&s->user);
-    pst__server_reset_transaction(s);
-    pst__server_enter_state(s, PST_SMTP_STATE_GREETING);
+    pst__server_restart(s);
+    return 0;
+}
+
+/* RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-"). */
+static int
+server_cb_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > PST_SASL_MAX_CB_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+pst_smtp_server_tls_auth(struct pst_smtp_server *s,
+                         const struct pst_smtp_tls_auth *ta)
+{
+    size_t idlen;
+
+    if (s == NULL || ta == NULL)
+        return PST_EINVAL;
+    if (!s->tls || server_ask_queued(s) || s->state == PST_SMTP_STATE_CLOSED)
+        return PST_ESTATE;
+    if ((ta->cb_type == NULL) != (ta->cb_data == NULL || ta->cb_len == 0) ||
+        (ta->cb_type != NULL && !server_cb_name_ok(ta->cb_type)))
+        return PST_EINVAL;
+    if (ta->cb_len > PST_SASL_MAX_CB_DATA)
+        return PST_ELIMIT;
+    if (ta->external_id != NULL) {
+        idlen = strlen(ta->external_id);
+        if (idlen == 0 || idlen > PST_SASL_MAX_NAME ||
+            !pst__utf8_valid((const uint8_t *)ta->external_id, idlen))
+            return PST_EINVAL;
+        for (size_t i = 0; i < idlen; i++)
+            if ((uint8_t)ta->external_id[i] < 0x20 ||
+                ta->external_id[i] == 0x7f)
+                return PST_EINVAL;
+    }
+    OPENSSL_cleanse(s->cb_data, sizeof(s->cb_data));
+    s->cb_len = 0;
+    s->cb_type[0] = '\0';
+    if (ta->cb_type != NULL) {
+        memcpy(s->cb_type, ta->cb_type, strlen(ta->cb_type) + 1);
+        memcpy(s->cb_data, ta->cb_data, ta->cb_len);
+        s->cb_len = ta->cb_len;
+    }
+    pst_buf_reset(&s->external_id);
+    if (ta->external_id != NULL &&
+        pst_buf_append_str(&s->external_id, ta->external_id) < 0)
+        return PST_ENOMEM;
     return 0;
 }
 
@@ -718,6 +805,16 @@ pst_smtp_server_output(struct pst_smtp_server *s, const uint8_t **p,
 
     if (s == NULL || p == NULL || len == NULL)
         return 0;
+    if (s->layer != NULL) {
+        /* Protect what was queued since the last call, in one go. */
+        pst__server_layer_seal(s);
+        pending = s->wire.len - s->wire_off;
+        *p = pending > 0 ? s->wire.data + s->wire_off : NULL;
+        *len = pending;
+        return pending > 0 &&
+               (s->flush || server_parked(s) ||
+                s->state == PST_SMTP_STATE_CLOSED);
+    }
     pending = s->out.len - s->out_off;
     *p = pending > 0 ? s->out.data + s->out_off : NULL;
     *len = pending;
@@ -733,6 +830,23 @@ pst_smtp_server_consume(struct pst_smtp_server *s, size_t n)
 
     if (s == NULL)
         return;
+    if (s->layer != NULL) {
+        pending = s->wire.len - s->wire_off;
+        s->wire_off += n < pending ? n : pending;
+        if (s->wire_off == s->wire.len) {
+            pst_buf_reset(&s->wire);
+            s->wire_off = 0;
+            if (s->wire.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&s->wire, 0);
+        } else if (s->wire_off > s->wire.len / 2) {
+            memmove(s->wire.data, s->wire.data + s->wire_off,
+                    s->wire.len - s->wire_off);
+            s->wire.len -= s->wire_off;
+            s->wire.data[s->wire.len] = '\0';
+            s->wire_off = 0;
+        }
+        return;
+    }
     pending = s->out.len - s->out_off;
     if (n > pending)
         n = pending;
@@ -765,7 +879,9 @@ pst__smtp_server_buffer_bytes(const struct pst_smtp_server *s)
            server_buf_bytes(&s->helo) + server_buf_bytes(&s->user) +
            server_buf_bytes(&s->attempt) + server_buf_bytes(&s->sasl_in) +
            server_buf_bytes(&s->sasl_out) + server_buf_bytes(&s->mail_from) +
-           server_buf_bytes(&s->rcpt) + server_buf_bytes(&s->data_line);
+           server_buf_bytes(&s->rcpt) + server_buf_bytes(&s->data_line) +
+           server_buf_bytes(&s->raw) + server_buf_bytes(&s->plain) +
+           server_buf_bytes(&s->wire) + server_buf_bytes(&s->external_id);
 }
 
 enum pst_smtp_state

@@ -27,13 +27,24 @@ pst__server_end_sasl(struct pst_smtp_server *s)
     (void)pst_buf_shrink(&s->sasl_out, 0);
 }
 
-/* Whether mechanism m is offered now: auth policy and auth_before_tls. */
+/* Whether mechanism m is offered now: auth policy, what TLS gave, and
+ * auth_before_tls. */
 static int
 server_mech_offered(const struct pst_smtp_server *s,
                     const struct pst_sasl_mech *m)
 {
+    unsigned f = pst_sasl_mech_flags(m);
+
     if (s->cfg.auth == PST_SMTP_AUTH_OFF)
         return 0;
+    /* SCRAM-*-PLUS binds to the TLS connection (RFC 5802 §6): only under
+     * TLS, and only with its binding data.  EXTERNAL takes the identity
+     * of the TLS client certificate (RFC 4422 App. A): only under TLS,
+     * where a missing or unmapped certificate fails with 535. */
+    if (f & PST_MECH_CHANNEL_BINDING)
+        return s->tls && s->cb_len > 0;
+    if (f & PST_MECH_EXTERNAL)
+        return s->tls;
     if (s->tls)
         return 1;
     switch (s->cfg.auth_before_tls) {
@@ -47,6 +58,18 @@ server_mech_offered(const struct pst_smtp_server *s,
     case PST_SMTP_BEFORE_TLS_ALL:
         return 1;
     }
+    return 0;
+}
+
+/* Whether a SCRAM-*-PLUS is offered now: a plain SCRAM client that says
+ * it could bind ("y") is then a downgrade (RFC 5802 §6). */
+static int
+server_plus_offered(const struct pst_smtp_server *s)
+{
+    for (size_t i = 0; i < s->nmechs; i++)
+        if ((pst_sasl_mech_flags(s->mechs[i]) & PST_MECH_CHANNEL_BINDING) &&
+            server_mech_offered(s, s->mechs[i]))
+            return 1;
     return 0;
 }
 
@@ -94,12 +117,20 @@ static void
 server_auth_success(struct pst_smtp_server *s)
 {
     struct pst_smtp_event *ev;
+    struct pst_sasl_layer *layer = NULL;
 
     /* The authorization identity must be the authentication identity:
      * postern does not proxy (RFC 4954 §4 authzid; RFC 4422 §3.4.1). */
     if (pst_sasl_server_authzid(s->sasl) != NULL) {
         server_auth_fail(s, PST_EAUTH,
                          "authorization identity not permitted", NULL);
+        return;
+    }
+    /* A security layer (DIGEST-MD5 auth-int, auth-conf) leaves the
+     * exchange now; it applies after the 235 (RFC 4954 §4). */
+    if (pst_sasl_server_layer(s->sasl, &layer) < 0) {
+        server_auth_fail(s, PST_ETEMP, "cannot set up the security layer",
+                         NULL);
         return;
     }
     pst_buf_reset(&s->user);
@@ -118,6 +149,8 @@ server_auth_success(struct pst_smtp_server *s)
     ev->user = server_str(&s->user);
     pst__server_end_sasl(s);
     pst__server_enter_state(s, PST_SMTP_STATE_IDLE);
+    if (layer != NULL)
+        pst__server_layer_start(s, layer);
 }
 
 /* Act on what pst_sasl_server_step() returned. */
@@ -232,6 +265,22 @@ pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
         .random = s->cfg.random,
         .random_ctx = s->cfg.random_ctx,
         .scram_iterations = s->cfg.scram_iterations,
+        .scram_secret = s->cfg.scram_secret,
+        .scram_secret_len = s->cfg.scram_secret_len,
+        .external_id = s->external_id.len > 0 ? server_str(&s->external_id)
+                                              : NULL,
+        .cb_type = s->cb_len > 0 ? s->cb_type : NULL,
+        .cb_data = s->cb_len > 0 ? s->cb_data : NULL,
+        .cb_len = s->cb_len,
+        .cb_plus_offered = server_plus_offered(s),
+        /* DESIGN.md security_layer: offered only where configured, never
+         * under TLS, and not a second time inside one. */
+        .digest_qops = s->cfg.security_layer && !s->tls && s->layer == NULL
+                           ? PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT |
+                                 PST_SASL_QOP_AUTH_CONF
+                           : 0,
+        .digest_maxbuf = SERVER_LAYER_MAXBUF,
+        .digest_ciphers = s->cfg.digest_ciphers,
     };
     const uint8_t *ir = NULL;
     size_t mlen = 0, irlen = 0;
@@ -282,7 +331,14 @@ pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
             return;
         }
     }
-    if ((rc = pst_sasl_server_new(m, &scfg, &s->sasl)) < 0) {
+    rc = pst_sasl_server_new(m, &scfg, &s->sasl);
+    if (rc == PST_ENOTSUP && (scfg.digest_qops & PST_SASL_QOP_AUTH_CONF)) {
+        /* No cipher of the configured ones in this OpenSSL: integrity
+         * only. */
+        scfg.digest_qops &= ~PST_SASL_QOP_AUTH_CONF;
+        rc = pst_sasl_server_new(m, &scfg, &s->sasl);
+    }
+    if (rc < 0) {
         server_auth_fail(s, rc, "cannot start the exchange", NULL);
         return;
     }

@@ -82,7 +82,7 @@ server_greet(struct pst_smtp_server *s, const uint8_t *arg, size_t len,
         snprintf(kw[n++], sizeof(kw[0]), "SIZE");
     snprintf(kw[n++], sizeof(kw[0]), "8BITMIME");
     /* RFC 3207 §4.2: not offered again once TLS is up. */
-    if (s->cfg.tls == PST_SMTP_TLS_STARTTLS && !s->tls)
+    if (s->cfg.tls == PST_SMTP_TLS_STARTTLS && !s->tls && s->layer == NULL)
         snprintf(kw[n++], sizeof(kw[0]), "STARTTLS");
     if (pst__server_auth_keyword(s, "AUTH ", kw[n], sizeof(kw[0])) > 0) {
         n++;
@@ -354,7 +354,7 @@ server_proceed_quit(struct pst_smtp_server *s, const uint8_t *arg,
     (void)arg;
     (void)len;
     pst__server_reply(s, "221 2.0.0 Bye");
-    pst__server_close_now(s);
+    pst__server_close_now(s)->reason = "quit";
 }
 
 static void
@@ -399,6 +399,13 @@ server_check_starttls(struct pst_smtp_server *s, const uint8_t *arg,
     }
     if (s->cfg.tls != PST_SMTP_TLS_STARTTLS) {
         pst__server_error(s, "502 5.5.1 Error: command not implemented");
+        return 0;
+    }
+    /* A SASL security layer protects the connection already; TLS inside
+     * it is not something RFC 3207 or RFC 4954 describe. */
+    if (s->layer != NULL) {
+        pst__server_error(s, "503 5.5.1 Error: a security layer is "
+                             "active");
         return 0;
     }
     if (s->state == PST_SMTP_STATE_MAIL) {

@@ -5,6 +5,7 @@
  *   server_auth.c  AUTH (RFC 4954): mechanisms offered, the SASL exchange
  *   server_data.c  the line reader and DATA (dot-stuffing, smuggling
  *                  defences)
+ *   server_layer.c the SASL security layer after AUTH (RFC 4954 §4)
  * Nothing here is exported: pst__ names are hidden by the version script.
  */
 #ifndef POSTERN_SMTP_SERVER_INT_H
@@ -27,6 +28,13 @@
 #define SERVER_MAX_TLS_NAME 64
 #define SERVER_MAX_REASON   128
 #define SERVER_MAX_KEYWORDS 10
+/* The largest protected buffer the server takes (DIGEST-MD5 maxbuf, RFC
+ * 2831 §2.1.2.1), and what its input buffers hold: one buffer with its
+ * 4-octet length, and one unwrapped message. */
+#define SERVER_LAYER_MAXBUF 65536
+#define SERVER_LAYER_RAW    (4 + SERVER_LAYER_MAXBUF)
+/* The output once protected: every buffer adds its length and trailer. */
+#define SERVER_WIRE_MAX     (2 * SERVER_OUT_MAX)
 
 /* What a line held besides its text. */
 #define LINE_BARE_LF  0x01u  /* an LF without CR before it (DATA with
@@ -94,6 +102,19 @@ struct pst_smtp_server {
     struct pst_buf sasl_out;   /* raw challenge */
     struct pst_buf attempt;    /* authcid of the exchange, once known */
     char reason[SERVER_MAX_REASON];
+    /* What TLS told SASL (pst_smtp_server_tls_auth()): */
+    char cb_type[PST_SASL_MAX_CB_NAME + 1]; /* "" when none */
+    uint8_t cb_data[PST_SASL_MAX_CB_DATA];  /* wiped with the session */
+    size_t cb_len;
+    struct pst_buf external_id; /* EXTERNAL's user; empty: none */
+    /* The security layer (RFC 4954 §4), once negotiated: */
+    struct pst_sasl_layer *layer;
+    struct pst_buf raw;        /* protected input not yet unwrapped */
+    struct pst_buf plain;      /* unwrapped input not yet in `in` */
+    size_t plain_off;          /* octets of plain moved already */
+    struct pst_buf wire;       /* protected output (the 235 before it in
+                                  clear); output() gives this */
+    size_t wire_off;           /* octets of wire consumed */
     /* The mail transaction: */
     struct pst_buf mail_from;
     struct pst_buf rcpt;       /* the recipient asked about */
@@ -172,8 +193,40 @@ void pst__server_drop_input(struct pst_smtp_server *s);
 /* Forget the mail transaction (RSET, EHLO, the end of DATA). */
 void pst__server_reset_transaction(struct pst_smtp_server *s);
 
-/* Drop everything and queue CLOSE: after 221, or after a 421 reply. */
-void pst__server_close_now(struct pst_smtp_server *s);
+/* Drop everything and queue CLOSE: after 221, or after a 421 reply.
+ * Returns the CLOSE event, for its reason. */
+struct pst_smtp_event *pst__server_close_now(struct pst_smtp_server *s);
+
+/* Forget what the client said before a new start (RFC 3207 §4.2 after
+ * STARTTLS, RFC 4954 §4 after a security layer): the EHLO and the
+ * transaction, and wait for EHLO again. */
+void pst__server_restart(struct pst_smtp_server *s);
+
+/* --- server_layer.c ------------------------------------------------------ */
+
+/*
+ * The exchange that just succeeded negotiated a security layer (l, owned
+ * from now on): it applies from the octet after the 235 just queued (RFC
+ * 4954 §4).  What is queued goes out in clear, what the client sent after
+ * its last response is protected, and the session starts again.
+ */
+void pst__server_layer_start(struct pst_smtp_server *s,
+                             struct pst_sasl_layer *l);
+
+/* feed() under a layer: take protected bytes.  Returns the octets
+ * taken. */
+size_t pst__server_layer_feed(struct pst_smtp_server *s, const uint8_t *in,
+                              size_t len);
+
+/* Unwrap what has come whole into the input buffer, as room allows.  A
+ * refused buffer closes the session.  Returns 1 if anything moved. */
+int pst__server_layer_pull(struct pst_smtp_server *s);
+
+/* Protect the replies queued since the last call (output()). */
+void pst__server_layer_seal(struct pst_smtp_server *s);
+
+/* Octets of output waiting, protected or not. */
+size_t pst__server_pending_out(const struct pst_smtp_server *s);
 
 /* --- server_cmd.c -------------------------------------------------------- */
 

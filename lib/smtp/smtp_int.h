@@ -37,6 +37,10 @@ int pst__smtp_word_eq(const uint8_t *p, size_t len, const char *word);
 #define PST__PATH_NULL_OK       0x01u /* "<>" allowed (reverse-path) */
 #define PST__PATH_POSTMASTER_OK 0x02u /* "<Postmaster>" without a domain
                                          allowed (RFC 5321 §4.1.1.3) */
+#define PST__PATH_UTF8          0x04u /* RFC 6531 §3.3: UTF-8 in the local
+                                         part and the domain (SMTPUTF8) */
+#define PST__PATH_LOCAL_OK      0x08u /* a local part alone ("root"),
+                                         as sendmail's callers give it */
 
 /*
  * Parse a path at p[0..len): "<" [A-d-l ":"] Mailbox ">" (RFC 5321

@@ -9,12 +9,34 @@
 
 #include "../internal.h"
 
+/*
+ * Whether SASLprep leaves in[0..len) as it is because every octet is
+ * printable ASCII, %x20-7E: RFC 4013 §2.1 maps none of them (the
+ * non-ASCII spaces and table B.1 are all above U+007F), NFKC (§2.2)
+ * changes none, §2.3 prohibits none (C.1.1, the ASCII space, is not in
+ * its list; C.2.1's ASCII controls are outside the range), none is
+ * RandALCat (§2.4), and all are assigned in Unicode 3.2 (§2.5).  Most
+ * names and passwords are such strings, and libidn's stringprep costs
+ * tens of thousands of instructions even for them (a SCRAM client
+ * SASLpreps two strings a login).
+ */
+static int
+saslprep_is_identity(const uint8_t *in, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (in[i] < 0x20 || in[i] > 0x7e)
+            return 0;
+    return len > 0;
+}
+
 int
 pst__saslprep(const uint8_t *in, size_t len, int stored, struct pst_buf *out)
 {
     char *tmp, *res = NULL;
     int rc;
 
+    if (saslprep_is_identity(in, len))
+        return pst_buf_append(out, in, len);
     if (!pst__utf8_valid(in, len) || memchr(in, '\0', len) != NULL)
         return PST_EPREP;
     tmp = malloc(len + 1);

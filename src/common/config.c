@@ -249,6 +249,59 @@ add_domain(struct config_parser *p, const struct config_key *k,
     return 0;
 }
 
+/* Whether name[0..len) is a section name: letters, digits, '-', '_'
+ * and '.', 1..CONFIG_NAME_MAX bytes. */
+static int
+section_name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len > CONFIG_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+              ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* One section name of a list (a profile's listeners). */
+static int
+add_name(struct config_parser *p, const struct config_key *k, const char *w,
+         size_t len, void *ctx)
+{
+    struct config_words *list = ctx;
+    char shown[72], word[CONFIG_NAME_MAX + 1], **nv;
+
+    if (!section_name_ok(w, len)) {
+        char bad[128];
+
+        snprintf(bad, sizeof(bad), "%.*s", (int)(len < 100 ? len : 100), w);
+        return config_perr(p, p->line, "bad name '%s' in '%s' (letters, "
+                           "digits, '-', '_' and '.')", show(bad, shown),
+                           k->name);
+    }
+    memcpy(word, w, len);
+    word[len] = '\0';
+    for (size_t i = 0; i < list->n; i++)
+        if (strcmp(list->v[i], word) == 0)
+            return config_perr(p, p->line, "'%s' listed twice in '%s'", word,
+                               k->name);
+    if (list->n >= CONFIG_WORDS_MAX)
+        return config_perr(p, p->line, "too many names in '%s'", k->name);
+    nv = realloc(list->v, (list->n + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return PST_ENOMEM;
+    list->v = nv;
+    list->v[list->n] = strdup(word);
+    if (list->v[list->n] == NULL)
+        return PST_ENOMEM;
+    list->n++;
+    return 0;
+}
+
 /* "host:port" or "[ipv6]:port" into h, the host not resolved. */
 static int
 hostport_parse(const char *v, struct config_hostport *h)
@@ -466,6 +519,8 @@ set_value(struct config_parser *p, const struct config_key *k, void *base,
         return for_each_word(p, v, field, k, add_mech);
     case KT_DOMAINS:
         return for_each_word(p, v, field, k, add_domain);
+    case KT_NAMES:
+        return for_each_word(p, v, field, k, add_name);
     case KT_HOSTPORT: {
         int rc = hostport_parse(v, field);
 
@@ -502,7 +557,8 @@ free_value(const struct config_key *k, void *base)
     case KT_ADDRESS:
         free(((struct config_address *)field)->text);
         break;
-    case KT_DOMAINS: {
+    case KT_DOMAINS:
+    case KT_NAMES: {
         struct config_words *w = field;
 
         for (size_t i = 0; i < w->n; i++)
@@ -610,15 +666,9 @@ start_section(struct config_parser *p, char *inner)
     if (len == 0 || len > CONFIG_NAME_MAX)
         return config_perr(p, p->line, "bad %s name '%s'", t->name,
                     show(name, shown));
-    for (size_t i = 0; i < len; i++) {
-        char ch = name[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-              ch == '.'))
-            return config_perr(p, p->line, "bad %s name '%s' (letters, digits, "
-                        "'-', '_' and '.')", t->name, show(name, shown));
-    }
+    if (!section_name_ok(name, len))
+        return config_perr(p, p->line, "bad %s name '%s' (letters, digits, "
+                    "'-', '_' and '.')", t->name, show(name, shown));
     list = *(char **)((char *)p->c + t->list_offset);
     count = (size_t *)((char *)p->c + t->count_offset);
     for (size_t i = 0; i < *count; i++) {

@@ -36,6 +36,9 @@
 #define CONFIG_ADDRESS_MAX 256   /* RFC 5321 §4.5.3.1.3: a path */
 #define CONFIG_RELAYS_MAX 64
 #define CONFIG_WORDS_MAX 1024    /* entries of a list of words */
+#define CONFIG_PROFILES_MAX 64
+#define CONFIG_UNSET (-1)        /* a profile key left to the listener or
+                                    the global key */
 
 enum config_userdb_kind {
     CONFIG_USERDB_PASSWD_FILE = 0, /* passwd-file:PATH */
@@ -159,6 +162,49 @@ struct config_relay {
     unsigned timeout;             /* seconds for each reply */
 };
 
+/* Who a verified client certificate names (SASL EXTERNAL). */
+enum config_cert_user {
+    CONFIG_CERT_USER_SAN_EMAIL = 0, /* its first subjectAltName email */
+    CONFIG_CERT_USER_SUBJECT_CN,    /* its subject's commonName */
+    CONFIG_CERT_USER_FINGERPRINT,   /* the user whose cert= extra field
+                                       holds its SHA-256 fingerprint */
+};
+
+enum config_bare_lf {
+    CONFIG_BARE_LF_REJECT = 0,     /* 550 5.6.0 (RFC 5321 §2.3.8) */
+    CONFIG_BARE_LF_NORMALIZE,      /* a bare LF ends the line: CRLF */
+};
+
+enum config_long_lines {
+    CONFIG_LONG_LINES_REJECT = 0,  /* 500 5.5.6 (RFC 5321 §4.5.3.1.6) */
+    CONFIG_LONG_LINES_FOLD,        /* pieces of 998 octets (RFC 5322
+                                      §2.1.1) */
+};
+
+/*
+ * One "[profile NAME]" section (DESIGN.md "Per-client compatibility
+ * profiles"): exceptions for the clients of some networks, on some
+ * listeners.  The first profile in the file whose networks hold the
+ * client's address (and whose listeners, if any, name the listener)
+ * applies to a connection; without one nothing changes.
+ */
+struct config_profile {
+    char    *name;
+    unsigned line;
+    struct config_cidrs networks;  /* client addresses (required) */
+    struct config_words listeners; /* listener names; n 0: every one */
+    enum tls_version tls_min_version; /* TLS_VERSION_DEFAULT: the global
+                                         tls_min_version */
+    int      auth_before_tls;     /* enum config_auth_before_tls, or
+                                     CONFIG_UNSET: the listener's */
+    int      helo_auth;           /* 1: AUTH after HELO too */
+    enum config_bare_lf bare_lf;
+    enum config_long_lines long_lines;
+    int      add_missing_headers; /* 1: Date, Message-ID when absent */
+    int      legacy_auth_line;    /* 0, 1, or CONFIG_UNSET: the global
+                                     legacy_auth_line */
+};
+
 struct config_listener {
     char    *name;            /* from "[listener NAME]" */
     unsigned line;            /* of the section header, for messages */
@@ -167,6 +213,12 @@ struct config_listener {
     enum config_auth auth;
     enum config_auth_before_tls auth_before_tls;
     struct config_mechs mechs;
+    /* Client certificates (EXTERNAL, RFC 4422 App. A): */
+    char    *tls_client_ca;   /* PEM CAs; NULL: none asked for */
+    int      tls_client_cert_required; /* 1 required, 0 optional */
+    char    *tls_client_crl;  /* PEM CRLs, or NULL */
+    enum config_cert_user cert_user;
+    int      security_layer;  /* 1: DIGEST-MD5 auth-int/auth-conf */
 };
 
 struct config {
@@ -179,6 +231,7 @@ struct config {
     unsigned userdb_timeout;  /* pgsql: seconds a lookup may take */
     char    *mailbox;         /* the template after "maildir:" */
     char    *spool;
+    char    *scram_secret_file; /* default SPOOL/scram.secret */
     char    *tls_cert;        /* NULL if not set */
     char    *tls_key;         /* NULL if not set */
     enum tls_version tls_min_version;
@@ -201,6 +254,8 @@ struct config {
                                        after the client's last byte */
     unsigned grace_period;       /* seconds; 0 allowed */
     unsigned workers;            /* 0: auto (one per core) */
+    char    *user;               /* run as this user after binding (NULL:
+                                    as started) */
     enum log_level log_level;
     int      legacy_auth_line;   /* 1: also "250-AUTH=LOGIN PLAIN" */
     /* Brute-force throttling (throttle.h), seconds or counts: */
@@ -223,6 +278,8 @@ struct config {
     size_t   n_listeners;
     struct config_relay *relays; /* owned */
     size_t   n_relays;
+    struct config_profile *profiles; /* owned, in file order */
+    size_t   n_profiles;
 };
 
 /*
@@ -271,11 +328,54 @@ int config_listener_has_mech(const struct config_listener *l,
  * Whether listener l offers mechanism m on a connection that is under TLS
  * (tls_active != 0) or not (1 = offered, 0 = not): m must be on the list,
  * AUTH not off, and without TLS auth_before_tls must admit it ("challenge":
- * only mechanisms without PST_MECH_SENDS_PASSWORD).  A mechanism not
- * offered gets 504 5.5.4 (RFC 4954 §4).
+ * only mechanisms without PST_MECH_SENDS_PASSWORD); SCRAM-*-PLUS and
+ * EXTERNAL need TLS whatever it says.  A mechanism not offered gets 504
+ * 5.5.4 (RFC 4954 §4).
  */
 int config_listener_offers(const struct config_listener *l,
                            const struct pst_sasl_mech *m, int tls_active);
+
+/*
+ * As config_listener_offers(), with abt in place of the listener's own
+ * auth_before_tls (a profile's).
+ */
+int config_listener_offers_abt(const struct config_listener *l,
+                               enum config_auth_before_tls abt,
+                               const struct pst_sasl_mech *m,
+                               int tls_active);
+
+/*
+ * Whether profile p applies on listener l (1) or not (0): p names no
+ * listener, or names l.
+ */
+int config_profile_on_listener(const struct config_profile *p,
+                               const struct config_listener *l);
+
+/*
+ * The profile of a client at address sa ([in] borrowed: a struct
+ * sockaddr_in or sockaddr_in6, IPv4-mapped addresses matched as IPv4)
+ * connected to listener l ([in]): the first [profile NAME] of the file
+ * whose networks hold sa and that applies on l.
+ * Returns: the profile (borrowed from c), or NULL (none: nothing
+ * changes).
+ */
+const struct config_profile *config_profile_match(
+    const struct config *c, const struct config_listener *l,
+    const struct sockaddr *sa);
+
+/*
+ * The auth_before_tls in force for profile p (may be NULL) on listener
+ * l: the profile's, else the listener's.
+ */
+enum config_auth_before_tls config_profile_abt(
+    const struct config_profile *p, const struct config_listener *l);
+
+/*
+ * Write network n ([in]) as "192.0.2.0/24" or "2001:db8::/32" into buf
+ * (n bytes; INET6_ADDRSTRLEN + 5 is enough).  Returns: buf.
+ */
+char *config_cidr_format(const struct config_cidr *n, char *buf,
+                         size_t size);
 
 /*
  * Parse one network: "192.0.2.0/24", "2001:db8::/32", or an address alone

@@ -52,6 +52,19 @@ static const struct config_enum abt_names[] = {
     {NULL, 0},
 };
 
+static const struct config_enum client_cert_names[] = {
+    {"optional", 0},
+    {"required", 1},
+    {NULL, 0},
+};
+
+static const struct config_enum cert_user_names[] = {
+    {"san-email", CONFIG_CERT_USER_SAN_EMAIL},
+    {"subject-cn", CONFIG_CERT_USER_SUBJECT_CN},
+    {"fingerprint", CONFIG_CERT_USER_FINGERPRINT},
+    {NULL, 0},
+};
+
 static const struct config_enum relay_tls_names[] = {
     {"starttls", CONFIG_RELAY_TLS_STARTTLS},
     {"implicit", CONFIG_RELAY_TLS_IMPLICIT},
@@ -76,6 +89,18 @@ static const struct config_enum rewrite_names[] = {
     {"no", CONFIG_REWRITE_NO},
     {"envelope", CONFIG_REWRITE_ENVELOPE},
     {"envelope+from", CONFIG_REWRITE_ENVELOPE_FROM},
+    {NULL, 0},
+};
+
+static const struct config_enum bare_lf_names[] = {
+    {"reject", CONFIG_BARE_LF_REJECT},
+    {"normalize", CONFIG_BARE_LF_NORMALIZE},
+    {NULL, 0},
+};
+
+static const struct config_enum long_lines_names[] = {
+    {"reject", CONFIG_LONG_LINES_REJECT},
+    {"fold", CONFIG_LONG_LINES_FOLD},
     {NULL, 0},
 };
 
@@ -106,6 +131,10 @@ static const struct config_key global_keys[] = {
     {.name = "userdb_timeout", .type = KT_SECONDS,
      .offset = G(userdb_timeout), .min = 1, .max = 300, .def = "5",
      .doc = "pgsql: seconds a lookup may take"},
+    {.name = "scram_secret_file", .type = KT_STRING,
+     .offset = G(scram_secret_file),
+     .doc = "key of SCRAM's salts for unknown users; default "
+            "SPOOL/scram.secret, made at the first start"},
     {.name = "tls_cert", .type = KT_STRING, .offset = G(tls_cert),
      .doc = "PEM certificate chain, leaf first"},
     {.name = "tls_key", .type = KT_STRING, .offset = G(tls_key),
@@ -166,6 +195,11 @@ static const struct config_key global_keys[] = {
     {.name = "workers", .type = KT_WORKERS, .offset = G(workers), .min = 1,
      .max = 1024, .def = "auto",
      .doc = "event loops (threads); auto: one per core"},
+    /* DESIGN.md "Privileges": resolved and checked by posternd
+     * (src/posternd/priv.c), not here. */
+    {.name = "user", .type = KT_STRING, .offset = G(user),
+     .doc = "started as root, run as this user once the listeners are "
+            "bound and the TLS key read"},
     {.name = "log_level", .type = KT_ENUM, .offset = G(log_level),
      .names = log_level_names, .def = "info",
      .doc = "the least severe events logged"},
@@ -225,6 +259,25 @@ static const struct config_key listener_keys[] = {
     {.name = "mechanisms", .type = KT_MECHS, .offset = L(mechs),
      .doc = "SASL mechanisms in the order advertised (default: every one, "
             "strongest first)"},
+    {.name = "tls_client_ca", .type = KT_STRING, .offset = L(tls_client_ca),
+     .doc = "PEM CA certificates: ask TLS clients for a certificate "
+            "(EXTERNAL)"},
+    {.name = "tls_client_cert", .type = KT_ENUM,
+     .offset = L(tls_client_cert_required), .names = client_cert_names,
+     .def = "optional",
+     .doc = "optional: without a valid one only EXTERNAL fails; required: "
+            "the handshake does"},
+    {.name = "tls_client_crl", .type = KT_STRING,
+     .offset = L(tls_client_crl),
+     .doc = "PEM CRLs of the client CA: revoked certificates do not verify"},
+    {.name = "cert_user", .type = KT_ENUM, .offset = L(cert_user),
+     .names = cert_user_names, .def = "san-email",
+     .doc = "the user a client certificate names: san-email, subject-cn "
+            "or fingerprint (cert= in the user file)"},
+    {.name = "security_layer", .type = KT_ENUM, .offset = L(security_layer),
+     .names = bool_names, .def = "no",
+     .doc = "yes: DIGEST-MD5 may negotiate auth-int or auth-conf, never "
+            "under TLS (legacy)"},
 };
 
 #define R(field) offsetof(struct config_relay, field)
@@ -291,9 +344,45 @@ static const struct config_key relay_keys[] = {
      .max = 3600, .def = "300", .doc = "for each reply of the smarthost"},
 };
 
+#define P(field) offsetof(struct config_profile, field)
+
+/* DESIGN.md "Per-client compatibility profiles".  A key left out changes
+ * nothing for the profile's clients. */
+static const struct config_key profile_keys[] = {
+    {.name = "networks", .type = KT_CIDRS, .offset = P(networks),
+     .flags = KF_REQUIRED,
+     .doc = "client networks it applies to (CIDR, IPv4 and IPv6)"},
+    {.name = "listeners", .type = KT_NAMES, .offset = P(listeners),
+     .doc = "only on these listeners (default: every one)"},
+    {.name = "tls_min_version", .type = KT_TLS_VERSION,
+     .offset = P(tls_min_version),
+     .doc = "oldest TLS version these clients may use (default: the "
+            "global one)"},
+    {.name = "auth_before_tls", .type = KT_ENUM,
+     .offset = P(auth_before_tls), .names = abt_names,
+     .doc = "none, challenge or all: overrides the listener's"},
+    {.name = "helo_auth", .type = KT_ENUM, .offset = P(helo_auth),
+     .names = bool_names, .def = "no",
+     .doc = "AUTH after HELO too (not only after EHLO)"},
+    {.name = "bare_lf", .type = KT_ENUM, .offset = P(bare_lf),
+     .names = bare_lf_names, .def = "reject",
+     .doc = "reject or normalize (to CRLF) bare LF line ends in DATA"},
+    {.name = "long_lines", .type = KT_ENUM, .offset = P(long_lines),
+     .names = long_lines_names, .def = "reject",
+     .doc = "reject or fold (at 998 octets) DATA lines over 1000 octets"},
+    {.name = "add_missing_headers", .type = KT_ENUM,
+     .offset = P(add_missing_headers), .names = bool_names, .def = "no",
+     .doc = "add Date and Message-ID when absent (RFC 6409 §8)"},
+    {.name = "legacy_auth_line", .type = KT_ENUM,
+     .offset = P(legacy_auth_line), .names = bool_names,
+     .doc = "also advertise \"250-AUTH=...\" (default: the global "
+            "one)"},
+};
+
 #undef G
 #undef L
 #undef R
+#undef P
 
 /* --- Section types ------------------------------------------------------- */
 
@@ -306,6 +395,9 @@ static int listener_check(struct config_parser *p,
                           const struct config_section *s);
 static int relay_check(struct config_parser *p,
                        const struct config_section *s);
+static void profile_init(void *sec);
+static int profile_check(struct config_parser *p,
+                         const struct config_section *s);
 
 const struct config_section_type config_global_type = {
     .name = NULL,
@@ -340,6 +432,19 @@ const struct config_section_type config_section_types[CONFIG_SECTION_TYPES] = {
         .count_offset = offsetof(struct config, n_relays),
         .max = CONFIG_RELAYS_MAX,
         .check = relay_check,
+    },
+    {
+        .name = "profile",
+        .keys = profile_keys,
+        .nkeys = NKEYS(profile_keys),
+        .size = sizeof(struct config_profile),
+        .name_offset = offsetof(struct config_profile, name),
+        .line_offset = offsetof(struct config_profile, line),
+        .list_offset = offsetof(struct config, profiles),
+        .count_offset = offsetof(struct config, n_profiles),
+        .max = CONFIG_PROFILES_MAX,
+        .init = profile_init,
+        .check = profile_check,
     },
 };
 
@@ -391,6 +496,14 @@ global_check(struct config_parser *p, const struct config_section *s)
     if (c->mailbox == NULL &&
         (c->n_relays == 0 || c->local_domains.n > 0))
         return config_perr(p, 0, "missing required key 'mailbox'");
+    if (c->scram_secret_file == NULL) {
+        size_t n = strlen(c->spool) + sizeof("/scram.secret");
+
+        c->scram_secret_file = malloc(n);
+        if (c->scram_secret_file == NULL)
+            return PST_ENOMEM;
+        snprintf(c->scram_secret_file, n, "%s/scram.secret", c->spool);
+    }
     if (c->n_relays > 0 && c->queue == NULL) {
         size_t n = strlen(c->spool) + sizeof("/queue");
 
@@ -476,15 +589,62 @@ listener_check(struct config_parser *p, const struct config_section *s)
                     "[listener %s]: tls = %s%s needs tls_cert and tls_key",
                     l->name, config_enum_value(tls_names, (int)l->tls),
                     tls_line != 0 ? "" : " (the default)");
-    /* Bearer tokens, client certificates and channel binding need what
-     * posternd's sessions do not give these mechanisms yet (a bearer
-     * token would be checked as a password): not on a listener. */
-    for (size_t m = 0; m < l->mechs.n; m++)
-        if (pst_sasl_mech_flags(l->mechs.v[m]) & PST_MECH_OPT_IN)
+    /* posternd verifies no bearer token (it would be checked as a
+     * password): XOAUTH2 and OAUTHBEARER are for the relay only. */
+    for (size_t m = 0; m < l->mechs.n; m++) {
+        unsigned f = pst_sasl_mech_flags(l->mechs.v[m]);
+
+        if (f & PST_MECH_BEARER)
             return config_perr(p, config_key_line(s, "mechanisms"),
                         "[listener %s]: mechanism %s is not offered by "
-                        "posternd", l->name,
+                        "posternd (it verifies no bearer token)", l->name,
                         pst_sasl_mech_name(l->mechs.v[m]));
+        /* SCRAM-*-PLUS binds to TLS (RFC 5802 §6); EXTERNAL takes the
+         * identity of a client certificate, which only tls_client_ca
+         * asks for. */
+        if ((f & (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL)) &&
+            l->tls == CONFIG_TLS_NONE)
+            return config_perr(p, config_key_line(s, "mechanisms"),
+                        "[listener %s]: mechanism %s needs TLS", l->name,
+                        pst_sasl_mech_name(l->mechs.v[m]));
+        if ((f & PST_MECH_EXTERNAL) && l->tls_client_ca == NULL)
+            return config_perr(p, config_key_line(s, "mechanisms"),
+                        "[listener %s]: mechanism EXTERNAL needs "
+                        "tls_client_ca", l->name);
+    }
+    if (l->tls_client_ca != NULL && l->tls == CONFIG_TLS_NONE)
+        return config_perr(p, config_key_line(s, "tls_client_ca"),
+                    "[listener %s]: tls_client_ca needs tls = starttls or "
+                    "implicit", l->name);
+    {
+        static const char *const needs_ca[] = {"tls_client_cert",
+                                               "tls_client_crl",
+                                               "cert_user"};
+
+        for (size_t k = 0; k < 3; k++)
+            if (l->tls_client_ca == NULL &&
+                config_key_line(s, needs_ca[k]) != 0)
+                return config_perr(p, config_key_line(s, needs_ca[k]),
+                            "[listener %s]: %s needs tls_client_ca",
+                            l->name, needs_ca[k]);
+    }
+    /* The user whose cert= holds a fingerprint: found by scanning the
+     * user file (a query per fingerprint is not what the pgsql store
+     * runs). */
+    if (l->tls_client_ca != NULL &&
+        l->cert_user == CONFIG_CERT_USER_FINGERPRINT &&
+        c->userdb.kind != CONFIG_USERDB_PASSWD_FILE)
+        return config_perr(p, config_key_line(s, "cert_user"),
+                    "[listener %s]: cert_user = fingerprint needs userdb = "
+                    "passwd-file:PATH", l->name);
+    /* DESIGN.md security_layer: never under TLS, so only where
+     * DIGEST-MD5 is offered without it. */
+    if (l->security_layer &&
+        !config_listener_offers(l, pst_sasl_mech_find("DIGEST-MD5", 10), 0))
+        return config_perr(p, config_key_line(s, "security_layer"),
+                    "[listener %s]: security_layer = yes needs DIGEST-MD5 "
+                    "offered without TLS (tls = none or starttls, "
+                    "auth_before_tls = challenge or all)", l->name);
     if (l->auth != CONFIG_AUTH_OFF && l->mechs.n == 0)
         return config_perr(p, config_key_line(s, "mechanisms"),
                     "[listener %s]: no mechanisms", l->name);
@@ -510,5 +670,65 @@ listener_check(struct config_parser *p, const struct config_section *s)
                         config_key_line(config_section_of(p, s->type, j),
                                         "address"));
     }
+    return 0;
+}
+
+/* The keys a profile leaves to the listener or the global key. */
+static void
+profile_init(void *sec)
+{
+    struct config_profile *pr = sec;
+
+    pr->auth_before_tls = CONFIG_UNSET;
+    pr->legacy_auth_line = CONFIG_UNSET;
+}
+
+static int
+profile_check(struct config_parser *p, const struct config_section *s)
+{
+    const struct config *c = p->c;
+    const struct config_profile *pr = &c->profiles[s->index];
+    unsigned lines_line = config_key_line(s, "listeners");
+    unsigned abt_line = config_key_line(s, "auth_before_tls");
+    int tls = 0;
+
+    if (pr->networks.n == 0)
+        return config_perr(p, config_key_line(s, "networks"),
+                           "[profile %s]: no networks", pr->name);
+    for (size_t i = 0; i < pr->listeners.n; i++) {
+        size_t j = 0;
+
+        while (j < c->n_listeners &&
+               strcmp(c->listeners[j].name, pr->listeners.v[i]) != 0)
+            j++;
+        if (j == c->n_listeners)
+            return config_perr(p, lines_line, "[profile %s]: no [listener "
+                               "%s] section", pr->name, pr->listeners.v[i]);
+    }
+    for (size_t j = 0; j < c->n_listeners; j++) {
+        const struct config_listener *l = &c->listeners[j];
+        enum config_auth_before_tls abt = config_profile_abt(pr, l);
+        size_t offered = 0;
+
+        if (!config_profile_on_listener(pr, l))
+            continue;
+        tls |= l->tls != CONFIG_TLS_NONE;
+        /* As listener_check(): the profile's clients must be able to
+         * authenticate where the listener requires it. */
+        for (size_t m = 0; m < l->mechs.n; m++)
+            offered += (size_t)config_listener_offers_abt(l, abt,
+                                                          l->mechs.v[m], 0);
+        if (l->auth != CONFIG_AUTH_OFF && l->tls == CONFIG_TLS_NONE &&
+            offered == 0)
+            return config_perr(p, abt_line != 0 ? abt_line : pr->line,
+                        "[profile %s]: auth_before_tls = %s leaves no "
+                        "mechanism to offer on [listener %s] (tls = none)",
+                        pr->name, config_enum_value(abt_names, (int)abt),
+                        l->name);
+    }
+    if (pr->tls_min_version != TLS_VERSION_DEFAULT && !tls)
+        return config_perr(p, config_key_line(s, "tls_min_version"),
+                           "[profile %s]: tls_min_version, but none of its "
+                           "listeners has TLS", pr->name);
     return 0;
 }

@@ -3,9 +3,10 @@
  * parser's side of them (config.c).  Internal to those two files.
  *
  * A key is a row: name, value type, field offset, bounds, default and a
- * line of documentation.  A section type ("[listener NAME]", and the
- * global keys) is a table of keys, the struct its values go into, and a
- * check of what needs the whole file.  A new key of a known type is a
+ * line of documentation.  A section type ("[listener NAME]", "[relay
+ * NAME]", "[profile NAME]", and the global keys) is a table of keys,
+ * the struct its values go into, and a check of what needs the whole
+ * file.  A new key of a known type is a
  * row and a field; a new value type is a case in config.c's set_value()
  * and free_value(); a new section type is a table, a struct, a check and
  * an entry of config_section_types[].
@@ -44,6 +45,7 @@ enum config_type {
     KT_MECHS,       /* struct config_mechs: SASL mechanism names */
     KT_DOMAINS,     /* struct config_words: domain names, lowercased */
     KT_HOSTPORT,    /* struct config_hostport: HOST:PORT | [IPV6]:PORT */
+    KT_NAMES,       /* struct config_words: section names, as written */
 };
 
 #define KF_REQUIRED 0x01u /* the file must set it */
@@ -99,7 +101,7 @@ struct config_parser {
 };
 
 /* The tables (config_keys.c). */
-#define CONFIG_SECTION_TYPES 2    /* entries of config_section_types[] */
+#define CONFIG_SECTION_TYPES 3    /* entries of config_section_types[] */
 extern const struct config_section_type config_global_type;
 extern const struct config_section_type
     config_section_types[CONFIG_SECTION_TYPES];

@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -342,16 +343,29 @@ int
 config_listener_offers(const struct config_listener *l,
                        const struct pst_sasl_mech *m, int tls_active)
 {
+    return config_listener_offers_abt(l, l->auth_before_tls, m,
+                                      tls_active);
+}
+
+int
+config_listener_offers_abt(const struct config_listener *l,
+                           enum config_auth_before_tls abt,
+                           const struct pst_sasl_mech *m, int tls_active)
+{
     if (l->auth == CONFIG_AUTH_OFF || m == NULL ||
         !config_listener_has_mech(l, m))
         return 0;
     if (tls_active)
         return 1;
+    /* Channel binding and client certificates are TLS's. */
+    if (pst_sasl_mech_flags(m) &
+        (PST_MECH_CHANNEL_BINDING | PST_MECH_EXTERNAL))
+        return 0;
     /* DESIGN.md auth_before_tls; RFC 4954 §4 leaves the choice to the
      * server ("a server implementation MUST implement a configuration in
      * which it does NOT permit any plaintext password mechanisms, unless
      * either the STARTTLS command has been negotiated ..."). */
-    switch (l->auth_before_tls) {
+    switch (abt) {
     case CONFIG_ABT_ALL:
         return 1;
     case CONFIG_ABT_CHALLENGE:
@@ -446,3 +460,51 @@ config_address_conflict(const struct config_address *a,
     }
 }
 
+
+int
+config_profile_on_listener(const struct config_profile *p,
+                           const struct config_listener *l)
+{
+    if (p->listeners.n == 0)
+        return 1;
+    for (size_t i = 0; i < p->listeners.n; i++)
+        if (strcmp(p->listeners.v[i], l->name) == 0)
+            return 1;
+    return 0;
+}
+
+const struct config_profile *
+config_profile_match(const struct config *c, const struct config_listener *l,
+                     const struct sockaddr *sa)
+{
+    /* DESIGN.md: the first profile whose networks (and listeners) match
+     * applies. */
+    for (size_t i = 0; i < c->n_profiles; i++) {
+        const struct config_profile *p = &c->profiles[i];
+
+        if (config_profile_on_listener(p, l) &&
+            config_cidrs_match(&p->networks, sa))
+            return p;
+    }
+    return NULL;
+}
+
+enum config_auth_before_tls
+config_profile_abt(const struct config_profile *p,
+                   const struct config_listener *l)
+{
+    if (p != NULL && p->auth_before_tls != CONFIG_UNSET)
+        return (enum config_auth_before_tls)p->auth_before_tls;
+    return l->auth_before_tls;
+}
+
+char *
+config_cidr_format(const struct config_cidr *n, char *buf, size_t size)
+{
+    char a[INET6_ADDRSTRLEN];
+
+    if (inet_ntop(n->family, n->addr, a, sizeof(a)) == NULL)
+        snprintf(a, sizeof(a), "?");
+    snprintf(buf, size, "%s/%u", a, n->prefix);
+    return buf;
+}

@@ -21,6 +21,7 @@
 #include <postern/buf.h>
 #include <postern/rand.h>
 
+#include "fileio.h"
 #include "oauth.h"
 
 #define OAUTH_FORM_MAX (64u << 10) /* octets of a request body */
@@ -336,51 +337,30 @@ done:
     return st;
 }
 
-static int
-form_start(CURL **h, struct pst_buf *form, const struct oauth_client *c,
-           const char *grant)
-{
-    *h = curl_easy_init();
-    pst_buf_init(form, OAUTH_FORM_MAX, 1);
-    if (*h == NULL)
-        return -1;
-    return form_add(*h, form, "grant_type", grant) < 0 ||
-                   form_add(*h, form, "client_id", c->client_id) < 0
-               ? -1
-               : 0;
-}
-
-enum oauth_status
-oauth_token_request(const struct oauth_client *c, const char *refresh_token,
-                    int64_t now, struct oauth_token *out,
-                    struct oauth_error *err)
+/*
+ * A token request: grant_type, client_id, then the pairs of kv (name,
+ * value; a NULL value is left out), form-encoded into a secret buffer,
+ * POSTed to the token endpoint, the answer read by token_post().
+ */
+static enum oauth_status
+token_grant(const struct oauth_client *c, const char *grant,
+            const char *const *kv, size_t nkv, int64_t now,
+            struct oauth_token *out, struct oauth_error *err)
 {
     struct pst_buf form;
-    CURL *h;
+    CURL *h = curl_easy_init();
     enum oauth_status st;
-    int rc;
+    int rc = h == NULL ? -1 : 0;
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    if (c->grant == OAUTH_GRANT_REFRESH_TOKEN) {
-        if (refresh_token == NULL || refresh_token[0] == '\0') {
-            snprintf(err->error, sizeof(err->error), "invalid_grant");
-            snprintf(err->detail, sizeof(err->detail),
-                     "no refresh token: log in first");
-            return OAUTH_RELOGIN;
-        }
-        rc = form_start(&h, &form, c, "refresh_token");
-        if (rc == 0)
-            rc = form_add(h, &form, "refresh_token", refresh_token);
-    } else {
-        rc = form_start(&h, &form, c, "client_credentials");
-    }
+    pst_buf_init(&form, OAUTH_FORM_MAX, 1);
     if (rc == 0)
-        rc = form_add(h, &form, "client_secret", c->client_secret);
-    /* Always the scope: Microsoft refuses a refresh without it
-     * (AADSTS900144). */
+        rc = form_add(h, &form, "grant_type", grant);
     if (rc == 0)
-        rc = form_add(h, &form, "scope", c->scope);
+        rc = form_add(h, &form, "client_id", c->client_id);
+    for (size_t i = 0; i + 1 < nkv && rc == 0; i += 2)
+        rc = form_add(h, &form, kv[i], kv[i + 1]);
     curl_easy_cleanup(h);
     if (rc < 0) {
         pst_buf_clear(&form);
@@ -388,8 +368,34 @@ oauth_token_request(const struct oauth_client *c, const char *refresh_token,
         return OAUTH_TEMPORARY;
     }
     st = token_post(c, &form, now, out, err);
-    pst_buf_clear(&form);
+    pst_buf_clear(&form); /* secret: wiped */
     return st;
+}
+
+enum oauth_status
+oauth_token_request(const struct oauth_client *c, const char *refresh_token,
+                    int64_t now, struct oauth_token *out,
+                    struct oauth_error *err)
+{
+    /* Always the scope: Microsoft refuses a refresh without it
+     * (AADSTS900144). */
+    const char *kv[] = {
+        "refresh_token", refresh_token, "client_secret", c->client_secret,
+        "scope", c->scope,
+    };
+
+    if (c->grant == OAUTH_GRANT_CLIENT_CREDENTIALS)
+        return token_grant(c, "client_credentials", kv + 2, 4, now, out,
+                           err);
+    if (refresh_token == NULL || refresh_token[0] == '\0') {
+        memset(out, 0, sizeof(*out));
+        memset(err, 0, sizeof(*err));
+        snprintf(err->error, sizeof(err->error), "invalid_grant");
+        snprintf(err->detail, sizeof(err->detail),
+                 "no refresh token: log in first");
+        return OAUTH_RELOGIN;
+    }
+    return token_grant(c, "refresh_token", kv, 6, now, out, err);
 }
 
 enum oauth_status
@@ -461,26 +467,12 @@ oauth_device_poll(const struct oauth_client *c, const struct oauth_device *d,
                   int64_t now, struct oauth_token *out,
                   struct oauth_error *err)
 {
-    struct pst_buf form;
-    CURL *h;
-    enum oauth_status st;
-    int rc;
+    const char *kv[] = {
+        "device_code", d->device_code, "client_secret", c->client_secret,
+    };
 
-    rc = form_start(&h, &form, c,
-                    "urn:ietf:params:oauth:grant-type:device_code");
-    if (rc == 0)
-        rc = form_add(h, &form, "device_code", d->device_code);
-    if (rc == 0)
-        rc = form_add(h, &form, "client_secret", c->client_secret);
-    curl_easy_cleanup(h);
-    if (rc < 0) {
-        pst_buf_clear(&form);
-        memset(err, 0, sizeof(*err));
-        return OAUTH_TEMPORARY;
-    }
-    st = token_post(c, &form, now, out, err);
-    pst_buf_clear(&form);
-    return st;
+    return token_grant(c, "urn:ietf:params:oauth:grant-type:device_code",
+                       kv, 4, now, out, err);
 }
 
 enum oauth_status
@@ -489,31 +481,12 @@ oauth_code_exchange(const struct oauth_client *c, const char *code,
                     int64_t now, struct oauth_token *out,
                     struct oauth_error *err)
 {
-    struct pst_buf form;
-    CURL *h;
-    enum oauth_status st;
-    int rc;
+    const char *kv[] = {
+        "code", code, "redirect_uri", redirect_uri, "code_verifier",
+        verifier, "client_secret", c->client_secret, "scope", c->scope,
+    };
 
-    rc = form_start(&h, &form, c, "authorization_code");
-    if (rc == 0)
-        rc = form_add(h, &form, "code", code);
-    if (rc == 0)
-        rc = form_add(h, &form, "redirect_uri", redirect_uri);
-    if (rc == 0)
-        rc = form_add(h, &form, "code_verifier", verifier);
-    if (rc == 0)
-        rc = form_add(h, &form, "client_secret", c->client_secret);
-    if (rc == 0)
-        rc = form_add(h, &form, "scope", c->scope);
-    curl_easy_cleanup(h);
-    if (rc < 0) {
-        pst_buf_clear(&form);
-        memset(err, 0, sizeof(*err));
-        return OAUTH_TEMPORARY;
-    }
-    st = token_post(c, &form, now, out, err);
-    pst_buf_clear(&form);
-    return st;
+    return token_grant(c, "authorization_code", kv, 10, now, out, err);
 }
 
 /* --- PKCE ---------------------------------------------------------------- */
@@ -784,26 +757,6 @@ oauth_token_load(const char *path, struct oauth_token *t, int *exists,
     return 0;
 }
 
-static int
-fsync_parent(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, rc;
-
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd) == 0 || errno == EINVAL ? 0 : -1;
-    close(fd);
-    return rc;
-}
 
 int
 oauth_token_save(const char *path, const struct oauth_token *t, char *err,
@@ -874,24 +827,15 @@ oauth_token_save(const char *path, const struct oauth_token *t, char *err,
         snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
         goto out;
     }
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, text + off, len - off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
-            goto out;
-        }
-        off += (size_t)n;
-    }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) != 0 || close(fd) != 0) {
+    if (fileio_write_all(fd, text, len) < 0 ||
+        fileio_write_all(fd, "\n", 1) < 0 || fsync(fd) != 0 ||
+        close(fd) != 0) {
         fd = -1;
         snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
         goto out;
     }
     fd = -1;
-    if (rename(tmp, path) != 0 || fsync_parent(path) != 0) {
+    if (rename(tmp, path) != 0 || fileio_fsync_parent(path) != 0) {
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         goto out;
     }

@@ -15,6 +15,7 @@
 
 #include <postern/error.h>
 
+#include "fileio.h"
 #include "queue_file.h"
 
 #define QUEUE_MAGIC "postern-queue"
@@ -516,22 +517,6 @@ queue_env_finished(const struct queue_env *e)
 
 /* --- Files --------------------------------------------------------------- */
 
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static int
 path_of(char *out, size_t n, const char *dir, const char *pre,
@@ -594,7 +579,7 @@ queue_file_write_env(const char *dir, const struct queue_env *e)
         errno = saved;
         return PST_EIO;
     }
-    if (write_all(fd, b.data, b.len) < 0 || fsync(fd) != 0) {
+    if (fileio_write_all(fd, b.data, b.len) < 0 || fsync(fd) != 0) {
         saved = errno;
         close(fd);
         unlink(tmp);
@@ -640,7 +625,7 @@ queue_file_append(const char *dir, const char *id, enum queue_record rec,
     }
     /* One write(2) of the whole line: O_APPEND puts it at the end in one
      * piece. */
-    rc = write_all(fd, b.data, b.len) < 0 || fdatasync(fd) != 0 ? PST_EIO
+    rc = fileio_write_all(fd, b.data, b.len) < 0 || fdatasync(fd) != 0 ? PST_EIO
                                                                   : 0;
     saved = errno;
     close(fd);
@@ -810,8 +795,10 @@ queue_file_orphans(const char *dir, unsigned min_age)
         }
         if (!orphan || path_of(path, sizeof(path), dir, "", name, "") < 0)
             continue;
+        /* (min_age 0: whatever the clock says: a file's time may be a
+         * second ahead of time(2).) */
         if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-            now - st.st_mtime < (time_t)min_age)
+            (min_age > 0 && now - st.st_mtime < (time_t)min_age))
             continue;
         if (unlink(path) == 0)
             removed++;

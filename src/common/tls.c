@@ -12,6 +12,8 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -136,6 +138,45 @@ tls_no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
+/* A client that presents a certificate (SASL EXTERNAL). */
+static int
+tls_ctx_load_client_cert(SSL_CTX *c, const struct tls_config *cfg,
+                         char *err, size_t err_size)
+{
+    char prefix[PATH_MAX + 40];
+
+    SSL_CTX_set_default_passwd_cb(c, tls_no_passphrase);
+    if (SSL_CTX_use_certificate_chain_file(c, cfg->cert_file) != 1) {
+        snprintf(prefix, sizeof(prefix), "cannot load certificate %s: ",
+                 cfg->cert_file);
+        tls_format_error(err, err_size, prefix, "unknown error");
+        return PST_EIO;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, cfg->key_file, SSL_FILETYPE_PEM)
+        != 1) {
+        unsigned long e = ERR_peek_error();
+        int rc = PST_EIO;
+
+        /* A key that loads but belongs to another certificate. */
+        if (ERR_GET_LIB(e) == ERR_LIB_X509
+            && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH
+                || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH))
+            rc = PST_EINVAL;
+        snprintf(prefix, sizeof(prefix), "cannot load key %s: ",
+                 cfg->key_file);
+        tls_format_error(err, err_size, prefix, "unknown error");
+        return rc;
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+        snprintf(prefix, sizeof(prefix),
+                 "key %s does not match certificate %s: ", cfg->key_file,
+                 cfg->cert_file);
+        tls_format_error(err, err_size, prefix, "unknown error");
+        return PST_EINVAL;
+    }
+    return 0;
+}
+
 static int
 tls_ctx_load_server(SSL_CTX *c, const struct tls_config *cfg, char *err,
                     size_t err_size)
@@ -200,6 +241,8 @@ tls_ctx_load_client(SSL_CTX *c, const struct tls_config *cfg, char *err,
      */
     SSL_CTX_set_verify(c, cfg->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
                        NULL);
+    if (cfg->cert_file != NULL)
+        return tls_ctx_load_client_cert(c, cfg, err, err_size);
     return 0;
 }
 
@@ -232,6 +275,12 @@ tls_ctx_new(const struct tls_config *cfg, struct tls_ctx **out, char *err,
     }
     if (cfg->role != TLS_ROLE_SERVER && cfg->role != TLS_ROLE_CLIENT) {
         snprintf(err, err_size, "invalid TLS role");
+        return PST_EINVAL;
+    }
+    if (cfg->role == TLS_ROLE_CLIENT
+        && (cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
+        snprintf(err, err_size, "a client certificate needs its key, and "
+                 "a key its certificate");
         return PST_EINVAL;
     }
 
@@ -300,6 +349,25 @@ tls_ctx_free(struct tls_ctx *ctx)
     /* Only drops our reference: running connections hold their own. */
     SSL_CTX_free(ctx->ssl_ctx);
     OPENSSL_free(ctx);
+}
+
+int
+tls_ctx_share(struct tls_ctx *ctx, struct tls_ctx **out)
+{
+    struct tls_ctx *copy;
+
+    *out = NULL;
+    copy = OPENSSL_zalloc(sizeof(*copy));
+    if (copy == NULL)
+        return PST_ENOMEM;
+    if (SSL_CTX_up_ref(ctx->ssl_ctx) != 1) {
+        OPENSSL_free(copy);
+        return PST_ENOMEM;
+    }
+    copy->ssl_ctx = ctx->ssl_ctx;
+    copy->role = ctx->role;
+    *out = copy;
+    return 0;
 }
 
 int
@@ -727,6 +795,252 @@ tls_peer_verify(const struct tls *t, const char **why)
     if (why != NULL)
         *why = X509_verify_cert_error_string(v);
     return v == X509_V_OK ? 0 : PST_EAUTH;
+}
+
+/* --- Client certificates (tls_client_ca) --------------------------------- */
+
+struct tls_client_ca {
+    X509_STORE *store;                /* trust anchors and CRLs */
+    STACK_OF(X509_NAME) *names;       /* for the CertificateRequest */
+    unsigned required;
+    uint8_t sid[SHA256_DIGEST_LENGTH]; /* session id context */
+};
+
+/*
+ * client_cert = optional: the handshake goes on whatever the client
+ * certificate's verification found; OpenSSL keeps the result
+ * (SSL_get_verify_result()), which tls_peer_id() reports, so only SASL
+ * EXTERNAL fails (DESIGN.md "Operations and the other SASL keys").
+ */
+static int
+tls_verify_optional(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+void
+tls_client_ca_free(struct tls_client_ca *ca)
+{
+    if (ca == NULL)
+        return;
+    X509_STORE_free(ca->store);
+    sk_X509_NAME_pop_free(ca->names, X509_NAME_free);
+    OPENSSL_free(ca);
+}
+
+int
+tls_client_ca_new(const char *ca_file, const char *crl_file,
+                  unsigned required, struct tls_client_ca **out, char *err,
+                  size_t err_size)
+{
+    char prefix[PATH_MAX + 40];
+    struct tls_client_ca *ca;
+    EVP_MD_CTX *md;
+    int ok;
+
+    assert(out != NULL && err != NULL && err_size > 0);
+    *out = NULL;
+    err[0] = '\0';
+    if (ca_file == NULL) {
+        snprintf(err, err_size, "client certificate settings need "
+                 "tls_client_ca");
+        return PST_EINVAL;
+    }
+    ERR_clear_error();
+    ca = OPENSSL_zalloc(sizeof(*ca));
+    if (ca == NULL || (ca->store = X509_STORE_new()) == NULL) {
+        OPENSSL_free(ca);
+        snprintf(err, err_size, "out of memory");
+        return PST_ENOMEM;
+    }
+    ca->required = required ? 1u : 0u;
+    /* RFC 8446 §4.3.2 / RFC 5246 §7.4.4: the CertificateRequest names the
+     * acceptable issuers, so a client with several certificates picks
+     * the right one. */
+    if (X509_STORE_load_file(ca->store, ca_file) != 1 ||
+        (ca->names = SSL_load_client_CA_file(ca_file)) == NULL) {
+        snprintf(prefix, sizeof(prefix), "cannot load tls_client_ca %s: ",
+                 ca_file);
+        tls_format_error(err, err_size, prefix, "no certificate in the file");
+        tls_client_ca_free(ca);
+        return PST_EIO;
+    }
+    if (crl_file != NULL) {
+        X509_LOOKUP *lu = X509_STORE_add_lookup(ca->store,
+                                                X509_LOOKUP_file());
+
+        if (lu == NULL ||
+            X509_load_crl_file(lu, crl_file, X509_FILETYPE_PEM) <= 0) {
+            snprintf(prefix, sizeof(prefix), "cannot load tls_client_crl "
+                     "%s: ", crl_file);
+            tls_format_error(err, err_size, prefix, "no CRL in the file");
+            tls_client_ca_free(ca);
+            return PST_EIO;
+        }
+        /* The leaf's issuer must have a CRL here, and the leaf must not
+         * be on it. */
+        X509_STORE_set_flags(ca->store, X509_V_FLAG_CRL_CHECK);
+    }
+    /*
+     * A resumed session keeps the client certificate it was verified
+     * with: it must resume only where the same trust applies.  The
+     * session id context names the trust (OpenSSL refuses to resume a
+     * verified session without one, and a session of a context without
+     * one, or with another, is not resumed here).
+     */
+    md = EVP_MD_CTX_new();
+    ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+         && EVP_DigestUpdate(md, ca_file, strlen(ca_file) + 1) == 1
+         && (crl_file == NULL
+             || EVP_DigestUpdate(md, crl_file, strlen(crl_file)) == 1)
+         && EVP_DigestUpdate(md, ca->required ? "r" : "o", 1) == 1
+         && EVP_DigestFinal_ex(md, ca->sid, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        tls_client_ca_free(ca);
+        ERR_clear_error();
+        snprintf(err, err_size, "out of memory");
+        return PST_ENOMEM;
+    }
+    *out = ca;
+    return 0;
+}
+
+int
+tls_ask_client_cert(struct tls *t, const struct tls_client_ca *ca)
+{
+    STACK_OF(X509_NAME) *names;
+
+    if (t->role != TLS_ROLE_SERVER || SSL_in_before(t->ssl) != 1)
+        return PST_ESTATE;
+    ERR_clear_error();
+    names = SSL_dup_CA_list(ca->names);
+    if (names == NULL ||
+        SSL_set1_verify_cert_store(t->ssl, ca->store) != 1 ||
+        SSL_set_session_id_context(t->ssl, ca->sid, sizeof(ca->sid)) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        ERR_clear_error();
+        return PST_ENOMEM;
+    }
+    SSL_set_client_CA_list(t->ssl, names);
+    SSL_set_verify(t->ssl, ca->required ? SSL_VERIFY_PEER
+                                              | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                        : SSL_VERIFY_PEER,
+                   ca->required ? NULL : tls_verify_optional);
+    return 0;
+}
+
+/* Copy the UTF-8 of an ASN.1 string into buf; "" if it has a control
+ * character (a name to log and to look a user up by). */
+static void
+tls_asn1_text(const ASN1_STRING *a, char *buf, size_t size)
+{
+    unsigned char *u = NULL;
+    int n = ASN1_STRING_to_UTF8(&u, a);
+
+    buf[0] = '\0';
+    if (n <= 0 || (size_t)n >= size) {
+        OPENSSL_free(u);
+        ERR_clear_error();
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (u[i] < 0x20 || u[i] == 0x7f) {
+            OPENSSL_free(u);
+            return;
+        }
+    }
+    memcpy(buf, u, (size_t)n);
+    buf[n] = '\0';
+    OPENSSL_free(u);
+}
+
+int
+tls_peer_id(const struct tls *t, struct tls_peer_id *out, const char **why)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    X509 *x;
+    const X509_NAME *subj;
+    GENERAL_NAMES *sans;
+    int i;
+    long v;
+
+    memset(out, 0, sizeof(*out));
+    if (why != NULL)
+        *why = "handshake not complete";
+    if (t->rc < 0 || !SSL_is_init_finished(t->ssl))
+        return PST_ESTATE;
+    x = SSL_get0_peer_certificate(t->ssl);
+    if (x == NULL) {
+        if (why != NULL)
+            *why = "no certificate";
+        return PST_ENOENT;
+    }
+    if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+        ERR_clear_error();
+        return PST_ENOMEM;
+    }
+    for (unsigned k = 0; k < mdlen; k++) {
+        out->fingerprint[2 * k] = hex[md[k] >> 4];
+        out->fingerprint[2 * k + 1] = hex[md[k] & 0x0f];
+    }
+    subj = X509_get_subject_name(x);
+    /* RFC 6125 §2.3.1 / §6.4.4: the most specific CN is the last. */
+    i = -1;
+    for (int j; (j = X509_NAME_get_index_by_NID(subj, NID_commonName, i))
+                >= 0;)
+        i = j;
+    if (i >= 0)
+        tls_asn1_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)),
+                      out->cn, sizeof(out->cn));
+    sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int k = 0; sans != NULL && k < sk_GENERAL_NAME_num(sans); k++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
+
+        if (g->type == GEN_EMAIL) {
+            tls_asn1_text(g->d.rfc822Name, out->email, sizeof(out->email));
+            break;
+        }
+    }
+    GENERAL_NAMES_free(sans);
+    ERR_clear_error();
+    v = SSL_get_verify_result(t->ssl);
+    if (why != NULL)
+        *why = X509_verify_cert_error_string(v);
+    return v == X509_V_OK ? 0 : PST_EAUTH;
+}
+
+int
+tls_channel_binding(const struct tls *t, const char **type, uint8_t *buf,
+                    size_t cap, size_t *len)
+{
+    int rc;
+
+    *len = 0;
+    *type = NULL;
+    if (t->rc < 0 || !SSL_is_init_finished(t->ssl))
+        return PST_ESTATE;
+    if (SSL_version(t->ssl) >= TLS1_3_VERSION) {
+        if (cap < TLS_EXPORTER_LEN)
+            return PST_ELIMIT;
+        if ((rc = tls_exporter(t, buf)) < 0)
+            return rc;
+        *type = "tls-exporter";
+        *len = TLS_EXPORTER_LEN;
+        return 0;
+    }
+    /* RFC 7627 §1 and RFC 9266 §4: without the extended master secret
+     * tls-unique is not unique to the connection. */
+    if (SSL_get_extms_support(t->ssl) != 1)
+        return PST_ENOTSUP;
+    if ((rc = tls_unique(t, buf, cap, len)) < 0)
+        return rc;
+    *type = "tls-unique";
+    return 0;
 }
 
 int

@@ -65,12 +65,16 @@ enum tls_role {
 #define TLS_NAME_MAX 256      /* a distinguished name, including the NUL */
 #define TLS_EXPORTER_LEN 32   /* RFC 9266 §2: tls-exporter is 32 bytes */
 #define TLS_UNIQUE_MAX 64     /* RFC 5929 §3: a Finished verify_data */
+#define TLS_FINGERPRINT_LEN 64 /* SHA-256 in hex */
 
 struct tls_config {
     enum tls_role role;
     /* Server: */
-    const char *cert_file;        /* PEM chain, leaf first (required) */
-    const char *key_file;         /* PEM private key (required) */
+    const char *cert_file;        /* PEM chain, leaf first (required); a
+                                     client's certificate, if set (for
+                                     SASL EXTERNAL) */
+    const char *key_file;         /* PEM private key (required; a
+                                     client's with cert_file) */
     /* Client: */
     const char *ca_file;          /* PEM trust anchors; NULL: system store */
     unsigned insecure;            /* 1: do not fail on an unverified peer */
@@ -125,6 +129,16 @@ int tls_ctx_new(const struct tls_config *cfg, struct tls_ctx **out,
  * context may be freed while they run.  tls_ctx_free(NULL) is a no-op.
  */
 void tls_ctx_free(struct tls_ctx *ctx);
+
+/*
+ * A second handle on the context of ctx (the same certificate and key,
+ * loaded once), for a reload that cannot read the files again (posternd
+ * after dropping root: a key only root may read).
+ * Parameters: ctx [in] borrowed; *out [out] owned, free with
+ * tls_ctx_free() (each handle holds its own reference).
+ * Returns: 0, PST_ENOMEM.
+ */
+int tls_ctx_share(struct tls_ctx *ctx, struct tls_ctx **out);
 
 /*
  * Reload (SIGHUP): make a new context from cfg and, only if that worked,
@@ -257,6 +271,87 @@ int tls_peer_cert(const struct tls *t, struct tls_peer_cert *out);
  * not complete).
  */
 int tls_peer_verify(const struct tls *t, const char **why);
+
+/*
+ * What a server asks of its clients' certificates (SASL EXTERNAL): the
+ * trust anchors, the CRLs, and whether a handshake without a certificate
+ * that verifies fails.  Loaded apart from the server's context (and
+ * without its key), so that a listener's settings go with any context
+ * (a compatibility profile's) and a reload after the privilege drop can
+ * read them again.  Immutable once made; may be shared by threads.
+ */
+struct tls_client_ca;
+
+/*
+ * Load the client CA settings: ca_file ([in], PEM trust anchors,
+ * required), crl_file ([in], PEM CRLs, may be NULL: with it a
+ * certificate whose issuer has no CRL in the file, or that its CRL
+ * lists, does not verify), required (1: the handshake fails without a
+ * client certificate that verifies; 0: it goes on, and tls_peer_id()
+ * says what was sent).
+ * *out ([out] owned) is freed with tls_client_ca_free(); err as
+ * tls_ctx_new().
+ * Returns: 0, PST_EINVAL (no ca_file), PST_EIO (a file missing or
+ * without a certificate or CRL), PST_ENOMEM.
+ */
+int tls_client_ca_new(const char *ca_file, const char *crl_file,
+                      unsigned required, struct tls_client_ca **out,
+                      char *err, size_t err_size);
+
+/* Free ca; connections it was given to keep what they need.  NULL is a
+ * no-op. */
+void tls_client_ca_free(struct tls_client_ca *ca);
+
+/*
+ * Make server connection t ask its client for a certificate verified
+ * under ca ([in] borrowed for the call), before its handshake: the
+ * CertificateRequest names ca's CAs, and a resumed session is one made
+ * under the same settings (the session id context names them).
+ * Returns: 0, PST_ESTATE (a client connection, or the handshake began),
+ * PST_ENOMEM.
+ */
+int tls_ask_client_cert(struct tls *t, const struct tls_client_ca *ca);
+
+/* The client certificate a server was given (tls_peer_id()). */
+struct tls_peer_id {
+    char fingerprint[TLS_FINGERPRINT_LEN + 1]; /* SHA-256 of the DER
+                                     certificate, lowercase hex */
+    char cn[TLS_NAME_MAX];        /* the subject's commonName (the last
+                                     one, RFC 6125 §2.3's most specific),
+                                     UTF-8; "" if none, or one with a
+                                     control character */
+    char email[TLS_NAME_MAX];     /* the first rfc822Name of
+                                     subjectAltName; "" if none */
+};
+
+/*
+ * The certificate the peer presented, for SASL EXTERNAL (RFC 4422 App.
+ * A) and the log: its fingerprint, common name and address, filled in
+ * whenever there is one, and whether it verified (on a server, under
+ * the tls_client_ca it asked with).
+ * Parameters: *out [out]; *why [out] borrowed static string, may be
+ * NULL: "ok", or why it did not verify ("certificate has expired",
+ * "certificate revoked", "unable to verify the first certificate").
+ * Returns: 0 (verified), PST_EAUTH (presented, not verified), PST_ENOENT
+ * (none presented), PST_ESTATE (handshake not complete), PST_ENOMEM.
+ */
+int tls_peer_id(const struct tls *t, struct tls_peer_id *out,
+                const char **why);
+
+/*
+ * The channel binding SCRAM-*-PLUS uses on this connection (RFC 5802 §6):
+ * "tls-exporter" under TLS 1.3 (RFC 9266 §2, the only type defined
+ * there), "tls-unique" below it (RFC 5929, SCRAM's default, what GNU
+ * SASL sends under TLS 1.2).  Below TLS 1.3 only with RFC 7627's
+ * extended master secret: without it the triple handshake attack makes
+ * either value shareable between two connections.
+ * Parameters: *type [out] a static string; buf [out] cap bytes (secret:
+ * wipe after use); *len [out] the length.
+ * Returns: 0, PST_ESTATE (handshake not complete), PST_ENOTSUP (no
+ * binding safe to use), PST_ELIMIT (cap too small).
+ */
+int tls_channel_binding(const struct tls *t, const char **type,
+                        uint8_t *buf, size_t cap, size_t *len);
 
 /*
  * RFC 9266 "tls-exporter" channel binding: 32 bytes of exported keying

@@ -7,9 +7,10 @@
  * N connections that say EHLO and are held open, then checked with NOOP.
  *
  * cmd_bench.c: the command (options, set-up, the run); bench_conn.c: a
- * connection and its session; bench_scram.c: the SCRAM client with a
- * cached salted password, and its self-test; bench_report.c: latencies
- * and the report.
+ * connection and its session; bench_report.c: latencies and the report.
+ * The SASL exchanges are libpostern's client halves (SCRAM with one key
+ * cache for the run, RFC 5802 §5.1); reply lines are checked by
+ * libpostern's validator, pst_smtp_reply_parse_line().
  */
 #ifndef POSTERN_BENCH_H
 #define POSTERN_BENCH_H
@@ -19,18 +20,17 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include <openssl/evp.h>
 #include <uv.h>
 
 #include <postern/base64.h>
 #include <postern/buf.h>
 #include <postern/sasl.h>
+#include <postern/smtp_reply.h>
 
 #include "client.h"
 #include "tls.h"
 
-#define BENCH_LINE_MAX     1024   /* reply line kept, octets; longer
-                                     lines are cut, not refused */
+#define BENCH_CMD_MAX      1024   /* a command line we send, octets */
 #define BENCH_TEXT_MAX     256    /* reply text kept for a failure */
 #define BENCH_MAX_RCPT     100    /* --rcpt ceiling */
 #define BENCH_MAX_EXPECT   128    /* replies awaited at once (> rcpt+3) */
@@ -40,8 +40,8 @@
 #define BENCH_FD_SPARE     64     /* descriptors beyond the connections */
 #define BENCH_MAX_CONNS    1000000
 #define BENCH_HELO         "bench.example.test"
-#define BENCH_SCRAM_CACHE  8      /* (salt, iterations) pairs remembered */
-#define BENCH_SCRAM_NONCE  18     /* random bytes: 24 base64 characters */
+#define BENCH_SCRAM_CACHE  8      /* SCRAM key sets remembered (salt,
+                                     iterations; one password a run) */
 
 /* What a connection waits for: the stage of each reply it expects. */
 enum bench_stage {
@@ -65,13 +65,6 @@ enum bench_stage {
 #define EXT_PIPELINING 0x01u
 #define EXT_STARTTLS   0x02u
 
-enum scram_state {
-    SCRAM_NONE = 0,   /* not in use */
-    SCRAM_SENT_FIRST, /* client-first sent, server-first awaited */
-    SCRAM_SENT_FINAL, /* client-final sent, server-final awaited */
-    SCRAM_VERIFIED,   /* the server proved it knows the password */
-};
-
 struct bench;
 
 struct bconn {
@@ -90,10 +83,7 @@ struct bconn {
     uint64_t t_last;            /* last progress, for the timeout */
     struct tls *tls;
     struct pst_sasl_client *sc; /* libpostern SASL client half */
-    /* The cached SCRAM client (see scram_*): */
-    enum scram_state scram;
-    char nonce[PST_BASE64_ENCLEN(BENCH_SCRAM_NONCE) + 1];
-    uint8_t server_sig[EVP_MAX_MD_SIZE]; /* expected; secret */
+    unsigned challenges;        /* 334s answered in this exchange */
     /* Replies awaited, oldest first: */
     uint8_t expect[BENCH_MAX_EXPECT];
     unsigned ex_head, ex_len;
@@ -101,7 +91,9 @@ struct bconn {
     int reply_code;
     unsigned reply_lines;
     size_t line_len;
-    char line[BENCH_LINE_MAX];
+    uint8_t line[PST_SMTP_REPLY_MAX_LINE]; /* up to the LF: the longest
+                                   line pst_smtp_reply_parse_line() takes,
+                                   and its CR */
     size_t text_len;
     char text[BENCH_TEXT_MAX];
 };
@@ -109,18 +101,6 @@ struct bconn {
 struct bench_sample {
     char stage[16];
     char text[BENCH_TEXT_MAX];
-};
-
-struct scram_cache_entry {
-    int used;
-    const EVP_MD *md;
-    unsigned iterations;
-    size_t salt_len;
-    uint8_t salt[64];
-    /* RFC 5802 §3, derived from SaltedPassword; secret: */
-    uint8_t client_key[EVP_MAX_MD_SIZE];
-    uint8_t stored_key[EVP_MAX_MD_SIZE];
-    uint8_t server_key[EVP_MAX_MD_SIZE];
 };
 
 struct bench_opts {
@@ -154,14 +134,18 @@ struct bench {
     struct sockaddr_storage addr;
     struct tls_ctx *tls_ctx;
     const struct pst_sasl_mech *mech;
-    int own_scram;            /* SCRAM through the cached client */
-    const EVP_MD *scram_md;
-    struct pst_sasl_client_config sasl;
+    int scram;                /* mech is a SCRAM mechanism */
+    struct pst_sasl_client_config sasl; /* every session's; its
+                                 scram_cache is the one below */
+    /* SCRAM keys of the run (RFC 5802 §5.1), shared by every session;
+     * NULL with --no-scram-cache.  Used on the loop's thread only (the
+     * bench has no other), as sasl.h asks of an unlocked cache: */
+    struct pst_scram_cache *scram_cache;
+    uint64_t scram_derivations; /* without the cache: SCRAM exchanges
+                                 that answered server-first (each ran
+                                 PBKDF2) */
     char *password;           /* secret */
     size_t password_len;
-    char scram_user[3 * PST_SASL_MAX_NAME + 1]; /* escaped saslname */
-    struct scram_cache_entry cache[BENCH_SCRAM_CACHE];
-    uint64_t pbkdf2_runs;
     uint8_t *msg;             /* the DATA payload, dot-terminated */
     size_t msg_len;
     char *rcpt_cmds;          /* "RCPT TO:<x>\r\n" x k */
@@ -207,29 +191,6 @@ int bconn_cmd(struct bconn *k, enum bench_stage st, const char *line);
 
 /* The session failed at its current stage: count it, say why, close. */
 void bconn_fail(struct bconn *k, const char *text);
-
-/* --- bench_scram.c ------------------------------------------------------- */
-
-/* client-first-message (RFC 5802 §7), a fresh nonce.  Returns: as
- * pst_buf_printf(), PST_ETEMP (no randomness). */
-int bench_scram_first(struct bconn *k, struct pst_buf *out);
-
-/* server-first-message sf in, client-final-message out.  Returns:
- * PST_SASL_CONTINUE, PST_EPROTO, PST_EWEAK, PST_ENOMEM. */
-int bench_scram_final(struct bconn *k, const char *sf, struct pst_buf *out);
-
-/* server-final-message sf: the server's proof.  Returns: PST_SASL_DONE,
- * PST_EAUTH (e=), PST_EPROTO, PST_EFORGED. */
-int bench_scram_verify(struct bconn *k, const char *sf);
-
-/* SCRAM's saslname of user into out (cap bytes).  Returns: 0, -1. */
-int bench_scram_escape_user(const char *user, char *out, size_t cap);
-
-/* Whether s[0..n) is printable ASCII (SASLprep leaves it as it is). */
-int bench_printable_ascii(const char *s, size_t n);
-
-/* The cached client against the RFC vectors.  Returns: 0, EX_SOFTWARE. */
-int bench_self_test(void);
 
 /* --- bench_report.c ------------------------------------------------------ */
 

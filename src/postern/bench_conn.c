@@ -1,6 +1,7 @@
 /*
  * postern bench: one connection and its session (bench.h): writing,
- * the reply reader, the SMTP and SASL steps, TLS through src/common's
+ * the reply reader (lines checked by pst_smtp_reply_parse_line()), the
+ * SMTP steps and libpostern's SASL client, TLS through src/common's
  * pump, the end of a session.
  */
 #include <errno.h>
@@ -115,7 +116,7 @@ bconn_send(struct bconn *k, const void *p, size_t len)
 int
 bconn_cmd(struct bconn *k, enum bench_stage st, const char *line)
 {
-    char buf[BENCH_LINE_MAX + 2];
+    char buf[BENCH_CMD_MAX + 2];
     size_t n = strlen(line);
 
     if (n + 2 > sizeof(buf) || k->ex_len == BENCH_MAX_EXPECT) {
@@ -132,28 +133,6 @@ static void
 bconn_expect(struct bconn *k, enum bench_stage st)
 {
     k->expect[(k->ex_head + k->ex_len++) % BENCH_MAX_EXPECT] = (uint8_t)st;
-}
-
-/* One step of whichever SASL client the session uses. */
-static int
-sasl_step(struct bconn *k, const uint8_t *in, size_t len,
-          struct pst_buf *out)
-{
-    char msg[PST_SASL_MAX_MESSAGE + 1];
-
-    if (!k->b->own_scram)
-        return pst_sasl_client_step(k->sc, in, len, out);
-    if (in == NULL)
-        return bench_scram_first(k, out);
-    if (len > PST_SASL_MAX_MESSAGE || memchr(in, '\0', len) != NULL)
-        return PST_EPROTO;
-    memcpy(msg, in, len);
-    msg[len] = '\0';
-    if (k->scram == SCRAM_SENT_FIRST)
-        return bench_scram_final(k, msg, out);
-    if (k->scram == SCRAM_SENT_FINAL)
-        return bench_scram_verify(k, msg);
-    return PST_ESTATE;
 }
 
 /* --- Session ------------------------------------------------------------- */
@@ -192,22 +171,22 @@ bconn_start_auth(struct bconn *k)
 {
     struct bench *b = k->b;
     struct pst_buf out, b64;
-    char line[BENCH_LINE_MAX];
+    char line[BENCH_CMD_MAX];
     int rc;
 
-    k->scram = SCRAM_NONE;
-    if (!b->own_scram) {
-        rc = pst_sasl_client_new(b->mech, &b->sasl, &k->sc);
-        if (rc < 0) {
-            bconn_auth_fail(k, rc);
-            return;
-        }
+    /* b->sasl carries the run's SCRAM key cache: after the first
+     * session, SCRAM skips PBKDF2 (RFC 5802 §5.1). */
+    k->challenges = 0;
+    rc = pst_sasl_client_new(b->mech, &b->sasl, &k->sc);
+    if (rc < 0) {
+        bconn_auth_fail(k, rc);
+        return;
     }
     if (!(pst_sasl_mech_flags(b->mech) & PST_MECH_CLIENT_FIRST)) {
         /* The server speaks first (CRAM-MD5, DIGEST-MD5): the step with
          * no input only records that. */
         pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
-        rc = sasl_step(k, NULL, 0, &out);
+        rc = pst_sasl_client_step(k->sc, NULL, 0, &out);
         pst_buf_clear(&out);
         if (rc < 0) {
             bconn_auth_fail(k, rc);
@@ -219,7 +198,7 @@ bconn_start_auth(struct bconn *k)
     }
     pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 1, 1);
-    rc = sasl_step(k, NULL, 0, &out);
+    rc = pst_sasl_client_step(k->sc, NULL, 0, &out);
     if (rc >= 0 && pst_base64_encode(out.data, out.len, &b64) < 0)
         rc = PST_ENOMEM;
     if (rc < 0) {
@@ -239,21 +218,29 @@ bconn_start_auth(struct bconn *k)
     pst_buf_clear(&b64);
 }
 
-/* 334: decode the challenge, step, send the response. */
+/* 334: decode the challenge (the reply's text), step, send the
+ * response. */
 static void
-bconn_auth_continue(struct bconn *k, const char *challenge)
+bconn_auth_continue(struct bconn *k, const uint8_t *challenge, size_t len)
 {
+    struct bench *b = k->b;
     struct pst_buf in, out, b64;
     int rc;
 
     pst_buf_init(&in, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
     pst_buf_init(&b64, PST_BASE64_ENCLEN(PST_SASL_MAX_MESSAGE) + 3, 1);
-    rc = pst_base64_decode((const uint8_t *)challenge, strlen(challenge),
-                           &in);
+    rc = pst_base64_decode(challenge, len, &in);
     if (rc == 0)
-        rc = sasl_step(k, in.data != NULL ? in.data : (const uint8_t *)"",
-                       in.len, &out);
+        rc = pst_sasl_client_step(k->sc, in.data != NULL
+                                             ? in.data
+                                             : (const uint8_t *)"",
+                                  in.len, &out);
+    /* SCRAM's first challenge is server-first-message: answering it
+     * derives the keys, unless the cache had them. */
+    if (rc >= 0 && b->scram && k->challenges++ == 0 &&
+        b->scram_cache == NULL)
+        b->scram_derivations++;
     if (rc >= 0 && (pst_base64_encode(out.data, out.len, &b64) < 0 ||
                     pst_buf_append(&b64, "\r\n", 2) < 0))
         rc = PST_ENOMEM;
@@ -407,14 +394,16 @@ code_ok(enum bench_stage st, int code)
 }
 
 /*
- * A complete reply for stage st; line is its last line (a 334 challenge
- * is one line, and may be longer than the text kept for failures).
+ * A complete reply for stage st; rl is its last line, taken apart (a 334
+ * challenge is one line, and may be longer than the text kept for
+ * failures).
  */
 static void
-bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
-              const char *line)
+bconn_dispatch(struct bconn *k, enum bench_stage st,
+               const struct pst_smtp_reply_line *rl)
 {
     struct bench *b = k->b;
+    int code = rl->code;
 
     k->state = st;
     if (!code_ok(st, code)) {
@@ -433,16 +422,13 @@ bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
         return;
     case ST_AUTH:
         if (code == 334) {
-            const char *ch = line + 3;
-
-            ch += (*ch == ' ');
-            bconn_auth_continue(k, ch);
+            /* RFC 4954 §4: "334" SP the base64 challenge. */
+            bconn_auth_continue(k, rl->text, rl->text_len);
             return;
         }
         /* 235: a mechanism whose server proves itself must have done so
          * (RFC 5802 §3 for SCRAM). */
-        if ((b->own_scram && k->scram != SCRAM_VERIFIED) ||
-            (!b->own_scram && pst_sasl_client_finish(k->sc) < 0)) {
+        if (pst_sasl_client_finish(k->sc) < 0) {
             bconn_fail(k, "235 without the server's proof");
             return;
         }
@@ -492,7 +478,7 @@ bconn_dispatch(struct bconn *k, enum bench_stage st, int code,
 
 /* Keep the reply text (lines joined with "\n", cut at BENCH_TEXT_MAX). */
 static void
-bconn_keep_text(struct bconn *k, const char *p, size_t n)
+bconn_keep_text(struct bconn *k, const uint8_t *p, size_t n)
 {
     size_t room;
 
@@ -506,41 +492,53 @@ bconn_keep_text(struct bconn *k, const char *p, size_t n)
     k->text[k->text_len] = '\0';
 }
 
+/* An EHLO keyword line's text: note the extensions the bench uses. */
+static void
+bconn_ehlo_keyword(struct bconn *k, const uint8_t *kw, size_t len)
+{
+    size_t n = 0;
+
+    /* RFC 5321 §4.1.1.1: ehlo-line = ehlo-keyword *( SP ehlo-param );
+     * "=" after the keyword is the old AUTH= form some servers send. */
+    while (n < len && kw[n] != ' ' && kw[n] != '=')
+        n++;
+    if (n == 10 && strncasecmp((const char *)kw, "PIPELINING", 10) == 0)
+        k->ext |= EXT_PIPELINING;
+    else if (n == 8 && strncasecmp((const char *)kw, "STARTTLS", 8) == 0)
+        k->ext |= EXT_STARTTLS;
+}
+
 /* One reply line, without its line end. */
 static void
-bconn_reply_line(struct bconn *k, const char *p, size_t n)
+bconn_reply_line(struct bconn *k, const uint8_t *p, size_t n)
 {
+    struct pst_smtp_reply_line rl;
     enum bench_stage st;
-    int code, last;
+    int rc;
 
-    /* RFC 5321 §4.2: a three-digit code, then "-" (more lines) or " ". */
-    if (n < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-        p[2] < '0' || p[2] > '9' || (n > 3 && p[3] != '-' && p[3] != ' ')) {
-        bconn_fail(k, "malformed reply line");
+    /* STYLE §8: every line through libpostern's one validator (RFC 5321
+     * §4.2: a code [2-5][0-9][0-9], then "-", " " or the end; printable
+     * text; the length limit). */
+    rc = pst_smtp_reply_parse_line(p, n, &rl);
+    if (rc < 0) {
+        bconn_fail(k, rc == PST_ELIMIT ? "reply line too long"
+                                       : "malformed reply line");
         return;
     }
-    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-    last = n == 3 || p[3] == ' ';
     if (k->reply_lines == 0) {
         k->text_len = 0;
-        k->reply_code = code;
-    } else if (code != k->reply_code) {
+        k->reply_code = rl.code;
+    } else if (rl.code != k->reply_code) {
+        /* RFC 5321 §4.2.1: every line of a reply has the same code. */
         bconn_fail(k, "reply lines with different codes");
         return;
     }
     k->reply_lines++;
     bconn_keep_text(k, p, n);
-    if (k->ex_len > 0 && k->expect[k->ex_head] == ST_EHLO && code == 250 &&
-        k->reply_lines > 1 && n > 4) {
-        const char *kw = p + 4;
-        size_t klen = strcspn(kw, " =");
-
-        if (klen == 10 && strncasecmp(kw, "PIPELINING", 10) == 0)
-            k->ext |= EXT_PIPELINING;
-        else if (klen == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
-            k->ext |= EXT_STARTTLS;
-    }
-    if (!last)
+    if (k->ex_len > 0 && k->expect[k->ex_head] == ST_EHLO &&
+        rl.code == 250 && k->reply_lines > 1)
+        bconn_ehlo_keyword(k, rl.text, rl.text_len);
+    if (rl.more)
         return;
     k->reply_lines = 0;
     if (k->ex_len == 0) {
@@ -551,39 +549,48 @@ bconn_reply_line(struct bconn *k, const char *p, size_t n)
     k->ex_head = (k->ex_head + 1) % BENCH_MAX_EXPECT;
     k->ex_len--;
     k->t_last = uv_hrtime();
-    bconn_dispatch(k, st, code, p);
+    bconn_dispatch(k, st, &rl);
 }
 
-/* Plaintext from the server: split into lines. */
+/* Plaintext from the server: split into lines (memchr finds each LF; a
+ * line may span reads). */
 static void
 bconn_take(struct bconn *k, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n && k->state != ST_CLOSING; i++) {
-        char ch = (char)p[i];
+    while (n > 0 && k->state != ST_CLOSING) {
+        const uint8_t *lf;
+        size_t take, len;
 
         if (k->state == ST_IDLE) {
             bconn_fail(k, "data from the server while idle");
             return;
         }
-        if (ch == '\n') {
-            size_t len = k->line_len;
-
-            if (len > 0 && k->line[len - 1] == '\r')
-                len--;
-            k->line[len] = '\0';
-            k->line_len = 0;
-            bconn_reply_line(k, k->line, len);
-            /* RFC 3207 §4.2: STARTTLS accepted, the server says nothing
-             * more in clear (its TLS speaks after our ClientHello):
-             * bytes here would be injected. */
-            if (k->handshaking && k->state != ST_CLOSING && i + 1 < n) {
-                bconn_fail(k, "data after the STARTTLS reply");
-                return;
-            }
-            continue;
+        lf = memchr(p, '\n', n);
+        take = lf != NULL ? (size_t)(lf - p) : n;
+        /* A line (and its CR) longer than the validator takes. */
+        if (take > sizeof(k->line) - 1 - k->line_len) {
+            bconn_fail(k, "reply line too long");
+            return;
         }
-        if (k->line_len < sizeof(k->line) - 1)
-            k->line[k->line_len++] = ch;
+        memcpy(k->line + k->line_len, p, take);
+        k->line_len += take;
+        if (lf == NULL)
+            return;
+        p += take + 1;
+        n -= take + 1;
+        len = k->line_len;
+        if (len > 0 && k->line[len - 1] == '\r')
+            len--;
+        k->line[len] = '\0';
+        k->line_len = 0;
+        bconn_reply_line(k, k->line, len);
+        /* RFC 3207 §4.2: STARTTLS accepted, the server says nothing more
+         * in clear (its TLS speaks after our ClientHello): bytes here
+         * would be injected. */
+        if (k->handshaking && k->state != ST_CLOSING && n > 0) {
+            bconn_fail(k, "data after the STARTTLS reply");
+            return;
+        }
     }
 }
 
@@ -677,7 +684,6 @@ bconn_close(struct bconn *k)
         pst_sasl_client_free(k->sc);
         k->sc = NULL;
     }
-    OPENSSL_cleanse(k->server_sig, sizeof(k->server_sig));
     tls_free(k->tls);
     k->tls = NULL;
     uv_close((uv_handle_t *)&k->tcp, on_closed);

@@ -90,8 +90,13 @@ bench_report(struct bench *b, const char *server)
     double p50, p90, p99, mx, mean = 0;
     const char *mech = b->mech != NULL ? pst_sasl_mech_name(b->mech)
                                        : "none";
+    uint64_t hits = 0, derived = b->scram_derivations;
     FILE *f = stdout;
 
+    /* SCRAM: PBKDF2 runs are the cache's misses (RFC 5802 §5.1), or one
+     * per exchange without it. */
+    if (b->scram_cache != NULL)
+        pst_sasl_scram_cache_stats(b->scram_cache, &hits, &derived);
     if (b->nlat > 0)
         qsort(b->lat, b->nlat, sizeof(double), cmp_double);
     for (size_t i = 0; i < b->nlat; i++)
@@ -121,10 +126,11 @@ bench_report(struct bench *b, const char *server)
                     ", \"sessions_per_s\": %.1f, \"latency_ms\": "
                     "{\"mean\": %.3f, \"p50\": %.3f, \"p90\": %.3f, "
                     "\"p99\": %.3f, \"max\": %.3f}, "
-                    "\"scram_pbkdf2_runs\": %" PRIu64,
+                    "\"scram_pbkdf2_runs\": %" PRIu64 ", "
+                    "\"scram_cache_hits\": %" PRIu64,
                     o->concurrency, b->msg_len - 3, o->rcpt, secs, b->ok,
-                    b->failed, rate, mean, p50, p90, p99, mx,
-                    b->pbkdf2_runs);
+                    b->failed, rate, mean, p50, p90, p99, mx, derived,
+                    hits);
         fprintf(f, ", \"client_cpu_s\": %.3f, \"failure_samples\": [",
                 cpu_seconds());
         for (unsigned i = 0; i < b->nsamples; i++) {
@@ -137,9 +143,13 @@ bench_report(struct bench *b, const char *server)
         fprintf(f, "]}\n");
         return;
     }
-    fprintf(f, "server       %s%s, AUTH %s%s\n", server,
-            o->starttls ? " (STARTTLS)" : "", mech,
-            b->own_scram ? " (salted password cached)" : "");
+    fprintf(f, "server       %s%s, AUTH %s\n", server,
+            o->starttls ? " (STARTTLS)" : "", mech);
+    if (b->scram)
+        fprintf(f, "SCRAM keys   derived %" PRIu64 " time%s, reused %"
+                PRIu64 " time%s%s\n", derived, derived == 1 ? "" : "s",
+                hits, hits == 1 ? "" : "s",
+                b->scram_cache != NULL ? "" : " (--no-scram-cache)");
     if (o->idle) {
         fprintf(f, "idle         %u connections: %u held after EHLO "
                 "(%.1f s to set up), %u healthy after %.0f s, %" PRIu64

@@ -26,6 +26,9 @@ struct server_url {
 struct client_opts {
     struct server_url url;
     const char *cafile;  /* NULL: the system store */
+    const char *cert;    /* client certificate (PEM), for EXTERNAL, with
+                            key; NULL: none */
+    const char *key;
     int insecure;        /* accept any certificate */
     int verbose;         /* transcript on stderr */
     unsigned timeout;    /* seconds per network wait; 0: 60 */
@@ -63,6 +66,13 @@ struct client_result {
     struct tls_peer_cert cert;
     char verify[128];              /* "ok" or why not */
     char mech[32];                 /* mechanism that authenticated */
+    char channel_binding[16];      /* "tls-exporter", "tls-unique", or ""
+                                      (none, or no TLS) */
+    unsigned layer;                /* PST_SASL_QOP_* of a security layer,
+                                      0: none */
+    char auth_json[1024];          /* a refused bearer token: the
+                                      server's JSON error (RFC 7628
+                                      §3.2.2), printable; else "" */
     char address[128];             /* the address connected to */
 };
 

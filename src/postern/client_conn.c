@@ -366,6 +366,27 @@ client_tls_recv(void *ctx, const uint8_t *p, size_t n)
     return pst_smtp_client_feed(k->c, p, n) < 0 ? -1 : 0;
 }
 
+/* The channel binding of the connection, for SCRAM-*-PLUS (RFC 5802 §6):
+ * the session prefers -PLUS when the server offers it.  None (TLS 1.2
+ * without the extended master secret): plain SCRAM, as before. */
+static int
+client_tls_binding(struct client_conn *k)
+{
+    uint8_t cb[TLS_UNIQUE_MAX > TLS_EXPORTER_LEN ? TLS_UNIQUE_MAX
+                                                 : TLS_EXPORTER_LEN];
+    const char *type;
+    size_t len;
+    int rc = 0;
+
+    if (tls_channel_binding(k->tls, &type, cb, sizeof(cb), &len) == 0) {
+        snprintf(k->res->channel_binding, sizeof(k->res->channel_binding),
+                 "%s", type);
+        rc = pst_smtp_client_tls_binding(k->c, type, cb, len);
+    }
+    OPENSSL_cleanse(cb, sizeof(cb));
+    return rc < 0 ? -1 : 0;
+}
+
 /* The handshake is over: note what was negotiated; after STARTTLS the
  * session starts again (RFC 3207 §4.2) before any plaintext reaches it. */
 static int
@@ -385,7 +406,7 @@ client_tls_established(void *ctx)
              why != NULL ? why : "unknown");
     if (!k->o->url.implicit_tls && pst_smtp_client_tls_started(k->c) < 0)
         return -1;
-    return 0;
+    return client_tls_binding(k);
 }
 
 static const struct tls_io client_tls_io = {
@@ -430,6 +451,8 @@ client_tls_start(struct client_conn *k)
             .role = TLS_ROLE_CLIENT,
             .ca_file = k->o->cafile,
             .insecure = k->o->insecure ? 1u : 0u,
+            .cert_file = k->o->cert,
+            .key_file = k->o->key,
         };
 
         if (tls_ctx_new(&tc, &k->ctx, err, sizeof(err)) < 0) {
@@ -610,6 +633,28 @@ fail:
 
 /* --- The session --------------------------------------------------------- */
 
+/*
+ * After a failed AUTH with a bearer token: keep the server's JSON error
+ * challenge (RFC 7628 §3.2.2), raw bytes from the server, as printable
+ * text (other bytes as \xHH).
+ */
+static void
+note_auth_json(struct client_conn *k)
+{
+    char *out = k->res->auth_json;
+    size_t cap = sizeof(k->res->auth_json), n = 0, len = 0;
+    const uint8_t *j = pst_smtp_client_auth_error_json(k->c, &len);
+
+    out[0] = '\0';
+    for (size_t i = 0; j != NULL && i < len && n + 5 < cap; i++) {
+        if (j[i] >= 0x20 && j[i] < 0x7f && j[i] != '\\')
+            out[n++] = (char)j[i];
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", j[i]);
+    }
+    out[n] = '\0';
+}
+
 /* The outcome events still queued when the connection broke: a server
  * that answers and closes at once (a 421 or 5xx and, under TLS, its
  * close_notify in the same read) has its answer reported, not the close. */
@@ -631,6 +676,8 @@ client_drain_events(struct client_conn *k)
             res->code = ev.code;
             snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
             snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+            if (strcmp(ev.stage, "AUTH") == 0)
+                note_auth_json(k);
         }
     }
 }
@@ -705,6 +752,7 @@ client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
             case PST_SMTP_CLIENT_EV_AUTH:
                 snprintf(res->mech, sizeof(res->mech), "%s",
                          ev.mech != NULL ? ev.mech : "");
+                res->layer = pst_smtp_client_layer(k.c, NULL);
                 break;
             case PST_SMTP_CLIENT_EV_DATA:
                 if (client_send_message(&k, msg) < 0)
@@ -719,6 +767,8 @@ client_run(const struct client_opts *o, struct pst_smtp_client_config *cfg,
                 res->code = ev.code;
                 snprintf(res->stage, sizeof(res->stage), "%s", ev.stage);
                 snprintf(res->text, sizeof(res->text), "%s", ev.reply);
+                if (strcmp(ev.stage, "AUTH") == 0)
+                    note_auth_json(&k);
                 break;
             case PST_SMTP_CLIENT_EV_CLOSE:
                 closed = 1;

@@ -13,6 +13,7 @@
 #include "client.h"
 #include "cmds.h"
 #include "json.h"
+#include "probe_device.h"
 
 struct probe_auth {
     char mech[32];
@@ -27,12 +28,23 @@ probe_usage(FILE *f)
     fprintf(f,
 "usage: postern probe smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
 "                     [--user USER [--password-file FILE]]\n"
+"                     [--cert FILE --key FILE]\n"
 "                     [--cafile FILE] [--insecure] [--allow-plaintext-auth]\n"
 "                     [--json] [-v]\n"
+"       postern probe --as-device smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
+"                     [--user USER [--password-file FILE]]\n"
+"                     [--from ADDRESS] [--to ADDRESS] [-v]\n"
 "\n"
 "Show the banner, the EHLO keywords and AUTH mechanisms before and after\n"
-"STARTTLS, the TLS version, cipher and certificate.  With --user, also\n"
-"try each offered mechanism and report which accept the password.\n");
+"STARTTLS, the TLS version, cipher, certificate and channel binding.\n"
+"With --user, also try each offered mechanism and report which accept\n"
+"the password; with --cert and --key, EXTERNAL with that certificate.\n"
+"\n"
+"--as-device runs the session of a legacy device (TLS 1.0, AUTH LOGIN\n"
+"before TLS, HELO then AUTH, bare LF line ends, a 1500-octet line),\n"
+"one step at a time, and says which step would fail and which key of a\n"
+"posternd [profile NAME] would fix it.  The message steps need --to (a\n"
+"test message is delivered for each step that passes).\n");
 }
 
 /* Keywords of an EHLO reply (lines after the first), one per line. */
@@ -125,6 +137,10 @@ print_human(const struct client_opts *co, const struct client_result *r,
         printf("  verified: %s%s\n", r->verify,
                co->insecure && strcmp(r->verify, "ok") != 0
                    ? " (accepted: --insecure)" : "");
+        /* What SCRAM-*-PLUS would bind to (RFC 5802 §6). */
+        printf("  channel binding: %s\n", r->channel_binding[0] != '\0'
+                                               ? r->channel_binding
+                                               : "none");
     } else if (!co->url.implicit_tls && r->had_plain_ehlo) {
         printf("TLS:       not offered (no STARTTLS)\n");
     }
@@ -135,7 +151,8 @@ print_human(const struct client_opts *co, const struct client_result *r,
                r->mechs_tls[0] ? r->mechs_tls : "(none)");
     }
     if (nauth > 0) {
-        printf("authentication as %s:\n", user);
+        printf("authentication as %s:\n",
+               user != NULL ? user : "the certificate's user");
         for (size_t i = 0; i < nauth; i++)
             printf("  %-14s %s\n", auth[i].mech,
                    auth[i].ok ? "ok" : auth[i].text);
@@ -176,6 +193,11 @@ print_json(const struct client_opts *co, const struct client_result *r,
         printf(", \"bits\": %d, \"verified\": %s, \"verify_result\": ",
                r->tls_bits, strcmp(r->verify, "ok") == 0 ? "true" : "false");
         json_str(stdout, r->verify);
+        printf(", \"channel_binding\": ");
+        if (r->channel_binding[0] != '\0')
+            json_str(stdout, r->channel_binding);
+        else
+            printf("null");
         if (r->have_cert) {
             printf(", \"subject\": ");
             json_str(stdout, r->cert.subject);
@@ -195,7 +217,10 @@ print_json(const struct client_opts *co, const struct client_result *r,
     }
     if (nauth > 0) {
         printf(", \"user\": ");
-        json_str(stdout, user);
+        if (user != NULL)
+            json_str(stdout, user);
+        else
+            printf("null");
         printf(", \"auth\": {");
         for (size_t i = 0; i < nauth; i++) {
             if (i)
@@ -215,8 +240,29 @@ print_json(const struct client_opts *co, const struct client_result *r,
 
 enum {
     OPT_USER = 256, OPT_PWFILE, OPT_CAFILE, OPT_INSECURE, OPT_PLAIN,
-    OPT_JSON, OPT_TIMEOUT,
+    OPT_JSON, OPT_TIMEOUT, OPT_CERT, OPT_KEY, OPT_DEVICE, OPT_FROM, OPT_TO,
 };
+
+/* postern probe --as-device (probe_device.h). */
+static int
+probe_as_device(const struct client_opts *co, const char *user,
+                const char *pw, size_t pwlen, const char *from,
+                const char *to)
+{
+    struct probe_device d = {
+        .user = user,
+        .password = (const uint8_t *)pw,
+        .password_len = pwlen,
+        /* MAIL FROM: the user's own address by default (sender_check =
+         * strict), else the null reverse-path. */
+        .from = from != NULL                             ? from
+                : user != NULL && strchr(user, '@') != NULL ? user
+                                                            : "",
+        .to = to,
+    };
+
+    return probe_device_run(co, &d, stdout);
+}
 
 int
 cmd_probe_main(int argc, char **argv)
@@ -225,10 +271,15 @@ cmd_probe_main(int argc, char **argv)
         {"user", required_argument, NULL, OPT_USER},
         {"password-file", required_argument, NULL, OPT_PWFILE},
         {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"json", no_argument, NULL, OPT_JSON},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"as-device", no_argument, NULL, OPT_DEVICE},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -236,11 +287,11 @@ cmd_probe_main(int argc, char **argv)
     struct client_opts co = {0};
     struct pst_smtp_client_config cfg = {.probe = 1};
     struct client_result *r;
-    struct probe_auth auth[8];
-    const char *user = NULL, *pwfile = NULL;
+    struct probe_auth auth[16];
+    const char *user = NULL, *pwfile = NULL, *from = NULL, *to = NULL;
     char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
     size_t pwlen = 0, nauth = 0;
-    int c, json = 0, plain = 0, rc;
+    int c, json = 0, plain = 0, device = 0, rc;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -248,11 +299,16 @@ cmd_probe_main(int argc, char **argv)
         case OPT_USER: user = optarg; break;
         case OPT_PWFILE: pwfile = optarg; break;
         case OPT_CAFILE: co.cafile = optarg; break;
+        case OPT_CERT: co.cert = optarg; break;
+        case OPT_KEY: co.key = optarg; break;
         case OPT_INSECURE: co.insecure = 1; break;
         case OPT_PLAIN: plain = 1; break;
         case OPT_JSON: json = 1; break;
         case OPT_TIMEOUT: co.timeout = (unsigned)strtoul(optarg, NULL, 10);
             break;
+        case OPT_DEVICE: device = 1; break;
+        case OPT_FROM: from = optarg; break;
+        case OPT_TO: to = optarg; break;
         case 'v': co.verbose = 1; break;
         case 'h':
             probe_usage(stdout);
@@ -262,7 +318,8 @@ cmd_probe_main(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    if (optind + 1 != argc) {
+    if (optind + 1 != argc || (device && json) ||
+        (!device && (from != NULL || to != NULL))) {
         probe_usage(stderr);
         return EX_USAGE;
     }
@@ -270,16 +327,29 @@ cmd_probe_main(int argc, char **argv)
         fprintf(stderr, "postern probe: %s\n", err);
         return EX_USAGE;
     }
+    if ((co.cert == NULL) != (co.key == NULL)) {
+        fprintf(stderr, "postern probe: --cert and --key go together\n");
+        return EX_USAGE;
+    }
     if (user != NULL && client_password(pwfile, "Password: ", &pw, &pwlen,
                                         err, sizeof(err)) < 0) {
         fprintf(stderr, "postern probe: %s\n", err);
         return EX_USAGE;
     }
+    if (device) {
+        rc = probe_as_device(&co, user, pw, pwlen, from, to);
+        if (pw != NULL)
+            OPENSSL_clear_free(pw, pwlen + 1);
+        return rc;
+    }
     r = calloc(2, sizeof(*r));
-    if (r == NULL)
+    if (r == NULL) {
+        if (pw != NULL)
+            OPENSSL_clear_free(pw, pwlen + 1);
         return EX_OSERR;
+    }
     rc = client_run(&co, &cfg, NULL, r);
-    if (rc == 0 && user != NULL) {
+    if (rc == 0 && (user != NULL || co.cert != NULL)) {
         /* One session per mechanism, each forced, as the device would. */
         const char *mechs = r->had_tls_ehlo ? r->mechs_tls : r->mechs_plain;
         const char *p = mechs;
@@ -292,15 +362,26 @@ cmd_probe_main(int argc, char **argv)
             };
             struct pst_smtp_client_config acfg = {
                 .probe = 1, .sasl = &sasl, .allow_plaintext_auth = plain,
+                .tls_client_cert = co.cert != NULL,
             };
             struct probe_auth *a = &auth[nauth];
+            const struct pst_sasl_mech *m;
+            int external;
 
             snprintf(a->mech, sizeof(a->mech), "%.*s", (int)len, p);
             p += len;
             while (*p == ' ')
                 p++;
-            if (pst_sasl_mech_find(a->mech, strlen(a->mech)) == NULL)
+            m = pst_sasl_mech_find(a->mech, strlen(a->mech));
+            if (m == NULL)
                 continue; /* one postern does not speak */
+            /* EXTERNAL with the certificate; the rest with the
+             * password. */
+            external = (pst_sasl_mech_flags(m) & PST_MECH_EXTERNAL) != 0;
+            if (external ? co.cert == NULL : user == NULL)
+                continue;
+            if (external)
+                sasl = (struct pst_sasl_client_config){0};
             acfg.mech = a->mech;
             a->tried = 1;
             a->ok = client_run(&co, &acfg, NULL, &r[1]) == 0;

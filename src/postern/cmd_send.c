@@ -9,13 +9,16 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "client.h"
 #include "cmds.h"
+#include "date.h"
 #include "mime.h"
+#include "oauth.h"
 
 #define SEND_MAX_RCPT 1000
 
@@ -26,9 +29,15 @@ struct send_opts {
     const char *user;
     const char *password_file;
     char *password;          /* from the config file only (secret) */
+    const char *oauth2_token_file; /* --oauth2-token-file: a token file
+                                      as posternd's relay writes it */
+    int oauth2_bearer;       /* --oauth2-bearer: $POSTERN_OAUTH2_TOKEN */
     const char *mech;
     const char *starttls;
     const char *cafile;
+    const char *cert;        /* client certificate: EXTERNAL */
+    const char *key;
+    int security_layer;      /* DIGEST-MD5 auth-int/auth-conf */
     int insecure;
     int allow_plaintext;
     const char *from;
@@ -46,6 +55,8 @@ struct send_opts {
     const char *helo;
     unsigned timeout;
     int verbose;
+    unsigned mail_flags;     /* PST_SMTP_CLIENT_MAIL_SMTPUTF8 */
+    const char *utf8_addr;   /* the first address that needs it */
 };
 
 /* Config values live here (strdup'd) for the whole run. */
@@ -75,8 +86,9 @@ conf_free(void)
 /*
  * The client configuration file: "key = value" lines, '#' comments.
  * Keys: server, user, password-file, password, mech, starttls, cafile,
- * insecure, allow-plaintext-auth, from, from-name, helo, timeout.  A
- * file holding a password must not be readable by others.
+ * cert, key, security-layer, insecure, allow-plaintext-auth, from,
+ * from-name, helo, timeout, oauth2-token-file.  A file holding a
+ * password must not be readable by others.
  * Returns: 0 (read or absent), -1 (error printed).
  */
 static int
@@ -144,12 +156,22 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
             o->starttls = conf_keep(v);
         } else if (strcmp(k, "cafile") == 0 && o->cafile == NULL) {
             o->cafile = conf_keep(v);
+        } else if (strcmp(k, "cert") == 0 && o->cert == NULL) {
+            o->cert = conf_keep(v);
+        } else if (strcmp(k, "key") == 0 && o->key == NULL) {
+            o->key = conf_keep(v);
+        } else if (strcmp(k, "security-layer") == 0) {
+            o->security_layer |= strcmp(v, "yes") == 0 ||
+                                 strcmp(v, "1") == 0;
         } else if (strcmp(k, "from") == 0 && o->from == NULL) {
             o->from = conf_keep(v);
         } else if (strcmp(k, "from-name") == 0 && o->from_name == NULL) {
             o->from_name = conf_keep(v);
         } else if (strcmp(k, "helo") == 0 && o->helo == NULL) {
             o->helo = conf_keep(v);
+        } else if (strcmp(k, "oauth2-token-file") == 0) {
+            if (o->oauth2_token_file == NULL && !o->oauth2_bearer)
+                o->oauth2_token_file = conf_keep(v);
         } else if (strcmp(k, "insecure") == 0) {
             o->insecure |= strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
         } else if (strcmp(k, "allow-plaintext-auth") == 0) {
@@ -161,6 +183,7 @@ send_read_config(const char *path, struct send_opts *o, int must_exist)
         } else if (strcmp(k, "server") != 0 && strcmp(k, "user") != 0 &&
                    strcmp(k, "password-file") != 0 && strcmp(k, "mech") &&
                    strcmp(k, "starttls") != 0 && strcmp(k, "cafile") != 0 &&
+                   strcmp(k, "cert") != 0 && strcmp(k, "key") != 0 &&
                    strcmp(k, "from") != 0 && strcmp(k, "from-name") != 0 &&
                    strcmp(k, "helo") != 0) {
             fprintf(stderr, "postern: %s:%u: unknown key '%s'\n", path,
@@ -401,6 +424,119 @@ wire_size(const struct mbuf *m)
 }
 
 /*
+ * RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+ * "+" / "/" ) *"=": what the session's bearer mechanisms accept.
+ */
+static int
+token_ok(const char *t, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && t[i] != '\0' &&
+           (((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z') ||
+            (t[i] >= '0' && t[i] <= '9') || strchr("-._~+/", t[i]) != NULL))
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < n && t[i] == '=')
+        i++;
+    return i == n;
+}
+
+/*
+ * The OAuth 2.0 access token, if one was asked for: from the token file
+ * (--oauth2-token-file or the key oauth2-token-file: the JSON object
+ * posternd's relay and `postern oauth login` write, its "access_token"),
+ * or from the environment (--oauth2-bearer: POSTERN_OAUTH2_TOKEN, never
+ * the command line, which ps(1) shows).  postern send never refreshes a
+ * token: an expired one is refused before connecting.
+ * *tok ([out] owned; OPENSSL_clear_free(*tok, *len + 1)) is NULL when
+ * no token was asked for.
+ * Returns: 0, or an exit code with a message printed.
+ */
+static int
+send_load_token(const struct send_opts *o, char **tok, size_t *len)
+{
+    struct oauth_token t = {0};
+    char err[512], when[DATE_RFC5322_MAX];
+    const char *src;
+    int exists = 0;
+    int64_t now = (int64_t)time(NULL);
+
+    *tok = NULL;
+    *len = 0;
+    if (o->oauth2_bearer) {
+        src = getenv("POSTERN_OAUTH2_TOKEN");
+        if (src == NULL || src[0] == '\0') {
+            fprintf(stderr, "%s: --oauth2-bearer takes the token from "
+                    "POSTERN_OAUTH2_TOKEN, which is not set\n", o->prog);
+            return EX_USAGE;
+        }
+        if (!token_ok(src, strlen(src)) ||
+            strlen(src) > PST_SASL_MAX_TOKEN) {
+            fprintf(stderr, "%s: POSTERN_OAUTH2_TOKEN is not an OAuth 2.0 "
+                    "bearer token (RFC 6750 §2.1, at most %d octets)\n",
+                    o->prog, PST_SASL_MAX_TOKEN);
+            return EX_USAGE;
+        }
+        *len = strlen(src);
+        *tok = malloc(*len + 1);
+        if (*tok == NULL)
+            return EX_OSERR;
+        memcpy(*tok, src, *len + 1);
+        return 0;
+    }
+    if (o->oauth2_token_file == NULL)
+        return 0;
+    if (oauth_token_load(o->oauth2_token_file, &t, &exists, err,
+                         sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", o->prog, err);
+        oauth_token_clear(&t);
+        return EX_CONFIG;
+    }
+    if (!exists) {
+        fprintf(stderr, "%s: %s: no such token file\n", o->prog,
+                o->oauth2_token_file);
+        return EX_NOINPUT;
+    }
+    if (t.access_token == NULL || t.access_token[0] == '\0') {
+        fprintf(stderr, "%s: %s holds no access token (posternd writes "
+                "one when it refreshes the relay's token; postern send "
+                "does not refresh)\n", o->prog, o->oauth2_token_file);
+        oauth_token_clear(&t);
+        return EX_NOPERM;
+    }
+    if (t.expires_at > 0 && t.expires_at <= now) {
+        if (date_rfc5322((time_t)t.expires_at, when, sizeof(when)) != 0)
+            snprintf(when, sizeof(when), "@%lld", (long long)t.expires_at);
+        fprintf(stderr, "%s: the access token in %s expired on %s "
+                "(postern send does not refresh it: posternd does, or "
+                "`postern oauth login`)\n", o->prog, o->oauth2_token_file,
+                when);
+        oauth_token_clear(&t);
+        return EX_NOPERM;
+    }
+    *len = strlen(t.access_token);
+    if (!token_ok(t.access_token, *len) || *len > PST_SASL_MAX_TOKEN) {
+        fprintf(stderr, "%s: %s: the access token is not an OAuth 2.0 "
+                "bearer token (RFC 6750 §2.1, at most %d octets)\n",
+                o->prog, o->oauth2_token_file, PST_SASL_MAX_TOKEN);
+        oauth_token_clear(&t);
+        *len = 0;
+        return EX_CONFIG;
+    }
+    *tok = malloc(*len + 1);
+    if (*tok == NULL) {
+        oauth_token_clear(&t);
+        *len = 0;
+        return EX_OSERR;
+    }
+    memcpy(*tok, t.access_token, *len + 1);
+    oauth_token_clear(&t);
+    return 0;
+}
+
+/*
  * Submit msg to the envelope recipients; the common end of both modes.
  * msg7: NULL, or msg with its 8-bit text quoted-printable, sent instead
  * when the server does not offer 8BITMIME.
@@ -416,8 +552,8 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     struct mem_source src = {.m = msg, .m7 = msg7};
     struct msg_source ms = {.read = mem_read, .ctx = &src,
                             .total = msg->len};
-    char err[512], *pw = NULL, desc[CLIENT_TEXT_MAX + 128];
-    size_t pwlen = 0;
+    char err[512], *pw = NULL, *tok = NULL, desc[CLIENT_TEXT_MAX + 128];
+    size_t pwlen = 0, toklen = 0;
     int ok, rc;
 
     if (o->server == NULL) {
@@ -441,18 +577,59 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
      * does not send the password; a SCRAM or CRAM-MD5 exchange in clear
      * still gives a passive attacker something to crack offline and an
      * active one the session.) */
-    if (cfg.starttls == PST_SMTP_CLIENT_STARTTLS_AUTO && o->user != NULL)
+    if (cfg.starttls == PST_SMTP_CLIENT_STARTTLS_AUTO &&
+        (o->user != NULL || o->cert != NULL))
         cfg.starttls = PST_SMTP_CLIENT_STARTTLS_REQUIRED;
+    if ((o->cert == NULL) != (o->key == NULL)) {
+        fprintf(stderr, "%s: --cert and --key go together\n", o->prog);
+        return EX_USAGE;
+    }
     if (o->mech != NULL && pst_sasl_mech_find(o->mech, strlen(o->mech)) ==
                                NULL) {
         fprintf(stderr, "%s: unknown mechanism '%s'\n", o->prog, o->mech);
         return EX_USAGE;
     }
+    if (o->oauth2_bearer || o->oauth2_token_file != NULL) {
+        const struct pst_sasl_mech *m =
+            o->mech != NULL ? pst_sasl_mech_find(o->mech, strlen(o->mech))
+                            : NULL;
+
+        if (o->user == NULL) {
+            fprintf(stderr, "%s: an OAuth 2.0 token needs --user (the "
+                    "mailbox it was issued for)\n", o->prog);
+            return EX_USAGE;
+        }
+        if (m != NULL && !(pst_sasl_mech_flags(m) & PST_MECH_BEARER)) {
+            fprintf(stderr, "%s: --mech %s takes a password, not an "
+                    "OAuth 2.0 token (OAUTHBEARER or XOAUTH2 do)\n",
+                    o->prog, o->mech);
+            return EX_USAGE;
+        }
+    } else if (o->mech != NULL &&
+               (pst_sasl_mech_flags(pst_sasl_mech_find(
+                    o->mech, strlen(o->mech))) & PST_MECH_BEARER)) {
+        fprintf(stderr, "%s: --mech %s needs an OAuth 2.0 token "
+                "(--oauth2-token-file or --oauth2-bearer)\n", o->prog,
+                o->mech);
+        return EX_USAGE;
+    }
+    if ((rc = send_load_token(o, &tok, &toklen)) != 0)
+        return rc;
     if (o->insecure)
         fprintf(stderr, "%s: warning: --insecure: the server's "
                 "certificate is not checked, so anyone on the path can "
                 "pose as the server and read what is sent\n", o->prog);
-    if (o->user != NULL) {
+    if (tok != NULL) {
+        /* A token replaces the password: none is read or prompted for.
+         * The session offers it with OAUTHBEARER, else XOAUTH2. */
+        sasl.authcid = o->user;
+        sasl.token = (const uint8_t *)tok;
+        sasl.token_len = toklen;
+        /* RFC 7628 §3.1: host and port the client connected to. */
+        sasl.oauth_host = co.url.host;
+        sasl.oauth_port = (unsigned)strtoul(co.url.port, NULL, 10);
+        cfg.sasl = &sasl;
+    } else if (o->user != NULL) {
         if (o->password != NULL) {
             pwlen = strlen(o->password);
             pw = malloc(pwlen + 1);
@@ -470,6 +647,20 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         sasl.host = co.url.host;
         cfg.sasl = &sasl;
     }
+    /* A client certificate logs in with EXTERNAL (RFC 4422 App. A) when
+     * the server offers it, the user the certificate names; with --user
+     * too, the password mechanisms are the fallback. */
+    if (o->cert != NULL) {
+        co.cert = o->cert;
+        co.key = o->key;
+        cfg.tls_client_cert = 1;
+        cfg.sasl = &sasl;
+    }
+    /* RFC 4954 §4, RFC 2831 §2.3-2.4: a DIGEST-MD5 layer, never under
+     * TLS (the session asks for none there). */
+    if (o->security_layer)
+        sasl.digest_qops = PST_SASL_QOP_AUTH | PST_SASL_QOP_AUTH_INT |
+                           PST_SASL_QOP_AUTH_CONF;
     co.cafile = o->cafile;
     co.insecure = o->insecure;
     co.verbose = o->verbose;
@@ -486,16 +677,35 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
     if (msg7 != NULL && wire_size(msg7) > cfg.size)
         cfg.size = wire_size(msg7);
     cfg.body_8bit = memchr_8bit(msg);
+    cfg.mail_flags = o->mail_flags;
     res = calloc(1, sizeof(*res));
     if (res == NULL) {
-        OPENSSL_clear_free(pw, pwlen + 1);
+        if (pw != NULL)
+            OPENSSL_clear_free(pw, pwlen + 1);
+        if (tok != NULL)
+            OPENSSL_clear_free(tok, toklen + 1);
         return EX_OSERR;
     }
     src.res = res;
     rc = client_run(&co, &cfg, &ms, res);
     if (pw != NULL)
         OPENSSL_clear_free(pw, pwlen + 1);
+    if (tok != NULL)
+        OPENSSL_clear_free(tok, toklen + 1);
     if (rc == 0) {
+        if (o->verbose && res->mech[0] != '\0')
+            fprintf(stderr, "%s: authenticated with %s%s%s%s\n", o->prog,
+                    res->mech,
+                    res->layer == PST_SASL_QOP_AUTH_CONF
+                        ? ", security layer auth-conf"
+                    : res->layer == PST_SASL_QOP_AUTH_INT
+                        ? ", security layer auth-int"
+                        : "",
+                    strstr(res->mech, "-PLUS") != NULL ? ", bound to "
+                                                       : "",
+                    strstr(res->mech, "-PLUS") != NULL
+                        ? res->channel_binding
+                        : "");
         if (o->verbose)
             fprintf(stderr, "%s: sent: %s\n", o->prog, res->text);
         free(res);
@@ -506,8 +716,22 @@ send_submit(struct send_opts *o, const struct mbuf *msg,
         free(res);
         return rc;
     }
+    if (res->error == PST_ENOTSUP && strcmp(res->stage, "MAIL") == 0 &&
+        (o->mail_flags & PST_SMTP_CLIENT_MAIL_SMTPUTF8)) {
+        /* RFC 6531 §3.4: no downgrade; the session sent no MAIL. */
+        fprintf(stderr, "%s: the server does not offer SMTPUTF8 (RFC "
+                "6531), which the internationalized address '%s' needs; "
+                "nothing was sent\n", o->prog, o->utf8_addr);
+        free(res);
+        return EX_DATAERR;
+    }
     client_describe(res, desc, sizeof(desc));
     fprintf(stderr, "%s: %s\n", o->prog, desc);
+    /* RFC 7628 §3.2.2: why the token was refused, as the server put it
+     * (made printable by client_run()). */
+    if (res->auth_json[0] != '\0')
+        fprintf(stderr, "%s: the server's error: %s\n", o->prog,
+                res->auth_json);
     rc = client_exit_code(res);
     free(res);
     return rc;
@@ -521,7 +745,9 @@ send_usage(FILE *f)
     fprintf(f,
 "usage: postern send --server smtp://HOST[:PORT] | smtps://HOST[:PORT]\n"
 "                    [--user USER] [--password-file FILE] [--mech MECH]\n"
+"                    [--oauth2-token-file FILE | --oauth2-bearer]\n"
 "                    [--starttls=auto|required|never] [--cafile FILE]\n"
+"                    [--cert FILE --key FILE] [--security-layer]\n"
 "                    [--insecure] [--allow-plaintext-auth]\n"
 "                    --from ADDR|'NAME <ADDR>' [--from-name NAME]\n"
 "                    --to ADDR [--to ADDR...] [--cc ADDR...]\n"
@@ -538,12 +764,22 @@ send_usage(FILE *f)
 "                        $POSTERN_PASSWORD, otherwise a prompt\n"
 "  --mech MECH           use this mechanism or fail (exit 69) without\n"
 "                        sending the password; default: the strongest\n"
-"                        offered of SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
+"                        offered of SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS\n"
+"                        (under TLS) SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5\n"
 "                        CRAM-MD5 PLAIN LOGIN\n"
+"  --oauth2-token-file FILE  log in with the access token of this token\n"
+"                        file (posternd's relay writes it; not refreshed:\n"
+"                        expired, exit 77); OAUTHBEARER, else XOAUTH2\n"
+"  --oauth2-bearer       the same with the token in $POSTERN_OAUTH2_TOKEN\n"
 "  --starttls=MODE       required (default: no TLS, nothing sent), auto\n"
 "                        (TLS when offered; without it, only without\n"
 "                        --user), never\n"
 "  --cafile FILE         trust these CA certificates\n"
+"  --cert FILE, --key FILE  present this client certificate (PEM) and\n"
+"                        log in with EXTERNAL when offered (no --user\n"
+"                        needed: the certificate names the user)\n"
+"  --security-layer      DIGEST-MD5 without TLS: protect the rest of the\n"
+"                        session with auth-conf or auth-int (legacy)\n"
 "  --insecure            do not verify the server's certificate\n"
 "  --allow-plaintext-auth  allow PLAIN/LOGIN without TLS\n"
 "  --from ADDR           the sender; 'Name <ADDR>' also names it in From\n"
@@ -561,75 +797,55 @@ enum {
     OPT_SERVER = 256, OPT_USER, OPT_PWFILE, OPT_MECH, OPT_STARTTLS,
     OPT_CAFILE, OPT_INSECURE, OPT_PLAIN, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC,
     OPT_SUBJECT, OPT_BODY, OPT_ATTACH, OPT_HELO, OPT_TIMEOUT, OPT_FROM_NAME,
+    OPT_CERT, OPT_KEY, OPT_LAYER,
+    OPT_OAUTH2_FILE, OPT_OAUTH2_BEARER,
 };
 
 /*
- * An address as the envelope takes it (RFC 5321 §4.1.2 Path, without the
- * <>), at most 256 octets (§4.5.3.1.3): a local part that is a
- * Quoted-string ("john.doe"@example.test: qtextSMTP and quoted-pairSMTP)
- * or has no spaces, controls or angle brackets, then the same for the
- * rest.  "Alice <a@example.test>" is refused here with a usage message
- * rather than by the session as an internal error.
- * Returns: 0, or with a message printed: bad_code (64 for the command
- * line, 65 for a message header) when it is no address, 65 when it is one
- * that cannot be sent (8-bit, or a quoted local part the session refuses).
+ * An address as the envelope takes it: an RFC 5321 §4.1.2 Mailbox without
+ * the <>, as libpostern's session checks it (pst_smtp_client_check_mailbox():
+ * a Dot-string or a Quoted-string local part such as "john doe", at most
+ * 64 octets, 256 with the <>), or a local part alone ("root", as cron
+ * gives it to sendmail: the server qualifies it).  One with 8-bit octets
+ * must be UTF-8 (RFC 6531 §3.3) and asks for SMTPUTF8: o->mail_flags gets
+ * it, and o->utf8_addr names the first such address for messages.  "Alice
+ * <a@example.test>" is refused here with a usage message rather than by
+ * the session as an internal error.
+ * Returns: 0, or with a message printed bad_code (64 for the command
+ * line, 65 for a message header).
  */
 static int
-send_check_addr(const char *prog, const char *what, const char *a,
+send_check_addr(struct send_opts *o, const char *what, const char *a,
                 int may_be_empty, int bad_code)
 {
-    const unsigned char *p = (const unsigned char *)a;
-    size_t n = strlen(a);
-    int session_refuses = 0;
+    unsigned flags = 0;
+    int rc;
 
-    if (n == 0 && may_be_empty)
+    if (a[0] == '\0' && may_be_empty)
         return 0;
-    if (n == 0 || n > 256)
-        goto bad;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] >= 0x80) {
-            /* RFC 6531 §3.2: 8-bit in the envelope, and in the header
-             * fields that carry it, only with SMTPUTF8. */
-            fprintf(stderr, "%s: %s '%s' is not ASCII: an "
-                    "internationalized address needs SMTPUTF8 (RFC 6531), "
-                    "which postern cannot ask for yet; nothing was sent\n",
-                    prog, what, a);
-            return EX_DATAERR;
-        }
-    if (p[0] == '"') {
-        size_t i = 1;
-
-        for (; i < n && p[i] != '"'; i++) {
-            if (p[i] == '\\' && i + 1 < n && p[i + 1] >= 32 &&
-                p[i + 1] <= 126)
-                i++; /* quoted-pairSMTP = %d92 %d32-126 */
-            else if (p[i] < 32 || p[i] > 126 || p[i] == '\\')
-                goto bad; /* qtextSMTP = %d32-33 / %d35-91 / %d93-126 */
-            if (p[i] == ' ' || p[i] == '<' || p[i] == '>')
-                session_refuses = 1;
-        }
-        if (i >= n || i + 1 >= n || p[i + 1] != '@')
-            goto bad;
-        p += i + 1;
+    for (const char *p = a; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8;
+    rc = pst_smtp_client_check_mailbox(a,
+                                       flags | PST_SMTP_CLIENT_PATH_LOCAL);
+    if (rc == PST_ELIMIT) {
+        fprintf(stderr, "%s: %s '%s' is too long for SMTP (RFC 5321 "
+                "§4.5.3.1: 64 octets before the @, 254 in all)\n", o->prog,
+                what, a);
+        return bad_code;
     }
-    if (*p == '\0' || strpbrk((const char *)p, " \t<>\r\n") != NULL)
-        goto bad;
-    for (; *p != '\0'; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            goto bad;
-    if (session_refuses) {
-        /* RFC 5321 allows them; libpostern's client session takes no
-         * path with a space or an angle bracket yet. */
-        fprintf(stderr, "%s: %s '%s': a quoted local part with a space or "
-                "an angle bracket cannot be sent yet; nothing was sent\n",
-                prog, what, a);
-        return EX_DATAERR;
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
+                "address, like user@example.test%s)\n", o->prog, what, a,
+                flags != 0 ? "; 8-bit octets must be UTF-8" : "");
+        return bad_code;
     }
+    /* RFC 6531 §3.2: 8-bit in the envelope, and in the header fields that
+     * carry it, only with SMTPUTF8 (which the server must offer). */
+    if (flags != 0 && o->utf8_addr == NULL)
+        o->utf8_addr = a;
+    o->mail_flags |= flags;
     return 0;
-bad:
-    fprintf(stderr, "%s: %s '%s' is not an address (give the bare "
-            "address, like user@example.test)\n", prog, what, a);
-    return bad_code;
 }
 
 /*
@@ -677,9 +893,14 @@ cmd_send_main(int argc, char **argv)
         {"user", required_argument, NULL, OPT_USER},
         {"password-file", required_argument, NULL, OPT_PWFILE},
         {"mech", required_argument, NULL, OPT_MECH},
+        {"oauth2-token-file", required_argument, NULL, OPT_OAUTH2_FILE},
+        {"oauth2-bearer", no_argument, NULL, OPT_OAUTH2_BEARER},
         {"starttls", required_argument, NULL, OPT_STARTTLS},
         {"cafile", required_argument, NULL, OPT_CAFILE},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"security-layer", no_argument, NULL, OPT_LAYER},
         {"allow-plaintext-auth", no_argument, NULL, OPT_PLAIN},
         {"from", required_argument, NULL, OPT_FROM},
         {"from-name", required_argument, NULL, OPT_FROM_NAME},
@@ -709,9 +930,14 @@ cmd_send_main(int argc, char **argv)
         case OPT_USER: o.user = optarg; break;
         case OPT_PWFILE: o.password_file = optarg; break;
         case OPT_MECH: o.mech = optarg; break;
+        case OPT_OAUTH2_FILE: o.oauth2_token_file = optarg; break;
+        case OPT_OAUTH2_BEARER: o.oauth2_bearer = 1; break;
         case OPT_STARTTLS: o.starttls = optarg; break;
         case OPT_CAFILE: o.cafile = optarg; break;
         case OPT_INSECURE: o.insecure = 1; break;
+        case OPT_CERT: o.cert = optarg; break;
+        case OPT_KEY: o.key = optarg; break;
+        case OPT_LAYER: o.security_layer = 1; break;
         case OPT_PLAIN: o.allow_plaintext = 1; break;
         case OPT_FROM: o.from = optarg; break;
         case OPT_FROM_NAME: o.from_name = optarg; break;
@@ -750,6 +976,11 @@ cmd_send_main(int argc, char **argv)
                 argv[optind]);
         return EX_USAGE;
     }
+    if (o.oauth2_bearer && o.oauth2_token_file != NULL) {
+        fprintf(stderr, "postern send: --oauth2-token-file and "
+                "--oauth2-bearer exclude each other\n");
+        return EX_USAGE;
+    }
     /* The files fill in what the command line left unset (msmtp reads
      * its configuration the same way). */
     if (send_default_configs(&o) < 0)
@@ -762,13 +993,13 @@ cmd_send_main(int argc, char **argv)
     }
     rc = send_split_from(&o, "--from");
     if (rc == 0)
-        rc = send_check_addr(o.prog, "--from", o.from, 1, EX_USAGE);
+        rc = send_check_addr(&o, "--from", o.from, 1, EX_USAGE);
     for (size_t i = 0; i < o.nto && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--to", o.to[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--to", o.to[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.ncc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--cc", o.cc[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--cc", o.cc[i], 0, EX_USAGE);
     for (size_t i = 0; i < o.nbcc && rc == 0; i++)
-        rc = send_check_addr(o.prog, "--bcc", o.bcc[i], 0, EX_USAGE);
+        rc = send_check_addr(&o, "--bcc", o.bcc[i], 0, EX_USAGE);
     if (rc != 0) {
         if (o.password != NULL)
             OPENSSL_clear_free(o.password, strlen(o.password));
@@ -951,16 +1182,16 @@ sendmail_main(int argc, char **argv)
     if (o.from_name != NULL && o.from_name[0] == '\0')
         o.from_name = NULL;
     if ((rc = send_split_from(&o, "sender")) != 0 ||
-        (rc = send_check_addr(o.prog, "sender", o.from, 1, EX_USAGE)) != 0)
+        (rc = send_check_addr(&o, "sender", o.from, 1, EX_USAGE)) != 0)
         goto out;
     for (size_t k = 0; k < nhdr; k++) {
-        if ((rc = send_check_addr(o.prog, "recipient in the header",
+        if ((rc = send_check_addr(&o, "recipient in the header",
                                   hdr_rcpt[k], 0, EX_DATAERR)) != 0)
             goto out;
         rcpt[nrcpt++] = hdr_rcpt[k];
     }
     for (; i < argc; i++) {
-        if ((rc = send_check_addr(o.prog, "recipient", argv[i], 0,
+        if ((rc = send_check_addr(&o, "recipient", argv[i], 0,
                                   EX_USAGE)) != 0)
             goto out;
         rcpt[nrcpt++] = argv[i];

@@ -37,12 +37,13 @@
 #include <postern/rand.h>
 
 #include "deliver_maildir.h"
+#include "dir_sync.h"
+#include "fileio.h"
 #include "queue_file.h"
 
 #define MAILDIR_BUF      65536 /* bytes gathered before a write(2) */
 #define MAILDIR_HOST_MAX 256   /* bytes of the escaped host name */
 #define MAILDIR_TRIES    5     /* attempts at a fresh name on EEXIST */
-#define MAILDIR_SYNC_SLOTS 64  /* new/ directories synced at once */
 #define MAILDIR_PROC_MAX 40    /* bytes of "/proc/self/fd/N" */
 
 enum maildir_state {
@@ -62,6 +63,7 @@ struct maildir_msg {
     char     host[MAILDIR_HOST_MAX];    /* escaped for file names */
     uint64_t size;                      /* bytes appended */
     int      saved_errno;
+    _Atomic int *gate;                  /* maildir_set_gate(), or NULL */
     char     err[MAILDIR_ERR_MAX];
     size_t   buf_len;
     uint8_t  buf[MAILDIR_BUF];
@@ -92,238 +94,8 @@ maildir_fail(struct maildir_msg *m, const char *op, const char *path, int e)
     return PST_EIO;
 }
 
-/* write(2) all of len bytes, retrying on EINTR and short writes. */
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
 
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
-/*
- * fsync a directory so the entries made in it survive a crash.  A
- * filesystem that cannot sync directories (EINVAL) makes its entries
- * durable some other way or not at all; there is nothing more to do.
- */
-static int
-fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0, e;
-
-    if (fd < 0)
-        return -1;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = -1;
-    e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-/*
- * Group commit of the fsyncs of new/.
- *
- * A link(2) into new/ is durable once an fsync(2) of new/ that STARTED
- * after the link returned has completed: fsync writes out the directory
- * as it is when it starts, and one already running at the time of the
- * link may have missed the new entry.  Any descriptor of the directory
- * will do (fsync acts on the inode), so one fsync can cover every link
- * made into the directory before it started.  When many commits link
- * into one new/ at about the same time, they share fsyncs this way:
- *
- * Per directory (key st_dev + st_ino, so two paths to it share), under
- * one mutex: "started" and "finished" count its fsyncs, at most one
- * running at a time (finished == started, or started - 1 while one
- * runs).  A commit, after its link, takes the mutex and sets
- * need = started + 1: the first fsync to start from now on, which is
- * after the link.  Then, until finished >= need:
- *   - nothing running: then started == finished < need, and started only
- *     grows from need - 1, so started == need - 1: the commit starts
- *     number need itself, unlocks, fsyncs, locks, sets finished = need
- *     and wakes everyone;
- *   - one running: it is number need - 1 (older than the link: no use),
- *     or number need (started by another commit that came later; it
- *     covers this one too).  Either way wait for it to finish, then look
- *     again.
- * So every commit waits for an fsync that started after its link, and
- * all commits that linked while fsync k ran are covered together by
- * fsync k + 1: under load, one fsync per round rather than one per
- * link.
- *
- * Errors: fsync reports a write-back error once (fsync(2) ERRORS; a later
- * fsync may succeed with the entry still not on disk), so every commit
- * that depended on a failed fsync must fail as if it had run it: each
- * directory keeps the number and errno of its latest failed fsync, and a
- * commit fails if it is >= need (an fsync after number need failing too
- * fails it: a spurious 451 on a disk already failing, never a false 250).
- *
- * The table is bounded: a slot is free again when no commit uses it
- * (users == 0; a running fsync's commit is a user), and then forgets its
- * counts (nobody waits on them).  With every slot in use a commit syncs
- * on its own.  One condition variable serves all directories: waiters
- * are at most the pool threads, and they wake only when an fsync ends.
- * Only commits of this process share: another process's fsync cannot be
- * known to have started after our link.
- */
-struct dir_sync {
-    dev_t    dev;                       /* the key: new/ */
-    ino_t    ino;
-    unsigned users;                     /* commits using the slot; 0: free */
-    int      running;                   /* fsync number started runs */
-    uint64_t started;                   /* fsyncs started */
-    uint64_t finished;                  /* fsyncs finished */
-    uint64_t failed;                    /* latest failed fsync, 0: none */
-    int      failed_errno;
-};
-
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
-/* Under sync_lock: */
-static struct dir_sync sync_slots[MAILDIR_SYNC_SLOTS];
-static uint64_t sync_runs;              /* fsyncs of new/ run */
-static uint64_t sync_shared;            /* links covered by another's */
-static unsigned sync_waiters;           /* commits in pthread_cond_wait */
-static int (*sync_hook)(void *);        /* test hook, or NULL */
-static void *sync_hook_arg;
-
-/* fsync the directory open as fd: 0 or an errno.  A filesystem that
- * cannot sync directories (EINVAL) makes its entries durable some other
- * way or not at all; there is nothing more to do. */
-static int
-fsync_fd(int fd)
-{
-    return fsync(fd) == 0 || errno == EINVAL ? 0 : errno;
-}
-
-/* The slot of directory st, taken for one more user; NULL if the table
- * is full.  Called with sync_lock held. */
-static struct dir_sync *
-sync_slot_get(const struct stat *st)
-{
-    struct dir_sync *free_slot = NULL;
-
-    for (size_t i = 0; i < MAILDIR_SYNC_SLOTS; i++) {
-        struct dir_sync *e = &sync_slots[i];
-
-        if (e->users == 0) {
-            if (free_slot == NULL)
-                free_slot = e;
-        } else if (e->dev == st->st_dev && e->ino == st->st_ino) {
-            e->users++;
-            return e;
-        }
-    }
-    if (free_slot != NULL)
-        *free_slot = (struct dir_sync){
-            .dev = st->st_dev, .ino = st->st_ino, .users = 1,
-        };
-    return free_slot;
-}
-
-/*
- * Make the links made so far into the directory open as fd durable: wait
- * for (or run) an fsync of it that starts after now (see above).
- * Returns 0 or the errno of the fsync that failed.
- */
-static int
-dir_sync(int fd)
-{
-    struct stat st;
-    struct dir_sync *e;
-    uint64_t need;
-    int rc = 0, ran = 0;
-
-    if (fstat(fd, &st) != 0)
-        return errno;
-    pthread_mutex_lock(&sync_lock);
-    e = sync_slot_get(&st);
-    if (e == NULL) {
-        /* Every slot busy: sync alone. */
-        sync_runs++;
-        pthread_mutex_unlock(&sync_lock);
-        return fsync_fd(fd);
-    }
-    need = e->started + 1;
-    while (e->finished < need) {
-        if (!e->running) {
-            int (*hook)(void *) = sync_hook;
-            void *arg = sync_hook_arg;
-
-            /* started == need - 1 here: this is fsync number need. */
-            e->started = need;
-            e->running = 1;
-            sync_runs++;
-            pthread_mutex_unlock(&sync_lock);
-            if (hook != NULL)
-                rc = hook(arg);
-            if (rc == 0)
-                rc = fsync_fd(fd);
-            pthread_mutex_lock(&sync_lock);
-            e->running = 0;
-            e->finished = need;
-            if (rc != 0) {
-                e->failed = need;
-                e->failed_errno = rc;
-            }
-            ran = 1;
-            pthread_cond_broadcast(&sync_cond);
-        } else {
-            sync_waiters++;
-            pthread_cond_wait(&sync_cond, &sync_lock);
-            sync_waiters--;
-        }
-    }
-    if (!ran) {
-        sync_shared++;
-        if (e->failed >= need)
-            rc = e->failed_errno;
-    }
-    e->users--;
-    pthread_mutex_unlock(&sync_lock);
-    return rc;
-}
-
-void
-maildir_stats(uint64_t *dir_syncs, uint64_t *dir_sync_waits)
-{
-    pthread_mutex_lock(&sync_lock);
-    if (dir_syncs != NULL)
-        *dir_syncs = sync_runs;
-    if (dir_sync_waits != NULL)
-        *dir_sync_waits = sync_shared;
-    pthread_mutex_unlock(&sync_lock);
-}
-
-void
-maildir_set_sync_hook(int (*hook)(void *arg), void *arg)
-{
-    pthread_mutex_lock(&sync_lock);
-    sync_hook = hook;
-    sync_hook_arg = arg;
-    pthread_mutex_unlock(&sync_lock);
-}
-
-unsigned
-maildir_sync_waiting(void)
-{
-    unsigned n;
-
-    pthread_mutex_lock(&sync_lock);
-    n = sync_waiters;
-    pthread_mutex_unlock(&sync_lock);
-    return n;
-}
 
 /* The parent directory of path ("/a/b" -> "/a", "/a" -> "/"). */
 static void
@@ -379,10 +151,10 @@ make_dir(struct maildir_msg *m, char *path, unsigned depth)
                             errno == EEXIST ? ENOTDIR : errno);
     }
 created:
-    if (fsync_dir(path) != 0)
+    if (fileio_fsync_dir(path) != 0)
         return maildir_fail(m, "fsync", path, errno);
     parent_of(path, parent, sizeof(parent));
-    if (fsync_dir(parent) != 0)
+    if (fileio_fsync_dir(parent) != 0)
         return maildir_fail(m, "fsync", parent, errno);
     return 0;
 }
@@ -435,7 +207,8 @@ open_sub(struct maildir_msg *m, int parent, const char *name,
             maildir_fail(m, "open", path, e);
         return -1;
     }
-    if (made && (fsync_fd(fd) != 0 || fsync_fd(parent) != 0)) {
+    if (made && (fileio_fsync_dirfd(fd) != 0 ||
+                 fileio_fsync_dirfd(parent) != 0)) {
         maildir_fail(m, "fsync", path, errno);
         close(fd);
         return -1;
@@ -683,6 +456,12 @@ maildir_begin(const char *spool, const char *hostname,
     return 0;
 }
 
+void
+maildir_set_gate(struct maildir_msg *m, _Atomic int *gate)
+{
+    m->gate = gate;
+}
+
 const char *
 maildir_qid(const struct maildir_msg *m)
 {
@@ -712,7 +491,7 @@ flush(struct maildir_msg *m)
 {
     if (m->buf_len == 0)
         return 0;
-    if (write_all(m->fd, m->buf, m->buf_len) != 0) {
+    if (fileio_write_all(m->fd, m->buf, m->buf_len) != 0) {
         m->state = MAILDIR_FAILED;
         return maildir_fail(m, "write", m->path, errno);
     }
@@ -733,7 +512,7 @@ maildir_append(struct maildir_msg *m, const void *p, size_t len)
     }
     if (len >= sizeof(m->buf)) {
         /* A large chunk goes straight to the file. */
-        if (write_all(m->fd, p, len) != 0) {
+        if (fileio_write_all(m->fd, p, len) != 0) {
             m->state = MAILDIR_FAILED;
             return maildir_fail(m, "write", m->path, errno);
         }
@@ -774,7 +553,7 @@ unlink_all(struct made_link *links, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (unlinkat(links[i].dfd, links[i].name, 0) == 0)
-            fsync_fd(links[i].dfd);
+            fileio_fsync_dirfd(links[i].dfd);
     }
 }
 
@@ -914,6 +693,12 @@ maildir_deliver(struct maildir_msg *m, const char *root,
         rc = flush(m);
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
+    /* Given up while the data was synced: no name is made. */
+    if (rc == 0 && m->gate != NULL &&
+        atomic_load(m->gate) == MAILDIR_GATE_ABANDONED) {
+        snprintf(m->err, sizeof(m->err), "commit given up");
+        rc = PST_ECANCEL;
+    }
     /* 2, 3. The relay's queue, then each local recipient; stop at the
      * first failure. */
     if (rc == 0 && q != NULL)
@@ -933,6 +718,16 @@ maildir_deliver(struct maildir_msg *m, const char *root,
     /* 4. The link count of the inode. */
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
+    /* 5. Durable: it stands, unless it was given up meanwhile. */
+    if (rc == 0 && m->gate != NULL) {
+        int open = MAILDIR_GATE_OPEN;
+
+        if (!atomic_compare_exchange_strong(m->gate, &open,
+                                            MAILDIR_GATE_COMMITTED)) {
+            snprintf(m->err, sizeof(m->err), "commit given up");
+            rc = PST_ECANCEL;
+        }
+    }
     if (rc != 0) {
         /* All or nothing: one reply answers the final dot for every
          * recipient (RFC 5321 §4.1.1.4), so none may keep a copy. */

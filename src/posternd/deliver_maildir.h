@@ -143,11 +143,31 @@ struct maildir_queue {
  * file) anywhere below the root fails the delivery with nothing created
  * through it: maildir_error() says "refused symbolic link PATH".  The
  * queue directory is the administrator's too.
- * Returns: as maildir_commit(); PST_EINVAL also for a path outside root.
+ * Returns: as maildir_commit(); PST_EINVAL also for a path outside root;
+ * PST_ECANCEL (given up through the gate, maildir_set_gate(): nothing is
+ * left).
  */
 int maildir_deliver(struct maildir_msg *m, const char *root,
                     const char *const *paths, size_t n,
                     const struct maildir_queue *q);
+
+/*
+ * The commit gate: lets another thread give up a commit in flight
+ * (posternd's timeout_final; the client gone) without waiting for it,
+ * however long its fsyncs take, and without a race: maildir_deliver()
+ * makes no link once the gate reads MAILDIR_GATE_ABANDONED, and turns
+ * it from MAILDIR_GATE_OPEN to MAILDIR_GATE_COMMITTED (atomically) only
+ * when every copy is durable; finding it abandoned then, it removes the
+ * links it made (durably) and fails with PST_ECANCEL ("commit given
+ * up").  The other side gives up by turning it from OPEN to ABANDONED:
+ * if that fails, the commit went through and stands.
+ * Parameters: gate [in] borrowed until maildir_deliver() returns (NULL:
+ * none), starting at MAILDIR_GATE_OPEN.
+ */
+#define MAILDIR_GATE_OPEN      0
+#define MAILDIR_GATE_COMMITTED 1
+#define MAILDIR_GATE_ABANDONED 2
+void maildir_set_gate(struct maildir_msg *m, _Atomic int *gate);
 
 /*
  * What failed last, "OPERATION PATH: strerror" ("link

@@ -17,16 +17,30 @@
 /* --- Connections per address (max_connections_per_ip) ------------------
  */
 
+/*
+ * The key an address is counted under: an IPv4 address as it is (also
+ * when it comes IPv4-mapped, ::ffff:a.b.c.d, from a dual-stack
+ * listener), an IPv6 address by its /64 (PEER_IPV6_PREFIX): one site or
+ * one host gets a /64 (RFC 6177, RFC 7934), and any address in it is
+ * its for the taking, so counting each address alone would let one /64
+ * hold every slot of max_connections.
+ */
 static size_t
 peer_key(const struct sockaddr_storage *sa, uint8_t addr[16], uint8_t *v6)
 {
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                       0xff, 0xff};
     uint64_t h = 1469598103934665603ull; /* FNV-1a; a chain is at most
                                             max_connections long */
+    const uint8_t *a6 = (const uint8_t *)&(
+        (const struct sockaddr_in6 *)sa)->sin6_addr;
 
     memset(addr, 0, 16);
-    *v6 = sa->ss_family == AF_INET6;
+    *v6 = sa->ss_family == AF_INET6 && memcmp(a6, mapped, 12) != 0;
     if (*v6)
-        memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        memcpy(addr, a6, PEER_IPV6_PREFIX / 8);
+    else if (sa->ss_family == AF_INET6)
+        memcpy(addr, a6 + 12, 4);
     else
         memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
     for (size_t i = 0; i < 16; i++)
@@ -218,6 +232,37 @@ on_wake(uv_async_t *h)
         worker_stop(w);
 }
 
+/* A new turn of the loop: every connection has its share again. */
+static void
+on_turn(uv_prepare_t *h)
+{
+    struct worker *w = h->data;
+
+    w->turn++;
+}
+
+/* After the poll: the connections that yielded carry on. */
+static void
+on_ready_check(uv_check_t *h)
+{
+    conn_run_ready(h->data);
+}
+
+static void
+on_ready_idle(uv_idle_t *h)
+{
+    (void)h; /* only there to keep the poll from blocking */
+}
+
+void
+worker_ready_idle(struct worker *w, int on)
+{
+    if (on)
+        uv_idle_start(&w->ready_idle, on_ready_idle);
+    else
+        uv_idle_stop(&w->ready_idle);
+}
+
 static void
 on_walk_close(uv_handle_t *h, void *arg)
 {
@@ -279,6 +324,16 @@ worker_new(struct server *srv, unsigned id)
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->grace);
     w->grace.data = w;
+    uv_prepare_init(&w->loop, &w->turn_prep);
+    w->turn_prep.data = w;
+    uv_prepare_start(&w->turn_prep, on_turn);
+    uv_unref((uv_handle_t *)&w->turn_prep);
+    uv_check_init(&w->loop, &w->ready_check);
+    w->ready_check.data = w;
+    uv_check_start(&w->ready_check, on_ready_check);
+    uv_unref((uv_handle_t *)&w->ready_check);
+    uv_idle_init(&w->loop, &w->ready_idle);
+    w->ready_idle.data = w;
     w->ls = calloc(srv->nls, sizeof(*w->ls));
     if (w->ls == NULL)
         goto fail;

@@ -29,6 +29,8 @@
 
 #define WORKER_READ_CHUNK (64 * 1024) /* one read of any connection */
 #define PEER_BUCKETS 4096
+#define PEER_IPV6_PREFIX 64           /* max_connections_per_ip counts an
+                                         IPv6 client by its /64 */
 
 struct conn;
 struct server;
@@ -58,6 +60,13 @@ struct worker {
     uv_timer_t grace;
     struct conn *conns;
     size_t nconn;
+    /* Fairness (session.h, CONN_TURN_STEPS): */
+    uint64_t turn;           /* turns of the loop (turn_prep counts) */
+    uv_prepare_t turn_prep;
+    uv_check_t ready_check;  /* pumps the ready list after each poll */
+    uv_idle_t ready_idle;    /* active while the list is not empty, so
+                                that the poll does not block */
+    struct conn *ready, *ready_tail; /* connections that yielded */
     int stopping;
     /* The mailbox, under srv->mu: */
     struct snapshot *next_sc;  /* a reload (a reference), or NULL */
@@ -68,7 +77,8 @@ struct worker {
 };
 
 /* The per-address connection counts (max_connections_per_ip), shared by
- * all loops under srv->mu. */
+ * all loops under srv->mu; an IPv6 address counts by its /64
+ * (PEER_IPV6_PREFIX). */
 struct peer_count {
     struct peer_count *next;
     uint8_t addr[16];
@@ -107,6 +117,11 @@ struct server {
     uint64_t stop_started;
     int stopping;
     int exit_code;
+    /* SCRAM's server secret (scram_secret_file), read once at start and
+     * lent to every snapshot (snapshot_set_secret()): */
+    uint8_t *scram_secret;
+    size_t scram_secret_len;
+    char *scram_secret_path;
 };
 
 /*
@@ -122,6 +137,10 @@ void worker_main(void *arg);
 
 /* Free a worker whose thread has ended (or never started). */
 void worker_free(struct worker *w);
+
+/* Keep the poll of w's loop from blocking (on), while its ready list
+ * is not empty, or let it block again (off). */
+void worker_ready_idle(struct worker *w, int on);
 
 /* Tell every worker (mailbox and wake-up): a new snapshot sc (it takes
  * its own reference) and/or stop. */

@@ -38,6 +38,7 @@
 #include "config.h"
 #include "date.h"
 #include "deliver_maildir.h"
+#include "fileio.h"
 #include "header.h"
 #include "log.h"
 #include "queue_file.h"
@@ -203,8 +204,8 @@ rt_sync(struct relay_mgr *m)
  * a minute, at most a second's worth at once.  Returns 1 when a token is
  * there (taken if take), or 0 with *wait_ms until the next one.
  */
-static int
-rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
+int
+relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
          uint64_t *wait_ms)
 {
     unsigned rate = rt->cfg->max_messages_per_minute;
@@ -362,8 +363,7 @@ work_run(uv_work_t *req)
         fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
         w->rc = fd < 0 ? PST_EIO : 0;
         if (fd >= 0) {
-            if (write(fd, w->lines.data, w->lines.len) !=
-                    (ssize_t)w->lines.len ||
+            if (fileio_write_all(fd, w->lines.data, w->lines.len) < 0 ||
                 fdatasync(fd) != 0)
                 w->rc = PST_EIO;
             if (w->rc != 0)
@@ -510,8 +510,9 @@ relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg)
 }
 
 /* Record lines for msg, on the pool; acted on when durable. */
-static void
-msg_record(struct relay_mgr *m, struct relay_msg *msg, struct pst_buf *lines)
+void
+relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
+                 struct pst_buf *lines)
 {
     struct relay_work *w;
 
@@ -547,306 +548,8 @@ msg_expire(struct relay_mgr *m, struct relay_msg *msg, int64_t now)
                                     &lines);
     log_event(LOG_LEVEL_INFO, "queue_expired", "qid", msg->env->id,
               "relay", msg->env->relay, NULL);
-    msg_record(m, msg, &lines);
+    relay_msg_record(m, msg, &lines);
     pst_buf_clear(&lines);
-}
-
-/* --- Connections ---------------------------------------------------------
- */
-
-static struct relay_job *
-job_new(struct relay_mgr *m, struct relay_msg *msg)
-{
-    const struct queue_env *e = msg->env;
-    const struct config_relay *rc = msg->rt->cfg;
-    struct relay_job *j = calloc(1, sizeof(*j));
-    size_t n = queue_env_count(e, QUEUE_RCPT_PENDING), k = 0;
-
-    if (j == NULL)
-        return NULL;
-    snprintf(j->id, sizeof(j->id), "%s", e->id);
-    snprintf(j->path, sizeof(j->path), "%s/%s", m->cfg->queue, e->id);
-    j->offset = e->offset;
-    /* rewrite_sender: Microsoft 365 refuses a MAIL FROM the mailbox may
-     * not send as (550 5.7.60). */
-    j->sender = strdup(rc->rewrite_sender != CONFIG_REWRITE_NO &&
-                               rc->user != NULL
-                           ? rc->user
-                           : e->sender);
-    if (rc->rewrite_sender == CONFIG_REWRITE_ENVELOPE_FROM && rc->user)
-        j->rewrite_from = strdup(rc->user);
-    /* RFC 6409 §8: a submission server adds Date and Message-ID when
-     * missing (Gmail refuses mail without Message-ID); stable across
-     * attempts: the arrival and the queue id. */
-    {
-        char date[DATE_RFC5322_MAX], mid[QUEUE_ID_MAX + 300];
-
-        date_rfc5322((time_t)e->arrival, date, sizeof(date));
-        snprintf(mid, sizeof(mid), "<%s@%s>", e->id, m->cfg->hostname);
-        j->add_date = strdup(date);
-        j->add_msgid = strdup(mid);
-    }
-    j->rcpt = calloc(n, sizeof(*j->rcpt));
-    j->idx = calloc(n, sizeof(*j->idx));
-    j->msg = msg;
-    if (j->sender == NULL || j->rcpt == NULL || j->idx == NULL ||
-        j->add_date == NULL || j->add_msgid == NULL) {
-        relay_job_clear(j);
-        free(j);
-        return NULL;
-    }
-    for (size_t i = 0; i < e->nrcpt; i++) {
-        if (e->rcpt[i].state != QUEUE_RCPT_PENDING)
-            continue;
-        j->rcpt[k] = strdup(e->rcpt[i].addr);
-        j->idx[k] = i;
-        if (j->rcpt[k++] == NULL) {
-            j->n = k;
-            relay_job_clear(j);
-            free(j);
-            return NULL;
-        }
-    }
-    j->n = k;
-    return j;
-}
-
-static struct relay_job *
-conn_next_job(void *ctx, struct relay_conn *c)
-{
-    struct conn_ctx *cc = ctx;
-    struct relay_mgr *m = cc->m;
-    struct relay_msg *best = NULL;
-    int64_t now = relay_now();
-    uint64_t wait;
-    struct relay_job *j;
-
-    (void)c;
-    if (m->stopping || cc->rt == NULL || !cc->rt->found)
-        return NULL;
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next) {
-        if (msg->rt != cc->rt || msg->active || msg->busy ||
-            msg->deleted || msg->due > now ||
-            queue_env_finished(msg->env))
-            continue;
-        if (now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime)
-            continue; /* relay_run() expires it */
-        if (best == NULL || msg->env->arrival < best->env->arrival)
-            best = msg;
-    }
-    if (best == NULL || !rt_token(m, cc->rt, 1, &wait))
-        return NULL;
-    j = job_new(m, best);
-    if (j == NULL)
-        return NULL;
-    best->active = 1;
-    return j;
-}
-
-/* Microsoft 365's 432 4.3.2 "sender thread limit exceeded": too many
- * connections for one mailbox (3).  One connection fewer, from the ones
- * open now, until connections end cleanly again (conn_closed()). */
-static void
-rt_slow_down(struct relay_rt *rt)
-{
-    unsigned limit = rt->conns > 1 ? rt->conns - 1 : 1;
-    char k[16];
-
-    if (limit >= rt->limit && rt->limit > 1)
-        limit = rt->limit - 1;
-    if (limit < 1)
-        limit = 1;
-    if (limit == rt->limit)
-        return;
-    rt->limit = limit;
-    snprintf(k, sizeof(k), "%u", limit);
-    log_event(LOG_LEVEL_INFO, "relay_concurrency", "relay", rt->name,
-              "limit", k, "why", "432 4.3.2", NULL);
-}
-
-/* What each recipient of a job got, as records. */
-static void
-conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
-{
-    struct conn_ctx *cc = ctx;
-    struct relay_mgr *m = cc->m;
-    struct relay_msg *msg = j->msg;
-    struct pst_buf lines;
-    int64_t now = relay_now();
-    size_t pending = 0;
-    const char *why = NULL;
-    unsigned why_code = 0;
-
-    (void)c;
-    if (j->msg_code == 432 && cc->rt != NULL)
-        rt_slow_down(cc->rt);
-    pst_buf_init(&lines, 1u << 20, 0);
-    for (size_t i = 0; i < j->n; i++) {
-        unsigned code = j->code[i];
-        const char *reply = j->reply[i];
-
-        if (code >= 200 && code < 300 && j->sent) {
-            /* The final dot's reply is the proof of delivery. */
-            queue_env_format_record(QUEUE_REC_SENT, j->idx[i], now, 0,
-                                    j->msg_code, j->msg_reply, &lines);
-        } else if (code >= 500) {
-            queue_env_format_record(QUEUE_REC_FAILED, j->idx[i], now, 0,
-                                    code, reply, &lines);
-        } else if (code >= 200 && code < 300 && j->msg_code >= 500) {
-            /* MAIL, DATA or the dot refused for good: every recipient. */
-            queue_env_format_record(QUEUE_REC_FAILED, j->idx[i], now, 0,
-                                    j->msg_code, j->msg_reply, &lines);
-        } else if (code == 0 && j->msg_code >= 500 && j->msg_code != 0 &&
-                   !j->sent) {
-            /* MAIL refused for good before any RCPT was answered. */
-            queue_env_format_record(QUEUE_REC_FAILED, j->idx[i], now, 0,
-                                    j->msg_code, j->msg_reply, &lines);
-        } else {
-            pending++;
-            if (why == NULL && code >= 400 && reply != NULL) {
-                why = reply;
-                why_code = code;
-            }
-        }
-    }
-    if (pending > 0) {
-        int64_t next = now + relay_backoff(m->cfg, msg->env->attempts + 1);
-
-        if (why == NULL) {
-            why = j->msg_reply != NULL ? j->msg_reply
-                                       : "connection to the smarthost failed";
-            why_code = j->msg_code;
-        }
-        queue_env_format_record(QUEUE_REC_DEFERRED, 0, now, next, why_code,
-                                why, &lines);
-        log_event(LOG_LEVEL_INFO, "relay_deferred", "qid", j->id, "relay",
-                  cc->name, "reply", why, NULL);
-    }
-    msg->active = 0;
-    msg_record(m, msg, &lines);
-    pst_buf_clear(&lines);
-    relay_job_clear(j);
-    free(j);
-}
-
-static void
-conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
-            unsigned code, const char *reply)
-{
-    struct conn_ctx *cc = ctx;
-    struct relay_mgr *m = cc->m;
-    struct relay_rt *rt = cc->rt;
-    char ccode[16];
-
-    (void)c;
-    m->nconns--;
-    if (cc->prev != NULL)
-        cc->prev->next = cc->next;
-    else
-        m->conns = cc->next;
-    if (cc->next != NULL)
-        cc->next->prev = cc->prev;
-    if (rt != NULL) {
-        rt->conns--;
-        if (end == RELAY_END_UNUSABLE && code == 535 && rt->found &&
-            rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
-            relay_token_refused(m, rt)) {
-            /* The token was refused: refreshed once, tried at once. */
-            log_event(LOG_LEVEL_INFO, "oauth_token_refused", "relay",
-                      rt->name, "reply", reply != NULL ? reply : "-", NULL);
-        } else if (end == RELAY_END_UNUSABLE) {
-            rt->failures++;
-            rt->retry_at = relay_now() + relay_backoff(m->cfg, rt->failures);
-            snprintf(rt->last_error, sizeof(rt->last_error), "%s",
-                     reply != NULL ? reply : "connection failed");
-            if (code == 432) {
-                rt_slow_down(rt);
-                rt->retry_at = relay_now() + m->cfg->retry_min;
-            }
-            snprintf(ccode, sizeof(ccode), "%u", code);
-            log_event(LOG_LEVEL_WARN, "relay_unusable", "relay", rt->name,
-                      "code", ccode, "reply", rt->last_error, NULL);
-        } else if (end == RELAY_END_QUIT) {
-            rt->failures = 0;
-            rt->retried_535 = 0;
-            rt->last_error[0] = '\0';
-            if (rt->found && rt->limit < rt->cfg->max_connections)
-                rt->limit++;
-        }
-    }
-    free(cc->name);
-    free(cc);
-    relay_run(m);
-}
-
-static const struct relay_conn_ops conn_ops = {
-    .next_job = conn_next_job,
-    .job_done = conn_job_done,
-    .closed = conn_closed,
-};
-
-static int
-conn_open(struct relay_mgr *m, struct relay_rt *rt, const char *token)
-{
-    /* Preference, or for OAuth: OAUTHBEARER, else XOAUTH2 (Microsoft
-     * 365 offers XOAUTH2 only; Gmail both). */
-    static const char *const bearer_mechs[] = {"OAUTHBEARER", "XOAUTH2",
-                                               NULL};
-    const char *names[CONFIG_MAX_MECHS + 1];
-    const struct config_relay *rc = rt->cfg;
-    struct relay_conn_config cfg = {
-        .name = rt->name,
-        .host = rc->host.host,
-        .port = rc->host.port,
-        .tls = rc->tls,
-        .tls_ctx = rt->tls,
-        .helo = m->cfg->hostname,
-        .connect_timeout = rc->connect_timeout,
-        .timeout = rc->timeout,
-    };
-    struct conn_ctx *cc = calloc(1, sizeof(*cc));
-    struct relay_conn *c;
-    int rc_;
-
-    if (cc == NULL || (cc->name = strdup(rt->name)) == NULL) {
-        free(cc);
-        return -1;
-    }
-    cc->m = m;
-    cc->rt = rt;
-    if (rc->auth == CONFIG_RELAY_AUTH_PASSWORD) {
-        cfg.user = rc->user;
-        cfg.secret = rt->secret;
-        cfg.secret_len = rt->secret_len;
-    } else if (rc->auth == CONFIG_RELAY_AUTH_OAUTH2) {
-        cfg.user = rc->user;
-        cfg.secret = (const uint8_t *)token;
-        cfg.secret_len = strlen(token);
-        cfg.bearer = 1;
-        cfg.mechs = bearer_mechs;
-    }
-    if (rc->mechs.n > 0) {
-        for (size_t i = 0; i < rc->mechs.n; i++)
-            names[i] = pst_sasl_mech_name(rc->mechs.v[i]);
-        names[rc->mechs.n] = NULL;
-        cfg.mechs = names;
-    }
-    rc_ = relay_conn_start(m->loop, &cfg, &conn_ops, cc, &c);
-    if (rc_ < 0) {
-        free(cc->name);
-        free(cc);
-        snprintf(rt->last_error, sizeof(rt->last_error), "%s",
-                 uv_strerror(rc_));
-        return -1;
-    }
-    cc->conn = c;
-    cc->next = m->conns;
-    if (m->conns != NULL)
-        m->conns->prev = cc;
-    m->conns = cc;
-    rt->conns++;
-    m->nconns++;
-    return 0;
 }
 
 /* --- Scheduling ---------------------------------------------------------- */
@@ -939,14 +642,14 @@ relay_run(struct relay_mgr *m)
         /* A connection per due message, within the limit; each one asks
          * for its jobs (conn_next_job()).  An empty bucket opens none. */
         while (due > 0 && rt->conns < rt->limit) {
-            if (!rt_token(m, rt, 0, &wait)) {
+            if (!relay_rt_token(m, rt, 0, &wait)) {
                 int64_t at = now + (int64_t)(wait / 1000) + 1;
 
                 if (at < wake)
                     wake = at;
                 break;
             }
-            if (conn_open(m, rt, token) < 0)
+            if (relay_conn_open(m, rt, token) < 0)
                 break;
             due--;
         }

@@ -231,8 +231,27 @@ rc_tls_established(void *ctx)
 
     rc_log(c, LOG_LEVEL_INFO, "relay_tls", "version", tls_protocol(c->tls),
            "cipher", tls_cipher(c->tls));
-    /* RFC 3207 §4.2: forget what was learnt, EHLO again. */
-    return pst_smtp_client_tls_started(c->s) < 0 ? -1 : 0;
+    /* STARTTLS: RFC 3207 §4.2, forget what was learnt, EHLO again.
+     * (Implicit TLS: the session knew from the start.) */
+    if (c->cfg.tls == CONFIG_RELAY_TLS_STARTTLS &&
+        pst_smtp_client_tls_started(c->s) < 0)
+        return -1;
+    /* Channel binding (RFC 5802 §6, RFC 9266): SCRAM-*-PLUS preferred
+     * when the smarthost offers it; without it, a plain SCRAM exchange
+     * says "y" so a stripped -PLUS is noticed.  No binding safe to use
+     * (TLS 1.2 without the extended master secret): none is given. */
+    {
+        uint8_t cb[TLS_UNIQUE_MAX > TLS_EXPORTER_LEN ? TLS_UNIQUE_MAX
+                                                     : TLS_EXPORTER_LEN];
+        const char *type;
+        size_t len;
+        int rc = 0;
+
+        if (tls_channel_binding(c->tls, &type, cb, sizeof(cb), &len) == 0)
+            rc = pst_smtp_client_tls_binding(c->s, type, cb, len);
+        OPENSSL_cleanse(cb, sizeof(cb));
+        return rc < 0 ? -1 : 0;
+    }
 }
 
 static const struct tls_io rc_tls_io = {
@@ -632,11 +651,26 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         rc = tls_input(c->tls, (const uint8_t *)b->base, (size_t)n);
         if (rc == TLS_STOPPED)
             return;
-        if (rc < 0 || rc == TLS_CLOSED) {
+        if (rc == TLS_CLOSED) {
+            /* The server's close_notify after its last reply (221 to our
+             * QUIT, or a 421): act on what came before it first. */
+            rc_pump(c);
+            if (c->state == RC_SESSION)
+                rc_close(c, c->quitting && c->fail_code == 0
+                                ? RELAY_END_QUIT
+                                : c->ready_seen ? RELAY_END_BROKEN
+                                                : RELAY_END_UNUSABLE,
+                         c->fail_code, c->fail_reply != NULL
+                                           ? c->fail_reply
+                                           : "TLS closed by the smarthost");
+            return;
+        }
+        if (rc < 0) {
             rc_log(c, LOG_LEVEL_INFO, "relay_tls_failed", "error",
                    tls_error(c->tls), NULL, NULL);
             rc_close(c, c->ready_seen ? RELAY_END_BROKEN : RELAY_END_UNUSABLE,
-                     0, rc < 0 ? tls_error(c->tls) : "TLS closed");
+                     c->fail_code, c->fail_reply != NULL ? c->fail_reply
+                                                         : tls_error(c->tls));
             return;
         }
     } else if (pst_smtp_client_feed(c->s, (const uint8_t *)b->base,

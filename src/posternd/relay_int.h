@@ -126,6 +126,15 @@ struct relay_work *relay_work_new(struct relay_mgr *m,
 int relay_work_queue(struct relay_work *w);
 void relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg);
 void relay_run(struct relay_mgr *m);
+int relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
+                   uint64_t *wait_ms);
+void relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
+                      struct pst_buf *lines);
+
+/* relay_jobs.c: a connection for rt, with the access token of an oauth2
+ * relay (else NULL).  Returns 0 or -1. */
+int relay_conn_open(struct relay_mgr *m, struct relay_rt *rt,
+                    const char *token);
 int relay_read_secret(const char *path, uint8_t **out, size_t *len,
                       char *err, size_t n);
 

@@ -16,10 +16,14 @@
 
 #include <uv.h>
 
+#include <openssl/crypto.h>
+
 #include "deliver_maildir.h"
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "priv.h"
+#include "profile.h"
 #include "relay.h"
 #include "server.h"
 
@@ -125,7 +129,7 @@ on_signal(uv_signal_t *h, int signum)
     }
     if (srv->stopping)
         return;
-    sc = snapshot_load(srv->path, err, sizeof(err));
+    sc = snapshot_load(srv->path, srv->sc, err, sizeof(err));
     if (sc == NULL) {
         log_event(LOG_LEVEL_WARN, "reload_failed", "error", err,
                   "action", "keeping the previous configuration", NULL);
@@ -138,6 +142,19 @@ on_signal(uv_signal_t *h, int signum)
         snapshot_unref(sc);
         return;
     }
+    /* Privileges dropped stay dropped; root's stay root's. */
+    if (strcmp(sc->user.name, srv->sc->user.name) != 0) {
+        log_event(LOG_LEVEL_WARN, "reload_failed", "error",
+                  "user changed; restart posternd to change it", NULL);
+        snapshot_unref(sc);
+        return;
+    }
+    /* The secret stays as read at start (posternd.conf(5)). */
+    if (strcmp(sc->cfg->scram_secret_file, srv->scram_secret_path) != 0)
+        log_event(LOG_LEVEL_WARN, "reload_partial", "key",
+                  "scram_secret_file", "action",
+                  "restart posternd to use the new file", NULL);
+    snapshot_set_secret(sc, srv->scram_secret, srv->scram_secret_len);
     /* The relay manager moves to the new configuration before the old
      * one can go. */
     if (srv->relay != NULL)
@@ -262,6 +279,64 @@ server_bind(struct server *srv)
     return 0;
 }
 
+/* --- Privileges (DESIGN.md "Privileges"; priv.h) ------------------------- */
+
+static void
+server_report_dir(void *ctx, enum priv_severity severity,
+                  const char *message)
+{
+    (void)ctx;
+    log_event(LOG_LEVEL_WARN, severity == PRIV_ERROR ? "not_writable"
+                                                     : "mailbox_not_writable",
+              "error", message, NULL);
+}
+
+/*
+ * After binding: become `user` (started as root), or say that root's
+ * privileges stay (no `user`).  Then what the user must write is checked:
+ * a spool or queue it cannot write stops posternd here rather than fail
+ * every message; a mail root it cannot write is a warning.
+ * Returns: 0, or the exit code (logged).
+ */
+static int
+server_drop_privileges(struct server *srv)
+{
+    const struct priv_user *u = &srv->sc->user;
+    char err[CONFIG_ERR_MAX], who[PRIV_NAME_MAX + 32], id[48];
+
+    if (u->name[0] == '\0') {
+        if (geteuid() == 0)
+            log_event(LOG_LEVEL_WARN, "running_as_root", "reason",
+                      "no user = NAME in the configuration: the network "
+                      "parser, the users' verifiers and the TLS key share "
+                      "root's privileges (posternd.conf(5), user)", NULL);
+        return 0;
+    }
+    snprintf(id, sizeof(id), "%lu:%lu", (unsigned long)u->uid,
+             (unsigned long)u->gid);
+    if (geteuid() == 0) {
+        if (priv_drop(u, err, sizeof(err)) < 0) {
+            log_event(LOG_LEVEL_WARN, "privileges_failed", "user", u->name,
+                      "error", err, NULL);
+            return EX_OSERR;
+        }
+        log_event(LOG_LEVEL_INFO, "privileges_dropped", "user", u->name,
+                  "uid_gid", id, NULL);
+    } else if (geteuid() != u->uid || getuid() != u->uid) {
+        snprintf(err, sizeof(err), "posternd runs as uid %lu: start it as "
+                 "root (or as %s)", (unsigned long)geteuid(), u->name);
+        log_event(LOG_LEVEL_WARN, "privileges_failed", "user", u->name,
+                  "error", err, NULL);
+        return EX_CONFIG;
+    }
+    snprintf(who, sizeof(who), "%s (uid %lu)", u->name,
+             (unsigned long)u->uid);
+    if (priv_check_dirs(srv->sc->cfg, 0, who, server_report_dir, NULL,
+                        NULL) > 0)
+        return EX_CONFIG;
+    return 0;
+}
+
 /* workers = auto: one loop per core this process may run on. */
 static unsigned
 server_workers(const struct config *cfg)
@@ -315,19 +390,29 @@ server_run(const char *path)
     char err[CONFIG_ERR_MAX];
 
     srv.path = strdup(path);
-    srv.sc = snapshot_load(path, err, sizeof(err));
+    srv.sc = snapshot_load(path, NULL, err, sizeof(err));
     if (srv.sc == NULL) {
         fprintf(stderr, "posternd: %s\n", err);
         free(srv.path);
         return EX_CONFIG;
     }
     log_set_level(srv.sc->cfg->log_level);
+    if (snapshot_secret_load(srv.sc, 1, &srv.scram_secret,
+                             &srv.scram_secret_len, err, sizeof(err)) != 0 ||
+        (srv.scram_secret_path =
+             strdup(srv.sc->cfg->scram_secret_file)) == NULL) {
+        fprintf(stderr, "posternd: %s\n", srv.scram_secret == NULL
+                                                 ? err
+                                                 : "out of memory");
+        OPENSSL_clear_free(srv.scram_secret, srv.scram_secret_len);
+        snapshot_unref(srv.sc);
+        free(srv.path);
+        return EX_CONFIG;
+    }
+    snapshot_set_secret(srv.sc, srv.scram_secret, srv.scram_secret_len);
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (451), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    /* Named spool files that no live process holds locked were left by
-     * a crash: nobody was promised them (deliver_maildir.h). */
-    spool_log(maildir_spool_clean(srv.sc->cfg->spool, MAILDIR_SPOOL_GRACE));
     uv_mutex_init(&srv.mu);
     atomic_init(&srv.throttle, NULL);
     atomic_init(&srv.nconn, 0);
@@ -346,22 +431,36 @@ server_run(const char *path)
                    SPOOL_CLEAN_INTERVAL_MS, SPOOL_CLEAN_INTERVAL_MS);
     uv_timer_init(srv.loop, &srv.stop_timer);
     srv.stop_timer.data = &srv;
+    /* Root's work first: the listeners are bound (and the TLS key and
+     * the user file read, by snapshot_load()); then `user` for good,
+     * before any thread starts.  The relay's files (queue, token files,
+     * password and client-secret files) and the control socket are the
+     * user's: they come after. */
     if (server_throttle_apply(&srv) < 0)
         srv.exit_code = EX_SOFTWARE;
     else if (server_bind(&srv) < 0)
         srv.exit_code = EX_UNAVAILABLE;
-    else if (relay_mgr_new(srv.loop, srv.sc->cfg, &srv.relay, err,
-                           sizeof(err)) < 0) {
-        fprintf(stderr, "posternd: %s\n", err);
-        srv.exit_code = EX_CANTCREAT;
-    } else if (control_start(srv.loop, srv.sc->cfg->spool, srv.relay,
-                             &srv.control, err, sizeof(err)) < 0) {
-        fprintf(stderr, "posternd: %s\n", err);
-        srv.exit_code = EX_UNAVAILABLE;
-    } else if (server_start_workers(&srv) < 0)
-        srv.exit_code = EX_OSERR;
     else
-        uv_run(srv.loop, UV_RUN_DEFAULT);
+        srv.exit_code = server_drop_privileges(&srv);
+    if (srv.exit_code == 0) {
+        /* Named spool files that no live process holds locked were left
+         * by a crash: nobody was promised them (deliver_maildir.h). */
+        spool_log(maildir_spool_clean(srv.sc->cfg->spool,
+                                      MAILDIR_SPOOL_GRACE));
+        if (relay_mgr_new(srv.loop, srv.sc->cfg, &srv.relay, err,
+                          sizeof(err)) < 0) {
+            fprintf(stderr, "posternd: %s\n", err);
+            srv.exit_code = EX_CANTCREAT;
+        } else if (control_start(srv.loop, srv.sc->cfg->spool, srv.relay,
+                                 &srv.control, err, sizeof(err)) < 0) {
+            fprintf(stderr, "posternd: %s\n", err);
+            srv.exit_code = EX_UNAVAILABLE;
+        } else if (server_start_workers(&srv) < 0) {
+            srv.exit_code = EX_OSERR;
+        } else {
+            uv_run(srv.loop, UV_RUN_DEFAULT);
+        }
+    }
     control_stop(srv.control);
     /* Stopping (or a failed start): the workers finish their sessions
      * within the grace period. */
@@ -384,10 +483,15 @@ server_run(const char *path)
     uv_mutex_destroy(&srv.mu);
     snapshot_unref(srv.sc);
     free(srv.path);
+    /* Every snapshot that borrowed it is gone. */
+    OPENSSL_clear_free(srv.scram_secret, srv.scram_secret_len);
+    free(srv.scram_secret_path);
     /* Join the thread-pool threads now, so that what they hold (OpenSSL's
      * per-thread state) is freed by their exit handlers before atexit()
      * cleans up.  No libuv call may follow. */
     uv_library_shutdown();
+    /* What the compatibility profiles were used for (profile.h). */
+    profile_stats_log();
     if (srv.exit_code == 0) {
         uint64_t syncs, saved;
         char a[24], b[24];
@@ -403,11 +507,64 @@ server_run(const char *path)
     return srv.exit_code;
 }
 
+static void
+server_check_report(void *ctx, enum priv_severity severity,
+                    const char *message)
+{
+    fprintf(stderr, "posternd: %s: %s%s\n", (const char *)ctx,
+            severity == PRIV_WARNING ? "warning: " : "", message);
+}
+
+/*
+ * posternd -t: who posternd will run as, and whether that user may write
+ * the spool, the queue and the mailboxes (checked as the user: in a child
+ * that drops to it when -t runs as root).  Problems go to stderr.
+ * Returns: 0, or -1 when posternd could not work (an error said so).
+ */
+static int
+server_check_privileges(const struct snapshot *sc, const char *path)
+{
+    const struct priv_user *u = &sc->user;
+    char err[CONFIG_ERR_MAX], who[PRIV_NAME_MAX + 32];
+    unsigned warnings = 0;
+    int errors;
+
+    if (u->name[0] == '\0') {
+        if (geteuid() == 0)
+            fprintf(stderr, "posternd: %s: warning: no user = NAME: "
+                    "started as root, posternd keeps root's privileges "
+                    "(posternd.conf(5), user)\n", path);
+        return 0;
+    }
+    if (geteuid() == 0) {
+        errors = priv_check_as(u, sc->cfg, path, &warnings, err,
+                               sizeof(err));
+        if (errors < 0) {
+            fprintf(stderr, "posternd: %s: %s\n", path, err);
+            return -1;
+        }
+        return errors > 0 ? -1 : 0;
+    }
+    if (geteuid() == u->uid && getuid() == u->uid) {
+        snprintf(who, sizeof(who), "%s (uid %lu)", u->name,
+                 (unsigned long)u->uid);
+        return priv_check_dirs(sc->cfg, 1, who, server_check_report,
+                               (void *)path, &warnings) > 0
+                   ? -1
+                   : 0;
+    }
+    fprintf(stderr, "posternd: %s: warning: user = %s: what %s may write "
+            "is not checked (posternd -t runs as uid %lu: run it as root "
+            "or as %s)\n", path, u->name, u->name,
+            (unsigned long)geteuid(), u->name);
+    return 0;
+}
+
 int
 server_check(const char *path)
 {
-    char err[CONFIG_ERR_MAX], what[CONFIG_ERR_MAX];
-    struct snapshot *sc = snapshot_load(path, err, sizeof(err));
+    char err[CONFIG_ERR_MAX], what[CONFIG_ERR_MAX], as[PRIV_NAME_MAX + 16];
+    struct snapshot *sc = snapshot_load(path, NULL, err, sizeof(err));
     int rc;
 
     if (sc == NULL) {
@@ -417,6 +574,20 @@ server_check(const char *path)
     /* The user store: "N users", or whether PostgreSQL answers and takes
      * the query.  A database that cannot be reached is no error: posternd
      * starts without it and answers AUTH with 454 until it is back. */
+    {
+        uint8_t *secret;
+        size_t len;
+
+        rc = snapshot_secret_load(sc, 0, &secret, &len, what,
+                                  sizeof(what));
+        OPENSSL_clear_free(secret, len);
+        if (rc < 0) {
+            fprintf(stderr, "posternd: %s: %s\n", path, what);
+            snapshot_unref(sc);
+            return EX_CONFIG;
+        }
+        /* rc > 0: not made yet, as on a first start: nothing to say. */
+    }
     rc = userdb_check(sc->udb, what, sizeof(what));
     if (rc == PST_ESYNTAX) {
         fprintf(stderr, "posternd: %s: %s\n", path, what);
@@ -427,9 +598,20 @@ server_check(const char *path)
         fprintf(stderr, "posternd: %s: warning: %s (posternd starts all the "
                 "same; AUTH gets 454 4.7.0 until the database answers)\n",
                 path, what);
-    printf("posternd: %s: configuration OK (%zu listener%s, %s)\n", path,
+    if (server_check_privileges(sc, path) < 0) {
+        snapshot_unref(sc);
+        return EX_CONFIG;
+    }
+    as[0] = '\0';
+    if (sc->user.name[0] != '\0')
+        snprintf(as, sizeof(as), ", runs as %s", sc->user.name);
+    printf("posternd: %s: configuration OK (%zu listener%s, %s%s)\n", path,
            sc->cfg->n_listeners, sc->cfg->n_listeners == 1 ? "" : "s",
-           rc < 0 ? "userdb pgsql: database unreachable" : what);
+           rc < 0 ? "userdb pgsql: database unreachable" : what, as);
+    /* Which profile relaxes what for which networks, and the warnings
+     * of those that do it for wide ones. */
+    fflush(stdout);
+    profile_report(sc->cfg, stdout, stderr);
     snapshot_unref(sc);
     return EX_OK;
 }

@@ -23,6 +23,7 @@ static const char *const conn_state_names[] = {
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void on_timeout(uv_timer_t *t);
 static void conn_arm_timer(struct conn *c);
 
 /* --- State ----------------------------------------------------------------
@@ -41,7 +42,7 @@ conn_enter_state(struct conn *c, enum conn_state to)
 int
 conn_closed(const struct conn *c)
 {
-    return c->state == CONN_CLOSE_WAIT || c->state == CONN_CLOSING;
+    return c->state == CONN_CLOSING;
 }
 
 int
@@ -111,13 +112,29 @@ conn_free(struct conn *c)
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    if (c->ready) {
+        struct conn **pp = &w->ready, *last = NULL;
+
+        while (*pp != c) {
+            last = *pp;
+            pp = &(*pp)->ready_next;
+        }
+        *pp = c->ready_next;
+        if (w->ready_tail == c)
+            w->ready_tail = last;
+        if (w->ready == NULL)
+            worker_ready_idle(w, 0);
+    }
     w->nconn--;
     atomic_fetch_sub(&c->srv->nconn, 1);
     if (c->peer_counted)
         listener_peer_remove(c->srv, &c->peer_sa);
+    conn_profile_end(c);
     conn_reset_message(c);
+    pst_buf_clear(&c->dbuf);
     pst_smtp_server_free(c->s);
-    free(c->held_user);
+    free(c->auth_user);
+    pst_cred_free(c->auth_derived);
     /* A lookup still in flight is cancelled: no callback follows. */
     userdb_lookup_free(c->auth_req);
     userdb_lookup_free(c->mail_req);
@@ -147,11 +164,8 @@ conn_close(struct conn *c, const char *why)
     if (c->state == CONN_CLOSING)
         return;
     conn_log_close(c, why);
-    if (c->work_kind != WORK_NONE) {
-        /* The job's completion closes it. */
-        conn_enter_state(c, CONN_CLOSE_WAIT);
-        return;
-    }
+    /* A job on the thread pool goes on without us (struct job). */
+    conn_drop_jobs(c, why != NULL ? why : "closed");
     conn_enter_state(c, CONN_CLOSING);
     /* The connection is over for the limits now, not when its handles
      * are freed a loop turn later. */
@@ -186,6 +200,24 @@ struct write_req {
     uint8_t data[];
 };
 
+/* Bytes the client has not taken yet: libuv's write queue (what the
+ * kernel's socket buffer would not hold).  TLS output is moved there as
+ * soon as it is made (tls_flush()). */
+static size_t
+conn_unsent(const struct conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+static void
+conn_read_stop(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -199,10 +231,18 @@ on_write(uv_write_t *req, int status)
         conn_close(c, "write failed");
         return;
     }
-    if (c->state == CONN_FLUSHING && c->writes_pending == 0)
-        conn_close(c, NULL);
+    /* The client is reading again: so do we. */
+    if (c->out_blocked && !conn_closed(c) &&
+        conn_unsent(c) <= CONN_OUT_LOW) {
+        c->out_blocked = 0;
+        conn_pump(c);
+    }
 }
 
+/* Queue len bytes for the client.  Every path that produces output (the
+ * session's replies, TLS handshake messages and alerts) comes here, so
+ * this is where the high-water mark is noticed: reading stops until
+ * on_write() sees the queue drained to the low-water mark. */
 static int
 conn_write_raw(struct conn *c, const uint8_t *p, size_t len)
 {
@@ -223,6 +263,13 @@ conn_write_raw(struct conn *c, const uint8_t *p, size_t len)
         return -1;
     }
     c->writes_pending++;
+    if (conn_unsent(c) > CONN_OUT_HIGH && !c->out_blocked) {
+        c->out_blocked = 1;
+        /* After the goodbye the input is read only to be dropped
+         * (conn_finish()): that may go on. */
+        if (c->state != CONN_FLUSHING)
+            conn_read_stop(c);
+    }
     return 0;
 }
 
@@ -286,8 +333,10 @@ conn_tls_established(void *ctx)
         conn_enter_state(c, CONN_RUNNING);
     log_event(LOG_LEVEL_INFO, "tls", "sid", c->sid, "version",
               tls_protocol(c->tls), "cipher", tls_cipher(c->tls), NULL);
+    conn_profile_tls_up(c);
     if (pst_smtp_server_tls_started(c->s, tls_protocol(c->tls),
-                                    tls_cipher(c->tls)) < 0)
+                                    tls_cipher(c->tls)) < 0 ||
+        conn_tls_auth(c) < 0)
         return -1;
     if (c->implicit && pst_smtp_server_start(c->s) < 0)
         return -1;
@@ -303,14 +352,21 @@ static const struct tls_io conn_tls_io = {
 int
 conn_tls_begin(struct conn *c)
 {
-    if (c->sc->tls == NULL || tls_new(c->sc->tls, NULL, &c->tls) < 0)
+    struct tls_ctx *ctx = conn_profile_tls(c);
+    const struct tls_client_ca *ca = c->sc->l[c->lidx].client_ca;
+
+    if (ctx == NULL || tls_new(ctx, NULL, &c->tls) < 0)
+        return -1;
+    /* tls_client_ca: ask for a client certificate (EXTERNAL). */
+    if (ca != NULL && tls_ask_client_cert(c->tls, ca) < 0)
         return -1;
     tls_set_io(c->tls, &conn_tls_io, c);
     conn_enter_state(c, CONN_TLS_HANDSHAKE);
     return 0;
 }
 
-/* Ciphertext arrived: advance the handshake, then decrypt. */
+/* Ciphertext arrived: advance the handshake, then decrypt.  Returns 0,
+ * 1 (the client's close_notify: it sends no more), -1. */
 static int
 conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
 {
@@ -318,6 +374,8 @@ conn_take_tls(struct conn *c, const uint8_t *p, size_t n)
 
     if (rc == TLS_OK || rc == TLS_WANT_MORE)
         return 0;
+    if (rc == TLS_CLOSED && tls_established(c->tls))
+        return 1;
     if (rc < 0 && !tls_established(c->tls))
         log_event(LOG_LEVEL_INFO, "tls_failed", "sid", c->sid, "peer",
                   c->peer, "error", tls_error(c->tls), NULL);
@@ -367,13 +425,22 @@ on_timeout(uv_timer_t *t)
 
     if (conn_closed(c))
         return;
+    /* After the goodbye: the client did not take our last replies in
+     * time, or lingered long enough after our FIN. */
+    if (c->state == CONN_FLUSHING) {
+        conn_close(c, NULL);
+        return;
+    }
     limit = conn_limit_passed(c, uv_now(&c->w->loop));
     log_event(LOG_LEVEL_INFO, "timeout", "sid", c->sid, "state",
               pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)),
               limit != NULL ? "limit" : NULL, limit, NULL);
     c->close_why = limit != NULL ? limit : "timeout";
-    /* RFC 5321 §4.5.3.2: 421 4.4.2, also for the time limits. */
-    if (pst_smtp_server_close(c->s, PST_SMTP_CLOSE_TIMEOUT) < 0 ||
+    /* RFC 5321 §4.5.3.2: 421 4.4.2, also for the time limits.  A client
+     * that has not taken its replies for so long (output over
+     * CONN_OUT_HIGH) would not take the 421 either: it goes now. */
+    if (c->out_blocked ||
+        pst_smtp_server_close(c->s, PST_SMTP_CLOSE_TIMEOUT) < 0 ||
         conn_in_handshake(c)) {
         conn_close(c, c->close_why);
         return;
@@ -401,6 +468,9 @@ conn_arm_timer(struct conn *c)
     enum pst_smtp_state st = pst_smtp_server_state(c->s, NULL);
     uint64_t now = uv_now(&c->w->loop), deadline;
 
+    /* Parked on a job: its timer is timeout_final's. */
+    if (c->job != NULL || c->data_end)
+        return;
     if (st == PST_SMTP_STATE_WAIT_STORED || st == PST_SMTP_STATE_WAIT_VERIFY) {
         uv_timer_stop(&c->timer);
         return;
@@ -448,42 +518,147 @@ conn_feed_backlog(struct conn *c)
         pst_buf_clear(&c->backlog);
 }
 
-/* Whether the pump may not run: closing, or held by the throttle. */
+/* Whether the pump may not run: closing, held by the throttle, or the
+ * message data waiting for the disk (CONN_DATA_MAX gathered while a
+ * write is in flight). */
 static int
 conn_stalled(const struct conn *c)
 {
-    return conn_closed(c) || c->state == CONN_HELD;
+    return conn_closed(c) || c->state == CONN_HELD ||
+           (c->wjob != NULL && c->dbuf.len >= CONN_DATA_MAX);
 }
 
-/* The session said goodbye: its replies are out (or going); close. */
+/* Our FIN is out: every reply was handed to the kernel before it. */
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    if (conn_closed(c))
+        return; /* cancelled by conn_close() */
+    c->shut_done = 1;
+    if (status < 0 || c->peer_eof) {
+        conn_close(c, NULL);
+        return;
+    }
+    /* Linger: the client reads our last replies and closes. */
+    uv_timer_start(&c->timer, on_timeout, CONN_LINGER_MS, 0);
+}
+
+/*
+ * The session said goodbye and conn_pump() has taken all its output.
+ * Closing at once is not enough: a close with unread input makes the
+ * kernel reset the connection, and a reset destroys whatever the client
+ * has not read yet, our last replies included (a client that pipelined
+ * past QUIT lost up to the last thousand replies so).  So (a lingering
+ * close, as Apache httpd's): close_notify under TLS, our FIN once every
+ * write is out (uv_shutdown() waits for them), meanwhile the client's
+ * input is read and dropped, and the connection closes when the client
+ * closes its side, or CONN_LINGER_MS after our FIN.  A client that does
+ * not take the replies at all is cut off timeout_command after the
+ * goodbye.  Idempotent.
+ */
 static void
 conn_finish(struct conn *c)
 {
+    if (c->shut)
+        return;
+    c->shut = 1;
     if (c->tls != NULL && !conn_in_handshake(c) &&
         tls_shutdown(c->tls) == 0)
         tls_flush(c->tls);
-    if (c->writes_pending == 0)
-        conn_close(c, NULL);
-    else if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
+    /* The connection is over for the limits now. */
+    if (c->peer_counted) {
+        listener_peer_remove(c->srv, &c->peer_sa);
+        c->peer_counted = 0;
     }
+    pst_buf_clear(&c->backlog);
+    c->shutdown.data = c;
+    if (c->peer_eof && c->writes_pending == 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout,
+                   (uint64_t)c->sc->cfg->timeout_command * 1000, 0);
+    if (!c->reading && !c->peer_eof &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+}
+
+/* Put c on its worker's ready list: its pump carries on after the next
+ * poll. */
+static void
+conn_defer(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    if (c->ready)
+        return;
+    c->ready = 1;
+    c->ready_next = NULL;
+    if (w->ready_tail != NULL)
+        w->ready_tail->ready_next = c;
+    else
+        w->ready = c;
+    w->ready_tail = c;
+    worker_ready_idle(w, 1);
+}
+
+void
+conn_run_ready(struct worker *w)
+{
+    struct conn *batch = w->ready;
+
+    /* Those that yield again go on a new list, for the next turn.  No
+     * connection is freed while this runs (frees come from the close
+     * callbacks, a later phase of the loop). */
+    w->ready = w->ready_tail = NULL;
+    worker_ready_idle(w, 0);
+    while (batch != NULL) {
+        struct conn *c = batch;
+
+        batch = c->ready_next;
+        c->ready = 0;
+        c->ready_next = NULL;
+        conn_pump(c);
+    }
+}
+
+/* Whether c has used its share of this turn of the loop. */
+static int
+conn_spent(struct conn *c)
+{
+    if (c->turn != c->w->turn) {
+        c->turn = c->w->turn;
+        c->turn_steps = 0;
+    }
+    return c->turn_steps >= CONN_TURN_STEPS && c->state != CONN_FLUSHING;
 }
 
 void
 conn_pump(struct conn *c)
 {
     struct pst_smtp_event ev;
-    int rc;
+    int rc, yield = 0;
 
     if (conn_stalled(c))
         return;
     /* The session acts only inside next_event(), and stops while much
-     * output is unsent: drain events and output until neither moves. */
+     * output is unsent: drain events and output until neither moves, the
+     * client stops taking the output, or c has had its share of this
+     * turn. */
     for (;;) {
         int flushed;
 
         for (;;) {
+            if (conn_spent(c)) {
+                yield = 1;
+                break;
+            }
             conn_feed_backlog(c);
             rc = pst_smtp_server_next_event(c->s, &ev);
             if (rc < 0) {
@@ -501,10 +676,15 @@ conn_pump(struct conn *c)
                 continue;
             }
             if (ev.type == PST_SMTP_EV_CLOSE) {
-                conn_log_close(c, conn_close_reason(c));
+                /* The session's own reason (a broken security layer),
+                 * or what its last reply says. */
+                conn_log_close(c, ev.reason != NULL ? ev.reason
+                                                    : conn_close_reason(c));
                 conn_enter_state(c, CONN_FLUSHING);
                 continue;
             }
+            if (ev.type != PST_SMTP_EV_DATA)
+                c->turn_steps++;
             if (conn_on_event(c, &ev) < 0) {
                 conn_close(c, "internal error");
                 return;
@@ -514,15 +694,33 @@ conn_pump(struct conn *c)
             if (conn_stalled(c))
                 return;
         }
+        /* The client does not take what it has: the session keeps its
+         * replies (and so stops acting, past 16 KiB of them) until
+         * on_write() sees the queue drained.  The goodbye goes out
+         * all the same (bounded: the session says no more after it). */
+        if (c->out_blocked && c->state != CONN_FLUSHING)
+            break;
         flushed = conn_flush(c);
         if (flushed < 0) {
             conn_close(c, "write failed");
             return;
         }
-        if (flushed == 0 || conn_closed(c))
+        if (flushed == 0 || conn_closed(c) || yield)
             break;
+        c->turn_steps++;
     }
     if (c->state == CONN_FLUSHING) {
+        conn_finish(c);
+        return;
+    }
+    if (yield)
+        conn_defer(c);
+    /* The client closed its side and the session waits for input that
+     * will not come: its replies are out (or going); finish. */
+    if (c->peer_eof && c->state == CONN_RUNNING && !c->out_blocked &&
+        !yield) {
+        conn_log_close(c, "client closed");
+        conn_enter_state(c, CONN_FLUSHING);
         conn_finish(c);
         return;
     }
@@ -539,11 +737,13 @@ conn_pump(struct conn *c)
             }
         }
     }
-    /* Flow control: stop reading while the session cannot take more. */
-    if (c->backlog.len >= CONN_BACKLOG_MAX / 2 && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    } else if (c->backlog.len < CONN_BACKLOG_MAX / 2 && !c->reading) {
+    /* Flow control: stop reading while the session cannot take more,
+     * or the client does not take our output. */
+    if ((c->backlog.len >= CONN_BACKLOG_MAX / 2 || c->out_blocked ||
+         c->peer_eof) && c->reading) {
+        conn_read_stop(c);
+    } else if (c->backlog.len < CONN_BACKLOG_MAX / 2 && !c->out_blocked &&
+               !c->peer_eof && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
     }
@@ -576,6 +776,30 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = n;
 }
 
+/*
+ * The client closed its side (EOF, or close_notify under TLS).  It may
+ * still read (a half-close: `printf ... | nc`), so what it sent before
+ * is acted on and answered before we close: the pump finishes once the
+ * session waits for input that cannot come.  During the TLS handshake
+ * there is nothing to answer.
+ */
+static void
+conn_peer_eof(struct conn *c)
+{
+    c->peer_eof = 1;
+    conn_read_stop(c);
+    if (c->state == CONN_FLUSHING) {
+        if (c->shut_done)
+            conn_close(c, NULL);
+        return; /* on_shutdown() closes */
+    }
+    if (c->state == CONN_TLS_HANDSHAKE || c->state == CONN_ACCEPTED) {
+        conn_close(c, "client closed");
+        return;
+    }
+    conn_pump(c);
+}
+
 static void
 on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
@@ -594,10 +818,13 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         conn_pump(c);
         return;
     }
+    if (n == UV_EOF && !conn_closed(c)) {
+        conn_peer_eof(c);
+        return;
+    }
     if (n < 0) {
         if (!conn_closed(c))
-            conn_close(c, n == UV_EOF ? "client closed"
-                                      : uv_strerror((int)n));
+            conn_close(c, uv_strerror((int)n));
         return;
     }
     if (conn_ending(c)) {
@@ -612,6 +839,10 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     OPENSSL_cleanse(buf->base, (size_t)n);
     if (rc < 0) {
         conn_close(c, "input error");
+        return;
+    }
+    if (rc > 0) {
+        conn_peer_eof(c);
         return;
     }
     if (c->state == CONN_TLS_HANDSHAKE) {
@@ -660,6 +891,7 @@ conn_new(struct worker *w, size_t lidx, size_t *total)
     c->started = uv_now(&w->loop);
     c->sc = snapshot_ref(w->sc);
     pst_buf_init(&c->backlog, CONN_BACKLOG_MAX, 1);
+    pst_buf_init(&c->dbuf, CONN_DATA_MAX + 2 * PST_SMTP_MAX_TEXT_LINE, 0);
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
@@ -695,8 +927,10 @@ conn_accepted(struct conn *c)
 void
 conn_start(struct conn *c, enum conn_refuse refuse)
 {
-    struct pst_smtp_server_config scfg = c->sc->l[c->lidx].scfg;
+    struct pst_smtp_server_config scfg;
 
+    /* The client's profile, if any, before anything is sent. */
+    conn_profile_pick(c, &scfg);
     scfg.timestamp = (uint64_t)time(NULL);
     if (log_enabled(LOG_LEVEL_DEBUG)) {
         scfg.trace = session_trace;
@@ -757,6 +991,15 @@ conn_stop(struct conn *c, int force)
         if (st != PST_SMTP_STATE_GREETING && st != PST_SMTP_STATE_IDLE)
             return;
     }
+    /* A message being stored gets its answer (250, or 451 once
+     * timeout_final passes) before the 421: a 421 for a message that
+     * was in fact accepted would have the client send it again. */
+    if ((c->job != NULL && c->job->kind == WORK_COMMIT) || c->data_end) {
+        c->stop_after_job = 1;
+        return;
+    }
+    /* A password check or SCRAM keys: nobody will want them. */
+    (void)conn_give_up(c, "shutdown");
     c->close_why = "shutdown";
     if ((force && conn_in_handshake(c)) ||
         pst_smtp_server_close(c->s, PST_SMTP_CLOSE_SHUTDOWN) < 0)

@@ -22,110 +22,333 @@
  */
 
 static void
-work_run(uv_work_t *w)
+job_run(uv_work_t *w)
 {
-    struct conn *c = w->data;
+    struct job *j = w->data;
 
-    switch (c->work_kind) {
+    switch (j->kind) {
     case WORK_VERIFY:
-        c->work_result = pst_cred_verify(c->auth_cred, c->work_user,
-                                         c->work_pw, c->work_pwlen);
+        j->result = pst_cred_verify(j->cred, j->user, j->pw, j->pwlen);
         break;
-    case WORK_COMMIT: {
-        /* Nothing below the mail root may be a symbolic link; relayed
-         * recipients are queued in the same all-or-nothing commit. */
-        struct maildir_queue q = {.dir = c->sc->cfg->queue,
-                                  .env = &c->qenv};
+    case WORK_DERIVE: {
+        /* What the SCRAM exchange would derive in its next step, with
+         * the salt and count of the listener's session settings. */
+        const struct pst_smtp_server_config *sc = &j->sc->l[j->lidx].scfg;
+        struct pst_sasl_server_config cfg = {
+            .hostname = sc->hostname,
+            .scram_iterations = sc->scram_iterations,
+            .scram_secret = sc->scram_secret,
+            .scram_secret_len = sc->scram_secret_len,
+        };
 
-        c->work_result = maildir_deliver(c->msg, c->sc->mail_root,
-                                         (const char *const *)c->paths,
-                                         c->npaths,
-                                         c->nrelayed > 0 ? &q : NULL);
+        j->result = pst_sasl_server_cred_prepare(j->mech, &cfg, j->user,
+                                                 j->cred, &j->derived);
         break;
     }
-    case WORK_NONE:
+    case WORK_WRITE:
+        j->result = maildir_append(j->msg, j->data.data, j->data.len);
         break;
+    case WORK_COMMIT: {
+        /* The data gathered since the last write, then the delivery;
+         * nothing below the mail root may be a symbolic link, and the
+         * relayed recipients are queued in the same all-or-nothing
+         * commit (so the gate undoes the queue's copy too). */
+        struct maildir_queue q = {.dir = j->sc->cfg->queue,
+                                  .env = j->qenv};
+
+        /* (A failed append makes maildir_deliver() fail with its
+         * error, and drop the spool file.) */
+        if (j->data.len > 0)
+            (void)maildir_append(j->msg, j->data.data, j->data.len);
+        j->result = maildir_deliver(j->msg, j->sc->mail_root,
+                                    (const char *const *)j->paths,
+                                    j->npaths, j->qenv != NULL ? &q : NULL);
+        break;
+    }
     }
 }
 
 static void
-work_done(uv_work_t *w, int status)
+job_free(struct job *j)
 {
-    struct conn *c = w->data;
+    if (j->pw != NULL)
+        OPENSSL_clear_free(j->pw, j->pwlen);
+    free(j->user);
+    pst_cred_free(j->derived);
+    userdb_lookup_free(j->req);
+    if (j->kind == WORK_COMMIT || (j->kind == WORK_WRITE && j->c == NULL))
+        maildir_free(j->msg);
+    for (size_t i = 0; i < j->npaths; i++)
+        free(j->paths[i]);
+    free(j->paths);
+    queue_env_free(j->qenv);
+    pst_buf_clear(&j->data);
+    snapshot_unref(j->sc);
+    free(j);
+}
+
+/* A commit that stands: the relay's queue manager may load what it
+ * queued now (relay.h). */
+static void
+job_relay_post(const struct job *j, const char *qid)
+{
+    if (j->qenv != NULL && j->srv->relay != NULL)
+        relay_mgr_post(j->srv->relay, qid);
+}
+
+/* A job given up has ended: what became of it goes to the log. */
+static void
+job_orphan_done(struct job *j, int status)
+{
+    char qid[MAILDIR_QID_LEN + 1];
+
+    if (j->kind != WORK_COMMIT)
+        return;
+    snprintf(qid, sizeof(qid), "%s", maildir_qid(j->msg));
+    if (status == 0 && j->result == 0) {
+        /* Durable before it was given up (the client left, or posternd
+         * stopped, after the commit went through): delivered, though
+         * the client saw no 250 and may send it again; and queued, so
+         * the relay sends it now rather than after a restart. */
+        log_event(LOG_LEVEL_WARN, "message_accepted", "qid", qid,
+                  "reply", "none", "why", j->why,
+                  j->qenv != NULL ? "relay" : NULL,
+                  j->qenv != NULL ? j->qenv->relay : NULL, NULL);
+        job_relay_post(j, qid);
+    } else
+        log_event(LOG_LEVEL_INFO, "delivery_given_up", "qid", qid, "why",
+                  j->why, "error",
+                  status != 0 ? "job cancelled" : maildir_error(j->msg),
+                  NULL);
+}
+
+static void data_write_done(struct conn *c, struct job *j, int status);
+static int conn_commit(struct conn *c);
+
+static void
+job_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    struct conn *c = j->c;
     struct pst_smtp_answer a = {0};
     char qid[MAILDIR_QID_LEN + 1], size[24], rcpts[24];
-    enum work_kind kind = c->work_kind;
 
-    c->work_kind = WORK_NONE;
-    if (c->work_pw != NULL) {
-        OPENSSL_clear_free(c->work_pw, c->work_pwlen);
-        c->work_pw = NULL;
-    }
-    free(c->work_user);
-    c->work_user = NULL;
-    if (c->state == CONN_CLOSE_WAIT) {
-        /* The client went away meanwhile: finish closing. */
-        conn_close(c, NULL);
+    if (c == NULL) {
+        job_orphan_done(j, status);
+        job_free(j);
         return;
     }
+    if (j->kind == WORK_WRITE) {
+        data_write_done(c, j, status);
+        return;
+    }
+    c->job = NULL;
+    uv_timer_stop(&c->timer); /* timeout_final */
     if (c->state == CONN_WORKING)
         conn_enter_state(c, CONN_RUNNING);
-    if (kind == WORK_VERIFY) {
+    if (j->kind == WORK_DERIVE) {
+        a.type = PST_SMTP_EV_AUTH_LOOKUP;
+        if (status == 0 && j->result == 0) {
+            a.verdict = PST_SMTP_ACCEPT;
+            c->auth_derived = j->derived; /* until AUTH_RESULT */
+            j->derived = NULL;
+            a.cred = c->auth_derived;
+        } else if (status == 0 && j->result == PST_EPREP) {
+            /* The stored password fails SASLprep: the exchange fails
+             * on its own, before any PBKDF2. */
+            a.verdict = PST_SMTP_ACCEPT;
+            a.cred = c->auth_cred;
+        } else {
+            a.verdict = PST_SMTP_TEMPFAIL; /* 454 4.7.0 */
+        }
+    } else if (j->kind == WORK_VERIFY) {
         a.type = PST_SMTP_EV_AUTH_VERIFY;
         /* A check that could not run (out of memory, job cancelled) is
          * not a wrong password: 454 4.7.0, RFC 4954 §6. */
-        if (status == 0 && c->work_result == 0)
+        if (status == 0 && j->result == 0)
             a.verdict = PST_SMTP_ACCEPT;
-        else if (status == 0 && c->work_result == PST_EAUTH)
+        else if (status == 0 && j->result == PST_EAUTH)
             a.verdict = PST_SMTP_REJECT;
         else
             a.verdict = PST_SMTP_TEMPFAIL;
     } else {
-        /* Copied: the message (and its id) is freed before the answer. */
-        snprintf(qid, sizeof(qid), "%s", maildir_qid(c->msg));
+        /* Copied: the message (and its id) is freed with the job. */
+        snprintf(qid, sizeof(qid), "%s", maildir_qid(j->msg));
         a.type = PST_SMTP_EV_DATA_END;
-        if (status == 0 && c->work_result == 0) {
+        if (status == 0 && j->result == 0) {
             a.verdict = PST_SMTP_ACCEPT;
             a.queue_id = qid;
             snprintf(size, sizeof(size), "%llu",
-                     (unsigned long long)c->msg_size);
-            snprintf(rcpts, sizeof(rcpts), "%zu", c->npaths + c->nrelayed);
+                     (unsigned long long)j->size);
+            snprintf(rcpts, sizeof(rcpts), "%zu",
+                     j->npaths + (j->qenv != NULL ? j->qenv->nrcpt : 0));
             log_event(LOG_LEVEL_INFO, "message_accepted", "sid", c->sid,
                       "qid", qid, "user",
                       pst_smtp_server_user(c->s, NULL) != NULL
                           ? pst_smtp_server_user(c->s, NULL)
                           : "-",
                       "size", size, "rcpts", rcpts,
-                      c->nrelayed > 0 ? "relay" : NULL, c->relay_name,
-                      NULL);
+                      j->qenv != NULL ? "relay" : NULL,
+                      j->qenv != NULL ? j->qenv->relay : NULL, NULL);
             /* Durable: the queue manager may load it now. */
-            if (c->nrelayed > 0 && c->srv->relay != NULL)
-                relay_mgr_post(c->srv->relay, qid);
+            job_relay_post(j, qid);
         } else {
             a.verdict = PST_SMTP_TEMPFAIL;
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
-                      "qid", qid, "error", maildir_error(c->msg), NULL);
+                      "qid", qid, "error",
+                      status != 0 ? "job cancelled" : maildir_error(j->msg),
+                      NULL);
         }
-        maildir_free(c->msg);
-        c->msg = NULL;
     }
+    job_free(j);
+    /* The session ended meanwhile: nobody waits for the answer. */
+    if (conn_ending(c))
+        return;
     conn_resume(c, pst_smtp_server_answer(c->s, &a));
+    /* Stopping: the answer (250 for a stored message) went first. */
+    if (c->stop_after_job && !conn_ending(c)) {
+        c->stop_after_job = 0;
+        conn_stop(c, 1);
+    }
 }
 
-/* Park the session on a thread-pool job. */
-static int
-conn_queue_work(struct conn *c, enum work_kind kind)
+/* A job for c of kind, with its settings; NULL when out of memory. */
+static struct job *
+job_new(struct conn *c, enum work_kind kind)
 {
-    /* Set before queueing: work_run() reads it on a pool thread. */
-    c->work_kind = kind;
-    c->work.data = c;
-    if (uv_queue_work(&c->w->loop, &c->work, work_run, work_done) < 0) {
-        c->work_kind = WORK_NONE;
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL)
+        return NULL;
+    j->kind = kind;
+    j->c = c;
+    j->srv = c->srv;
+    j->sc = snapshot_ref(c->sc);
+    j->lidx = c->lidx;
+    j->work.data = j;
+    atomic_init(&j->gate, MAILDIR_GATE_OPEN);
+    pst_buf_init(&j->data, CONN_DATA_MAX + 2 * PST_SMTP_MAX_TEXT_LINE, 0);
+    return j;
+}
+
+static void on_job_timeout(uv_timer_t *t);
+
+/*
+ * Park the session on job j: no input is acted on until job_done()
+ * answers it, or timeout_final passes (conn_job_timeout()).  On failure
+ * j is freed.  Returns 0, -1.
+ */
+static int
+conn_queue_job(struct conn *c, struct job *j)
+{
+    if (uv_queue_work(&c->w->loop, &j->work, job_run, job_done) < 0) {
+        job_free(j);
         return -1;
     }
+    c->job = j;
     if (c->state == CONN_RUNNING)
         conn_enter_state(c, CONN_WORKING);
+    /* A password check or SCRAM's keys get no longer than the reply to
+     * the final dot (whose timer runs from the dot: DATA_END). */
+    if (j->kind != WORK_COMMIT)
+        uv_timer_start(&c->timer, on_job_timeout,
+                       (uint64_t)c->sc->cfg->timeout_final * 1000, 0);
     return 0;
+}
+
+/* Let job j go on without c: it owns what it works on from now. */
+static void
+job_detach(struct conn *c, struct job *j, const char *why)
+{
+    /* Not started yet: it will not (job_done() gets UV_ECANCELED). */
+    (void)uv_cancel((uv_req_t *)&j->work);
+    j->c = NULL;
+    j->why = why;
+    if (j->kind == WORK_VERIFY || j->kind == WORK_DERIVE) {
+        /* The lookup holds the credentials the job reads. */
+        j->req = c->auth_req;
+        c->auth_req = NULL;
+        c->auth_cred = NULL;
+    }
+    if (j == c->wjob) {
+        c->wjob = NULL;
+        c->msg = NULL; /* the job's now: aborted when it ends */
+    } else {
+        c->job = NULL;
+    }
+}
+
+int
+conn_give_up(struct conn *c, const char *why)
+{
+    struct job *j = c->job;
+
+    if (j != NULL && j->kind == WORK_COMMIT) {
+        int open = MAILDIR_GATE_OPEN;
+
+        /* Gone through already: it stands, and its 250 is on its way
+         * (job_done() comes in this very turn of the loop, or the
+         * next). */
+        if (!atomic_compare_exchange_strong(&j->gate, &open,
+                                            MAILDIR_GATE_ABANDONED))
+            return 0;
+    }
+    if (j != NULL)
+        job_detach(c, j, why);
+    if (c->wjob != NULL)
+        job_detach(c, c->wjob, why);
+    c->data_end = 0;
+    return 1;
+}
+
+void
+conn_drop_jobs(struct conn *c, const char *why)
+{
+    if (conn_give_up(c, why))
+        return;
+    /* A commit that went through: it stands; job_orphan_done() logs
+     * it. */
+    job_detach(c, c->job, why);
+    if (c->wjob != NULL)
+        job_detach(c, c->wjob, why);
+    c->data_end = 0;
+}
+
+void
+conn_job_timeout(struct conn *c)
+{
+    struct job *j = c->job;
+    struct pst_smtp_answer a = {.verdict = PST_SMTP_TEMPFAIL};
+
+    if (conn_closed(c) || (j == NULL && !c->data_end))
+        return;
+    a.type = j == NULL || j->kind == WORK_COMMIT ? PST_SMTP_EV_DATA_END
+             : j->kind == WORK_VERIFY            ? PST_SMTP_EV_AUTH_VERIFY
+                                                 : PST_SMTP_EV_AUTH_LOOKUP;
+    if (!conn_give_up(c, "timeout_final"))
+        return;
+    log_event(LOG_LEVEL_WARN, "timeout_final", "sid", c->sid, "state",
+              pst_smtp_state_name(pst_smtp_server_state(c->s, NULL)),
+              NULL);
+    if (a.type == PST_SMTP_EV_DATA_END) {
+        /* RFC 5321 §4.5.3.2.6: the client gives up after 10 minutes;
+         * 451 4.3.0 tells it to try again, and what was written goes
+         * (the gate: maildir_set_gate()). */
+        conn_reset_message(c);
+    }
+    if (c->state == CONN_WORKING)
+        conn_enter_state(c, CONN_RUNNING);
+    conn_resume(c, pst_smtp_server_answer(c->s, &a));
+    if (c->stop_after_job && !conn_ending(c)) {
+        c->stop_after_job = 0;
+        conn_stop(c, 1);
+    }
+}
+
+static void
+on_job_timeout(uv_timer_t *t)
+{
+    conn_job_timeout(t->data);
 }
 
 /* --- Events from the session --------------------------------------------- */
@@ -172,6 +395,24 @@ conn_hold(struct conn *c, enum conn_hold why, uint64_t ms)
     uv_timer_start(&c->hold, on_hold, ms, 0);
 }
 
+/* SCRAM keys from {PLAIN} on the thread pool.  Returns 0, -1. */
+static int
+conn_derive(struct conn *c)
+{
+    struct job *j = job_new(c, WORK_DERIVE);
+
+    if (j == NULL)
+        return -1;
+    j->cred = c->auth_cred;
+    j->mech = c->auth_mech;
+    j->user = strdup(c->auth_user);
+    if (j->user == NULL) {
+        job_free(j);
+        return -1;
+    }
+    return conn_queue_job(c, j);
+}
+
 /* The user store answered the AUTH lookup: resume the session. */
 static void
 conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
@@ -190,8 +431,35 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
     } else {
         /* The request owns the credentials until AUTH_RESULT.  An
          * unknown user gets NULL: the session does the same work and
-         * fails the same way as for a wrong password. */
-        c->auth_cred = rc == 0 ? u->cred : NULL;
+         * fails the same way as for a wrong password.  So does a user
+         * whose account flags refuse the login from here (Dovecot's
+         * nologin, noauthenticate, allow_nets: userdb.h), before any
+         * password is checked; conn_on_auth_result() logs why.  And, for
+         * EXTERNAL, a user pinned to another certificate (cert=). */
+        c->auth_cred = rc == 0 && userdb_user_check_login(
+                                      u, (struct sockaddr *)&c->peer_sa,
+                                      NULL, 0) == 0
+                           ? u->cred
+                           : NULL;
+        if (c->auth_cred != NULL && c->auth_external &&
+            userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
+            log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
+                      "fingerprint", c->cert_fp, NULL);
+            c->auth_cred = NULL;
+        }
+        /* The user's own relay= (DESIGN.md "Routing"), kept for the
+         * RCPTs once this user has authenticated. */
+        free(c->user_relay);
+        c->user_relay = c->auth_cred != NULL && u->relay.v != NULL &&
+                                u->relay.len > 0
+                            ? strndup(u->relay.v, u->relay.len)
+                            : NULL;
+        /* SCRAM keys from {PLAIN}: PBKDF2, on the thread pool, never on
+         * the loop (sasl.h, pst_sasl_server_cred_slow()). */
+        if (c->auth_cred != NULL && c->auth_user != NULL &&
+            pst_sasl_server_cred_slow(c->auth_mech, c->auth_cred) &&
+            conn_derive(c) == 0)
+            return;
         arc = conn_answer(c, PST_SMTP_EV_AUTH_LOOKUP, PST_SMTP_ACCEPT,
                           c->auth_cred, NULL);
     }
@@ -223,6 +491,12 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
     uint64_t delay = 0;
 
     c->auth_tag = 0;
+    c->auth_external = strcmp(ev->mech, "EXTERNAL") == 0;
+    c->auth_mech = pst_sasl_mech_find(ev->mech, strlen(ev->mech));
+    free(c->auth_user);
+    c->auth_user = strdup(ev->user);
+    if (c->auth_user == NULL)
+        return -1;
     /* Every mechanism asks for credentials once per attempt, before any
      * check: the one place to hold an address (or a user name) under
      * penalty, as Dovecot delays the whole request. */
@@ -233,10 +507,6 @@ conn_on_auth_lookup(struct conn *c, const struct pst_smtp_event *ev)
         return 0;
     }
     if (delay > 0) {
-        free(c->held_user);
-        c->held_user = strdup(ev->user);
-        if (c->held_user == NULL)
-            return -1;
         conn_hold(c, HOLD_LOOKUP, delay);
         return 0;
     }
@@ -247,20 +517,39 @@ static int
 conn_on_auth_verify(struct conn *c, const struct pst_smtp_event *ev)
 {
     /* The same guess again does not count twice (throttle.h). */
+    struct job *j;
+
     c->auth_tag = throttle_tag(conn_throttle(c), ev->user, ev->password,
                                ev->password_len);
-    c->work_pw = malloc(ev->password_len + 1);
-    c->work_user = strdup(ev->user != NULL ? ev->user : "");
-    if (c->work_pw == NULL || c->work_user == NULL)
+    j = job_new(c, WORK_VERIFY);
+    if (j == NULL)
         return -1;
-    memcpy(c->work_pw, ev->password, ev->password_len);
-    c->work_pwlen = ev->password_len;
-    return conn_queue_work(c, WORK_VERIFY);
+    /* Copies: the job may outlive the session's (secret) password. */
+    j->cred = c->auth_cred;
+    j->pw = malloc(ev->password_len + 1);
+    j->user = strdup(ev->user != NULL ? ev->user : "");
+    if (j->pw == NULL || j->user == NULL) {
+        job_free(j);
+        return -1;
+    }
+    memcpy(j->pw, ev->password, ev->password_len);
+    j->pwlen = ev->password_len;
+    return conn_queue_job(c, j);
 }
 
 static void
 conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
 {
+    const struct userdb_user *u = userdb_lookup_user(c->auth_req);
+    const char *reason = ev->reason;
+    char refused[USERDB_WHY_MAX];
+
+    /* A login the account flags refused: say so rather than "unknown
+     * user" (the client got the 535 of a wrong password). */
+    if (!ev->ok && ev->error == PST_EAUTH && u != NULL &&
+        userdb_user_check_login(u, (struct sockaddr *)&c->peer_sa, refused,
+                                sizeof(refused)) < 0)
+        reason = refused;
     if (ev->ok)
         log_event(LOG_LEVEL_INFO, "auth_ok", "sid", c->sid, "peer", c->peer,
                   "user", ev->user, "mech", ev->mech, NULL);
@@ -269,17 +558,35 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
                   c->peer, "user", ev->user != NULL ? ev->user : "-",
                   "mech", ev->mech != NULL ? ev->mech : "-", "error",
                   pst_errname(ev->error), "reason",
-                  ev->reason != NULL ? ev->reason : "-", NULL);
+                  reason != NULL ? reason : "-", NULL);
     /* The exchange is over: the credentials it borrowed can go. */
     c->auth_cred = NULL;
+    pst_cred_free(c->auth_derived);
+    c->auth_derived = NULL;
+    free(c->auth_user);
+    c->auth_user = NULL;
     userdb_lookup_free(c->auth_req);
     c->auth_req = NULL;
     if (ev->ok) {
         throttle_auth_ok(conn_throttle(c), (struct sockaddr *)&c->peer_sa,
                          uv_now(&c->w->loop));
+    } else if (ev->error == PST_ECANCEL) {
+        /* A cancelled exchange ("*") tested no password, but it may
+         * have probed a user (the salt of SCRAM's server-first): it
+         * counts as a failure, so that the throttle's delays and
+         * lockout apply to the next attempts.  The 501 itself is not
+         * held: it says nothing about the user, and holding every one
+         * would only pile up the connections of a client that cancels
+         * fast (each its delay, up to max_connections_per_ip). */
+        uint64_t delay = 0;
+
+        if (throttle_auth_failed(conn_throttle(c),
+                                 (struct sockaddr *)&c->peer_sa, ev->user,
+                                 0, uv_now(&c->w->loop), &delay) ==
+            THROTTLE_REFUSE)
+            conn_lockout(c); /* the 421 goes out after the 501 */
     } else if (ev->error == PST_EAUTH) {
-        /* Only exchanges that tested a password count: a malformed or
-         * cancelled one guessed nothing. */
+        /* Malformed exchanges do not count: they guessed nothing. */
         uint64_t delay = 0, elapsed;
         enum throttle_verdict v;
 
@@ -303,35 +610,42 @@ conn_on_auth_result(struct conn *c, const struct pst_smtp_event *ev)
     c->auth_tag = 0;
 }
 
+/* Free the list v of n strings. */
+static void
+list_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 void
 conn_reset_message(struct conn *c)
 {
-    for (size_t i = 0; i < c->npaths; i++)
-        free(c->paths[i]);
-    free(c->paths);
+    list_free(c->paths, c->npaths);
     c->paths = NULL;
     c->npaths = 0;
-    for (size_t i = 0; i < c->nrelayed; i++)
-        free(c->relayed[i]);
-    free(c->relayed);
+    list_free(c->relayed, c->nrelayed);
     c->relayed = NULL;
     c->nrelayed = 0;
     free(c->relay_name);
     c->relay_name = NULL;
-    free(c->qrcpt);
-    c->qrcpt = NULL;
-    memset(&c->qenv, 0, sizeof(c->qenv));
     c->rp_len = 0;
     userdb_lookup_free(c->rcpt_req);
     c->rcpt_req = NULL;
     free(c->rcpt_addr);
     c->rcpt_addr = NULL;
+    /* A write in flight gets the message, and aborts it when done. */
+    if (c->wjob != NULL)
+        job_detach(c, c->wjob, "transaction reset");
     if (c->msg != NULL) {
         maildir_abort(c->msg);
         c->msg = NULL;
     }
+    pst_buf_clear(&c->dbuf);
     free(c->msg_error);
     c->msg_error = NULL;
+    conn_profile_data_reset(c);
 }
 
 /* Spooling the message failed: its spool file goes now, and the final
@@ -341,8 +655,168 @@ conn_spool_failed(struct conn *c, const char *why)
 {
     free(c->msg_error);
     c->msg_error = strdup(why); /* NULL: "no spool file" will do */
+    /* A write in flight gets the message, and aborts it when done. */
+    if (c->wjob != NULL)
+        job_detach(c, c->wjob, "spooling failed");
     maildir_abort(c->msg);
     c->msg = NULL;
+    pst_buf_clear(&c->dbuf);
+    conn_profile_data_reset(c);
+}
+
+/* --- Message data to the spool, on the thread pool ----------------------
+ *
+ * The data is gathered in c->dbuf and written CONN_DATA_CHUNK at a time
+ * by one WORK_WRITE job at a time: a slow disk slows this client (the
+ * session stops acting once CONN_DATA_MAX wait, conn_stalled(), and so
+ * reading stops) but never the loop's other connections.  DATA_END
+ * waits for the write in flight, then the commit job appends the rest
+ * and delivers.
+ */
+
+/* Hand what is gathered to a write job.  Returns 0, -1. */
+static int
+conn_write_begin(struct conn *c)
+{
+    struct job *j = job_new(c, WORK_WRITE);
+
+    if (j == NULL)
+        return -1;
+    j->msg = c->msg;
+    pst_buf_clear(&j->data);
+    j->data = c->dbuf; /* moved */
+    pst_buf_init(&c->dbuf, CONN_DATA_MAX + 2 * PST_SMTP_MAX_TEXT_LINE, 0);
+    if (uv_queue_work(&c->w->loop, &j->work, job_run, job_done) < 0) {
+        pst_buf_clear(&c->dbuf);
+        c->dbuf = j->data; /* back */
+        pst_buf_init(&j->data, 0, 0);
+        j->msg = NULL;
+        job_free(j);
+        return -1;
+    }
+    c->wjob = j;
+    return 0;
+}
+
+int
+conn_data_put(struct conn *c, const uint8_t *p, size_t len)
+{
+    return pst_buf_append(&c->dbuf, p, len) < 0 ? -1 : 0;
+}
+
+/* After data was put: a write once CONN_DATA_CHUNK is gathered, unless
+ * one is in flight (its completion starts the next).  Returns 0, -1. */
+static int
+conn_data_kick(struct conn *c)
+{
+    if (c->msg != NULL && c->dbuf.len >= CONN_DATA_CHUNK && c->wjob == NULL)
+        return conn_write_begin(c);
+    return 0;
+}
+
+static void
+data_write_done(struct conn *c, struct job *j, int status)
+{
+    c->wjob = NULL;
+    if (status != 0 || j->result < 0)
+        conn_spool_failed(c, status != 0 ? "write cancelled"
+                                         : maildir_error(c->msg));
+    j->msg = NULL; /* c's */
+    job_free(j);
+    if (c->data_end) {
+        /* The final dot waited for this write. */
+        c->data_end = 0;
+        if (conn_commit(c) < 0) {
+            conn_close(c, "internal error");
+            return;
+        }
+        return;
+    }
+    if (conn_data_kick(c) < 0) {
+        conn_close(c, "internal error");
+        return;
+    }
+    /* The session may have stopped for us (CONN_DATA_MAX). */
+    conn_pump(c);
+}
+
+/*
+ * The envelope the commit queues for the relayed recipients (j->qenv,
+ * the job's: it may outlive c).  They move from c to it; the sender and
+ * the user are copied.  Returns 0, -1 (out of memory).
+ */
+static int
+conn_queue_env(struct conn *c, struct job *j)
+{
+    const char *user = pst_smtp_server_user(c->s, NULL);
+    struct queue_env *e;
+
+    if (c->nrelayed == 0)
+        return 0;
+    if ((e = calloc(1, sizeof(*e))) == NULL)
+        return -1;
+    j->qenv = e;
+    e->arrival = (int64_t)time(NULL);
+    /* The relayed copy (the same file) starts after the Return-Path. */
+    e->offset = c->rp_len;
+    e->relay = c->relay_name;
+    c->relay_name = NULL;
+    e->sender = strdup(c->env_from != NULL ? c->env_from : "");
+    e->user = strdup(user != NULL ? user : "");
+    e->rcpt = calloc(c->nrelayed, sizeof(*e->rcpt));
+    if (e->relay == NULL || e->sender == NULL || e->user == NULL ||
+        e->rcpt == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nrelayed; i++)
+        e->rcpt[i].addr = c->relayed[i];
+    e->nrcpt = c->nrelayed;
+    free(c->relayed);
+    c->relayed = NULL;
+    c->nrelayed = 0;
+    return 0;
+}
+
+/* The final dot: commit the message on the thread pool (or answer 451
+ * when it could not be spooled).  Returns 0, -1. */
+static int
+conn_commit(struct conn *c)
+{
+    struct job *j;
+
+    if (c->msg == NULL) {
+        log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid, "error",
+                  c->msg_error != NULL ? c->msg_error : "no spool file",
+                  NULL);
+        conn_reset_message(c);
+        uv_timer_stop(&c->timer);
+        if (c->state == CONN_WORKING)
+            conn_enter_state(c, CONN_RUNNING);
+        conn_resume(c, conn_answer(c, PST_SMTP_EV_DATA_END,
+                                   PST_SMTP_TEMPFAIL, NULL, NULL));
+        return 0;
+    }
+    j = job_new(c, WORK_COMMIT);
+    if (j == NULL)
+        return -1;
+    /* The job takes the message, its recipients (local, and relayed with
+     * their envelope) and the rest of its data; the transaction is over
+     * for c. */
+    if (conn_queue_env(c, j) < 0) {
+        job_free(j);
+        return -1;
+    }
+    j->msg = c->msg;
+    c->msg = NULL;
+    maildir_set_gate(j->msg, &j->gate);
+    j->paths = c->paths;
+    j->npaths = c->npaths;
+    c->paths = NULL;
+    c->npaths = 0;
+    pst_buf_clear(&j->data);
+    j->data = c->dbuf;
+    pst_buf_init(&c->dbuf, CONN_DATA_MAX + 2 * PST_SMTP_MAX_TEXT_LINE, 0);
+    j->size = c->data_end_size;
+    return conn_queue_job(c, j);
 }
 
 /* The user store answered the allow_from lookup of MAIL FROM. */
@@ -559,31 +1033,6 @@ conn_on_rcpt(struct conn *c, const struct pst_smtp_event *ev)
     return conn_answer(c, ev->type, PST_SMTP_ACCEPT, NULL, NULL);
 }
 
-/* The envelope the commit queues (c->qenv), for the relayed ones. */
-static int
-conn_queue_env(struct conn *c)
-{
-    const char *user = pst_smtp_server_user(c->s, NULL);
-
-    if (c->nrelayed == 0)
-        return 0;
-    c->qrcpt = calloc(c->nrelayed, sizeof(*c->qrcpt));
-    if (c->qrcpt == NULL)
-        return -1;
-    for (size_t i = 0; i < c->nrelayed; i++)
-        c->qrcpt[i].addr = c->relayed[i];
-    c->qenv = (struct queue_env){
-        .arrival = (int64_t)time(NULL),
-        .sender = c->env_from != NULL ? c->env_from : "",
-        .relay = c->relay_name,
-        .user = user != NULL ? (char *)user : "",
-        .offset = c->rp_len,
-        .rcpt = c->qrcpt,
-        .nrcpt = c->nrelayed,
-    };
-    return 0;
-}
-
 static void
 conn_on_data_begin(struct conn *c)
 {
@@ -601,6 +1050,10 @@ conn_on_data_begin(struct conn *c)
         c->msg = NULL;
         return;
     }
+    /* What is written from here goes through c->dbuf to the thread pool,
+     * in order: Return-Path, Received, then the message (its header
+     * section held back first with add_missing_headers). */
+    pst_buf_clear(&c->dbuf);
     /* RFC 5321 §4.4: the delivering server records the envelope sender
      * in Return-Path.  The relayed copy (the same file) starts after it:
      * the queue's offset. */
@@ -609,7 +1062,7 @@ conn_on_data_begin(struct conn *c)
         pst_buf_init(&hdr, 4096, 0);
         if (pst_buf_printf(&hdr, "Return-Path: <%s>\r\n",
                            c->env_from != NULL ? c->env_from : "") < 0 ||
-            maildir_append(c->msg, hdr.data, hdr.len) < 0) {
+            conn_data_put(c, hdr.data, hdr.len) < 0) {
             pst_buf_clear(&hdr);
             conn_spool_failed(c, "cannot write Return-Path");
             return;
@@ -625,9 +1078,10 @@ conn_on_data_begin(struct conn *c)
     pst_buf_init(&hdr, 4096, 0);
     if (pst_smtp_server_received(c->s, &r, &hdr) < 0)
         conn_spool_failed(c, "cannot make the Received header");
-    else if (maildir_append(c->msg, hdr.data, hdr.len) < 0)
-        conn_spool_failed(c, maildir_error(c->msg));
+    else if (conn_data_put(c, hdr.data, hdr.len) < 0)
+        conn_spool_failed(c, "cannot buffer the Received header");
     pst_buf_clear(&hdr);
+    conn_profile_data_begin(c);
 }
 
 int
@@ -647,6 +1101,7 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_AUTH_VERIFY:
         return conn_on_auth_verify(c, ev);
     case PST_SMTP_EV_AUTH_RESULT:
+        conn_profile_auth(c, ev);
         conn_on_auth_result(c, ev);
         return 0;
     case PST_SMTP_EV_MAIL:
@@ -657,10 +1112,19 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
         conn_on_data_begin(c);
         return 0;
     case PST_SMTP_EV_DATA:
-        if (c->msg != NULL && maildir_append(c->msg, ev->data, ev->len) < 0)
-            conn_spool_failed(c, maildir_error(c->msg));
-        return 0;
+        if (c->msg == NULL)
+            return 0; /* spooling failed: 451 at the final dot */
+        /* Through the profile: add_missing_headers holds the header
+         * section back.  More than c->dbuf holds cannot be: the pump
+         * stops at CONN_DATA_MAX. */
+        if (conn_profile_data(c, ev->data, ev->len) < 0) {
+            conn_spool_failed(c, "message data over its buffer");
+            return 0;
+        }
+        return conn_data_kick(c);
     case PST_SMTP_EV_DATA_END:
+        if (c->msg != NULL && conn_profile_data_end(c) < 0)
+            conn_spool_failed(c, "message data over its buffer");
         if (c->msg == NULL) {
             log_event(LOG_LEVEL_WARN, "delivery_failed", "sid", c->sid,
                       "error", c->msg_error != NULL ? c->msg_error
@@ -669,10 +1133,18 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
             conn_reset_message(c);
             return conn_answer(c, ev->type, PST_SMTP_TEMPFAIL, NULL, NULL);
         }
-        c->msg_size = ev->size;
-        if (conn_queue_env(c) < 0)
-            return -1;
-        return conn_queue_work(c, WORK_COMMIT);
+        c->data_end_size = ev->size;
+        /* RFC 5321 §4.5.3.2.6: timeout_final from the final dot. */
+        uv_timer_start(&c->timer, on_job_timeout,
+                       (uint64_t)c->sc->cfg->timeout_final * 1000, 0);
+        if (c->wjob != NULL) {
+            /* After the write in flight (data_write_done()). */
+            c->data_end = 1;
+            if (c->state == CONN_RUNNING)
+                conn_enter_state(c, CONN_WORKING);
+            return 0;
+        }
+        return conn_commit(c);
     case PST_SMTP_EV_DATA_ABORT:
         log_event(LOG_LEVEL_INFO, "message_refused", "sid", c->sid, "error",
                   pst_errname(ev->error), "reason",
@@ -701,15 +1173,13 @@ on_hold(uv_timer_t *t)
     if (why == HOLD_LOOKUP) {
         /* Another connection may have locked the address meanwhile. */
         if (throttle_check(conn_throttle(c),
-                           (struct sockaddr *)&c->peer_sa, c->held_user,
+                           (struct sockaddr *)&c->peer_sa, c->auth_user,
                            uv_now(&c->w->loop), &delay) == THROTTLE_REFUSE)
             conn_lockout(c);
-        else if (conn_lookup_begin(c, c->held_user) < 0) {
+        else if (conn_lookup_begin(c, c->auth_user) < 0) {
             conn_close(c, "internal error");
             return;
         }
-        free(c->held_user);
-        c->held_user = NULL;
     }
     conn_pump(c);
 }

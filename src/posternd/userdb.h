@@ -14,6 +14,8 @@
 #define POSTERND_USERDB_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
@@ -37,13 +39,35 @@ struct userdb_value {
  * extra fields and a pgsql query's columns of the same names (the
  * second column is allow_from whatever its name); a new one is a member
  * here and a row of userdb_fields[] (userdb.c), for both stores at once.
+ *
+ * Values: a field the user does not have is NULL.  For allow_from and
+ * relay an empty value is the same as none (pgsql: NULL or ''); Dovecot's
+ * account flags count by their presence, as Dovecot reads them (a bare
+ * "nologin" in a passwd-file, any value but NULL in a pgsql column, even
+ * '' or 'f'), and so does allow_nets (present but empty: no network).
  */
 struct userdb_user {
     const struct pst_cred *cred; /* the user's verifiers */
     /* Extra fields: */
     struct userdb_value allow_from; /* extra senders: addresses or
                                        @domains separated by ',' */
+    struct userdb_value relay;      /* relay=NAME: the [relay NAME] for
+                                       this user's mail to other domains
+                                       (DESIGN.md "Routing") */
+    /* Dovecot's passdb extra fields that refuse a login (see
+     * userdb_user_check_login()): */
+    struct userdb_value nologin;    /* set: the user may not log in */
+    struct userdb_value reason;     /* why, with nologin (log only) */
+    struct userdb_value noauthenticate; /* set: this store does not
+                                           authenticate the user */
+    struct userdb_value allow_nets; /* networks the user may log in
+                                       from, separated by ',' or ' ' */
+    struct userdb_value cert;       /* "SHA256:<hex>": the one client
+                                       certificate EXTERNAL accepts for
+                                       the user (userdb_cert_parse()) */
 };
+
+#define USERDB_CERT_LEN 32 /* a SHA-256 fingerprint, octets */
 
 /*
  * The end of a lookup.  rc: 0 (found: u is set), PST_ENOENT (no such
@@ -118,8 +142,88 @@ const char *userdb_kind(const struct userdb *u);
  */
 int userdb_per_loop(const struct userdb *u);
 
+/*
+ * Parse a cert= value v[0..len) ([in]): "SHA256:" (any case) and the 64
+ * hex digits of a certificate's SHA-256 fingerprint, in any case, the
+ * pairs optionally separated by ':' (as "openssl x509 -fingerprint
+ * -sha256" prints them).  *out ([out]) gets the 32 octets.
+ * Returns: 0, PST_ESYNTAX.
+ */
+int userdb_cert_parse(const char *v, size_t len,
+                      uint8_t out[USERDB_CERT_LEN]);
+
+/*
+ * Whether the user's cert= field (cert, [in]) names the certificate whose
+ * fingerprint is fp_hex ([in], 64 hex digits): 1 yes, 0 no (or a field
+ * that does not parse).  A user without the field has no pin: -1.
+ */
+int userdb_cert_matches(const struct userdb_value *cert, const char *fp_hex);
+
+/*
+ * The user whose cert= field holds fingerprint fp_hex ([in], 64 hex
+ * digits), found at once in the loaded user file (cert_user =
+ * fingerprint): its name goes into name ([out], n bytes).
+ * Returns: 0, PST_ENOENT (nobody), PST_ELIMIT (n too small), PST_ENOTSUP
+ * (a store that cannot tell: pgsql), PST_EINVAL (fp_hex malformed).
+ */
+int userdb_find_cert(struct userdb *u, const char *fp_hex, char *name,
+                     size_t n);
+
 /* Whether addr is in the comma-separated allow_from list[0..len) (ASCII
  * case-insensitive; "@domain" allows the whole domain). */
 int userdb_allow_from(const char *list, size_t len, const char *addr);
+
+/*
+ * Whether the client address peer ([in]: a struct sockaddr_in or
+ * sockaddr_in6) is in the allow_nets list[0..len) ([in]): networks
+ * ("192.0.2.0/24", "2001:db8::/32", "[2001:db8::1]") or addresses,
+ * separated by ',' or ' ', as Dovecot's auth_request_validate_networks()
+ * and net_parse_range() read them: host bits past the prefix are
+ * ignored, an IPv4-mapped peer (::ffff:192.0.2.1) is matched as the IPv4
+ * address it carries, "local" (a connection without an IP address)
+ * matches no TCP client, and an entry that does not parse matches
+ * nothing.  *bad ([out], may be NULL) gets the number of such entries.
+ * Returns: 1 (in a network), 0 (not, or list NULL or empty).
+ */
+int userdb_allow_nets(const char *list, size_t len,
+                      const struct sockaddr *peer, unsigned *bad);
+
+/* Room for userdb_user_check_login()'s reason, terminator included. */
+#define USERDB_WHY_MAX 256
+
+/*
+ * May the user of record u ([in]) log in from peer ([in], as
+ * userdb_allow_nets())?  Dovecot's passdb extra fields, with Dovecot's
+ * meaning (doc.dovecot.org, "Password database extra fields";
+ * src/auth/auth-request.c):
+ *   allow_nets=   the client address must be in one of the networks;
+ *                 Dovecot fails the login "the same way as if a wrong
+ *                 password was given";
+ *   noauthenticate  the store only supplies fields, it authenticates
+ *                 nobody: Dovecot moves on to its next passdb, and when
+ *                 the last one says so fails the login as an internal
+ *                 error ("Last passdb had noauthenticate field, cannot
+ *                 authenticate user"); posternd has one store, and
+ *                 refuses such a login as below rather than with 454, so
+ *                 that a device does not retry it for ever;
+ *   nologin       the user may not log in even with the right password;
+ *                 reason= says why (Dovecot shows it to the client;
+ *                 posternd only logs it).
+ * A refused login gets the reply of a wrong password (535 5.7.8):
+ * nothing tells the client that the account exists.  why ([out], n bytes,
+ * may be NULL) says why, for the log only: a printable sentence holding
+ * the client address and reason= (log_event() escapes it).
+ * Returns: 0 (may log in), PST_EAUTH (refused).
+ */
+int userdb_user_check_login(const struct userdb_user *u,
+                            const struct sockaddr *peer, char *why,
+                            size_t n);
+
+/*
+ * The record a finished lookup found ([out] borrowed from req, until
+ * userdb_lookup_free()), or NULL: req is NULL, still in flight, or
+ * answered without a user (PST_ENOENT, PST_ETEMP).
+ */
+const struct userdb_user *userdb_lookup_user(const struct userdb_req *req);
 
 #endif

@@ -23,7 +23,12 @@
 #include "userdb.h"
 
 /* Extra fields of the record (userdb_fields[] in userdb.c). */
-#define USERDB_FIELDS 1
+#define USERDB_FIELDS 7
+
+/* How a field reads (userdb_field_flags()). */
+#define USERDB_FIELD_PRESENCE 0x01u /* an empty value counts: the field
+                                       is set by being there (Dovecot's
+                                       flags, allow_nets) */
 
 struct userdb_backend {
     const char *name;         /* as in "userdb = NAME:ARG" */
@@ -49,6 +54,10 @@ struct userdb_backend {
     int (*check)(void *store, char *msg, size_t n);
     /* As userdb_count(); NULL: the store cannot tell. */
     int (*count)(const void *store, size_t *n);
+    /* As userdb_find_cert() (fp: the parsed fingerprint); NULL: the
+     * store cannot tell. */
+    int (*find_cert)(void *store, const uint8_t fp[USERDB_CERT_LEN],
+                     char *name, size_t n);
 };
 
 extern const struct userdb_backend userdb_file_backend;
@@ -63,6 +72,7 @@ struct userdb_req {
     uv_timer_t defer;
     int defer_open;
     int rc;
+    int answered;                 /* userdb_req_answer() ran */
     /* Looked up: */
     struct userdb_user user;      /* lent to the callback */
     struct pst_cred *cred;        /* owned, or NULL (borrowed) */
@@ -73,8 +83,11 @@ struct userdb_req {
  * posternd does not know (kept by the store and ignored). */
 int userdb_field_find(const char *name, size_t len);
 
-/* The name of extra field i ("allow_from"). */
+/* The name of extra field i ("allow_from"), NULL past the last. */
 const char *userdb_field_name(size_t i);
+
+/* The USERDB_FIELD_* flags of extra field i. */
+unsigned userdb_field_flags(size_t i);
 
 /*
  * The user's verifiers: cred borrowed (for as long as the request holds

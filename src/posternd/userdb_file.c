@@ -16,12 +16,21 @@
 
 #include <openssl/crypto.h>
 
+#include "userdb.h"
 #include "userdb_backend.h"
 #include "userdb_file.h"
+
+/* A user's client certificate (cert=), for cert_user = fingerprint. */
+struct userdb_file_cert {
+    uint8_t fp[USERDB_CERT_LEN];
+    const struct pst_passwd_entry *e;
+};
 
 struct userdb_file_table {
     atomic_uint refs;
     struct pst_passwd *passwd;
+    struct userdb_file_cert *certs; /* sorted by fp */
+    size_t ncerts;
 };
 
 struct userdb_file {
@@ -134,6 +143,79 @@ userdb_file_read(const char *path, uint8_t **data, size_t *len, char *err,
     return 0;
 }
 
+static int
+userdb_file_cert_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct userdb_file_cert *)a)->fp,
+                  ((const struct userdb_file_cert *)b)->fp, USERDB_CERT_LEN);
+}
+
+/*
+ * Index the cert= fields of t's users by fingerprint.  A malformed one,
+ * or one two users share (which of them would the certificate be?), is
+ * an error of the file.
+ */
+static int
+userdb_file_index_certs(struct userdb_file_table *t, const char *path,
+                        char *err, size_t errlen)
+{
+    size_t n = pst_passwd_count(t->passwd);
+
+    t->certs = calloc(n > 0 ? n : 1, sizeof(*t->certs));
+    if (t->certs == NULL) {
+        userdb_file_errorf(err, errlen, "%s: out of memory", path);
+        return PST_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct pst_passwd_entry *e = pst_passwd_entry_at(t->passwd, i);
+        const char *v;
+        size_t len;
+
+        if (pst_passwd_extra(e, "cert", &v, &len) != 1)
+            continue;
+        if (userdb_cert_parse(v, len, t->certs[t->ncerts].fp) < 0) {
+            userdb_file_errorf(err, errlen, "%s:%u: user '%s': cert= is "
+                               "not SHA256: and 64 hex digits", path,
+                               e->line, e->name);
+            return PST_ESYNTAX;
+        }
+        t->certs[t->ncerts++].e = e;
+    }
+    qsort(t->certs, t->ncerts, sizeof(*t->certs), userdb_file_cert_cmp);
+    for (size_t i = 1; i < t->ncerts; i++) {
+        if (userdb_file_cert_cmp(&t->certs[i - 1], &t->certs[i]) == 0) {
+            const struct pst_passwd_entry *a = t->certs[i - 1].e,
+                                          *b = t->certs[i].e;
+
+            if (a->line > b->line) {
+                const struct pst_passwd_entry *x = a;
+
+                a = b;
+                b = x;
+            }
+            userdb_file_errorf(err, errlen, "%s:%u: user '%s': the same "
+                               "cert= as user '%s' (line %u)", path,
+                               b->line, b->name, a->name, a->line);
+            return PST_ESYNTAX;
+        }
+    }
+    return 0;
+}
+
+/* The user whose cert= is fp, or NULL. */
+static const struct pst_passwd_entry *
+userdb_file_find_cert(const struct userdb_file_table *t,
+                      const uint8_t fp[USERDB_CERT_LEN])
+{
+    struct userdb_file_cert key;
+    const struct userdb_file_cert *hit;
+
+    memcpy(key.fp, fp, USERDB_CERT_LEN);
+    hit = bsearch(&key, t->certs, t->ncerts, sizeof(*t->certs),
+                  userdb_file_cert_cmp);
+    return hit != NULL ? hit->e : NULL;
+}
+
 /* Load path into a new version with one reference. */
 static int
 userdb_file_load(const char *path, struct userdb_file_table **out, char *err,
@@ -174,6 +256,10 @@ userdb_file_load(const char *path, struct userdb_file_table **out, char *err,
     }
     atomic_init(&t->refs, 1);
     t->passwd = pw;
+    if ((rc = userdb_file_index_certs(t, path, err, errlen)) < 0) {
+        userdb_file_release(t);
+        return rc;
+    }
     *out = t;
     return 0;
 }
@@ -247,6 +333,7 @@ userdb_file_release(struct userdb_file_table *t)
         return;
     if (atomic_fetch_sub(&t->refs, 1) == 1) {
         pst_passwd_free(t->passwd);
+        free(t->certs);
         free(t);
     }
 }
@@ -359,6 +446,21 @@ userdb_file_be_count(const void *store, size_t *n)
 }
 
 static int
+userdb_file_be_find_cert(void *store, const uint8_t fp[USERDB_CERT_LEN],
+                         char *name, size_t n)
+{
+    const struct userdb_file_store *s = store;
+    const struct pst_passwd_entry *e = userdb_file_find_cert(s->table, fp);
+
+    if (e == NULL)
+        return PST_ENOENT;
+    if (e->name_len >= n)
+        return PST_ELIMIT;
+    memcpy(name, e->name, e->name_len + 1);
+    return 0;
+}
+
+static int
 userdb_file_be_check(void *store, char *msg, size_t n)
 {
     size_t users;
@@ -377,4 +479,5 @@ const struct userdb_backend userdb_file_backend = {
     .cancel = userdb_file_be_cancel,
     .check = userdb_file_be_check,
     .count = userdb_file_be_count,
+    .find_cert = userdb_file_be_find_cert,
 };

@@ -183,8 +183,13 @@ pgsql_query_fields(const PGresult *res, struct userdb_req *req)
         int f = col != NULL ? userdb_field_find(col, strlen(col)) : -1;
         size_t len = (size_t)PQgetlength(res, 0, c);
 
-        /* NULL or empty: the user has none. */
-        if (f < 0 || PQgetisnull(res, 0, c) || len == 0)
+        /* NULL: the user has none (Dovecot's passdb-sql skips a NULL
+         * field too).  Empty: none, but for the fields that count by
+         * their presence (nologin, noauthenticate, allow_nets), which
+         * Dovecot sets from any value that is not NULL. */
+        if (f < 0 || PQgetisnull(res, 0, c) ||
+            (len == 0 &&
+             !(userdb_field_flags((size_t)f) & USERDB_FIELD_PRESENCE)))
             continue;
         if (userdb_req_set_field(req, (size_t)f, PQgetvalue(res, 0, c), len,
                                  1) < 0)

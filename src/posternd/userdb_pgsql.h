@@ -15,13 +15,17 @@
  *
  * The query takes the user name as $1 (a parameter, never pasted into
  * the SQL) and returns the password and allow_from columns first; later
- * columns fill the user record's fields of the same names (userdb.h):
+ * columns fill the user record's fields of the same names (userdb.h:
+ * relay, and Dovecot's nologin, reason, noauthenticate, allow_nets; a
+ * NULL is no value, and a flag is set by any other, as in Dovecot):
  *
  *   CREATE TABLE users (
  *       name       text PRIMARY KEY,
  *       password   text NOT NULL,  -- "{SCHEME}value ..." as in passwd-file
  *       allow_from text            -- "addr@example.test,@example.test"
  *   );
+ *   SELECT password, allow_from, relay, nologin, reason, noauthenticate,
+ *          allow_nets FROM users WHERE name = $1
  *
  * Everything here runs on the loop thread of the first lookup.
  */

@@ -18,8 +18,8 @@ import pytest
 
 from posternd_util import Posternd, strip_received
 from postern_client_util import (
-    EX_DATAERR, EX_OK, EX_USAGE, USER, FakeSMTP, describe, run_postern,
-    settled)
+    EX_DATAERR, EX_OK, EX_USAGE, USER, FakeSMTP, LogMark, describe,
+    run_postern, settled)
 
 import aiosmtpd.controller as aiosmtpd_controller
 
@@ -253,39 +253,162 @@ def test_quoted_local_part_composed():
         b"Content-Transfer-Encoding: 7bit\r\n\r\nx\r\n")
 
 
-@pytest.mark.parametrize("opt,addr", [
-    ("--to", "jörg@example.test"), ("--cc", "info@bücher.example"),
-    ("--bcc", "日本@example.test"), ("--from", "jörg@example.test")])
-def test_8bit_address_refused(opt, addr):
-    """RFC 6531: an 8-bit address needs SMTPUTF8; postern cannot ask for
-    it yet, so it refuses (65) before connecting, header untouched."""
+# RFC 6531: an address with 8-bit octets (UTF-8) asks for SMTPUTF8 on
+# MAIL; a server without it gets nothing (no downgrade, §3.4): exit 65.
+UTF8_ADDRS = [("--to", "jörg@example.test"), ("--cc", "info@bücher.example"),
+              ("--bcc", "日本@example.test"), ("--from", "jörg@example.test")]
+
+
+@pytest.mark.parametrize("opt,addr", UTF8_ADDRS)
+def test_8bit_address_smtputf8(opt, addr):
+    """The envelope carries the UTF-8 address as it is, MAIL says SMTPUTF8
+    (and BODY=8BITMIME when the header holds it too, RFC 6532: not for a
+    Bcc)."""
     with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8", "8BITMIME"]) as f:
+        a = ["send", "--server", f.url, "--starttls=never", "--from", USER,
+             "--to", "a@example.test", "--subject", "u"]
+        p = run_postern(a + [opt, addr], input=b"x\n")
+    assert p.returncode == EX_OK, describe(p)
+    sender = addr if opt == "--from" else USER
+    rcpts = ["a@example.test"] + ([] if opt == "--from" else [addr])
+    body = b"" if opt == "--bcc" else b" BODY=8BITMIME"
+    assert [c for c in f.commands if c.startswith((b"MAIL", b"RCPT"))] == [
+        b"MAIL FROM:<%s>%s SMTPUTF8" % (sender.encode(), body)] + [
+        b"RCPT TO:<%s>" % r.encode() for r in rcpts]
+    msg = f.messages[0]
+    if opt == "--bcc":
+        assert addr.encode() not in msg
+    else:
+        assert addr.encode() in msg
+
+
+@pytest.mark.parametrize("opt,addr", UTF8_ADDRS)
+def test_8bit_address_without_smtputf8(opt, addr):
+    """A server that does not offer SMTPUTF8: 65, no MAIL sent."""
+    with FakeSMTP(ehlo=["PIPELINING", "8BITMIME"]) as f:
         a = ["send", "--server", f.url, "--starttls=never", "--from", USER,
              "--to", "a@example.test", "--subject", "u"]
         p = run_postern(a + [opt, addr], input=b"x\n")
     assert p.returncode == EX_DATAERR, describe(p)
     assert p.stderr.decode() == (
-        "postern send: %s '%s' is not ASCII: an internationalized address "
-        "needs SMTPUTF8 (RFC 6531), which postern cannot ask for yet; "
-        "nothing was sent\n" % (opt, addr)), describe(p)
-    assert f.commands == []
+        "postern send: the server does not offer SMTPUTF8 (RFC 6531), which "
+        "the internationalized address '%s' needs; nothing was sent\n"
+        % addr), describe(p)
+    assert f.commands == [b"EHLO " + f.commands[0][5:], b"QUIT"]
+    assert f.messages == []
 
 
-@pytest.mark.parametrize("addr", ['"john doe"@example.test',
-                                  '"a<b>"@example.test'])
-def test_quoted_local_part_with_space_refused(addr):
-    with FakeSMTP() as f:
+def test_8bit_address_posternd_refused(srv, pwfile):
+    """posternd does not offer SMTPUTF8: after AUTH, no MAIL, exit 65."""
+    rcpt = "jörg-utf8@example.test"
+    mark = LogMark(srv)
+    p = to_posternd(srv, pwfile, ["--from", USER, "--to", rcpt, "--subject",
+                                  "u"], input=b"x\n")
+    assert p.returncode == EX_DATAERR, describe(p)
+    assert "the server does not offer SMTPUTF8 (RFC 6531), which the " \
+        "internationalized address 'jörg-utf8@example.test' needs; " \
+        "nothing was sent" in p.stderr.decode(), describe(p)
+    assert srv.messages(rcpt) == []
+    mark.sessions_done()
+    assert not mark.events("message_accepted"), mark.text()
+    assert mark.events("auth_ok"), mark.text()
+
+
+class Utf8Handler(Handler):
+    async def handle_RCPT(self, server, session, envelope, address,
+                          rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+
+def test_8bit_address_aiosmtpd_smtputf8():
+    """aiosmtpd with enable_SMTPUTF8: delivered, the envelope in UTF-8,
+    SMTPUTF8 among MAIL's options, the header as composed."""
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    h = Utf8Handler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctl = aiosmtpd_controller.Controller(
+            h, hostname="127.0.0.1", port=port,
+            server_hostname="aiosmtpd.example.test", enable_SMTPUTF8=True,
+            ready_timeout=10)
+        ctl.start()
+    try:
+        p = to_plain("smtp://127.0.0.1:%d" % port,
+                     ["--from", "jörg@bücher.example", "--to",
+                      "日本@example.test", "--cc", '"zoë q"@example.test',
+                      "--subject", "Grüße"], input="Hallo\n".encode())
+    finally:
+        ctl.stop()
+    assert p.returncode == EX_OK, describe(p)
+    [(mail_from, rcpts, content, opts)] = h.envelopes
+    assert mail_from == "jörg@bücher.example"
+    assert rcpts == ["日本@example.test", '"zoë q"@example.test']
+    assert "SMTPUTF8" in opts and "BODY=8BITMIME" in opts, opts
+    mid = rb"Message-ID: <[0-9a-f]+\.[0-9a-f]{24}@b\xc3\xbccher\.example>\r\n"
+    assert len(re.findall(mid, content)) == 1, content
+    content = re.sub(mid, b"Message-ID: M\r\n", content)
+    date = rb"Date: [^\r]*\r\n"
+    content = re.sub(date, b"Date: D\r\n", content, count=1)
+    assert content == (
+        "From: <jörg@bücher.example>\r\nTo: <日本@example.test>\r\n"
+        "Cc: <\"zoë q\"@example.test>\r\n"
+        "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\nDate: D\r\nMessage-ID: M\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Transfer-Encoding: 7bit\r\n\r\nHallo\r\n").encode()
+
+
+@pytest.mark.parametrize("addr", ["j\udcf6rg@example.test",
+                                  "a@example.test\udcff"])
+def test_8bit_address_not_utf8(addr):
+    """8-bit octets that are not UTF-8: no address (64), nothing sent."""
+    raw = addr.encode("utf-8", "surrogateescape")
+    with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8"]) as f:
         p = run_postern(["send", "--server", f.url, "--starttls=never",
                          "--from", USER, "--to", addr], input=b"x\n")
-    assert p.returncode == EX_DATAERR, describe(p)
-    assert p.stderr.decode() == (
-        "postern send: --to '%s': a quoted local part with a space or an "
-        "angle bracket cannot be sent yet; nothing was sent\n" % addr)
+    assert p.returncode == EX_USAGE, describe(p)
+    assert p.stderr == (b"postern send: --to '%s' is not an address (give "
+                        b"the bare address, like user@example.test; 8-bit "
+                        b"octets must be UTF-8)\n" % raw)
     assert f.commands == []
+
+
+# RFC 5321 §4.1.2: Quoted-string = DQUOTE *QcontentSMTP DQUOTE, a space,
+# "<" and ">" among qtextSMTP.
+@pytest.mark.parametrize("addr", ['"john doe"@example.test',
+                                  '"a<b>"@example.test',
+                                  '"a\\"b c"@example.test'])
+def test_quoted_local_part_with_space(addr):
+    """Sent as it is: the exact RCPT bytes at a scripted server."""
+    with FakeSMTP(ehlo=["PIPELINING"]) as f:
+        p = run_postern(["send", "--server", f.url, "--starttls=never",
+                         "--from", '"tim q"@example.test', "--to", addr],
+                        input=b"Subject: q\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    assert [c for c in f.commands if c.startswith((b"MAIL", b"RCPT"))] == [
+        b'MAIL FROM:<"tim q"@example.test>', b"RCPT TO:<%s>" % addr.encode()]
+    assert len(f.messages) == 1
+
+
+def test_quoted_local_part_with_space_posternd(srv, pwfile):
+    """Delivered by posternd to the quoted address (its Maildir is named
+    by the local part as it is), the message byte for byte."""
+    addr = '"john doe"@example.test'
+    p = to_posternd(srv, pwfile, ["--from", USER, "--to", addr],
+                    input=b"Subject: q\n\nx\n")
+    assert p.returncode == EX_OK, describe(p)
+    [got] = srv.messages(addr)
+    assert masked(strip_received(got)).replace(
+        b"Return-Path: <tim@example.test>\r\n", b"") == (
+        b"From: <tim@example.test>\r\nDate: D\r\nMessage-ID: M\r\n"
+        b"Subject: q\r\n\r\nx\r\n")
+    assert srv.messages("john.doe@example.test") == []
 
 
 @pytest.mark.parametrize("addr", ['"unclosed@example.test', '"a"b@x.test',
-                                  '"a"', '"tab\there"@x.test'])
+                                  '"a"@', '"tab\there"@x.test', 'a b'])
 def test_bad_quoted_local_part_usage(addr):
     p = run_postern(["send", "--server", "smtp://127.0.0.1:1", "--from",
                      USER, "--to", addr], input=b"x\n")

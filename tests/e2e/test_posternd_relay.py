@@ -314,3 +314,83 @@ def test_rewrite_sender(tmp_path, mode):
     finally:
         dev.stop()
         up.stop()
+
+
+def test_reload_changes_relay_settings(tmp_path):
+    """A wrong upstream password: AUTH refused, the mail waits; the file
+    fixed and SIGHUP: the next attempt uses it (the queue kept)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    pwfile = os.path.join(dev.dir, "up.pw")
+    up.start()
+    with open(pwfile, "w") as f:
+        f.write("wrong\n")
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        ev = dev.wait_event("relay_unusable", timeout=20)
+        assert ev and ev[0]["code"] == "535"
+        with open(pwfile, "w") as f:
+            f.write(UP_PW + "\n")
+        dev.hup()
+        assert dev.wait_event("reloaded", timeout=10)
+        assert queue_cmd(dev, "flush").returncode == 0
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          30)
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_user_relay_field(tmp_path):
+    """relay= in the user file picks the user's relay; a user without
+    it, and no global relay: 550 5.7.1."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up)
+    dev.extra_global = dev.extra_global.replace("relay = up\n", "")
+    dev.users = {DEV_USER: (DEV_PW, "PLAIN", "relay=up"),
+                 "norelay@example.test": ("pw-2", "PLAIN", "")}
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        with smtplib.SMTP("127.0.0.1", dev.ports["plain"], timeout=30) as s:
+            s.login("norelay@example.test", "pw-2")
+            s.mail("norelay@example.test")
+            code, text = s.rcpt("bob@example.org")
+            assert (code, text[:5]) == (550, b"5.7.1")
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_implicit_tls_and_plus(tmp_path):
+    """tls = implicit upstream; posternd upstream offers SCRAM-SHA-256-PLUS
+    under TLS, and the relay prefers it (channel binding)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    up.users[UP_USER] = (UP_PW, "SCRAM-SHA-256", "")
+    up.listener_spec["implicit"] = ("tls = implicit\nauth = required\n"
+                                    "mechanisms = SCRAM-SHA-256-PLUS "
+                                    "SCRAM-SHA-256 PLAIN\n")
+    up.prepare()
+    dev = device(tmp_path / "dev", up)
+    dev.extra_sections = dev.extra_sections.replace(
+        f"127.0.0.1:{up.ports['starttls']}",
+        f"127.0.0.1:{up.ports['implicit']}").replace(
+        "tls = starttls", "tls = implicit")
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        ev = dev.events("relay_auth_ok")
+        assert ev and ev[0]["mech"] == "SCRAM-SHA-256-PLUS"
+    finally:
+        assert dev.stop() == 0
+        up.stop()

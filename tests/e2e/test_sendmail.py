@@ -546,15 +546,29 @@ def test_t_quoted_local_part_posternd(srv, link, conf, home):
     assert srv.messages("qt.one@example.test") == []
 
 
+def test_t_quoted_space_and_utf8_recipients(link, tmp_path, home):
+    """A quoted local part with a space (RFC 5321 §4.1.2) and a UTF-8
+    address (RFC 6531: SMTPUTF8 on MAIL) go as they are."""
+    msg = ('To: "john doe"@example.test, Jörg <jörg@example.test>\n'
+           "Subject: u\n\nx\n").encode()
+    with FakeSMTP(ehlo=["PIPELINING", "SMTPUTF8", "8BITMIME"]) as f:
+        p = run_postern(["-t", "-i"], input=msg, argv0=link,
+                        env=clean_env(home,
+                                      POSTERN_CONFIG=fake_config(tmp_path, f)))
+    assert p.returncode == EX_OK, describe(p)
+    assert [c for c in f.commands if c.startswith((b"MAIL", b"RCPT"))] == [
+        b"MAIL FROM:<tim@example.test> BODY=8BITMIME SMTPUTF8",
+        b'RCPT TO:<"john doe"@example.test>',
+        "RCPT TO:<jörg@example.test>".encode()]
+    assert added_then(f.messages[0], "tim@example.test") == \
+        msg.replace(b"\n", b"\r\n")
+
+
 @pytest.mark.parametrize("field,addr,why", [
-    (b'"john doe"@example.test', '"john doe"@example.test',
-     "a quoted local part with a space or an angle bracket cannot be sent "
-     "yet; nothing was sent"),
     (b'"Doe, John" john@example.test', '"Doe, John" john@example.test',
      "is not an address"),
-    ("Jörg <jörg@example.test>".encode(), "jörg@example.test",
-     "is not ASCII: an internationalized address needs SMTPUTF8 (RFC "
-     "6531), which postern cannot ask for yet; nothing was sent"),
+    (b'"unclosed@example.test', '"unclosed@example.test',
+     "is not an address"),
 ])
 def test_t_unsendable_recipient_refused(link, tmp_path, home, field, addr,
                                         why):
@@ -571,14 +585,22 @@ def test_t_unsendable_recipient_refused(link, tmp_path, home, field, addr,
     assert f.commands == []
 
 
-def test_8bit_argument_refused(link, tmp_path, home):
+@pytest.mark.parametrize("how", ["argument", "header"])
+def test_8bit_recipient_without_smtputf8(link, tmp_path, home, how):
+    """A UTF-8 address to a server without SMTPUTF8 (RFC 6531 §3.4: no
+    downgrade): 65, no MAIL sent."""
+    args, msg = (["-i", "jörg@example.test"], b"x\n") if how == "argument" \
+        else (["-t", "-i"], "To: jörg@example.test\n\nx\n".encode())
     with FakeSMTP() as f:
-        p = run_postern(["-i", "jörg@example.test"], input=b"x\n", argv0=link,
+        p = run_postern(args, input=msg, argv0=link,
                         env=clean_env(home,
                                       POSTERN_CONFIG=fake_config(tmp_path, f)))
     assert p.returncode == EX_DATAERR, describe(p)
-    assert "'jörg@example.test' is not ASCII" in p.stderr.decode()
-    assert f.commands == []
+    assert p.stderr.decode() == (
+        "sendmail: the server does not offer SMTPUTF8 (RFC 6531), which the "
+        "internationalized address 'jörg@example.test' needs; nothing was "
+        "sent\n"), describe(p)
+    assert [c.split(b" ")[0] for c in f.commands] == [b"EHLO", b"QUIT"]
 
 
 @pytest.mark.parametrize("conf_extra,args,field", [

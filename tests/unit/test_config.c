@@ -62,6 +62,7 @@ static const char full_file[] =
     "timeout_final = 1h\n"
     "grace_period = 0\n"
     "workers = 4\n"
+    "user = postern\n"
     "log_level = debug\n"
     "legacy_auth_line = yes\n"
     "\n"
@@ -162,9 +163,104 @@ test_key_tables(void **state)
         }
     }
     free(text);
-    /* 39 global keys, 5 of [listener NAME], 21 of [relay NAME]. */
-    assert_int_equal(n, 65);
+    /* 41 global keys, 10 of [listener NAME], 21 of [relay NAME], 9 of
+     * [profile NAME]. */
+    assert_int_equal(n, 81);
     assert_false(config_key_at(n, &k));
+}
+
+/* The global user (DESIGN.md "Privileges") and a [relay NAME]'s user
+ * (the upstream login) are two keys that never mix. */
+static void
+test_user_key(void **state)
+{
+    static const char text[] =
+        GLOBALS
+        "user = postern\n"
+        "[listener a]\naddress = 127.0.0.1:587\n"
+        "[relay r]\nhost = h.example:587\nauth = password\n"
+        "user = scanner@contoso.example\npassword_file = /p\n";
+    char err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_string_equal(c->user, "postern");
+    assert_int_equal(c->n_relays, 1);
+    assert_string_equal(c->relays[0].user, "scanner@contoso.example");
+    config_free(c);
+}
+
+/* The keys of client certificates and the security layer: values,
+ * defaults, and which mechanisms they let a listener offer. */
+static void
+test_client_cert_keys(void **state)
+{
+    static const char text[] =
+        "hostname = mail.example.test\n"
+        "userdb = passwd-file:/etc/postern/users\n"
+        "spool = /var/spool/postern\n"
+        "mailbox = maildir:/var/mail/%d/%n\n"
+        "tls_cert = /c\ntls_key = /k\n"
+        "[listener certs]\n"
+        "address = 127.0.0.1:587\n"
+        "mechanisms = SCRAM-SHA-256-PLUS SCRAM-SHA-256 EXTERNAL PLAIN\n"
+        "tls_client_ca = /etc/postern/clients-ca.pem\n"
+        "tls_client_cert = required\n"
+        "tls_client_crl = /etc/postern/clients.crl\n"
+        "cert_user = fingerprint\n"
+        "[listener lan]\n"
+        "address = 127.0.0.1:25\n"
+        "tls = none\n"
+        "auth_before_tls = challenge\n"
+        "mechanisms = DIGEST-MD5 CRAM-MD5\n"
+        "security_layer = yes\n"
+        "[listener plain]\n"
+        "address = 127.0.0.1:2525\n"
+        "tls_client_ca = /ca.pem\n";
+    const struct pst_sasl_mech *plus = pst_sasl_mech_find(
+        "SCRAM-SHA-256-PLUS", 18);
+    const struct pst_sasl_mech *ext = pst_sasl_mech_find("EXTERNAL", 8);
+    char err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    (void)state;
+    if (parse(text, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_string_equal(c->listeners[0].tls_client_ca,
+                        "/etc/postern/clients-ca.pem");
+    assert_int_equal(c->listeners[0].tls_client_cert_required, 1);
+    assert_string_equal(c->listeners[0].tls_client_crl,
+                        "/etc/postern/clients.crl");
+    assert_int_equal(c->listeners[0].cert_user,
+                     CONFIG_CERT_USER_FINGERPRINT);
+    assert_int_equal(c->listeners[0].security_layer, 0);
+    assert_true(config_listener_offers(&c->listeners[0], plus, 1));
+    assert_false(config_listener_offers(&c->listeners[0], plus, 0));
+    assert_true(config_listener_offers(&c->listeners[0], ext, 1));
+    assert_false(config_listener_offers(&c->listeners[0], ext, 0));
+    assert_null(c->listeners[1].tls_client_ca);
+    assert_int_equal(c->listeners[1].security_layer, 1);
+    /* The defaults. */
+    assert_int_equal(c->listeners[2].tls_client_cert_required, 0);
+    assert_null(c->listeners[2].tls_client_crl);
+    assert_int_equal(c->listeners[2].cert_user, CONFIG_CERT_USER_SAN_EMAIL);
+    assert_int_equal(c->listeners[2].security_layer, 0);
+    config_free(c);
+
+    /* fingerprint looks through the user file: not with pgsql. */
+    if (parse("hostname = mail.example.test\n"
+              "userdb = pgsql:dbname=postern\n"
+              "spool = /var/spool/postern\n"
+              "mailbox = maildir:/var/mail/%d/%n\n"
+              "tls_cert = /c\ntls_key = /k\n"
+              "[listener a]\naddress = 127.0.0.1:587\n"
+              "tls_client_ca = /ca.pem\ncert_user = fingerprint\n",
+              &c, err) == 0)
+        fail_msg("fingerprint with pgsql accepted");
+    assert_non_null(strstr(err, "cert_user = fingerprint needs userdb = "
+                                "passwd-file"));
 }
 
 /* Routing and [relay NAME] sections: values, defaults, and what the
@@ -244,8 +340,41 @@ test_relay(void **state)
          "mechanisms = PLAIN XOAUTH2\n",
          "mechanism XOAUTH2 is not offered by posternd"},
         {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
-         "mechanisms = SCRAM-SHA-256-PLUS\n",
-         "mechanism SCRAM-SHA-256-PLUS is not offered by posternd"},
+         "mechanisms = PLAIN OAUTHBEARER\n",
+         "mechanism OAUTHBEARER is not offered by posternd"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nmechanisms = SCRAM-SHA-256-PLUS\n",
+         "mechanism SCRAM-SHA-256-PLUS needs TLS"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nmechanisms = EXTERNAL\n",
+         "mechanism EXTERNAL needs TLS"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\nmechanisms = EXTERNAL\n",
+         "mechanism EXTERNAL needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\ntls_client_ca = /ca\nauth_before_tls = all\n",
+         "tls_client_ca needs tls = starttls or implicit"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ncert_user = subject-cn\n",
+         "cert_user needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ntls_client_crl = /crl\n",
+         "tls_client_crl needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\n"
+         "tls_client_cert = required\n",
+         "tls_client_cert needs tls_client_ca"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\ntls_client_ca = /ca\n"
+         "cert_user = issuer\n",
+         "issuer"},
+        {"mailbox = maildir:/m/%u\n"
+         "[listener a]\naddress = 127.0.0.1:587\nsecurity_layer = yes\n",
+         "security_layer = yes needs DIGEST-MD5 offered without TLS"},
+        {"mailbox = maildir:/m/%u\n[listener a]\naddress = 127.0.0.1:587\n"
+         "tls = none\nauth_before_tls = all\nmechanisms = CRAM-MD5\n"
+         "security_layer = yes\n",
+         "security_layer = yes needs DIGEST-MD5 offered without TLS"},
         {"retry_min = 2h\nretry_max = 1h\n[listener a]\n"
          "address = 127.0.0.1:587\n[relay r]\nhost = h:25\n",
          "retry_max is shorter than retry_min"},
@@ -357,6 +486,7 @@ test_full_file(void **state)
     assert_int_equal(c->timeout_final, 3600);
     assert_int_equal(c->grace_period, 0);
     assert_int_equal(c->workers, 4);
+    assert_string_equal(c->user, "postern");
     assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(c->legacy_auth_line, 1);
 
@@ -371,7 +501,7 @@ test_full_file(void **state)
     assert_int_equal(c->listeners[0].tls, CONFIG_TLS_STARTTLS);
     assert_int_equal(c->listeners[0].auth, CONFIG_AUTH_REQUIRED);
     assert_int_equal(c->listeners[0].auth_before_tls, CONFIG_ABT_NONE);
-    assert_int_equal(c->listeners[0].line, 26);
+    assert_int_equal(c->listeners[0].line, 27);
     check_mechs(&c->listeners[0], all6, 6);
 
     assert_string_equal(c->listeners[1].name, "smtps");
@@ -513,6 +643,7 @@ test_defaults(void **state)
     assert_int_equal(c->auth_failure_delay_ms, 1000);
     assert_int_equal(c->grace_period, 30);
     assert_int_equal(c->workers, 0);
+    assert_null(c->user); /* as started (DESIGN.md "Privileges") */
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     assert_int_equal(c->legacy_auth_line, 0);
     assert_int_equal(c->auth_throttle_delay, 1);
@@ -649,21 +780,21 @@ static const struct error_case error_cases[] = {
     {GLOBALS "spool = /x\n" LISTENER,
      "posternd.conf:7: duplicate key 'spool' (first on line 4)"},
     {GLOBALS "hostname mail\n" LISTENER,
-     "posternd.conf:7: expected 'key = value' or '[listener NAME] or "
-     "[relay NAME]'"},
+     "posternd.conf:7: expected 'key = value' or '[listener NAME], "
+     "[relay NAME] or [profile NAME]'"},
     {GLOBALS " = x\n" LISTENER,
-     "posternd.conf:7: expected 'key = value' or '[listener NAME] or "
-     "[relay NAME]'"},
+     "posternd.conf:7: expected 'key = value' or '[listener NAME], "
+     "[relay NAME] or [profile NAME]'"},
     {GLOBALS "grace_period =   # nothing\n" LISTENER,
      "posternd.conf:7: empty value for 'grace_period'"},
     {GLOBALS "[listener a\n",
      "posternd.conf:7: section header without ']'"},
     {GLOBALS "[server a]\n",
-     "posternd.conf:7: unknown section '[server a]' (want [listener NAME] "
-     "or [relay NAME])"},
+     "posternd.conf:7: unknown section '[server a]' (want [listener NAME], "
+     "[relay NAME] or [profile NAME])"},
     {GLOBALS "[listener]\n",
-     "posternd.conf:7: unknown section '[listener]' (want [listener NAME] "
-     "or [relay NAME])"},
+     "posternd.conf:7: unknown section '[listener]' (want [listener NAME], "
+     "[relay NAME] or [profile NAME])"},
     {GLOBALS "[listener a/b]\n",
      "posternd.conf:7: bad listener name 'a/b' (letters, digits, '-', '_' "
      "and '.')"},
@@ -671,6 +802,10 @@ static const struct error_case error_cases[] = {
      "posternd.conf:9: duplicate [listener a] (first on line 7)"},
     {GLOBALS LISTENER "spool = /x\n",
      "posternd.conf:9: global key 'spool' after [listener a] (global keys "
+     "go before the first section)"},
+    /* The global user (posternd runs as) is not a relay's. */
+    {GLOBALS LISTENER "user = postern\n",
+     "posternd.conf:9: global key 'user' after [listener a] (global keys "
      "go before the first section)"},
     {GLOBALS "address = 127.0.0.1:25\n" LISTENER,
      "posternd.conf:7: key 'address' belongs in a [listener NAME] section"},
@@ -1216,6 +1351,215 @@ test_mailbox_expand_limits(void **state)
     pst_buf_clear(&out);
 }
 
+/* --- [profile NAME] ------------------------------------------------------ */
+
+/* A client address for config_profile_match(). */
+static const struct sockaddr *
+peer(const char *text, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (strchr(text, ':') != NULL) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+        in6->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+        in->sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, text, &in->sin_addr), 1);
+    }
+    return (const struct sockaddr *)ss;
+}
+
+/* DESIGN.md "Per-client compatibility profiles", verbatim, after two
+ * listeners; then a second profile for every listener. */
+static const char profile_file[] =
+    GLOBALS
+    "[listener lan]\n"                                /* 7 */
+    "address = 192.168.10.1:2525\n"
+    "tls = starttls\n"
+    "[listener submission]\n"                         /* 10 */
+    "address = [::]:587\n"
+    "[profile scanners]\n"                            /* 12 */
+    "networks  = 192.168.10.0/24 2001:db8:10::/64   "
+        "# client addresses it applies to\n"
+    "listeners = lan                       "
+        "# optional: only on these listeners\n"
+    "tls_min_version = TLSv1               "
+        "# older TLS for these clients only\n"
+    "auth_before_tls = all                 "
+        "# none | challenge | all, overrides the listener\n"
+    "helo_auth = yes                       "
+        "# AUTH after HELO (not only EHLO)\n"
+    "bare_lf = normalize                   "
+        "# reject (default) | normalize, in DATA\n"
+    "long_lines = fold                     "
+        "# reject (default) | fold at 998 octets\n"
+    "add_missing_headers = yes             "
+        "# Date, Message-ID when absent (RFC 6409 \xc2\xa7" "8)\n"
+    "[profile lab]\n"                                 /* 21 */
+    "networks = 192.168.0.0/16, ::ffff:10.9.0.0/112\n"
+    "legacy_auth_line = yes\n"
+    "auth_before_tls = challenge\n";
+
+static void
+test_profiles(void **state)
+{
+    static const struct {
+        const char *addr;
+        const char *listener;
+        const char *want;       /* the profile's name, or NULL */
+    } rows[] = {
+        {"192.168.10.7", "lan", "scanners"},
+        {"192.168.10.255", "lan", "scanners"},
+        {"::ffff:192.168.10.7", "lan", "scanners"}, /* dual-stack */
+        {"2001:db8:10::99", "lan", "scanners"},
+        {"2001:db8:10:1::99", "lan", NULL},
+        /* scanners is for lan only; lab for every listener. */
+        {"192.168.10.7", "submission", "lab"},
+        {"192.168.11.7", "lan", "lab"},
+        {"192.169.0.1", "lan", NULL},
+        {"10.9.0.1", "submission", NULL},
+        {"::ffff:10.9.0.1", "submission", NULL}, /* IPv6 only */
+        {"127.0.0.1", "lan", NULL},
+    };
+    char err[CONFIG_ERR_MAX], buf[INET6_ADDRSTRLEN + 8];
+    const struct config_profile *p;
+    struct sockaddr_storage ss;
+    struct config *c;
+
+    (void)state;
+    if (parse(profile_file, &c, err) != 0)
+        fail_msg("got error \"%s\", want none", err);
+    assert_int_equal(c->n_profiles, 2);
+    p = &c->profiles[0];
+    assert_string_equal(p->name, "scanners");
+    assert_int_equal(p->line, 12);
+    assert_int_equal(p->networks.n, 2);
+    assert_string_equal(config_cidr_format(&p->networks.v[0], buf,
+                                           sizeof(buf)), "192.168.10.0/24");
+    assert_string_equal(config_cidr_format(&p->networks.v[1], buf,
+                                           sizeof(buf)), "2001:db8:10::/64");
+    assert_int_equal(p->listeners.n, 1);
+    assert_string_equal(p->listeners.v[0], "lan");
+    assert_int_equal(p->tls_min_version, TLS_VERSION_1_0);
+    assert_int_equal(p->auth_before_tls, CONFIG_ABT_ALL);
+    assert_int_equal(p->helo_auth, 1);
+    assert_int_equal(p->bare_lf, CONFIG_BARE_LF_NORMALIZE);
+    assert_int_equal(p->long_lines, CONFIG_LONG_LINES_FOLD);
+    assert_int_equal(p->add_missing_headers, 1);
+    assert_int_equal(p->legacy_auth_line, CONFIG_UNSET);
+    assert_int_equal(config_profile_abt(p, &c->listeners[0]),
+                     CONFIG_ABT_ALL);
+    /* The defaults: nothing relaxed that the file does not say. */
+    p = &c->profiles[1];
+    assert_string_equal(p->name, "lab");
+    assert_int_equal(p->listeners.n, 0);
+    assert_int_equal(p->tls_min_version, TLS_VERSION_DEFAULT);
+    assert_int_equal(p->auth_before_tls, CONFIG_ABT_CHALLENGE);
+    assert_int_equal(p->helo_auth, 0);
+    assert_int_equal(p->bare_lf, CONFIG_BARE_LF_REJECT);
+    assert_int_equal(p->long_lines, CONFIG_LONG_LINES_REJECT);
+    assert_int_equal(p->add_missing_headers, 0);
+    assert_int_equal(p->legacy_auth_line, 1);
+    assert_int_equal(config_profile_abt(NULL, &c->listeners[1]),
+                     CONFIG_ABT_NONE);
+    assert_string_equal(config_cidr_format(&p->networks.v[1], buf,
+                                           sizeof(buf)),
+                        "::ffff:10.9.0.0/112");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct config_listener *l =
+            strcmp(rows[i].listener, "lan") == 0 ? &c->listeners[0]
+                                                 : &c->listeners[1];
+
+        p = config_profile_match(c, l, peer(rows[i].addr, &ss));
+        if ((p == NULL) != (rows[i].want == NULL) ||
+            (p != NULL && strcmp(p->name, rows[i].want) != 0))
+            fail_msg("row %zu (%s on %s): got %s, want %s", i,
+                     rows[i].addr, rows[i].listener,
+                     p != NULL ? p->name : "none",
+                     rows[i].want != NULL ? rows[i].want : "none");
+    }
+    config_free(c);
+}
+
+/* A profile's mistakes, each with its message and line. */
+static void
+test_profile_errors(void **state)
+{
+    static const struct error_case rows[] = {
+        {GLOBALS LISTENER "[profile p]\nhelo_auth = yes\n",
+         "posternd.conf:9: [profile p] has no networks"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = ,\n",
+         "posternd.conf:10: [profile p]: no networks"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.1.2.3/8\n",
+         "posternd.conf:10: bad network '10.1.2.3/8' in 'networks' (want "
+         "ADDRESS or ADDRESS/PREFIX, no host bits past the prefix)"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "listeners = b\n",
+         "posternd.conf:11: [profile p]: no [listener b] section"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "listeners = a a\n",
+         "posternd.conf:11: 'a' listed twice in 'listeners'"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "listeners = a/b\n",
+         "posternd.conf:11: bad name 'a/b' in 'listeners' (letters, "
+         "digits, '-', '_' and '.')"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "bare_lf = yes\n",
+         "posternd.conf:11: bad value 'yes' for 'bare_lf' (want reject or "
+         "normalize)"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "long_lines = wrap\n",
+         "posternd.conf:11: bad value 'wrap' for 'long_lines' (want reject "
+         "or fold)"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "tls_min_version = SSLv3\n",
+         "posternd.conf:11: bad value 'SSLv3' for 'tls_min_version' (want "
+         "TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "address = 127.0.0.1:25\n",
+         "posternd.conf:11: unknown key 'address' in [profile p]"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "spool = /s\n",
+         "posternd.conf:11: global key 'spool' after [profile p] (global "
+         "keys go before the first section)"},
+        {GLOBALS "networks = 10.0.0.0/8\n" LISTENER,
+         "posternd.conf:7: key 'networks' belongs in a [profile NAME] "
+         "section"},
+        {GLOBALS LISTENER "[profile p]\nnetworks = 10.0.0.0/8\n"
+         "[profile p]\nnetworks = 10.1.0.0/16\n",
+         "posternd.conf:11: duplicate [profile p] (first on line 9)"},
+        /* Its clients could not authenticate on a plaintext listener. */
+        {GLOBALS "[listener a]\naddress = 127.0.0.1:25\ntls = none\n"
+         "auth_before_tls = all\n"
+         "[profile p]\nnetworks = 10.0.0.0/8\nauth_before_tls = none\n",
+         "posternd.conf:13: [profile p]: auth_before_tls = none leaves no "
+         "mechanism to offer on [listener a] (tls = none)"},
+        /* TLS settings where none of its listeners has TLS. */
+        {GLOBALS "[listener a]\naddress = 127.0.0.1:25\ntls = none\n"
+         "auth_before_tls = all\n"
+         "[listener b]\naddress = 127.0.0.1:587\n"
+         "[profile p]\nnetworks = 10.0.0.0/8\nlisteners = a\n"
+         "tls_min_version = TLSv1\n",
+         "posternd.conf:16: [profile p]: tls_min_version, but none of its "
+         "listeners has TLS"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char err[CONFIG_ERR_MAX];
+        struct config *c = NULL;
+        int rc = parse(rows[i].text, &c, err);
+
+        if (rc != PST_ESYNTAX || strcmp(err, rows[i].want) != 0)
+            fail_msg("row %zu: got %s \"%s\", want ESYNTAX \"%s\"", i,
+                     pst_errname(rc), rc == 0 ? "" : err, rows[i].want);
+        assert_null(c);
+    }
+}
+
 /* --- The event log -------------------------------------------------------- */
 
 /* Capture what the log writes into a file, then read it back. */
@@ -1412,6 +1756,10 @@ main(void)
         cmocka_unit_test(test_key_tables),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_relay),
+        cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_user_key),
+        cmocka_unit_test(test_client_cert_keys),
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_throttle_keys),

@@ -448,6 +448,73 @@ assert_nothing_left(const struct tree *t, const char *const *paths,
                  count_dir(t->spool_tmp));
 }
 
+/* The gate (maildir_set_gate()): a commit given up before it links
+ * makes no name; one given up while its links are made removes them;
+ * one that went through first stands, and giving it up fails. */
+static _Atomic int *gate_to_drop;
+
+static int
+gate_drop_hook(void *arg)
+{
+    (void)arg;
+    atomic_store(gate_to_drop, MAILDIR_GATE_ABANDONED);
+    return 0;
+}
+
+static void
+test_gate(void **state)
+{
+    char a[256], b[256], dir[300];
+    const char *paths[] = {a, b};
+    struct maildir_msg *m;
+    _Atomic int gate;
+    struct tree t;
+    int open;
+
+    (void)state;
+    tree_make(&t, "/tmp");
+    snprintf(a, sizeof(a), "%s/mail/example.test/a", t.root);
+    snprintf(b, sizeof(b), "%s/mail/example.test/b", t.root);
+    /* 1. Given up before the commit: no link at all. */
+    atomic_init(&gate, MAILDIR_GATE_ABANDONED);
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    maildir_set_gate(m, &gate);
+    assert_rc(maildir_append(m, "Subject: x\n\nx\n", 14), 0);
+    assert_rc(maildir_commit(m, paths, 2), PST_ECANCEL);
+    assert_string_equal(maildir_error(m), "commit given up");
+    maildir_free(m);
+    assert_nothing_left(&t, paths, 0);
+    /* 2. Given up while new/ is synced (the hook runs before each
+     * fsync of a new/): the links made go again. */
+    atomic_store(&gate, MAILDIR_GATE_OPEN);
+    gate_to_drop = &gate;
+    maildir_set_sync_hook(gate_drop_hook, NULL);
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    maildir_set_gate(m, &gate);
+    assert_rc(maildir_append(m, "Subject: x\n\nx\n", 14), 0);
+    assert_rc(maildir_commit(m, paths, 2), PST_ECANCEL);
+    maildir_free(m);
+    maildir_set_sync_hook(NULL, NULL);
+    assert_nothing_left(&t, paths, 2);
+    /* 3. Through first: it stands, and the gate says so. */
+    atomic_store(&gate, MAILDIR_GATE_OPEN);
+    assert_rc(maildir_begin(t.spool, HOST, &m), 0);
+    maildir_set_gate(m, &gate);
+    assert_rc(maildir_append(m, "Subject: x\n\nx\n", 14), 0);
+    assert_rc(maildir_commit(m, paths, 2), 0);
+    maildir_free(m);
+    open = MAILDIR_GATE_OPEN;
+    assert_false(atomic_compare_exchange_strong(&gate, &open,
+                                                MAILDIR_GATE_ABANDONED));
+    assert_int_equal(open, MAILDIR_GATE_COMMITTED);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(dir, sizeof(dir), "%s/new", paths[i]);
+        assert_int_equal(count_dir(dir), 1);
+    }
+    assert_int_equal(count_dir(t.spool_tmp), 0);
+    remove_tree(t.root);
+}
+
 static void
 test_failure_all_or_nothing(void **state)
 {
@@ -1519,6 +1586,7 @@ main(void)
         ONE(test_group_commit_error, mode_named),
         BOTH(test_symlink_refused),
         BOTH(test_queue),
+        BOTH(test_gate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

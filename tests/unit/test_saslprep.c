@@ -3,6 +3,8 @@
  * the mappings, prohibited output, the bidi rule, bad UTF-8, and stored
  * strings versus queries (RFC 4013 §2.5, RFC 3454 §7).
  */
+#include <stringprep.h>
+
 #include "testutil.h"
 
 #include "../../lib/internal.h"
@@ -125,12 +127,75 @@ test_saslprep_limit(void **state)
     pst_buf_clear(&out);
 }
 
+/*
+ * in[0..len) through pst__saslprep and through libidn's SASLprep profile
+ * directly: the same verdict and the same bytes.
+ */
+static void
+check_as_libidn(const char *in, size_t len, int stored)
+{
+    struct pst_buf out;
+    char *res = NULL;
+    int rc, want;
+
+    rc = stringprep_profile(in, &res, "SASLprep",
+                            stored ? STRINGPREP_NO_UNASSIGNED : 0);
+    want = rc == STRINGPREP_OK && res[0] != '\0' ? 0 : PST_EPREP;
+    pst_buf_init(&out, 1024, 0);
+    rc = pst__saslprep((const uint8_t *)in, len, stored, &out);
+    if (rc != want) {
+        fprintf(stderr, "\"%s\" (%s): got %s, want %s\n", in,
+                stored ? "stored" : "query", rc < 0 ? pst_errname(rc) : "0",
+                want < 0 ? pst_errname(want) : "0");
+        fail();
+    }
+    if (rc == 0)
+        assert_bytes_equal(out.data, out.len, res, strlen(res));
+    free(res);
+    pst_buf_clear(&out);
+}
+
+/*
+ * ASCII, which pst__saslprep passes as it is when every octet is
+ * printable (%x20-7E) without asking libidn: each octet alone and inside
+ * a name, and all of the printable ones in one string, get what libidn
+ * gives (data made without the shortcut, as STYLE §10 asks).
+ */
+static void
+test_saslprep_ascii_as_libidn(void **state)
+{
+    char all[96], one[4];
+    size_t n = 0;
+
+    (void)state;
+    for (int c = 0x01; c <= 0x7f; c++) {
+        for (int stored = 0; stored <= 1; stored++) {
+            one[0] = (char)c;
+            one[1] = '\0';
+            check_as_libidn(one, 1, stored);
+            one[0] = 'a';
+            one[1] = (char)c;
+            one[2] = 'b';
+            one[3] = '\0';
+            check_as_libidn(one, 3, stored);
+        }
+        if (c >= 0x20 && c <= 0x7e)
+            all[n++] = (char)c;
+    }
+    all[n] = '\0';
+    assert_int_equal(n, 95);
+    check_as_libidn(all, n, 1);
+    check_as_libidn(all, n, 0);
+    check_as_libidn(" ", 1, 1); /* RFC 4013 §2.3: SPACE is allowed */
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_saslprep_table),
         cmocka_unit_test(test_saslprep_limit),
+        cmocka_unit_test(test_saslprep_ascii_as_libidn),
     };
     return cmocka_run_group_tests_name("saslprep", tests, NULL, NULL);
 }

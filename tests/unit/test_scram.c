@@ -2,6 +2,9 @@
  * SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677): the RFC exchanges
  * byte for byte on both halves, round trips, and every failure.
  */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "testutil.h"
 
 #include "../../lib/sasl/mech.h"
@@ -492,6 +495,227 @@ test_server_no_usable_verifier(void **state)
                         v[i].reason);
         pst_cred_free(cred);
     }
+}
+
+/* --- Server: salts from the server secret, keys made off the loop ------ */
+
+/* HMAC-SHA-256(secret, user NUL mech)[0..16) in base64, computed with
+ * OpenSSL alone (not the module's code): what sasl.h promises. */
+static void
+secret_salt(const char *secret, const char *user, const char *mname,
+            char out[25])
+{
+    uint8_t msg[128], mac[EVP_MAX_MD_SIZE];
+    unsigned mlen = 0;
+    size_t ulen = strlen(user), nlen = strlen(mname);
+
+    assert_true(ulen + 1 + nlen <= sizeof(msg));
+    memcpy(msg, user, ulen);
+    msg[ulen] = 0;
+    memcpy(msg + ulen + 1, mname, nlen);
+    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), msg,
+                         ulen + 1 + nlen, mac, &mlen));
+    assert_int_equal(EVP_EncodeBlock((unsigned char *)out, mac, 16), 24);
+}
+
+/*
+ * One whole exchange: user with password pw against cred (NULL: unknown),
+ * the server configured with cfg.  salt and iter get the s= and i= of the
+ * server-first message.  Returns the server's last result.
+ */
+static int
+exchange(const struct pst_sasl_server_config *cfg, const char *mname,
+         const char *user, const char *pw, const struct pst_cred *cred,
+         char salt[64], char iter[16])
+{
+    struct pst_sasl_client_config ccfg = {
+        .authcid = user,
+        .password = (const uint8_t *)pw,
+        .password_len = strlen(pw),
+    };
+    struct pst_sasl_client *c;
+    struct pst_sasl_server *s;
+    struct pst_buf cout, sout;
+    const char *p, *q;
+    int rc;
+
+    pst_buf_init(&cout, PST_SASL_MAX_MESSAGE, 1);
+    pst_buf_init(&sout, PST_SASL_MAX_MESSAGE, 0);
+    assert_rc(pst_sasl_client_new(mech(mname), &ccfg, &c), 0);
+    assert_rc(pst_sasl_server_new(mech(mname), cfg, &s), 0);
+    assert_rc(pst_sasl_client_step(c, NULL, 0, &cout), PST_SASL_CONTINUE);
+    assert_rc(pst_sasl_server_step(s, cout.data, cout.len, &sout),
+              PST_SASL_NEED_CRED);
+    assert_rc(pst_sasl_server_set_cred(s, cred), 0);
+    assert_rc(pst_sasl_server_step(s, NULL, 0, &sout), PST_SASL_CONTINUE);
+    assert_rc(pst_buf_append_byte(&sout, 0), 0);
+    p = strstr((const char *)sout.data, ",s=");
+    q = strstr((const char *)sout.data, ",i=");
+    assert_true(p != NULL && q != NULL && q - p - 3 < 64);
+    snprintf(salt, 64, "%.*s", (int)(q - p - 3), p + 3);
+    snprintf(iter, 16, "%s", q + 3);
+    sout.len--;
+    pst_buf_reset(&cout);
+    assert_rc(pst_sasl_client_step(c, sout.data, sout.len, &cout),
+              PST_SASL_CONTINUE);
+    pst_buf_reset(&sout);
+    rc = pst_sasl_server_step(s, cout.data, cout.len, &sout);
+    if (rc == PST_SASL_CONTINUE) {
+        pst_buf_reset(&cout);
+        assert_rc(pst_sasl_client_step(c, sout.data, sout.len, &cout),
+                  PST_SASL_DONE);
+        rc = pst_sasl_server_step(s, (const uint8_t *)"", 0, &sout);
+    }
+    pst_sasl_client_free(c);
+    pst_sasl_server_free(s);
+    pst_buf_clear(&cout);
+    pst_buf_clear(&sout);
+    return rc;
+}
+
+/* With a secret, every salt not stored is HMAC(secret, user NUL mech):
+ * an unknown user's and a {PLAIN} user's alike, stable between attempts,
+ * so that two attempts and a '*' tell nothing. */
+static void
+test_server_secret_salts(void **state)
+{
+    static const char *const mechs[] = {"SCRAM-SHA-1", "SCRAM-SHA-256"};
+    struct pst_sasl_server_config cfg = scfg;
+    struct pst_cred *plain = cred_new("{PLAIN}pencil");
+    char want[25], a[64], b[64], ia[16], ib[16];
+
+    (void)state;
+    cfg.scram_secret = (const uint8_t *)"0123456789abcdef0123456789abcdef";
+    cfg.scram_secret_len = 32;
+    for (size_t m = 0; m < PST__ARRAY_LEN(mechs); m++) {
+        secret_salt("0123456789abcdef0123456789abcdef", "user", mechs[m],
+                    want);
+        /* {PLAIN}: right password, twice; the salt does not move. */
+        assert_rc(exchange(&cfg, mechs[m], "user", "pencil", plain, a, ia),
+                  PST_SASL_DONE);
+        assert_rc(exchange(&cfg, mechs[m], "user", "wrong", plain, b, ib),
+                  PST_EAUTH);
+        assert_string_equal(a, want);
+        assert_string_equal(b, want);
+        assert_string_equal(ia, "4096");
+        assert_string_equal(ib, "4096");
+        /* Unknown user of the same name: the same salt and count. */
+        assert_rc(exchange(&cfg, mechs[m], "user", "pencil", NULL, a, ia),
+                  PST_EAUTH);
+        assert_string_equal(a, want);
+        assert_string_equal(ia, "4096");
+        /* Another name, another salt. */
+        secret_salt("0123456789abcdef0123456789abcdef", "someone",
+                    mechs[m], want);
+        assert_rc(exchange(&cfg, mechs[m], "someone", "x", NULL, a, ia),
+                  PST_EAUTH);
+        assert_string_equal(a, want);
+    }
+    pst_cred_free(plain);
+}
+
+/* pst_sasl_server_cred_slow() / _prepare(): the keys made beforehand are
+ * the ones the exchange would have derived, and the exchange then takes
+ * them as stored. */
+static void
+test_server_cred_prepare(void **state)
+{
+    static const struct {
+        const char *mech, *cred;
+        int slow;
+    } v[] = {
+        {"SCRAM-SHA-256", "{PLAIN}pencil", 1},
+        {"SCRAM-SHA-1", "{PLAIN}pencil", 1},
+        {"SCRAM-SHA-1", "{PLAIN}pencil {CRAM-MD5}d06d4e1b26fccaa4b0b61801"
+                        "132340a354b21152711fb604ca3e035e7015116b", 1},
+        /* A stored verifier of the hash: nothing to derive. */
+        {"SCRAM-SHA-256", "{PLAIN}pencil {SCRAM-SHA-256}4096,"
+                          "W22ZaJ0SNY7soEsUEjb6gQ==,"
+                          "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+                          "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", 0},
+        /* ... but it does not serve SCRAM-SHA-1. */
+        {"SCRAM-SHA-1", "{PLAIN}pencil {SCRAM-SHA-256}4096,"
+                        "W22ZaJ0SNY7soEsUEjb6gQ==,"
+                        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+                        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", 1},
+        /* No {PLAIN}: fake keys, no derivation. */
+        {"SCRAM-SHA-256", "{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3"
+                          "54b21152711fb604ca3e035e7015116b", 0},
+        /* Other mechanisms derive nothing. */
+        {"PLAIN", "{PLAIN}pencil", 0},
+        {"CRAM-MD5", "{PLAIN}pencil", 0},
+    };
+    struct pst_sasl_server_config cfg = scfg;
+    char a[64], b[64], ia[16], ib[16];
+
+    (void)state;
+    cfg.scram_secret = (const uint8_t *)"k";
+    cfg.scram_secret_len = 1;
+    assert_int_equal(pst_sasl_server_cred_slow(mech("SCRAM-SHA-256"), NULL),
+                     0);
+    for (size_t i = 0; i < PST__ARRAY_LEN(v); i++) {
+        struct pst_cred *c = cred_new(v[i].cred), *pre = NULL;
+        int rc;
+
+        if (pst_sasl_server_cred_slow(mech(v[i].mech), c) != v[i].slow) {
+            fprintf(stderr, "case %zu: got slow %d, want %d\n", i,
+                    !v[i].slow, v[i].slow);
+            fail();
+        }
+        rc = pst_sasl_server_cred_prepare(mech(v[i].mech), &cfg, "user", c,
+                                          &pre);
+        if (!v[i].slow) {
+            assert_rc(rc, PST_EINVAL);
+            assert_null(pre);
+            pst_cred_free(c);
+            continue;
+        }
+        assert_rc(rc, 0);
+        assert_non_null(pre);
+        assert_int_equal(pst_sasl_server_cred_slow(mech(v[i].mech), pre), 0);
+        /* The other verifiers are kept. */
+        assert_int_equal(pst_cred_has(pre, PST_SCHEME_PLAIN), 1);
+        assert_int_equal(pst_cred_has(pre, PST_SCHEME_CRAM_MD5),
+                         pst_cred_has(c, PST_SCHEME_CRAM_MD5));
+        assert_rc(pst_cred_verify(pre, "user", (const uint8_t *)"pencil",
+                                  6), 0);
+        /* Same salt and count as the derivation in the step; the right
+         * password passes, a wrong one fails. */
+        assert_rc(exchange(&cfg, v[i].mech, "user", "pencil", c, a, ia),
+                  PST_SASL_DONE);
+        assert_rc(exchange(&cfg, v[i].mech, "user", "pencil", pre, b, ib),
+                  PST_SASL_DONE);
+        assert_string_equal(a, b);
+        assert_string_equal(ia, ib);
+        assert_rc(exchange(&cfg, v[i].mech, "user", "pencil2", pre, b, ib),
+                  PST_EAUTH);
+        pst_cred_free(pre);
+        pst_cred_free(c);
+    }
+}
+
+/* A {PLAIN} password that fails SASLprep cannot be prepared. */
+static void
+test_server_cred_prepare_fails(void **state)
+{
+    struct pst_sasl_server_config cfg = scfg;
+    struct pst_cred *c = cred_new("{PLAIN}\xd8\xa7" "1"), *pre = NULL;
+    uint8_t none[1];
+    struct test_rand r = {.bytes = none, .len = 0};
+
+    (void)state;
+    assert_rc(pst_sasl_server_cred_prepare(mech("SCRAM-SHA-256"), &cfg,
+                                           "user", c, &pre), PST_EPREP);
+    assert_null(pre);
+    pst_cred_free(c);
+    /* Without a secret the salt is random: a failing source says so. */
+    c = cred_new("{PLAIN}pencil");
+    cfg.random = test_random;
+    cfg.random_ctx = &r;
+    assert_rc(pst_sasl_server_cred_prepare(mech("SCRAM-SHA-1"), &cfg,
+                                           "user", c, &pre), PST_ETEMP);
+    assert_null(pre);
+    pst_cred_free(c);
 }
 
 /* --- Server: malformed client-first-message ----------------------------- */
@@ -1180,6 +1404,9 @@ main(void)
         cmocka_unit_test(test_roundtrip_unknown_user),
         cmocka_unit_test(test_server_unknown_user),
         cmocka_unit_test(test_server_no_usable_verifier),
+        cmocka_unit_test(test_server_secret_salts),
+        cmocka_unit_test(test_server_cred_prepare),
+        cmocka_unit_test(test_server_cred_prepare_fails),
         cmocka_unit_test(test_server_client_first_malformed),
         cmocka_unit_test(test_server_client_first_limits),
         cmocka_unit_test(test_server_client_final_malformed),

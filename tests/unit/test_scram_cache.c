@@ -373,6 +373,67 @@ test_cache_roundtrip(void **state)
     pst_buf_clear(&sbuf);
 }
 
+/*
+ * What postern bench does: several exchanges alive at once on one cache,
+ * their steps interleaved as replies arrive.  Every client sends
+ * client-first before any server-first comes; the first to get it
+ * derives, the others hit; every client-final and server-final is the
+ * RFC 7677 §3 exchange byte for byte, in whatever order they finish; a
+ * client that took its keys from the cache still refuses a wrong server
+ * signature.
+ */
+static void
+test_cache_interleaved(void **state)
+{
+    enum { N = 4 };
+    static const char *const forged =
+        "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G8=";
+    struct pst_sasl_client_config cfg = {
+        .authcid = "user",
+        .password = (const uint8_t *)"pencil",
+        .password_len = 6,
+    };
+    struct pst_sasl_client *c[N];
+    struct pst_scram_cache *cache;
+    struct pst_buf out;
+
+    (void)state;
+    pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 1);
+    assert_rc(pst_sasl_scram_cache_new(0, &cache), 0);
+    cfg.scram_cache = cache;
+    for (size_t i = 0; i < N; i++) {
+        assert_rc(pst_sasl_client_new(mech("SCRAM-SHA-256"), &cfg, &c[i]),
+                  0);
+        assert_rc(pst__scram_client_set_nonce(c[i], SHA256_CNONCE), 0);
+        assert_rc(pst_sasl_client_step(c[i], NULL, 0, &out),
+                  PST_SASL_CONTINUE);
+        assert_buf_str(&out, "n,,n=user,r=" SHA256_CNONCE);
+    }
+    ASSERT_STATS(cache, 0, 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_rc(pst_sasl_client_step(c[i], (const uint8_t *)SHA256_SFIRST,
+                                       strlen(SHA256_SFIRST), &out),
+                  PST_SASL_CONTINUE);
+        assert_buf_str(&out, SHA256_CFINAL);
+        ASSERT_STATS(cache, i, 1);
+    }
+    /* The last one in is the first out; one of the hits meets a forged
+     * signature (its last octet changed). */
+    for (size_t i = N; i-- > 0;) {
+        const char *sfinal = i == 1 ? forged : SHA256_SFINAL;
+
+        assert_rc(pst_sasl_client_step(c[i], (const uint8_t *)sfinal,
+                                       strlen(sfinal), &out),
+                  i == 1 ? PST_EFORGED : PST_SASL_DONE);
+        assert_rc(pst_sasl_client_finish(c[i]),
+                  i == 1 ? PST_ESTATE : 0);
+        pst_sasl_client_free(c[i]);
+    }
+    ASSERT_STATS(cache, N - 1, 1);
+    pst_sasl_scram_cache_free(cache);
+    pst_buf_clear(&out);
+}
+
 static void
 test_cache_api(void **state)
 {
@@ -400,6 +461,7 @@ main(void)
         cmocka_unit_test(test_cache_misses),
         cmocka_unit_test(test_cache_eviction),
         cmocka_unit_test(test_cache_roundtrip),
+        cmocka_unit_test(test_cache_interleaved),
         cmocka_unit_test(test_cache_api),
     };
     return cmocka_run_group_tests_name("scram_cache", tests, NULL, NULL);

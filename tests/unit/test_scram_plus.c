@@ -549,44 +549,64 @@ test_roundtrip(void **state)
 }
 
 /* An unknown user under -PLUS gets the same made-up salt as under plain
- * SCRAM (a stored salt is shared by both, so must a fake one be). */
+ * SCRAM (a stored salt is shared by both, so must a fake one be); so
+ * does a {PLAIN} user, whether the exchange derives its keys or
+ * pst_sasl_server_cred_prepare() made them beforehand (posternd's
+ * thread pool), and all of them show the one salt of that name. */
 static void
 test_unknown_user_salt(void **state)
 {
     static const uint8_t secret[] = "fake-salt secret";
-    struct pst_buf out, s1, s2;
+    enum { UNKNOWN, PLAIN, PREPARED, KINDS };
+    struct pst_cred *plain = cred_new("{PLAIN}pencil");
+    struct pst_buf out, salts[2 * KINDS];
 
     (void)state;
     pst_buf_init(&out, PST_SASL_MAX_MESSAGE, 0);
-    pst_buf_init(&s1, PST_SASL_MAX_MESSAGE, 0);
-    pst_buf_init(&s2, PST_SASL_MAX_MESSAGE, 0);
+    for (int i = 0; i < 2 * KINDS; i++)
+        pst_buf_init(&salts[i], PST_SASL_MAX_MESSAGE, 0);
     for (int plus = 0; plus <= 1; plus++) {
-        struct pst_sasl_server_config cfg =
-            server_cfg("tls-exporter", cb_exporter, 32, 1);
-        struct pst_sasl_server *s;
-        const char *first = plus ? "p=tls-exporter,,n=nobody,r=abc"
-                                 : "n,,n=nobody,r=abc";
-        const char *salt;
+        for (int kind = UNKNOWN; kind < KINDS; kind++) {
+            struct pst_sasl_server_config cfg =
+                server_cfg("tls-exporter", cb_exporter, 32, 1);
+            const struct pst_sasl_mech *m =
+                mech(plus ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256");
+            struct pst_cred *pre = NULL;
+            struct pst_sasl_server *s;
+            const char *first = plus ? "p=tls-exporter,,n=nobody,r=abc"
+                                     : "n,,n=nobody,r=abc";
+            const char *salt;
 
-        cfg.scram_secret = secret;
-        cfg.scram_secret_len = sizeof(secret) - 1;
-        assert_rc(pst_sasl_server_new(mech(plus ? "SCRAM-SHA-256-PLUS"
-                                                : "SCRAM-SHA-256"),
-                                      &cfg, &s),
-                  0);
-        assert_rc(sstep(s, first, &out), PST_SASL_NEED_CRED);
-        assert_rc(pst_sasl_server_set_cred(s, NULL), 0);
-        assert_rc(pst_sasl_server_step(s, NULL, 0, &out), PST_SASL_CONTINUE);
-        assert_rc(pst_buf_append(&out, "", 0), 0);
-        salt = strstr((const char *)out.data, ",s=");
-        assert_non_null(salt);
-        assert_rc(pst_buf_append_str(plus ? &s2 : &s1, salt), 0);
-        pst_sasl_server_free(s);
+            cfg.scram_secret = secret;
+            cfg.scram_secret_len = sizeof(secret) - 1;
+            if (kind == PREPARED)
+                assert_rc(pst_sasl_server_cred_prepare(m, &cfg, "nobody",
+                                                       plain, &pre),
+                          0);
+            assert_rc(pst_sasl_server_new(m, &cfg, &s), 0);
+            assert_rc(sstep(s, first, &out), PST_SASL_NEED_CRED);
+            assert_rc(pst_sasl_server_set_cred(s, kind == UNKNOWN ? NULL
+                                                  : kind == PLAIN ? plain
+                                                                  : pre),
+                      0);
+            assert_rc(pst_sasl_server_step(s, NULL, 0, &out),
+                      PST_SASL_CONTINUE);
+            assert_rc(pst_buf_append(&out, "", 0), 0);
+            salt = strstr((const char *)out.data, ",s=");
+            assert_non_null(salt);
+            assert_rc(pst_buf_append_str(&salts[plus * KINDS + kind], salt),
+                      0);
+            pst_sasl_server_free(s);
+            pst_cred_free(pre);
+        }
     }
-    assert_bytes_equal(s1.data, s1.len, s2.data, s2.len);
+    for (int i = 1; i < 2 * KINDS; i++)
+        assert_bytes_equal(salts[0].data, salts[0].len, salts[i].data,
+                           salts[i].len);
+    for (int i = 0; i < 2 * KINDS; i++)
+        pst_buf_clear(&salts[i]);
     pst_buf_clear(&out);
-    pst_buf_clear(&s1);
-    pst_buf_clear(&s2);
+    pst_cred_free(plain);
 }
 
 static void

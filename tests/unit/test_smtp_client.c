@@ -6,12 +6,26 @@
  * event's reply must contain, "T" acknowledges STARTTLS, "D:" feeds
  * message bytes (last chunk), "N:from|rcpt,rcpt|size|flags" gives the
  * next message, "Q" quits (both after READY).
+ * "J:" text the session's pst_smtp_client_auth_error_json() must equal
+ * ("J:" alone: none).
  * Each script runs with the server's bytes fed whole, one at a time, and
  * at random split points (fixed seeds).
+ *
+ * The same scripts come from files too (tests/unit/transcripts/client/
+ * *.txt, see client_transcript_load()): a transcript of the client side,
+ * such as a peer's test suite records it.
  */
+#include <dirent.h>
+#include <errno.h>
+
 #include <postern/smtp_client.h>
 
 #include "testutil.h"
+
+#ifndef TEST_SRCDIR
+#error "TEST_SRCDIR must name tests/unit"
+#endif
+#define CLIENT_TRANSCRIPT_DIR TEST_SRCDIR "/transcripts/client"
 
 struct script_cfg {
     const char *mech;
@@ -29,6 +43,12 @@ struct script_cfg {
     int no_first;               /* reuse without a first message */
     const char *const *mechs;
     unsigned mail_flags;
+    const char *mail_from;      /* NULL: tim@example.test */
+    const char *helo;           /* NULL: client.example.test */
+    const char *authcid;        /* NULL: tim */
+    const char *token;          /* bearer token; NULL: none */
+    const char *oauth_host;     /* OAUTHBEARER host= */
+    unsigned oauth_port;        /* OAUTHBEARER port= */
 };
 
 enum split_mode { SPLIT_WHOLE, SPLIT_BYTE, SPLIT_RANDOM };
@@ -205,12 +225,16 @@ run_script(const struct script_cfg *sc, const char *const *script,
            size_t last_reply_size)
 {
     struct pst_sasl_client_config sasl = {
-        .authcid = "tim",
+        .authcid = sc->authcid != NULL ? sc->authcid : "tim",
         .password = (const uint8_t *)(sc->password ? sc->password
                                                    : "tanstaaftanstaaf"),
+        .token = (const uint8_t *)sc->token,
+        .token_len = sc->token != NULL ? strlen(sc->token) : 0,
+        .oauth_host = sc->oauth_host,
+        .oauth_port = sc->oauth_port,
     };
     struct pst_smtp_client_config cfg = {
-        .helo = "client.example.test",
+        .helo = sc->helo != NULL ? sc->helo : "client.example.test",
         .starttls = sc->starttls,
         .implicit_tls = sc->implicit_tls,
         .allow_plaintext_auth = sc->allow_plain,
@@ -218,7 +242,9 @@ run_script(const struct script_cfg *sc, const char *const *script,
         .mechs = sc->mechs,
         .sasl = sc->no_auth ? NULL : &sasl,
         .probe = sc->probe,
-        .mail_from = sc->no_first ? NULL : "tim@example.test",
+        .mail_from = sc->no_first       ? NULL
+                     : sc->mail_from != NULL ? sc->mail_from
+                                             : "tim@example.test",
         .rcpt = sc->rcpts != NULL ? sc->rcpts : two_rcpts,
         .nrcpt = sc->no_first ? 0 : sc->nrcpt ? sc->nrcpt : 1,
         .partial_rcpt = sc->partial_rcpt,
@@ -287,6 +313,17 @@ run_script(const struct script_cfg *sc, const char *const *script,
                 fprintf(stderr, "step %d: got reply '%s', want '%s' in "
                         "it\n", i, last, l + 2);
                 fail();
+            }
+        } else if (strncmp(l, "J:", 2) == 0) {
+            size_t jlen = 99;
+            const uint8_t *j = pst_smtp_client_auth_error_json(c, &jlen);
+
+            if (l[2] == '\0') {
+                assert_null(j);
+                assert_int_equal(jlen, 0);
+            } else {
+                assert_non_null(j);
+                assert_bytes_equal(j, jlen, l + 2, strlen(l + 2));
             }
         } else if (strncmp(l, "N:", 2) == 0) {
             next_message(c, l + 2);
@@ -1736,6 +1773,416 @@ test_phase_trace(void **state)
     assert_null(strstr(trace.buf, "P: "));
 }
 
+/*
+ * RFC 5321 §4.1.2 Mailbox, read by the server's own parser: a
+ * Quoted-string local part may hold a space (and "<", ">", "@"); RFC 6531
+ * §3.3 adds UTF-8 with SMTPUTF8 only.
+ */
+static void
+test_check_mailbox(void **state)
+{
+    static const struct {
+        const char *addr;
+        unsigned flags;
+        int rc;
+    } v[] = {
+        {"tim@example.test", 0, 0},
+        {"\"john doe\"@example.test", 0, 0},
+        {"\"a<b>\"@example.test", 0, 0},
+        {"\"a@b\"@example.test", 0, 0},
+        {"\"a\\\"b\"@example.test", 0, 0},
+        {"a@[192.0.2.1]", 0, 0},
+        {"a@b", 0, 0},
+        {"j\xc3\xb6rg@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"info@b\xc3\xbc""cher.example", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"\"j\xc3\xb6rg m\"@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"j\xc3\xb6rg@example.test", 0, PST_EINVAL},
+        {"j\xc3rg@example.test", PST_SMTP_CLIENT_MAIL_SMTPUTF8, PST_EINVAL},
+        {"john doe@example.test", 0, PST_EINVAL},
+        {"\"john doe@example.test", 0, PST_EINVAL},
+        {"\"tab\there\"@example.test", 0, PST_EINVAL},
+        {"\"a\"b@example.test", 0, PST_EINVAL},
+        {"<a@example.test>", 0, PST_EINVAL},
+        {"a@example.test>", 0, PST_EINVAL},
+        {"a@example.test SIZE=1", 0, PST_EINVAL},
+        {"a@example.test\r\nRSET", 0, PST_EINVAL},
+        {"a@b_c.example", 0, PST_EINVAL},
+        {"a", 0, PST_EINVAL},
+        {"Postmaster", 0, PST_EINVAL},
+        /* A local part alone, only when asked for. */
+        {"root", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"Postmaster", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"\"john doe\"", PST_SMTP_CLIENT_PATH_LOCAL, 0},
+        {"j\xc3\xb6rg", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {"j\xc3\xb6rg",
+         PST_SMTP_CLIENT_PATH_LOCAL | PST_SMTP_CLIENT_MAIL_SMTPUTF8, 0},
+        {"root@", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {"ro ot", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {".root", PST_SMTP_CLIENT_PATH_LOCAL, PST_EINVAL},
+        {"@example.test", 0, PST_EINVAL},
+        {"", 0, PST_EINVAL},
+    };
+    char big[300];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int rc = pst_smtp_client_check_mailbox(v[i].addr, v[i].flags);
+
+        if (rc != v[i].rc)
+            fail_msg("\"%s\": got %s, want %s", v[i].addr, pst_errname(rc),
+                     pst_errname(v[i].rc));
+    }
+    assert_rc(pst_smtp_client_check_mailbox(NULL, 0), PST_EINVAL);
+    /* RFC 5321 §4.5.3.1: local part 64 octets, path 256 with its <>. */
+    snprintf(big, sizeof(big), "%064d@example.test", 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), 0);
+    snprintf(big, sizeof(big), "%065d@example.test", 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), PST_ELIMIT);
+    snprintf(big, sizeof(big), "%064d@%063d.%063d.%061d", 0, 0, 0, 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), 0);
+    snprintf(big, sizeof(big), "%064d@%063d.%063d.%062d", 0, 0, 0, 0);
+    assert_rc(pst_smtp_client_check_mailbox(big, 0), PST_ELIMIT);
+}
+
+/* A quoted local part with a space goes out as it is, between <>. */
+static void
+test_quoted_local_part(void **state)
+{
+    static const char *const rcpts[] = {"\"john doe\"@example.test",
+                                        "Postmaster"};
+    static const char *const script[] = {
+        "S:220 mail.example.test ESMTP\r\n",
+        "C:EHLO client.example.test\r\n",
+        "S:250-mail.example.test\r\n250 PIPELINING\r\n",
+        "E:EHLO",
+        "C:MAIL FROM:<\"tim q\"@example.test>\r\n",
+        "C+RCPT TO:<\"john doe\"@example.test>\r\n",
+        "C+RCPT TO:<Postmaster>\r\n",
+        "S:250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n",
+        "C:DATA\r\n",
+        "S:354 go\r\n",
+        "E:DATA",
+        "D:x",
+        "C:x\r\n.\r\n",
+        "S:250 2.0.0 Ok\r\n",
+        "E:DONE",
+        "C:QUIT\r\n",
+        "S:221 Bye\r\n",
+        "E:CLOSE",
+        NULL,
+    };
+    struct pst_smtp_client_config cfg = {
+        .helo = "client.example.test",
+        .mail_from = "\"tim q\"@example.test",
+        .rcpt = rcpts,
+        .nrcpt = 2,
+    };
+    struct script_cfg sc = {.no_auth = 1, .rcpts = rcpts, .nrcpt = 2,
+                            .mail_from = "\"tim q\"@example.test"};
+    struct pst_smtp_client *c;
+    static const char *const bad[] = {"\"john doe@example.test"};
+    static const char *const utf8[] = {"j\xc3\xb6rg@example.test"};
+    static const char *const local[] = {"\"ro ot\""};
+
+    (void)state;
+    run_all(&sc, script);
+    /* What the check refuses, the session refuses. */
+    cfg.rcpt = bad;
+    cfg.nrcpt = 1;
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.rcpt = utf8;
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.mail_flags = PST_SMTP_CLIENT_MAIL_SMTPUTF8;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    pst_smtp_client_free(c);
+    /* A local part alone, as sendmail's callers give it, goes too; "a
+     * b" does not. */
+    cfg.mail_from = "a b";
+    assert_rc(pst_smtp_client_new(&cfg, &c), PST_EINVAL);
+    cfg.mail_from = "root";
+    cfg.rcpt = local;
+    cfg.mail_flags = 0;
+    cfg.starttls = PST_SMTP_CLIENT_STARTTLS_NEVER;
+    assert_rc(pst_smtp_client_new(&cfg, &c), 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"220 x\r\n", 7), 0);
+    expect_output(c, "EHLO client.example.test\r\n", 0);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    expect_output(c, "MAIL FROM:<root>\r\n", 1);
+    assert_rc(pst_smtp_client_feed(c, (const uint8_t *)"250 x\r\n", 7), 0);
+    expect_output(c, "RCPT TO:<\"ro ot\">\r\n", 2);
+    pst_smtp_client_free(c);
+}
+
+/* --- Transcripts from files ---------------------------------------------- */
+
+/*
+ * A client transcript file (tests/unit/transcripts/client/NAME.txt):
+ *   # comment                  ignored, as are blank lines
+ *   @ key=value ...            the session's settings: helo, user (the
+ *                              authcid), password, token, oauth_host,
+ *                              oauth_port, from, rcpt (repeatable), mech,
+ *                              starttls (never|auto|required), plain=1
+ *                              (PLAIN, LOGIN and bearer tokens in clear),
+ *                              implicit=1 (TLS from the start)
+ *   S: text                    the server's line, CRLF appended
+ *   C: text                    a line the client must send, CRLF
+ *                              appended; consecutive C: lines are one
+ *                              write (everything sent since the last)
+ *   E: TYPE [ERROR [CODE]] ... the next event, as in the scripts above
+ *   R: text                    the last event's reply contains it
+ *   J: [text]                  pst_smtp_client_auth_error_json()
+ *   D: text                    a line of the message (LF appended);
+ *                              consecutive D: lines are fed at once, as
+ *                              the whole message
+ * Text may hold the escapes \r \n \t \\ \xHH.
+ */
+#define CLIENT_TRANSCRIPT_MAX_LINES 512
+#define CLIENT_TRANSCRIPT_MAX_RCPT 16
+
+struct client_transcript {
+    struct script_cfg sc;
+    char *lines[CLIENT_TRANSCRIPT_MAX_LINES + 1]; /* script, NULL ended */
+    size_t n;
+    char *strings[64];           /* settings' values */
+    size_t nstrings;
+    const char *rcpt[CLIENT_TRANSCRIPT_MAX_RCPT];
+};
+
+static void
+ct_unescape(const char *text, struct pst_buf *out)
+{
+    for (const char *p = text; *p != '\0'; p++) {
+        uint8_t c = (uint8_t)*p;
+
+        if (c == '\\' && p[1] != '\0') {
+            p++;
+            switch (*p) {
+            case 'r':
+                c = '\r';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'x': {
+                char hex[3] = {p[1], p[2], '\0'};
+
+                assert_true(p[1] != '\0' && p[2] != '\0');
+                c = (uint8_t)strtoul(hex, NULL, 16);
+                p += 2;
+                break;
+            }
+            default:
+                c = (uint8_t)*p;
+                break;
+            }
+        }
+        assert_int_equal(pst_buf_append_byte(out, c), 0);
+    }
+}
+
+static const char *
+ct_keep(struct client_transcript *t, const char *v)
+{
+    char *p = strdup(v);
+
+    assert_non_null(p);
+    assert_true(t->nstrings < sizeof(t->strings) / sizeof(t->strings[0]));
+    t->strings[t->nstrings++] = p;
+    return p;
+}
+
+/* Append a script line: prefix then text (unescaped) then suffix. */
+static void
+ct_add(struct client_transcript *t, const char *prefix, const char *text,
+       const char *suffix, size_t lineno)
+{
+    struct pst_buf b;
+
+    if (t->n == CLIENT_TRANSCRIPT_MAX_LINES)
+        fail_msg("line %zu: transcript too long", lineno);
+    pst_buf_init(&b, 1 << 20, 0);
+    assert_int_equal(pst_buf_append_str(&b, prefix), 0);
+    ct_unescape(text, &b);
+    assert_int_equal(pst_buf_append_str(&b, suffix), 0);
+    assert_int_equal(pst_buf_append(&b, "", 0), 0);
+    t->lines[t->n] = strdup((const char *)b.data);
+    assert_non_null(t->lines[t->n]);
+    t->n++;
+    pst_buf_clear(&b);
+}
+
+/* Append text to the last script line. */
+static void
+ct_extend(struct client_transcript *t, const char *text, const char *suffix)
+{
+    struct pst_buf b;
+
+    pst_buf_init(&b, 1 << 20, 0);
+    assert_int_equal(pst_buf_append_str(&b, t->lines[t->n - 1]), 0);
+    ct_unescape(text, &b);
+    assert_int_equal(pst_buf_append_str(&b, suffix), 0);
+    assert_int_equal(pst_buf_append(&b, "", 0), 0);
+    free(t->lines[t->n - 1]);
+    t->lines[t->n - 1] = strdup((const char *)b.data);
+    assert_non_null(t->lines[t->n - 1]);
+    pst_buf_clear(&b);
+}
+
+static void
+ct_setting(struct client_transcript *t, char *word, size_t lineno)
+{
+    char *eq = strchr(word, '=');
+    const char *v;
+
+    if (eq == NULL)
+        fail_msg("line %zu: '%s' is not key=value", lineno, word);
+    *eq = '\0';
+    v = ct_keep(t, eq + 1);
+    if (strcmp(word, "helo") == 0)
+        t->sc.helo = v;
+    else if (strcmp(word, "user") == 0)
+        t->sc.authcid = v;
+    else if (strcmp(word, "password") == 0)
+        t->sc.password = v;
+    else if (strcmp(word, "token") == 0)
+        t->sc.token = v;
+    else if (strcmp(word, "oauth_host") == 0)
+        t->sc.oauth_host = v;
+    else if (strcmp(word, "oauth_port") == 0)
+        t->sc.oauth_port = (unsigned)strtoul(v, NULL, 10);
+    else if (strcmp(word, "from") == 0)
+        t->sc.mail_from = v;
+    else if (strcmp(word, "rcpt") == 0) {
+        assert_true(t->sc.nrcpt < CLIENT_TRANSCRIPT_MAX_RCPT);
+        t->rcpt[t->sc.nrcpt++] = v;
+        t->sc.rcpts = t->rcpt;
+    } else if (strcmp(word, "mech") == 0)
+        t->sc.mech = v;
+    else if (strcmp(word, "plain") == 0)
+        t->sc.allow_plain = (int)strtol(v, NULL, 10);
+    else if (strcmp(word, "implicit") == 0)
+        t->sc.implicit_tls = (int)strtol(v, NULL, 10);
+    else if (strcmp(word, "starttls") == 0)
+        t->sc.starttls = strcmp(v, "never") == 0
+                             ? PST_SMTP_CLIENT_STARTTLS_NEVER
+                         : strcmp(v, "required") == 0
+                             ? PST_SMTP_CLIENT_STARTTLS_REQUIRED
+                             : PST_SMTP_CLIENT_STARTTLS_AUTO;
+    else
+        fail_msg("line %zu: unknown setting %s", lineno, word);
+}
+
+static void
+client_transcript_load(struct client_transcript *t, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    size_t lineno = 0;
+    char last = 0; /* kind of the line before: 'C', 'D' or 0 */
+
+    memset(t, 0, sizeof(*t));
+    if (f == NULL)
+        fail_msg("%s: %s", path, strerror(errno));
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t n = strlen(line);
+        const char *text;
+
+        lineno++;
+        if (n > 0 && line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (n > 0 && line[n - 1] == '\r')
+            line[--n] = '\0';
+        if (n == 0 || line[0] == '#') {
+            continue;
+        }
+        if (line[0] == '@') {
+            char *save = NULL;
+
+            for (char *w = strtok_r(line + 1, " ", &save); w != NULL;
+                 w = strtok_r(NULL, " ", &save))
+                ct_setting(t, w, lineno);
+            continue;
+        }
+        if (n < 2 || line[1] != ':')
+            fail_msg("%s:%zu: bad line '%s'", path, lineno, line);
+        text = line + 2 + (line[2] == ' ');
+        switch (line[0]) {
+        case 'S':
+            ct_add(t, "S:", text, "\r\n", lineno);
+            break;
+        case 'C':
+            if (last == 'C')
+                ct_extend(t, text, "\r\n");
+            else
+                ct_add(t, "C:", text, "\r\n", lineno);
+            break;
+        case 'D':
+            if (last == 'D')
+                ct_extend(t, text, "\n");
+            else
+                ct_add(t, "D:", text, "\n", lineno);
+            break;
+        case 'E':
+        case 'R':
+        case 'J': {
+            char prefix[3] = {line[0], ':', '\0'};
+
+            ct_add(t, prefix, text, "", lineno);
+            break;
+        }
+        default:
+            fail_msg("%s:%zu: bad line '%s'", path, lineno, line);
+        }
+        last = line[0] == 'C' || line[0] == 'D' ? line[0] : 0;
+    }
+    fclose(f);
+    t->lines[t->n] = NULL;
+    if (t->n == 0)
+        fail_msg("%s: empty transcript", path);
+}
+
+static void
+client_transcript_free(struct client_transcript *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->lines[i]);
+    for (size_t i = 0; i < t->nstrings; i++)
+        free(t->strings[i]);
+}
+
+static void
+test_client_transcript(void **state)
+{
+    struct client_transcript t;
+
+    client_transcript_load(&t, *state);
+    run_all(&t.sc, (const char *const *)t.lines);
+    client_transcript_free(&t);
+}
+
+static int client_transcripts_found;
+
+/* An emptied or missing directory must not pass as nothing to test. */
+static void
+test_client_transcripts_found(void **state)
+{
+    (void)state;
+    if (client_transcripts_found < 2)
+        fail_msg("got %d transcripts in %s, want at least 2",
+                 client_transcripts_found, CLIENT_TRANSCRIPT_DIR);
+}
+
+static int
+is_client_transcript(const struct dirent *e)
+{
+    size_t n = strlen(e->d_name);
+
+    return n > 4 && strcmp(e->d_name + n - 4, ".txt") == 0;
+}
+
 static void
 test_bad_config(void **state)
 {
@@ -1767,7 +2214,7 @@ test_bad_config(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest tests[] = {
+    static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_plain_message_no_pipelining),
         cmocka_unit_test(test_pipelined_two_recipients),
         cmocka_unit_test(test_recipient_refused_no_data),
@@ -1799,6 +2246,49 @@ main(void)
         cmocka_unit_test(test_many_recipients_pipelined),
         cmocka_unit_test(test_phase_trace),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_check_mailbox),
+        cmocka_unit_test(test_quoted_local_part),
+        cmocka_unit_test(test_client_transcripts_found),
     };
-    return cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);
+    struct dirent **names = NULL;
+    struct CMUnitTest *tests;
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), n = 0;
+    int count, rc;
+
+    count = scandir(CLIENT_TRANSCRIPT_DIR, &names, is_client_transcript,
+                    alphasort);
+    if (count < 0) {
+        fprintf(stderr, "cannot read %s: %s\n", CLIENT_TRANSCRIPT_DIR,
+                strerror(errno));
+        count = 0;
+    }
+    tests = calloc(nfixed + (size_t)count + 1, sizeof(*tests));
+    if (tests == NULL)
+        return 1;
+    for (size_t i = 0; i < nfixed; i++)
+        tests[n++] = fixed[i];
+    for (int i = 0; i < count; i++) {
+        size_t len = strlen(CLIENT_TRANSCRIPT_DIR) +
+                     strlen(names[i]->d_name) + 2;
+        char *path = malloc(len);
+
+        if (path == NULL)
+            return 1;
+        snprintf(path, len, "%s/%s", CLIENT_TRANSCRIPT_DIR,
+                 names[i]->d_name);
+        tests[n].name = strdup(names[i]->d_name);
+        tests[n].test_func = test_client_transcript;
+        tests[n].initial_state = path;
+        n++;
+        free(names[i]);
+    }
+    free(names);
+    client_transcripts_found = count;
+    rc = _cmocka_run_group_tests("smtp_client", tests, n, NULL, NULL);
+    for (size_t i = nfixed; i < n; i++) {
+        free((void *)tests[i].name);
+        free(tests[i].initial_state);
+    }
+    free(tests);
+    return rc;
 }
