@@ -80,8 +80,8 @@ def have(what):
     return os.path.exists(what)
 
 
-def ensure_packages(install):
-    missing = [p for p, what in PACKAGES if not have(what)]
+def ensure_packages(install, packages=None):
+    missing = [p for p, what in (packages or PACKAGES) if not have(what)]
     if not missing:
         return
     cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + missing
@@ -381,12 +381,7 @@ alias_maps =
 alias_database =
 local_transport = error:5.1.1 no local delivery here
 relay_domains =
-virtual_mailbox_domains = example.test
-virtual_mailbox_base = %(vmail)s
-virtual_mailbox_maps = texthash:%(etc)s/vmailbox
-virtual_uid_maps = static:%(uid)d
-virtual_gid_maps = static:%(gid)d
-smtpd_sasl_auth_enable = yes
+%(delivery)ssmtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = %(sock)s
 smtpd_tls_security_level = may
@@ -396,9 +391,9 @@ smtpd_tls_auth_only = no
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 biff = no
-""" % dict(spool=self.spool, dir=d, host=HOST, vmail=self.vmail,
-           etc=self.etc, uid=nobody.pw_uid, gid=nobody.pw_gid,
-           sock=self.auth_sock, cert=w.cert, key=w.key))
+""" % dict(spool=self.spool, dir=d, host=HOST,
+           delivery=self.delivery_cf(), sock=self.auth_sock, cert=w.cert,
+           key=w.key))
         # The daemons of master.cf.proto, none chrooted (the chroot would
         # need copies of /etc files), and one smtpd on our port.
         master = [
@@ -430,6 +425,18 @@ biff = no
         ]
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write("# written by bench/run.py\n" + "\n".join(master) + "\n")
+
+    def delivery_cf(self):
+        """The main.cf lines that say where accepted mail goes: virtual(8)
+        into the Maildir of vmailbox (bench/relay.py: the relayhost)."""
+        nobody = pwd.getpwnam("nobody")
+        return """virtual_mailbox_domains = example.test
+virtual_mailbox_base = %(vmail)s
+virtual_mailbox_maps = texthash:%(etc)s/vmailbox
+virtual_uid_maps = static:%(uid)d
+virtual_gid_maps = static:%(gid)d
+""" % dict(vmail=self.vmail, etc=self.etc, uid=nobody.pw_uid,
+           gid=nobody.pw_gid)
 
     def postfix(self, *args, check=True):
         return subprocess.run(["/usr/sbin/postfix", "-c", self.etc] +
@@ -843,6 +850,15 @@ def perf_profile(w, server, duration):
     time.sleep(0.3)
     res = run_bench(w, args, duration * 4 + 60)
     rec.wait()
+    out = perf_summary(data)
+    out.update(kind="perf", sessions_per_s=res["sessions_per_s"])
+    w.results.append(out)
+    return out
+
+
+def perf_summary(data):
+    """From a perf.data recorded with -g: the top symbols by self time
+    (kernel and user), the objects, and the kernel time by system call."""
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio",
                           "--no-children", "--sort", "dso,sym", "-g", "none",
                           "--percent-limit", "0.2"], capture_output=True,
@@ -874,11 +890,8 @@ def perf_profile(w, server, duration):
             dsos.append((float(m.group(1)), m.group(2)))
     kernel = [r for r in rows if r[1].startswith("[kernel")]
     user = [r for r in rows if not r[1].startswith("[kernel")]
-    out = {"kind": "perf", "sessions_per_s": res["sessions_per_s"],
-           "top": kernel[:6] + user[:14], "dsos": dsos[:8],
-           "syscalls": calls[:10]}
-    w.results.append(out)
-    return out
+    return {"top": kernel[:6] + user[:14], "dsos": dsos[:8],
+            "syscalls": calls[:10]}
 
 
 # --- Report ----------------------------------------------------------------
@@ -1138,27 +1151,33 @@ def report(w, meta, plot_rel):
         L.append("#### Where posternd's CPU goes (perf, plaintext c=50, "
                  "%s sessions/s during the profile)" %
                  fmt(p["sessions_per_s"]))
-        L.append("")
-        L.append("By object: " + ", ".join("%s %.1f %%" % (d, pc)
-                                           for pc, d in p["dsos"]) + ".")
-        L.append("")
-        if p.get("syscalls"):
-            L.append("")
-            L.append("Kernel time by system call (inclusive %): " +
-                     ", ".join("%s %.1f" % (sym.replace("__x64_sys_", "")
-                                            .replace("__do_sys_", ""), pc)
-                               for pc, sym in p["syscalls"]) + ".")
-        L.append("")
-        L.append("| self % | object | symbol |")
-        L.append("|---|---|---|")
-        for pc, dso, sym in p["top"]:
-            L.append("| %.1f | %s | `%s` |" % (pc, dso, sym))
+        L.extend(perf_lines(p))
     L.append("")
     L.append("#### Issue 7 targets")
     L.append("")
     L.extend(targets(w, args))
     L.append("")
     return "\n".join(L)
+
+
+def perf_lines(p):
+    """The Markdown of a perf_summary(): objects, system calls, symbols."""
+    L = [""]
+    L.append("By object: " + ", ".join("%s %.1f %%" % (d, pc)
+                                       for pc, d in p["dsos"]) + ".")
+    L.append("")
+    if p.get("syscalls"):
+        L.append("")
+        L.append("Kernel time by system call (inclusive %): " +
+                 ", ".join("%s %.1f" % (sym.replace("__x64_sys_", "")
+                                        .replace("__do_sys_", ""), pc)
+                           for pc, sym in p["syscalls"]) + ".")
+    L.append("")
+    L.append("| self % | object | symbol |")
+    L.append("|---|---|---|")
+    for pc, dso, sym in p["top"]:
+        L.append("| %.1f | %s | `%s` |" % (pc, dso, sym))
+    return L
 
 
 def paired(w, tag_a, name_a, tag_b, name_b):
@@ -1245,20 +1264,21 @@ SECTION = "## Side by side: posternd, Postfix+Dovecot, aiosmtpd, smtp-sink"
 MARK = "<!-- bench/run.py inserts each new run below this line -->"
 
 
-def write_results(path, entry):
-    intro = SECTION + """
-
-Written by `bench/run.py` (see bench/README.md): the same `postern bench`
+INTRO = """Written by `bench/run.py` (see bench/README.md): the same `postern bench`
 load against posternd and the reference servers on 127.0.0.1, one after
-the other, in one run.  Newest first.
+the other, in one run.  Newest first."""
 
-""" + MARK + "\n"
+
+def write_results(path, entry, section=SECTION, mark=MARK, intro=INTRO):
+    """Insert entry below mark in path, adding the section (its title,
+    intro and mark) at the end of the file when the mark is not there."""
+    new = section + "\n\n" + intro + "\n\n" + mark + "\n"
     text = open(path).read() if os.path.exists(path) else \
         "# Benchmark results\n"
-    if MARK not in text:
-        text = text.rstrip("\n") + "\n\n" + intro
-    head, tail = text.split(MARK, 1)
-    text = head + MARK + "\n\n" + entry.rstrip("\n") + "\n\n" + \
+    if mark not in text:
+        text = text.rstrip("\n") + "\n\n" + new
+    head, tail = text.split(mark, 1)
+    text = head + mark + "\n\n" + entry.rstrip("\n") + "\n\n" + \
         tail.lstrip("\n")
     if not text.endswith("\n"):
         text += "\n"
