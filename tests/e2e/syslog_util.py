@@ -24,10 +24,20 @@ SEVERITY = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4,
 MSG_RE = re.compile(r"^<(\d+)>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) "
                     r"([^\[: ]+)\[(\d+)\]: (.*)$", re.S)
 
+# unshare(1) runs this with the mounts' propagation unchanged: its own
+# "--propagation private" makes / private, which fails (EINVAL) when / is
+# not a mount point, as inside a chroot (../shared/tools/fresh-debian).
+# So the script makes private, in its namespace, every mount it is about
+# to mount on (all of them when / is a mount point) before mounting
+# anything: nothing it does can propagate out.
 _NS_SCRIPT = r"""
 set -e
 old=$1 sock=$2
 shift 2
+if ! mount --make-rprivate / 2>/dev/null; then
+    mount --make-rprivate "$(findmnt -n -o TARGET -T /dev)"
+    mount --make-rprivate "$(findmnt -n -o TARGET -T "$old")"
+fi
 mount --rbind /dev "$old"
 mount -t tmpfs -o mode=0755 tmpfs /dev
 for n in null zero full random urandom; do
@@ -89,7 +99,7 @@ class SyslogSink:
 
     def prefix(self):
         """The command prefix: run the rest with this sink as /dev/log."""
-        return ["unshare", "--mount", "--propagation", "private", "sh",
+        return ["unshare", "--mount", "--propagation", "unchanged", "sh",
                 "-c", _NS_SCRIPT, "sh", self.olddev, self.path]
 
     def messages(self):
