@@ -15,7 +15,7 @@ TEST_PKGS="clang libclang-rt-14-dev libcmocka-dev libgsasl-dev gsasl python3 pyt
 python3-aiosmtpd swaks curl msmtp dovecot-core postgresql valgrind \
 libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl libio-socket-ssl-perl openssl strace \
 e2fsprogs postfix libsasl2-dev libsasl2-modules libsasl2-modules-db \
-prometheus fail2ban haproxy systemd iproute2"
+prometheus fail2ban haproxy systemd iproute2 procps"
 
 DEB_PKGS="dpkg-dev debhelper devscripts equivs fakeroot lintian man-db"
 
