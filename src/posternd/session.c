@@ -146,6 +146,7 @@ conn_free(struct conn *c)
     free(c->mail_from);
     free(c->env_from);
     free(c->user_relay);
+    free(c->cert_fp);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
     snapshot_unref(c->sc);
@@ -848,18 +849,12 @@ void
 conn_set_peer(struct conn *c, const struct sockaddr_storage *sa)
 {
     c->peer_sa = *sa;
-    if (c->peer_sa.ss_family == AF_INET6) {
-        char a[INET6_ADDRSTRLEN];
-
+    if (c->peer_sa.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&c->peer_sa)->sin6_addr,
-                  a, sizeof(a));
-        snprintf(c->peer, sizeof(c->peer), "%s", a);
-        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "IPv6:%s", a);
-    } else {
+                  c->peer, sizeof(c->peer));
+    else
         inet_ntop(AF_INET, &((struct sockaddr_in *)&c->peer_sa)->sin_addr,
                   c->peer, sizeof(c->peer));
-        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "%s", c->peer);
-    }
 }
 
 void
