@@ -675,6 +675,24 @@ conn_pump(struct conn *c)
 int
 conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
 {
+    size_t used = 0;
+
+    /* Nothing waits before these bytes and the pump may run: they go
+     * straight to the session, as conn_pump() would feed them first
+     * thing (the session only buffers them there).  The backlog keeps
+     * what the session does not take now, and all of it while the pump
+     * is stalled, so flow control (on_alloc(), the end of conn_pump())
+     * sees what it always did; a read no longer costs a copy, and a
+     * wipe and free of the backlog's memory. */
+    if (c->backlog.len == 0 && c->s != NULL && !conn_stalled(c)) {
+        if (pst_smtp_server_feed(c->s, p, n, &used) < 0)
+            used = 0; /* the pump's next_event() reports the session's
+                         error; the bytes wait as they did */
+        p += used;
+        n -= used;
+        if (n == 0)
+            return 0;
+    }
     if (pst_buf_append(&c->backlog, p, n) < 0) {
         /* The client ignores flow control: too much pipelined input. */
         log_event(LOG_LEVEL_WARN, "input_overflow", "sid", c->sid, NULL);
