@@ -453,6 +453,10 @@ on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
 
+    /* libuv calls this once for every request, UV_ECANCELED when the
+     * handle closes first (before its close callback: c is still
+     * there). */
+    free(req);
     if (conn_closed(c))
         return; /* cancelled by conn_close() */
     c->shut_done = 1;
@@ -480,6 +484,8 @@ on_shutdown(uv_shutdown_t *req, int status)
 static void
 conn_finish(struct conn *c)
 {
+    uv_shutdown_t *req;
+
     if (c->shut)
         return;
     c->shut = 1;
@@ -492,12 +498,19 @@ conn_finish(struct conn *c)
         c->peer_counted = 0;
     }
     pst_buf_clear(&c->backlog);
-    c->shutdown.data = c;
     if (c->peer_eof && c->writes_pending == 0) {
         conn_close(c, NULL);
         return;
     }
-    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    /* The request is allocated here rather than held in every struct
+     * conn: on_shutdown() frees it. */
+    if ((req = malloc(sizeof(*req))) == NULL) {
+        conn_close(c, NULL);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
         conn_close(c, NULL);
         return;
     }

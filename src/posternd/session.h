@@ -196,7 +196,6 @@ struct conn {
                                 after the last write) */
     int shut_done;           /* ... and done: lingering */
     int peer_eof;            /* the client closed its side */
-    uv_shutdown_t shutdown;
     /* The pump's share of the loop (CONN_TURN_STEPS): */
     uint64_t turn;           /* the worker's turn counted in turn_steps */
     unsigned turn_steps;
