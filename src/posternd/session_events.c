@@ -578,14 +578,18 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_DATA:
         if (c->msg == NULL)
             return 0; /* spooling failed: 451 at the final dot */
-        /* Through the profile: add_missing_headers holds the header
-         * section back.  More than c->dbuf holds cannot be: the pump
-         * stops at CONN_DATA_MAX. */
-        if (conn_profile_data(c, ev->data, ev->len) < 0) {
+        /* Through the profile while add_missing_headers holds the
+         * header section back; else (most lines, most sessions)
+         * straight to the data on its way to the spool.  More than
+         * c->dbuf holds cannot be: the pump stops at CONN_DATA_MAX. */
+        if ((c->hdr_holding == CONN_HDR_HOLDING
+                 ? conn_profile_data(c, ev->data, ev->len)
+                 : pst_buf_append(&c->dbuf, ev->data, ev->len)) < 0) {
             conn_spool_failed(c, "message data over its buffer");
             return 0;
         }
-        return conn_data_kick(c);
+        /* A write once CONN_DATA_CHUNK is gathered. */
+        return c->dbuf.len >= CONN_DATA_CHUNK ? conn_data_kick(c) : 0;
     case PST_SMTP_EV_DATA_END:
         return conn_data_end(c, ev);
     case PST_SMTP_EV_DATA_ABORT:
