@@ -787,6 +787,29 @@ def send_vs_msmtp(w, server, runs):
     return out
 
 
+def callgrind_self(path):
+    """Self Ir by function of a callgrind output file: "function", or
+    "object+address" where the function has no symbol (libcrypto's
+    assembly)."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no",
+                          "--threshold=100", "--auto=no", path],
+                         capture_output=True, text=True).stdout
+    funcs = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*)$", line)
+        if not m or "PROGRAM TOTALS" in line or "=>" in line:
+            continue
+        # "file:function [object]": keep the function, or the object
+        # where the function has no symbol.
+        fn = m.group(3)
+        obj = re.search(r"\[(.*)\]\s*$", fn)
+        fn = fn.split(" [")[0].split(":")[-1]
+        if fn.startswith("0x") and obj:
+            fn = os.path.basename(obj.group(1)) + "+" + fn
+        funcs[fn] = funcs.get(fn, 0) + int(m.group(1).replace(",", ""))
+    return funcs
+
+
 def callgrind(w, sessions, starttls):
     """Instructions (Ir) per full session of posternd: callgrind over a
     run of `sessions` sessions minus a run of none (start-up, shutdown)."""
@@ -816,20 +839,16 @@ def callgrind(w, sessions, starttls):
         if rc != 0:
             log("posternd under callgrind exited %s" % rc)
     per = (totals[sessions] - totals[0]) / sessions
-    top = subprocess.run(["callgrind_annotate", "--inclusive=no",
-                          out], capture_output=True, text=True).stdout
-    funcs = []
-    for line in top.splitlines():
-        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*)$", line)
-        if m and "PROGRAM TOTALS" not in line and len(funcs) < 12:
-            # "file:function [object]": keep the function, or the object
-            # where the function has no symbol (libcrypto's assembly).
-            fn = m.group(3)
-            obj = re.search(r"\[(.*)\]\s*$", fn)
-            fn = fn.split(" [")[0].split(":")[-1]
-            if fn.startswith("0x") and obj:
-                fn = os.path.basename(obj.group(1)) + "+" + fn
-            funcs.append((m.group(2), fn))
+    # The top functions of a session: self Ir of the run of N minus that
+    # of the run of none, so that start-up (symbol binding: LD_BIND_NOW,
+    # do_lookup_x) does not show as the sessions' cost.
+    selfs = [callgrind_self(os.path.join(w.dir, "callgrind.%s.%d"
+                                         % (tag, k))) for k in (0, sessions)]
+    diff = {fn: (selfs[1].get(fn, 0) - selfs[0].get(fn, 0)) / sessions
+            for fn in selfs[1]}
+    funcs = [("%.2f" % (100.0 * ir / per), fn)
+             for fn, ir in sorted(diff.items(), key=lambda x: -x[1])[:12]
+             if per > 0]
     res = {"kind": "callgrind", "tls": starttls, "sessions": sessions,
            "ir_total": totals[sessions], "ir_startup": totals[0],
            "ir_per_session": round(per), "top_self": funcs}
@@ -1134,7 +1153,9 @@ def report(w, meta, plot_rel):
         L.append("posternd under `valgrind --tool=callgrind`, one client "
                  "(`postern bench --concurrency 1 --count N`), AUTH PLAIN, "
                  "4 KiB; Ir of N sessions minus Ir of a run with none "
-                 "(start-up and shutdown), divided by N.  All threads.")
+                 "(start-up and shutdown), divided by N.  All threads; "
+                 "the top functions are per session too (self Ir, N "
+                 "sessions minus none).")
         L.append("")
         L.append("| session | N | Ir per session | top functions (self "
                  "Ir %) |")

@@ -59,14 +59,12 @@ pst__smtp_split(const uint8_t *line, size_t len, size_t *verb_len,
 int
 pst__smtp_word_eq(const uint8_t *p, size_t len, const char *word)
 {
-    size_t n = strlen(word);
-
-    if (len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (cmd_lower(p[i]) != cmd_lower((uint8_t)word[i]))
+    /* One pass, out at the first difference: the session tries every
+     * verb of its table (and the HTTP methods) on each command line. */
+    for (size_t i = 0; i < len; i++)
+        if (word[i] == '\0' || cmd_lower(p[i]) != cmd_lower((uint8_t)word[i]))
             return 0;
-    return 1;
+    return word[len] == '\0';
 }
 
 /* Dot-string = Atom *("." Atom): the length of the longest valid prefix

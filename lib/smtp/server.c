@@ -472,7 +472,6 @@ pst_smtp_server_new(const struct pst_smtp_server_config *cfg,
     pst_buf_init(&s->mail_from, PST_SMTP_MAX_PATH, 0);
     pst_buf_init(&s->rcpt, PST_SMTP_MAX_PATH, 0);
     pst_buf_init(&s->data_line, PST_SMTP_MAX_TEXT_LINE, 0);
-    pst_buf_init(&s->external_id, PST_SASL_MAX_NAME, 0);
     s->state = s->prev = PST_SMTP_STATE_NEW;
     *out = s;
     return 0;
@@ -484,11 +483,11 @@ pst_smtp_server_free(struct pst_smtp_server *s)
     if (s == NULL)
         return;
     pst_sasl_server_free(s->sasl);
-    pst_sasl_layer_free(s->layer);
-    pst_buf_clear(&s->raw);
-    pst_buf_clear(&s->plain);
-    pst_buf_clear(&s->wire);
-    pst_buf_clear(&s->external_id);
+    pst__server_layer_free(s);
+    if (s->tlsi != NULL) {
+        pst_buf_clear(&s->tlsi->external_id);
+        OPENSSL_clear_free(s->tlsi, sizeof(*s->tlsi));
+    }
     /* The input may hold AUTH lines not yet wiped: it is secret. */
     pst_buf_clear(&s->in);
     pst_buf_clear(&s->out);
@@ -683,9 +682,15 @@ pst_smtp_server_tls_started(struct pst_smtp_server *s, const char *version,
     if (!pst__smtp_printable(version, SERVER_MAX_TLS_NAME, 1) ||
         !pst__smtp_printable(cipher, SERVER_MAX_TLS_NAME, 1))
         return PST_EINVAL;
+    if (s->tlsi == NULL) {
+        s->tlsi = calloc(1, sizeof(*s->tlsi));
+        if (s->tlsi == NULL)
+            return PST_ENOMEM;
+        pst_buf_init(&s->tlsi->external_id, PST_SASL_MAX_NAME, 0);
+    }
     s->tls = 1;
-    snprintf(s->tls_version, sizeof(s->tls_version), "%s", version);
-    snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher);
+    snprintf(s->tlsi->version, sizeof(s->tlsi->version), "%s", version);
+    snprintf(s->tlsi->cipher, sizeof(s->tlsi->cipher), "%s", cipher);
     if (implicit)
         return 0;
     /* RFC 3207 §4.2: "the server MUST discard any knowledge obtained
@@ -703,6 +708,7 @@ int
 pst_smtp_server_tls_auth(struct pst_smtp_server *s,
                          const struct pst_smtp_tls_auth *ta)
 {
+    struct server_tls *t;
     size_t idlen;
 
     if (s == NULL || ta == NULL)
@@ -724,17 +730,18 @@ pst_smtp_server_tls_auth(struct pst_smtp_server *s,
                 ta->external_id[i] == 0x7f)
                 return PST_EINVAL;
     }
-    OPENSSL_cleanse(s->cb_data, sizeof(s->cb_data));
-    s->cb_len = 0;
-    s->cb_type[0] = '\0';
+    t = s->tlsi; /* s->tls: not NULL */
+    OPENSSL_cleanse(t->cb_data, sizeof(t->cb_data));
+    t->cb_len = 0;
+    t->cb_type[0] = '\0';
     if (ta->cb_type != NULL) {
-        memcpy(s->cb_type, ta->cb_type, strlen(ta->cb_type) + 1);
-        memcpy(s->cb_data, ta->cb_data, ta->cb_len);
-        s->cb_len = ta->cb_len;
+        memcpy(t->cb_type, ta->cb_type, strlen(ta->cb_type) + 1);
+        memcpy(t->cb_data, ta->cb_data, ta->cb_len);
+        t->cb_len = ta->cb_len;
     }
-    pst_buf_reset(&s->external_id);
+    pst_buf_reset(&t->external_id);
     if (ta->external_id != NULL &&
-        pst_buf_append_str(&s->external_id, ta->external_id) < 0)
+        pst_buf_append_str(&t->external_id, ta->external_id) < 0)
         return PST_ENOMEM;
     return 0;
 }
@@ -783,6 +790,7 @@ int
 pst_smtp_server_output(struct pst_smtp_server *s, const uint8_t **p,
                        size_t *len)
 {
+    struct server_layer *ly = s->layer;
     size_t pending;
 
     if (s == NULL || p == NULL || len == NULL)
@@ -790,8 +798,8 @@ pst_smtp_server_output(struct pst_smtp_server *s, const uint8_t **p,
     if (s->layer != NULL) {
         /* Protect what was queued since the last call, in one go. */
         pst__server_layer_seal(s);
-        pending = s->wire.len - s->wire_off;
-        *p = pending > 0 ? s->wire.data + s->wire_off : NULL;
+        pending = ly->wire.len - ly->wire_off;
+        *p = pending > 0 ? ly->wire.data + ly->wire_off : NULL;
         *len = pending;
         return pending > 0 &&
                (s->flush || server_parked(s) ||
@@ -808,24 +816,25 @@ pst_smtp_server_output(struct pst_smtp_server *s, const uint8_t **p,
 void
 pst_smtp_server_consume(struct pst_smtp_server *s, size_t n)
 {
+    struct server_layer *ly = s->layer;
     size_t pending;
 
     if (s == NULL)
         return;
     if (s->layer != NULL) {
-        pending = s->wire.len - s->wire_off;
-        s->wire_off += n < pending ? n : pending;
-        if (s->wire_off == s->wire.len) {
-            pst_buf_reset(&s->wire);
-            s->wire_off = 0;
-            if (s->wire.cap > SERVER_BUF_KEEP)
-                (void)pst_buf_shrink(&s->wire, 0);
-        } else if (s->wire_off > s->wire.len / 2) {
-            memmove(s->wire.data, s->wire.data + s->wire_off,
-                    s->wire.len - s->wire_off);
-            s->wire.len -= s->wire_off;
-            s->wire.data[s->wire.len] = '\0';
-            s->wire_off = 0;
+        pending = ly->wire.len - ly->wire_off;
+        ly->wire_off += n < pending ? n : pending;
+        if (ly->wire_off == ly->wire.len) {
+            pst_buf_reset(&ly->wire);
+            ly->wire_off = 0;
+            if (ly->wire.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&ly->wire, 0);
+        } else if (ly->wire_off > ly->wire.len / 2) {
+            memmove(ly->wire.data, ly->wire.data + ly->wire_off,
+                    ly->wire.len - ly->wire_off);
+            ly->wire.len -= ly->wire_off;
+            ly->wire.data[ly->wire.len] = '\0';
+            ly->wire_off = 0;
         }
         return;
     }
@@ -862,8 +871,11 @@ pst__smtp_server_buffer_bytes(const struct pst_smtp_server *s)
            server_buf_bytes(&s->attempt) + server_buf_bytes(&s->sasl_in) +
            server_buf_bytes(&s->sasl_out) + server_buf_bytes(&s->mail_from) +
            server_buf_bytes(&s->rcpt) + server_buf_bytes(&s->data_line) +
-           server_buf_bytes(&s->raw) + server_buf_bytes(&s->plain) +
-           server_buf_bytes(&s->wire) + server_buf_bytes(&s->external_id);
+           (s->layer != NULL ? server_buf_bytes(&s->layer->raw) +
+                                   server_buf_bytes(&s->layer->plain) +
+                                   server_buf_bytes(&s->layer->wire)
+                             : 0) +
+           (s->tlsi != NULL ? server_buf_bytes(&s->tlsi->external_id) : 0);
 }
 
 enum pst_smtp_state
@@ -930,7 +942,7 @@ pst_smtp_server_received(const struct pst_smtp_server *s,
                         r->peer_addr);
     if (rc == 0 && s->tls)
         rc = pst_buf_printf(out, "\t(using %s with cipher %s)\r\n",
-                            s->tls_version, s->tls_cipher);
+                            s->tlsi->version, s->tlsi->cipher);
     if (rc == 0)
         rc = pst_buf_printf(out, "\tby %s (postern) with %s id %s",
                             s->cfg.hostname, proto, r->queue_id);

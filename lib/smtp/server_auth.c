@@ -42,7 +42,7 @@ server_mech_offered(const struct pst_smtp_server *s,
      * of the TLS client certificate (RFC 4422 App. A): only under TLS,
      * where a missing or unmapped certificate fails with 535. */
     if (f & PST_MECH_CHANNEL_BINDING)
-        return s->tls && s->cb_len > 0;
+        return s->tls && s->tlsi->cb_len > 0;
     if (f & PST_MECH_EXTERNAL)
         return s->tls;
     if (s->tls)
@@ -257,6 +257,8 @@ void
 pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
                          size_t len)
 {
+    /* Under TLS only; then cb_len and external_id may say more. */
+    const struct server_tls *t = s->tlsi;
     struct pst_sasl_server_config scfg = {
         .hostname = s->cfg.hostname,
         .realm = s->cfg.realm,
@@ -267,11 +269,12 @@ pst__server_proceed_auth(struct pst_smtp_server *s, const uint8_t *arg,
         .scram_iterations = s->cfg.scram_iterations,
         .scram_secret = s->cfg.scram_secret,
         .scram_secret_len = s->cfg.scram_secret_len,
-        .external_id = s->external_id.len > 0 ? server_str(&s->external_id)
-                                              : NULL,
-        .cb_type = s->cb_len > 0 ? s->cb_type : NULL,
-        .cb_data = s->cb_len > 0 ? s->cb_data : NULL,
-        .cb_len = s->cb_len,
+        .external_id = t != NULL && t->external_id.len > 0
+                           ? server_str(&t->external_id)
+                           : NULL,
+        .cb_type = t != NULL && t->cb_len > 0 ? t->cb_type : NULL,
+        .cb_data = t != NULL && t->cb_len > 0 ? t->cb_data : NULL,
+        .cb_len = t != NULL ? t->cb_len : 0,
         .cb_plus_offered = server_plus_offered(s),
         /* DESIGN.md security_layer: offered only where configured, never
          * under TLS, and not a second time inside one. */

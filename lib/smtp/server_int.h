@@ -53,6 +53,34 @@ enum server_line_mode {
                           line (bare_lf = normalize: any LF) */
 };
 
+/*
+ * What a session under TLS knows of it, apart from the session so that a
+ * plaintext session neither carries nor zeroes it (half a kilobyte of
+ * channel binding, per connection): allocated by
+ * pst_smtp_server_tls_started(), wiped and freed with the session.
+ */
+struct server_tls {
+    char version[SERVER_MAX_TLS_NAME + 1];
+    char cipher[SERVER_MAX_TLS_NAME + 1];
+    /* What TLS told SASL (pst_smtp_server_tls_auth()): */
+    char cb_type[PST_SASL_MAX_CB_NAME + 1]; /* "" when none */
+    uint8_t cb_data[PST_SASL_MAX_CB_DATA];  /* wiped with the session */
+    size_t cb_len;
+    struct pst_buf external_id; /* EXTERNAL's user; empty: none */
+};
+
+/* The security layer (RFC 4954 §4) and its buffers, allocated once one
+ * is negotiated (server_layer.c). */
+struct server_layer {
+    struct pst_sasl_layer *sasl;
+    struct pst_buf raw;        /* protected input not yet unwrapped */
+    struct pst_buf plain;      /* unwrapped input not yet in `in` */
+    size_t plain_off;          /* octets of plain moved already */
+    struct pst_buf wire;       /* protected output (the 235 before it in
+                                  clear); output() gives this */
+    size_t wire_off;           /* octets of wire consumed */
+};
+
 struct pst_smtp_server {
     struct pst_smtp_server_config cfg;
     const struct pst_sasl_mech *mechs[SERVER_MAX_MECHS];
@@ -82,9 +110,8 @@ struct pst_smtp_server {
     unsigned evq_head, evq_len;
     struct pst_smtp_event scratch; /* written if the queue ever fills */
     /* What the session knows of the client: */
-    int tls;
-    char tls_version[SERVER_MAX_TLS_NAME + 1];
-    char tls_cipher[SERVER_MAX_TLS_NAME + 1];
+    int tls;                   /* TLS is up: tlsi is not NULL */
+    struct server_tls *tlsi;   /* NULL until pst_smtp_server_tls_started() */
     int greeted;               /* EHLO or HELO seen */
     int esmtp;                 /* ... and it was EHLO */
     struct pst_buf helo;
@@ -102,19 +129,8 @@ struct pst_smtp_server {
     struct pst_buf sasl_out;   /* raw challenge */
     struct pst_buf attempt;    /* authcid of the exchange, once known */
     char reason[SERVER_MAX_REASON];
-    /* What TLS told SASL (pst_smtp_server_tls_auth()): */
-    char cb_type[PST_SASL_MAX_CB_NAME + 1]; /* "" when none */
-    uint8_t cb_data[PST_SASL_MAX_CB_DATA];  /* wiped with the session */
-    size_t cb_len;
-    struct pst_buf external_id; /* EXTERNAL's user; empty: none */
-    /* The security layer (RFC 4954 §4), once negotiated: */
-    struct pst_sasl_layer *layer;
-    struct pst_buf raw;        /* protected input not yet unwrapped */
-    struct pst_buf plain;      /* unwrapped input not yet in `in` */
-    size_t plain_off;          /* octets of plain moved already */
-    struct pst_buf wire;       /* protected output (the 235 before it in
-                                  clear); output() gives this */
-    size_t wire_off;           /* octets of wire consumed */
+    /* The security layer (RFC 4954 §4), once negotiated, else NULL: */
+    struct server_layer *layer;
     /* The mail transaction: */
     struct pst_buf mail_from;
     struct pst_buf rcpt;       /* the recipient asked about */
@@ -227,6 +243,9 @@ void pst__server_layer_seal(struct pst_smtp_server *s);
 
 /* Octets of output waiting, protected or not. */
 size_t pst__server_pending_out(const struct pst_smtp_server *s);
+
+/* Free the layer and its buffers (wiped); s->layer becomes NULL. */
+void pst__server_layer_free(struct pst_smtp_server *s);
 
 /* --- server_cmd.c -------------------------------------------------------- */
 

@@ -10,6 +10,7 @@
  * trusted after it, and RFC 4954 gives no reply for it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -21,7 +22,26 @@
 size_t
 pst__server_pending_out(const struct pst_smtp_server *s)
 {
-    return (s->out.len - s->out_off) + (s->wire.len - s->wire_off);
+    size_t n = s->out.len - s->out_off;
+
+    if (s->layer != NULL)
+        n += s->layer->wire.len - s->layer->wire_off;
+    return n;
+}
+
+void
+pst__server_layer_free(struct pst_smtp_server *s)
+{
+    struct server_layer *ly = s->layer;
+
+    if (ly == NULL)
+        return;
+    pst_sasl_layer_free(ly->sasl);
+    pst_buf_clear(&ly->raw);
+    pst_buf_clear(&ly->plain);
+    pst_buf_clear(&ly->wire);
+    free(ly);
+    s->layer = NULL;
 }
 
 void
@@ -29,17 +49,23 @@ pst__server_layer_start(struct pst_smtp_server *s, struct pst_sasl_layer *l)
 {
     size_t unread = s->in.len - s->rpos;
 
-    s->layer = l;
-    pst_buf_init(&s->raw, SERVER_LAYER_RAW, 1);
-    pst_buf_init(&s->plain, SERVER_LAYER_MAXBUF, 1);
-    pst_buf_init(&s->wire, SERVER_WIRE_MAX, 0);
-    s->plain_off = 0;
-    s->wire_off = 0;
+    s->layer = calloc(1, sizeof(*s->layer));
+    if (s->layer == NULL) {
+        pst_sasl_layer_free(l);
+        s->broken = PST_ENOMEM;
+        return;
+    }
+    s->layer->sasl = l;
+    pst_buf_init(&s->layer->raw, SERVER_LAYER_RAW, 1);
+    pst_buf_init(&s->layer->plain, SERVER_LAYER_MAXBUF, 1);
+    pst_buf_init(&s->layer->wire, SERVER_WIRE_MAX, 0);
+    s->layer->plain_off = 0;
+    s->layer->wire_off = 0;
     /* RFC 4954 §4: "For the server, it takes effect immediately following
      * the CRLF of its success reply": what is queued (the 235) goes out
      * in clear, before every protected buffer. */
     if (s->out.len > s->out_off &&
-        pst_buf_append(&s->wire, s->out.data + s->out_off,
+        pst_buf_append(&s->layer->wire, s->out.data + s->out_off,
                        s->out.len - s->out_off) < 0) {
         s->broken = PST_ENOMEM;
         return;
@@ -50,7 +76,7 @@ pst__server_layer_start(struct pst_smtp_server *s, struct pst_sasl_layer *l)
      * the CRLF that concludes the last response": whatever followed that
      * line in the input is protected already. */
     if (unread > 0 &&
-        pst_buf_append(&s->raw, s->in.data + s->rpos, unread) < 0) {
+        pst_buf_append(&s->layer->raw, s->in.data + s->rpos, unread) < 0) {
         s->broken = PST_ENOMEM;
         return;
     }
@@ -68,11 +94,12 @@ size_t
 pst__server_layer_feed(struct pst_smtp_server *s, const uint8_t *in,
                        size_t len)
 {
-    size_t n = s->raw.max - s->raw.len;
+    struct server_layer *ly = s->layer;
+    size_t n = ly->raw.max - ly->raw.len;
 
     if (n > len)
         n = len;
-    if (n > 0 && pst_buf_append(&s->raw, in, n) < 0) {
+    if (n > 0 && pst_buf_append(&ly->raw, in, n) < 0) {
         s->broken = PST_ENOMEM;
         return 0;
     }
@@ -83,6 +110,7 @@ pst__server_layer_feed(struct pst_smtp_server *s, const uint8_t *in,
 static void
 server_layer_fail(struct pst_smtp_server *s, int rc)
 {
+    struct server_layer *ly = s->layer;
     struct pst_smtp_event *ev;
 
     snprintf(s->reason, sizeof(s->reason), "security layer: %s",
@@ -92,9 +120,9 @@ server_layer_fail(struct pst_smtp_server *s, int rc)
                                 : "a malformed buffer");
     /* Replies queued before the bad buffer still go out. */
     pst__server_layer_seal(s);
-    pst_buf_reset(&s->raw);
-    pst_buf_reset(&s->plain);
-    s->plain_off = 0;
+    pst_buf_reset(&ly->raw);
+    pst_buf_reset(&ly->plain);
+    ly->plain_off = 0;
     pst__server_drop_input(s);
     pst__server_end_sasl(s);
     ev = pst__server_event(s, PST_SMTP_EV_CLOSE, 0);
@@ -107,13 +135,14 @@ server_layer_fail(struct pst_smtp_server *s, int rc)
 int
 pst__server_layer_pull(struct pst_smtp_server *s)
 {
+    struct server_layer *ly = s->layer;
     int moved = 0;
 
     while (!s->broken && s->state != PST_SMTP_STATE_CLOSED) {
         size_t used = 0, n;
         int rc;
 
-        if (s->plain_off < s->plain.len) {
+        if (ly->plain_off < ly->plain.len) {
             /* Make room at the front, as feed() does. */
             if (s->rpos > 0) {
                 memmove(s->in.data, s->in.data + s->rpos,
@@ -123,33 +152,33 @@ pst__server_layer_pull(struct pst_smtp_server *s)
                 s->rpos = 0;
             }
             n = s->in.max - s->in.len;
-            if (n > s->plain.len - s->plain_off)
-                n = s->plain.len - s->plain_off;
+            if (n > ly->plain.len - ly->plain_off)
+                n = ly->plain.len - ly->plain_off;
             if (n == 0)
                 break;
-            if (pst_buf_append(&s->in, s->plain.data + s->plain_off, n) <
+            if (pst_buf_append(&s->in, ly->plain.data + ly->plain_off, n) <
                 0) {
                 s->broken = PST_ENOMEM;
                 break;
             }
-            s->plain_off += n;
+            ly->plain_off += n;
             moved = 1;
-            if (s->plain_off < s->plain.len)
+            if (ly->plain_off < ly->plain.len)
                 break;
-            pst_buf_reset(&s->plain);
-            s->plain_off = 0;
+            pst_buf_reset(&ly->plain);
+            ly->plain_off = 0;
             /* As the input buffer: a burst gives its memory back. */
-            if (s->plain.cap > SERVER_BUF_KEEP)
-                (void)pst_buf_shrink(&s->plain, 0);
+            if (ly->plain.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&ly->plain, 0);
             continue;
         }
-        if (s->raw.len == 0) {
-            if (s->raw.cap > SERVER_BUF_KEEP)
-                (void)pst_buf_shrink(&s->raw, 0);
+        if (ly->raw.len == 0) {
+            if (ly->raw.cap > SERVER_BUF_KEEP)
+                (void)pst_buf_shrink(&ly->raw, 0);
             break;
         }
-        rc = pst_sasl_layer_unwrap(s->layer, s->raw.data, s->raw.len, &used,
-                                   &s->plain);
+        rc = pst_sasl_layer_unwrap(ly->sasl, ly->raw.data, ly->raw.len, &used,
+                                   &ly->plain);
         if (rc == PST_ENOMEM) {
             s->broken = PST_ENOMEM;
             break;
@@ -160,10 +189,10 @@ pst__server_layer_pull(struct pst_smtp_server *s)
         }
         if (rc == 0)
             break; /* not a whole buffer yet */
-        OPENSSL_cleanse(s->raw.data, used);
-        memmove(s->raw.data, s->raw.data + used, s->raw.len - used);
-        s->raw.len -= used;
-        s->raw.data[s->raw.len] = '\0';
+        OPENSSL_cleanse(ly->raw.data, used);
+        memmove(ly->raw.data, ly->raw.data + used, ly->raw.len - used);
+        ly->raw.len -= used;
+        ly->raw.data[ly->raw.len] = '\0';
         moved = 1;
     }
     return moved;
@@ -172,14 +201,15 @@ pst__server_layer_pull(struct pst_smtp_server *s)
 void
 pst__server_layer_seal(struct pst_smtp_server *s)
 {
+    struct server_layer *ly = s->layer;
     int rc;
 
     if (s->layer == NULL || s->out.len == s->out_off || s->broken)
         return;
     /* One call, one or more buffers: none larger than the client's
      * maxbuf (pst_sasl_layer_wrap() cuts them). */
-    rc = pst_sasl_layer_wrap(s->layer, s->out.data + s->out_off,
-                             s->out.len - s->out_off, &s->wire);
+    rc = pst_sasl_layer_wrap(ly->sasl, s->out.data + s->out_off,
+                             s->out.len - s->out_off, &ly->wire);
     pst_buf_reset(&s->out);
     s->out_off = 0;
     if (rc < 0)
@@ -191,7 +221,8 @@ pst_smtp_server_layer(const struct pst_smtp_server *s, unsigned *cipher)
 {
     if (cipher != NULL)
         *cipher = s != NULL && s->layer != NULL
-                      ? pst_sasl_layer_cipher(s->layer)
+                      ? pst_sasl_layer_cipher(s->layer->sasl)
                       : 0;
-    return s != NULL && s->layer != NULL ? pst_sasl_layer_qop(s->layer) : 0;
+    return s != NULL && s->layer != NULL ? pst_sasl_layer_qop(s->layer->sasl)
+                                         : 0;
 }

@@ -21,6 +21,10 @@ static int log_fd = 2;
 static atomic_int log_level_cur = LOG_LEVEL_INFO;
 static atomic_int log_to_syslog = 0;
 static atomic_flag log_syslog_opened = ATOMIC_FLAG_INIT;
+/* log_begin(): this thread's "ts=...T12:34:56" of second log_stamp_sec. */
+static _Thread_local time_t log_stamp_sec;
+static _Thread_local char log_stamp[64];
+static _Thread_local size_t log_stamp_len;
 
 static const char *const level_names[] = {
     [LOG_LEVEL_PANIC] = "panic",
@@ -117,7 +121,12 @@ log_safe_byte(uint8_t c)
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
         (c >= '0' && c <= '9'))
         return 1;
-    return c != '\0' && strchr("-._:/@+,%[]<>*", c) != NULL;
+    switch (c) {
+    case '-': case '.': case '_': case ':': case '/': case '@': case '+':
+    case ',': case '%': case '[': case ']': case '<': case '>': case '*':
+        return 1;
+    }
+    return 0;
 }
 
 /* Append value bytes, quoted and escaped when needed. */
@@ -163,13 +172,24 @@ log_put_value(struct log_line *l, const uint8_t *p, size_t len)
     l->buf[l->len++] = '"';
 }
 
+/* Whether key holds one of secret_key_parts: one pass over the key,
+ * comparing only where a part's first letter is (a line has a dozen
+ * keys; five strstr() each cost more than the rest of the key). */
 static int
 log_secret_key(const char *key)
 {
-    for (size_t i = 0;
-         i < sizeof(secret_key_parts) / sizeof(secret_key_parts[0]); i++) {
-        if (strstr(key, secret_key_parts[i]) != NULL)
-            return 1;
+    for (const char *k = key; *k != '\0'; k++) {
+        for (size_t i = 0;
+             i < sizeof(secret_key_parts) / sizeof(secret_key_parts[0]);
+             i++) {
+            const char *part = secret_key_parts[i];
+            size_t j = 0;
+
+            while (part[j] != '\0' && k[j] == part[j])
+                j++;
+            if (part[j] == '\0')
+                return 1;
+        }
     }
     return 0;
 }
@@ -191,7 +211,8 @@ log_begin(struct log_line *l, enum log_level level, const char *event)
 {
     struct timespec ts;
     struct tm tm;
-    char stamp[64];
+    char stamp[64 + 8];
+    unsigned ms;
     size_t n;
 
     l->level = level;
@@ -209,16 +230,30 @@ log_begin(struct log_line *l, enum log_level level, const char *event)
         log_kv(l, "event", event);
         return;
     }
-    /* RFC 3339 in UTC with milliseconds. */
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 ||
-        gmtime_r(&ts.tv_sec, &tm) == NULL) {
-        memset(&tm, 0, sizeof(tm));
+    /* RFC 3339 in UTC with milliseconds.  The text up to the seconds is
+     * made once per second and thread (strftime() is most of a line's
+     * cost). */
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        ts.tv_sec = 0;
         ts.tv_nsec = 0;
     }
-    n = strftime(stamp, sizeof(stamp), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp + n, sizeof(stamp) - n, ".%03ldZ",
-             (long)(ts.tv_nsec / 1000000));
-    log_put(l, stamp, strlen(stamp));
+    if (ts.tv_sec != log_stamp_sec || log_stamp_len == 0) {
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+            memset(&tm, 0, sizeof(tm));
+        n = strftime(log_stamp, sizeof(log_stamp), "ts=%Y-%m-%dT%H:%M:%S",
+                     &tm);
+        log_stamp_sec = ts.tv_sec;
+        log_stamp_len = n;
+    }
+    ms = (unsigned)(ts.tv_nsec / 1000000) % 1000;
+    memcpy(stamp, log_stamp, log_stamp_len);
+    n = log_stamp_len;
+    stamp[n++] = '.';
+    stamp[n++] = (char)('0' + ms / 100);
+    stamp[n++] = (char)('0' + ms / 10 % 10);
+    stamp[n++] = (char)('0' + ms % 10);
+    stamp[n++] = 'Z';
+    log_put(l, stamp, n);
     log_put(l, " level=", 7);
     log_put_value(l, (const uint8_t *)log_level_name(level),
                   strlen(log_level_name(level)));
@@ -244,6 +279,8 @@ log_kv_bytes(struct log_line *l, const char *key, const void *p, size_t len)
 void
 log_kv(struct log_line *l, const char *key, const char *value)
 {
+    if (!l->active || l->truncated)
+        return;
     log_kv_bytes(l, key, value, value != NULL ? strlen(value) : 0);
 }
 
@@ -267,6 +304,8 @@ log_kv_uint(struct log_line *l, const char *key, uint64_t v)
 {
     char num[24];
 
+    if (!l->active || l->truncated)
+        return;
     snprintf(num, sizeof(num), "%" PRIu64, v);
     log_kv(l, key, num);
 }
@@ -276,6 +315,8 @@ log_kv_int(struct log_line *l, const char *key, int64_t v)
 {
     char num[24];
 
+    if (!l->active || l->truncated)
+        return;
     snprintf(num, sizeof(num), "%" PRId64, v);
     log_kv(l, key, num);
 }
@@ -374,6 +415,10 @@ log_event(enum log_level level, const char *event, ...)
     const char *key;
     va_list ap;
 
+    /* A line the level filters out costs nothing more (but panic and
+     * fatal still end the process, in log_end()). */
+    if (!log_enabled(level))
+        return;
     log_begin(&l, level, event);
     va_start(ap, event);
     while ((key = va_arg(ap, const char *)) != NULL) {

@@ -146,6 +146,7 @@ conn_free(struct conn *c)
     free(c->mail_from);
     free(c->env_from);
     free(c->user_relay);
+    free(c->cert_fp);
     tls_free(c->tls);
     pst_buf_clear(&c->backlog);
     snapshot_unref(c->sc);
@@ -452,6 +453,10 @@ on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
 
+    /* libuv calls this once for every request, UV_ECANCELED when the
+     * handle closes first (before its close callback: c is still
+     * there). */
+    free(req);
     if (conn_closed(c))
         return; /* cancelled by conn_close() */
     c->shut_done = 1;
@@ -479,6 +484,8 @@ on_shutdown(uv_shutdown_t *req, int status)
 static void
 conn_finish(struct conn *c)
 {
+    uv_shutdown_t *req;
+
     if (c->shut)
         return;
     c->shut = 1;
@@ -491,12 +498,19 @@ conn_finish(struct conn *c)
         c->peer_counted = 0;
     }
     pst_buf_clear(&c->backlog);
-    c->shutdown.data = c;
     if (c->peer_eof && c->writes_pending == 0) {
         conn_close(c, NULL);
         return;
     }
-    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    /* The request is allocated here rather than held in every struct
+     * conn: on_shutdown() frees it. */
+    if ((req = malloc(sizeof(*req))) == NULL) {
+        conn_close(c, NULL);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
         conn_close(c, NULL);
         return;
     }
@@ -674,6 +688,24 @@ conn_pump(struct conn *c)
 int
 conn_take_plain(struct conn *c, const uint8_t *p, size_t n)
 {
+    size_t used = 0;
+
+    /* Nothing waits before these bytes and the pump may run: they go
+     * straight to the session, as conn_pump() would feed them first
+     * thing (the session only buffers them there).  The backlog keeps
+     * what the session does not take now, and all of it while the pump
+     * is stalled, so flow control (on_alloc(), the end of conn_pump())
+     * sees what it always did; a read no longer costs a copy, and a
+     * wipe and free of the backlog's memory. */
+    if (c->backlog.len == 0 && c->s != NULL && !conn_stalled(c)) {
+        if (pst_smtp_server_feed(c->s, p, n, &used) < 0)
+            used = 0; /* the pump's next_event() reports the session's
+                         error; the bytes wait as they did */
+        p += used;
+        n -= used;
+        if (n == 0)
+            return 0;
+    }
     if (pst_buf_append(&c->backlog, p, n) < 0) {
         /* The client ignores flow control: too much pipelined input. */
         log_event(LOG_LEVEL_WARN, "input_overflow", "sid", c->sid, NULL);
@@ -848,18 +880,12 @@ void
 conn_set_peer(struct conn *c, const struct sockaddr_storage *sa)
 {
     c->peer_sa = *sa;
-    if (c->peer_sa.ss_family == AF_INET6) {
-        char a[INET6_ADDRSTRLEN];
-
+    if (c->peer_sa.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&c->peer_sa)->sin6_addr,
-                  a, sizeof(a));
-        snprintf(c->peer, sizeof(c->peer), "%s", a);
-        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "IPv6:%s", a);
-    } else {
+                  c->peer, sizeof(c->peer));
+    else
         inet_ntop(AF_INET, &((struct sockaddr_in *)&c->peer_sa)->sin_addr,
                   c->peer, sizeof(c->peer));
-        snprintf(c->peer_rcvd, sizeof(c->peer_rcvd), "%s", c->peer);
-    }
 }
 
 void

@@ -196,17 +196,16 @@ struct conn {
                                 after the last write) */
     int shut_done;           /* ... and done: lingering */
     int peer_eof;            /* the client closed its side */
-    uv_shutdown_t shutdown;
     /* The pump's share of the loop (CONN_TURN_STEPS): */
     uint64_t turn;           /* the worker's turn counted in turn_steps */
     unsigned turn_steps;
     int ready;               /* on the worker's ready list */
     struct conn *ready_next;
     char sid[20];
-    char peer[INET6_ADDRSTRLEN + 8];  /* for the log */
-    char peer_rcvd[INET6_ADDRSTRLEN + 8]; /* for Received: IPv6:... */
-    struct sockaddr_storage peer_sa;
+    char peer[INET6_ADDRSTRLEN + 2];  /* for the log (Received: from
+                                         peer_sa, conn_on_data_begin()) */
     int peer_counted;        /* in srv->peers */
+    struct sockaddr_storage peer_sa;
     struct proxy_read *proxy; /* reading the PROXY header (proxy.h) */
     struct pst_buf backlog;
     const char *close_why;   /* why the driver ended the session */
@@ -230,10 +229,11 @@ struct conn {
     struct pst_cred *auth_derived; /* WORK_DERIVE's credentials (owned,
                                 until the AUTH_RESULT event) */
     enum conn_hold hold_why; /* HELD: what waits for the delay */
-    uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
     int auth_external;       /* the lookup is EXTERNAL's: check the pin */
-    char cert_fp[TLS_FINGERPRINT_LEN + 1]; /* the client certificate's
-                                SHA-256, "" if none (session_tls.c) */
+    uint64_t auth_tag;       /* throttle_tag() of the PLAIN/LOGIN guess */
+    char *cert_fp;           /* the client certificate's SHA-256 (owned),
+                                NULL if none (session_tls.c):
+                                conn_cert_fp() */
     /* The MAIL FROM check against allow_from (asynchronous too): */
     struct userdb_req *mail_req;
     char *mail_from;         /* the address being checked */
@@ -243,11 +243,11 @@ struct conn {
                                 or NULL */
     struct userdb_req *rcpt_req; /* does the local recipient exist? */
     char *rcpt_addr;         /* the recipient being looked up */
-    int rcpt_local_part;     /* looking up its local part alone now */
     char **relayed;          /* recipients for the relay (owned) */
     size_t nrelayed;
     char *relay_name;        /* their relay (the sender's) */
     size_t rp_len;           /* the Return-Path line's octets */
+    int rcpt_local_part;     /* looking up its local part alone now */
     /* The message: */
     struct maildir_msg *msg; /* NULL: none, or spooling failed */
     char *msg_error;         /* why spooling failed (owned), or NULL */
@@ -257,11 +257,13 @@ struct conn {
      * CONN_DATA_CHUNK at a time, one write at a time): */
     struct pst_buf dbuf;     /* gathered, not yet handed to a write */
     struct job *wjob;        /* the write in flight, or NULL */
-    int data_end;            /* DATA_END came while a write was in
-                                flight: commit after it (WORKING) */
     uint64_t data_end_size;  /* its size */
     uint64_t dot_ns;         /* uv_hrtime() of DATA_END: the latency
                                 metrics count from it */
+    int data_end;            /* DATA_END came while a write was in
+                                flight: commit after it (WORKING) */
+    int stop_after_job;      /* stopping: 421 once the answer to the job
+                                (below) is out */
     /* The compatibility profile (session_profile.c): */
     const struct config_profile *profile; /* NULL: none applies */
     unsigned profile_used;   /* PROFILE_USED_* the driver saw */
@@ -269,7 +271,6 @@ struct conn {
     struct pst_buf hdr;      /* the header section held back */
     /* The thread-pool job the session is parked on (WORKING): */
     struct job *job;
-    int stop_after_job;      /* stopping: 421 once its answer is out */
     struct conn *prev, *next;
 };
 
@@ -315,6 +316,13 @@ void conn_enter_state(struct conn *c, enum conn_state to);
  * already said goodbye.
  */
 void conn_close(struct conn *c, const char *why);
+
+/* The client certificate's SHA-256 in hex, "" if none. */
+static inline const char *
+conn_cert_fp(const struct conn *c)
+{
+    return c->cert_fp != NULL ? c->cert_fp : "";
+}
 
 /* Whether the connection is closing (CLOSING). */
 int conn_closed(const struct conn *c);

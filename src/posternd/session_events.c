@@ -7,6 +7,7 @@
  * the spool and the commit are session_jobs.c's.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -108,9 +109,9 @@ conn_on_lookup(void *ctx, int rc, const struct userdb_user *u)
                            ? u->cred
                            : NULL;
         if (c->auth_cred != NULL && c->auth_external &&
-            userdb_cert_matches(&u->cert, c->cert_fp) == 0) {
+            userdb_cert_matches(&u->cert, conn_cert_fp(c)) == 0) {
             log_event(LOG_LEVEL_INFO, "cert_pin_mismatch", "sid", c->sid,
-                      "fingerprint", c->cert_fp, NULL);
+                      "fingerprint", conn_cert_fp(c), NULL);
             c->auth_cred = NULL;
         }
         /* The user's own relay= (DESIGN.md "Routing"), kept for the
@@ -498,7 +499,7 @@ conn_on_data_begin(struct conn *c)
 {
     struct pst_buf hdr;
     struct pst_smtp_received r = {0};
-    char date[DATE_RFC5322_MAX];
+    char date[DATE_RFC5322_MAX], peer[sizeof(c->peer) + 5];
     int rc;
 
     free(c->msg_error);
@@ -531,7 +532,10 @@ conn_on_data_begin(struct conn *c)
         pst_buf_clear(&hdr);
     }
     date_rfc5322(time(NULL), date, sizeof(date));
-    r.peer_addr = c->peer_rcvd;
+    /* RFC 5321 §4.1.3: an IPv6 address literal is tagged "IPv6:". */
+    snprintf(peer, sizeof(peer), "%s%s",
+             c->peer_sa.ss_family == AF_INET6 ? "IPv6:" : "", c->peer);
+    r.peer_addr = peer;
     r.queue_id = maildir_qid(c->msg);
     r.date = date;
     r.recipient = NULL;
@@ -574,14 +578,18 @@ conn_on_event(struct conn *c, const struct pst_smtp_event *ev)
     case PST_SMTP_EV_DATA:
         if (c->msg == NULL)
             return 0; /* spooling failed: 451 at the final dot */
-        /* Through the profile: add_missing_headers holds the header
-         * section back.  More than c->dbuf holds cannot be: the pump
-         * stops at CONN_DATA_MAX. */
-        if (conn_profile_data(c, ev->data, ev->len) < 0) {
+        /* Through the profile while add_missing_headers holds the
+         * header section back; else (most lines, most sessions)
+         * straight to the data on its way to the spool.  More than
+         * c->dbuf holds cannot be: the pump stops at CONN_DATA_MAX. */
+        if ((c->hdr_holding == CONN_HDR_HOLDING
+                 ? conn_profile_data(c, ev->data, ev->len)
+                 : pst_buf_append(&c->dbuf, ev->data, ev->len)) < 0) {
             conn_spool_failed(c, "message data over its buffer");
             return 0;
         }
-        return conn_data_kick(c);
+        /* A write once CONN_DATA_CHUNK is gathered. */
+        return c->dbuf.len >= CONN_DATA_CHUNK ? conn_data_kick(c) : 0;
     case PST_SMTP_EV_DATA_END:
         return conn_data_end(c, ev);
     case PST_SMTP_EV_DATA_ABORT:

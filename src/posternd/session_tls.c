@@ -8,6 +8,7 @@
  * other SASL keys").
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -69,11 +70,14 @@ conn_tls_auth(struct conn *c)
         ta.cb_data = cb;
         ta.cb_len = cb_len;
     }
-    c->cert_fp[0] = '\0';
+    free(c->cert_fp);
+    c->cert_fp = NULL;
     if (cl->tls_client_ca != NULL) {
         rc = tls_peer_id(c->tls, &id, &why);
+        /* Out of memory: no fingerprint, so no pinned user (cert=)
+         * matches. */
         if (rc == 0 || rc == PST_EAUTH)
-            memcpy(c->cert_fp, id.fingerprint, sizeof(c->cert_fp));
+            c->cert_fp = strdup(id.fingerprint);
         /* tls_client_cert = optional: a certificate that did not verify
          * maps to nobody, so only EXTERNAL fails. */
         if (rc == 0 &&
@@ -81,7 +85,7 @@ conn_tls_auth(struct conn *c)
             ta.external_id = user;
         if (rc != PST_ENOENT && rc != PST_ESTATE)
             log_event(LOG_LEVEL_INFO, "tls_client_cert", "sid", c->sid,
-                      "fingerprint", c->cert_fp, "verify", why,
+                      "fingerprint", conn_cert_fp(c), "verify", why,
                       "user", ta.external_id != NULL ? ta.external_id : "-",
                       ta.external_id == NULL && map_why != NULL ? "why"
                                                                 : NULL,
@@ -92,7 +96,7 @@ conn_tls_auth(struct conn *c)
         /* A name the session will not take as a user (a control
          * character, too long): nobody. */
         log_event(LOG_LEVEL_INFO, "tls_client_cert", "sid", c->sid,
-                  "fingerprint", c->cert_fp, "why",
+                  "fingerprint", conn_cert_fp(c), "why",
                   "the name is not a usable user name", NULL);
         ta.external_id = NULL;
         rc = pst_smtp_server_tls_auth(c->s, &ta);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -1792,6 +1793,51 @@ test_log_levels(void **state)
     free(got);
 }
 
+/* The ts= field is the time of the line: made once per second (log.c
+ * keeps the text up to the seconds), it must still follow the clock. */
+static void
+test_log_stamp(void **state)
+{
+    char want[2][64], got[64];
+    struct capture cap;
+    struct timespec ts;
+    struct tm tm;
+    int ok = 0;
+
+    (void)state;
+    log_set_level(LOG_LEVEL_INFO);
+    for (int tries = 0; tries < 3 && !ok; tries++) {
+        ssize_t n;
+
+        capture_start(&cap);
+        for (int i = 0; i < 2; i++) {
+            /* The second of the line is between these two. */
+            assert_int_equal(clock_gettime(CLOCK_REALTIME, &ts), 0);
+            assert_non_null(gmtime_r(&ts.tv_sec, &tm));
+            strftime(want[i], sizeof(want[i]), "ts=%Y-%m-%dT%H:%M:%S.", &tm);
+            if (i == 0)
+                log_event(LOG_LEVEL_INFO, "tick", NULL);
+        }
+        n = pread(cap.fd, got, 3 + 24, 0);
+        free(capture_end(&cap));
+        assert_int_equal(n, 3 + 24);
+        got[n] = '\0';
+        ok = strncmp(got, want[0], strlen(want[0])) == 0 ||
+             strncmp(got, want[1], strlen(want[1])) == 0;
+    }
+    assert_true(ok);
+    /* A line the level drops writes nothing at all. */
+    capture_start(&cap);
+    log_event(LOG_LEVEL_DEBUG, "dropped", "sid", "1", NULL);
+    log_event(LOG_LEVEL_INFO, "kept", "sid", "2", NULL);
+    {
+        char *text = capture_end(&cap);
+
+        assert_string_equal(text, "level=info event=kept sid=2\n");
+        free(text);
+    }
+}
+
 static void
 test_log_truncation(void **state)
 {
@@ -1852,6 +1898,7 @@ main(void)
         cmocka_unit_test(test_log_secrets),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_log_truncation),
+        cmocka_unit_test(test_log_stamp),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
