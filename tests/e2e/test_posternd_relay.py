@@ -11,7 +11,9 @@ import email
 import email.utils
 import os
 import smtplib
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -394,3 +396,176 @@ def test_implicit_tls_and_plus(tmp_path):
     finally:
         assert dev.stop() == 0
         up.stop()
+
+
+def test_connection_cache_reuses(tmp_path):
+    """A second message within the cache time (2 s) goes over the same
+    upstream connection: one connection, one AUTH (Postfix's connection
+    cache); after the cache time the idle connection says QUIT."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 0\n")
+    up.start()
+    dev.start()
+    try:
+        # The fixture's own probe of the port is the first "connect".
+        base = len(up.events("connect"))
+        submit(dev, ["bob@example.org"], subject="first")
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(up.messages("carol@example.org"))
+                          == 1, 20)
+        assert len(up.events("connect")) == base + 1, up.log()[-3000:]
+        assert len(up.events("message_accepted")) == 2
+        assert len(dev.events("relay_auth_ok")) == 1
+        assert len(dev.events("relay_sent")) == 2
+        assert dev.events("relay_deferred") == []
+        # The cache time over: QUIT, not a dropped connection.
+        assert up.wait_event("disconnect", timeout=10, reason="quit")
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_idle_connection_closed_by_upstream(tmp_path):
+    """The smarthost ends the idle connection (its command timeout, 421
+    4.4.2, before our 2 s): the next message opens a new one at once, no
+    retry (retry_min 30 s would show)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    up.extra_global += "timeout_command = 1\n"
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 0\n")
+    dev.extra_global = dev.extra_global.replace("retry_min = 1s\n",
+                                                "retry_min = 30s\n")
+    dev.extra_global = dev.extra_global.replace("retry_max = 2s\n",
+                                                "retry_max = 60s\n")
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        # The upstream's 1 s timeout ends the cached connection (the
+        # first disconnect is the fixture's probe of the port).
+        ev = up.wait_event("disconnect", timeout=10, count=2)
+        assert ev and ev[1]["reason"] != "quit"
+        assert dev.wait_event("relay_refused", timeout=5, stage="idle")
+        t0 = time.time()
+        submit(dev, ["carol@example.org"])
+        assert wait_until(lambda: len(up.messages("carol@example.org")) == 1,
+                          10)
+        assert time.time() - t0 < 10
+        assert len(up.events("message_accepted")) == 2
+        assert len(dev.events("relay_auth_ok")) == 2
+        assert dev.events("relay_deferred") == []
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+class ClosingSmarthost:
+    """A plain SMTP smarthost (no PIPELINING, no AUTH) that answers the
+    second MAIL of a connection with 421 and closes it: its idle timeout
+    meeting our reuse (RFC 5321 §3.8).  Counts sessions and messages."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.sessions = 0
+        self.messages = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.sessions += 1
+            threading.Thread(target=self._serve, args=(s,),
+                             daemon=True).start()
+
+    def _serve(self, s):
+        f = s.makefile("rb")
+        mails = 0
+        try:
+            s.sendall(b"220 mx.example.org ESMTP\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line[:4].upper()
+                if cmd == b"EHLO":
+                    s.sendall(b"250 mx.example.org\r\n")
+                elif cmd == b"MAIL":
+                    mails += 1
+                    if mails > 1:
+                        s.sendall(b"421 4.4.2 mx.example.org idle too "
+                                  b"long\r\n")
+                        return
+                    s.sendall(b"250 2.1.0 Ok\r\n")
+                elif cmd == b"RCPT":
+                    s.sendall(b"250 2.1.5 Ok\r\n")
+                elif cmd == b"DATA":
+                    s.sendall(b"354 go on\r\n")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n"):
+                        chunk = f.readline()
+                        if not chunk:
+                            return
+                        data += chunk
+                    with self.lock:
+                        self.messages.append(data)
+                    s.sendall(b"250 2.0.0 Ok\r\n")
+                elif cmd == b"QUIT":
+                    s.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    s.sendall(b"250 2.0.0 Ok\r\n")
+        finally:
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_reuse_refused_with_421_goes_at_once(tmp_path):
+    """A cached connection whose smarthost answers MAIL with 421 (closing):
+    the message was not attempted; it goes on a fresh connection at once,
+    no retry delay, no attempt recorded."""
+    need_build()
+    sink = ClosingSmarthost()
+    sections = (f"[relay up]\nhost = 127.0.0.1:{sink.port}\n"
+                "tls = none\nauth = none\n"
+                "max_messages_per_minute = 0\n")
+    dev = Posternd(tmp_path / "dev", users={DEV_USER: (DEV_PW, "PLAIN", "")},
+                   extra_global=("local_domains = example.test\n"
+                                 "relay = up\nretry_min = 30s\n"
+                                 "retry_max = 60s\n"),
+                   listeners={"plain": "tls = none\nauth = optional\n"
+                                       "auth_before_tls = all\n"},
+                   extra_sections=sections)
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"], subject="first")
+        assert wait_until(lambda: len(sink.messages) == 1, 20)
+        assert dev.wait_event("relay_sent", timeout=10)
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(sink.messages) == 2, 10)
+        assert b"Subject: second" in sink.messages[1]
+        assert sink.sessions == 2
+        ev = dev.events("relay_reuse_failed")
+        assert len(ev) == 1 and "421 4.4.2" in ev[0]["reply"]
+        assert dev.events("relay_deferred") == []
+        assert wait_until(lambda: "empty" in queue_cmd(dev, "list").stdout,
+                          10)
+    finally:
+        assert dev.stop() == 0
+        sink.close()
