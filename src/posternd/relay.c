@@ -14,10 +14,12 @@
  * it reports the job (job_done); the records of what each recipient got
  * are appended and fdatasync'd on the pool; only then does the manager
  * act on them: the bounce of the failed recipients is queued (and its
- * "bounced" record written), and a finished message removed.  A crash at
- * any point repeats at most the step in progress: an upstream 250 whose
- * record did not reach the disk sends the message once more (the window
- * Postfix has too, docs/SECURITY.md).
+ * "bounced" record written), and a finished message removed.  A job that
+ * leaves nothing to do (every recipient accepted, none refused before)
+ * writes no record: the removal is the record.  A crash at any point
+ * repeats at most the step in progress: an upstream 250 whose record (or
+ * removal) did not reach the disk sends the message once more (the
+ * window Postfix has too, docs/SECURITY.md).
  */
 #include <errno.h>
 #include <fcntl.h>

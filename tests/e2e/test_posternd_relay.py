@@ -10,6 +10,9 @@ relay's login and delivers example.org to its own Maildirs.
 import email
 import email.utils
 import os
+import re
+import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -18,7 +21,8 @@ import time
 
 import pytest
 
-from posternd_util import Posternd, postern_bin, posternd_bin, wait_until
+from posternd_util import (Posternd, postern_bin, posternd_bin, start_wrapped,
+                           wait_until)
 
 DEV_USER = "alice@example.test"
 DEV_PW = "wonderland"
@@ -569,3 +573,96 @@ def test_reuse_refused_with_421_goes_at_once(tmp_path):
     finally:
         assert dev.stop() == 0
         sink.close()
+
+
+def strace_calls(path):
+    """[(syscall, args, result)] of an `strace -f` log in completion order
+    (a call split by another thread's is placed where it completed)."""
+    pending, out = {}, []
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"^(\d+)\s+(.*)$", line.rstrip("\n"))
+        if not m:
+            continue
+        pid, text = m.groups()
+        if text.endswith("<unfinished ...>"):
+            pending[pid] = text[:-len("<unfinished ...>")].rstrip()
+            continue
+        r = re.match(r"^<\.\.\. \w+ resumed>(.*)$", text)
+        if r:
+            text = pending.pop(pid, "") + r.group(1)
+        c = re.match(r"^(\w+)\((.*)\)\s+=\s+(-?\d+).*$", text)
+        if c:
+            out.append((c.group(1), c.group(2), int(c.group(3))))
+    return out
+
+
+def test_relayed_message_fsyncs(tmp_path):
+    """Under strace, one relayed message (no local recipient): before the
+    250, its queue link, then one fsync of the file (data and link count),
+    QID.env fsync'd before its rename, the queue directory fsync'd; after
+    the smarthost's 250 no record is appended or fdatasync'd: the files
+    are removed.  3 fsyncs, no fdatasync in all."""
+    need_build()
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed: tools/deps.sh test")
+    sink = ClosingSmarthost()
+    dev = Posternd(tmp_path / "dev", users={DEV_USER: (DEV_PW, "PLAIN", "")},
+                   extra_global=("local_domains = example.test\n"
+                                 "relay = up\n"),
+                   listeners={"plain": "tls = none\nauth = optional\n"
+                                       "auth_before_tls = all\n"},
+                   extra_sections=(f"[relay up]\nhost = 127.0.0.1:"
+                                   f"{sink.port}\ntls = none\nauth = none\n"
+                                   "max_messages_per_minute = 0\n"))
+    trace = tmp_path / "strace.log"
+    start_wrapped(dev, prefix=["strace", "-f", "-qq", "-y", "-s", "200",
+                               "-e", "trace=write,writev,fsync,fdatasync,"
+                               "linkat,rename,unlink", "-o", str(trace)],
+                  timeout=30)
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(sink.messages) == 1, 20)
+        assert dev.wait_event("queue_done", timeout=10)
+        qid = dev.events("message_accepted")[0]["qid"]
+    finally:
+        kids = open(f"/proc/{dev.proc.pid}/task/{dev.proc.pid}/children"
+                    ).read()
+        for pid in kids.split():
+            os.kill(int(pid), signal.SIGTERM)
+        rc = dev.wait_exit(timeout=30)
+        sink.close()
+    assert rc == 0, dev.log()[-2000:]
+    queue = os.path.join(dev.spool, "queue")
+    ev = strace_calls(trace)
+
+    def first(pred, what):
+        found = [i for i, e in enumerate(ev) if pred(*e)]
+        assert found, f"no {what} in {trace}"
+        return found[0]
+
+    reply = first(lambda c, a, r: c in ("write", "writev") and
+                  f"queued as {qid}" in a, "250 to the client")
+    link = first(lambda c, a, r: c == "linkat" and r == 0 and
+                 f'<{queue}>, "{qid}"' in a, "link into the queue")
+    # linkat(AT_FDCWD, "/proc/self/fd/N", ...): the unnamed spool file.
+    fd = re.search(r'"/proc/self/fd/(\d+)"', ev[link][1]).group(1)
+    data_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                      a.startswith(f"{fd}<"), "fsync of the message file")
+    env_tmp = f"{queue}/.{qid}.env.tmp"
+    env_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                     f"<{env_tmp}>" in a, "fsync of the envelope")
+    rename = first(lambda c, a, r: c == "rename" and r == 0 and
+                   a.startswith(f'"{env_tmp}"'), "rename of the envelope")
+    dir_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                     a.endswith(f"<{queue}>") and
+                     ev.index((c, a, r)) > rename, "fsync of the queue")
+    assert link < data_sync < env_sync < rename < dir_sync < reply, \
+        (link, data_sync, env_sync, rename, dir_sync, reply)
+    data = first(lambda c, a, r: c in ("write", "writev") and
+                 a.split(",")[0].endswith(">") and "354 " in a,
+                 "354 to the client")
+    syncs = [(c, a) for c, a, r in ev[data:]
+             if c in ("fsync", "fdatasync")]
+    assert [c for c, _ in syncs] == ["fsync"] * 3, syncs
+    gone = [a for c, a, r in ev if c == "unlink" and r == 0]
+    assert f'"{queue}/{qid}.env"' in gone and f'"{queue}/{qid}"' in gone
