@@ -657,20 +657,28 @@ on_timer(uv_timer_t *t)
 {
     struct relay_mgr *m = t->data;
 
-    m->wake_at = INT64_MAX;
+    m->wake_ms = UINT64_MAX;
     relay_run(m);
+}
+
+/* The timer fires in ms milliseconds, unless it fires sooner already. */
+static void
+wake_in(struct relay_mgr *m, uint64_t ms)
+{
+    uint64_t at = uv_now(m->loop) + ms;
+
+    if (at >= m->wake_ms || m->closing || m->stopping)
+        return;
+    m->wake_ms = at;
+    uv_timer_start(&m->timer, on_timer, ms, 0);
 }
 
 void
 relay_wake_at(struct relay_mgr *m, int64_t at)
 {
-    int64_t ms;
+    int64_t ms = (at - relay_now()) * 1000;
 
-    if (at >= m->wake_at || m->closing || m->stopping)
-        return;
-    m->wake_at = at;
-    ms = (at - relay_now()) * 1000;
-    uv_timer_start(&m->timer, on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+    wake_in(m, ms > 0 ? (uint64_t)ms : 0);
 }
 
 /*
@@ -686,13 +694,33 @@ relay_run(struct relay_mgr *m)
     if (m->cfg == NULL || m->cfg->queue == NULL)
         return;
     uv_timer_stop(&m->timer);
-    m->wake_at = INT64_MAX;
+    m->wake_ms = UINT64_MAX;
     for (size_t i = 0; i < m->nrt; i++)
         while (m->rt[i]->ready_head != NULL)
             relay_ready_remove(m->rt[i]->ready_head);
     for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
         relay_msg_settle(m, msg); /* frees nothing: the pool does */
     relay_kick(m);
+}
+
+/* Whether rt's bucket has n tokens now (none taken); if not, *wait_ms
+ * until it has, or 0 when it never holds that many at once. */
+static int
+tokens_for(struct relay_mgr *m, struct relay_rt *rt, unsigned n,
+           uint64_t *wait_ms)
+{
+    unsigned rate = rt->cfg->max_messages_per_minute;
+    double cap = rate >= 60 ? rate / 60.0 : 1.0;
+
+    if (rate == 0)
+        return 1;
+    (void)relay_rt_token(m, rt, 0, wait_ms); /* the refill */
+    if (rt->tokens >= (double)n)
+        return 1;
+    *wait_ms = (double)n <= cap ? (uint64_t)(((double)n - rt->tokens) *
+                                             60000.0 / rate) + 1
+                                : 0;
+    return 0;
 }
 
 /* One relay: the OAuth refresh of an idle account, idle connections
@@ -733,7 +761,10 @@ kick_rt(struct relay_mgr *m, struct relay_rt *rt, int64_t now)
             continue;
         switch (relay_conn_wake(cc->conn)) {
         case 0:
-            return; /* no bucket token (the timer is set): no job */
+            /* No bucket token: no job for anyone until the next one. */
+            if (!relay_rt_token(m, rt, 0, &wait))
+                wake_in(m, wait);
+            return;
         case -1:
             next = m->conns; /* it ended: the list may have changed */
             break;
@@ -756,10 +787,12 @@ kick_rt(struct relay_mgr *m, struct relay_rt *rt, int64_t now)
         }
     }
     /* A connection per ready message nobody takes, within the limit;
-     * each one asks for its jobs.  An empty bucket opens none. */
+     * each one asks for its jobs.  None without a bucket token for it
+     * beyond those the connections being set up will take. */
     while (need > 0 && rt->conns < rt->limit) {
-        if (!relay_rt_token(m, rt, 0, &wait)) {
-            relay_wake_at(m, now + (int64_t)(wait / 1000) + 1);
+        if (!tokens_for(m, rt, rt->starting + 1, &wait)) {
+            if (wait > 0)
+                wake_in(m, wait);
             break;
         }
         if (relay_conn_open(m, rt, token) < 0)
@@ -880,7 +913,7 @@ relay_mgr_new(uv_loop_t *loop, const struct config *cfg,
         return PST_ENOMEM;
     m->loop = loop;
     m->cfg = cfg;
-    m->wake_at = INT64_MAX;
+    m->wake_ms = UINT64_MAX;
     uv_mutex_init(&m->mu);
     uv_timer_init(loop, &m->timer);
     m->timer.data = m;
@@ -952,7 +985,7 @@ relay_mgr_stop(struct relay_mgr *m)
 {
     m->stopping = 1;
     uv_timer_stop(&m->timer);
-    m->wake_at = INT64_MAX;
+    m->wake_ms = UINT64_MAX;
     relay_quit_idle(m, NULL, NULL);
 }
 
@@ -961,7 +994,7 @@ relay_mgr_abort(struct relay_mgr *m)
 {
     m->stopping = 1;
     uv_timer_stop(&m->timer);
-    m->wake_at = INT64_MAX;
+    m->wake_ms = UINT64_MAX;
     /* Each abort reports through conn_closed(), which unlinks it. */
     while (m->conns != NULL)
         relay_conn_abort(m->conns->conn);

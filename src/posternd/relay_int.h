@@ -112,8 +112,8 @@ struct relay_mgr {
     size_t nrt;
     struct relay_msg *msgs, *msgs_tail; /* by arrival */
     size_t nmsgs;
-    int64_t wake_at;                /* the timer's (Unix seconds), or
-                                       INT64_MAX */
+    uint64_t wake_ms;               /* when the timer fires (uv_now()),
+                                       or UINT64_MAX */
     int kicking, rekick;            /* relay_kick() runs; once more */
     unsigned works;                 /* pool jobs running */
     unsigned nconns;

@@ -533,6 +533,8 @@ class ClosingSmarthost:
                     return
                 else:
                     s.sendall(b"250 2.0.0 Ok\r\n")
+        except OSError:
+            pass  # the relay closed first
         finally:
             s.close()
 
@@ -670,3 +672,27 @@ def test_relayed_message_fsyncs(tmp_path):
     assert [c for c, _ in syncs] == ["fsync"] * 3, syncs
     gone = [a for c, a, r in ev if c == "unlink" and r == 0]
     assert f'"{queue}/{qid}.env"' in gone and f'"{queue}/{qid}"' in gone
+
+
+def test_rate_limited_relay_reuses_connection(tmp_path):
+    """max_messages_per_minute = 60: the second message waits for its
+    token (about 1 s), less than the cache time (2 s), and then goes over
+    the same connection."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 60\n")
+    up.start()
+    dev.start()
+    try:
+        base = len(up.events("connect"))
+        submit(dev, ["bob@example.org"], subject="first")
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(up.messages("carol@example.org"))
+                          == 1, 20)
+        assert len(up.messages("bob@example.org")) == 1
+        assert len(up.events("connect")) == base + 1, up.log()[-3000:]
+        assert len(dev.events("relay_auth_ok")) == 1
+    finally:
+        assert dev.stop() == 0
+        up.stop()
