@@ -13,6 +13,14 @@
  * leaves either complete messages in new/ or none, never a partial one:
  * each link points at a file whose data was already durable.
  *
+ * The relay's queue (maildir_deliver() with q) differs in one point: its
+ * link QUEUE/QID is made before step 1, whose fsync then covers the data
+ * and the inode's link count at once, and QID.env, written (and fsync'd)
+ * after it, is what makes a queued message: the queue manager reads only
+ * messages with an envelope, and a QID without one is an orphan
+ * (queue_file_orphans()).  So a crash leaves a queued message whole or
+ * not at all, with one fsync of the file fewer.
+ *
  * The spool file itself leaves nothing after a crash: an O_TMPFILE file
  * has no name to leave, and a named one is locked while its message is
  * alive, so maildir_spool_clean() knows a dead one when it sees it.
@@ -621,17 +629,12 @@ deliver_one(struct maildir_msg *m, const char *dir, int newfd,
     return 0;
 }
 
-/*
- * Queue the message for the relay: link the spool file as DIR/QID, write
- * DIR/QID.env, and wait for an fsync of DIR covering both (shared with
- * the other commits, as for new/).  The queue directory is the
- * administrator's and opened as it is.  On failure nothing is left.
- */
+/* Link the spool file as DIR/QID (the queue directory is the
+ * administrator's and opened as it is). */
 static int
-queue_one(struct maildir_msg *m, const struct maildir_queue *q, int *qfd,
-          struct made_link *links, size_t *done)
+queue_link(struct maildir_msg *m, const struct maildir_queue *q, int *qfd,
+           struct made_link *links, size_t *done)
 {
-    struct queue_env env;
     int e;
 
     *qfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -643,14 +646,30 @@ queue_one(struct maildir_msg *m, const struct maildir_queue *q, int *qfd,
     links[*done].dfd = *qfd;
     snprintf(links[*done].name, sizeof(links[*done].name), "%s", m->qid);
     (*done)++;
+    return 0;
+}
+
+/*
+ * Queue the linked message: write DIR/QID.env (its data fsync'd before
+ * its name, queue_file_write_env()), and wait for an fsync of DIR
+ * covering both names (shared with the other commits, as for new/).  On
+ * failure the caller removes what was made.
+ */
+static int
+queue_commit(struct maildir_msg *m, const struct maildir_queue *q, int qfd,
+             struct made_link *links, size_t *done)
+{
+    struct queue_env env;
+    int e;
+
     env = *q->env;
     snprintf(env.id, sizeof(env.id), "%s", m->qid);
     if (queue_file_write_env(q->dir, &env) != 0)
         return maildir_fail(m, "write envelope in", q->dir, errno);
-    links[*done].dfd = *qfd;
+    links[*done].dfd = qfd;
     snprintf(links[*done].name, sizeof(links[*done].name), "%s.env", m->qid);
     (*done)++;
-    e = dir_sync(*qfd);
+    e = dir_sync(qfd);
     if (e != 0)
         return maildir_fail(m, "fsync", q->dir, e);
     return 0;
@@ -688,9 +707,13 @@ maildir_deliver(struct maildir_msg *m, const char *root,
         if (links == NULL || fds == NULL)
             rc = PST_ENOMEM;
     }
-    /* 1. The data, durable before any name points at it. */
+    /* 1. The data, durable before any name that makes a message points
+     * at it: the queue's QID may come first (QID.env makes it a
+     * message, below), and this fsync covers its link count too. */
     if (rc == 0)
         rc = flush(m);
+    if (rc == 0 && q != NULL)
+        rc = queue_link(m, q, &qfd, links, &done);
     if (rc == 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
     /* Given up while the data was synced: no name is made. */
@@ -702,7 +725,7 @@ maildir_deliver(struct maildir_msg *m, const char *root,
     /* 2, 3. The relay's queue, then each local recipient; stop at the
      * first failure. */
     if (rc == 0 && q != NULL)
-        rc = queue_one(m, q, &qfd, links, &done);
+        rc = queue_commit(m, q, qfd, links, &done);
     for (size_t i = 0; i < n && rc == 0; i++) {
         int newfd = open_maildir(m, root, paths[i]);
 
@@ -715,8 +738,12 @@ maildir_deliver(struct maildir_msg *m, const char *root,
         if (links[done].dfd >= 0)
             done++; /* linked, even if its fsync then failed */
     }
-    /* 4. The link count of the inode. */
-    if (rc == 0 && fsync(m->fd) != 0)
+    /* 4. The link count of the inode (an O_TMPFILE's goes from 0 to 1:
+     * off the orphan list).  The fsync of new/ writes the entry, not
+     * this inode (ext4 without a journal), so without it a power cut
+     * could leave a name whose inode is freed.  With the queue's link
+     * alone, step 1's fsync covered it: none more. */
+    if (rc == 0 && nfds > 0 && fsync(m->fd) != 0)
         rc = maildir_fail(m, "fsync", m->path, errno);
     /* 5. Durable: it stands, unless it was given up meanwhile. */
     if (rc == 0 && m->gate != NULL) {

@@ -14,10 +14,12 @@
  * it reports the job (job_done); the records of what each recipient got
  * are appended and fdatasync'd on the pool; only then does the manager
  * act on them: the bounce of the failed recipients is queued (and its
- * "bounced" record written), and a finished message removed.  A crash at
- * any point repeats at most the step in progress: an upstream 250 whose
- * record did not reach the disk sends the message once more (the window
- * Postfix has too, docs/SECURITY.md).
+ * "bounced" record written), and a finished message removed.  A job that
+ * leaves nothing to do (every recipient accepted, none refused before)
+ * writes no record: the removal is the record.  A crash at any point
+ * repeats at most the step in progress: an upstream 250 whose record (or
+ * removal) did not reach the disk sends the message once more (the
+ * window Postfix has too, docs/SECURITY.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -195,8 +197,10 @@ rt_sync(struct relay_mgr *m)
         rt_configure(rt, rc);
         relay_token_configure(m, rt);
     }
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
+    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next) {
+        relay_ready_remove(msg); /* relay_run() places it again */
         msg->rt = relay_rt_find(m, msg->env->relay);
+    }
 }
 
 /*
@@ -241,43 +245,108 @@ relay_backoff(const struct config *cfg, unsigned attempts)
 
 /* --- Messages ------------------------------------------------------------ */
 
-static void
+/* Into the manager's list, kept in order of arrival: a new message goes
+ * at the end in O(1). */
+static struct relay_msg *
 msg_add(struct relay_mgr *m, struct queue_env *env)
 {
-    struct relay_msg *msg = calloc(1, sizeof(*msg));
+    struct relay_msg *msg = calloc(1, sizeof(*msg)), *after;
 
     if (msg == NULL) {
         log_event(LOG_LEVEL_WARN, "queue_failed", "qid", env->id, "error",
                   "out of memory", NULL);
         queue_env_free(env);
-        return;
+        return NULL;
     }
     msg->env = env;
     msg->rt = relay_rt_find(m, env->relay);
     msg->due = env->next_attempt;
-    msg->next = m->msgs;
-    if (m->msgs != NULL)
-        m->msgs->prev = msg;
-    m->msgs = msg;
+    for (after = m->msgs_tail;
+         after != NULL && after->env->arrival > env->arrival;
+         after = after->prev)
+        ;
+    msg->prev = after;
+    msg->next = after != NULL ? after->next : m->msgs;
+    if (msg->next != NULL)
+        msg->next->prev = msg;
+    else
+        m->msgs_tail = msg;
+    if (after != NULL)
+        after->next = msg;
+    else
+        m->msgs = msg;
     m->nmsgs++;
     if (msg->rt == NULL)
         log_event(LOG_LEVEL_WARN, "queue_relay_unknown", "qid", env->id,
                   "relay", env->relay, "action",
                   "kept until a relay of that name is configured", NULL);
+    return msg;
 }
 
 static void
 msg_free(struct relay_mgr *m, struct relay_msg *msg)
 {
+    relay_ready_remove(msg);
     if (msg->prev != NULL)
         msg->prev->next = msg->next;
     else
         m->msgs = msg->next;
     if (msg->next != NULL)
         msg->next->prev = msg->prev;
+    else
+        m->msgs_tail = msg->prev;
     m->nmsgs--;
     queue_env_free(msg->env);
     free(msg);
+}
+
+/* --- Ready lists ---------------------------------------------------------
+ * Each relay's due messages, oldest arrival first: what conn_next_job()
+ * takes and relay_kick() counts, without walking the queue. */
+
+void
+relay_ready_remove(struct relay_msg *msg)
+{
+    struct relay_rt *rt = msg->ready;
+
+    if (rt == NULL)
+        return;
+    if (msg->rprev != NULL)
+        msg->rprev->rnext = msg->rnext;
+    else
+        rt->ready_head = msg->rnext;
+    if (msg->rnext != NULL)
+        msg->rnext->rprev = msg->rprev;
+    else
+        rt->ready_tail = msg->rprev;
+    msg->rprev = msg->rnext = NULL;
+    msg->ready = NULL;
+    rt->nready--;
+}
+
+/* In order of arrival, from the end: O(1) for a new message. */
+static void
+ready_insert(struct relay_rt *rt, struct relay_msg *msg)
+{
+    struct relay_msg *after;
+
+    relay_ready_remove(msg);
+    for (after = rt->ready_tail;
+         after != NULL && after->env->arrival > msg->env->arrival;
+         after = after->rprev)
+        ;
+    msg->rprev = after;
+    msg->rnext = after != NULL ? after->rnext : rt->ready_head;
+    if (msg->rnext != NULL)
+        msg->rnext->rprev = msg;
+    else
+        rt->ready_tail = msg;
+    if (after != NULL)
+        after->rnext = msg;
+    else
+        rt->ready_head = msg;
+    msg->ready = rt;
+    rt->nready++;
 }
 
 struct relay_msg *
@@ -339,8 +408,10 @@ relay_work_queue(struct relay_work *w)
         return -1;
     }
     w->m->works++;
-    if (w->msg != NULL)
+    if (w->msg != NULL) {
         w->msg->busy = 1;
+        relay_ready_remove(w->msg);
+    }
     return 0;
 }
 
@@ -408,8 +479,11 @@ work_done(uv_work_t *req, int status)
     switch (w->kind) {
     case WORK_LOAD:
         if (w->rc == 0) {
-            msg_add(m, w->loaded);
+            struct relay_msg *added = msg_add(m, w->loaded);
+
             w->loaded = NULL;
+            if (added != NULL)
+                relay_msg_settle(m, added);
         } else {
             log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid", w->id,
                       "error", w->err, NULL);
@@ -452,6 +526,7 @@ work_done(uv_work_t *req, int status)
         if (w->rc != 0) {
             log_event(LOG_LEVEL_WARN, "queue_remove_failed", "qid",
                       msg->env->id, "error", w->err, NULL);
+            relay_wake_at(m, relay_now() + relay_backoff(m->cfg, 1));
         } else {
             log_event(LOG_LEVEL_INFO, msg->deleted ? "queue_deleted"
                                                    : "queue_done",
@@ -463,16 +538,22 @@ work_done(uv_work_t *req, int status)
         break;
     }
     work_free(w);
-    relay_run(m);
+    relay_kick(m);
 }
 
-/* What to do with a message after its records: bounce, remove, wait. */
+static void msg_expire(struct relay_mgr *m, struct relay_msg *msg,
+                       int64_t now);
+
+/* What to do with a message after its records: bounce, remove, expire,
+ * or wait: in its relay's ready list when due, else until the timer. */
 void
 relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg)
 {
     const struct queue_env *e = msg->env;
     struct relay_work *w;
+    int64_t now, lifetime_end;
 
+    relay_ready_remove(msg);
     if (msg->busy || msg->active)
         return;
     if (msg->deleted || (queue_env_finished(e) &&
@@ -506,7 +587,23 @@ relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg)
         if (w->spool == NULL || w->hostname == NULL || relay_work_queue(w) < 0)
             log_event(LOG_LEVEL_WARN, "bounce_failed", "qid", e->id,
                       "error", "cannot start", NULL);
+        return;
     }
+    if (queue_env_finished(e))
+        return; /* a bounce that could not start: relay_run() again */
+    now = relay_now();
+    lifetime_end = e->arrival + (int64_t)m->cfg->queue_lifetime;
+    if (now >= lifetime_end) {
+        msg_expire(m, msg, now);
+        return;
+    }
+    relay_wake_at(m, lifetime_end);
+    if (msg->due > now) {
+        relay_wake_at(m, msg->due);
+        return;
+    }
+    if (msg->rt != NULL && !m->stopping)
+        ready_insert(msg->rt, msg);
 }
 
 /* Record lines for msg, on the pool; acted on when durable. */
@@ -526,6 +623,7 @@ relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
         log_event(LOG_LEVEL_WARN, "queue_record_failed", "qid",
                   msg->env->id, "error", "cannot start", NULL);
         msg->due = relay_now() + relay_backoff(m->cfg, msg->env->attempts + 1);
+        relay_wake_at(m, msg->due);
     }
 }
 
@@ -557,109 +655,172 @@ msg_expire(struct relay_mgr *m, struct relay_msg *msg, int64_t now)
 static void
 on_timer(uv_timer_t *t)
 {
-    relay_run(t->data);
+    struct relay_mgr *m = t->data;
+
+    m->wake_ms = UINT64_MAX;
+    relay_run(m);
+}
+
+/* The timer fires in ms milliseconds, unless it fires sooner already. */
+static void
+wake_in(struct relay_mgr *m, uint64_t ms)
+{
+    uint64_t at = uv_now(m->loop) + ms;
+
+    if (at >= m->wake_ms || m->closing || m->stopping)
+        return;
+    m->wake_ms = at;
+    uv_timer_start(&m->timer, on_timer, ms, 0);
+}
+
+void
+relay_wake_at(struct relay_mgr *m, int64_t at)
+{
+    int64_t ms = (at - relay_now()) * 1000;
+
+    wake_in(m, ms > 0 ? (uint64_t)ms : 0);
 }
 
 /*
- * Start what is due: expire what outlived queue_lifetime, settle what
- * needs a bounce or removal, open connections for relays with due
- * messages (within their limits), and set the timer for the next thing
- * that will be due.
+ * Look at every message again (the timer, a reload, a flush): settle what
+ * needs a bounce or removal, expire what outlived queue_lifetime, put
+ * what is due in its relay's ready list (rebuilt in order of arrival, in
+ * one pass), set the timer for the next thing that will be due, then
+ * relay_kick().
  */
 void
 relay_run(struct relay_mgr *m)
 {
-    int64_t now = relay_now(), wake = INT64_MAX;
-
     if (m->cfg == NULL || m->cfg->queue == NULL)
         return;
-    for (struct relay_msg *msg = m->msgs, *next; msg != NULL; msg = next) {
-        next = msg->next;
-        if (msg->active || msg->busy)
-            continue;
-        if (msg->deleted || queue_env_finished(msg->env)) {
-            relay_msg_settle(m, msg);
-            continue;
-        }
-        if (now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime) {
-            msg_expire(m, msg, now);
-            continue;
-        }
-        if (msg->env->arrival + (int64_t)m->cfg->queue_lifetime < wake)
-            wake = msg->env->arrival + (int64_t)m->cfg->queue_lifetime;
-        if (msg->due > now) {
-            if (msg->due < wake)
-                wake = msg->due;
-            continue;
-        }
-        if (m->stopping || msg->rt == NULL)
-            continue;
-        if (msg->rt->retry_at > now) {
-            if (msg->rt->retry_at < wake)
-                wake = msg->rt->retry_at;
-            continue;
-        }
-    }
-    for (size_t i = 0; i < m->nrt && !m->stopping; i++) {
-        struct relay_rt *rt = m->rt[i];
-        size_t due = 0;
-        uint64_t wait = 0;
-
-        const char *token = NULL;
-
-        if (!rt->found)
-            continue;
-        /* OAuth: an idle account is refreshed at least weekly. */
-        if (rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
-            rt->cfg->oauth2_grant == CONFIG_GRANT_REFRESH_TOKEN &&
-            rt->tok.refresh_token != NULL && !rt->paused) {
-            int64_t idle = rt->tok.refreshed_at + RELAY_IDLE_REFRESH;
-            int64_t w;
-
-            if (idle <= now)
-                relay_token_ready(m, rt, INT64_MAX, &token, &w);
-            else if (idle < wake)
-                wake = idle;
-            token = NULL;
-        }
-        if (rt->retry_at > now)
-            continue;
-        for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
-            due += msg->rt == rt && !msg->active && !msg->busy &&
-                   !msg->deleted && msg->due <= now &&
-                   !queue_env_finished(msg->env);
-        if (due > 0 && rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2) {
-            int64_t w;
-
-            /* No usable token: a refresh runs (its end runs this
-             * again), or waits for its retry, or the relay is paused. */
-            if (!relay_token_ready(m, rt, now, &token, &w)) {
-                if (w > 0 && w < wake)
-                    wake = w;
-                continue;
-            }
-        }
-        /* A connection per due message, within the limit; each one asks
-         * for its jobs (conn_next_job()).  An empty bucket opens none. */
-        while (due > 0 && rt->conns < rt->limit) {
-            if (!relay_rt_token(m, rt, 0, &wait)) {
-                int64_t at = now + (int64_t)(wait / 1000) + 1;
-
-                if (at < wake)
-                    wake = at;
-                break;
-            }
-            if (relay_conn_open(m, rt, token) < 0)
-                break;
-            due--;
-        }
-    }
     uv_timer_stop(&m->timer);
-    if (wake != INT64_MAX) {
-        int64_t ms = (wake - now) * 1000;
+    m->wake_ms = UINT64_MAX;
+    for (size_t i = 0; i < m->nrt; i++)
+        while (m->rt[i]->ready_head != NULL)
+            relay_ready_remove(m->rt[i]->ready_head);
+    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next)
+        relay_msg_settle(m, msg); /* frees nothing: the pool does */
+    relay_kick(m);
+}
 
-        uv_timer_start(&m->timer, on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+/* Whether rt's bucket has n tokens now (none taken); if not, *wait_ms
+ * until it has, or 0 when it never holds that many at once. */
+static int
+tokens_for(struct relay_mgr *m, struct relay_rt *rt, unsigned n,
+           uint64_t *wait_ms)
+{
+    unsigned rate = rt->cfg->max_messages_per_minute;
+    double cap = rate >= 60 ? rate / 60.0 : 1.0;
+
+    if (rate == 0)
+        return 1;
+    (void)relay_rt_token(m, rt, 0, wait_ms); /* the refill */
+    if (rt->tokens >= (double)n)
+        return 1;
+    *wait_ms = (double)n <= cap ? (uint64_t)(((double)n - rt->tokens) *
+                                             60000.0 / rate) + 1
+                                : 0;
+    return 0;
+}
+
+/* One relay: the OAuth refresh of an idle account, idle connections
+ * woken for its ready messages, then new connections for the rest. */
+static void
+kick_rt(struct relay_mgr *m, struct relay_rt *rt, int64_t now)
+{
+    const char *token = NULL;
+    uint64_t wait = 0;
+    size_t need;
+
+    /* OAuth: an idle account is refreshed at least weekly. */
+    if (rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2 &&
+        rt->cfg->oauth2_grant == CONFIG_GRANT_REFRESH_TOKEN &&
+        rt->tok.refresh_token != NULL && !rt->paused) {
+        int64_t idle = rt->tok.refreshed_at + RELAY_IDLE_REFRESH;
+        int64_t w;
+
+        if (idle <= now)
+            relay_token_ready(m, rt, INT64_MAX, &token, &w);
+        else
+            relay_wake_at(m, idle);
+        token = NULL;
     }
+    if (rt->nready == 0)
+        return;
+    if (rt->retry_at > now) {
+        relay_wake_at(m, rt->retry_at);
+        return;
+    }
+    /* The cache first: an idle connection takes the oldest ready message
+     * (conn_next_job()).  Each wake may end a connection (closed() runs:
+     * the next one is taken before). */
+    for (struct conn_ctx *cc = m->conns, *next; cc != NULL && rt->nready > 0;
+         cc = next) {
+        next = cc->next;
+        if (cc->rt != rt || !relay_conn_idle(cc->conn))
+            continue;
+        switch (relay_conn_wake(cc->conn)) {
+        case 0:
+            /* No bucket token: no job for anyone until the next one. */
+            if (!relay_rt_token(m, rt, 0, &wait))
+                wake_in(m, wait);
+            return;
+        case -1:
+            next = m->conns; /* it ended: the list may have changed */
+            break;
+        default:
+            break;
+        }
+    }
+    if (rt->nready <= rt->starting)
+        return; /* the connections being set up take them */
+    need = rt->nready - rt->starting;
+    if (rt->cfg->auth == CONFIG_RELAY_AUTH_OAUTH2) {
+        int64_t w;
+
+        /* No usable token: a refresh runs (its end runs this again), or
+         * waits for its retry, or the relay is paused. */
+        if (!relay_token_ready(m, rt, now, &token, &w)) {
+            if (w > 0)
+                relay_wake_at(m, w);
+            return;
+        }
+    }
+    /* A connection per ready message nobody takes, within the limit;
+     * each one asks for its jobs.  None without a bucket token for it
+     * beyond those the connections being set up will take. */
+    while (need > 0 && rt->conns < rt->limit) {
+        if (!tokens_for(m, rt, rt->starting + 1, &wait)) {
+            if (wait > 0)
+                wake_in(m, wait);
+            break;
+        }
+        if (relay_conn_open(m, rt, token) < 0)
+            break;
+        need--;
+    }
+}
+
+void
+relay_kick(struct relay_mgr *m)
+{
+    if (m->cfg == NULL || m->cfg->queue == NULL)
+        return;
+    if (m->kicking) {
+        /* A connection ended inside a wake: once more when done. */
+        m->rekick = 1;
+        return;
+    }
+    m->kicking = 1;
+    do {
+        int64_t now = relay_now();
+
+        m->rekick = 0;
+        for (size_t i = 0; i < m->nrt && !m->stopping; i++)
+            if (m->rt[i]->found)
+                kick_rt(m, m->rt[i], now);
+    } while (m->rekick);
+    m->kicking = 0;
 }
 
 /* --- Public -------------------------------------------------------------- */
@@ -711,13 +872,40 @@ relay_mgr_post(struct relay_mgr *m, const char *id)
     uv_async_send(&m->wake);
 }
 
+static int
+env_cmp_arrival(const void *a, const void *b)
+{
+    const struct queue_env *x = *(struct queue_env *const *)a;
+    const struct queue_env *y = *(struct queue_env *const *)b;
+
+    return (x->arrival > y->arrival) - (x->arrival < y->arrival);
+}
+
+void
+relay_quit_idle(struct relay_mgr *m, const struct relay_rt *rt,
+                const struct conn_ctx *except)
+{
+    int was = m->kicking;
+
+    /* No relay_kick() inside (it could end a connection of the list):
+     * the closed() that follows runs it. */
+    m->kicking = 1;
+    for (struct conn_ctx *cc = m->conns, *next; cc != NULL; cc = next) {
+        next = cc->next;
+        if (cc != except && (rt == NULL || cc->rt == rt))
+            relay_conn_quit(cc->conn);
+    }
+    m->kicking = was;
+}
+
 int
 relay_mgr_new(uv_loop_t *loop, const struct config *cfg,
               struct relay_mgr **out, char *err, size_t err_size)
 {
     struct relay_mgr *m = calloc(1, sizeof(*m));
     char **ids = NULL;
-    size_t n = 0;
+    struct queue_env **envs;
+    size_t n = 0, nenvs = 0;
     int removed;
 
     *out = NULL;
@@ -725,6 +913,7 @@ relay_mgr_new(uv_loop_t *loop, const struct config *cfg,
         return PST_ENOMEM;
     m->loop = loop;
     m->cfg = cfg;
+    m->wake_ms = UINT64_MAX;
     uv_mutex_init(&m->mu);
     uv_timer_init(loop, &m->timer);
     m->timer.data = m;
@@ -748,17 +937,28 @@ relay_mgr_new(uv_loop_t *loop, const struct config *cfg,
                  strerror(errno));
         return PST_EIO;
     }
+    envs = calloc(n > 0 ? n : 1, sizeof(*envs));
+    if (envs == NULL) {
+        queue_file_ids_free(ids, n);
+        snprintf(err, err_size, "out of memory");
+        return PST_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         struct queue_env *e;
         char why[256];
 
         if (queue_file_load(cfg->queue, ids[i], &e, why, sizeof(why)) == 0)
-            msg_add(m, e);
+            envs[nenvs++] = e;
         else
             log_event(LOG_LEVEL_WARN, "queue_load_failed", "qid", ids[i],
                       "error", why, NULL);
     }
     queue_file_ids_free(ids, n);
+    /* In order of arrival: each one then goes at the list's end. */
+    qsort(envs, nenvs, sizeof(*envs), env_cmp_arrival);
+    for (size_t i = 0; i < nenvs; i++)
+        msg_add(m, envs[i]);
+    free(envs);
     if (n > 0) {
         char k[24];
 
@@ -775,6 +975,7 @@ relay_mgr_reload(struct relay_mgr *m, const struct config *cfg)
     m->cfg = cfg;
     if (cfg->queue == NULL)
         return;
+    relay_quit_idle(m, NULL, NULL);
     rt_sync(m);
     relay_run(m);
 }
@@ -784,6 +985,8 @@ relay_mgr_stop(struct relay_mgr *m)
 {
     m->stopping = 1;
     uv_timer_stop(&m->timer);
+    m->wake_ms = UINT64_MAX;
+    relay_quit_idle(m, NULL, NULL);
 }
 
 void
@@ -791,6 +994,7 @@ relay_mgr_abort(struct relay_mgr *m)
 {
     m->stopping = 1;
     uv_timer_stop(&m->timer);
+    m->wake_ms = UINT64_MAX;
     /* Each abort reports through conn_closed(), which unlinks it. */
     while (m->conns != NULL)
         relay_conn_abort(m->conns->conn);

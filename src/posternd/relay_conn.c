@@ -6,7 +6,13 @@
  * TLS through src/common's pump) -> CLOSING (handles closing; freed when
  * the last one is closed and no file request is in flight).  The
  * session runs with `reuse` (several messages) and `partial_rcpt` (each
- * RCPT's reply is reported): a READY event asks for the next job.
+ * RCPT's reply is reported): a READY event asks for the next job.  With
+ * none, the connection may stay idle (a connection cache, as Postfix's
+ * smtp_connection_cache_on_demand) until the manager wakes it with a job
+ * or the idle time is over (QUIT).  No RSET is owed after a transaction
+ * that ended with the dot's 250; after one that failed the session sends
+ * RSET before the next MAIL (RFC 5321 §4.1.1.5).  A smarthost may close
+ * an idle connection at any time (EOF, or 421: RFC 5321 §3.8).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,6 +73,7 @@ struct relay_conn {
     unsigned fail_code;                /* the last FAIL, to classify */
     char *fail_reply;
     int quitting;                      /* we said QUIT */
+    int idle;                          /* READY, no job: cached */
     /* The message file: */
     int fd;
     uint64_t file_off;                 /* next octet to read */
@@ -484,15 +491,51 @@ dup_or_null(const char *s)
     return s != NULL ? strdup(s) : NULL;
 }
 
-/* Give the next job to the session, or say QUIT. */
+/* Say QUIT (the session is waiting for a message). */
+static int
+rc_quit(struct relay_conn *c)
+{
+    c->idle = 0;
+    c->quitting = 1;
+    rc_arm(c, c->cfg.timeout);
+    return pst_smtp_client_quit(c->s);
+}
+
+static void
+on_idle_over(uv_timer_t *t)
+{
+    struct relay_conn *c = t->data;
+
+    if (c->state != RC_SESSION || !c->idle)
+        return;
+    if (rc_quit(c) < 0) {
+        rc_close(c, RELAY_END_BROKEN, 0, "session error");
+        return;
+    }
+    rc_pump(c);
+}
+
+/* Give the next job to the session, or stay idle, or say QUIT. */
 static int
 rc_next_job(struct relay_conn *c)
 {
-    struct relay_job *j = c->ops->next_job(c->ctx, c);
+    int linger = 0;
+    struct relay_job *j = c->ops->next_job(c->ctx, c, &linger);
 
     if (j == NULL) {
-        c->quitting = 1;
-        return pst_smtp_client_quit(c->s);
+        if (!linger || c->cfg.idle_ms == 0)
+            return rc_quit(c);
+        if (!c->idle) {
+            /* The reply timeout no longer runs: nothing is asked. */
+            c->idle = 1;
+            uv_timer_start(&c->timer, on_idle_over, c->cfg.idle_ms, 0);
+        }
+        return 0;
+    }
+    if (c->idle) {
+        c->idle = 0;
+        j->after_idle = 1;
+        rc_arm(c, c->cfg.timeout);
     }
     c->job = j;
     j->code = calloc(j->n, sizeof(*j->code));
@@ -984,6 +1027,39 @@ rc_close(struct relay_conn *c, enum relay_conn_end end, unsigned code,
         tls_flush(c->tls);
     rc_drop_tcp(c);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+int
+relay_conn_idle(const struct relay_conn *c)
+{
+    return c->state == RC_SESSION && c->idle;
+}
+
+int
+relay_conn_wake(struct relay_conn *c)
+{
+    if (!relay_conn_idle(c))
+        return 0;
+    if (rc_next_job(c) < 0) {
+        rc_close(c, RELAY_END_BROKEN, 0, "session error");
+        return -1;
+    }
+    if (c->idle)
+        return 0;
+    rc_pump(c);
+    return c->state == RC_SESSION ? 1 : -1;
+}
+
+void
+relay_conn_quit(struct relay_conn *c)
+{
+    if (!relay_conn_idle(c))
+        return;
+    if (rc_quit(c) < 0) {
+        rc_close(c, RELAY_END_BROKEN, 0, "session error");
+        return;
+    }
+    rc_pump(c);
 }
 
 void

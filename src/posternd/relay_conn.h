@@ -53,6 +53,8 @@ struct relay_job {
     char    *msg_reply;           /* owned, or NULL */
     int      sent;                /* the smarthost took the message (the
                                      dot got 2xx) */
+    int      after_idle;          /* given to a connection that had been
+                                     idle (cached) before it */
     struct relay_msg *msg;        /* the manager's */
 };
 
@@ -68,8 +70,11 @@ enum relay_conn_end {
 
 /* What the connection tells the manager. */
 struct relay_conn_ops {
-    /* The next job for this connection, or NULL to say QUIT. */
-    struct relay_job *(*next_job)(void *ctx, struct relay_conn *c);
+    /* The next job for this connection, or NULL: then QUIT, unless
+     * *linger is set (it is 0 on entry): the connection stays open, idle,
+     * for cfg.idle_ms, until relay_conn_wake() or relay_conn_quit(). */
+    struct relay_job *(*next_job)(void *ctx, struct relay_conn *c,
+                                  int *linger);
     /* A job is over (code/reply/sent filled); the job is the manager's
      * again.  Called before next_job(). */
     void (*job_done)(void *ctx, struct relay_conn *c, struct relay_job *j);
@@ -96,6 +101,8 @@ struct relay_conn_config {
     const char *const *mechs;     /* NULL-terminated preference, or NULL */
     unsigned    connect_timeout;  /* seconds */
     unsigned    timeout;          /* seconds to wait for a reply */
+    unsigned    idle_ms;          /* longest idle time between jobs, then
+                                     QUIT; 0: QUIT at once */
 };
 
 /*
@@ -114,6 +121,19 @@ int relay_conn_start(uv_loop_t *loop, const struct relay_conn_config *cfg,
  * follows with RELAY_END_BROKEN.
  */
 void relay_conn_abort(struct relay_conn *c);
+
+/*
+ * An idle connection (relay_conn_idle()): ask next_job() again now.
+ * Returns: 1 when it took a job, 0 when not (still idle, or not idle),
+ * -1 when the connection failed (closed() was called: c is gone).
+ */
+int relay_conn_wake(struct relay_conn *c);
+
+/* An idle connection says QUIT now (reload, stop); others: nothing. */
+void relay_conn_quit(struct relay_conn *c);
+
+/* Whether c is idle: its session open, no job, waiting for one. */
+int relay_conn_idle(const struct relay_conn *c);
 
 /* The address connected to ("192.0.2.1"), "" before; for the log and
  * Remote-MTA in bounces: the host name is used there. */

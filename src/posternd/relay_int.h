@@ -19,6 +19,11 @@
 
 #define RELAY_HEADERS_MAX (256u << 10) /* octets returned in a bounce */
 #define RELAY_SECRET_MAX 16384      /* octets of a password file */
+/* A connection whose transaction is over and that has no due job stays
+ * open this long for the next one (Postfix's
+ * smtp_connection_cache_time_limit, 2 s), far below a smarthost's idle
+ * timeout (RFC 5321 §4.5.3.2.7: 5 minutes). */
+#define RELAY_CONN_IDLE_MS 2000
 
 struct relay_rt;
 
@@ -29,7 +34,11 @@ struct relay_msg {
     int busy;                       /* a pool job works on its files */
     int deleted;                    /* `postern queue delete`: remove */
     int64_t due;                    /* Unix seconds; not before */
-    struct relay_msg *prev, *next;
+    int reuse_failed;               /* an idle connection failed it */
+    struct relay_msg *prev, *next;  /* the manager's, by arrival */
+    /* Due now, in its relay's ready list (by arrival): */
+    struct relay_rt *ready;         /* the list's relay, or NULL */
+    struct relay_msg *rprev, *rnext;
 };
 
 struct relay_rt {
@@ -39,6 +48,9 @@ struct relay_rt {
     uint8_t *secret;                /* password (auth = password), wiped */
     size_t secret_len;
     unsigned conns;                 /* open now */
+    unsigned starting;              /* of them, before their first job */
+    struct relay_msg *ready_head, *ready_tail; /* due messages */
+    size_t nready;
     unsigned limit;                 /* connections allowed now */
     double tokens;                  /* max_messages_per_minute bucket */
     uint64_t refill_ms;             /* uv_now() of the last refill */
@@ -98,8 +110,11 @@ struct relay_mgr {
     size_t ninbox;
     struct relay_rt **rt;
     size_t nrt;
-    struct relay_msg *msgs;
+    struct relay_msg *msgs, *msgs_tail; /* by arrival */
     size_t nmsgs;
+    uint64_t wake_ms;               /* when the timer fires (uv_now()),
+                                       or UINT64_MAX */
+    int kicking, rekick;            /* relay_kick() runs; once more */
     unsigned works;                 /* pool jobs running */
     unsigned nconns;
     struct conn_ctx *conns;         /* open connections */
@@ -112,6 +127,7 @@ struct conn_ctx {
     struct relay_rt *rt;
     char *name;                     /* the relay's, for a removed one */
     struct relay_conn *conn;
+    int started;                    /* asked for its first job */
     struct conn_ctx *prev, *next;   /* the manager's open connections */
 };
 
@@ -124,8 +140,22 @@ struct relay_work *relay_work_new(struct relay_mgr *m,
                                   enum relay_work_kind kind,
                                   struct relay_msg *msg);
 int relay_work_queue(struct relay_work *w);
+/* Where msg goes next (after any change of it): removal, a bounce, its
+ * expiry, its relay's ready list, or waiting (the timer set for it). */
 void relay_msg_settle(struct relay_mgr *m, struct relay_msg *msg);
+void relay_ready_remove(struct relay_msg *msg);
+/* The timer fires at Unix second at, unless it fires sooner already. */
+void relay_wake_at(struct relay_mgr *m, int64_t at);
+/* Every message looked at again (the timer, reload, flush): O(queue). */
 void relay_run(struct relay_mgr *m);
+/* Connections for the ready lists: idle ones first, then new ones;
+ * O(relays + connections), whatever the queue's length. */
+void relay_kick(struct relay_mgr *m);
+/* Idle connections (of rt, or all; but except) say QUIT: stopping, a
+ * reload (its settings apply from the next connection), a stale cache.
+ * Each may end at once (closed() unlinks it). */
+void relay_quit_idle(struct relay_mgr *m, const struct relay_rt *rt,
+                     const struct conn_ctx *except);
 int relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
                    uint64_t *wait_ms);
 void relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,

@@ -75,35 +75,44 @@ job_new(struct relay_mgr *m, struct relay_msg *msg)
     return j;
 }
 
+/*
+ * The oldest ready message of the connection's relay (relay.c keeps the
+ * ready list), a bucket token spent.  With none, the connection may stay
+ * open idle (the connection cache), unless the manager stops, the relay
+ * is gone from the configuration, or it has more connections than its
+ * limit now allows (432 4.3.2).
+ */
 static struct relay_job *
-conn_next_job(void *ctx, struct relay_conn *c)
+conn_next_job(void *ctx, struct relay_conn *c, int *linger)
 {
     struct conn_ctx *cc = ctx;
     struct relay_mgr *m = cc->m;
-    struct relay_msg *best = NULL;
+    struct relay_rt *rt = cc->rt;
+    struct relay_msg *msg;
     int64_t now = relay_now();
     uint64_t wait;
     struct relay_job *j;
 
     (void)c;
-    if (m->stopping || cc->rt == NULL || !cc->rt->found)
-        return NULL;
-    for (struct relay_msg *msg = m->msgs; msg != NULL; msg = msg->next) {
-        if (msg->rt != cc->rt || msg->active || msg->busy ||
-            msg->deleted || msg->due > now ||
-            queue_env_finished(msg->env))
-            continue;
-        if (now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime)
-            continue; /* relay_run() expires it */
-        if (best == NULL || msg->env->arrival < best->env->arrival)
-            best = msg;
+    if (!cc->started) {
+        cc->started = 1;
+        if (rt != NULL)
+            rt->starting--;
     }
-    if (best == NULL || !relay_rt_token(m, cc->rt, 1, &wait))
+    if (m->stopping || rt == NULL || !rt->found)
         return NULL;
-    j = job_new(m, best);
+    *linger = rt->conns <= rt->limit;
+    while ((msg = rt->ready_head) != NULL &&
+           (msg->deleted || msg->due > now ||
+            now - msg->env->arrival >= (int64_t)m->cfg->queue_lifetime))
+        relay_msg_settle(m, msg); /* removed, expired, or waits */
+    if (msg == NULL || !relay_rt_token(m, rt, 1, &wait))
+        return NULL;
+    j = job_new(m, msg);
     if (j == NULL)
         return NULL;
-    best->active = 1;
+    relay_ready_remove(msg);
+    msg->active = 1;
     return j;
 }
 
@@ -128,6 +137,29 @@ rt_slow_down(struct relay_rt *rt)
               "limit", k, "why", "432 4.3.2", NULL);
 }
 
+/* Whether job j took every recipient of e still pending, each accepted
+ * with the message (the dot's 2xx), and none of e failed before. */
+static int
+all_sent(const struct queue_env *e, const struct relay_job *j)
+{
+    size_t pending = 0;
+
+    if (!j->sent || j->msg_code < 200 || j->msg_code >= 300)
+        return 0;
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        if (e->rcpt[i].state == QUEUE_RCPT_FAILED)
+            return 0;
+        pending += e->rcpt[i].state == QUEUE_RCPT_PENDING;
+    }
+    if (pending != j->n)
+        return 0;
+    for (size_t i = 0; i < j->n; i++)
+        if (j->code[i] < 200 || j->code[i] >= 300 || j->idx[i] >= e->nrcpt ||
+            e->rcpt[j->idx[i]].state != QUEUE_RCPT_PENDING)
+            return 0;
+    return 1;
+}
+
 /* What each recipient of a job got, as records. */
 static void
 conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
@@ -142,6 +174,31 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
     unsigned why_code = 0;
 
     (void)c;
+    if (j->after_idle && !j->sent && !msg->reuse_failed &&
+        (j->msg_code == 0 || j->msg_code == 421)) {
+        int answered = 0;
+
+        for (size_t i = 0; i < j->n; i++)
+            answered |= j->code[i] != 0;
+        if (!answered) {
+            /* The smarthost closed the cached connection as we reused it
+             * (its idle timeout: EOF, or 421, RFC 5321 §3.8) before it
+             * said anything of this message: not an attempt.  The
+             * message is due again at once, on a fresh connection: the
+             * other idle ones are likely as stale. */
+            log_event(LOG_LEVEL_INFO, "relay_reuse_failed", "qid", j->id,
+                      "relay", cc->name, "reply",
+                      j->msg_reply != NULL ? j->msg_reply : "-", NULL);
+            msg->reuse_failed = 1;
+            msg->active = 0;
+            if (cc->rt != NULL)
+                relay_quit_idle(m, cc->rt, cc);
+            relay_msg_settle(m, msg);
+            relay_job_clear(j);
+            free(j);
+            return;
+        }
+    }
     if (j->msg_code == 432 && cc->rt != NULL)
         rt_slow_down(cc->rt);
     pst_buf_init(&lines, 1u << 20, 0);
@@ -188,7 +245,19 @@ conn_job_done(void *ctx, struct relay_conn *c, struct relay_job *j)
     }
     metrics_relay_attempt(cc->name, metrics_relay_result_of(j, pending));
     msg->active = 0;
-    relay_msg_record(m, msg, &lines);
+    if (all_sent(msg->env, j)) {
+        /* Every recipient is done and none failed: removing the files
+         * (relay_msg_settle()) is the record, and no fdatasync of the
+         * "sent" lines is needed first.  A SIGKILL cannot undo an
+         * unlink(2); a power cut before the queue directory reaches the
+         * disk sends the message once more: the same window as a record
+         * that did not reach it (docs/SECURITY.md "The relay"). */
+        for (size_t i = 0; i < j->n; i++)
+            msg->env->rcpt[j->idx[i]].state = QUEUE_RCPT_SENT;
+        relay_msg_settle(m, msg);
+    } else {
+        relay_msg_record(m, msg, &lines);
+    }
     pst_buf_clear(&lines);
     relay_job_clear(j);
     free(j);
@@ -205,6 +274,8 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
 
     (void)c;
     m->nconns--;
+    if (!cc->started && rt != NULL)
+        rt->starting--;
     if (cc->prev != NULL)
         cc->prev->next = cc->next;
     else
@@ -242,7 +313,7 @@ conn_closed(void *ctx, struct relay_conn *c, enum relay_conn_end end,
     }
     free(cc->name);
     free(cc);
-    relay_run(m);
+    relay_kick(m);
 }
 
 static const struct relay_conn_ops conn_ops = {
@@ -269,6 +340,7 @@ relay_conn_open(struct relay_mgr *m, struct relay_rt *rt, const char *token)
         .helo = m->cfg->hostname,
         .connect_timeout = rc->connect_timeout,
         .timeout = rc->timeout,
+        .idle_ms = RELAY_CONN_IDLE_MS,
     };
     struct conn_ctx *cc = calloc(1, sizeof(*cc));
     struct relay_conn *c;
@@ -311,6 +383,7 @@ relay_conn_open(struct relay_mgr *m, struct relay_rt *rt, const char *token)
         m->conns->prev = cc;
     m->conns = cc;
     rt->conns++;
+    rt->starting++;
     m->nconns++;
     return 0;
 }

@@ -139,7 +139,9 @@ def test_tokens_expire_during_a_run(tmp_path, postfix_smarthost,  # noqa
     try:
         for k in range(4):
             submit(d, "rcpt@example.org", n=3, tag=f"run{k}")
-            time.sleep(1.6)
+            # Longer than the connection cache keeps an idle connection
+            # (2 s): each round opens (and authenticates) a new one.
+            time.sleep(2.6)
         sh.wait_messages(12, "rcpt@example.org", timeout=60)
         n = ts.count("token", grant="refresh_token", status=200)
         # Refreshed ahead as the tokens aged (3 s tokens, half-life

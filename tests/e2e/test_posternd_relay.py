@@ -10,13 +10,19 @@ relay's login and delivers example.org to its own Maildirs.
 import email
 import email.utils
 import os
+import re
+import shutil
+import signal
 import smtplib
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
-from posternd_util import Posternd, postern_bin, posternd_bin, wait_until
+from posternd_util import (Posternd, postern_bin, posternd_bin, start_wrapped,
+                           wait_until)
 
 DEV_USER = "alice@example.test"
 DEV_PW = "wonderland"
@@ -391,6 +397,302 @@ def test_implicit_tls_and_plus(tmp_path):
                           20)
         ev = dev.events("relay_auth_ok")
         assert ev and ev[0]["mech"] == "SCRAM-SHA-256-PLUS"
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_connection_cache_reuses(tmp_path):
+    """A second message within the cache time (2 s) goes over the same
+    upstream connection: one connection, one AUTH (Postfix's connection
+    cache); after the cache time the idle connection says QUIT."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 0\n")
+    up.start()
+    dev.start()
+    try:
+        # The fixture's own probe of the port is the first "connect".
+        base = len(up.events("connect"))
+        submit(dev, ["bob@example.org"], subject="first")
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(up.messages("carol@example.org"))
+                          == 1, 20)
+        assert len(up.events("connect")) == base + 1, up.log()[-3000:]
+        assert len(up.events("message_accepted")) == 2
+        assert len(dev.events("relay_auth_ok")) == 1
+        assert len(dev.events("relay_sent")) == 2
+        assert dev.events("relay_deferred") == []
+        # The cache time over: QUIT, not a dropped connection.
+        assert up.wait_event("disconnect", timeout=10, reason="quit")
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+def test_idle_connection_closed_by_upstream(tmp_path):
+    """The smarthost ends the idle connection (its command timeout, 421
+    4.4.2, before our 2 s): the next message opens a new one at once, no
+    retry (retry_min 30 s would show)."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    up.extra_global += "timeout_command = 1\n"
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 0\n")
+    dev.extra_global = dev.extra_global.replace("retry_min = 1s\n",
+                                                "retry_min = 30s\n")
+    dev.extra_global = dev.extra_global.replace("retry_max = 2s\n",
+                                                "retry_max = 60s\n")
+    up.start()
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(up.messages("bob@example.org")) == 1,
+                          20)
+        # The upstream's 1 s timeout ends the cached connection (the
+        # first disconnect is the fixture's probe of the port).
+        ev = up.wait_event("disconnect", timeout=10, count=2)
+        assert ev and ev[1]["reason"] != "quit"
+        assert dev.wait_event("relay_refused", timeout=5, stage="idle")
+        t0 = time.time()
+        submit(dev, ["carol@example.org"])
+        assert wait_until(lambda: len(up.messages("carol@example.org")) == 1,
+                          10)
+        assert time.time() - t0 < 10
+        assert len(up.events("message_accepted")) == 2
+        assert len(dev.events("relay_auth_ok")) == 2
+        assert dev.events("relay_deferred") == []
+    finally:
+        assert dev.stop() == 0
+        up.stop()
+
+
+class ClosingSmarthost:
+    """A plain SMTP smarthost (no PIPELINING, no AUTH) that answers the
+    second MAIL of a connection with 421 and closes it: its idle timeout
+    meeting our reuse (RFC 5321 §3.8).  Counts sessions and messages."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.sessions = 0
+        self.messages = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.sessions += 1
+            threading.Thread(target=self._serve, args=(s,),
+                             daemon=True).start()
+
+    def _serve(self, s):
+        f = s.makefile("rb")
+        mails = 0
+        try:
+            s.sendall(b"220 mx.example.org ESMTP\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line[:4].upper()
+                if cmd == b"EHLO":
+                    s.sendall(b"250 mx.example.org\r\n")
+                elif cmd == b"MAIL":
+                    mails += 1
+                    if mails > 1:
+                        s.sendall(b"421 4.4.2 mx.example.org idle too "
+                                  b"long\r\n")
+                        return
+                    s.sendall(b"250 2.1.0 Ok\r\n")
+                elif cmd == b"RCPT":
+                    s.sendall(b"250 2.1.5 Ok\r\n")
+                elif cmd == b"DATA":
+                    s.sendall(b"354 go on\r\n")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n"):
+                        chunk = f.readline()
+                        if not chunk:
+                            return
+                        data += chunk
+                    with self.lock:
+                        self.messages.append(data)
+                    s.sendall(b"250 2.0.0 Ok\r\n")
+                elif cmd == b"QUIT":
+                    s.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    s.sendall(b"250 2.0.0 Ok\r\n")
+        except OSError:
+            pass  # the relay closed first
+        finally:
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_reuse_refused_with_421_goes_at_once(tmp_path):
+    """A cached connection whose smarthost answers MAIL with 421 (closing):
+    the message was not attempted; it goes on a fresh connection at once,
+    no retry delay, no attempt recorded."""
+    need_build()
+    sink = ClosingSmarthost()
+    sections = (f"[relay up]\nhost = 127.0.0.1:{sink.port}\n"
+                "tls = none\nauth = none\n"
+                "max_messages_per_minute = 0\n")
+    dev = Posternd(tmp_path / "dev", users={DEV_USER: (DEV_PW, "PLAIN", "")},
+                   extra_global=("local_domains = example.test\n"
+                                 "relay = up\nretry_min = 30s\n"
+                                 "retry_max = 60s\n"),
+                   listeners={"plain": "tls = none\nauth = optional\n"
+                                       "auth_before_tls = all\n"},
+                   extra_sections=sections)
+    dev.start()
+    try:
+        submit(dev, ["bob@example.org"], subject="first")
+        assert wait_until(lambda: len(sink.messages) == 1, 20)
+        assert dev.wait_event("relay_sent", timeout=10)
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(sink.messages) == 2, 10)
+        assert b"Subject: second" in sink.messages[1]
+        assert sink.sessions == 2
+        ev = dev.events("relay_reuse_failed")
+        assert len(ev) == 1 and "421 4.4.2" in ev[0]["reply"]
+        assert dev.events("relay_deferred") == []
+        assert wait_until(lambda: "empty" in queue_cmd(dev, "list").stdout,
+                          10)
+    finally:
+        assert dev.stop() == 0
+        sink.close()
+
+
+def strace_calls(path):
+    """[(syscall, args, result)] of an `strace -f` log in completion order
+    (a call split by another thread's is placed where it completed)."""
+    pending, out = {}, []
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"^(\d+)\s+(.*)$", line.rstrip("\n"))
+        if not m:
+            continue
+        pid, text = m.groups()
+        if text.endswith("<unfinished ...>"):
+            pending[pid] = text[:-len("<unfinished ...>")].rstrip()
+            continue
+        r = re.match(r"^<\.\.\. \w+ resumed>(.*)$", text)
+        if r:
+            text = pending.pop(pid, "") + r.group(1)
+        c = re.match(r"^(\w+)\((.*)\)\s+=\s+(-?\d+).*$", text)
+        if c:
+            out.append((c.group(1), c.group(2), int(c.group(3))))
+    return out
+
+
+def test_relayed_message_fsyncs(tmp_path):
+    """Under strace, one relayed message (no local recipient): before the
+    250, its queue link, then one fsync of the file (data and link count),
+    QID.env fsync'd before its rename, the queue directory fsync'd; after
+    the smarthost's 250 no record is appended or fdatasync'd: the files
+    are removed.  3 fsyncs, no fdatasync in all."""
+    need_build()
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed: tools/deps.sh test")
+    sink = ClosingSmarthost()
+    dev = Posternd(tmp_path / "dev", users={DEV_USER: (DEV_PW, "PLAIN", "")},
+                   extra_global=("local_domains = example.test\n"
+                                 "relay = up\n"),
+                   listeners={"plain": "tls = none\nauth = optional\n"
+                                       "auth_before_tls = all\n"},
+                   extra_sections=(f"[relay up]\nhost = 127.0.0.1:"
+                                   f"{sink.port}\ntls = none\nauth = none\n"
+                                   "max_messages_per_minute = 0\n"))
+    if "ASAN_OPTIONS" in os.environ:
+        # LeakSanitizer does not work under ptrace (the asan-e2e suite).
+        dev.env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"].replace(
+            "detect_leaks=1", "detect_leaks=0")
+    trace = tmp_path / "strace.log"
+    start_wrapped(dev, prefix=["strace", "-f", "-qq", "-y", "-s", "200",
+                               "-e", "trace=write,writev,fsync,fdatasync,"
+                               "linkat,rename,unlink", "-o", str(trace)],
+                  timeout=30)
+    try:
+        submit(dev, ["bob@example.org"])
+        assert wait_until(lambda: len(sink.messages) == 1, 20)
+        assert dev.wait_event("queue_done", timeout=10)
+        qid = dev.events("message_accepted")[0]["qid"]
+    finally:
+        kids = open(f"/proc/{dev.proc.pid}/task/{dev.proc.pid}/children"
+                    ).read()
+        for pid in kids.split():
+            os.kill(int(pid), signal.SIGTERM)
+        rc = dev.wait_exit(timeout=30)
+        sink.close()
+    assert rc == 0, dev.log()[-2000:]
+    queue = os.path.join(dev.spool, "queue")
+    ev = strace_calls(trace)
+
+    def first(pred, what):
+        found = [i for i, e in enumerate(ev) if pred(*e)]
+        assert found, f"no {what} in {trace}"
+        return found[0]
+
+    reply = first(lambda c, a, r: c in ("write", "writev") and
+                  f"queued as {qid}" in a, "250 to the client")
+    link = first(lambda c, a, r: c == "linkat" and r == 0 and
+                 f'<{queue}>, "{qid}"' in a, "link into the queue")
+    # linkat(AT_FDCWD, "/proc/self/fd/N", ...): the unnamed spool file.
+    fd = re.search(r'"/proc/self/fd/(\d+)"', ev[link][1]).group(1)
+    data_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                      a.startswith(f"{fd}<"), "fsync of the message file")
+    env_tmp = f"{queue}/.{qid}.env.tmp"
+    env_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                     f"<{env_tmp}>" in a, "fsync of the envelope")
+    rename = first(lambda c, a, r: c == "rename" and r == 0 and
+                   a.startswith(f'"{env_tmp}"'), "rename of the envelope")
+    dir_sync = first(lambda c, a, r: c == "fsync" and r == 0 and
+                     a.endswith(f"<{queue}>") and
+                     ev.index((c, a, r)) > rename, "fsync of the queue")
+    assert link < data_sync < env_sync < rename < dir_sync < reply, \
+        (link, data_sync, env_sync, rename, dir_sync, reply)
+    data = first(lambda c, a, r: c in ("write", "writev") and
+                 a.split(",")[0].endswith(">") and "354 " in a,
+                 "354 to the client")
+    syncs = [(c, a) for c, a, r in ev[data:]
+             if c in ("fsync", "fdatasync")]
+    assert [c for c, _ in syncs] == ["fsync"] * 3, syncs
+    gone = [a for c, a, r in ev if c == "unlink" and r == 0]
+    assert f'"{queue}/{qid}.env"' in gone and f'"{queue}/{qid}"' in gone
+
+
+def test_rate_limited_relay_reuses_connection(tmp_path):
+    """max_messages_per_minute = 60: the second message waits for its
+    token (about 1 s), less than the cache time (2 s), and then goes over
+    the same connection."""
+    need_build()
+    up = upstream(tmp_path / "up")
+    dev = device(tmp_path / "dev", up,
+                 relay_extra="max_messages_per_minute = 60\n")
+    up.start()
+    dev.start()
+    try:
+        base = len(up.events("connect"))
+        submit(dev, ["bob@example.org"], subject="first")
+        submit(dev, ["carol@example.org"], subject="second")
+        assert wait_until(lambda: len(up.messages("carol@example.org"))
+                          == 1, 20)
+        assert len(up.messages("bob@example.org")) == 1
+        assert len(up.events("connect")) == base + 1, up.log()[-3000:]
+        assert len(dev.events("relay_auth_ok")) == 1
     finally:
         assert dev.stop() == 0
         up.stop()
