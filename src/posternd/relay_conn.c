@@ -16,7 +16,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,77 +26,10 @@
 #include <postern/sasl.h>
 #include <postern/smtp_client.h>
 
-#include "header.h"
 #include "log.h"
-#include "relay_conn.h"
+#include "relay_conn_int.h"
 #include "tls.h"
 
-#define RC_CHUNK        65536          /* octets read from the file */
-#define RC_WRITE_HIGH   (512u << 10)   /* stop reading the file above */
-#define RC_HEADER_MAX   (1u << 20)     /* header section we rewrite */
-#define RC_READ_BUF     65536
-
-enum rc_state {
-    RC_RESOLVING = 0,
-    RC_CONNECTING,
-    RC_SESSION,
-    RC_CLOSING,
-};
-
-struct relay_conn {
-    uv_tcp_t *tcp;                     /* this attempt's socket, or NULL */
-    uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    uv_connect_t connect;
-    uv_fs_t fs;
-    uv_loop_t *loop;
-    struct relay_conn_config cfg;
-    char port[8];
-    const struct relay_conn_ops *ops;
-    void *ctx;
-    enum rc_state state;
-    struct addrinfo *ai;               /* the answer, freed at close */
-    struct addrinfo *ai_next;          /* the next address to try */
-    char peer[INET6_ADDRSTRLEN];
-    struct tls *tls;                   /* made at start: the context may be
-                                          replaced by a reload */
-    int tls_on;                        /* bytes go through tls now */
-    /* Copies of the settings (a reload frees the configuration): */
-    char *name, *host, *helo, *user;
-    uint8_t *secret;
-    char **mechs;
-    struct pst_smtp_client *s;
-    /* The job being sent, and where its session stands: */
-    struct relay_job *job;
-    int ready_seen;                    /* the session was set up once */
-    unsigned fail_code;                /* the last FAIL, to classify */
-    char *fail_reply;
-    int quitting;                      /* we said QUIT */
-    int idle;                          /* READY, no job: cached */
-    /* The message file: */
-    int fd;
-    uint64_t file_off;                 /* next octet to read */
-    unsigned reqs;                     /* requests in flight (lookup,
-                                          connect, file): each returns
-                                          before the memory may go */
-    int data_phase;                    /* the session wants DATA bytes */
-    int eof;
-    struct pst_buf hdr;                /* rewrite: the header section */
-    int hdr_done;
-    uint8_t chunk[RC_CHUNK];
-    /* Output: */
-    size_t write_queue;                /* octets in uv_write requests */
-    unsigned handles;                  /* open handles (tcp, timer) */
-    enum relay_conn_end end;
-    unsigned end_code;
-    char *end_reply;
-    uint8_t rbuf[RC_READ_BUF];
-};
-
-static void rc_pump(struct relay_conn *c);
-static void rc_close(struct relay_conn *c, enum relay_conn_end end,
-                     unsigned code, const char *reply);
-static void rc_read_file(struct relay_conn *c);
 static void rc_free(struct relay_conn *c);
 
 void
@@ -136,7 +68,7 @@ relay_conn_peer(const struct relay_conn *c)
     return c->peer;
 }
 
-static void
+void
 rc_log(const struct relay_conn *c, enum log_level lv, const char *event,
        const char *k1, const char *v1, const char *k2, const char *v2)
 {
@@ -268,7 +200,7 @@ static const struct tls_io rc_tls_io = {
 };
 
 /* Send what the session has; returns -1 when the connection failed. */
-static int
+int
 rc_flush(struct relay_conn *c)
 {
     const uint8_t *p;
@@ -289,198 +221,6 @@ rc_flush(struct relay_conn *c)
     }
     pst_smtp_client_consume(c->s, n);
     return 0;
-}
-
-/* --- The message file ------------------------------------------------ */
-
-/* Feed p[0..n) of message to the session (last: the end). */
-static int
-rc_feed_data(struct relay_conn *c, const uint8_t *p, size_t n, int last)
-{
-    int rc = pst_smtp_client_data(c->s, p, n, last);
-
-    if (rc == PST_ELIMIT) {
-        /* The session's output is full: send, then feed again. */
-        if (rc_flush(c) < 0)
-            return -1;
-        rc = pst_smtp_client_data(c->s, p, n, last);
-    }
-    if (rc < 0)
-        return -1;
-    return rc_flush(c);
-}
-
-/*
- * The header section on its way out: gather it (whole lines only tell
- * where it ends), then send it with what a submission server adds when
- * missing (RFC 6409 §8.2 Date, §8.3 Message-ID: add_date, add_msgid)
- * and, with rewrite_from, the sender rewritten (header_rewrite_sender()),
- * then what followed it.  Returns 1 while more is needed, 0 when sent,
- * -1 on failure.
- */
-static int
-rc_send_header(struct relay_conn *c, const uint8_t *p, size_t n)
-{
-    const struct relay_job *j = c->job;
-    size_t whole, end, fields_end;
-    unsigned fields;
-    struct pst_buf out;
-    int rc = 0;
-
-    if (pst_buf_append(&c->hdr, p, n) < 0) {
-        /* Larger than RC_HEADER_MAX: sent as it is (logged). */
-        rc_log(c, LOG_LEVEL_WARN, "relay_header_unchanged", "qid", j->id,
-               "why", "header section too large");
-        c->hdr_done = 1;
-        rc = rc_feed_data(c, c->hdr.data, c->hdr.len, 0);
-        if (rc == 0)
-            rc = rc_feed_data(c, p, n, c->eof);
-        pst_buf_clear(&c->hdr);
-        return rc;
-    }
-    for (whole = c->hdr.len; whole > 0 && c->hdr.data[whole - 1] != '\n';)
-        whole--;
-    end = header_scan(c->hdr.data, whole, &fields);
-    if (end == whole && !c->eof)
-        return 1;
-    if (c->eof)
-        end = header_scan(c->hdr.data, c->hdr.len, &fields);
-    /* The fields alone, before the empty line that ends them. */
-    fields_end = end;
-    if (fields_end >= 2 && c->hdr.data[fields_end - 1] == '\n' &&
-        c->hdr.data[fields_end - 2] == '\r' &&
-        (fields_end == 2 || c->hdr.data[fields_end - 3] == '\n'))
-        fields_end -= 2;
-    pst_buf_init(&out, RC_HEADER_MAX * 2, 0);
-    if (fields_end == 0 && end == 0) {
-        /* No header section at all: the additions make one. */
-        rc = header_add_missing(0, j->add_date, j->add_msgid, &out);
-        if (rc == 0 && j->rewrite_from != NULL)
-            rc = pst_buf_printf(&out, "From: <%s>\r\n", j->rewrite_from);
-        if (rc == 0)
-            rc = pst_buf_append_str(&out, "\r\n");
-    } else {
-        if (j->rewrite_from != NULL)
-            rc = header_rewrite_sender(c->hdr.data, fields_end,
-                                       j->rewrite_from, &out);
-        else
-            rc = pst_buf_append(&out, c->hdr.data, fields_end);
-        if (rc == 0)
-            rc = header_add_missing(fields, j->add_date, j->add_msgid,
-                                    &out);
-    }
-    if (rc == 0)
-        rc = pst_buf_append(&out, c->hdr.data + fields_end,
-                            c->hdr.len - fields_end);
-    c->hdr_done = 1;
-    if (rc == 0)
-        rc = rc_feed_data(c, out.data, out.len, c->eof);
-    pst_buf_clear(&out);
-    pst_buf_clear(&c->hdr);
-    return rc < 0 ? -1 : 0;
-}
-
-static void
-on_file_read(uv_fs_t *req)
-{
-    struct relay_conn *c = req->data;
-    ssize_t n = req->result;
-    int rc;
-
-    uv_fs_req_cleanup(req);
-    c->reqs--;
-    if (c->state == RC_CLOSING) {
-        rc_close(c, c->end, c->end_code, c->end_reply); /* finish */
-        return;
-    }
-    if (n < 0) {
-        rc_log(c, LOG_LEVEL_WARN, "relay_read_failed", "qid", c->job->id,
-               "error", uv_strerror((int)n));
-        rc_close(c, RELAY_END_BROKEN, 0, "cannot read the queued message");
-        return;
-    }
-    c->eof = n == 0;
-    c->file_off += (uint64_t)n;
-    if (!c->hdr_done)
-        rc = rc_send_header(c, c->chunk, (size_t)n);
-    else
-        rc = rc_feed_data(c, c->chunk, (size_t)n, c->eof);
-    if (rc < 0) {
-        rc_close(c, RELAY_END_BROKEN, 0, "session refused the message data");
-        return;
-    }
-    if (c->eof) {
-        uv_fs_t close_req;
-
-        uv_fs_close(NULL, &close_req, c->fd, NULL); /* a read-only fd */
-        uv_fs_req_cleanup(&close_req);
-        c->fd = -1;
-        c->data_phase = 0;
-        rc_pump(c);
-        return;
-    }
-    if (c->write_queue < RC_WRITE_HIGH)
-        rc_read_file(c);
-}
-
-static void
-rc_read_file(struct relay_conn *c)
-{
-    uv_buf_t b = uv_buf_init((char *)c->chunk, sizeof(c->chunk));
-
-    c->fs.data = c;
-    if (uv_fs_read(c->loop, &c->fs, c->fd, &b, 1, (int64_t)c->file_off,
-                   on_file_read) < 0) {
-        rc_close(c, RELAY_END_BROKEN, 0, "cannot read the queued message");
-        return;
-    }
-    c->reqs++;
-}
-
-static void
-on_file_open(uv_fs_t *req)
-{
-    struct relay_conn *c = req->data;
-    ssize_t fd = req->result;
-
-    uv_fs_req_cleanup(req);
-    c->reqs--;
-    if (c->state == RC_CLOSING) {
-        if (fd >= 0) {
-            uv_fs_t close_req;
-
-            uv_fs_close(NULL, &close_req, (uv_file)fd, NULL);
-            uv_fs_req_cleanup(&close_req);
-        }
-        rc_close(c, c->end, c->end_code, c->end_reply);
-        return;
-    }
-    if (fd < 0) {
-        rc_log(c, LOG_LEVEL_WARN, "relay_read_failed", "qid", c->job->id,
-               "error", uv_strerror((int)fd));
-        rc_close(c, RELAY_END_BROKEN, 0, "cannot open the queued message");
-        return;
-    }
-    c->fd = (int)fd;
-    c->file_off = c->job->offset;
-    rc_read_file(c);
-}
-
-/* DATA was accepted (354): send the message from job->offset. */
-static void
-rc_start_data(struct relay_conn *c)
-{
-    c->data_phase = 1;
-    c->eof = 0;
-    c->hdr_done = 0;
-    pst_buf_init(&c->hdr, RC_HEADER_MAX, 0);
-    c->fs.data = c;
-    if (uv_fs_open(c->loop, &c->fs, c->job->path,
-                   O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, on_file_open) < 0) {
-        rc_close(c, RELAY_END_BROKEN, 0, "cannot open the queued message");
-        return;
-    }
-    c->reqs++;
 }
 
 /* --- The session ----------------------------------------------------- */
@@ -645,7 +385,7 @@ rc_on_event(struct relay_conn *c, const struct pst_smtp_client_event *ev)
     return 0;
 }
 
-static void
+void
 rc_pump(struct relay_conn *c)
 {
     struct pst_smtp_client_event ev;
@@ -998,7 +738,7 @@ on_timer_closed(uv_handle_t *h)
  * in flight, and by the socket's close callback: the memory goes when
  * nothing of libuv refers to it any more.
  */
-static void
+void
 rc_close(struct relay_conn *c, enum relay_conn_end end, unsigned code,
          const char *reply)
 {

@@ -133,8 +133,6 @@ struct conn_ctx {
 
 /* relay.c */
 int64_t relay_now(void);
-int64_t relay_backoff(const struct config *cfg, unsigned attempts);
-struct relay_rt *relay_rt_find(const struct relay_mgr *m, const char *name);
 struct relay_msg *relay_msg_find(const struct relay_mgr *m, const char *id);
 struct relay_work *relay_work_new(struct relay_mgr *m,
                                   enum relay_work_kind kind,
@@ -156,17 +154,32 @@ void relay_kick(struct relay_mgr *m);
  * Each may end at once (closed() unlinks it). */
 void relay_quit_idle(struct relay_mgr *m, const struct relay_rt *rt,
                      const struct conn_ctx *except);
-int relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
-                   uint64_t *wait_ms);
 void relay_msg_record(struct relay_mgr *m, struct relay_msg *msg,
                       struct pst_buf *lines);
+
+/* relay_rt.c: the relays at run time. */
+/* The relay called name, NULL when the configuration has none. */
+struct relay_rt *relay_rt_find(const struct relay_mgr *m, const char *name);
+/* Match the configuration's relays with the runtime ones (start and
+ * reload); each message's relay looked up again. */
+void relay_rt_sync(struct relay_mgr *m);
+/* rt and what it holds (the secret wiped); NULL is a no-op. */
+void relay_rt_free(struct relay_rt *rt);
+/* max_messages_per_minute: 1 when a token is there (taken if take),
+ * else 0 with *wait_ms until the next one. */
+int relay_rt_token(struct relay_mgr *m, struct relay_rt *rt, int take,
+                   uint64_t *wait_ms);
+/* retry_min doubling per attempt, up to retry_max (seconds). */
+int64_t relay_backoff(const struct config *cfg, unsigned attempts);
+/* The secret of a password file: its first line.  Returns 0, or -1
+ * with err set. */
+int relay_read_secret(const char *path, uint8_t **out, size_t *len,
+                      char *err, size_t n);
 
 /* relay_jobs.c: a connection for rt, with the access token of an oauth2
  * relay (else NULL).  Returns 0 or -1. */
 int relay_conn_open(struct relay_mgr *m, struct relay_rt *rt,
                     const char *token);
-int relay_read_secret(const char *path, uint8_t **out, size_t *len,
-                      char *err, size_t n);
 
 /* relay_token.c: OAuth 2.0 for auth = oauth2 */
 void relay_token_configure(struct relay_mgr *m, struct relay_rt *rt);
