@@ -30,6 +30,27 @@ fileio_write_all(int fd, const void *buf, size_t len)
 }
 
 int
+fileio_read_full(int fd, void *buf, size_t cap, size_t *got)
+{
+    uint8_t *p = buf;
+
+    *got = 0;
+    while (*got < cap) {
+        ssize_t n = read(fd, p + *got, cap - *got);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        *got += (size_t)n;
+    }
+    return 0;
+}
+
+int
 fileio_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

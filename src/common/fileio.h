@@ -16,6 +16,14 @@
 int fileio_write_all(int fd, const void *p, size_t len);
 
 /*
+ * read(2) from fd into buf ([out], cap bytes) until end of file or
+ * until buf is full, retrying on EINTR and short reads; *got ([out]) is
+ * the number of bytes read, also when a read fails.
+ * Returns: 0, or -1 with errno (a read error).
+ */
+int fileio_read_full(int fd, void *buf, size_t cap, size_t *got);
+
+/*
  * fsync the directory path ([in]) so that the entries made in it survive
  * a crash.  A filesystem that cannot sync directories (EINVAL) makes its
  * entries durable some other way or not at all: that is success.

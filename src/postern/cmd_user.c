@@ -27,6 +27,7 @@
 #include <postern/passwd.h>
 
 #include "cmd_cred.h"
+#include "fileio.h"
 
 /* Largest user file edited, in bytes. */
 #define USER_FILE_MAX ((size_t)256 << 20)
@@ -160,19 +161,10 @@ user_file_open(const char *path, int must_exist, struct user_file *uf)
         close(fd);
         return EX_OSERR;
     }
-    while (uf->len < cap) {
-        ssize_t r = read(fd, uf->data + uf->len, cap - uf->len);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            fprintf(stderr, "postern: %s: %s\n", path, strerror(errno));
-            close(fd);
-            return EX_IOERR;
-        }
-        if (r == 0)
-            break;
-        uf->len += (size_t)r;
+    if (fileio_read_full(fd, uf->data, cap, &uf->len) < 0) {
+        fprintf(stderr, "postern: %s: %s\n", path, strerror(errno));
+        close(fd);
+        return EX_IOERR;
     }
     close(fd);
     uf->data[uf->len] = '\0';

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "relay_int.h"
 #include "tls.h"
@@ -41,15 +42,8 @@ relay_read_secret(const char *path, uint8_t **out, size_t *len, char *err,
         snprintf(err, n, "%s: %s", path, strerror(errno));
         return -1;
     }
-    while (got < sizeof(buf)) {
-        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    /* A read error ends the secret there, as the end of the file does. */
+    (void)fileio_read_full(fd, buf, sizeof(buf), &got);
     close(fd);
     for (size_t i = 0; i < got; i++)
         if (buf[i] == '\n' || buf[i] == '\r') {

@@ -16,6 +16,7 @@
 #include <postern/rand.h>
 
 #include "deliver_maildir.h"
+#include "fileio.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -516,15 +517,8 @@ snapshot_secret_load(const struct snapshot *sc, int create, uint8_t **out,
                  (unsigned)(st.st_mode & 0777));
         return -1;
     }
-    while (got < sizeof(buf)) {
-        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    /* A read error ends the secret there (too short: refused below). */
+    (void)fileio_read_full(fd, buf, sizeof(buf), &got);
     close(fd);
     while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r' ||
                        buf[got - 1] == ' ' || buf[got - 1] == '\t'))
