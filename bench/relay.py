@@ -638,18 +638,7 @@ def main():
         return 0
     args.argv = sys.argv[1:]
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    args.build = os.path.abspath(args.build)
-    for b in ("src/posternd/posternd", "src/postern/postern"):
-        if not os.access(os.path.join(args.build, b), os.X_OK):
-            die("%s/%s missing: build first (meson setup %s && ninja -C %s)"
-                % (args.build, b, args.build, args.build), 64)
-    try:
-        with open(os.path.join(args.build, "meson-info",
-                               "intro-buildoptions.json")) as f:
-            args.buildtype = next(o["value"] for o in json.load(f)
-                                  if o["name"] == "buildtype")
-    except (OSError, StopIteration, ValueError):
-        args.buildtype = "?"
+    run.check_build(args)
     run.ensure_packages(not args.no_install, PACKAGES)
     if os.geteuid() != 0:
         die("run as root: Postfix, Dovecot and smtp-sink need it", 77)

@@ -1345,6 +1345,24 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def check_build(args):
+    """args.build made absolute, with posternd and postern built in it
+    (else exit 64); args.buildtype from meson's introspection ("?" when
+    unknown)."""
+    args.build = os.path.abspath(args.build)
+    for b in ("src/posternd/posternd", "src/postern/postern"):
+        if not os.access(os.path.join(args.build, b), os.X_OK):
+            die("%s/%s missing: build first (meson setup %s && ninja -C %s)"
+                % (args.build, b, args.build, args.build), 64)
+    try:
+        with open(os.path.join(args.build, "meson-info",
+                               "intro-buildoptions.json")) as f:
+            args.buildtype = next(o["value"] for o in json.load(f)
+                                  if o["name"] == "buildtype")
+    except (OSError, StopIteration, ValueError):
+        args.buildtype = "?"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build", nargs="?", default=os.path.join(ROOT, "build"),
@@ -1386,18 +1404,7 @@ def main():
         args.idle, args.idle_tls = 2000, 500
         args.callgrind_sessions, args.send_runs = 20, 10
     args.sweep = [int(c) for c in args.sweep.split(",")]
-    args.build = os.path.abspath(args.build)
-    for b in ("src/posternd/posternd", "src/postern/postern"):
-        if not os.access(os.path.join(args.build, b), os.X_OK):
-            die("%s/%s missing: build first (meson setup %s && ninja -C %s)"
-                % (args.build, b, args.build, args.build), 64)
-    try:
-        with open(os.path.join(args.build, "meson-info",
-                               "intro-buildoptions.json")) as f:
-            args.buildtype = next(o["value"] for o in json.load(f)
-                                  if o["name"] == "buildtype")
-    except (OSError, StopIteration, ValueError):
-        args.buildtype = "?"
+    check_build(args)
     # Without root: the exact apt-get command, if anything is missing.
     ensure_packages(not args.no_install)
     if os.geteuid() != 0:
